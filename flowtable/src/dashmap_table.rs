@@ -1,0 +1,207 @@
+//! The baseline flow table: two sharded DashMaps, one for exact rules and one for listen rules.
+//!
+//! Concurrency: every operation takes a per-shard reader-writer lock (DashMap's own spin-then-park
+//! lock). Lookups take shard read locks, so they run in parallel with each other, but a lookup waits
+//! while a writer holds the same shard, and every read lock is an atomic read-modify-write on the
+//! shard's lock word, which bounces that cache line between reading cores. Not lock-free; this is
+//! the reference the lock-free tables are measured against.
+//!
+//! Cost per looked-up key: one probe of the exact map; on a miss, up to two probes of the listen
+//! map. Each probe hashes its key again with the map's own hasher: DashMap's API cannot take the
+//! caller's precomputed [`FlowKey::hash`], so this baseline rehashes (the precomputed hash is used
+//! only for the multi-owner pick). The maps' hashers are ahash with per-table random seeds, so a
+//! remote peer that chooses ports cannot aim at one shard or bucket.
+//!
+//! Capacity: an atomic counter per rule kind is reserved (compare-and-swap against the capacity)
+//! while the shard write lock of the new key is held and released after a removal, so the number of
+//! rules never exceeds the capacity even with concurrent inserts into different shards. The counter
+//! may briefly read one higher than the map during a removal, never lower.
+//!
+//! `remove_owner` scans the whole table, write-locking one shard at a time: O(rules), meant for the
+//! rare exit or death of a stack thread, not for the data path.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use crate::key::{FlowKey, ListenKey, ThreadId};
+use crate::lookup::{Lookup, OwnerSet};
+use crate::table::{FlowTable, TableFull};
+
+/// Up to this many exact rules are allocated up front; beyond it the maps grow on demand. Growing
+/// rehashes a shard under its write lock (a reader stall), so the common sizes are preallocated,
+/// while a capacity of tens of millions does not reserve gigabytes before the first flow.
+const PREALLOCATED_RULES_LIMIT: usize = 1 << 20;
+
+/// Concurrent flow table over two DashMaps. See the module documentation for its locking and costs.
+pub struct DashMapTable {
+    exact: DashMap<FlowKey, ThreadId, ahash::RandomState>,
+    listen: DashMap<ListenKey, OwnerSet, ahash::RandomState>,
+    capacity: usize,
+    // Written by every rule change from any thread; padded away from the maps' headers, which
+    // every lookup reads.
+    exact_count: CachePadded<AtomicUsize>,
+    listen_count: CachePadded<AtomicUsize>,
+}
+
+impl DashMapTable {
+    /// The implementation's name in configuration and metrics.
+    pub const NAME: &'static str = "dashmap";
+
+    /// A table for at most `capacity` exact rules and at most `capacity` listen rules.
+    /// A capacity of 0 yields a table that refuses every rule.
+    pub fn with_capacity(capacity: usize) -> Self {
+        DashMapTable {
+            exact: DashMap::with_capacity_and_hasher(
+                capacity.min(PREALLOCATED_RULES_LIMIT),
+                ahash::RandomState::new(),
+            ),
+            listen: DashMap::with_hasher(ahash::RandomState::new()),
+            capacity,
+            exact_count: CachePadded::new(AtomicUsize::new(0)),
+            listen_count: CachePadded::new(AtomicUsize::new(0)),
+        }
+    }
+
+    #[inline]
+    fn lookup_one(&self, key: &FlowKey, hash: u64) -> Lookup {
+        if let Some(owner) = self.exact.get(key).map(|entry| *entry.value()) {
+            return Lookup::Exact(owner);
+        }
+        if let Some(owner) = self.pick_listener(&ListenKey::for_flow_ip(key), hash) {
+            return Lookup::Listen(owner);
+        }
+        if let Some(owner) = self.pick_listener(&ListenKey::for_flow_any(key), hash) {
+            return Lookup::ListenAny(owner);
+        }
+        Lookup::Miss
+    }
+
+    #[inline]
+    fn pick_listener(&self, rule: &ListenKey, hash: u64) -> Option<ThreadId> {
+        self.listen.get(rule).and_then(|owners| owners.pick(hash))
+    }
+
+    /// Takes one of `capacity` slots. Called with the shard write lock of the new rule held; the
+    /// counter only needs to be a correct count, not to order memory, hence `Relaxed`.
+    fn reserve_slot(&self, count: &AtomicUsize) -> Result<(), TableFull> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used < self.capacity).then_some(used + 1)
+            })
+            .map(drop)
+            .map_err(|_| TableFull {
+                capacity: self.capacity,
+            })
+    }
+}
+
+impl FlowTable for DashMapTable {
+    fn insert(&self, key: FlowKey, owner: ThreadId) -> Result<Option<ThreadId>, TableFull> {
+        match self.exact.entry(key) {
+            Entry::Occupied(mut existing) => Ok(Some(existing.insert(owner))),
+            Entry::Vacant(vacant) => {
+                self.reserve_slot(&self.exact_count)?;
+                vacant.insert(owner);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remove(&self, key: &FlowKey) -> Option<ThreadId> {
+        let (_, owner) = self.exact.remove(key)?;
+        self.exact_count.fetch_sub(1, Ordering::Relaxed);
+        Some(owner)
+    }
+
+    fn listen_add(&self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull> {
+        match self.listen.entry(rule) {
+            Entry::Occupied(mut existing) => {
+                existing.get_mut().insert(owner);
+            }
+            Entry::Vacant(vacant) => {
+                self.reserve_slot(&self.listen_count)?;
+                let mut owners = OwnerSet::new();
+                owners.insert(owner);
+                vacant.insert(owners);
+            }
+        }
+        Ok(())
+    }
+
+    fn listen_remove(&self, rule: &ListenKey, owner: ThreadId) -> bool {
+        let Entry::Occupied(mut existing) = self.listen.entry(*rule) else {
+            return false;
+        };
+        let was_owner = existing.get_mut().remove(owner);
+        // Removing under the same entry lock keeps the invariant that no rule has an empty set.
+        if existing.get().is_empty() {
+            existing.remove();
+            self.listen_count.fetch_sub(1, Ordering::Relaxed);
+        }
+        was_owner
+    }
+
+    fn remove_owner(&self, owner: ThreadId) -> usize {
+        let mut exact_removed = 0;
+        self.exact.retain(|_, rule_owner| {
+            let keep = *rule_owner != owner;
+            exact_removed += usize::from(!keep);
+            keep
+        });
+        self.exact_count.fetch_sub(exact_removed, Ordering::Relaxed);
+
+        let mut memberships_removed = 0;
+        let mut rules_emptied = 0;
+        self.listen.retain(|_, owners| {
+            memberships_removed += usize::from(owners.remove(owner));
+            let keep = !owners.is_empty();
+            rules_emptied += usize::from(!keep);
+            keep
+        });
+        self.listen_count
+            .fetch_sub(rules_emptied, Ordering::Relaxed);
+
+        exact_removed + memberships_removed
+    }
+
+    fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]) {
+        // zip stops at the shortest slice: mismatched lengths process the common prefix.
+        for ((key, &hash), slot) in keys.iter().zip(hashes).zip(out.iter_mut()) {
+            *slot = self.lookup_one(key, hash);
+        }
+    }
+
+    fn lookup(&self, key: &FlowKey) -> Lookup {
+        self.lookup_one(key, key.hash())
+    }
+
+    fn exact_len(&self) -> usize {
+        self.exact_count.load(Ordering::Relaxed)
+    }
+
+    fn listen_len(&self) -> usize {
+        self.listen_count.load(Ordering::Relaxed)
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+}
+
+impl fmt::Debug for DashMapTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DashMapTable")
+            .field("exact_len", &self.exact_len())
+            .field("listen_len", &self.listen_len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}

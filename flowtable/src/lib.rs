@@ -1,0 +1,26 @@
+//! Concurrent flow table of flowsteer: which stack thread owns a flow.
+//!
+//! Each stack thread, after its rx burst, parses the packets into [`FlowKey`]s, hashes each once with
+//! [`FlowKey::hash`], and asks the table for their owners with [`FlowTable::lookup_bulk`]. Packets
+//! owned by another thread are handed to that thread's software queue. Rules are added when a
+//! socket listens ([`FlowTable::listen_add`]) or a connection is set up ([`FlowTable::insert`]),
+//! deleted on close, and all rules of a thread go at once when it exits ([`FlowTable::remove_owner`]).
+//!
+//! Lookup order: exact 5-tuple → listen (local ip, port) → listen (any ip, port) → miss; a listen
+//! rule with several owners spreads new flows over them by the flow hash ([`pick_owner`]).
+//!
+//! Files: `key` (keys and the hash), `lookup` (results and the owner pick), `table` (the
+//! [`FlowTable`] trait and the implementation choice), `dashmap_table` (the baseline table).
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod dashmap_table;
+mod key;
+mod lookup;
+mod table;
+
+pub use dashmap_table::DashMapTable;
+pub use key::{FlowKey, ListenKey, Proto, ThreadId};
+pub use lookup::{pick_owner, Lookup, OwnerSet};
+pub use table::{new_table, FlowTable, TableFull, TableImpl};

@@ -1,0 +1,113 @@
+//! The concurrent flow table interface and the choice of implementation.
+//!
+//! Every stack thread looks up the table once per rx burst ([`FlowTable::lookup_bulk`]) while rules
+//! are added and removed from any thread (connect, accept, listen, close, thread exit). All methods
+//! take `&self`; readers and writers may run concurrently from any number of threads. What each
+//! implementation guarantees about blocking and progress is stated on the implementation.
+//!
+//! Capacity bounds the number of exact rules (and, separately, the number of distinct listen rules):
+//! a full table refuses new rules with [`TableFull`] instead of growing without bound under a flood
+//! of connections.
+
+use std::fmt;
+
+use crate::dashmap_table::DashMapTable;
+use crate::key::{FlowKey, ListenKey, ThreadId};
+use crate::lookup::Lookup;
+
+/// A rule could not be added because the table already holds `capacity` rules of that kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableFull {
+    /// The configured capacity that was reached.
+    pub capacity: usize,
+}
+
+impl fmt::Display for TableFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "flow table full: capacity of {} rules reached",
+            self.capacity
+        )
+    }
+}
+
+impl std::error::Error for TableFull {}
+
+/// Concurrent flow table. All methods take `&self`; readers and writers run from any thread at once.
+///
+/// A lookup returns, in this order: the owner of the exact 5-tuple rule, the owner of the listen
+/// rule on (local ip, local port), the owner of the listen rule on (any, local port), or a miss.
+pub trait FlowTable: Send + Sync {
+    /// Adds or replaces an exact rule; `Ok(previous owner)`. Replacing an existing key always
+    /// succeeds; adding a new key fails with [`TableFull`] when `capacity` exact rules exist.
+    fn insert(&self, key: FlowKey, owner: ThreadId) -> Result<Option<ThreadId>, TableFull>;
+
+    /// Removes an exact rule; returns its owner, `None` if there was no such rule.
+    fn remove(&self, key: &FlowKey) -> Option<ThreadId>;
+
+    /// Adds `owner` to the rule's owner set (idempotent). Fails with [`TableFull`] only when the rule
+    /// is new and `capacity` listen rules exist.
+    fn listen_add(&self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull>;
+
+    /// Removes `owner` from the rule's owner set; the rule goes when its set is empty.
+    /// Returns false if `owner` was not an owner of `rule`.
+    fn listen_remove(&self, rule: &ListenKey, owner: ThreadId) -> bool;
+
+    /// Removes every exact rule of `owner` and `owner` from every listen rule (listen rules left
+    /// without owners go). Returns how many entries went: exact rules removed plus listen rules
+    /// `owner` was removed from.
+    fn remove_owner(&self, owner: ThreadId) -> usize;
+
+    /// Looks up `keys` into `out`. `hashes[i]` must be `keys[i].hash()`, computed once by the caller.
+    /// The three slices should have the same length; if they do not, only the first
+    /// `min(keys.len(), hashes.len(), out.len())` entries are processed (never a panic) and the rest of
+    /// `out` is left untouched.
+    fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]);
+
+    /// Looks up one key; same semantics as [`FlowTable::lookup_bulk`].
+    fn lookup(&self, key: &FlowKey) -> Lookup {
+        let mut out = [Lookup::Miss];
+        self.lookup_bulk(std::slice::from_ref(key), &[key.hash()], &mut out);
+        out[0]
+    }
+
+    /// Number of exact rules.
+    fn exact_len(&self) -> usize;
+
+    /// Number of listen rules (each counted once, whatever its number of owners).
+    fn listen_len(&self) -> usize;
+
+    /// Maximum number of exact rules (and of listen rules).
+    fn capacity(&self) -> usize;
+
+    /// Short name of the implementation, as used in configuration and metrics (`"dashmap"`).
+    fn name(&self) -> &'static str;
+}
+
+/// The available flow table implementations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableImpl {
+    /// [`DashMapTable`]: sharded reader-writer locks; the baseline.
+    DashMap,
+}
+
+impl TableImpl {
+    /// Every implementation, for tests and benchmarks that cover them all.
+    pub const ALL: [TableImpl; 1] = [TableImpl::DashMap];
+
+    /// The implementation's name, identical to [`FlowTable::name`] of the table it builds.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableImpl::DashMap => DashMapTable::NAME,
+        }
+    }
+}
+
+/// Builds a table of the given kind holding at most `capacity` exact rules.
+/// Callers that share it between threads turn it into an `Arc` with `Arc::from(box)`.
+pub fn new_table(kind: TableImpl, capacity: usize) -> Box<dyn FlowTable> {
+    match kind {
+        TableImpl::DashMap => Box::new(DashMapTable::with_capacity(capacity)),
+    }
+}

@@ -1,0 +1,343 @@
+//! Single-threaded semantics of every table implementation: lookup order, listen rules, owner
+//! removal, capacity and bulk lookup edge cases.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use flowtable::{
+    new_table, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup, Proto, TableFull, TableImpl,
+};
+
+const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const OTHER_LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+
+fn client(i: u32) -> FlowKey {
+    FlowKey::v4(
+        Proto::Tcp,
+        LOCAL4,
+        8000,
+        Ipv4Addr::from(0x0a00_0000 | i),
+        (1024 + i % 60_000) as u16,
+    )
+}
+
+fn for_each_table(capacity: usize, check: impl Fn(&dyn FlowTable)) {
+    for kind in TableImpl::ALL {
+        let table = new_table(kind, capacity);
+        assert_eq!(table.name(), kind.name());
+        assert_eq!(table.capacity(), capacity);
+        check(table.as_ref());
+    }
+}
+
+#[test]
+fn lookup_order_exact_then_listen_ip_then_listen_any_then_miss() {
+    for_each_table(64, |table| {
+        let key = client(1);
+        let on_ip = ListenKey::on_ip(Proto::Tcp, IpAddr::V4(LOCAL4), 8000);
+        let any = ListenKey::any_ip(Proto::Tcp, 8000);
+        table.listen_add(any, 3).unwrap();
+        table.listen_add(on_ip, 2).unwrap();
+        assert_eq!(table.insert(key, 1), Ok(None));
+
+        assert_eq!(table.lookup(&key), Lookup::Exact(1));
+        assert_eq!(table.remove(&key), Some(1));
+        assert_eq!(table.lookup(&key), Lookup::Listen(2));
+        assert!(table.listen_remove(&on_ip, 2));
+        assert_eq!(table.lookup(&key), Lookup::ListenAny(3));
+        assert!(table.listen_remove(&any, 3));
+        assert_eq!(table.lookup(&key), Lookup::Miss);
+        assert_eq!((table.exact_len(), table.listen_len()), (0, 0));
+    });
+}
+
+#[test]
+fn listen_rules_match_only_their_protocol_address_and_family() {
+    for_each_table(64, |table| {
+        table
+            .listen_add(
+                ListenKey::on_ip(Proto::Tcp, IpAddr::V4(OTHER_LOCAL4), 8000),
+                1,
+            )
+            .unwrap();
+        table
+            .listen_add(
+                ListenKey::on_ip(Proto::Tcp, IpAddr::V6(LOCAL4.to_ipv6_mapped()), 8000),
+                2,
+            )
+            .unwrap();
+        table
+            .listen_add(ListenKey::any_ip(Proto::Udp, 8000), 3)
+            .unwrap();
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 8001), 4)
+            .unwrap();
+        // A TCP IPv4 flow to LOCAL4:8000 matches none of them.
+        assert_eq!(table.lookup(&client(7)), Lookup::Miss);
+
+        // The any-address rule serves both families.
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 5)
+            .unwrap();
+        let v6 = FlowKey::v6(
+            Proto::Tcp,
+            "2001:db8::1".parse::<Ipv6Addr>().unwrap(),
+            8000,
+            "2001:db8::99".parse::<Ipv6Addr>().unwrap(),
+            5000,
+        );
+        assert_eq!(table.lookup(&client(7)), Lookup::ListenAny(5));
+        assert_eq!(table.lookup(&v6), Lookup::ListenAny(5));
+        let mapped = FlowKey::v6(
+            Proto::Tcp,
+            LOCAL4.to_ipv6_mapped(),
+            8000,
+            "::ffff:10.0.0.7".parse::<Ipv6Addr>().unwrap(),
+            5000,
+        );
+        assert_eq!(table.lookup(&mapped), Lookup::Listen(2));
+    });
+}
+
+#[test]
+fn insert_replaces_and_reports_the_previous_owner() {
+    for_each_table(64, |table| {
+        let key = client(2);
+        assert_eq!(table.insert(key, 4), Ok(None));
+        assert_eq!(table.insert(key, 4), Ok(Some(4)));
+        assert_eq!(table.insert(key, 9), Ok(Some(4)));
+        assert_eq!(table.lookup(&key), Lookup::Exact(9));
+        assert_eq!(table.exact_len(), 1);
+        assert_eq!(table.remove(&key), Some(9));
+        assert_eq!(table.remove(&key), None);
+        assert_eq!(table.exact_len(), 0);
+    });
+}
+
+#[test]
+fn listen_add_is_idempotent_and_the_last_owner_removes_the_rule() {
+    for_each_table(64, |table| {
+        let rule = ListenKey::any_ip(Proto::Udp, 53);
+        table.listen_add(rule, 1).unwrap();
+        table.listen_add(rule, 1).unwrap();
+        table.listen_add(rule, 2).unwrap();
+        assert_eq!(table.listen_len(), 1);
+
+        assert!(!table.listen_remove(&rule, 7), "7 never owned the rule");
+        assert!(table.listen_remove(&rule, 1));
+        assert!(!table.listen_remove(&rule, 1), "1 was already removed");
+        assert_eq!(table.listen_len(), 1);
+        let flow = FlowKey::v4(Proto::Udp, LOCAL4, 53, Ipv4Addr::new(10, 0, 0, 1), 3333);
+        assert_eq!(table.lookup(&flow), Lookup::ListenAny(2));
+
+        assert!(table.listen_remove(&rule, 2));
+        assert_eq!(table.listen_len(), 0);
+        assert_eq!(table.lookup(&flow), Lookup::Miss);
+        assert!(!table.listen_remove(&rule, 2), "the rule is gone");
+        // The rule can come back afterwards.
+        table.listen_add(rule, 3).unwrap();
+        assert_eq!(table.lookup(&flow), Lookup::ListenAny(3));
+    });
+}
+
+#[test]
+fn multi_owner_listen_rule_spreads_new_flows_and_keeps_each_flow_on_one_owner() {
+    for_each_table(64, |table| {
+        let rule = ListenKey::on_ip(Proto::Tcp, IpAddr::V4(LOCAL4), 8000);
+        for owner in [3, 1, 0, 2] {
+            table.listen_add(rule, owner).unwrap();
+        }
+        let keys: Vec<FlowKey> = (0..10_000).map(client).collect();
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+        let mut first = vec![Lookup::Miss; keys.len()];
+        let mut second = vec![Lookup::Miss; keys.len()];
+        table.lookup_bulk(&keys, &hashes, &mut first);
+        table.lookup_bulk(&keys, &hashes, &mut second);
+        assert_eq!(first, second);
+
+        let mut counts = [0u32; 4];
+        for result in &first {
+            match result {
+                Lookup::Listen(owner) => counts[usize::from(*owner)] += 1,
+                other => panic!("expected a listen match, got {other:?}"),
+            }
+        }
+        for (owner, count) in counts.iter().enumerate() {
+            assert!(
+                (2_000..=3_000).contains(count),
+                "owner {owner}: {count} of 10000 ({counts:?})"
+            );
+        }
+    });
+}
+
+#[test]
+fn remove_owner_counts_exact_rules_and_listen_memberships() {
+    for_each_table(64, |table| {
+        for i in 0..3 {
+            table.insert(client(i), 1).unwrap();
+        }
+        for i in 3..5 {
+            table.insert(client(i), 2).unwrap();
+        }
+        let shared = ListenKey::any_ip(Proto::Tcp, 8000);
+        let solo = ListenKey::any_ip(Proto::Tcp, 9000);
+        let others = ListenKey::any_ip(Proto::Udp, 8000);
+        table.listen_add(shared, 1).unwrap();
+        table.listen_add(shared, 2).unwrap();
+        table.listen_add(solo, 1).unwrap();
+        table.listen_add(others, 2).unwrap();
+
+        // 3 exact rules + memberships in `shared` and `solo`.
+        assert_eq!(table.remove_owner(1), 5);
+        assert_eq!(table.exact_len(), 2);
+        assert_eq!(table.listen_len(), 2, "`solo` lost its only owner");
+        for i in 0..3 {
+            assert_eq!(table.lookup(&client(i)), Lookup::ListenAny(2));
+        }
+        for i in 3..5 {
+            assert_eq!(table.lookup(&client(i)), Lookup::Exact(2));
+        }
+        assert!(!table.listen_remove(&solo, 1));
+        assert_eq!(table.remove_owner(1), 0, "nothing of owner 1 is left");
+        assert_eq!(table.remove_owner(2), 4);
+        assert_eq!((table.exact_len(), table.listen_len()), (0, 0));
+    });
+}
+
+#[test]
+fn full_table_refuses_new_keys_but_replaces_existing_ones() {
+    for_each_table(3, |table| {
+        for i in 0..3 {
+            assert_eq!(table.insert(client(i), 1), Ok(None));
+        }
+        let full = table.insert(client(3), 1).unwrap_err();
+        assert_eq!(full, TableFull { capacity: 3 });
+        assert_eq!(
+            full.to_string(),
+            "flow table full: capacity of 3 rules reached"
+        );
+        assert_eq!(table.lookup(&client(3)), Lookup::Miss);
+        assert_eq!(table.exact_len(), 3);
+
+        assert_eq!(
+            table.insert(client(0), 2),
+            Ok(Some(1)),
+            "replacing at capacity"
+        );
+        assert_eq!(table.lookup(&client(0)), Lookup::Exact(2));
+        assert_eq!(table.exact_len(), 3);
+
+        assert_eq!(table.remove(&client(1)), Some(1));
+        assert_eq!(
+            table.insert(client(3), 1),
+            Ok(None),
+            "room again after a removal"
+        );
+        assert_eq!(table.remove_owner(1), 2);
+        assert_eq!(table.insert(client(4), 1), Ok(None));
+        assert_eq!(table.insert(client(5), 1), Ok(None));
+        assert!(table.insert(client(6), 1).is_err());
+    });
+}
+
+#[test]
+fn full_table_refuses_new_listen_rules_but_accepts_more_owners() {
+    for_each_table(2, |table| {
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 0)
+            .unwrap();
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 2), 0)
+            .unwrap();
+        assert_eq!(
+            table.listen_add(ListenKey::any_ip(Proto::Tcp, 3), 0),
+            Err(TableFull { capacity: 2 })
+        );
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 1)
+            .unwrap();
+        assert_eq!(table.listen_len(), 2);
+        assert!(table.listen_remove(&ListenKey::any_ip(Proto::Tcp, 2), 0));
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 3), 0)
+            .unwrap();
+    });
+}
+
+#[test]
+fn zero_capacity_table_refuses_every_rule() {
+    for_each_table(0, |table| {
+        assert_eq!(table.insert(client(0), 0), Err(TableFull { capacity: 0 }));
+        assert!(table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 0)
+            .is_err());
+        assert_eq!(table.lookup(&client(0)), Lookup::Miss);
+    });
+}
+
+#[test]
+fn lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
+    for_each_table(64, |table| {
+        let keys: Vec<FlowKey> = (0..8).map(client).collect();
+        for key in &keys {
+            table.insert(*key, 6).unwrap();
+        }
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+
+        let mut out = vec![Lookup::Listen(99); 8];
+        table.lookup_bulk(&keys[..5], &hashes, &mut out);
+        assert_eq!(&out[..5], &[Lookup::Exact(6); 5]);
+        assert_eq!(&out[5..], &[Lookup::Listen(99); 3]);
+
+        let mut out = vec![Lookup::Listen(99); 8];
+        table.lookup_bulk(&keys, &hashes[..2], &mut out);
+        assert_eq!(&out[..2], &[Lookup::Exact(6); 2]);
+        assert_eq!(&out[2..], &[Lookup::Listen(99); 6]);
+
+        let mut out = vec![Lookup::Listen(99); 3];
+        table.lookup_bulk(&keys, &hashes, &mut out);
+        assert_eq!(out, vec![Lookup::Exact(6); 3]);
+
+        table.lookup_bulk(&[], &hashes, &mut out);
+        table.lookup_bulk(&keys, &hashes, &mut []);
+        assert_eq!(out, vec![Lookup::Exact(6); 3]);
+    });
+}
+
+#[test]
+fn lookup_agrees_with_lookup_bulk() {
+    for_each_table(64, |table| {
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 1)
+            .unwrap();
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 2)
+            .unwrap();
+        table.insert(client(0), 3).unwrap();
+        let keys: Vec<FlowKey> = (0..100).map(client).collect();
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+        let mut out = vec![Lookup::Miss; keys.len()];
+        table.lookup_bulk(&keys, &hashes, &mut out);
+        for (key, result) in keys.iter().zip(&out) {
+            assert_eq!(table.lookup(key), *result);
+        }
+        assert_eq!(out[0], Lookup::Exact(3));
+    });
+}
+
+#[test]
+fn dashmap_table_is_shareable_and_named() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<DashMapTable>();
+    let table = DashMapTable::with_capacity(10);
+    assert_eq!(table.name(), "dashmap");
+    assert_eq!(TableImpl::DashMap.name(), "dashmap");
+    table.insert(client(0), 1).unwrap();
+    assert_eq!(
+        format!("{table:?}"),
+        "DashMapTable { exact_len: 1, listen_len: 0, capacity: 10 }"
+    );
+    let shared: std::sync::Arc<dyn FlowTable> =
+        std::sync::Arc::from(new_table(TableImpl::DashMap, 4));
+    assert_eq!(shared.capacity(), 4);
+}

@@ -1,0 +1,55 @@
+//! Bounded multi-producer single-consumer (MPSC) packet rings with burst enqueue and dequeue.
+//!
+//! Every stack thread owns one ring: the consumer end, drained once per loop with
+//! [`Consumer::dequeue_burst`]. Every other thread holds a [`Producer`] clone and, after its rx
+//! burst and flow lookup, pushes each group of packets it does not own with one
+//! [`Producer::enqueue_burst`]. Elements are owned packet handles, moved in and out, never copied.
+//!
+//! # Modes
+//!
+//! - Producers: multi-producer, "variable" bursts (DPDK `RTE_RING_QUEUE_VARIABLE`): a burst
+//!   enqueues as many elements as fit and hands the rest back in the caller's `Vec`, never
+//!   blocking and never waiting for room. A full ring is the caller's decision to drop and count.
+//! - Consumer: single-consumer, enforced by types: one [`Consumer`] per ring, not `Clone`, not
+//!   `Sync`, dequeue through `&mut self`.
+//! - Kinds ([`RingKind`]): [`RingKind::Crossbeam`] is `crossbeam_queue::ArrayQueue` driven one
+//!   element at a time; a burst is not atomic (it may be accepted in part and may interleave
+//!   with other producers' bursts). A ring that claims a whole burst with one CAS is meant to be
+//!   another kind behind the same handles.
+//!
+//! # Costs
+//!
+//! | operation | [`RingKind::Crossbeam`] |
+//! |---|---|
+//! | `enqueue_burst` of n | n CAS on the shared tail (retried under contention) + n release stores |
+//! | `dequeue_burst` of n | n uncontended CAS on the head + n release stores |
+//! | `len` / `is_empty` | 3 / 2 sequentially consistent loads of shared indices |
+//! | `ring` | one allocation of `capacity` slots; none afterwards |
+//!
+//! # Invariants
+//!
+//! - `0 <= len() <= capacity()` at every observation, from any thread.
+//! - Every element a producer enqueued is either dequeued exactly once or dropped exactly once
+//!   when the last handle of the ring is dropped; a rejected element is returned, never dropped.
+//! - Per-producer FIFO: elements one producer enqueued come out in the order it enqueued them.
+//!   Elements of different producers have no order guarantee beyond the ring's linearization.
+//! - The accepted part of a burst is always a prefix of it; the remainder keeps its order.
+//! - Progress is lock-free, not wait-free: a producer preempted after claiming a slot but before
+//!   publishing it holds back the consumer at that slot until it runs again (the same window as
+//!   an `rte_ring` multi-producer tail update).
+//! - The ring lives as long as any handle. Enqueueing after the consumer is gone succeeds while
+//!   room remains; those elements are dropped with the last producer.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+// Every kind so far is safe code; a lock-free kind opts in for its own module only.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod crossbeam_ring;
+mod error;
+mod kind;
+mod ring;
+
+pub use error::CapacityError;
+pub use kind::{RingKind, MAX_CAPACITY};
+pub use ring::{ring, Consumer, Producer};

@@ -1,0 +1,245 @@
+//! The shared ring and its two kinds of handle: [`Producer`] (many) and [`Consumer`] (one).
+//!
+//! Both handles hold an `Arc` of the same [`RingImpl`]; the ring and every element still in it are
+//! dropped when the last handle goes, whichever side that is. Single-consumer is enforced by the
+//! type system rather than by a runtime check: [`ring`] returns exactly one `Consumer`, which is
+//! neither `Clone` nor `Sync`, and dequeuing needs `&mut Consumer`.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::{crossbeam_ring, CapacityError, RingKind};
+
+/// The ring behind the handles, one variant per [`RingKind`].
+///
+/// Every operation is one `match` here, so adding a kind means one new variant, one arm per
+/// method below and one backend module.
+enum RingImpl<T> {
+    Crossbeam(ArrayQueue<T>),
+}
+
+impl<T> RingImpl<T> {
+    fn new(capacity: usize, kind: RingKind) -> Result<Self, CapacityError> {
+        let max = kind.max_capacity::<T>();
+        if capacity == 0 || capacity > max {
+            return Err(CapacityError::new(capacity, max, kind));
+        }
+        Ok(match kind {
+            RingKind::Crossbeam => RingImpl::Crossbeam(ArrayQueue::new(capacity)),
+        })
+    }
+
+    fn kind(&self) -> RingKind {
+        match self {
+            RingImpl::Crossbeam(_) => RingKind::Crossbeam,
+        }
+    }
+
+    fn enqueue_burst(&self, items: &mut Vec<T>) -> usize {
+        match self {
+            RingImpl::Crossbeam(queue) => crossbeam_ring::enqueue_burst(queue, items),
+        }
+    }
+
+    /// Only [`Consumer::dequeue_burst`] calls this, which makes the caller the single consumer.
+    fn dequeue_burst(&self, out: &mut Vec<T>, max: usize) -> usize {
+        match self {
+            RingImpl::Crossbeam(queue) => crossbeam_ring::dequeue_burst(queue, out, max),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RingImpl::Crossbeam(queue) => queue.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            RingImpl::Crossbeam(queue) => queue.is_empty(),
+        }
+    }
+
+    fn capacity(&self) -> usize {
+        match self {
+            RingImpl::Crossbeam(queue) => queue.capacity(),
+        }
+    }
+}
+
+/// Builds one bounded ring holding at most `capacity` elements.
+///
+/// `T` is an owned packet handle: elements are moved in and out, never copied or cloned. Returns
+/// the producer side (clone it for every producing thread) and the one consumer side.
+///
+/// Errors with [`CapacityError`] when `capacity` is 0 or above
+/// [`RingKind::max_capacity`]`::<T>()`. Allocates the whole ring up front; nothing allocates
+/// afterwards.
+///
+/// ```
+/// use flowsteer_mpsc::{ring, RingKind};
+///
+/// let (producer, mut consumer) = ring::<Box<u32>>(4, RingKind::Crossbeam)?;
+/// let mut burst: Vec<Box<u32>> = (0..6).map(Box::new).collect();
+/// assert_eq!(producer.enqueue_burst(&mut burst), 4);
+/// // What did not fit stays with the caller, in order, to be freed and counted.
+/// assert_eq!(burst, vec![Box::new(4), Box::new(5)]);
+///
+/// let mut received = Vec::new();
+/// assert_eq!(consumer.dequeue_burst(&mut received, 32), 4);
+/// assert_eq!(received, (0..4).map(Box::new).collect::<Vec<_>>());
+/// # Ok::<(), flowsteer_mpsc::CapacityError>(())
+/// ```
+pub fn ring<T: Send>(
+    capacity: usize,
+    kind: RingKind,
+) -> Result<(Producer<T>, Consumer<T>), CapacityError> {
+    let shared = Arc::new(RingImpl::new(capacity, kind)?);
+    let producer = Producer {
+        ring: Arc::clone(&shared),
+    };
+    let consumer = Consumer {
+        ring: shared,
+        not_sync: PhantomData,
+    };
+    Ok((producer, consumer))
+}
+
+/// The enqueue side of a ring: `Clone + Send + Sync`, any number of producer threads.
+///
+/// Concurrency: any number of threads may call [`enqueue_burst`](Producer::enqueue_burst) on
+/// clones of (or references to) the same producer at once.
+pub struct Producer<T> {
+    ring: Arc<RingImpl<T>>,
+}
+
+impl<T> Clone for Producer<T> {
+    // Derive would demand `T: Clone`; only the handle is cloned, never an element.
+    fn clone(&self) -> Self {
+        Producer {
+            ring: Arc::clone(&self.ring),
+        }
+    }
+}
+
+impl<T: Send> Producer<T> {
+    /// Moves the longest prefix of `items` that fits into the ring, removing it from `items`, and
+    /// returns its length. What did not fit stays in `items`, in its original order, for the
+    /// caller to free and count (or to retry later). Never blocks, never waits for room.
+    ///
+    /// Atomicity depends on the kind. With [`RingKind::Crossbeam`] a burst is not atomic: it may
+    /// be accepted in part when the ring fills meanwhile, and its elements may interleave with
+    /// other producers' elements. Elements of one producer keep their FIFO order: a producer's
+    /// accepted elements are dequeued in the order it enqueued them.
+    ///
+    /// Cost ([`RingKind::Crossbeam`]): one CAS on the shared tail per accepted element, retried
+    /// under contention, plus two in-place reversals of `items`; no allocation.
+    pub fn enqueue_burst(&self, items: &mut Vec<T>) -> usize {
+        self.ring.enqueue_burst(items)
+    }
+
+    /// Elements in the ring at some instant during the call; never above
+    /// [`capacity`](Producer::capacity). Stale as soon as it returns while others run.
+    ///
+    /// Cost: reads both shared indices (three sequentially consistent loads for
+    /// [`RingKind::Crossbeam`]): a statistic, not something to call per packet.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring was empty at some instant during the call.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The fixed number of elements the ring can hold.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The implementation behind this ring.
+    pub fn kind(&self) -> RingKind {
+        self.ring.kind()
+    }
+}
+
+impl<T> fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Producer")
+            .field("kind", &self.ring.kind())
+            .field("capacity", &self.ring.capacity())
+            .field("len", &self.ring.len())
+            .finish()
+    }
+}
+
+/// The dequeue side of a ring: `Send`, not `Clone`, not `Sync`; exactly one exists per ring.
+///
+/// ```compile_fail
+/// use flowsteer_mpsc::{ring, RingKind};
+/// let (_producer, consumer) = ring::<u32>(8, RingKind::Crossbeam).unwrap();
+/// let _second = consumer.clone(); // a second consumer cannot exist
+/// ```
+///
+/// ```compile_fail
+/// use flowsteer_mpsc::Consumer;
+/// fn shared_between_threads<S: Sync>() {}
+/// shared_between_threads::<Consumer<u32>>();
+/// ```
+pub struct Consumer<T> {
+    ring: Arc<RingImpl<T>>,
+    // `Cell` is Send but not Sync: it keeps `&Consumer` on one thread so that a later kind may
+    // cache consumer-side state (a local head index) in plain, non-atomic fields.
+    not_sync: PhantomData<Cell<()>>,
+}
+
+impl<T: Send> Consumer<T> {
+    /// Appends up to `max` elements to `out`, oldest first, and returns how many. Returns 0 when
+    /// the ring is empty or `max` is 0. Elements of each producer come out in the order that
+    /// producer enqueued them.
+    ///
+    /// Cost ([`RingKind::Crossbeam`]): one uncontended CAS on the head per element. `out` grows
+    /// only if its spare capacity is below the number taken; keep one `Vec` with capacity `max`
+    /// per thread to make this allocation-free.
+    ///
+    /// May spin briefly, then yield, when a producer has claimed the next slot but not yet
+    /// published it (it was preempted mid-enqueue); it never waits for a producer to start one.
+    pub fn dequeue_burst(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        self.ring.dequeue_burst(out, max)
+    }
+
+    /// Elements in the ring at some instant during the call; never above
+    /// [`capacity`](Consumer::capacity). Only grows while the consumer is not dequeuing.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring was empty at some instant during the call.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The fixed number of elements the ring can hold.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The implementation behind this ring.
+    pub fn kind(&self) -> RingKind {
+        self.ring.kind()
+    }
+}
+
+impl<T> fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("kind", &self.ring.kind())
+            .field("capacity", &self.ring.capacity())
+            .field("len", &self.ring.len())
+            .finish()
+    }
+}
