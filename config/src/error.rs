@@ -1,0 +1,158 @@
+//! Configuration errors: every problem found, each naming where it is, what was found and what
+//! is allowed.
+//!
+//! Validation does not stop at the first problem: a user fixing a file should see all of them
+//! at once. Errors are plain data (`Send + Sync + Clone`).
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// One thing wrong with a configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// The text is not valid TOML; nothing else was checked.
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column (in characters) of the error.
+        column: usize,
+        /// The parser's description.
+        reason: String,
+    },
+    /// A key that is unknown, has a value of the wrong type, or breaks a rule.
+    Key {
+        /// The key, `section.key` (or `section.key[i]` for an element of an array).
+        path: String,
+        /// What is wrong, ending in `got <value>` where a value is involved.
+        message: String,
+    },
+}
+
+impl Problem {
+    /// The key path of a [`Problem::Key`].
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Problem::Key { path, .. } => Some(path),
+            Problem::Read { .. } | Problem::Syntax { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::Read { file, reason } => {
+                write!(f, "{}: cannot read: {reason}", file.display())
+            }
+            Problem::Syntax {
+                line,
+                column,
+                reason,
+            } => write!(
+                f,
+                "TOML syntax error at line {line}, column {column}: {reason}"
+            ),
+            Problem::Key { path, message } => write!(f, "{path}: {message}"),
+        }
+    }
+}
+
+/// Every problem of a configuration; never empty. `Display` prints one problem per line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    problems: Vec<Problem>,
+}
+
+impl ConfigError {
+    /// The problems in the order found: section by section in reference order, then the rules
+    /// between keys.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    pub(crate) fn single(problem: Problem) -> Self {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Collects key problems and remembers which keys hold a value that was rejected, so that rules
+/// between keys are not checked against a value the user did not write (a rejected key holds its
+/// default) or against a value already reported.
+#[derive(Debug, Default)]
+pub(crate) struct Collector {
+    problems: Vec<Problem>,
+    rejected: Vec<String>,
+}
+
+impl Collector {
+    /// Records a problem at `path` and marks `path` as rejected.
+    pub(crate) fn reject(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.rejected.push(path.clone());
+        self.problems.push(Problem::Key {
+            path,
+            message: message.into(),
+        });
+    }
+
+    /// Records a problem that leaves the key's value usable (an unknown key).
+    pub(crate) fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem::Key {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// True when a problem was recorded at `path`, inside it (`path[2]`) or around it.
+    pub(crate) fn is_rejected(&self, path: &str) -> bool {
+        self.rejected
+            .iter()
+            .any(|r| nested_or_equal(r, path) || nested_or_equal(path, r))
+    }
+
+    /// True when any of `paths` [is rejected](Self::is_rejected).
+    pub(crate) fn any_rejected(&self, paths: &[&str]) -> bool {
+        paths.iter().any(|p| self.is_rejected(p))
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// `inner` is `outer` or a key or element below it.
+fn nested_or_equal(inner: &str, outer: &str) -> bool {
+    match inner.strip_prefix(outer) {
+        Some(rest) => rest.is_empty() || rest.starts_with('.') || rest.starts_with('['),
+        None => false,
+    }
+}

@@ -1,0 +1,157 @@
+//! TOML text to [`Config`], collecting every unknown key and every value of the wrong type.
+//!
+//! serde stops at the first error and words it without the key path, so the document is first
+//! parsed into a generic TOML table (syntax errors stop here, with line and column), then each
+//! known key is deserialized on its own into its section struct: a failure is reported at that
+//! key's path in the schema's words and the key keeps its default. Cost: one small
+//! deserialization per key present, once at start-up.
+
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+use crate::error::{Collector, ConfigError, Problem};
+use crate::schema::{self, path_segment, SectionSpec};
+use crate::validate;
+use crate::Config;
+
+/// Parses and validates `text`.
+pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
+    let root: Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::single(syntax_problem(text, &e)))?;
+
+    let mut out = Collector::default();
+    let config = Config {
+        engine: section(&root, &schema::ENGINE, &mut out),
+        pool: section(&root, &schema::POOL, &mut out),
+        flowtable: section(&root, &schema::FLOWTABLE, &mut out),
+        swq: section(&root, &schema::SWQ, &mut out),
+        port: section(&root, &schema::PORT, &mut out),
+        traffic: section(&root, &schema::TRAFFIC, &mut out),
+        metrics: section(&root, &schema::METRICS, &mut out),
+    };
+    let sections = schema::section_names();
+    for key in root.keys() {
+        if !sections.contains(&key.as_str()) {
+            out.report(
+                path_segment(key),
+                format!("unknown section (expected one of: {})", sections.join(", ")),
+            );
+        }
+    }
+    validate::check(&config, &mut out);
+    out.into_result().map(|()| config)
+}
+
+/// Reads one section: each known key alone (so one bad key cannot hide another), then all the
+/// accepted keys together.
+fn section<T: DeserializeOwned + Default>(
+    root: &Table,
+    spec: &SectionSpec,
+    out: &mut Collector,
+) -> T {
+    let Some(value) = root.get(spec.name) else {
+        return T::default();
+    };
+    let Some(table) = value.as_table() else {
+        out.reject(
+            spec.name,
+            format!(
+                "must be a table of keys ({}), got {}",
+                spec.key_names().join(", "),
+                render(value)
+            ),
+        );
+        return T::default();
+    };
+
+    let mut accepted = Table::new();
+    for key in spec.keys {
+        let Some(value) = table.get(key.name) else {
+            continue;
+        };
+        let mut alone = Table::new();
+        alone.insert(key.name.to_owned(), value.clone());
+        match alone.try_into::<T>() {
+            Ok(_) => {
+                accepted.insert(key.name.to_owned(), value.clone());
+            }
+            Err(_) => out.reject(
+                format!("{}.{}", spec.name, key.name),
+                format!("must be {}, got {}", key.allowed.describe(), render(value)),
+            ),
+        }
+    }
+    for name in table.keys() {
+        if spec.key(name).is_none() {
+            out.report(
+                format!("{}.{}", spec.name, path_segment(name)),
+                unknown_key(&spec.key_names()),
+            );
+        }
+    }
+
+    // Keys that deserialize one by one deserialize together; should that ever break, the
+    // section keeps its defaults and says so rather than panicking.
+    accepted.try_into::<T>().unwrap_or_else(|e| {
+        out.reject(spec.name, e.message().to_owned());
+        T::default()
+    })
+}
+
+fn unknown_key(allowed: &[&str]) -> String {
+    format!("unknown key (expected one of: {})", allowed.join(", "))
+}
+
+/// A TOML value as it would be written in the file.
+pub(crate) fn render(value: &Value) -> String {
+    value.to_string()
+}
+
+fn syntax_problem(text: &str, error: &toml::de::Error) -> Problem {
+    let (line, column) = error
+        .span()
+        .map_or((1, 1), |span| line_and_column(text, span.start));
+    let reason = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Problem::Syntax {
+        line,
+        column,
+        reason,
+    }
+}
+
+/// 1-based line and character column of byte `offset` in `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |nl| nl + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_and_column;
+
+    #[test]
+    fn line_and_column_counts_characters_from_one() {
+        let text = "a = 1\nbé = x\n";
+        assert_eq!(line_and_column(text, 0), (1, 1));
+        assert_eq!(line_and_column(text, 6), (2, 1));
+        // 'é' is two bytes but one column.
+        assert_eq!(line_and_column(text, 11), (2, 5));
+        assert_eq!(line_and_column(text, 1000), (3, 1));
+    }
+}

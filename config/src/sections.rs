@@ -1,0 +1,263 @@
+//! The configuration sections, one struct per TOML table, with their defaults.
+//!
+//! Every struct is `#[serde(deny_unknown_fields, default)]`: a missing key takes its default, an
+//! unknown key is an error. Field order here is the order of the keys in the reference, in
+//! [`Config::to_toml_string`](crate::Config::to_toml_string) and in error messages.
+//!
+//! The limits quoted in the field docs are enforced by [`Config::validate`](crate::Config::validate),
+//! not by the types: a struct built in code may hold anything until it is validated.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    Balance, Distribution, Driver, Idle, Mac, MissPolicy, Profile, Rate, RingImpl, RssKey,
+    TableImpl,
+};
+
+/// `[engine]`: the stack threads and their loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// Stack threads, 1..=64. Thread i owns NIC queue i when i < `port.queues`.
+    pub threads: u16,
+    /// Core to pin thread i to; empty = no pinning, else one distinct core (0..=1023) per thread.
+    pub cores: Vec<u16>,
+    /// How packets reach their owner.
+    pub balance: Balance,
+    /// What software balancing does with a packet no rule matches.
+    pub miss: MissPolicy,
+    /// Packets per rx burst, 1..=256.
+    pub burst: u16,
+    /// Packets dequeued from the thread's own software queue per loop, 1..=`swq.size`.
+    pub drain_limit: u32,
+    /// What a thread does after an iteration with no work.
+    pub idle: Idle,
+    /// Sleep per idle iteration when `idle = "sleep"`, microseconds, 1..=100000.
+    pub idle_sleep_us: u32,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine {
+            threads: 2,
+            cores: Vec::new(),
+            balance: Balance::Software,
+            miss: MissPolicy::Local,
+            burst: 32,
+            drain_limit: 64,
+            idle: Idle::Spin,
+            idle_sleep_us: 50,
+        }
+    }
+}
+
+/// `[pool]`: the packet buffer pool shared by all threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Packet buffers in total, 1024..=4194304, and at least
+    /// [`Config::min_pool_buffers`](crate::Config::min_pool_buffers).
+    pub buffers: u32,
+    /// Bytes per buffer, 128..=9216, at least `traffic.packet_size`.
+    pub data_room: u16,
+    /// Buffers each thread caches privately, 0..=1024.
+    pub cache: u32,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            buffers: 16384,
+            data_room: 2048,
+            cache: 256,
+        }
+    }
+}
+
+/// `[flowtable]`: the concurrent flow table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowTableCfg {
+    /// Exact (5-tuple) rules the table holds, 1..=67108864.
+    pub capacity: usize,
+    /// The implementation.
+    pub implementation: TableImpl,
+}
+
+impl Default for FlowTableCfg {
+    fn default() -> Self {
+        FlowTableCfg {
+            capacity: 1 << 20,
+            implementation: TableImpl::DashMap,
+        }
+    }
+}
+
+/// `[swq]`: the per-thread MPSC software queues.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Swq {
+    /// Packets one queue holds, a power of two 2..=1048576.
+    pub size: usize,
+    /// The ring implementation.
+    pub ring: RingImpl,
+}
+
+impl Default for Swq {
+    fn default() -> Self {
+        Swq {
+            size: 1024,
+            ring: RingImpl::Crossbeam,
+        }
+    }
+}
+
+/// `[port]`: the NIC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Port {
+    /// The backend.
+    pub driver: Driver,
+    /// Receive/transmit queue pairs, 1..=`engine.threads`.
+    pub queues: u16,
+    /// The Toeplitz key of (software) RSS.
+    pub rss_key: RssKey,
+    /// RSS redirection table entries, a power of two 1..=4096, at least `queues`.
+    pub reta_size: usize,
+    /// Frames one uveth queue ring holds, a power of two 2..=1048576.
+    pub ring_size: usize,
+    /// The port's unicast MAC address.
+    pub mac: Mac,
+    /// The port's IPv4 address (unicast).
+    pub ipv4: Ipv4Addr,
+    /// The port's IPv6 address (unicast).
+    pub ipv6: Ipv6Addr,
+}
+
+impl Default for Port {
+    fn default() -> Self {
+        Port {
+            driver: Driver::Uveth,
+            queues: 2,
+            rss_key: RssKey::Microsoft,
+            reta_size: 128,
+            ring_size: 1024,
+            mac: Mac::default(),
+            ipv4: Ipv4Addr::new(198, 18, 0, 1),
+            ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+        }
+    }
+}
+
+/// `[traffic]`: the built-in traffic generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Traffic {
+    /// The shape of the traffic.
+    pub profile: Profile,
+    /// Concurrent flows, 1..=16777216.
+    pub flows: u32,
+    /// Ethernet frame bytes without FCS, 60..=1514, at least
+    /// [`Traffic::min_packet_size`](crate::Traffic::min_packet_size).
+    pub packet_size: u16,
+    /// Share of IPv6 flows, 0.0..=1.0.
+    pub ipv6_share: f64,
+    /// Share of UDP flows, 0.0..=1.0.
+    pub udp_share: f64,
+    /// How packets are spread over the flows.
+    pub distribution: Distribution,
+    /// Zipf exponent when `distribution = "zipf"`, > 0.0 and <= 10.0.
+    pub zipf_s: f64,
+    /// Packets per second over all queues, or as fast as possible.
+    pub rate: Rate,
+    /// Flows set up and torn down per second (churn profile), 1..=10000000.
+    pub churn_rate: u32,
+    /// Packets per flow before it is torn down (churn profile); 0 = derived from `churn_rate`.
+    pub flow_packets: u32,
+    /// First listen port: thread i listens on `port_base + i`, which must stay <= 65535.
+    pub port_base: u16,
+    /// Seed of the generator's pseudo-random choices, 0..=9223372036854775807 (a TOML integer).
+    pub seed: u64,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Traffic {
+            profile: Profile::Listeners,
+            flows: 1024,
+            packet_size: 70,
+            ipv6_share: 0.0,
+            udp_share: 0.0,
+            distribution: Distribution::Uniform,
+            zipf_s: 1.1,
+            rate: Rate::Max,
+            churn_rate: 1000,
+            flow_packets: 0,
+            port_base: 8000,
+            seed: 1,
+        }
+    }
+}
+
+/// Bytes of the stamp the traffic generator writes at the start of every frame's payload (the
+/// owning thread and flow bookkeeping the receiving side verifies).
+pub const GENERATOR_STAMP_BYTES: u16 = 16;
+
+/// The smallest Ethernet frame without FCS.
+pub const MIN_ETHERNET_FRAME: u16 = 60;
+
+const ETHERNET_HEADER: u16 = 14;
+
+/// The header sizes of the largest frame a traffic mix produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LargestHeaders {
+    pub ip: (&'static str, u16),
+    pub l4: (&'static str, u16),
+}
+
+impl Traffic {
+    /// The smallest `packet_size` that holds the largest headers of this mix plus the generator's
+    /// stamp: 14 Ethernet + (40 IPv6 if `ipv6_share > 0`, else 20 IPv4) + (20 TCP if
+    /// `udp_share < 1`, else 8 UDP) + [`GENERATOR_STAMP_BYTES`], and never below 60.
+    pub fn min_packet_size(&self) -> u16 {
+        let headers = self.largest_headers();
+        (ETHERNET_HEADER + headers.ip.1 + headers.l4.1 + GENERATOR_STAMP_BYTES)
+            .max(MIN_ETHERNET_FRAME)
+    }
+
+    pub(crate) fn largest_headers(&self) -> LargestHeaders {
+        LargestHeaders {
+            ip: if self.ipv6_share > 0.0 {
+                ("IPv6", 40)
+            } else {
+                ("IPv4", 20)
+            },
+            l4: if self.udp_share < 1.0 {
+                ("TCP", 20)
+            } else {
+                ("UDP", 8)
+            },
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Serve `http://<listen>/metrics`.
+    pub enabled: bool,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}

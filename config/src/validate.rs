@@ -1,0 +1,400 @@
+//! The rules a configuration must follow: the range of every key, then the rules between keys.
+//!
+//! Every rule is checked and every broken rule reported, in reference order, so a user sees all
+//! problems at once. A rule between keys is skipped when one of its keys was already rejected
+//! (its value is then a default the user did not write, or a value already reported), and a
+//! broken rule between keys rejects the key it blames, so later rules do not pile onto it.
+//!
+//! Messages read `key.path: must be <allowed>, got <value>`; a rule between keys names the other
+//! key with its value in parentheses: `port.queues: must be <= engine.threads (2), got 3`.
+//! Cost: a few comparisons per key, once at start-up; no allocation unless a rule is broken.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::error::Collector;
+use crate::parse::render;
+use crate::sections::{Engine, FlowTableCfg, Pool, Port, Swq, Traffic};
+use crate::types::{Profile, Rate};
+use crate::Config;
+
+const MAX_THREADS: u16 = 64;
+const MAX_CORE: u16 = 1023;
+const MAX_BURST: u16 = 256;
+const MAX_IDLE_SLEEP_US: u32 = 100_000;
+const MIN_POOL_BUFFERS: u32 = 1024;
+const MAX_POOL_BUFFERS: u32 = 4_194_304;
+const MIN_DATA_ROOM: u16 = 128;
+const MAX_DATA_ROOM: u16 = 9216;
+const MAX_POOL_CACHE: u32 = 1024;
+const MAX_TABLE_CAPACITY: usize = 1 << 26;
+const MAX_RING: usize = 1 << 20;
+const MAX_RETA: usize = 4096;
+const MAX_FLOWS: u32 = 1 << 24;
+const MAX_PACKET_SIZE: u16 = 1514;
+const MAX_ZIPF_S: f64 = 10.0;
+const MAX_RATE: u64 = 1_000_000_000;
+const MAX_CHURN_RATE: u32 = 10_000_000;
+/// TOML integers are signed 64-bit: a larger seed could not be written back.
+const MAX_SEED: u64 = i64::MAX as u64;
+const MAX_PORT: u32 = 65535;
+
+/// Checks every rule of `config`, adding each broken one to `out`.
+pub(crate) fn check(config: &Config, out: &mut Collector) {
+    check_engine(&config.engine, out);
+    check_pool(&config.pool, out);
+    check_flowtable(&config.flowtable, out);
+    check_swq(&config.swq, out);
+    check_port(&config.port, out);
+    check_traffic(&config.traffic, out);
+    // [metrics]: any socket address is valid, port 0 included (the system picks a free port,
+    // which tests use to run in parallel).
+    check_between_keys(config, out);
+}
+
+fn check_engine(engine: &Engine, out: &mut Collector) {
+    in_range(out, "engine.threads", engine.threads, 1, MAX_THREADS);
+    let mut first_use: HashMap<u16, usize> = HashMap::new();
+    for (i, &core) in engine.cores.iter().enumerate() {
+        let path = format!("engine.cores[{i}]");
+        if core > MAX_CORE {
+            out.reject(path, format!("must be 0..={MAX_CORE}, got {core}"));
+        } else if let Some(first) = first_use.get(&core) {
+            out.reject(
+                path,
+                format!("must differ from engine.cores[{first}] ({core}), got {core}"),
+            );
+        } else {
+            first_use.insert(core, i);
+        }
+    }
+    in_range(out, "engine.burst", engine.burst, 1, MAX_BURST);
+    // The upper bound, swq.size, is a rule between keys.
+    in_range(
+        out,
+        "engine.drain_limit",
+        engine.drain_limit,
+        1,
+        MAX_RING as u32,
+    );
+    in_range(
+        out,
+        "engine.idle_sleep_us",
+        engine.idle_sleep_us,
+        1,
+        MAX_IDLE_SLEEP_US,
+    );
+}
+
+fn check_pool(pool: &Pool, out: &mut Collector) {
+    in_range(
+        out,
+        "pool.buffers",
+        pool.buffers,
+        MIN_POOL_BUFFERS,
+        MAX_POOL_BUFFERS,
+    );
+    in_range(
+        out,
+        "pool.data_room",
+        pool.data_room,
+        MIN_DATA_ROOM,
+        MAX_DATA_ROOM,
+    );
+    in_range(out, "pool.cache", pool.cache, 0, MAX_POOL_CACHE);
+}
+
+fn check_flowtable(flowtable: &FlowTableCfg, out: &mut Collector) {
+    in_range(
+        out,
+        "flowtable.capacity",
+        flowtable.capacity,
+        1,
+        MAX_TABLE_CAPACITY,
+    );
+}
+
+fn check_swq(swq: &Swq, out: &mut Collector) {
+    power_of_two(out, "swq.size", swq.size, 2, MAX_RING);
+}
+
+fn check_port(port: &Port, out: &mut Collector) {
+    // The upper bound, engine.threads, is a rule between keys.
+    in_range(out, "port.queues", port.queues, 1, MAX_THREADS);
+    power_of_two(out, "port.reta_size", port.reta_size, 1, MAX_RETA);
+    power_of_two(out, "port.ring_size", port.ring_size, 2, MAX_RING);
+    let mac = port.mac;
+    if mac.is_multicast() || mac.0 == [0; 6] {
+        out.reject(
+            "port.mac",
+            format!(
+                "must be a unicast MAC address (not all zero, low bit of the first byte clear), \
+                 got \"{mac}\""
+            ),
+        );
+    }
+    if !is_unicast_v4(port.ipv4) {
+        out.reject(
+            "port.ipv4",
+            format!(
+                "must be a unicast IPv4 address (not unspecified, broadcast or multicast), \
+                 got \"{}\"",
+                port.ipv4
+            ),
+        );
+    }
+    if !is_unicast_v6(port.ipv6) {
+        out.reject(
+            "port.ipv6",
+            format!(
+                "must be a unicast IPv6 address (not unspecified or multicast), got \"{}\"",
+                port.ipv6
+            ),
+        );
+    }
+}
+
+fn check_traffic(traffic: &Traffic, out: &mut Collector) {
+    in_range(out, "traffic.flows", traffic.flows, 1, MAX_FLOWS);
+    // The lower bound grows with the traffic mix: a rule between keys.
+    in_range(
+        out,
+        "traffic.packet_size",
+        traffic.packet_size,
+        crate::sections::MIN_ETHERNET_FRAME,
+        MAX_PACKET_SIZE,
+    );
+    share(out, "traffic.ipv6_share", traffic.ipv6_share);
+    share(out, "traffic.udp_share", traffic.udp_share);
+    // Written so that NaN fails too.
+    if !(traffic.zipf_s > 0.0 && traffic.zipf_s <= MAX_ZIPF_S) {
+        out.reject(
+            "traffic.zipf_s",
+            format!("must be > 0.0 and <= 10.0, got {}", float(traffic.zipf_s)),
+        );
+    }
+    if let Rate::Pps(pps) = traffic.rate {
+        if !(1..=MAX_RATE).contains(&pps) {
+            out.reject(
+                "traffic.rate",
+                format!("must be \"max\" or 1..={MAX_RATE}, got {pps}"),
+            );
+        }
+    }
+    in_range(
+        out,
+        "traffic.churn_rate",
+        traffic.churn_rate,
+        1,
+        MAX_CHURN_RATE,
+    );
+    // The upper bound, 65536 - engine.threads, is a rule between keys.
+    in_range(out, "traffic.port_base", traffic.port_base, 1, u16::MAX);
+    in_range(out, "traffic.seed", traffic.seed, 0, MAX_SEED);
+}
+
+fn check_between_keys(config: &Config, out: &mut Collector) {
+    let Config {
+        engine,
+        pool,
+        swq,
+        port,
+        traffic,
+        ..
+    } = config;
+
+    if !out.any_rejected(&["port.queues", "engine.threads"]) && port.queues > engine.threads {
+        out.reject(
+            "port.queues",
+            format!(
+                "must be <= engine.threads ({}), got {}",
+                engine.threads, port.queues
+            ),
+        );
+    }
+
+    if traffic.profile == Profile::FewerQueues
+        && !out.any_rejected(&["port.queues", "engine.threads", "traffic.profile"])
+        && port.queues >= engine.threads
+    {
+        out.reject(
+            "port.queues",
+            format!(
+                "must be < engine.threads ({}) for traffic.profile \"{}\", got {}",
+                engine.threads, traffic.profile, port.queues
+            ),
+        );
+    }
+
+    if !engine.cores.is_empty()
+        && !out.any_rejected(&["engine.threads", "engine.cores"])
+        && engine.cores.len() != usize::from(engine.threads)
+    {
+        let cores: Vec<String> = engine.cores.iter().map(u16::to_string).collect();
+        out.reject(
+            "engine.cores",
+            format!(
+                "must be empty or hold engine.threads ({}) cores, got [{}]",
+                engine.threads,
+                cores.join(", ")
+            ),
+        );
+    }
+
+    if !out.any_rejected(&["engine.drain_limit", "swq.size"])
+        && usize::try_from(engine.drain_limit).map_or(true, |limit| limit > swq.size)
+    {
+        out.reject(
+            "engine.drain_limit",
+            format!(
+                "must be <= swq.size ({}), got {}",
+                swq.size, engine.drain_limit
+            ),
+        );
+    }
+
+    if !out.any_rejected(&[
+        "traffic.packet_size",
+        "traffic.ipv6_share",
+        "traffic.udp_share",
+    ]) {
+        let minimum = traffic.min_packet_size();
+        if traffic.packet_size < minimum {
+            let headers = traffic.largest_headers();
+            out.reject(
+                "traffic.packet_size",
+                format!(
+                    "must be >= {minimum} (Ethernet 14 + {} {} (traffic.ipv6_share {}) + {} {} \
+                     (traffic.udp_share {}) + generator stamp {}), got {}",
+                    headers.ip.0,
+                    headers.ip.1,
+                    float(traffic.ipv6_share),
+                    headers.l4.0,
+                    headers.l4.1,
+                    float(traffic.udp_share),
+                    crate::sections::GENERATOR_STAMP_BYTES,
+                    traffic.packet_size
+                ),
+            );
+        }
+    }
+
+    if !out.any_rejected(&["pool.data_room", "traffic.packet_size"])
+        && pool.data_room < traffic.packet_size
+    {
+        out.reject(
+            "pool.data_room",
+            format!(
+                "must be >= traffic.packet_size ({}), got {}",
+                traffic.packet_size, pool.data_room
+            ),
+        );
+    }
+
+    if !out.any_rejected(&["traffic.port_base", "engine.threads"]) {
+        let last_port =
+            (u32::from(traffic.port_base) + u32::from(engine.threads)).saturating_sub(1);
+        if last_port > MAX_PORT {
+            out.reject(
+                "traffic.port_base",
+                format!(
+                    "must be <= {} (thread i listens on port_base + i, engine.threads ({})), got {}",
+                    (MAX_PORT + 1).saturating_sub(u32::from(engine.threads)),
+                    engine.threads,
+                    traffic.port_base
+                ),
+            );
+        }
+    }
+
+    if !out.any_rejected(&["port.reta_size", "port.queues"])
+        && port.reta_size < usize::from(port.queues)
+    {
+        out.reject(
+            "port.reta_size",
+            format!(
+                "must be >= port.queues ({}), got {}",
+                port.queues, port.reta_size
+            ),
+        );
+    }
+
+    let sizing_keys = [
+        "pool.buffers",
+        "pool.cache",
+        "engine.threads",
+        "engine.burst",
+        "engine.drain_limit",
+        "swq.size",
+        "port.queues",
+        "port.ring_size",
+    ];
+    if !out.any_rejected(&sizing_keys) {
+        let minimum = config.min_pool_buffers();
+        if u64::from(pool.buffers) < minimum {
+            let hint = if minimum > u64::from(MAX_POOL_BUFFERS) {
+                format!(
+                    "; that is more than the largest pool ({MAX_POOL_BUFFERS}): lower swq.size, \
+                     port.ring_size, pool.cache or engine.threads"
+                )
+            } else {
+                String::new()
+            };
+            out.reject(
+                "pool.buffers",
+                format!(
+                    "must be >= {minimum} for this configuration: engine.threads ({}) * \
+                     (pool.cache ({}) + swq.size ({}) + 2 * engine.burst ({}) + \
+                     engine.drain_limit ({})) + 2 * port.queues ({}) * port.ring_size ({}){hint}, \
+                     got {}",
+                    engine.threads,
+                    pool.cache,
+                    swq.size,
+                    engine.burst,
+                    engine.drain_limit,
+                    port.queues,
+                    port.ring_size,
+                    pool.buffers
+                ),
+            );
+        }
+    }
+}
+
+/// `lo..=hi`, reported as `must be lo..=hi, got value`.
+fn in_range<T: PartialOrd + Display>(out: &mut Collector, path: &str, value: T, lo: T, hi: T) {
+    if value < lo || value > hi {
+        out.reject(path, format!("must be {lo}..={hi}, got {value}"));
+    }
+}
+
+/// A power of two in `lo..=hi` (both powers of two themselves).
+fn power_of_two(out: &mut Collector, path: &str, value: usize, lo: usize, hi: usize) {
+    if !value.is_power_of_two() || value < lo || value > hi {
+        out.reject(
+            path,
+            format!("must be a power of two {lo}..={hi}, got {value}"),
+        );
+    }
+}
+
+/// A fraction `0.0..=1.0`; NaN is not one.
+fn share(out: &mut Collector, path: &str, value: f64) {
+    if !(0.0..=1.0).contains(&value) {
+        out.reject(path, format!("must be 0.0..=1.0, got {}", float(value)));
+    }
+}
+
+/// A float as TOML spells it (`1.0`, `nan`, `inf`), so the message shows what the file says.
+fn float(value: f64) -> String {
+    render(&toml::Value::Float(value))
+}
+
+fn is_unicast_v4(ip: Ipv4Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
+}
+
+fn is_unicast_v6(ip: Ipv6Addr) -> bool {
+    !(ip.is_unspecified() || ip.is_multicast())
+}
