@@ -1,0 +1,250 @@
+//! Packet buffer pool: fixed-size buffers in one allocation, a lock-free global free list and
+//! per-thread caches (the DPDK `rte_mempool` with its per-lcore cache).
+//!
+//! # Layout
+//!
+//! One zeroed, cache-line aligned allocation holds every buffer. Slot `i` starts at
+//! `i × stride`; its first cache line is the header (length, receive hash, index, data room) and
+//! the data room follows, rounded up to whole cache lines, so no two buffers share a line and
+//! writing one never slows a core reading its neighbour. A [`PktBuf`] is a pointer to its slot.
+//!
+//! # Ownership and concurrency
+//!
+//! - Every buffer is in exactly one place: the global free list (a bounded lock-free MPMC queue
+//!   of indices), the local stack of one [`PoolCache`], or one [`PktBuf`] handle. The free list
+//!   hands each index to one owner, handles are never cloned, and freeing moves the handle: no
+//!   buffer has two owners and none can be freed twice.
+//! - A [`PoolCache`] belongs to one thread (`Send`, not `Sync`, `&mut self` methods). Its fast
+//!   path touches only its own stack and one counter written only by itself: no shared atomic
+//!   read-modify-write per buffer. When empty it takes half its size from the free list in one
+//!   go; when full it returns half. `alloc` may fail while other caches hold free buffers, as
+//!   with `rte_mempool`: size pools for `threads × cache size` of slack.
+//! - A buffer freed to a cache of another pool is detected by an address range check and counted
+//!   in [`PacketPool::foreign_frees`]; it is not taken in, so its own pool shows it as in use.
+//!   No undefined behaviour and no panic, in debug and release alike: a non-zero count is a bug
+//!   the engine's conservation check reports.
+//! - Dropping the last `Arc` of a pool with buffers still out leaks the buffer memory instead of
+//!   freeing it, so a stray handle never points to freed memory.
+//!
+//! # Costs
+//!
+//! | operation | cost |
+//! |---|---|
+//! | [`PoolCache::alloc`] / [`PoolCache::free`] from/to the cache | a `Vec` pop/push, one header line write, one relaxed store |
+//! | refill / flush of `size / 2` buffers | `size / 2` pops/pushes on the lock-free free list |
+//! | [`PacketPool::available`] | a mutex over the cache registry + one load per cache; not for the data path |
+//! | [`PacketPool::new`] | one allocation, one write per buffer header, one free-list push per buffer |
+
+mod buf;
+mod cache;
+mod error;
+
+pub use buf::PktBuf;
+pub use cache::PoolCache;
+pub use error::PoolError;
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+
+use buf::{SlotHeader, HEADER_BYTES};
+
+/// A cache's count of buffers it holds; written only by the owning cache, read by
+/// [`PacketPool::available`].
+type CachedCount = Arc<CachePadded<AtomicU32>>;
+
+/// A pool of `capacity` fixed-size packet buffers, shared as `Arc<PacketPool>` by every thread.
+///
+/// Threads allocate and free through their own [`PoolCache`] (see [`PacketPool::cache`]). See the
+/// module documentation for the layout, the ownership rules and the costs.
+pub struct PacketPool {
+    base: NonNull<u8>,
+    layout: Layout,
+    stride: usize,
+    buffers: u32,
+    data_room: u16,
+    free: ArrayQueue<u32>,
+    caches: Mutex<Vec<CachedCount>>,
+    foreign_frees: AtomicU64,
+}
+
+// SAFETY: the pool itself touches slot memory only in `new`, before it is shared; afterwards slots
+// are reached only through `PktBuf` handles (unique owners) or by a cache that popped the slot's
+// index from the free list (the unique owner of that index). All other fields are `Sync`.
+unsafe impl Send for PacketPool {}
+// SAFETY: see `Send`: shared access never touches slot memory.
+unsafe impl Sync for PacketPool {}
+
+impl PacketPool {
+    /// A pool of `buffers` buffers of `data_room` bytes each, all free.
+    ///
+    /// Errors: no buffers, no data room, or a size the address space or allocator refuses. The
+    /// memory is allocated and every header written here: O(buffers), once.
+    pub fn new(buffers: u32, data_room: u16) -> Result<Arc<PacketPool>, PoolError> {
+        if buffers == 0 {
+            return Err(PoolError::ZeroBuffers);
+        }
+        if data_room == 0 {
+            return Err(PoolError::ZeroDataRoom);
+        }
+        let too_large = PoolError::TooLarge { buffers, data_room };
+        let stride = HEADER_BYTES + (data_room as usize).next_multiple_of(HEADER_BYTES);
+        let bytes = stride
+            .checked_mul(buffers as usize)
+            .ok_or_else(|| too_large.clone())?;
+        let layout = Layout::from_size_align(bytes, HEADER_BYTES).map_err(|_| too_large)?;
+        // SAFETY: `layout` has a non-zero size (buffers >= 1, stride >= 64).
+        let raw = unsafe { alloc::alloc_zeroed(layout) };
+        let base = NonNull::new(raw).ok_or(PoolError::OutOfMemory { bytes })?;
+        let free = ArrayQueue::new(buffers as usize);
+        for index in 0..buffers {
+            // SAFETY: slot `index` lies inside the allocation (index < buffers), is aligned to
+            // 64 bytes (base and stride are), and nothing else refers to it yet.
+            unsafe {
+                base.as_ptr()
+                    .add(index as usize * stride)
+                    .cast::<SlotHeader>()
+                    .write(SlotHeader {
+                        len: 0,
+                        rss_hash: 0,
+                        index,
+                        data_room: data_room as u32,
+                    });
+            }
+            // The queue holds exactly `buffers` indices, each pushed once.
+            let pushed = free.push(index);
+            debug_assert!(pushed.is_ok(), "free list sized for every buffer");
+        }
+        Ok(Arc::new(PacketPool {
+            base,
+            layout,
+            stride,
+            buffers,
+            data_room,
+            free,
+            caches: Mutex::new(Vec::new()),
+            foreign_frees: AtomicU64::new(0),
+        }))
+    }
+
+    /// Total number of buffers.
+    pub fn capacity(&self) -> u32 {
+        self.buffers
+    }
+
+    /// Free buffers: those on the global free list plus those in every cache.
+    ///
+    /// Exact when no thread is inside a cache operation during the call (in particular once all
+    /// caches are dropped, and in tests between phases). While caches work concurrently, each
+    /// refill or flush in flight can make it off by at most that many buffers, either way.
+    pub fn available(&self) -> u32 {
+        let caches = self.registry();
+        let cached: u64 = caches
+            .iter()
+            .map(|count| u64::from(count.load(Ordering::Relaxed)))
+            .sum();
+        let total = self.free.len() as u64 + cached;
+        total.min(u64::from(self.buffers)) as u32
+    }
+
+    /// Buffers held by handles (and by foreign-free leaks): `capacity - available`.
+    pub fn in_use(&self) -> u32 {
+        self.buffers - self.available()
+    }
+
+    /// Bytes of data room per buffer.
+    pub fn data_room(&self) -> u16 {
+        self.data_room
+    }
+
+    /// Buffers of this pool that were freed to a cache of another pool (see the module
+    /// documentation). Always 0 in a correct program.
+    pub fn foreign_frees(&self) -> u64 {
+        self.foreign_frees.load(Ordering::Relaxed)
+    }
+
+    /// A cache for one thread holding up to `size` buffers (clamped to the capacity; 0 means
+    /// every alloc and free goes to the global free list).
+    ///
+    /// Registers the cache for [`available`](Self::available) under a mutex: call it at thread
+    /// start, not per packet.
+    pub fn cache(self: &Arc<Self>, size: u32) -> PoolCache {
+        let count: CachedCount = Arc::new(CachePadded::new(AtomicU32::new(0)));
+        self.registry().push(Arc::clone(&count));
+        PoolCache::new(Arc::clone(self), size.min(self.buffers), count)
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Vec<CachedCount>> {
+        // The registry is a list of counters; a panic elsewhere cannot leave it inconsistent.
+        self.caches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn unregister(&self, count: &CachedCount) {
+        self.registry().retain(|c| !Arc::ptr_eq(c, count));
+    }
+
+    /// Whether `buf` is a slot of this pool. Only compares addresses: a foreign handle is never
+    /// dereferenced here.
+    fn owns(&self, buf: &PktBuf) -> bool {
+        let start = self.base.as_ptr() as usize;
+        buf.header_addr()
+            .checked_sub(start)
+            .is_some_and(|offset| offset < self.layout.size())
+    }
+
+    /// The handle for `index`, just popped from the free list by the caller.
+    ///
+    /// # Safety
+    ///
+    /// `index < capacity`, and the caller is the index's only owner (it came off the free list
+    /// and no handle for it exists).
+    unsafe fn slot(&self, index: u32) -> PktBuf {
+        debug_assert!(index < self.buffers);
+        // SAFETY: index < buffers keeps the offset inside the allocation; the result is non-null
+        // and 64-byte aligned like the base.
+        let header = unsafe {
+            NonNull::new_unchecked(self.base.as_ptr().add(index as usize * self.stride))
+                .cast::<SlotHeader>()
+        };
+        // SAFETY: the caller owns the index, so this is the only handle.
+        let mut buf = unsafe { PktBuf::from_slot(header) };
+        buf.reset();
+        buf
+    }
+
+    /// Returns `index` to the global free list.
+    fn release(&self, index: u32) {
+        // Each index is owned once and the queue has room for all of them: cannot be full.
+        let pushed = self.free.push(index);
+        debug_assert!(pushed.is_ok(), "free list sized for every buffer");
+    }
+}
+
+impl Drop for PacketPool {
+    fn drop(&mut self) {
+        // No cache exists (each holds an Arc), so the free list is the whole count. Buffers still
+        // out keep pointing into the allocation: leak it rather than leave them dangling.
+        if self.free.len() == self.buffers as usize {
+            // SAFETY: allocated in `new` with this layout, freed once, no handle refers to it.
+            unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
+        }
+    }
+}
+
+impl fmt::Debug for PacketPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketPool")
+            .field("capacity", &self.buffers)
+            .field("data_room", &self.data_room)
+            .field("available", &self.available())
+            .field("foreign_frees", &self.foreign_frees())
+            .finish()
+    }
+}

@@ -1,0 +1,202 @@
+//! Property tests of `nic::wire`: the classifier never panics, whatever the bytes, and agrees
+//! with `dissect`; built frames round-trip; patching a payload incrementally gives the same bytes
+//! as building the patched frame from scratch.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use flowsteer_nic::wire::{
+    build_frame, classify, dissect, layout_of, Classified, FiveTuple, FrameSpec, ParseError,
+    IP_PROTO_TCP, IP_PROTO_UDP,
+};
+use proptest::prelude::*;
+
+fn arb_tuple() -> impl Strategy<Value = FiveTuple> {
+    let proto = prop_oneof![Just(IP_PROTO_TCP), Just(IP_PROTO_UDP)];
+    let v4 = (
+        proto.clone(),
+        any::<[u8; 4]>(),
+        any::<u16>(),
+        any::<[u8; 4]>(),
+        any::<u16>(),
+    )
+        .prop_map(|(proto, src, sport, dst, dport)| {
+            FiveTuple::v4(
+                proto,
+                Ipv4Addr::from(src),
+                sport,
+                Ipv4Addr::from(dst),
+                dport,
+            )
+        });
+    let v6 = (
+        proto,
+        any::<[u8; 16]>(),
+        any::<u16>(),
+        any::<[u8; 16]>(),
+        any::<u16>(),
+    )
+        .prop_map(|(proto, src, sport, dst, dport)| {
+            FiveTuple::v6(
+                proto,
+                Ipv6Addr::from(src),
+                sport,
+                Ipv6Addr::from(dst),
+                dport,
+            )
+        });
+    prop_oneof![v4, v6]
+}
+
+/// Everything needed to build one frame (the spec borrows its payload).
+#[derive(Clone, Debug)]
+struct FrameInput {
+    tuple: FiveTuple,
+    vlan: Option<u16>,
+    tcp_flags: u8,
+    payload: Vec<u8>,
+}
+
+impl FrameInput {
+    fn spec(&self) -> FrameSpec<'_> {
+        FrameSpec {
+            src_mac: [0x02, 0, 0, 0, 0, 0x0a],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x0b],
+            vlan: self.vlan,
+            tuple: self.tuple,
+            tcp_flags: self.tcp_flags,
+            payload: &self.payload,
+        }
+    }
+
+    fn build(&self) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        let len = build_frame(&mut buf, &self.spec()).expect("inputs are buildable");
+        buf.truncate(len);
+        buf
+    }
+}
+
+fn arb_frame_input(max_payload: usize) -> impl Strategy<Value = FrameInput> {
+    (
+        arb_tuple(),
+        proptest::option::of(0u16..=0x0fff),
+        any::<u8>(),
+        proptest::collection::vec(any::<u8>(), 0..max_payload),
+    )
+        .prop_map(|(tuple, vlan, tcp_flags, payload)| FrameInput {
+            tuple,
+            vlan,
+            tcp_flags,
+            payload,
+        })
+}
+
+/// The invariants any classification must keep, valid input or not.
+fn check_classification(frame: &[u8]) -> Result<(), TestCaseError> {
+    let classified = classify(frame);
+    let dissected = dissect(frame);
+    prop_assert_eq!(classified, dissected.map(|d| d.classified));
+    match classified {
+        Ok(Classified::Flow {
+            tuple,
+            payload_offset,
+            tcp_flags,
+        }) => {
+            prop_assert!(payload_offset <= frame.len());
+            prop_assert!(tuple.proto == IP_PROTO_TCP || tuple.proto == IP_PROTO_UDP);
+            if tuple.proto == IP_PROTO_UDP {
+                prop_assert_eq!(tcp_flags, 0);
+            }
+            let dissection = dissected.expect("same verdict");
+            let l4 = dissection.l4_offset.expect("a flow has an L4 header");
+            prop_assert!(dissection.l3_offset < l4 && l4 < payload_offset);
+            prop_assert!(payload_offset <= dissection.ip_end.expect("a flow is IP"));
+        }
+        Ok(Classified::Arp { op }) => prop_assert_ne!(op, 0),
+        Ok(Classified::Unkeyed(_)) => {}
+        Err(error) => {
+            prop_assert_eq!(ParseError::REASONS[error.reason_index()], error.reason());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn classify_never_panics_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200)
+    ) {
+        check_classification(&bytes)?;
+    }
+
+    #[test]
+    fn classify_never_panics_on_ethernet_ip_prefixed_noise(
+        ethertype in prop_oneof![Just(0x0800u16), Just(0x86dd), Just(0x0806), Just(0x8100), Just(0x88a8)],
+        version_nibble in 0u8..16,
+        tail in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        // Random bytes almost never get past the ethertype; this starts them inside the IP layer.
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame.push(version_nibble << 4 | 5);
+        frame.extend_from_slice(&tail);
+        check_classification(&frame)?;
+    }
+
+    #[test]
+    fn classify_never_panics_on_mutated_valid_frames(
+        input in arb_frame_input(64),
+        mutations in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+    ) {
+        let mut frame = input.build();
+        for (index, value) in mutations {
+            let at = index.index(frame.len());
+            frame[at] = value;
+        }
+        if let Some(cut) = cut {
+            frame.truncate(cut.index(frame.len() + 1));
+        }
+        check_classification(&frame)?;
+    }
+
+    #[test]
+    fn built_frames_round_trip(input in arb_frame_input(300)) {
+        let frame = input.build();
+        let layout = layout_of(&input.spec());
+        let expected_flags = if input.tuple.proto == IP_PROTO_TCP { input.tcp_flags } else { 0 };
+        prop_assert_eq!(
+            classify(&frame),
+            Ok(Classified::Flow {
+                tuple: input.tuple,
+                tcp_flags: expected_flags,
+                payload_offset: layout.payload_offset(),
+            })
+        );
+        let payload_at = layout.payload_offset();
+        prop_assert_eq!(&frame[payload_at..payload_at + input.payload.len()], &input.payload[..]);
+    }
+
+    #[test]
+    fn patch_payload_equals_building_the_patched_frame(
+        input in arb_frame_input(300),
+        offset in any::<prop::sample::Index>(),
+        patch in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let mut frame = input.build();
+        let layout = layout_of(&input.spec());
+        let offset = offset.index(input.payload.len() + 1);
+        let result = layout.patch_payload(&mut frame, offset, &patch);
+        if offset + patch.len() > input.payload.len() {
+            prop_assert!(result.is_err());
+            prop_assert_eq!(frame, input.build(), "a refused patch changes nothing");
+        } else {
+            prop_assert!(result.is_ok());
+            let mut patched = input.clone();
+            patched.payload[offset..offset + patch.len()].copy_from_slice(&patch);
+            prop_assert_eq!(frame, patched.build());
+        }
+    }
+}
