@@ -1,0 +1,17 @@
+//! flowsteer: distributed software forwarding for user-space network stacks.
+//!
+//! The library behind the `flowsteer` binary: the engine (stack threads, steering, shutdown), the
+//! verifying sink, the traffic generator, per-thread statistics, the metrics endpoint and the report.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod keys;
+pub mod metrics;
+pub mod report;
+pub mod sink;
+pub mod stats;
+pub mod status;
+pub mod steer;
+pub mod traffic;

@@ -1,0 +1,153 @@
+//! The `flowsteer` command line: `run` and `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use flowsteer_config::{Config, Problem};
+use forwarder::engine::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "flowsteer",
+    version,
+    about = "Distributed software forwarding for user-space network stacks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine (without --config: the built-in default, uveth and the traffic generator).
+    Run {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+        #[arg(long, allow_negative_numbers = true)]
+        duration: Option<f64>,
+        /// Write every counter, per thread and in total, to this JSON file at the end.
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
+    /// Validate a configuration and print the effective configuration.
+    Check {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// The configuration in `path`, or the built-in default; the error is the message to print.
+fn load(path: Option<&PathBuf>) -> Result<Config, String> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    Config::load(path).map_err(|e| {
+        let unreadable = e
+            .problems()
+            .iter()
+            .any(|p| matches!(p, Problem::Read { .. }));
+        if unreadable {
+            format!("flowsteer: {e}") // the problem names the file already
+        } else {
+            format!("flowsteer: invalid configuration {}:\n{e}", path.display())
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match load(Some(&config)) {
+            Ok(cfg) => {
+                print!("{}", cfg.to_toml_string());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run {
+            config,
+            duration,
+            report,
+        } => {
+            let cfg = match load(config.as_ref()) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let duration = match duration {
+                None => None,
+                Some(s) if s.is_finite() && s > 0.0 && s <= 31_536_000.0 => {
+                    Some(Duration::from_secs_f64(s))
+                }
+                Some(s) => {
+                    eprintln!("flowsteer: --duration: must be a number of seconds in (0, 31536000], got {s}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    eprintln!("flowsteer: cannot install the signal handler: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            eprintln!(
+                "flowsteer: {} threads, {} queues, balance {}, profile {}, metrics {}",
+                cfg.engine.threads,
+                cfg.port.queues,
+                cfg.engine.balance,
+                cfg.traffic.profile,
+                if cfg.metrics.enabled {
+                    format!("http://{}/metrics", cfg.metrics.listen)
+                } else {
+                    "off".to_string()
+                }
+            );
+            let opts = RunOptions {
+                duration,
+                stop,
+                status_lines: true,
+                serve_metrics: true,
+            };
+            match engine::run(&cfg, opts) {
+                Ok(run) => {
+                    print!("{}", run.render_table());
+                    if let Some(path) = report {
+                        let written = serde_json::to_string_pretty(&run)
+                            .map_err(std::io::Error::other)
+                            .and_then(|json| std::fs::write(&path, json + "\n"));
+                        if let Err(e) = written {
+                            eprintln!(
+                                "flowsteer: cannot write the report to {}: {e}",
+                                path.display()
+                            );
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    if run.conservation.ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("flowsteer: conservation check failed");
+                        ExitCode::from(3)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("flowsteer: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The software-balancing step of a stack thread: key a receive burst, look it up in bulk, keep the
+//! local packets and push the rest to their owners' software queues, one burst per destination.
+//!
+//! Cost per burst: one parse and one hash per packet, one `lookup_bulk`, and one `enqueue_burst` per
+//! destination that has packets. What does not fit a full queue is freed and counted as
+//! `swq_full`: the thread never blocks and never spins on another thread's queue.
+
+use flowsteer_config::MissPolicy;
+use flowsteer_mpsc::Producer;
+use flowsteer_nic::pool::{PktBuf, PoolCache};
+use flowsteer_nic::rss::Reta;
+use flowsteer_nic::wire::{self, Classified};
+use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
+
+use crate::keys::flow_key;
+use crate::stats::ThreadStats;
+
+/// Per-thread scratch space for steering, allocated once at thread start.
+pub struct Steering {
+    me: ThreadId,
+    miss: MissPolicy,
+    /// Software RSS over all threads for `miss = "rss"`.
+    thread_reta: Reta,
+    keys: Vec<FlowKey>,
+    hashes: Vec<u64>,
+    results: Vec<Lookup>,
+    keyed: Vec<PktBuf>,
+    /// Packets waiting for one burst enqueue, per destination thread.
+    outbound: Vec<Vec<PktBuf>>,
+    /// Scratch for what a full queue refused.
+    refused: Vec<PktBuf>,
+}
+
+impl Steering {
+    /// Scratch for thread `me` of `threads`, bursts up to `burst` packets.
+    pub fn new(
+        me: ThreadId,
+        threads: usize,
+        burst: usize,
+        miss: MissPolicy,
+        thread_reta: Reta,
+    ) -> Self {
+        Steering {
+            me,
+            miss,
+            thread_reta,
+            keys: Vec::with_capacity(burst),
+            hashes: Vec::with_capacity(burst),
+            results: vec![Lookup::Miss; burst],
+            keyed: Vec::with_capacity(burst),
+            outbound: (0..threads).map(|_| Vec::with_capacity(burst)).collect(),
+            refused: Vec::with_capacity(burst),
+        }
+    }
+
+    /// Steers `rx` (drained): local packets are appended to `local`, the others are handed off
+    /// through `queues[owner]`, malformed and unowned ones are freed into `cache` and counted.
+    pub fn steer(
+        &mut self,
+        rx: &mut Vec<PktBuf>,
+        local: &mut Vec<PktBuf>,
+        table: &dyn FlowTable,
+        queues: &[Producer<PktBuf>],
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        self.keys.clear();
+        self.hashes.clear();
+        for pkt in rx.drain(..) {
+            match wire::classify(pkt.data()) {
+                Ok(Classified::Flow { tuple, .. }) => match flow_key(&tuple) {
+                    Some(key) => {
+                        self.hashes.push(key.hash());
+                        self.keys.push(key);
+                        self.keyed.push(pkt);
+                    }
+                    None => {
+                        stats.count_unkeyed(wire::UnkeyedReason::UnsupportedL4);
+                        local.push(pkt);
+                    }
+                },
+                Ok(Classified::Arp { .. }) => {
+                    stats.arp.add(1);
+                    local.push(pkt);
+                }
+                Ok(Classified::Unkeyed(reason)) => {
+                    stats.count_unkeyed(reason);
+                    local.push(pkt);
+                }
+                Err(err) => {
+                    stats.count_malformed(&err);
+                    cache.free(pkt);
+                }
+            }
+        }
+
+        let n = self.keyed.len();
+        if n == 0 {
+            return;
+        }
+        if self.results.len() < n {
+            self.results.resize(n, Lookup::Miss);
+        }
+        table.lookup_bulk(&self.keys, &self.hashes, &mut self.results[..n]);
+
+        let (mut exact, mut listen, mut listen_any, mut miss) = (0, 0, 0, 0);
+        let (mut no_owner, mut owner_invalid) = (0, 0);
+        let threads = self.outbound.len();
+        for (pkt, result) in self.keyed.drain(..).zip(&self.results[..n]) {
+            let owner = match *result {
+                Lookup::Exact(o) => {
+                    exact += 1;
+                    o
+                }
+                Lookup::Listen(o) => {
+                    listen += 1;
+                    o
+                }
+                Lookup::ListenAny(o) => {
+                    listen_any += 1;
+                    o
+                }
+                Lookup::Miss => {
+                    miss += 1;
+                    match self.miss {
+                        MissPolicy::Local => self.me,
+                        MissPolicy::Rss => self.thread_reta.queue(pkt.rss_hash()),
+                        MissPolicy::Drop => {
+                            no_owner += 1;
+                            cache.free(pkt);
+                            continue;
+                        }
+                    }
+                }
+            };
+            if owner == self.me {
+                local.push(pkt);
+            } else if usize::from(owner) < threads {
+                self.outbound[usize::from(owner)].push(pkt);
+            } else {
+                owner_invalid += 1;
+                cache.free(pkt);
+            }
+        }
+        stats.lookup_exact.add(exact);
+        stats.lookup_listen.add(listen);
+        stats.lookup_listen_any.add(listen_any);
+        stats.lookup_miss.add(miss);
+        stats.no_owner.add(no_owner);
+        stats.owner_invalid.add(owner_invalid);
+
+        for (dest, batch) in self.outbound.iter_mut().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            let accepted = queues[dest].enqueue_burst(batch);
+            stats.handed_off[dest].add(accepted as u64);
+            if !batch.is_empty() {
+                stats.swq_full[dest].add(batch.len() as u64);
+                self.refused.append(batch);
+                cache.free_bulk(&mut self.refused);
+            }
+        }
+    }
+}

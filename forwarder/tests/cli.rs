@@ -1,0 +1,170 @@
+//! The `flowsteer` binary as a user drives it: check, run with a report, and the metrics endpoint
+//! (including bad HTTP) while it runs.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn flowsteer() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flowsteer"))
+}
+
+fn temp_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("flowsteer-test-{}-{name}", std::process::id()))
+}
+
+#[test]
+fn check_prints_the_effective_configuration() {
+    let path = temp_path("good.toml");
+    std::fs::write(&path, "[engine]\nthreads = 2\nbalance = \"rss\"\n").unwrap();
+    let out = flowsteer()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("balance = \"rss\""), "{text}");
+    assert!(
+        text.contains("[metrics]"),
+        "every section is printed: {text}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn check_rejects_bad_values_and_unknown_keys_with_the_key_path() {
+    let path = temp_path("bad.toml");
+    std::fs::write(&path, "[engine]\nthreads = 0\nthread = 3\n").unwrap();
+    let out = flowsteer()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("engine.thread"), "{err}");
+    std::fs::write(&path, "[engine]\nthreads = 0\n").unwrap();
+    let out = flowsteer()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("engine.threads: must be 1..=64, got 0"),
+        "{err}"
+    );
+    std::fs::remove_file(path).ok();
+}
+
+#[test]
+fn run_rejects_a_bad_duration() {
+    let out = flowsteer()
+        .args(["run", "--duration", "-1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    // Half-close: a request cut short is then seen as incomplete at once, not after the timeout.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = String::new();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    out.push_str(&String::from_utf8_lossy(&buf));
+    out
+}
+
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "metrics endpoint never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
+    let port = free_port();
+    let config = temp_path("metrics.toml");
+    let report = temp_path("report.json");
+    std::fs::write(
+        &config,
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let child = flowsteer()
+        .args(["run", "--duration", "3", "--config"])
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+
+    // Hostile input first: the endpoint must answer each precisely and keep serving.
+    assert!(http(port, b"garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(http(port, b"POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405"));
+    assert!(http(port, b"GET /nope HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404"));
+    assert!(http(port, &[b'a'; 8192]).starts_with("HTTP/1.1 431"));
+    assert!(http(port, b"GET /metr").starts_with("HTTP/1.1 400"));
+
+    let body = http(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    for name in [
+        "flowsteer_rx_packets_total{thread=\"0\"}",
+        "flowsteer_handoff_packets_total",
+        "flowsteer_dropped_packets_total",
+        "flowsteer_misdirected_packets_total",
+        "flowsteer_flowtable_lookups_total",
+        "flowsteer_flowtable_entries",
+        "flowsteer_swq_depth_packets",
+        "flowsteer_pool_buffers",
+        "flowsteer_idle_polls_total",
+    ] {
+        assert!(body.contains(name), "missing {name} in\n{body}");
+    }
+
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("Mpps"),
+        "status lines are printed: {stderr}"
+    );
+    assert!(
+        stdout.contains("conservation:") && stdout.contains("ok"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["conservation"]["ok"], true);
+    assert!(json["total"]["rx"].as_u64().unwrap() > 0);
+    assert_eq!(json["per_thread"].as_array().unwrap().len(), 2);
+    std::fs::remove_file(config).ok();
+    std::fs::remove_file(report).ok();
+}

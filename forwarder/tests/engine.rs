@@ -1,0 +1,167 @@
+//! Engine runs per profile and balancing mode, on the user-space veth with the traffic generator.
+//! Every run must pass the conservation check; the assertions below are about where packets went.
+
+use std::time::Duration;
+
+use flowsteer_config::{Balance, Config, Profile};
+use forwarder::engine::{run, RunOptions};
+use forwarder::report::RunReport;
+
+fn config(profile: Profile, balance: Balance, threads: u16, queues: u16) -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = threads;
+    cfg.port.queues = queues;
+    cfg.engine.balance = balance;
+    cfg.traffic.profile = profile;
+    cfg.traffic.flows = 256;
+    cfg.metrics.enabled = false;
+    cfg
+}
+
+fn run_for(cfg: &Config, millis: u64) -> RunReport {
+    let report = run(cfg, RunOptions::quiet(Duration::from_millis(millis))).expect("engine runs");
+    assert!(
+        report.conservation.ok,
+        "conservation failed: {:?}\n{}",
+        report.conservation.failures,
+        report.render_table()
+    );
+    assert!(
+        report.total.rx > 1000,
+        "too little traffic:\n{}",
+        report.render_table()
+    );
+    assert_eq!(report.pool.available, report.pool.capacity);
+    assert_eq!(
+        report.flowtable.exact_rules, 0,
+        "thread exit deletes every rule"
+    );
+    assert_eq!(
+        report.flowtable.listen_rules, 0,
+        "thread exit deletes every rule"
+    );
+    report
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    part as f64 / whole.max(1) as f64
+}
+
+#[test]
+fn listeners_rss_misdirects_about_half() {
+    let r = run_for(&config(Profile::Listeners, Balance::Rss, 2, 2), 400);
+    let share = ratio(r.total.misdirected, r.total.processed);
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "misdirected share {share}\n{}",
+        r.render_table()
+    );
+    assert_eq!(r.total.handed_off, 0);
+    assert_eq!(
+        r.total.lookups.exact + r.total.lookups.miss,
+        0,
+        "rss balancing does no lookup"
+    );
+}
+
+#[test]
+fn listeners_software_hands_off_about_half_and_misdirects_nothing() {
+    let r = run_for(&config(Profile::Listeners, Balance::Software, 2, 2), 400);
+    assert_eq!(r.total.misdirected, 0, "{}", r.render_table());
+    let share = ratio(r.total.handed_off, r.total.rx);
+    assert!(
+        (0.35..=0.65).contains(&share),
+        "handoff share {share}\n{}",
+        r.render_table()
+    );
+    assert!(
+        r.total.lookups.exact > 0,
+        "TCP flows are found by their exact rules"
+    );
+}
+
+#[test]
+fn rss_friendly_needs_no_handoff_in_either_mode() {
+    for balance in [Balance::Rss, Balance::Software] {
+        let r = run_for(&config(Profile::RssFriendly, balance, 2, 2), 300);
+        assert_eq!(r.total.misdirected, 0, "{balance}:\n{}", r.render_table());
+        assert_eq!(r.total.handed_off, 0, "{balance}:\n{}", r.render_table());
+    }
+}
+
+#[test]
+fn fewer_queues_feeds_queueless_threads_only_in_software_mode() {
+    let r = run_for(&config(Profile::FewerQueues, Balance::Software, 3, 2), 400);
+    assert_eq!(r.total.misdirected, 0, "{}", r.render_table());
+    assert_eq!(r.per_thread[2].rx, 0, "thread 2 has no NIC queue");
+    assert!(
+        r.per_thread[2].processed_handoff > 0,
+        "{}",
+        r.render_table()
+    );
+
+    let r = run_for(&config(Profile::FewerQueues, Balance::Rss, 3, 2), 300);
+    assert_eq!(r.per_thread[2].processed(), 0, "{}", r.render_table());
+    assert!(r.total.misdirected > 0, "{}", r.render_table());
+}
+
+#[test]
+fn churn_adds_and_deletes_rules_under_traffic_without_misdirection() {
+    let mut cfg = config(Profile::Churn, Balance::Software, 2, 2);
+    cfg.traffic.churn_rate = 20_000;
+    let r = run_for(&cfg, 600);
+    assert_eq!(r.total.misdirected, 0, "{}", r.render_table());
+    assert!(r.total.flows_closed > 0, "{}", r.render_table());
+    let started: u64 = r
+        .traffic
+        .iter()
+        .map(|q| q.get("flows_started").copied().unwrap_or(0))
+        .sum();
+    assert!(started > 0, "churn started no flow: {:?}", r.traffic);
+}
+
+#[test]
+fn churn_in_rss_mode_misdirects() {
+    let mut cfg = config(Profile::Churn, Balance::Rss, 2, 2);
+    cfg.traffic.churn_rate = 20_000;
+    let r = run_for(&cfg, 300);
+    assert!(r.total.misdirected > 0, "{}", r.render_table());
+}
+
+#[test]
+fn small_software_queues_drop_and_count_instead_of_blocking() {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    cfg.swq.size = 2;
+    cfg.engine.drain_limit = 1;
+    cfg.engine.burst = 64;
+    let r = run_for(&cfg, 300);
+    assert!(
+        r.total.dropped.get("swq_full").copied().unwrap_or(0) > 0,
+        "{}",
+        r.render_table()
+    );
+    assert_eq!(r.total.misdirected, 0);
+}
+
+#[test]
+fn one_thread_keeps_everything_local() {
+    let r = run_for(&config(Profile::Listeners, Balance::Software, 1, 1), 200);
+    assert_eq!(r.total.handed_off, 0);
+    assert_eq!(r.total.misdirected, 0);
+    assert_eq!(r.total.processed, r.total.rx);
+}
+
+#[test]
+fn ipv6_and_udp_mix_is_steered() {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    cfg.traffic.ipv6_share = 0.5;
+    cfg.traffic.udp_share = 0.5;
+    cfg.traffic.packet_size = 128;
+    let r = run_for(&cfg, 400);
+    assert_eq!(r.total.misdirected, 0, "{}", r.render_table());
+    assert!(
+        r.total.lookups.listen_any > 0,
+        "UDP flows are found by listen rules"
+    );
+    assert_eq!(r.total.unverified, 0);
+}
