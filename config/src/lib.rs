@@ -190,20 +190,49 @@ mod tests {
         assert_eq!(Config::default().validate(), Ok(()));
     }
 
-    /// `REFERENCE.md` is what the crate documentation shows; regenerate it with
+    /// `REFERENCE.md` (what the crate documentation shows) and the block of the README between
+    /// the `config-reference` markers are both the generated reference; regenerate them with
     /// `FLOWSTEER_WRITE_REFERENCE=1 cargo test -p flowsteer-config`.
     #[test]
-    fn reference_file_is_current() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/REFERENCE.md");
+    fn reference_copies_are_current() {
+        const REGENERATE: &str = "run FLOWSTEER_WRITE_REFERENCE=1 cargo test -p flowsteer-config";
+        const START: &str = "<!-- config-reference:start -->\n";
+        const END: &str = "<!-- config-reference:end -->";
         let generated = reference();
-        if std::env::var_os("FLOWSTEER_WRITE_REFERENCE").is_some() {
+        let write = std::env::var_os("FLOWSTEER_WRITE_REFERENCE").is_some();
+
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/REFERENCE.md");
+        if write {
             std::fs::write(path, &generated).expect("REFERENCE.md is writable");
         }
         let stored = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             stored == generated,
-            "config/REFERENCE.md is stale; run FLOWSTEER_WRITE_REFERENCE=1 cargo test -p flowsteer-config"
+            "config/REFERENCE.md is stale; {REGENERATE}"
         );
+
+        let readme_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(readme_path).expect("README.md is readable");
+        let start = readme
+            .find(START)
+            .expect("README.md has the config-reference start marker");
+        let end = readme
+            .find(END)
+            .expect("README.md has the config-reference end marker");
+        let block = &readme[start + START.len()..end];
+        if write && block != generated {
+            let updated = format!(
+                "{}{generated}{}",
+                &readme[..start + START.len()],
+                &readme[end..]
+            );
+            std::fs::write(readme_path, updated).expect("README.md is writable");
+        } else {
+            assert!(
+                block == generated,
+                "the README's configuration reference is stale; {REGENERATE}"
+            );
+        }
     }
 
     #[test]
