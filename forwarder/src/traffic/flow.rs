@@ -37,6 +37,30 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
+    /// A flow of `draft`'s shape at tuple-space `index`, owned by `owner`, before its first packet.
+    /// `opening`: its first packet sets the connection up (TCP SYN).
+    pub(crate) fn new(
+        draft: &Draft,
+        index: u64,
+        id: u32,
+        rss_hash: u32,
+        owner: ThreadId,
+        opening: bool,
+    ) -> Flow {
+        Flow {
+            index,
+            id,
+            seq: 0,
+            rss_hash,
+            owner,
+            dst_port: draft.dst_port,
+            family: draft.family,
+            proto: draft.proto,
+            opening,
+            templated: false,
+        }
+    }
+
     /// The flow's packets' tuple (client → local), `None` if its index lies outside the space
     /// (never for a flow the plan or a source created).
     pub(crate) fn tuple(&self, space: &TupleSpace) -> Option<FiveTuple> {

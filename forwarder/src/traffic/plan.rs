@@ -267,18 +267,7 @@ fn partition(
         })?;
         // rss-friendly: the thread of the queue RSS delivers the flow to owns it.
         let owner: ThreadId = draft.owner.unwrap_or(queue);
-        let flow = Flow {
-            index,
-            id,
-            seq: 0,
-            rss_hash,
-            owner,
-            dst_port: draft.dst_port,
-            family: draft.family,
-            proto: draft.proto,
-            opening: false,
-            templated: false,
-        };
+        let flow = Flow::new(&draft, index, id, rss_hash, owner, false);
         if shape.exact_rule(draft.proto) {
             insert_exact(table, &flow, space)?;
         }

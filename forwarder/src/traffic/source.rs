@@ -254,18 +254,8 @@ impl QueueSource {
         }
         let id = churn.next_id;
         churn.next_id = churn.next_id.wrapping_add(churn.id_stride);
-        Some(Flow {
-            index,
-            id,
-            seq: 0,
-            rss_hash,
-            owner,
-            dst_port: draft.dst_port,
-            family: draft.family,
-            proto: draft.proto,
-            opening: draft.proto == Proto::Tcp,
-            templated: false,
-        })
+        let opening = draft.proto == Proto::Tcp;
+        Some(Flow::new(&draft, index, id, rss_hash, owner, opening))
     }
 
     /// Takes back the rule of a connection set up for a packet that could not be sent.
