@@ -165,3 +165,29 @@ fn ipv6_and_udp_mix_is_steered() {
     );
     assert_eq!(r.total.unverified, 0);
 }
+
+#[test]
+fn threads_run_pinned_to_the_configured_cores() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    // Reversed order, wrapping on a one-core machine is not allowed (no duplicates): use 1 thread.
+    if cores >= 2 {
+        cfg.engine.cores = vec![1, 0];
+    } else {
+        cfg = config(Profile::Listeners, Balance::Software, 1, 1);
+        cfg.engine.cores = vec![0];
+    }
+    let r = run_for(&cfg, 200);
+    assert_eq!(r.total.misdirected, 0);
+}
+
+#[test]
+fn a_core_that_does_not_exist_is_a_clear_error() {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 1, 1);
+    cfg.engine.cores = vec![1023];
+    let err = run(&cfg, RunOptions::quiet(Duration::from_millis(100)))
+        .err()
+        .expect("pinning to core 1023 fails on this machine");
+    let msg = err.to_string();
+    assert!(msg.contains("cannot pin to core 1023"), "{msg}");
+}
