@@ -185,9 +185,9 @@ fn threads_run_pinned_to_the_configured_cores() {
 fn a_core_that_does_not_exist_is_a_clear_error() {
     let mut cfg = config(Profile::Listeners, Balance::Software, 1, 1);
     cfg.engine.cores = vec![1023];
-    let err = run(&cfg, RunOptions::quiet(Duration::from_millis(100)))
-        .err()
-        .expect("pinning to core 1023 fails on this machine");
+    let Err(err) = run(&cfg, RunOptions::quiet(Duration::from_millis(100))) else {
+        panic!("pinning to core 1023 must fail on this machine");
+    };
     let msg = err.to_string();
     assert!(msg.contains("cannot pin to core 1023"), "{msg}");
 }
