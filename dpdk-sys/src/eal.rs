@@ -1,0 +1,148 @@
+//! The Environment Abstraction Layer: process-wide initialisation.
+//!
+//! `rte_eal_init` may run once per process; every other DPDK call (mempools, rings, hashes,
+//! ports) needs it first. The thread that calls [`init`] becomes the EAL main lcore: the EAL pins
+//! it to the main lcore's CPU set, and starts one worker thread per other lcore of `-l`/`-c`
+//! (they block, they do not spin). Pass `-l <one core>` to keep the EAL from creating workers,
+//! and call [`init`] from a thread whose pinning does not matter.
+
+use std::ffi::{CStr, CString, OsString};
+use std::os::raw::c_char;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::{ffi, Error};
+
+const NEVER: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+const FAILED: u8 = 3;
+
+static STATE: AtomicU8 = AtomicU8::new(NEVER);
+
+/// Initialises the EAL with `args`, the arguments of a DPDK command line without the program
+/// name (this function supplies `argv[0]`), e.g.
+/// `["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "--vdev=net_ring0"]`.
+///
+/// Returns the number of arguments the EAL consumed. Fails with the EAL's `rte_errno` text when
+/// `rte_eal_init` fails, and without calling it when an argument holds a NUL byte or when
+/// [`init`] already ran in this process (successfully or not: the EAL does not support a second
+/// attempt). Concurrent callers are serialised by an atomic state: exactly one calls
+/// `rte_eal_init`, the others get the "already" error at once.
+///
+/// Cost: milliseconds (memory set-up, driver probing); once per process.
+pub fn init<I, S>(args: I) -> Result<usize, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let program = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| OsString::from("flowsteer"));
+    let mut owned = vec![CString::new(program.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| c"flowsteer".to_owned())];
+    for arg in args {
+        let arg = arg.as_ref();
+        owned.push(CString::new(arg).map_err(|_| {
+            Error::invalid(
+                "rte_eal_init",
+                format!("argument {arg:?} contains a NUL byte"),
+            )
+        })?);
+    }
+    let argc = i32::try_from(owned.len())
+        .map_err(|_| Error::invalid("rte_eal_init", "too many arguments".to_owned()))?;
+    if let Err(state) = STATE.compare_exchange(NEVER, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+    {
+        let why = match state {
+            DONE => "the EAL is already initialised in this process",
+            FAILED => "an earlier rte_eal_init failed; the EAL cannot be initialised twice",
+            _ => "another thread is initialising the EAL",
+        };
+        return Err(Error::invalid("rte_eal_init", why.to_owned()));
+    }
+    // The EAL keeps pointers into argv (it reorders it and may keep option strings), so the
+    // strings and the array live for the rest of the process: a few hundred bytes, once.
+    let strings: &'static mut [CString] = Vec::leak(owned);
+    let argv: &'static mut [*mut c_char] = Vec::leak(
+        strings
+            .iter_mut()
+            .map(|s| s.as_ptr().cast_mut())
+            .chain(std::iter::once(std::ptr::null_mut()))
+            .collect(),
+    );
+    // SAFETY: argv holds argc valid NUL-terminated strings followed by NULL, all leaked so they
+    // outlive the EAL; the STATE transition above guarantees this is the only call in the
+    // process.
+    let consumed = unsafe { ffi::rte_eal_init(argc, argv.as_mut_ptr()) };
+    if consumed < 0 {
+        let err = Error::last("rte_eal_init");
+        STATE.store(FAILED, Ordering::Release);
+        return Err(err);
+    }
+    STATE.store(DONE, Ordering::Release);
+    Ok(usize::try_from(consumed).unwrap_or(0))
+}
+
+/// Whether [`init`] has completed successfully in this process.
+pub fn is_initialized() -> bool {
+    STATE.load(Ordering::Acquire) == DONE
+}
+
+/// Fails unless the EAL is initialised: DPDK objects created before `rte_eal_init` crash inside
+/// DPDK instead of returning an error, so the safe constructors check this first.
+pub(crate) fn ensure(op: &'static str) -> Result<(), Error> {
+    if is_initialized() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            op,
+            "the EAL is not initialised (call dpdk_sys::eal::init first)".to_owned(),
+        ))
+    }
+}
+
+/// The directory from which the EAL loads driver plugins by default (`RTE_EAL_PMD_PATH` of the
+/// DPDK build, `/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0` on Debian 22.11). Debian's
+/// `libdpdk.pc` has no variable for it, so it comes from `rte_build_config.h`. Pass
+/// `-d <this>` only if the EAL was linked statically or the drivers were moved; with this
+/// crate's dynamic linking the EAL loads it by itself.
+pub fn pmd_dir() -> &'static str {
+    CStr::from_bytes_with_nul(ffi::RTE_EAL_PMD_PATH)
+        .ok()
+        .and_then(|s| s.to_str().ok())
+        .unwrap_or("")
+}
+
+/// The EAL's runtime directory (`/var/run/dpdk/<file-prefix>` for root), `None` before
+/// [`init`].
+pub fn runtime_dir() -> Option<std::path::PathBuf> {
+    if !is_initialized() {
+        return None;
+    }
+    // SAFETY: after init the EAL returns a pointer to its static, NUL-terminated path buffer.
+    let dir = unsafe { CStr::from_ptr(ffi::rte_eal_get_runtime_dir()) };
+    Some(std::path::PathBuf::from(dir.to_string_lossy().into_owned()))
+}
+
+/// The EAL lcore id of the calling thread, `None` for a thread the EAL did not create or
+/// register. Cost: one shim call reading a TLS variable.
+pub fn lcore_id() -> Option<u32> {
+    // SAFETY: reads the calling thread's TLS lcore id; valid before and after init.
+    let id = unsafe { ffi::dpdk_sys_lcore_id() };
+    (id != ffi::LCORE_ID_ANY).then_some(id)
+}
+
+/// The time stamp counter (`rte_get_tsc_cycles`). Not serialising.
+pub fn tsc() -> u64 {
+    // SAFETY: rdtsc has no precondition.
+    unsafe { ffi::dpdk_sys_rdtsc() }
+}
+
+/// TSC ticks per second as the EAL measured them (`rte_get_tsc_hz`); 0 before [`init`].
+pub fn tsc_hz() -> u64 {
+    if !is_initialized() {
+        return 0;
+    }
+    // SAFETY: the EAL is initialised, which is rte_get_tsc_hz's only precondition.
+    unsafe { ffi::rte_get_tsc_hz() }
+}

@@ -1,0 +1,80 @@
+//! DPDK's software Toeplitz hash (`rte_softrss` from `rte_thash.h`), the reference flowsteer's
+//! own software RSS is measured against.
+//!
+//! Input is a tuple of host-order 32-bit words as in `struct rte_ipv4_tuple`: source address,
+//! destination address, then `(source port << 16) | destination port`; IPv6 is 4 + 4 + 1 words.
+//! The key is the 40-byte RSS key as a NIC takes it (network order, e.g. the Microsoft key).
+
+use crate::{ffi, Error};
+
+/// Length of an RSS key: 40 bytes hash tuples of up to [`MAX_TUPLE_WORDS`] words.
+pub const KEY_LEN: usize = 40;
+
+/// `rte_softrss` reads `4 * words + 4` key bytes, so a 40-byte key allows 9 words (IPv6 with
+/// ports).
+pub const MAX_TUPLE_WORDS: usize = KEY_LEN / 4 - 1;
+
+/// The `rte_ipv4_tuple` words of an IPv4 4-tuple (addresses and ports in host order).
+pub fn ipv4_tuple(src: u32, dst: u32, sport: u16, dport: u16) -> [u32; 3] {
+    [src, dst, (u32::from(sport) << 16) | u32::from(dport)]
+}
+
+fn check_words(op: &'static str, words: usize) -> Result<u32, Error> {
+    if (1..=MAX_TUPLE_WORDS).contains(&words) {
+        Ok(words as u32)
+    } else {
+        Err(Error::invalid(
+            op,
+            format!(
+                "a tuple must be 1..={MAX_TUPLE_WORDS} words for a {KEY_LEN}-byte key, got {words}"
+            ),
+        ))
+    }
+}
+
+/// The Toeplitz hash of one tuple. Cost: one shim call (not inlined) around DPDK's bit loop
+/// (32 iterations per word); prefer [`softrss_bulk`] when measuring.
+pub fn softrss(tuple: &[u32], key: &[u8; KEY_LEN]) -> Result<u32, Error> {
+    let words = check_words("rte_softrss", tuple.len())?;
+    // SAFETY: tuple has `words` readable words (rte_softrss takes a non-const pointer but only
+    // reads) and key has 4 * words + 4 <= 40 readable bytes.
+    Ok(unsafe { ffi::dpdk_sys_softrss(tuple.as_ptr().cast_mut(), words, key.as_ptr()) })
+}
+
+/// Hashes `hashes.len()` tuples stored back to back in `tuples` (`words` words each) with one
+/// shim call, so the per-call cost is paid once per batch. Fails when `words` is out of range or
+/// `tuples` holds fewer than `hashes.len() * words` words.
+pub fn softrss_bulk(
+    tuples: &[u32],
+    words: usize,
+    key: &[u8; KEY_LEN],
+    hashes: &mut [u32],
+) -> Result<(), Error> {
+    const OP: &str = "rte_softrss";
+    let w = check_words(OP, words)?;
+    let n = u32::try_from(hashes.len())
+        .map_err(|_| Error::invalid(OP, format!("{} tuples at once", hashes.len())))?;
+    if tuples.len() < hashes.len() * words {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "{} hashes of {words}-word tuples need {} words, got {}",
+                hashes.len(),
+                hashes.len() * words,
+                tuples.len()
+            ),
+        ));
+    }
+    // SAFETY: tuples holds n * w readable words (checked; only read), key 40 bytes, hashes n
+    // writable words.
+    unsafe {
+        ffi::dpdk_sys_softrss_bulk(
+            tuples.as_ptr().cast_mut(),
+            w,
+            n,
+            key.as_ptr(),
+            hashes.as_mut_ptr(),
+        )
+    };
+    Ok(())
+}

@@ -1,0 +1,108 @@
+/*
+ * Out-of-line bodies for shim.h. Compiled by build.rs with the cflags of pkg-config `libdpdk`
+ * (including its -march and the forced rte_config.h), so the inlined DPDK code is the code a C
+ * application built against the same headers would run.
+ */
+#include "wrapper.h"
+
+int dpdk_sys_errno(void) { return rte_errno; }
+
+void dpdk_sys_set_errno(int value) { rte_errno = value; }
+
+unsigned int dpdk_sys_lcore_id(void) { return rte_lcore_id(); }
+
+uint64_t dpdk_sys_rdtsc(void) { return rte_get_tsc_cycles(); }
+
+uint16_t dpdk_sys_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts,
+                               uint16_t nb_pkts)
+{
+	return rte_eth_rx_burst(port_id, queue_id, rx_pkts, nb_pkts);
+}
+
+uint16_t dpdk_sys_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts,
+                               uint16_t nb_pkts)
+{
+	return rte_eth_tx_burst(port_id, queue_id, tx_pkts, nb_pkts);
+}
+
+struct rte_mbuf *dpdk_sys_pktmbuf_alloc(struct rte_mempool *mp) { return rte_pktmbuf_alloc(mp); }
+
+int dpdk_sys_pktmbuf_alloc_bulk(struct rte_mempool *mp, struct rte_mbuf **mbufs, unsigned count)
+{
+	return rte_pktmbuf_alloc_bulk(mp, mbufs, count);
+}
+
+void dpdk_sys_pktmbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+
+void *dpdk_sys_pktmbuf_mtod(struct rte_mbuf *m) { return rte_pktmbuf_mtod(m, void *); }
+
+char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pktmbuf_append(m, len); }
+
+void dpdk_sys_pktmbuf_reset(struct rte_mbuf *m) { rte_pktmbuf_reset(m); }
+
+unsigned int dpdk_sys_ring_mp_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n,
+                                            unsigned int *free_space)
+{
+	return rte_ring_mp_enqueue_burst(r, obj_table, n, free_space);
+}
+
+unsigned int dpdk_sys_ring_sp_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n,
+                                            unsigned int *free_space)
+{
+	return rte_ring_sp_enqueue_burst(r, obj_table, n, free_space);
+}
+
+unsigned int dpdk_sys_ring_sc_dequeue_burst(struct rte_ring *r, void **obj_table, unsigned int n,
+                                            unsigned int *available)
+{
+	return rte_ring_sc_dequeue_burst(r, obj_table, n, available);
+}
+
+unsigned int dpdk_sys_ring_mc_dequeue_burst(struct rte_ring *r, void **obj_table, unsigned int n,
+                                            unsigned int *available)
+{
+	return rte_ring_mc_dequeue_burst(r, obj_table, n, available);
+}
+
+unsigned int dpdk_sys_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+unsigned int dpdk_sys_ring_free_count(const struct rte_ring *r) { return rte_ring_free_count(r); }
+
+uint32_t dpdk_sys_softrss(uint32_t *input_tuple, uint32_t input_len, const uint8_t *rss_key)
+{
+	return rte_softrss(input_tuple, input_len, rss_key);
+}
+
+void dpdk_sys_softrss_bulk(uint32_t *tuples, uint32_t input_len, uint32_t n, const uint8_t *rss_key,
+                           uint32_t *hashes)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++)
+		hashes[i] = rte_softrss(tuples + (size_t)i * input_len, input_len, rss_key);
+}
+
+uint32_t dpdk_sys_hash_crc(const void *data, uint32_t data_len, uint32_t init_val)
+{
+	return rte_hash_crc(data, data_len, init_val);
+}
+
+uint32_t dpdk_sys_jhash(const void *key, uint32_t length, uint32_t initval)
+{
+	return rte_jhash(key, length, initval);
+}
+
+void dpdk_sys_rcu_qsbr_quiescent(struct rte_rcu_qsbr *v, unsigned int thread_id)
+{
+	rte_rcu_qsbr_quiescent(v, thread_id);
+}
+
+void dpdk_sys_rcu_qsbr_thread_online(struct rte_rcu_qsbr *v, unsigned int thread_id)
+{
+	rte_rcu_qsbr_thread_online(v, thread_id);
+}
+
+void dpdk_sys_rcu_qsbr_thread_offline(struct rte_rcu_qsbr *v, unsigned int thread_id)
+{
+	rte_rcu_qsbr_thread_offline(v, thread_id);
+}

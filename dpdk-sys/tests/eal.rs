@@ -1,0 +1,447 @@
+//! Every test that needs the EAL, in one binary because `rte_eal_init` runs once per process.
+//! They need root (the EAL maps memory and opens /dev/ files even with `--no-huge`): without it
+//! they print "skipped: needs root" and pass, except under `CI=true`, where they fail.
+#![cfg(feature = "dpdk")]
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::OnceLock;
+use std::thread;
+
+use dpdk_sys::{
+    eal, ethdev, ffi, pktmbuf_append, pktmbuf_data, pktmbuf_free_bulk, rss, Hash, HashConfig,
+    PktmbufPool, QsbrHash, Ring,
+};
+
+const VDEV: &str = "net_ring0";
+/// A second vdev whose driver this crate does not link: it can only come from the EAL's plugin
+/// directory, which shows that the dynamic EAL loads drivers without `-d`.
+const PLUGIN_VDEV: &str = "net_null0";
+
+/// The EAL arguments: no hugepages, PCI or shared config (nothing outside the process), a
+/// file prefix unique to this process so concurrent runs cannot collide, one lcore (no EAL
+/// worker threads), no telemetry socket, and only errors logged.
+fn eal_args() -> Vec<String> {
+    vec![
+        "--no-huge".into(),
+        "--no-pci".into(),
+        "--no-shconf".into(),
+        "--no-telemetry".into(),
+        "-m".into(),
+        "256".into(),
+        "-l".into(),
+        "0".into(),
+        format!("--file-prefix=dpdk-sys-test-{}", std::process::id()),
+        format!("--vdev={VDEV}"),
+        format!("--vdev={PLUGIN_VDEV}"),
+        "--log-level=error".into(),
+    ]
+}
+
+/// Initialises the EAL once for the whole binary. `false` means "skip": not root and not CI.
+fn eal_ready() -> bool {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    // SAFETY: geteuid has no precondition.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the DPDK EAL tests need root, and CI=true forbids skipping them"
+        );
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    let result = INIT.get_or_init(|| {
+        eal::init(eal_args()).map_err(|e| e.to_string())?;
+        // With --no-shconf the EAL leaves its runtime directory empty and never uses it again;
+        // remove it so repeated runs do not accumulate directories (fails harmlessly if not
+        // empty).
+        if let Some(dir) = eal::runtime_dir() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("EAL initialisation failed: {e}");
+    }
+    true
+}
+
+#[test]
+fn eal_init_runs_once_and_reports_pmd_dir() {
+    if !eal_ready() {
+        return;
+    }
+    assert!(eal::is_initialized());
+    let again = eal::init(["--no-huge"]).expect_err("a second init must be refused");
+    assert!(
+        again.message().contains("already initialised"),
+        "unexpected error: {again}"
+    );
+    let dir = eal::pmd_dir();
+    assert!(
+        std::path::Path::new(dir)
+            .join("librte_net_ring.so")
+            .exists(),
+        "pmd_dir {dir:?} does not hold the ring PMD"
+    );
+    assert!(eal::tsc_hz() > 0, "the EAL measured no TSC frequency");
+    ethdev::port_by_name(PLUGIN_VDEV).expect("the plugin-only vdev was probed");
+    assert!(dpdk_sys::DPDK_VERSION.starts_with("22."));
+}
+
+#[test]
+fn net_ring_port_loops_a_burst_back() {
+    if !eal_ready() {
+        return;
+    }
+    const BURST: usize = 32;
+    let pool = PktmbufPool::new(
+        "t_port_pool",
+        1023,
+        0,
+        ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        -1,
+    )
+    .expect("mbuf pool");
+    let port = ethdev::port_by_name(VDEV).expect("the vdev from --vdev is a port");
+    ethdev::start(port, 1, 1, 256, &pool).expect("port start");
+
+    let mut tx = [std::ptr::null_mut(); BURST];
+    pool.alloc_bulk(&mut tx).expect("alloc burst");
+    for (i, &m) in tx.iter().enumerate() {
+        // A frame whose bytes encode its index, so a reordered or corrupted packet shows.
+        let frame: Vec<u8> = (0..64 + i).map(|b| (b as u8) ^ (i as u8)).collect();
+        // SAFETY: m was just allocated and is owned here.
+        unsafe { pktmbuf_append(m, &frame) }.expect("append");
+    }
+    // SAFETY: the port is started with tx queue 0, used by this thread only; tx holds owned
+    // mbufs.
+    let sent = unsafe { ethdev::tx_burst(port, 0, &mut tx) };
+    assert_eq!(sent, BURST, "net_ring took only {sent} of {BURST}");
+
+    let mut rx = [std::ptr::null_mut(); BURST * 2];
+    let mut got = 0;
+    for _ in 0..100 {
+        // SAFETY: rx queue 0 of the started port, polled by this thread only.
+        got += unsafe { ethdev::rx_burst(port, 0, &mut rx[got..]) };
+        if got >= BURST {
+            break;
+        }
+    }
+    assert_eq!(got, BURST, "received {got} of {BURST} sent packets");
+    for (i, &m) in rx[..got].iter().enumerate() {
+        // SAFETY: m was received, so it is owned here; no other reference to its data.
+        let data = unsafe { pktmbuf_data(m) };
+        let expected: Vec<u8> = (0..64 + i).map(|b| (b as u8) ^ (i as u8)).collect();
+        assert_eq!(data, &expected[..], "packet {i} came back different");
+    }
+    let stats = ethdev::stats(port).expect("stats");
+    assert_eq!(stats.opackets, BURST as u64);
+    assert_eq!(stats.ipackets, BURST as u64);
+
+    // SAFETY: every received mbuf is owned here and freed once.
+    unsafe { pktmbuf_free_bulk(&mut rx[..got]) };
+    ethdev::stop(port).expect("stop");
+    assert_eq!(pool.in_use(), 0, "an mbuf leaked");
+}
+
+#[test]
+fn ring_mpsc_bursts_keep_every_object_in_producer_order() {
+    if !eal_ready() {
+        return;
+    }
+    const PRODUCERS: usize = 2;
+    const PER_PRODUCER: usize = 100_000;
+    const BURST: usize = 32;
+    let (producer, mut consumer) = Ring::mpsc("t_ring_mpsc", 1024).expect("ring");
+    assert_eq!(producer.capacity(), 1024);
+
+    thread::scope(|s| {
+        for p in 0..PRODUCERS {
+            let producer = producer.clone();
+            s.spawn(move || {
+                // Objects encode (producer, sequence) so the consumer can check order and loss.
+                let mut next = 0usize;
+                let mut burst = [std::ptr::null_mut::<c_void>(); BURST];
+                while next < PER_PRODUCER {
+                    let n = BURST.min(PER_PRODUCER - next);
+                    for (k, slot) in burst[..n].iter_mut().enumerate() {
+                        *slot = ((p << 32) | (next + k)) as *mut c_void;
+                    }
+                    let done = producer.enqueue_burst(&burst[..n]);
+                    next += done;
+                    if done == 0 {
+                        thread::yield_now();
+                    }
+                }
+            });
+        }
+        drop(producer);
+        let mut expected = [0usize; PRODUCERS];
+        let mut out = [std::ptr::null_mut::<c_void>(); BURST];
+        let mut total = 0;
+        while total < PRODUCERS * PER_PRODUCER {
+            let n = consumer.dequeue_burst(&mut out);
+            if n == 0 {
+                thread::yield_now();
+            }
+            for &obj in &out[..n] {
+                let v = obj as usize;
+                let (p, seq) = (v >> 32, v & 0xffff_ffff);
+                assert_eq!(seq, expected[p], "producer {p}: out of order or lost");
+                expected[p] += 1;
+            }
+            total += n;
+        }
+        assert!(consumer.is_empty());
+    });
+
+    let (mut sp, mut sc) = Ring::spsc("t_ring_spsc", 8).expect("spsc ring");
+    let objs: Vec<*mut c_void> = (1..=10usize).map(|v| v as *mut c_void).collect();
+    assert_eq!(
+        sp.enqueue_burst(&objs),
+        8,
+        "a full ring takes only its capacity"
+    );
+    let mut out = [std::ptr::null_mut(); 16];
+    assert_eq!(sc.dequeue_burst(&mut out), 8);
+    assert_eq!(&out[..8], &objs[..8]);
+    assert!(
+        Ring::mpsc("t_ring_mpsc2", 0).is_err(),
+        "capacity 0 must be refused"
+    );
+}
+
+fn key(i: u32) -> [u8; 40] {
+    let mut k = [0u8; 40];
+    k[..4].copy_from_slice(&i.to_le_bytes());
+    k[36..].copy_from_slice(&(!i).to_le_bytes());
+    k
+}
+
+#[test]
+fn hash_lookup_bulk_finds_what_was_added() {
+    if !eal_ready() {
+        return;
+    }
+    let config = HashConfig {
+        name: "t_hash",
+        entries: 1024,
+        key_len: 40,
+        socket_id: -1,
+        ext_table: false,
+    };
+    let hash = Hash::new(&config).expect("hash");
+    for i in 0..100 {
+        hash.add(&key(i), 1000 + i as usize).expect("add");
+    }
+    assert_eq!(hash.len(), 100);
+
+    // 32 keys: even ones present (0..64 step 2), odd ones absent (1000+).
+    let keys: Vec<[u8; 40]> = (0..32u32)
+        .map(|i| {
+            if i % 2 == 0 {
+                key(i * 2)
+            } else {
+                key(1000 + i)
+            }
+        })
+        .collect();
+    let refs: Vec<&[u8; 40]> = keys.iter().collect();
+    let mut data = [usize::MAX; 32];
+    let hits = hash
+        .lookup_bulk_data(&refs, &mut data)
+        .expect("lookup_bulk_data");
+    for (i, &value) in data.iter().enumerate() {
+        let hit = hits & (1 << i) != 0;
+        assert_eq!(hit, i % 2 == 0, "key {i}");
+        if hit {
+            assert_eq!(value, 1000 + i * 2);
+        }
+    }
+    let mut positions = [0i32; 32];
+    hash.lookup_bulk(&refs, &mut positions)
+        .expect("lookup_bulk");
+    assert!(positions.iter().step_by(2).all(|&p| p >= 0));
+    assert!(positions.iter().skip(1).step_by(2).all(|&p| p == -2));
+
+    let pos = hash
+        .delete(&key(0))
+        .expect("delete")
+        .expect("key 0 was present");
+    assert_eq!(hash.lookup(&key(0)).expect("lookup"), None);
+    assert_eq!(hash.delete(&key(0)).expect("delete"), None);
+    // SAFETY: no lookup runs concurrently on this table.
+    unsafe { hash.free_position(pos) }.expect("free position");
+
+    let wrong: [&[u8; 16]; 1] = [&[0; 16]];
+    let err = hash
+        .lookup_bulk_data(&wrong, &mut data)
+        .expect_err("a 16-byte key must be refused");
+    assert!(err.message().contains("40 bytes"), "{err}");
+    assert!(hash.add(&[0; 8], 1).is_err());
+    let too_many = vec![&keys[0]; 65];
+    assert!(hash.lookup_bulk_data(&too_many, &mut [0; 65]).is_err());
+    assert!(
+        Hash::new(&config).is_err(),
+        "a duplicate name must be refused"
+    );
+}
+
+#[test]
+fn qsbr_hash_reclaims_under_churn_with_concurrent_readers() {
+    if !eal_ready() {
+        return;
+    }
+    const ENTRIES: u32 = 256;
+    let config = HashConfig {
+        name: "t_qsbr",
+        entries: ENTRIES,
+        key_len: 40,
+        socket_id: -1,
+        ext_table: true,
+    };
+    let hash = QsbrHash::new(&config, 2).expect("qsbr hash");
+    // Stable keys the readers must always find, whatever the churn does.
+    for i in 0..64 {
+        hash.add(&key(i), i as usize).expect("add stable");
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        for id in 0..2 {
+            let (hash, stop) = (&hash, &stop);
+            s.spawn(move || {
+                let reader = hash.reader(id).expect("reader");
+                let keys: Vec<[u8; 40]> = (0..32).map(key).collect();
+                let refs: Vec<&[u8; 40]> = keys.iter().collect();
+                let mut data = [0usize; 32];
+                let mut rounds = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || rounds < 100 {
+                    let hits = reader.lookup_bulk_data(&refs, &mut data).expect("lookup");
+                    assert_eq!(hits, u32::MAX as u64, "a stable key went missing");
+                    for (i, &d) in data.iter().enumerate() {
+                        assert_eq!(d, i, "a stable key has a torn or foreign value");
+                    }
+                    reader.quiescent();
+                    rounds += 1;
+                }
+            });
+        }
+        // Twenty times the capacity in inserts and deletes: without reclamation the table
+        // would be full after ENTRIES - 64 of them.
+        let mut live = HashMap::new();
+        for i in 0..(ENTRIES * 20) {
+            let k = key(10_000 + i);
+            let mut tries = 0;
+            // An insert may find every free slot still waiting for a grace period; the readers
+            // report once per burst, so retrying soon succeeds.
+            while let Err(e) = hash.add(&k, i as usize) {
+                tries += 1;
+                assert!(tries < 100_000, "insert never succeeded: {e}");
+                thread::yield_now();
+            }
+            live.insert(i, k);
+            if live.len() > 100 {
+                let old = i - 100;
+                let k = live.remove(&old).expect("tracked");
+                assert!(hash.delete(&k).expect("delete"), "churn key {old} vanished");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        hash.reader(5).is_err(),
+        "an id above max_readers must be refused"
+    );
+    let r0 = hash.reader(0).expect("id 0 is free again");
+    assert!(
+        hash.reader(0).is_err(),
+        "an id held by a live reader must be refused"
+    );
+    assert_eq!(r0.lookup(&key(7)).expect("lookup"), Some(7));
+}
+
+/// Bit-by-bit Toeplitz hash as the Microsoft RSS specification defines it, written
+/// independently of DPDK's loop.
+fn toeplitz(key: &[u8; 40], input: &[u8]) -> u32 {
+    let mut result = 0u32;
+    let mut window = u32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+    let mut next_key_bit = 32;
+    for &byte in input {
+        for bit in (0..8).rev() {
+            if byte & (1 << bit) != 0 {
+                result ^= window;
+            }
+            let k = key[next_key_bit / 8] >> (7 - next_key_bit % 8) & 1;
+            window = (window << 1) | u32::from(k);
+            next_key_bit += 1;
+        }
+    }
+    result
+}
+
+#[test]
+fn softrss_matches_toeplitz_on_the_microsoft_vector() {
+    if !eal_ready() {
+        return;
+    }
+    // MICROSOFT_KEY, the RSS key of Microsoft's verification suite.
+    const KEY: [u8; 40] = [
+        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f,
+        0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+        0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    ];
+    let src = u32::from_be_bytes([66, 9, 149, 187]);
+    let dst = u32::from_be_bytes([161, 142, 100, 80]);
+    let tuple = rss::ipv4_tuple(src, dst, 2794, 1766);
+    assert_eq!(rss::softrss(&tuple, &KEY).expect("softrss"), 0x51cc_c178);
+
+    let mut input = Vec::new();
+    input.extend_from_slice(&src.to_be_bytes());
+    input.extend_from_slice(&dst.to_be_bytes());
+    input.extend_from_slice(&2794u16.to_be_bytes());
+    input.extend_from_slice(&1766u16.to_be_bytes());
+    assert_eq!(toeplitz(&KEY, &input), 0x51cc_c178);
+
+    // The bulk entry point agrees with the single one and with the reference on varied tuples.
+    let tuples: Vec<[u32; 3]> = (0..64u32)
+        .map(|i| {
+            let x = i.wrapping_mul(0x9e37_79b9);
+            rss::ipv4_tuple(x, !x, (x >> 7) as u16, (x >> 13) as u16)
+        })
+        .collect();
+    let flat: Vec<u32> = tuples.iter().flatten().copied().collect();
+    let mut hashes = vec![0u32; tuples.len()];
+    rss::softrss_bulk(&flat, 3, &KEY, &mut hashes).expect("softrss_bulk");
+    for (t, &h) in tuples.iter().zip(&hashes) {
+        let bytes: Vec<u8> = t.iter().flat_map(|w| w.to_be_bytes()).collect();
+        assert_eq!(h, toeplitz(&KEY, &bytes));
+        assert_eq!(h, rss::softrss(t, &KEY).expect("softrss"));
+    }
+    assert!(
+        rss::softrss(&[0; 10], &KEY).is_err(),
+        "10 words exceed a 40-byte key"
+    );
+    assert!(rss::softrss_bulk(&flat[..5], 3, &KEY, &mut hashes).is_err());
+}
+
+#[test]
+fn mempool_errors_carry_dpdk_messages() {
+    if !eal_ready() {
+        return;
+    }
+    let pool = PktmbufPool::new("t_dup_pool", 63, 0, 2048, -1).expect("pool");
+    let err = PktmbufPool::new("t_dup_pool", 63, 0, 2048, -1).expect_err("duplicate name");
+    assert_eq!(err.op(), "rte_pktmbuf_pool_create");
+    assert!(err.code() > 0);
+    assert!(!err.message().is_empty());
+    let mut all = vec![std::ptr::null_mut(); 63];
+    pool.alloc_bulk(&mut all).expect("the whole pool");
+    assert!(pool.alloc().is_none(), "an empty pool must give nothing");
+    let mut more = [std::ptr::null_mut(); 1];
+    assert!(pool.alloc_bulk(&mut more).is_err());
+    // SAFETY: every mbuf was allocated above and is freed once.
+    unsafe { pktmbuf_free_bulk(&mut all) };
+    assert_eq!(pool.available(), 63);
+}
