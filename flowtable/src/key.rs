@@ -248,6 +248,12 @@ impl FlowKey {
         &self.words
     }
 
+    /// A key from its packed words, as a table that stores [`FlowKey::words`] reads them back.
+    #[inline]
+    pub(crate) fn from_words(words: [u64; 5]) -> Self {
+        FlowKey { words }
+    }
+
     /// The one hash of this key: ahash with fixed seeds over the five words, identical in every
     /// thread and every run of the same build. Compute it once per packet and pass it along.
     #[inline]

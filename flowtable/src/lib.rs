@@ -10,16 +10,22 @@
 //! rule with several owners spreads new flows over them by the flow hash ([`pick_owner`]).
 //!
 //! Files: `key` (keys and the hash), `lookup` (results and the owner pick), `table` (the
-//! [`FlowTable`] trait and the implementation choice), `dashmap_table` (the baseline table).
+//! [`FlowTable`] trait and the implementation choice), `bucket_table` (the lock-free-read table,
+//! [`BucketTable`]), `listen_table` (its listen rules), `seqlock` (the version protocol both use
+//! and its memory-ordering argument), `dashmap_table` (the baseline table).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod bucket_table;
 mod dashmap_table;
 mod key;
+mod listen_table;
 mod lookup;
+mod seqlock;
 mod table;
 
+pub use bucket_table::BucketTable;
 pub use dashmap_table::DashMapTable;
 pub use key::{FlowKey, ListenKey, Proto, ThreadId};
 pub use lookup::{pick_owner, Lookup, OwnerSet};

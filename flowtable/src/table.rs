@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use crate::bucket_table::BucketTable;
 use crate::dashmap_table::DashMapTable;
 use crate::key::{FlowKey, ListenKey, ThreadId};
 use crate::lookup::Lookup;
@@ -90,17 +91,26 @@ pub trait FlowTable: Send + Sync {
 pub enum TableImpl {
     /// [`DashMapTable`]: sharded reader-writer locks; the baseline.
     DashMap,
+    /// [`BucketTable`]: fixed 8-slot buckets, two choices per key with cuckoo moves, per-bucket
+    /// sequence locks; lookups take no lock and write no shared memory.
+    Bucketized,
 }
 
 impl TableImpl {
     /// Every implementation, for tests and benchmarks that cover them all.
-    pub const ALL: [TableImpl; 1] = [TableImpl::DashMap];
+    pub const ALL: [TableImpl; 2] = [TableImpl::DashMap, TableImpl::Bucketized];
 
     /// The implementation's name, identical to [`FlowTable::name`] of the table it builds.
     pub fn name(self) -> &'static str {
         match self {
             TableImpl::DashMap => DashMapTable::NAME,
+            TableImpl::Bucketized => BucketTable::NAME,
         }
+    }
+
+    /// The implementation called `name` (as [`TableImpl::name`] spells it), `None` for any other.
+    pub fn from_name(name: &str) -> Option<TableImpl> {
+        TableImpl::ALL.into_iter().find(|kind| kind.name() == name)
     }
 }
 
@@ -109,5 +119,6 @@ impl TableImpl {
 pub fn new_table(kind: TableImpl, capacity: usize) -> Box<dyn FlowTable> {
     match kind {
         TableImpl::DashMap => Box::new(DashMapTable::with_capacity(capacity)),
+        TableImpl::Bucketized => Box::new(BucketTable::with_capacity(capacity)),
     }
 }

@@ -124,7 +124,13 @@ fn reader(table: &dyn FlowTable, writers_done: &AtomicBool, start: &Barrier, loo
 
 #[test]
 fn readers_never_see_a_foreign_owner_or_lose_a_pinned_key() {
-    let table = new_table(TableImpl::DashMap, 4 * 1024);
+    for kind in TableImpl::ALL {
+        readers_never_see_a_foreign_owner_or_lose_a_pinned_key_in(kind);
+    }
+}
+
+fn readers_never_see_a_foreign_owner_or_lose_a_pinned_key_in(kind: TableImpl) {
+    let table = new_table(kind, 4 * 1024);
     for i in 0..PINNED_KEYS {
         assert_eq!(table.insert(key(i), PINNED_OWNER), Ok(None));
     }

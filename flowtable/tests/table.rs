@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowtable::{
-    new_table, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup, Proto, TableFull, TableImpl,
+    new_table, BucketTable, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup, Proto, TableFull,
+    TableImpl,
 };
 
 const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -340,4 +341,67 @@ fn dashmap_table_is_shareable_and_named() {
     let shared: std::sync::Arc<dyn FlowTable> =
         std::sync::Arc::from(new_table(TableImpl::DashMap, 4));
     assert_eq!(shared.capacity(), 4);
+}
+
+#[test]
+fn bucket_table_is_shareable_and_named() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<BucketTable>();
+    let table = BucketTable::with_capacity(100);
+    assert_eq!(table.name(), "bucketized");
+    assert_eq!(TableImpl::Bucketized.name(), "bucketized");
+    table.insert(client(0), 1).unwrap();
+    assert_eq!(
+        format!("{table:?}"),
+        "BucketTable { exact_len: 1, listen_len: 0, capacity: 100, buckets: 16 }"
+    );
+    for kind in TableImpl::ALL {
+        assert_eq!(TableImpl::from_name(kind.name()), Some(kind));
+    }
+    assert_eq!(TableImpl::from_name("cuckoo"), None);
+}
+
+#[test]
+fn ipv6_and_ipv4_keys_share_the_table() {
+    for_each_table(1_000, |table| {
+        let keys: Vec<FlowKey> = (0..400u32)
+            .map(|i| {
+                if i % 2 == 0 {
+                    client(i)
+                } else {
+                    FlowKey::v6(
+                        Proto::Udp,
+                        "2001:db8::1".parse::<Ipv6Addr>().unwrap(),
+                        443,
+                        Ipv6Addr::from(
+                            0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(i),
+                        ),
+                        (i % 60_000) as u16,
+                    )
+                }
+            })
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(table.insert(*key, (i % 7) as u16), Ok(None));
+        }
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+        let mut out = vec![Lookup::Miss; keys.len()];
+        table.lookup_bulk(&keys, &hashes, &mut out);
+        for (i, result) in out.iter().enumerate() {
+            assert_eq!(*result, Lookup::Exact((i % 7) as u16), "key {i}");
+        }
+        for key in keys.iter().step_by(2) {
+            assert!(table.remove(key).is_some());
+        }
+        table.lookup_bulk(&keys, &hashes, &mut out);
+        for (i, result) in out.iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                Lookup::Miss
+            } else {
+                Lookup::Exact((i % 7) as u16)
+            };
+            assert_eq!(*result, expected, "key {i}");
+        }
+        assert_eq!(table.exact_len(), 200);
+    });
 }

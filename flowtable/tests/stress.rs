@@ -1,0 +1,191 @@
+//! Stress of every table under concurrent inserters, removers, owner removal and bulk readers.
+//!
+//! Owners encode their key (`owner_code(i, generation)`), so a reader detects a torn or misplaced
+//! owner; pinned keys stay in the table throughout and must always be found with their owner; keys
+//! of the never-inserted range must never be found (no false hit). The table is sized so that the
+//! writers keep it near its capacity, where the bucketized table relocates entries.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+
+use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
+
+const PINNED: u32 = 4_000;
+const PER_WRITER: u32 = 2_000;
+const WRITERS: u32 = 2;
+const NEVER: u32 = 2_000;
+const CHURN_BATCH: u32 = 200;
+const ROUNDS: u32 = 30;
+const BURST: usize = 32;
+/// Owner removal uses owners above every owner code (codes are below 0xF000).
+const CHURN_OWNER: ThreadId = 0xF00D;
+
+fn key(i: u32) -> FlowKey {
+    FlowKey::from_v4_bytes(
+        Proto::Tcp,
+        [198, 18, 0, (i % 3) as u8],
+        8000 + (i % 5) as u16,
+        (0x0a00_0000 | i).to_be_bytes(),
+        (i % 50_000) as u16 + 1024,
+    )
+}
+
+/// The owner key `i` has in `generation` (0 or 1): a function of the key, below 0xF000.
+fn owner_code(i: u32, generation: u32) -> ThreadId {
+    ((i.wrapping_mul(0x9E37_79B9) ^ generation.wrapping_mul(0x85EB_CA6B)) % 0xF000) as ThreadId
+}
+
+fn writer_range(writer: u32) -> std::ops::Range<u32> {
+    let start = PINNED + writer * PER_WRITER;
+    start..start + PER_WRITER
+}
+
+fn never_range() -> std::ops::Range<u32> {
+    let start = PINNED + WRITERS * PER_WRITER;
+    start..start + NEVER
+}
+
+fn churn_range() -> std::ops::Range<u32> {
+    let start = never_range().end;
+    start..start + CHURN_BATCH
+}
+
+fn writer(table: &dyn FlowTable, writer: u32, start: &Barrier) {
+    start.wait();
+    for round in 0..ROUNDS {
+        let generation = round % 2;
+        for i in writer_range(writer) {
+            let previous = table.insert(key(i), owner_code(i, generation)).unwrap();
+            assert!(
+                previous.is_none() || previous == Some(owner_code(i, 1 - generation)),
+                "key {i}: replaced {previous:?}"
+            );
+        }
+        for i in writer_range(writer).filter(|i| (i + round) % 3 != 0) {
+            assert_eq!(
+                table.remove(&key(i)),
+                Some(owner_code(i, generation)),
+                "key {i} round {round}"
+            );
+        }
+    }
+}
+
+fn churner(table: &dyn FlowTable, start: &Barrier) {
+    start.wait();
+    for _ in 0..ROUNDS {
+        for i in churn_range() {
+            assert_eq!(table.insert(key(i), CHURN_OWNER), Ok(None));
+        }
+        assert_eq!(table.remove_owner(CHURN_OWNER), CHURN_BATCH as usize);
+    }
+}
+
+fn reader(table: &dyn FlowTable, done: &AtomicBool, start: &Barrier, lookups: &AtomicU64) {
+    let total = churn_range().end;
+    let mut indices = [0u32; BURST];
+    let mut keys = [key(0); BURST];
+    let mut hashes = [0u64; BURST];
+    let mut out = [Lookup::Miss; BURST];
+    let mut cursor = 0u32;
+    let mut count = 0u64;
+    start.wait();
+    loop {
+        let finishing = done.load(Ordering::Acquire);
+        for _ in 0..total.div_ceil(BURST as u32) {
+            for slot in 0..BURST {
+                indices[slot] = cursor;
+                keys[slot] = key(cursor);
+                hashes[slot] = keys[slot].hash();
+                cursor = (cursor + 1_009) % total;
+            }
+            table.lookup_bulk(&keys, &hashes, &mut out);
+            for slot in 0..BURST {
+                let i = indices[slot];
+                match out[slot] {
+                    Lookup::Exact(owner) if i < PINNED => {
+                        assert_eq!(owner, owner_code(i, 0), "pinned key {i}: torn owner")
+                    }
+                    Lookup::Exact(owner) if never_range().contains(&i) => {
+                        panic!("key {i} was never inserted, found under {owner}")
+                    }
+                    Lookup::Exact(owner) if churn_range().contains(&i) => {
+                        assert_eq!(owner, CHURN_OWNER, "churn key {i}")
+                    }
+                    Lookup::Exact(owner) => assert!(
+                        owner == owner_code(i, 0) || owner == owner_code(i, 1),
+                        "key {i}: owner {owner} is not one of its owners"
+                    ),
+                    Lookup::Miss => assert!(i >= PINNED, "pinned key {i} went missing"),
+                    other => panic!("key {i}: no listen rule exists, got {other:?}"),
+                }
+            }
+            count += BURST as u64;
+        }
+        if finishing {
+            break;
+        }
+    }
+    lookups.fetch_add(count, Ordering::Relaxed);
+}
+
+fn stress(kind: TableImpl) {
+    // Everything that can be present at once fits exactly: the table runs full.
+    let capacity = (PINNED + WRITERS * PER_WRITER + CHURN_BATCH) as usize;
+    let table = new_table(kind, capacity);
+    for i in 0..PINNED {
+        assert_eq!(table.insert(key(i), owner_code(i, 0)), Ok(None));
+    }
+    let table = table.as_ref();
+    let readers = 2;
+    let start = Barrier::new(WRITERS as usize + 1 + readers);
+    let done = AtomicBool::new(false);
+    let lookups = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        let reader_handles: Vec<_> = (0..readers)
+            .map(|_| scope.spawn(|| reader(table, &done, &start, &lookups)))
+            .collect();
+        let mut writer_handles: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let start = &start;
+                scope.spawn(move || writer(table, w, start))
+            })
+            .collect();
+        writer_handles.push(scope.spawn(|| churner(table, &start)));
+        for handle in writer_handles {
+            handle.join().expect("writer panicked");
+        }
+        done.store(true, Ordering::Release);
+        for handle in reader_handles {
+            handle.join().expect("reader panicked");
+        }
+    });
+    let last = ROUNDS - 1;
+    let mut expected_len = PINNED as usize;
+    for w in 0..WRITERS {
+        for i in writer_range(w) {
+            let expected = if (i + last) % 3 != 0 {
+                Lookup::Miss
+            } else {
+                expected_len += 1;
+                Lookup::Exact(owner_code(i, last % 2))
+            };
+            assert_eq!(table.lookup(&key(i)), expected, "{kind:?} key {i}");
+        }
+    }
+    for i in 0..PINNED {
+        assert_eq!(table.lookup(&key(i)), Lookup::Exact(owner_code(i, 0)));
+    }
+    assert_eq!(table.exact_len(), expected_len, "{kind:?}");
+    assert!(lookups.load(Ordering::Relaxed) >= readers as u64 * u64::from(churn_range().end));
+}
+
+#[test]
+fn bucketized_table_under_concurrent_writers_and_readers() {
+    stress(TableImpl::Bucketized);
+}
+
+#[test]
+fn dashmap_table_under_concurrent_writers_and_readers() {
+    stress(TableImpl::DashMap);
+}
