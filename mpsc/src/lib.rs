@@ -12,19 +12,23 @@
 //!   blocking and never waiting for room. A full ring is the caller's decision to drop and count.
 //! - Consumer: single-consumer, enforced by types: one [`Consumer`] per ring, not `Clone`, not
 //!   `Sync`, dequeue through `&mut self`.
-//! - Kinds ([`RingKind`]): [`RingKind::Crossbeam`] is `crossbeam_queue::ArrayQueue` driven one
-//!   element at a time; a burst is not atomic (it may be accepted in part and may interleave
-//!   with other producers' bursts). A ring that claims a whole burst with one CAS is meant to be
-//!   another kind behind the same handles.
+//! - Kinds ([`RingKind`]): [`RingKind::Burst`] claims a whole burst with one CAS on the shared
+//!   tail and publishes it with one release store into a per-run header, so that a producer
+//!   preempted mid-burst never stalls the other producers (the design, and why DPDK's classic
+//!   multi-producer mode does not have that property, is documented in `src/burst_ring.rs`).
+//!   [`RingKind::Crossbeam`] is `crossbeam_queue::ArrayQueue` driven one element at a
+//!   time; a burst is not atomic (it may be accepted in part and may interleave with other
+//!   producers' bursts). It stays selectable as the baseline.
 //!
 //! # Costs
 //!
-//! | operation | [`RingKind::Crossbeam`] |
-//! |---|---|
-//! | `enqueue_burst` of n | n CAS on the shared tail (retried under contention) + n release stores |
-//! | `dequeue_burst` of n | n uncontended CAS on the head + n release stores |
-//! | `len` / `is_empty` | 3 / 2 sequentially consistent loads of shared indices |
-//! | `ring` | one allocation of `capacity` slots; none afterwards |
+//! | operation | [`RingKind::Burst`] | [`RingKind::Crossbeam`] |
+//! |---|---|---|
+//! | `enqueue_burst` of n | 1 CAS on the shared tail (retried under contention) + 1 release store; the consumer's head is read only when the handle's cached copy shows too little room | n CAS on the shared tail (retried under contention) + n release stores |
+//! | `dequeue_burst` of n | 1 acquire load per producer run taken + 1 release store of the head | n uncontended CAS on the head + n release stores |
+//! | element copies | one `memcpy` per run (two where it wraps) | one move per element |
+//! | `len` / `is_empty` | 3 sequentially consistent loads, retried (boundedly) while both ends move | 3 / 2 sequentially consistent loads of shared indices |
+//! | `ring` | two allocations: `capacity` rounded up to a power of two cells, and as many 16-byte run headers | one allocation of `capacity` slots; none afterwards |
 //!
 //! # Invariants
 //!
@@ -34,9 +38,12 @@
 //! - Per-producer FIFO: elements one producer enqueued come out in the order it enqueued them.
 //!   Elements of different producers have no order guarantee beyond the ring's linearization.
 //! - The accepted part of a burst is always a prefix of it; the remainder keeps its order.
-//! - Progress is lock-free, not wait-free: a producer preempted after claiming a slot but before
-//!   publishing it holds back the consumer at that slot until it runs again (the same window as
-//!   an `rte_ring` multi-producer tail update).
+//! - Progress: producers are lock-free and never wait for each other or for room. A producer
+//!   preempted after claiming slots but before publishing them holds back the consumer at those
+//!   slots until it runs again; with [`RingKind::Burst`] the consumer returns at once with what
+//!   precedes them and the other producers go on publishing behind them (the ring may fill, and
+//!   they then drop), whereas an `rte_ring` multi-producer tail update makes the later producers
+//!   spin. With [`RingKind::Crossbeam`] the consumer spins briefly, then yields.
 //! - The ring lives as long as any handle. Enqueueing after the consumer is gone succeeds while
 //!   room remains; those elements are dropped with the last producer.
 
@@ -45,6 +52,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod burst_ring;
 mod crossbeam_ring;
 mod error;
 mod kind;

@@ -8,10 +8,16 @@
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
+// Under loom the handles' reference count is modelled too, so that the ring's `Drop` is
+// ordered after the last use through any handle.
+#[cfg(loom)]
+use loom::sync::Arc;
+#[cfg(not(loom))]
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::burst_ring::{BurstRing, HeadCache};
 use crate::{crossbeam_ring, CapacityError, RingKind};
 
 /// The ring behind the handles, one variant per [`RingKind`].
@@ -19,6 +25,7 @@ use crate::{crossbeam_ring, CapacityError, RingKind};
 /// Every operation is one `match` here, so adding a kind means one new variant, one arm per
 /// method below and one backend module.
 enum RingImpl<T> {
+    Burst(BurstRing<T>),
     Crossbeam(ArrayQueue<T>),
 }
 
@@ -29,18 +36,22 @@ impl<T> RingImpl<T> {
             return Err(CapacityError::new(capacity, max, kind));
         }
         Ok(match kind {
+            RingKind::Burst => RingImpl::Burst(BurstRing::new(capacity)),
             RingKind::Crossbeam => RingImpl::Crossbeam(ArrayQueue::new(capacity)),
         })
     }
 
     fn kind(&self) -> RingKind {
         match self {
+            RingImpl::Burst(_) => RingKind::Burst,
             RingImpl::Crossbeam(_) => RingKind::Crossbeam,
         }
     }
 
-    fn enqueue_burst(&self, items: &mut Vec<T>) -> usize {
+    /// `cache` belongs to the calling [`Producer`] handle; kinds without one ignore it.
+    fn enqueue_burst(&self, items: &mut Vec<T>, cache: &HeadCache) -> usize {
         match self {
+            RingImpl::Burst(ring) => ring.enqueue_burst(items, cache),
             RingImpl::Crossbeam(queue) => crossbeam_ring::enqueue_burst(queue, items),
         }
     }
@@ -48,24 +59,28 @@ impl<T> RingImpl<T> {
     /// Only [`Consumer::dequeue_burst`] calls this, which makes the caller the single consumer.
     fn dequeue_burst(&self, out: &mut Vec<T>, max: usize) -> usize {
         match self {
+            RingImpl::Burst(ring) => ring.dequeue_burst(out, max),
             RingImpl::Crossbeam(queue) => crossbeam_ring::dequeue_burst(queue, out, max),
         }
     }
 
     fn len(&self) -> usize {
         match self {
+            RingImpl::Burst(ring) => ring.len(),
             RingImpl::Crossbeam(queue) => queue.len(),
         }
     }
 
     fn is_empty(&self) -> bool {
         match self {
+            RingImpl::Burst(ring) => ring.is_empty(),
             RingImpl::Crossbeam(queue) => queue.is_empty(),
         }
     }
 
     fn capacity(&self) -> usize {
         match self {
+            RingImpl::Burst(ring) => ring.capacity(),
             RingImpl::Crossbeam(queue) => queue.capacity(),
         }
     }
@@ -83,7 +98,7 @@ impl<T> RingImpl<T> {
 /// ```
 /// use flowsteer_mpsc::{ring, RingKind};
 ///
-/// let (producer, mut consumer) = ring::<Box<u32>>(4, RingKind::Crossbeam)?;
+/// let (producer, mut consumer) = ring::<Box<u32>>(4, RingKind::Burst)?;
 /// let mut burst: Vec<Box<u32>> = (0..6).map(Box::new).collect();
 /// assert_eq!(producer.enqueue_burst(&mut burst), 4);
 /// // What did not fit stays with the caller, in order, to be freed and counted.
@@ -101,6 +116,7 @@ pub fn ring<T: Send>(
     let shared = Arc::new(RingImpl::new(capacity, kind)?);
     let producer = Producer {
         ring: Arc::clone(&shared),
+        head_cache: HeadCache::new(),
     };
     let consumer = Consumer {
         ring: shared,
@@ -113,8 +129,14 @@ pub fn ring<T: Send>(
 ///
 /// Concurrency: any number of threads may call [`enqueue_burst`](Producer::enqueue_burst) on
 /// clones of (or references to) the same producer at once.
+///
+/// Each handle carries a private copy of the consumer's position ([`RingKind::Burst`]), so that
+/// enqueueing does not read the cache line the consumer writes; give every producing thread its
+/// own clone. Sharing one handle by reference between threads stays correct (the copy is an
+/// atomic lower bound) but makes those threads write one line when they refresh it.
 pub struct Producer<T> {
     ring: Arc<RingImpl<T>>,
+    head_cache: HeadCache,
 }
 
 impl<T> Clone for Producer<T> {
@@ -122,6 +144,7 @@ impl<T> Clone for Producer<T> {
     fn clone(&self) -> Self {
         Producer {
             ring: Arc::clone(&self.ring),
+            head_cache: self.head_cache.clone(),
         }
     }
 }
@@ -131,22 +154,34 @@ impl<T: Send> Producer<T> {
     /// returns its length. What did not fit stays in `items`, in its original order, for the
     /// caller to free and count (or to retry later). Never blocks, never waits for room.
     ///
-    /// Atomicity depends on the kind. With [`RingKind::Crossbeam`] a burst is not atomic: it may
-    /// be accepted in part when the ring fills meanwhile, and its elements may interleave with
-    /// other producers' elements. Elements of one producer keep their FIFO order: a producer's
-    /// accepted elements are dequeued in the order it enqueued them.
+    /// Atomicity depends on the kind. With [`RingKind::Burst`] the accepted part is claimed at
+    /// once and occupies consecutive positions; it is shorter than `items` only if the ring was
+    /// full at some instant during the call. With [`RingKind::Crossbeam`] a burst is not
+    /// atomic: it may be accepted in part when the ring fills meanwhile, and its elements may
+    /// interleave with other producers' elements. With either, elements of one producer keep
+    /// their FIFO order: a producer's accepted elements are dequeued in the order it enqueued
+    /// them.
+    ///
+    /// Cost ([`RingKind::Burst`]): one CAS on the shared tail per burst (retried only when
+    /// another producer reserved in between), a `memcpy` of the accepted elements, one release
+    /// store to publish them and a `memmove` of the rest of `items`; the consumer's position is
+    /// read only when this handle's copy of it shows too little room. Never waits for another
+    /// producer, even one preempted in the middle of its own burst.
     ///
     /// Cost ([`RingKind::Crossbeam`]): one CAS on the shared tail per accepted element, retried
     /// under contention, plus two in-place reversals of `items`; no allocation.
     pub fn enqueue_burst(&self, items: &mut Vec<T>) -> usize {
-        self.ring.enqueue_burst(items)
+        self.ring.enqueue_burst(items, &self.head_cache)
     }
 
     /// Elements in the ring at some instant during the call; never above
     /// [`capacity`](Producer::capacity). Stale as soon as it returns while others run.
     ///
-    /// Cost: reads both shared indices (three sequentially consistent loads for
-    /// [`RingKind::Crossbeam`]): a statistic, not something to call per packet.
+    /// With [`RingKind::Burst`] the count includes slots a producer has reserved but not yet
+    /// published.
+    ///
+    /// Cost: reads both shared indices (three sequentially consistent loads, retried while both
+    /// move): a statistic, not something to call per packet.
     pub fn len(&self) -> usize {
         self.ring.len()
     }
@@ -202,12 +237,19 @@ impl<T: Send> Consumer<T> {
     /// the ring is empty or `max` is 0. Elements of each producer come out in the order that
     /// producer enqueued them.
     ///
-    /// Cost ([`RingKind::Crossbeam`]): one uncontended CAS on the head per element. `out` grows
-    /// only if its spare capacity is below the number taken; keep one `Vec` with capacity `max`
-    /// per thread to make this allocation-free.
+    /// Cost ([`RingKind::Burst`]): one acquire load of a run header per producer burst taken,
+    /// one `memcpy` per run, one release store of the head per call; no atomic
+    /// read-modify-write. Cost ([`RingKind::Crossbeam`]): one uncontended CAS on the head per
+    /// element. `out` grows only if its spare capacity is below the number taken; keep one
+    /// `Vec` with capacity `max` per thread to make this allocation-free.
     ///
-    /// May spin briefly, then yield, when a producer has claimed the next slot but not yet
-    /// published it (it was preempted mid-enqueue); it never waits for a producer to start one.
+    /// Waiting, when a producer has claimed the next slot but not yet published it (it was
+    /// preempted mid-enqueue): [`RingKind::Burst`] never waits; it returns what was published
+    /// before that slot (possibly nothing), and the rest comes out on a later call once the
+    /// producer publishes. [`RingKind::Crossbeam`] may spin briefly, then yield, until the slot
+    /// is published. Neither waits for a producer to start an enqueue. With
+    /// [`RingKind::Burst`], if `out` cannot grow (allocation failure) the call stops early
+    /// instead of panicking; the elements not taken stay in the ring.
     pub fn dequeue_burst(&mut self, out: &mut Vec<T>, max: usize) -> usize {
         self.ring.dequeue_burst(out, max)
     }

@@ -197,6 +197,39 @@ fn both_ends_report_the_same_state() {
 fn kind_names_match_the_configuration_values() {
     assert_eq!(RingKind::Crossbeam.name(), "crossbeam");
     assert_eq!(RingKind::Crossbeam.to_string(), "crossbeam");
+    assert_eq!(RingKind::Burst.name(), "burst");
+    assert_eq!(RingKind::Burst.to_string(), "burst");
+    for kind in RingKind::ALL {
+        assert_eq!(RingKind::from_name(kind.name()), Some(kind));
+    }
+    assert_eq!(RingKind::from_name("Burst"), None);
+    assert_eq!(RingKind::from_name(""), None);
+}
+
+#[test]
+fn burst_capacity_need_not_be_a_power_of_two() {
+    // The cells are rounded up to a power of two; the capacity is not.
+    for capacity in [1, 3, 5, 7, 100, 1000] {
+        let (producer, mut consumer) = ring::<Handle>(capacity, RingKind::Burst).unwrap();
+        let mut burst = handles(0..capacity + 3);
+        assert_eq!(producer.enqueue_burst(&mut burst), capacity);
+        assert_eq!(producer.len(), capacity);
+        assert_eq!(burst.len(), 3);
+        let mut out = Vec::new();
+        assert_eq!(consumer.dequeue_burst(&mut out, usize::MAX), capacity);
+        assert_eq!(ids(&out), (0..capacity).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn burst_max_capacity_is_a_power_of_two_that_fits() {
+    type Huge = [u8; 1 << 34];
+    let max = RingKind::Burst.max_capacity::<Huge>();
+    assert!(max.is_power_of_two());
+    assert!(max.checked_mul(1 << 34).unwrap() <= isize::MAX as usize);
+    assert!((max * 2)
+        .checked_mul(1 << 34)
+        .map_or(true, |b| b > isize::MAX as usize));
 }
 
 #[test]

@@ -21,7 +21,8 @@ struct Numbered {
 }
 
 /// A hung test is a failed test; generous because the machine is shared.
-const DEADLINE: Duration = Duration::from_secs(120);
+/// Miri interprets every step some thousand times slower.
+const DEADLINE: Duration = Duration::from_secs(if cfg!(miri) { 1800 } else { 120 });
 
 const MAX_BURST: usize = 32;
 
@@ -103,7 +104,7 @@ fn consume_all(mut consumer: Consumer<Numbered>, producers: usize, per_producer:
 }
 
 fn stress(kind: RingKind, producers: usize) {
-    const PER_PRODUCER: u32 = 200_000;
+    const PER_PRODUCER: u32 = if cfg!(miri) { 100 } else { 200_000 };
     // Small against producers * MAX_BURST so full-ring partial bursts are frequent.
     let (producer, consumer) = ring::<Numbered>(256, kind).unwrap();
     let senders: Vec<_> = (0..producers)
@@ -217,7 +218,7 @@ fn racing_producers_fill_exactly_to_capacity_and_never_beyond() {
 fn len_stays_within_capacity_while_producers_and_consumer_race() {
     const CAPACITY: usize = 64;
     const PRODUCERS: usize = 3;
-    const ROUNDS: usize = 20_000;
+    const ROUNDS: usize = if cfg!(miri) { 30 } else { 20_000 };
     for kind in RingKind::ALL {
         let (producer, mut consumer) = ring::<Numbered>(CAPACITY, kind).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -273,4 +274,72 @@ fn len_stays_within_capacity_while_producers_and_consumer_race() {
             "every accepted element came out exactly once"
         );
     }
+}
+
+/// Burst kind only: the accepted part of a burst is one reservation, so it comes out as one
+/// contiguous run, never interleaved with another producer's elements.
+#[test]
+fn burst_kind_keeps_each_accepted_burst_contiguous() {
+    const PRODUCERS: usize = 3;
+    const BURSTS: u32 = if cfg!(miri) { 20 } else { 20_000 };
+    const BURST: u32 = 8;
+    let (producer, mut consumer) = ring::<Numbered>(64, RingKind::Burst).unwrap();
+    let senders: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
+            let producer = producer.clone();
+            thread::spawn(move || {
+                // Bursts start at multiples of BURST; a partly accepted burst is retried from
+                // its rest, so only the accepted chunks are contiguous. Record their lengths.
+                let mut chunks = Vec::new();
+                for burst in 0..BURSTS {
+                    let mut pending: Vec<Numbered> = (burst * BURST..(burst + 1) * BURST)
+                        .map(|seq| Numbered { producer: id, seq })
+                        .collect();
+                    while !pending.is_empty() {
+                        let accepted = producer.enqueue_burst(&mut pending);
+                        if accepted > 0 {
+                            chunks.push(accepted);
+                        } else {
+                            thread::yield_now();
+                        }
+                    }
+                }
+                chunks
+            })
+        })
+        .collect();
+    drop(producer);
+    let total = PRODUCERS * (BURSTS * BURST) as usize;
+    let mut all = Vec::with_capacity(total);
+    let start = Instant::now();
+    while all.len() < total {
+        if consumer.dequeue_burst(&mut all, 48) == 0 {
+            thread::yield_now();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "consumer stuck at {}",
+            all.len()
+        );
+    }
+    let chunks: Vec<Vec<usize>> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    // Walk the output: each run of one producer's elements must be exactly its next chunks.
+    let mut next_chunk = [0usize; PRODUCERS];
+    let mut next_seq = [0u32; PRODUCERS];
+    let mut i = 0;
+    while i < all.len() {
+        let id = all[i].producer;
+        let len = chunks[id][next_chunk[id]];
+        next_chunk[id] += 1;
+        for item in &all[i..i + len] {
+            assert_eq!(
+                item.producer, id,
+                "a chunk of producer {id} was interleaved"
+            );
+            assert_eq!(item.seq, next_seq[id]);
+            next_seq[id] += 1;
+        }
+        i += len;
+    }
+    assert!(next_seq.iter().all(|&n| n == BURSTS * BURST));
 }
