@@ -159,7 +159,9 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
         one_of(
             "implementation",
             TableImpl::NAMES,
-            "The concurrent flow table: `dashmap` = sharded read/write-locked hash maps.",
+            "The concurrent flow table: `bucketized` = fixed buckets with per-bucket sequence \
+             locks, lookups take no lock; `dashmap` = sharded read/write-locked hash maps (the \
+             baseline).",
         ),
     ],
 };
@@ -176,7 +178,8 @@ pub(crate) const SWQ: SectionSpec = SectionSpec {
         one_of(
             "ring",
             RingImpl::NAMES,
-            "The MPSC ring implementation of the software queues.",
+            "The MPSC ring of the software queues: `burst` = one atomic reservation per burst; \
+             `crossbeam` = one CAS per packet (the baseline).",
         ),
     ],
 };

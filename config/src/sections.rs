@@ -90,7 +90,7 @@ impl Default for FlowTableCfg {
     fn default() -> Self {
         FlowTableCfg {
             capacity: 1 << 20,
-            implementation: TableImpl::DashMap,
+            implementation: TableImpl::Bucketized,
         }
     }
 }
@@ -109,7 +109,7 @@ impl Default for Swq {
     fn default() -> Self {
         Swq {
             size: 1024,
-            ring: RingImpl::Crossbeam,
+            ring: RingImpl::Burst,
         }
     }
 }

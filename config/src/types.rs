@@ -149,8 +149,11 @@ toml_enum! {
 toml_enum! {
     /// The concurrent flow table implementation (`flowtable.implementation`).
     pub enum TableImpl ("a flow table implementation") {
-        /// Sharded `RwLock` hash maps (the `dashmap` crate).
+        /// Fixed 8-slot buckets with two choices per key and per-bucket sequence locks: lookups
+        /// take no lock and write no shared memory.
         #[default]
+        Bucketized = "bucketized",
+        /// Sharded reader-writer-locked hash maps (the `dashmap` crate): the baseline.
         DashMap = "dashmap",
     }
 }
@@ -158,8 +161,11 @@ toml_enum! {
 toml_enum! {
     /// The MPSC software queue implementation (`swq.ring`).
     pub enum RingImpl ("a ring implementation") {
-        /// A bounded array queue after `crossbeam-queue`'s `ArrayQueue`.
+        /// One atomic reservation per burst; a producer preempted mid-enqueue stalls no other
+        /// producer.
         #[default]
+        Burst = "burst",
+        /// `crossbeam-queue`'s `ArrayQueue`, one CAS per packet: the baseline.
         Crossbeam = "crossbeam",
     }
 }

@@ -761,8 +761,13 @@ fn every_enum_spelling_parses_and_prints_back() {
         "",
     );
     check_spellings(Idle::ALL, &["spin", "yield", "sleep"], "engine.idle", "");
-    check_spellings(TableImpl::ALL, &["dashmap"], "flowtable.implementation", "");
-    check_spellings(RingImpl::ALL, &["crossbeam"], "swq.ring", "");
+    check_spellings(
+        TableImpl::ALL,
+        &["bucketized", "dashmap"],
+        "flowtable.implementation",
+        "",
+    );
+    check_spellings(RingImpl::ALL, &["burst", "crossbeam"], "swq.ring", "");
     check_spellings(Driver::ALL, &["uveth"], "port.driver", "");
     check_spellings(
         Profile::ALL,

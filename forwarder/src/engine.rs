@@ -107,6 +107,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> 
 
     let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table(
         match config.flowtable.implementation {
+            TableChoice::Bucketized => TableImpl::Bucketized,
             TableChoice::DashMap => TableImpl::DashMap,
         },
         config.flowtable.capacity,
@@ -124,6 +125,7 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> 
     let mut plan =
         TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?;
     let ring_kind = match config.swq.ring {
+        RingImpl::Burst => RingKind::Burst,
         RingImpl::Crossbeam => RingKind::Crossbeam,
     };
     let mut consumers = Vec::with_capacity(threads);
