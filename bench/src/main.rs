@@ -1,130 +1,207 @@
-//! `flowsteer-bench`: runs experiments and prints one table each.
+//! `flowsteer-bench`: runs experiments side by side with their competitors and prints one table
+//! each, with a ratio column (ours over the competitor, above 1 = ours faster).
 //!
-//! `engine`: packets per second per thread for RSS and software balancing on every traffic profile,
-//! each run on the same machine in the same process, one after the other. The ratio column compares
-//! software balancing with RSS on the same profile. The comparisons against DPDK's rte_hash and
-//! rte_ring, dashmap, crossbeam and the ltran-style dispatcher are planned work.
+//! Experiments (one module each):
+//! - `flowtable`: `lookup_bulk` of 32 IPv4 keys, every [`flowtable::TableImpl`] and rte_hash;
+//! - `swq`: burst enqueue/dequeue, every [`flowsteer_mpsc::RingKind`] and rte_ring MP/SC;
+//! - `softrss`: the Toeplitz hash per packet against `rte_softrss`;
+//! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
+//! - `all`: the four in that order.
+//!
+//! DPDK competitors run only when built with `--features dpdk` and when the EAL starts; every
+//! table says which competitor did not run and why.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use flowsteer_config::{Balance, Config, Profile};
-use forwarder::engine::{run, RunOptions};
+mod competitors;
+mod engine;
+mod flow_table;
+mod ltran;
+mod measure;
+mod softrss;
+mod swq;
+mod table;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: flowsteer-bench engine [--seconds S] [--threads N]");
-    ExitCode::from(2)
+/// Options shared by every experiment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Options {
+    /// Wall time of one measured point (micro-benchmarks: split over the repetitions; engine:
+    /// one run).
+    pub seconds: f64,
+    /// Stack threads of the engine runs; reader threads and producers are fixed by the issue's
+    /// matrix (1 and 2).
+    pub threads: u16,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seconds: 1.0,
+            threads: 2,
+        }
+    }
+}
+
+const USAGE: &str = "\
+usage: flowsteer-bench <experiment> [--seconds S] [--threads N]
+
+experiments:
+  flowtable   lookup_bulk of 32 IPv4 keys: every flow table implementation and rte_hash
+  swq         software queue burst enqueue/dequeue: every ring kind and rte_ring MP/SC
+  softrss     Toeplitz hash per packet against rte_softrss
+  engine      RSS and software balancing per traffic profile, and the ltran-style baseline
+  all         all of the above, in this order
+
+options:
+  --seconds S   wall time of each measured point, 0.05..=3600 (default 1)
+  --threads N   stack threads of the engine runs, 1..=64 (default 2)";
+
+/// The experiment and options named on the command line.
+#[derive(Debug, PartialEq)]
+struct Invocation {
+    experiment: Experiment,
+    options: Options,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Experiment {
+    FlowTable,
+    Swq,
+    SoftRss,
+    Engine,
+    All,
+}
+
+fn parse_args(args: &[String]) -> Result<Invocation, String> {
+    let mut experiment = None;
+    let mut options = Options::default();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--seconds" | "--threads" => {
+                let value = rest.next().ok_or_else(|| format!("{arg}: missing value"))?;
+                if arg == "--seconds" {
+                    options.seconds = match value.parse::<f64>() {
+                        Ok(s) if (0.05..=3600.0).contains(&s) => s,
+                        _ => {
+                            return Err(format!(
+                                "--seconds: must be a number of seconds 0.05..=3600, got {value:?}"
+                            ))
+                        }
+                    };
+                } else {
+                    options.threads = match value.parse::<u16>() {
+                        Ok(n) if (1..=64).contains(&n) => n,
+                        _ => {
+                            return Err(format!(
+                                "--threads: must be an integer 1..=64, got {value:?}"
+                            ))
+                        }
+                    };
+                }
+            }
+            flag if flag.starts_with('-') => return Err(format!("unknown option {flag:?}")),
+            name => {
+                if experiment.is_some() {
+                    return Err(format!(
+                        "only one experiment may be named, got a second: {name:?}"
+                    ));
+                }
+                experiment = Some(match name {
+                    "flowtable" => Experiment::FlowTable,
+                    "swq" => Experiment::Swq,
+                    "softrss" => Experiment::SoftRss,
+                    "engine" => Experiment::Engine,
+                    "all" => Experiment::All,
+                    other => {
+                        return Err(format!(
+                        "unknown experiment {other:?}: expected flowtable, swq, softrss, engine or all"
+                    ))
+                    }
+                });
+            }
+        }
+    }
+    let experiment = experiment.ok_or("no experiment named")?;
+    Ok(Invocation {
+        experiment,
+        options,
+    })
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(experiment) = args.first() else {
-        return usage();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let invocation = match parse_args(&args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("flowsteer-bench: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
     };
-    let mut seconds = 3.0f64;
-    let mut threads: u16 = 2;
-    let mut rest = args[1..].iter();
-    while let Some(flag) = rest.next() {
-        let value = rest.next();
-        match (flag.as_str(), value.map(|v| v.parse::<f64>())) {
-            ("--seconds", Some(Ok(s))) if s > 0.0 && s <= 3600.0 => seconds = s,
-            ("--threads", Some(Ok(n))) if (1.0..=64.0).contains(&n) && n.fract() == 0.0 => {
-                threads = n as u16
-            }
-            _ => return usage(),
-        }
-    }
-    match experiment.as_str() {
-        "engine" => engine(seconds, threads),
-        _ => usage(),
-    }
-}
-
-fn engine(seconds: f64, threads: u16) -> ExitCode {
-    let frame_bytes = Config::default().traffic.packet_size;
-    println!(
-        "engine: {threads} stack threads, {seconds} s per run, uveth + traffic generator, {frame_bytes}-byte frames"
-    );
-    if threads > 2 {
-        println!("note: more busy threads than this machine's 2 cores: these rates measure the scheduler too");
-    }
-    println!(
-        "{:<13} {:<9} {:>7} {:>14} {:>10} {:>11} {:>9} {:>8}",
-        "profile",
-        "balance",
-        "queues",
-        "Mpps/thread",
-        "handoff%",
-        "misdirect%",
-        "dropped",
-        "sw/rss"
-    );
+    let opts = invocation.options;
+    let experiments = match invocation.experiment {
+        Experiment::All => vec![
+            Experiment::FlowTable,
+            Experiment::Swq,
+            Experiment::SoftRss,
+            Experiment::Engine,
+        ],
+        one => vec![one],
+    };
     let mut ok = true;
-    for profile in [
-        Profile::RssFriendly,
-        Profile::Listeners,
-        Profile::FewerQueues,
-        Profile::Churn,
-    ] {
-        let queues = if profile == Profile::FewerQueues {
-            (threads - 1).max(1)
-        } else {
-            threads
+    for experiment in experiments {
+        let result = match experiment {
+            Experiment::FlowTable => flow_table::run(&opts),
+            Experiment::Swq => swq::run(&opts),
+            Experiment::SoftRss => softrss::run(&opts),
+            Experiment::Engine | Experiment::All => engine::run(&opts),
         };
-        if profile == Profile::FewerQueues && threads < 2 {
-            continue;
-        }
-        let mut rss_rate = None;
-        for balance in [Balance::Rss, Balance::Software] {
-            let mut cfg = Config::default();
-            cfg.engine.threads = threads;
-            cfg.port.queues = queues;
-            cfg.engine.balance = balance;
-            cfg.traffic.profile = profile;
-            cfg.traffic.flows = 4096;
-            cfg.metrics.enabled = false;
-            let report = match run(&cfg, RunOptions::quiet(Duration::from_secs_f64(seconds))) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("{profile} {balance}: {e}");
-                    ok = false;
-                    continue;
-                }
-            };
-            if !report.conservation.ok {
-                eprintln!(
-                    "{profile} {balance}: conservation failed: {:?}",
-                    report.conservation.failures
-                );
-                ok = false;
-            }
-            let t = &report.total;
-            let per_thread = t.processed as f64 / report.duration_secs / f64::from(threads) / 1e6;
-            let pct = |x: u64, of: u64| 100.0 * x as f64 / of.max(1) as f64;
-            let ratio = match (balance, rss_rate) {
-                (Balance::Rss, _) => {
-                    rss_rate = Some(per_thread);
-                    "-".to_string()
-                }
-                (Balance::Software, Some(r)) => format!("{:.2}", per_thread / r),
-                (Balance::Software, None) => "n/a".to_string(),
-            };
-            println!(
-                "{:<13} {:<9} {:>7} {:>14.3} {:>10.1} {:>11.1} {:>9} {:>8}",
-                profile.to_string(),
-                balance.to_string(),
-                queues,
-                per_thread,
-                pct(t.handed_off, t.rx),
-                pct(t.misdirected, t.processed),
-                t.dropped_total,
-                ratio
-            );
+        if let Err(e) = result {
+            eprintln!("flowsteer-bench: {experiment:?}: {e}");
+            ok = false;
         }
     }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn experiment_and_options_parse() {
+        let inv = parse_args(&args(&["swq", "--seconds", "0.5", "--threads", "4"])).unwrap();
+        assert_eq!(inv.experiment, Experiment::Swq);
+        assert_eq!(inv.options.seconds, 0.5);
+        assert_eq!(inv.options.threads, 4);
+        let inv = parse_args(&args(&["--seconds", "2", "all"])).unwrap();
+        assert_eq!(inv.experiment, Experiment::All);
+        assert_eq!(inv.options.threads, 2);
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let err = |a: &[&str]| parse_args(&args(a)).unwrap_err();
+        assert_eq!(err(&[]), "no experiment named");
+        assert!(err(&["nope"]).contains("unknown experiment \"nope\""));
+        assert!(err(&["swq", "flowtable"]).contains("only one experiment"));
+        assert_eq!(err(&["swq", "--seconds"]), "--seconds: missing value");
+        assert!(err(&["swq", "--seconds", "0"]).contains("0.05..=3600"));
+        assert!(err(&["swq", "--seconds", "x"]).contains("got \"x\""));
+        assert!(err(&["swq", "--threads", "0"]).contains("1..=64"));
+        assert!(err(&["swq", "--threads", "1.5"]).contains("1..=64"));
+        assert!(err(&["swq", "--fast"]).contains("unknown option \"--fast\""));
     }
 }

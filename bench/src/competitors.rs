@@ -1,0 +1,75 @@
+//! The DPDK competitors, behind the `dpdk` cargo feature.
+//!
+//! Without the feature every entry point returns why the competitor did not run, so that the
+//! experiments print it instead of silently leaving rows out. With it, the EAL is initialized
+//! once, on first use, without hugepages, PCI or shared configuration; if that fails (no
+//! permission, no memory) the reason is returned and the rest of the run goes on.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use crate::flow_table::{Contender, Keys};
+use crate::swq::Shape;
+
+#[cfg(feature = "dpdk")]
+mod dpdk;
+
+/// A hash under test over a range of the experiment's tuples: hashes each and folds them.
+pub type TupleHasher<'a> = Box<dyn Fn(Range<usize>) -> u32 + Sync + 'a>;
+
+/// Ok when the DPDK competitors can run (the EAL is up), else why not.
+pub fn dpdk_ready() -> Result<(), String> {
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk::eal_init()
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        Err("built without --features dpdk".to_string())
+    }
+}
+
+/// rte_hash (`RW_CONCURRENCY_LF`) holding `keys.rules`, as a flow-table contender.
+pub fn rte_hash_contender(keys: &Keys) -> Result<Box<dyn Contender + '_>, String> {
+    dpdk_ready()?;
+    #[cfg(feature = "dpdk")]
+    {
+        Ok(Box::new(dpdk::HashContender::build(keys)?))
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = keys;
+        Err("built without --features dpdk".to_string())
+    }
+}
+
+/// One repetition of the software-queue experiment on a fresh rte_ring (MP enqueue, SC dequeue).
+pub fn rte_ring_rep(shape: Shape, duration: Duration) -> Result<f64, String> {
+    dpdk_ready()?;
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk::ring_rep(shape, duration)
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = (shape, duration);
+        Err("built without --features dpdk".to_string())
+    }
+}
+
+/// `rte_softrss` and `rte_softrss_be` over `words` (DPDK's `rte_ipv4_tuple` layout) with `key`.
+pub fn softrss_hashers<'a>(
+    words: &'a [[u32; 3]],
+    key: &'a [u8; 40],
+) -> Result<Vec<(String, TupleHasher<'a>)>, String> {
+    dpdk_ready()?;
+    #[cfg(feature = "dpdk")]
+    {
+        Ok(dpdk::softrss_hashers(words, key))
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = (words, key);
+        Err("built without --features dpdk".to_string())
+    }
+}

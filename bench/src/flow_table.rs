@@ -1,0 +1,574 @@
+//! `flowtable`: `lookup_bulk` of 32 IPv4 5-tuple keys, hit and miss, at 64 Ki and 1 Mi rules,
+//! with 1 and 2 reader threads, with and without a writer thread inserting and deleting rules.
+//!
+//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, and DPDK's rte_hash (`RW_CONCURRENCY_LF`,
+//! `rte_hash_lookup_bulk_data`, key = the 40 bytes of [`FlowKey::words`]) with `--features dpdk`.
+//!
+//! What one operation is: one key of a 32-key burst, including the key's hash (the caller's
+//! `FlowKey::hash` for the flowsteer tables, the table's own CRC32 for rte_hash, which hashes
+//! inside `lookup_bulk`). The keys are read in a shuffled order from a precomputed array of
+//! 256 Ki keys (or all keys, when fewer), so a 1 Mi table is probed at random places, as traffic
+//! of many flows would.
+//!
+//! The writer inserts a fresh exact rule and deletes the oldest of the 4096 it keeps alive, at
+//! 100 000 inserts and 100 000 deletes per second, paced once a millisecond. Its keys are
+//! disjoint from the looked-up ones, so a hit stays a hit; the measured rate is what readers
+//! pay for sharing the table with a writer. The rate the writer achieved is printed (on a
+//! 2-core machine with 2 readers it competes with them for a core).
+//!
+//! All implementations of one point run one after the other on tables built side by side, so
+//! their ratio is taken minutes apart at most, not across runs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
+
+use crate::competitors;
+use crate::measure::{parallel_rep, repeat, SplitMix64, Summary, REPS};
+use crate::table::{num, speed_ratio, Align, Table};
+use crate::Options;
+
+/// Keys per `lookup_bulk`.
+pub const BURST: usize = 32;
+/// Table sizes measured: rules installed before the readers start.
+const SIZES: [(usize, &str); 2] = [(64 * 1024, "64Ki"), (1024 * 1024, "1Mi")];
+/// Keys in a lookup sequence, at most (then the sequence is a random sample of the rules).
+const LOOKUP_KEYS: usize = 256 * 1024;
+/// Inserts (and as many deletes) per second of the writer thread.
+pub const WRITER_RULES_PER_SEC: u64 = 100_000;
+/// Rules the writer keeps alive: it deletes the rule it inserted this many inserts ago.
+pub const CHURN_WINDOW: usize = 4096;
+/// Distinct keys the writer cycles through (each deleted long before it is inserted again).
+pub const CHURN_KEYS: usize = 64 * 1024;
+
+/// The keys of one table size: rules, lookup sequences and the writer's keys, disjoint sets.
+pub struct Keys {
+    /// The installed rules, owner `i % 2` for rule `i`.
+    pub rules: Vec<FlowKey>,
+    /// A shuffled sample of `rules` (length a multiple of [`BURST`]).
+    pub hits: Vec<FlowKey>,
+    /// Keys no rule matches (same length as `hits`).
+    pub misses: Vec<FlowKey>,
+    /// The writer's keys.
+    pub churn: Vec<FlowKey>,
+}
+
+/// Server-side key of client `index` in address space `net` (10 = rules, 11 = writer, 12 =
+/// misses): the local side is the server 198.18.0.1:8000/8001, the remote a client at
+/// `net.x.y.z` (the index spread over 24 bits) with a random port.
+fn key(net: u8, index: u32, rng: &mut SplitMix64) -> FlowKey {
+    let [_, a, b, c] = index.to_be_bytes();
+    let remote_port = 1024 + (rng.next_u64() % 64_000) as u16;
+    FlowKey::from_v4_bytes(
+        Proto::Tcp,
+        [198, 18, 0, 1],
+        8000 + (index % 2) as u16,
+        [net, a, b, c],
+        remote_port,
+    )
+}
+
+/// Owner of rule `index`: the two stack threads alternate.
+pub fn owner_of(index: usize) -> ThreadId {
+    (index % 2) as ThreadId
+}
+
+impl Keys {
+    /// Builds the keys of a table of `rules` entries (`rules < 2^24`), deterministically.
+    pub fn new(rules: usize) -> Keys {
+        let mut rng = SplitMix64::new(0x5eed_0000 + rules as u64);
+        let rule_keys: Vec<FlowKey> = (0..rules as u32).map(|i| key(10, i, &mut rng)).collect();
+        let sample = (rules.min(LOOKUP_KEYS) / BURST).max(1) * BURST;
+        let mut order: Vec<usize> = (0..rules).collect();
+        rng.shuffle(&mut order);
+        let hits: Vec<FlowKey> = order
+            .iter()
+            .cycle()
+            .take(sample)
+            .map(|&i| rule_keys[i])
+            .collect();
+        let misses = (0..sample as u32).map(|i| key(12, i, &mut rng)).collect();
+        let churn = (0..CHURN_KEYS as u32)
+            .map(|i| key(11, i, &mut rng))
+            .collect();
+        Keys {
+            rules: rule_keys,
+            hits,
+            misses,
+            churn,
+        }
+    }
+
+    /// The lookup sequence of the hit or the miss points.
+    pub fn sequence(&self, hit: bool) -> &[FlowKey] {
+        if hit {
+            &self.hits
+        } else {
+            &self.misses
+        }
+    }
+}
+
+/// Per-reader scratch, allocated before the timed loop.
+pub struct Scratch {
+    hashes: [u64; BURST],
+    results: [Lookup; BURST],
+    /// For competitors that return one word per key.
+    #[cfg(feature = "dpdk")]
+    pub data: [usize; BURST],
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            hashes: [0; BURST],
+            results: [Lookup::Miss; BURST],
+            #[cfg(feature = "dpdk")]
+            data: [0; BURST],
+        }
+    }
+}
+
+/// A table under test, as the readers and the writer see it.
+pub trait Contender: Sync {
+    /// Name in the tables.
+    fn name(&self) -> String;
+    /// Looks up the burst of [`BURST`] keys at `start` of the hit or miss sequence; returns how
+    /// many were found, with owners checked by [`Contender::verify`] rather than here.
+    fn lookup_burst(&self, hit: bool, start: usize, scratch: &mut Scratch) -> usize;
+    /// Checks every hit key is found with its owner and every miss key is not; the error says
+    /// which key failed.
+    fn verify(&self, keys: &Keys) -> Result<(), String>;
+    /// The writer's view; called once per point that has a writer, by the writer thread.
+    fn with_writer(&self, f: &mut dyn FnMut(&mut dyn ChurnWriter));
+}
+
+/// The writer side of a table under test: inserts and deletes the writer's keys.
+pub trait ChurnWriter {
+    /// Inserts writer key `index % CHURN_KEYS`; false when the table refused it.
+    fn insert(&mut self, index: usize) -> bool;
+    /// Deletes writer key `index % CHURN_KEYS`; false when it was not there.
+    fn remove(&mut self, index: usize) -> bool;
+    /// Called once per pacing tick (deferred reclamation); returns failures to count.
+    fn tick(&mut self) -> u64 {
+        0
+    }
+    /// Called when the writer stops and no reader runs any more; returns failures to count.
+    fn finish(&mut self) -> u64 {
+        0
+    }
+}
+
+/// A flowsteer table.
+struct Ours<'k> {
+    table: Box<dyn FlowTable>,
+    keys: &'k Keys,
+}
+
+impl<'k> Ours<'k> {
+    fn build(kind: TableImpl, keys: &'k Keys) -> Result<Self, String> {
+        let table = new_table(kind, keys.rules.len() + CHURN_WINDOW + BURST);
+        for (i, k) in keys.rules.iter().enumerate() {
+            table
+                .insert(*k, owner_of(i))
+                .map_err(|e| format!("{}: installing rule {i}: {e}", kind.name()))?;
+        }
+        Ok(Ours { table, keys })
+    }
+}
+
+impl Contender for Ours<'_> {
+    fn name(&self) -> String {
+        self.table.name().to_string()
+    }
+
+    #[inline]
+    fn lookup_burst(&self, hit: bool, start: usize, scratch: &mut Scratch) -> usize {
+        let keys = &self.keys.sequence(hit)[start..start + BURST];
+        for (hash, key) in scratch.hashes.iter_mut().zip(keys) {
+            *hash = key.hash();
+        }
+        self.table
+            .lookup_bulk(keys, &scratch.hashes, &mut scratch.results);
+        scratch
+            .results
+            .iter()
+            .filter(|r| matches!(r, Lookup::Exact(_)))
+            .count()
+    }
+
+    fn verify(&self, keys: &Keys) -> Result<(), String> {
+        for (i, k) in keys.rules.iter().enumerate() {
+            if self.table.lookup(k) != Lookup::Exact(owner_of(i)) {
+                return Err(format!(
+                    "{}: rule {i} ({k}) not found with its owner",
+                    self.name()
+                ));
+            }
+        }
+        if let Some(k) = keys
+            .misses
+            .iter()
+            .find(|k| self.table.lookup(k) != Lookup::Miss)
+        {
+            return Err(format!("{}: miss key {k} found", self.name()));
+        }
+        Ok(())
+    }
+
+    fn with_writer(&self, f: &mut dyn FnMut(&mut dyn ChurnWriter)) {
+        let mut writer = OursWriter {
+            table: &*self.table,
+            keys: &self.keys.churn,
+        };
+        f(&mut writer);
+    }
+}
+
+struct OursWriter<'a> {
+    table: &'a dyn FlowTable,
+    keys: &'a [FlowKey],
+}
+
+impl ChurnWriter for OursWriter<'_> {
+    fn insert(&mut self, index: usize) -> bool {
+        self.table
+            .insert(self.keys[index % self.keys.len()], owner_of(index))
+            .is_ok()
+    }
+
+    fn remove(&mut self, index: usize) -> bool {
+        self.table
+            .remove(&self.keys[index % self.keys.len()])
+            .is_some()
+    }
+}
+
+/// What the writer did over one point.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterReport {
+    /// Inserts per second achieved (deletes run at the same pace).
+    pub inserts_per_sec: f64,
+    /// Inserts the table refused plus deletes that found nothing (0 when correct).
+    pub failures: u64,
+}
+
+/// The writer loop: paced inserts and deletes until `stop`, then deletes what it left.
+pub fn run_writer(writer: &mut dyn ChurnWriter, stop: &AtomicBool) -> WriterReport {
+    let start = Instant::now();
+    let mut next = 0usize;
+    let mut failures = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let target = (start.elapsed().as_secs_f64() * WRITER_RULES_PER_SEC as f64) as usize;
+        while next < target {
+            if next >= CHURN_WINDOW && !writer.remove(next - CHURN_WINDOW) {
+                failures += 1;
+            }
+            if !writer.insert(next) {
+                failures += 1;
+            }
+            next += 1;
+        }
+        failures += writer.tick();
+        thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for index in next.saturating_sub(CHURN_WINDOW)..next {
+        if !writer.remove(index) {
+            failures += 1;
+        }
+    }
+    failures += writer.finish();
+    WriterReport {
+        inserts_per_sec: next as f64 / elapsed.max(1e-9),
+        failures,
+    }
+}
+
+/// One measured point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Point {
+    size: usize,
+    hit: bool,
+    readers: usize,
+    writer: bool,
+}
+
+/// Measures `contender` at `point`: the median reader rate, and the writer's report.
+fn measure(
+    contender: &dyn Contender,
+    keys: &Keys,
+    point: Point,
+    rep_time: Duration,
+) -> (Option<Summary>, Option<WriterReport>) {
+    let stop = AtomicBool::new(false);
+    let len = keys.sequence(point.hit).len();
+    thread::scope(|s| {
+        let writer = point.writer.then(|| {
+            let stop = &stop;
+            s.spawn(move || {
+                let mut report = WriterReport::default();
+                contender.with_writer(&mut |w| report = run_writer(w, stop));
+                report
+            })
+        });
+        let summary = repeat(point.readers, || {
+            parallel_rep(point.readers, rep_time, |reader| {
+                let mut scratch = Scratch::new();
+                // Readers start half a sequence apart so they do not walk in lockstep.
+                let mut pos = (reader * len / 2) / BURST * BURST % len;
+                move || {
+                    let found = contender.lookup_burst(point.hit, pos, &mut scratch);
+                    std::hint::black_box(found);
+                    pos += BURST;
+                    if pos + BURST > len {
+                        pos = 0;
+                    }
+                    BURST as u64
+                }
+            })
+        });
+        stop.store(true, Ordering::Relaxed);
+        let report = writer.map(|h| match h.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        });
+        (summary, report)
+    })
+}
+
+/// One short point (hits, 2 readers, the writer) for the DPDK contender's tests; returns the
+/// writer's failures.
+#[cfg(all(test, feature = "dpdk"))]
+pub fn measure_for_test(contender: &dyn Contender, keys: &Keys) -> u64 {
+    let point = Point {
+        size: keys.rules.len(),
+        hit: true,
+        readers: 2,
+        writer: true,
+    };
+    let (summary, writer) = measure(contender, keys, point, Duration::from_millis(20));
+    assert!(summary.is_some_and(|s| s.ops_per_sec > 0.0));
+    writer.map_or(u64::MAX, |w| w.failures)
+}
+
+/// The implementation whose ratio against the others is printed: the last one that is not the
+/// `dashmap` baseline (the newest), or the baseline when it is alone.
+pub fn ours_name() -> &'static str {
+    TableImpl::ALL
+        .iter()
+        .rev()
+        .find(|k| **k != TableImpl::DashMap)
+        .unwrap_or(&TableImpl::ALL[0])
+        .name()
+}
+
+/// Runs the experiment and prints its table.
+pub fn run(opts: &Options) -> Result<(), String> {
+    let rep_time = Duration::from_secs_f64(opts.seconds / (REPS + 1) as f64);
+    let ours = ours_name();
+    let mut table = Table::new(
+        "flowtable: lookup_bulk of 32 IPv4 5-tuple keys (hash included), median of 5 repetitions",
+        &[
+            ("rules", Align::Left),
+            ("lookup", Align::Left),
+            ("readers", Align::Right),
+            ("writer", Align::Left),
+            ("table", Align::Left),
+            ("ns/key", Align::Right),
+            ("Mkeys/s", Align::Right),
+            ("spread%", Align::Right),
+            ("writer ins/s", Align::Right),
+            (&format!("{ours}/this"), Align::Right),
+        ],
+    );
+    table.describe(format!(
+        "{:.2} s per point; ns/key = one reader thread's time per key; Mkeys/s = all readers together",
+        opts.seconds
+    ));
+    table.describe(format!(
+        "writer: {WRITER_RULES_PER_SEC} inserts/s + as many deletes/s of other keys, {CHURN_WINDOW} alive; \
+         ratio = this row's ns/key / {ours}'s, >1 = {ours} faster"
+    ));
+    table.describe(
+        "a flowsteer miss also consults the listen rules (none installed here); rte_hash has only exact keys",
+    );
+    table.describe(format!(
+        "readers and writer unpinned on {} cores",
+        thread::available_parallelism().map_or(1, |n| n.get())
+    ));
+
+    let dpdk = competitors::dpdk_ready();
+    let mut checks = Vec::new();
+    for (size, size_name) in SIZES {
+        let keys = Keys::new(size);
+        let mut contenders: Vec<Box<dyn Contender + '_>> = Vec::new();
+        for kind in TableImpl::ALL {
+            contenders.push(Box::new(Ours::build(kind, &keys)?));
+        }
+        if dpdk.is_ok() {
+            match competitors::rte_hash_contender(&keys) {
+                Ok(c) => contenders.push(c),
+                Err(e) => checks.push(format!("rte_hash at {size_name}: did not run: {e}")),
+            }
+        }
+        for c in &contenders {
+            c.verify(&keys)?;
+        }
+        checks.push(format!(
+            "{size_name}: every contender found all {} rules with their owners and none of {} miss keys",
+            keys.rules.len(),
+            keys.misses.len()
+        ));
+        for hit in [true, false] {
+            for writer in [false, true] {
+                for readers in [1, 2] {
+                    let point = Point {
+                        size,
+                        hit,
+                        readers,
+                        writer,
+                    };
+                    let results: Vec<(String, Option<Summary>, Option<WriterReport>)> = contenders
+                        .iter()
+                        .map(|c| {
+                            let (s, w) = measure(c.as_ref(), &keys, point, rep_time);
+                            (c.name(), s, w)
+                        })
+                        .collect();
+                    let ours_ns = results
+                        .iter()
+                        .find(|(name, ..)| name == ours)
+                        .and_then(|(_, s, _)| s.map(|s| s.ns_per_op()));
+                    for (name, summary, writer_report) in results {
+                        let Some(s) = summary else {
+                            checks.push(format!("{name}: no valid repetition at {point:?}"));
+                            continue;
+                        };
+                        if let Some(w) = writer_report.filter(|w| w.failures > 0) {
+                            checks.push(format!(
+                                "{name} {size_name} {} {readers} reader(s): writer saw {} failed \
+                                 inserts/deletes/frees",
+                                if hit { "hit" } else { "miss" },
+                                w.failures
+                            ));
+                        }
+                        table.row(vec![
+                            size_name.to_string(),
+                            if hit { "hit" } else { "miss" }.to_string(),
+                            readers.to_string(),
+                            if writer { "yes" } else { "no" }.to_string(),
+                            name.clone(),
+                            num(s.ns_per_op(), 2),
+                            num(s.mops(), 1),
+                            num(s.spread_pct(), 0),
+                            writer_report
+                                .map_or("-".to_string(), |w| format!("{:.0}", w.inserts_per_sec)),
+                            match ours_ns {
+                                Some(_) if name == ours => "-".to_string(),
+                                Some(o) => speed_ratio(o, s.ns_per_op()),
+                                None => "n/a".to_string(),
+                            },
+                        ]);
+                    }
+                }
+            }
+        }
+    }
+    if let Err(why) = &dpdk {
+        table.note(format!("rte_hash: did not run: {why}"));
+    }
+    for c in checks {
+        table.note(c);
+    }
+    table.print();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn key_sets_are_disjoint_and_sequences_whole_bursts() {
+        let keys = Keys::new(3000);
+        let rules: HashSet<FlowKey> = keys.rules.iter().copied().collect();
+        assert_eq!(rules.len(), 3000, "rule keys repeat");
+        assert!(keys.hits.iter().all(|k| rules.contains(k)));
+        assert!(keys.misses.iter().all(|k| !rules.contains(k)));
+        assert!(keys.churn.iter().all(|k| !rules.contains(k)));
+        assert!(keys.churn.iter().all(|k| !keys.misses.contains(k)));
+        assert_eq!(keys.hits.len() % BURST, 0);
+        assert_eq!(keys.hits.len(), keys.misses.len());
+    }
+
+    /// Records what the writer loop does, to check its window discipline.
+    #[derive(Default)]
+    struct Recorder {
+        alive: HashSet<usize>,
+        inserts: usize,
+        bad: usize,
+    }
+
+    impl ChurnWriter for Recorder {
+        fn insert(&mut self, index: usize) -> bool {
+            self.inserts += 1;
+            let fresh = self.alive.insert(index % CHURN_KEYS);
+            self.bad += usize::from(!fresh || self.alive.len() > CHURN_WINDOW);
+            fresh
+        }
+
+        fn remove(&mut self, index: usize) -> bool {
+            let was = self.alive.remove(&(index % CHURN_KEYS));
+            self.bad += usize::from(!was);
+            was
+        }
+    }
+
+    #[test]
+    fn writer_keeps_its_window_and_cleans_up() {
+        let stop = AtomicBool::new(false);
+        let mut recorder = Recorder::default();
+        let report = thread::scope(|s| {
+            let handle = s.spawn(|| run_writer(&mut recorder, &stop));
+            thread::sleep(Duration::from_millis(100));
+            stop.store(true, Ordering::Relaxed);
+            handle.join().unwrap()
+        });
+        assert_eq!(report.failures, 0);
+        assert_eq!(recorder.bad, 0);
+        assert!(recorder.alive.is_empty(), "the writer left rules behind");
+        assert!(
+            recorder.inserts > CHURN_WINDOW,
+            "{} inserts",
+            recorder.inserts
+        );
+        assert!(report.inserts_per_sec > 0.0);
+    }
+
+    #[test]
+    fn every_table_verifies_and_measures_with_a_writer() {
+        let keys = Keys::new(2048);
+        for kind in TableImpl::ALL {
+            let ours = Ours::build(kind, &keys).unwrap();
+            ours.verify(&keys).unwrap();
+            let point = Point {
+                size: 2048,
+                hit: true,
+                readers: 2,
+                writer: true,
+            };
+            let (summary, writer) = measure(&ours, &keys, point, Duration::from_millis(10));
+            assert!(summary.unwrap().ops_per_sec > 0.0, "{}", kind.name());
+            assert_eq!(writer.unwrap().failures, 0, "{}", kind.name());
+            // The writer removed what it inserted: the table holds the rules again.
+            assert_eq!(ours.table.exact_len(), 2048, "{}", kind.name());
+            let found = ours.lookup_burst(true, 0, &mut Scratch::new());
+            assert_eq!(found, BURST);
+            assert_eq!(ours.lookup_burst(false, 0, &mut Scratch::new()), 0);
+        }
+    }
+}
