@@ -19,8 +19,16 @@ use crate::Options;
 /// Traffic flows of every run.
 const FLOWS: u32 = 4096;
 
+/// Whether `threads` stack threads get a core each (pinned to cores 0..threads), as in production.
+fn pinned(threads: u16) -> bool {
+    usize::from(threads) <= thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn config(threads: u16, queues: u16, profile: Profile, balance: Balance) -> Config {
     let mut cfg = Config::default();
+    if pinned(threads) {
+        cfg.engine.cores = (0..threads).collect();
+    }
     cfg.engine.threads = threads;
     cfg.port.queues = queues;
     cfg.engine.balance = balance;
@@ -54,8 +62,13 @@ pub fn run(opts: &Options) -> Result<(), String> {
             ("sw/rss", Align::Right),
         ],
     );
+    let placement = if pinned(threads) {
+        format!("stack thread i pinned to core i of {cores}")
+    } else {
+        format!("threads unpinned on {cores} cores")
+    };
     table.describe(format!(
-        "{FLOWS} flows; threads unpinned on {cores} cores, idle = spin; Mpps/thread = processed / s / stack threads"
+        "{FLOWS} flows; {placement}, idle = spin; Mpps/thread = processed / s / stack threads"
     ));
     if usize::from(threads) > cores {
         table.describe(format!(
@@ -64,6 +77,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
     let mut failures = Vec::new();
     let mut software_listeners = None;
+    let mut software_rss_friendly = None;
     for profile in [
         Profile::RssFriendly,
         Profile::Listeners,
@@ -111,6 +125,9 @@ pub fn run(opts: &Options) -> Result<(), String> {
             if profile == Profile::Listeners && balance == Balance::Software {
                 software_listeners = Some((mpps, report.conservation.ok));
             }
+            if profile == Profile::RssFriendly && balance == Balance::Software {
+                software_rss_friendly = Some(mpps);
+            }
             table.row(vec![
                 profile.to_string(),
                 balance.to_string(),
@@ -124,6 +141,12 @@ pub fn run(opts: &Options) -> Result<(), String> {
                 ratio,
             ]);
         }
+    }
+    if let (Some((listeners, _)), Some(friendly)) = (software_listeners, software_rss_friendly) {
+        table.note(format!(
+            "software balancing, listeners (half handed off) / rss-friendly (none handed off): {}",
+            num(listeners / friendly, 2)
+        ));
     }
     table.note(format!(
         "conservation (rx = processed + dropped per thread and in total, pool full): {}",
@@ -171,7 +194,7 @@ fn baseline(opts: &Options, software: Option<(f64, bool)>) -> Result<bool, Strin
          and passes the copy over a single-producer ring to its owner"
     ));
     table.describe(format!(
-        "{cores} cores: software = {threads} stack threads, unpinned, spinning when idle; \
+        "{cores} cores: software = {threads} stack threads, placed as above, spinning when idle; \
          ltran = 1 dispatcher + {threads} stack threads, placed as the note below says"
     ));
     table.describe("ratio = software Mpps / this row's Mpps, >1 = the software engine faster");
