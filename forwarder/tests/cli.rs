@@ -15,15 +15,22 @@ fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("flowsteer-test-{}-{name}", std::process::id()))
 }
 
-#[test]
-fn check_prints_the_effective_configuration() {
-    let path = temp_path("good.toml");
-    std::fs::write(&path, "[engine]\nthreads = 2\nbalance = \"rss\"\n").unwrap();
+/// Runs `flowsteer check` on a configuration file holding `contents`.
+fn check(name: &str, contents: &str) -> std::process::Output {
+    let path = temp_path(name);
+    std::fs::write(&path, contents).unwrap();
     let out = flowsteer()
         .args(["check", "--config"])
         .arg(&path)
         .output()
         .unwrap();
+    std::fs::remove_file(path).ok();
+    out
+}
+
+#[test]
+fn check_prints_the_effective_configuration() {
+    let out = check("good.toml", "[engine]\nthreads = 2\nbalance = \"rss\"\n");
     assert!(
         out.status.success(),
         "{}",
@@ -35,34 +42,21 @@ fn check_prints_the_effective_configuration() {
         text.contains("[metrics]"),
         "every section is printed: {text}"
     );
-    std::fs::remove_file(path).ok();
 }
 
 #[test]
 fn check_rejects_bad_values_and_unknown_keys_with_the_key_path() {
-    let path = temp_path("bad.toml");
-    std::fs::write(&path, "[engine]\nthreads = 0\nthread = 3\n").unwrap();
-    let out = flowsteer()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check("bad.toml", "[engine]\nthreads = 0\nthread = 3\n");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("engine.thread"), "{err}");
-    std::fs::write(&path, "[engine]\nthreads = 0\n").unwrap();
-    let out = flowsteer()
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = check("bad-threads.toml", "[engine]\nthreads = 0\n");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains("engine.threads: must be 1..=64, got 0"),
         "{err}"
     );
-    std::fs::remove_file(path).ok();
 }
 
 #[test]
