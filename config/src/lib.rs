@@ -1,8 +1,9 @@
 //! flowsteer's configuration: the TOML schema, its defaults, and validation with precise errors.
 //!
-//! A configuration is one TOML file of seven tables (`[engine]`, `[pool]`, `[flowtable]`,
-//! `[swq]`, `[port]`, `[traffic]`, `[metrics]`). Every key is optional and takes its default when
-//! missing; an unknown table or key is an error, never silently ignored.
+//! A configuration is one TOML file of eight tables (`[engine]`, `[pool]`, `[flowtable]`,
+//! `[swq]`, `[port]`, `[stack]`, `[traffic]`, `[metrics]`), the `[stack]` table with an array of
+//! `[[stack.app]]` tables. Every key is optional and takes its default when missing, except the
+//! `kind` and `port` of an app; an unknown table or key is an error, never silently ignored.
 //!
 //! ```
 //! use flowsteer_config::{Balance, Config};
@@ -24,7 +25,8 @@
 //! when printed, in reference order: first each key's own range, then the rules between keys.
 //! A key problem reads `key.path: must be <allowed>, got <value>`, a rule between keys names the
 //! other key with its value (`port.queues: must be <= engine.threads (2), got 3`), an unknown key
-//! lists the allowed ones, and a TOML syntax error gives its line and column.
+//! lists the allowed ones, and a TOML syntax error gives its line and column. A key of an app
+//! is named with the app's index: `stack.app[1].port: must be 1..=65535, got 0`.
 //!
 //! # Cost and concurrency
 //!
@@ -55,12 +57,12 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Problem};
 pub use sections::{
-    Engine, FlowTableCfg, Metrics, Pool, Port, Swq, Traffic, GENERATOR_STAMP_BYTES,
-    MIN_ETHERNET_FRAME,
+    App, Engine, FlowTableCfg, Metrics, Pool, Port, Stack, Swq, Traffic, GENERATOR_STAMP_BYTES,
+    MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,
 };
 pub use types::{
-    Balance, Distribution, Driver, Idle, InvalidValue, Mac, MissPolicy, Profile, Rate, RingImpl,
-    RssKey, TableImpl,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, InvalidValue, Mac, MissPolicy, Profile,
+    Rate, RingImpl, RssKey, TableImpl,
 };
 
 /// A whole flowsteer configuration, one field per TOML table.
@@ -82,6 +84,8 @@ pub struct Config {
     pub swq: Swq,
     /// `[port]`: the NIC.
     pub port: Port,
+    /// `[stack]`: the TCP/IP stacks and their apps.
+    pub stack: Stack,
     /// `[traffic]`: the built-in traffic generator.
     pub traffic: Traffic,
     /// `[metrics]`: the Prometheus endpoint.
@@ -183,6 +187,25 @@ mod tests {
             sections,
             schema::section_names().into_iter().collect::<BTreeSet<_>>()
         );
+    }
+
+    /// The same for the entries of an array of tables: `[[stack.app]]` names exactly the fields
+    /// of [`App`], and only keys with entries are printed and parsed entry by entry.
+    #[test]
+    fn app_schema_keys_are_the_serde_fields() {
+        let app = toml::Table::try_from(App::new(AppKind::Http, 80)).expect("serializes");
+        let serde_keys: BTreeSet<&str> = app.keys().map(String::as_str).collect();
+        let entries = schema::STACK
+            .key("app")
+            .and_then(|key| key.entries)
+            .expect("stack.app is an array of tables");
+        let schema_keys: BTreeSet<&str> = entries.keys.iter().map(|k| k.name).collect();
+        assert_eq!(serde_keys, schema_keys);
+        for spec in schema::SECTIONS {
+            for key in spec.keys {
+                assert!(!key.required, "[{}] {} has a default", spec.name, key.name);
+            }
+        }
     }
 
     #[test]

@@ -3,16 +3,20 @@
 //! serde stops at the first error and words it without the key path, so the document is first
 //! parsed into a generic TOML table (syntax errors stop here, with line and column), then each
 //! known key is deserialized on its own into its section struct: a failure is reported at that
-//! key's path in the schema's words and the key keeps its default. Cost: one small
-//! deserialization per key present, once at start-up.
+//! key's path in the schema's words and the key keeps its default. The entries of an array of
+//! tables (`[[stack.app]]`) are read the same way, one entry and one key at a time, so that every
+//! message names its entry (`stack.app[1].port`). Cost: one small deserialization per key
+//! present, once at start-up.
 
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use toml::{Table, Value};
 
 use crate::error::{Collector, ConfigError, Problem};
 use crate::schema::{self, path_segment, SectionSpec};
+use crate::types::AppKind;
 use crate::validate;
-use crate::Config;
+use crate::{App, Config, Stack};
 
 /// Parses and validates `text`.
 pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -27,6 +31,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         flowtable: section(&root, &schema::FLOWTABLE, &mut out),
         swq: section(&root, &schema::SWQ, &mut out),
         port: section(&root, &schema::PORT, &mut out),
+        stack: stack(&root, &mut out),
         traffic: section(&root, &schema::TRAFFIC, &mut out),
         metrics: section(&root, &schema::METRICS, &mut out),
     };
@@ -43,30 +48,50 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
     out.into_result().map(|()| config)
 }
 
-/// Reads one section: each known key alone (so one bad key cannot hide another), then all the
-/// accepted keys together.
+/// Reads one section whose keys are all plain values.
 fn section<T: DeserializeOwned + Default>(
     root: &Table,
     spec: &SectionSpec,
     out: &mut Collector,
 ) -> T {
-    let Some(value) = root.get(spec.name) else {
-        return T::default();
-    };
-    let Some(table) = value.as_table() else {
-        out.reject(
-            spec.name,
-            format!(
-                "must be a table of keys ({}), got {}",
-                spec.key_names().join(", "),
-                render(value)
-            ),
-        );
-        return T::default();
-    };
+    section_table(root, spec, out)
+        .map_or_else(T::default, |table| keys(table, spec, spec.name, out))
+}
 
+/// The table of section `spec`; `None` when it is missing (all defaults) or not a table
+/// (reported).
+fn section_table<'a>(
+    root: &'a Table,
+    spec: &SectionSpec,
+    out: &mut Collector,
+) -> Option<&'a Table> {
+    let value = root.get(spec.name)?;
+    let table = value.as_table();
+    if table.is_none() {
+        out.reject(spec.name, not_a_table(spec, value));
+    }
+    table
+}
+
+fn not_a_table(spec: &SectionSpec, value: &Value) -> String {
+    format!(
+        "must be a table of keys ({}), got {}",
+        spec.key_names().join(", "),
+        render(value)
+    )
+}
+
+/// Reads the keys of `table` (a section, or an entry of an array of tables at `path`): each
+/// known key alone (so one bad key cannot hide another), then all the accepted keys together.
+/// Arrays of tables (keys with `entries`) are left to the caller.
+fn keys<T: DeserializeOwned + Default>(
+    table: &Table,
+    spec: &SectionSpec,
+    path: &str,
+    out: &mut Collector,
+) -> T {
     let mut accepted = Table::new();
-    for key in spec.keys {
+    for key in spec.keys.iter().filter(|key| key.entries.is_none()) {
         let Some(value) = table.get(key.name) else {
             continue;
         };
@@ -77,7 +102,7 @@ fn section<T: DeserializeOwned + Default>(
                 accepted.insert(key.name.to_owned(), value.clone());
             }
             Err(_) => out.reject(
-                format!("{}.{}", spec.name, key.name),
+                format!("{path}.{}", key.name),
                 format!("must be {}, got {}", key.allowed.describe(), render(value)),
             ),
         }
@@ -85,18 +110,81 @@ fn section<T: DeserializeOwned + Default>(
     for name in table.keys() {
         if spec.key(name).is_none() {
             out.report(
-                format!("{}.{}", spec.name, path_segment(name)),
+                format!("{path}.{}", path_segment(name)),
                 unknown_key(&spec.key_names()),
             );
         }
     }
 
     // Keys that deserialize one by one deserialize together; should that ever break, the
-    // section keeps its defaults and says so rather than panicking.
+    // table keeps its defaults and says so rather than panicking.
     accepted.try_into::<T>().unwrap_or_else(|e| {
-        out.reject(spec.name, e.message().to_owned());
+        out.reject(path, e.message().to_owned());
         T::default()
     })
+}
+
+/// Reads `[stack]`: its plain keys, then every `[[stack.app]]` entry.
+fn stack(root: &Table, out: &mut Collector) -> Stack {
+    let Some(table) = section_table(root, &schema::STACK, out) else {
+        return Stack::default();
+    };
+    let mut stack: Stack = keys(table, &schema::STACK, schema::STACK.name, out);
+    if let Some(value) = table.get("app") {
+        stack.app = apps(value, out);
+    }
+    stack
+}
+
+/// One `[[stack.app]]` entry as read, before its required keys are known to be present.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct AppDraft {
+    kind: Option<AppKind>,
+    port: Option<u16>,
+    threads: Vec<u16>,
+}
+
+/// Reads the `[[stack.app]]` entries. Every entry yields an app, so that the index in later
+/// messages is the index in the file; an entry that is not a table, or a key that is missing or
+/// rejected, holds a placeholder at a rejected path, which no later rule looks at.
+fn apps(value: &Value, out: &mut Collector) -> Vec<App> {
+    let spec = &schema::APP;
+    let Some(entries) = value.as_array() else {
+        let allowed = schema::STACK
+            .key("app")
+            .map_or_else(String::new, |key| key.allowed.describe());
+        out.reject(
+            spec.name,
+            format!("must be {allowed}, got {}", render(value)),
+        );
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let path = format!("{}[{i}]", spec.name);
+            let Some(table) = entry.as_table() else {
+                out.reject(&path, not_a_table(spec, entry));
+                return App::new(AppKind::default(), 0);
+            };
+            let draft: AppDraft = keys(table, spec, &path, out);
+            for key in spec.keys.iter().filter(|key| key.required) {
+                if !table.contains_key(key.name) {
+                    out.reject(
+                        format!("{path}.{}", key.name),
+                        format!("required key missing (must be {})", key.allowed.describe()),
+                    );
+                }
+            }
+            App {
+                kind: draft.kind.unwrap_or_default(),
+                port: draft.port.unwrap_or(0),
+                threads: draft.threads,
+            }
+        })
+        .collect()
 }
 
 fn unknown_key(allowed: &[&str]) -> String {

@@ -6,9 +6,12 @@
 
 use std::fmt::Write as _;
 
+use toml::Table;
+
 use crate::parse::render;
 use crate::print::section_tables;
-use crate::Config;
+use crate::schema::{self, SectionSpec};
+use crate::{App, AppKind, Config};
 
 /// The rules [`Config::validate`] checks between keys, as the reference states them.
 const RULES_BETWEEN_KEYS: &[&str] = &[
@@ -27,6 +30,17 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
      at once (each thread's cache, its full software queue, the packets it holds between rx and \
      tx plus one more rx burst; each queue's full receive and transmit rings), so a thread always \
      finds buffers for its next receive burst, even at start when every ring fills up.",
+    "`port.interface` names a Linux interface with `port.driver = \"afpacket\"` and is empty \
+     with `\"uveth\"`.",
+    "`port.driver = \"afpacket\"` needs `traffic.profile = \"none\"`: the generator feeds uveth \
+     queues only.",
+    "`[[stack.app]]` entries need `traffic.profile = \"none\"`: generated frames are not \
+     connections.",
+    "With `port.driver = \"afpacket\"` or any `[[stack.app]]` entry, `pool.data_room >= 1514`, \
+     a full Ethernet frame without FCS.",
+    "Every `stack.app[i].threads` entry is `< engine.threads`.",
+    "Two TCP apps (`tcp-echo`, `http`, `discard`) on the same `port`, or two `udp-echo` apps on \
+     the same `port`, run on no common thread; a TCP and a UDP app may share a port number.",
 ];
 
 /// The text of [`crate::reference`].
@@ -36,27 +50,55 @@ pub(crate) fn markdown() -> String {
     for (spec, table) in section_tables(&defaults) {
         // Writing to a String cannot fail.
         let _ = writeln!(text, "### `[{}]`\n", spec.name);
-        text.push_str("| key | default | allowed | meaning |\n|---|---|---|---|\n");
+        write_table(&mut text, &spec, table.ok().as_ref());
         for key in spec.keys {
-            let default = match table.as_ref().ok().and_then(|t| t.get(key.name)) {
-                Some(value) => format!("`{}`", cell(&render(value))),
-                None => String::from("(none)"),
-            };
-            let _ = writeln!(
-                text,
-                "| `{}` | {default} | {} | {} |",
-                key.name,
-                cell(&key.allowed.describe()),
-                cell(key.meaning)
-            );
+            if let Some(entries) = key.entries {
+                let _ = writeln!(
+                    text,
+                    "### `[[{}]]` entries\n\nErrors name an entry by its index: `{}[0].{}`.\n",
+                    entries.name,
+                    entries.name,
+                    entries.keys.first().map_or("", |k| k.name)
+                );
+                write_table(&mut text, entries, entry_defaults(entries).as_ref());
+            }
         }
-        text.push('\n');
     }
     text.push_str("### Rules between keys\n\n");
     for rule in RULES_BETWEEN_KEYS {
         let _ = writeln!(text, "- {rule}");
     }
     text
+}
+
+/// One `key | default | allowed | meaning` table; a required key's default reads `(required)`.
+fn write_table(text: &mut String, spec: &SectionSpec, defaults: Option<&Table>) {
+    text.push_str("| key | default | allowed | meaning |\n|---|---|---|---|\n");
+    for key in spec.keys {
+        let default = match defaults.and_then(|t| t.get(key.name)) {
+            _ if key.required => String::from("(required)"),
+            Some(value) => format!("`{}`", cell(&render(value))),
+            None => String::from("(none)"),
+        };
+        let _ = writeln!(
+            text,
+            "| `{}` | {default} | {} | {} |",
+            key.name,
+            cell(&key.allowed.describe()),
+            cell(key.meaning)
+        );
+    }
+    text.push('\n');
+}
+
+/// The optional keys' defaults of an array-of-tables entry: an entry holding only its required
+/// keys, serialized.
+fn entry_defaults(entries: &SectionSpec) -> Option<Table> {
+    if entries.name == schema::APP.name {
+        Table::try_from(App::new(AppKind::default(), 1)).ok()
+    } else {
+        None
+    }
 }
 
 /// Text safe inside a Markdown table cell.

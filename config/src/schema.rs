@@ -7,8 +7,8 @@
 //! them together. Everything here is `const` data: no cost until an error or a printout needs it.
 
 use crate::types::{
-    quoted_alternatives, Balance, Distribution, Driver, Idle, MissPolicy, Profile, RingImpl,
-    TableImpl,
+    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy, Profile,
+    RingImpl, TableImpl,
 };
 
 /// What a key accepts, in words.
@@ -36,6 +36,12 @@ pub(crate) struct KeySpec {
     pub allowed: Allowed,
     /// One sentence for the reference: what the key does, and the rules it shares with other keys.
     pub meaning: &'static str,
+    /// A key with no default: a table without it is an error (only keys of array-of-tables
+    /// entries are required).
+    pub required: bool,
+    /// For an array of tables (`[[stack.app]]`): the keys of each entry. Such a key is parsed,
+    /// printed and documented entry by entry rather than as one value.
+    pub entries: Option<&'static SectionSpec>,
 }
 
 /// One TOML table of the configuration.
@@ -60,6 +66,8 @@ const fn text(name: &'static str, allowed: &'static str, meaning: &'static str) 
         name,
         allowed: Allowed::Text(allowed),
         meaning,
+        required: false,
+        entries: None,
     }
 }
 
@@ -72,6 +80,29 @@ const fn one_of(
         name,
         allowed: Allowed::OneOf(names),
         meaning,
+        required: false,
+        entries: None,
+    }
+}
+
+/// `spec`, required.
+const fn required(spec: KeySpec) -> KeySpec {
+    KeySpec {
+        required: true,
+        ..spec
+    }
+}
+
+/// An array of tables whose entries have the keys of `entries`.
+const fn tables(
+    name: &'static str,
+    allowed: &'static str,
+    entries: &'static SectionSpec,
+    meaning: &'static str,
+) -> KeySpec {
+    KeySpec {
+        entries: Some(entries),
+        ..text(name, allowed, meaning)
     }
 }
 
@@ -138,7 +169,8 @@ pub(crate) const POOL: SectionSpec = SectionSpec {
         text(
             "data_room",
             "an integer 128..=9216",
-            "Bytes per buffer; at least `traffic.packet_size`.",
+            "Bytes per buffer; at least `traffic.packet_size`, and at least 1514 (a full Ethernet \
+             frame) with afpacket or apps.",
         ),
         text(
             "cache",
@@ -190,13 +222,29 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
         one_of(
             "driver",
             Driver::NAMES,
-            "The NIC backend: `uveth` = user-space veth with software RSS (no NIC, no root).",
+            "The NIC backend: `uveth` = user-space veth with software RSS (no NIC, no root); \
+             `afpacket` = the Linux interface `interface` through AF_PACKET sockets, one per queue \
+             (needs root or CAP_NET_RAW).",
+        ),
+        text(
+            "interface",
+            "an interface name of 1..=15 bytes without '/', ':', whitespace or NUL, not \".\" or \
+             \"..\"",
+            "afpacket only: the Linux interface the port sends and receives on (it must exist and \
+             be up). Required with `afpacket`; must be empty with `uveth`.",
         ),
         text(
             "queues",
             "an integer 1..=engine.threads",
-            "Receive/transmit queue pairs; queue i belongs to thread i. The `fewer-queues` profile \
-             needs fewer queues than threads.",
+            "Receive/transmit queue pairs (with afpacket: sockets in the fanout group); queue i \
+             belongs to thread i. The `fewer-queues` profile needs fewer queues than threads.",
+        ),
+        one_of(
+            "fanout",
+            Fanout::NAMES,
+            "afpacket only: how the kernel spreads received frames over the queues: `hash` = by \
+             flow hash (like NIC RSS); `lb` = round robin and `cpu` = by the CPU that received the \
+             frame (both like a NIC without RSS).",
         ),
         text(
             "rss_key",
@@ -213,12 +261,36 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
         text(
             "ring_size",
             "a power of two 2..=1048576",
-            "Frames one uveth receive ring and one transmit ring hold.",
+            "uveth only: frames one receive ring and one transmit ring hold.",
+        ),
+        text(
+            "block_size",
+            "a power of two 4096..=4194304",
+            "afpacket only: bytes of one TPACKET_V3 receive ring block (the kernel fills a block \
+             with frames, then hands it over whole).",
+        ),
+        text(
+            "blocks",
+            "an integer 2..=1024",
+            "afpacket only: blocks per queue's receive ring; the ring takes `blocks * block_size` \
+             bytes of memory per queue.",
+        ),
+        text(
+            "block_timeout_ms",
+            "an integer 1..=1000",
+            "afpacket only: milliseconds after which the kernel hands over a partly filled block: \
+             the latency floor of a lightly loaded port.",
+        ),
+        text(
+            "qdisc_bypass",
+            "true or false",
+            "afpacket only: transmit straight to the driver, bypassing the interface's queueing \
+             discipline (PACKET_QDISC_BYPASS).",
         ),
         text(
             "mac",
             "a unicast MAC address such as \"02:00:00:00:00:01\"",
-            "The port's MAC address.",
+            "uveth only: the port's MAC address (afpacket uses the interface's own).",
         ),
         text(
             "ipv4",
@@ -226,9 +298,78 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
             "The port's IPv4 address.",
         ),
         text(
+            "ipv4_prefix",
+            "an integer 1..=32",
+            "Prefix length of the subnet of `ipv4` (its on-link neighbours).",
+        ),
+        text(
             "ipv6",
             "a unicast IPv6 address such as \"2001:db8::1\"",
             "The port's IPv6 address.",
+        ),
+        text(
+            "ipv6_prefix",
+            "an integer 1..=128",
+            "Prefix length of the subnet of `ipv6` (its on-link neighbours).",
+        ),
+    ],
+};
+
+pub(crate) const STACK: SectionSpec = SectionSpec {
+    name: "stack",
+    keys: &[
+        text(
+            "tcp_rx_buffer",
+            "an integer 1024..=16777216",
+            "Bytes of each TCP socket's receive buffer (the window it advertises).",
+        ),
+        text(
+            "tcp_tx_buffer",
+            "an integer 1024..=16777216",
+            "Bytes of each TCP socket's transmit buffer (data sent but not yet acknowledged).",
+        ),
+        text(
+            "udp_buffer",
+            "an integer 2048..=16777216",
+            "Bytes of each UDP socket's receive and transmit payload buffers.",
+        ),
+        text(
+            "max_connections",
+            "an integer 1..=65536",
+            "Concurrent TCP connections one app holds on one thread; sockets are created as \
+             connections arrive, never more than this, and a SYN beyond it is refused and counted.",
+        ),
+        tables(
+            "app",
+            "[[stack.app]] tables with the keys kind, port, threads",
+            &APP,
+            "The apps the stack threads run, one `[[stack.app]]` table each (keys below); by \
+             default none.",
+        ),
+    ],
+};
+
+/// The keys of one `[[stack.app]]` entry; errors name them `stack.app[i].key`.
+pub(crate) const APP: SectionSpec = SectionSpec {
+    name: "stack.app",
+    keys: &[
+        required(one_of(
+            "kind",
+            AppKind::NAMES,
+            "`tcp-echo` = TCP, writes back what it reads; `udp-echo` = UDP, sends every datagram \
+             back; `http` = a small HTTP/1.1 responder with keep-alive; `discard` = TCP, reads and \
+             drops (RFC 863).",
+        )),
+        required(text(
+            "port",
+            "an integer 1..=65535",
+            "The TCP or UDP port the app listens on. Two TCP apps (tcp-echo, http, discard), or \
+             two udp-echo apps, may share a port only on different threads.",
+        )),
+        text(
+            "threads",
+            "an array of distinct thread indices 0..engine.threads",
+            "The stack threads the app runs on; empty = every thread.",
         ),
     ],
 };
@@ -242,7 +383,9 @@ pub(crate) const TRAFFIC: SectionSpec = SectionSpec {
             "`rss-friendly`: RSS alone delivers every flow to its owner. `listeners`: thread i \
              listens on `port_base + i`, so RSS misdirects about (threads - 1) / threads of the \
              packets. `fewer-queues`: more threads than queues. `churn`: connections set up and torn \
-             down under load.",
+             down under load. `none`: no generator, the port carries only what arrives on the \
+             wire (required by afpacket and by apps). The other keys of `[traffic]` shape the \
+             generator only.",
         ),
         text(
             "flows",
@@ -323,8 +466,8 @@ pub(crate) const METRICS: SectionSpec = SectionSpec {
 };
 
 /// Every section, in reference order.
-pub(crate) const SECTIONS: [SectionSpec; 7] =
-    [ENGINE, POOL, FLOWTABLE, SWQ, PORT, TRAFFIC, METRICS];
+pub(crate) const SECTIONS: [SectionSpec; 8] =
+    [ENGINE, POOL, FLOWTABLE, SWQ, PORT, STACK, TRAFFIC, METRICS];
 
 /// The names of [`SECTIONS`].
 pub(crate) fn section_names() -> Vec<&'static str> {

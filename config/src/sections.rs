@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    Balance, Distribution, Driver, Idle, Mac, MissPolicy, Profile, Rate, RingImpl, RssKey,
-    TableImpl,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Profile, Rate, RingImpl,
+    RssKey, TableImpl,
 };
 
 /// `[engine]`: the stack threads and their loop.
@@ -115,39 +115,126 @@ impl Default for Swq {
 }
 
 /// `[port]`: the NIC.
+///
+/// `ring_size` and `mac` apply to the `uveth` driver; `interface`, `fanout`, `block_size`,
+/// `blocks`, `block_timeout_ms` and `qdisc_bypass` to `afpacket` (which uses the interface's own
+/// MAC address).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Port {
     /// The backend.
     pub driver: Driver,
+    /// The Linux interface of `afpacket`: 1..=15 bytes without `/`, `:`, whitespace or NUL;
+    /// empty with `uveth`.
+    pub interface: String,
     /// Receive/transmit queue pairs, 1..=`engine.threads`.
     pub queues: u16,
+    /// How the kernel spreads received frames over the AF_PACKET queues.
+    pub fanout: Fanout,
     /// The Toeplitz key of (software) RSS.
     pub rss_key: RssKey,
     /// RSS redirection table entries, a power of two 1..=4096, at least `queues`.
     pub reta_size: usize,
     /// Frames one uveth queue ring holds, a power of two 2..=1048576.
     pub ring_size: usize,
-    /// The port's unicast MAC address.
+    /// Bytes of one TPACKET_V3 receive ring block, a power of two 4096..=4194304.
+    pub block_size: u32,
+    /// Blocks per AF_PACKET queue ring, 2..=1024.
+    pub blocks: u32,
+    /// Milliseconds after which the kernel hands over a partly filled block, 1..=1000.
+    pub block_timeout_ms: u32,
+    /// AF_PACKET transmit bypasses the interface's qdisc (`PACKET_QDISC_BYPASS`).
+    pub qdisc_bypass: bool,
+    /// The uveth port's unicast MAC address.
     pub mac: Mac,
     /// The port's IPv4 address (unicast).
     pub ipv4: Ipv4Addr,
+    /// Prefix length of `ipv4`'s subnet, 1..=32.
+    pub ipv4_prefix: u8,
     /// The port's IPv6 address (unicast).
     pub ipv6: Ipv6Addr,
+    /// Prefix length of `ipv6`'s subnet, 1..=128.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for Port {
     fn default() -> Self {
         Port {
             driver: Driver::Uveth,
+            interface: String::new(),
             queues: 2,
+            fanout: Fanout::Hash,
             rss_key: RssKey::Microsoft,
             reta_size: 128,
             ring_size: 1024,
+            block_size: 1 << 18,
+            blocks: 8,
+            block_timeout_ms: 1,
+            qdisc_bypass: true,
             mac: Mac::default(),
             ipv4: Ipv4Addr::new(198, 18, 0, 1),
+            ipv4_prefix: 24,
             ipv6: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            ipv6_prefix: 64,
         }
+    }
+}
+
+/// `[stack]`: the TCP/IP stack of every stack thread and the apps it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stack {
+    /// Bytes of each TCP socket's receive buffer, 1024..=16777216.
+    pub tcp_rx_buffer: u32,
+    /// Bytes of each TCP socket's transmit buffer, 1024..=16777216.
+    pub tcp_tx_buffer: u32,
+    /// Bytes of each UDP socket's receive and transmit payload buffers, 2048..=16777216.
+    pub udp_buffer: u32,
+    /// Concurrent TCP connections one app holds on one thread, 1..=65536; a SYN beyond it is
+    /// refused and counted.
+    pub max_connections: u32,
+    /// The apps, `[[stack.app]]` in TOML; empty = no app.
+    pub app: Vec<App>,
+}
+
+impl Default for Stack {
+    fn default() -> Self {
+        Stack {
+            tcp_rx_buffer: 65536,
+            tcp_tx_buffer: 65536,
+            udp_buffer: 65536,
+            max_connections: 1024,
+            app: Vec::new(),
+        }
+    }
+}
+
+/// One `[[stack.app]]` entry: an app listening on `port` on some stack threads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// What the app does; it decides the transport (see [`AppKind::is_tcp`]).
+    pub kind: AppKind,
+    /// The TCP or UDP port it listens on, 1..=65535.
+    pub port: u16,
+    /// The stack threads it runs on, distinct and below `engine.threads`; empty = every thread.
+    #[serde(default)]
+    pub threads: Vec<u16>,
+}
+
+impl App {
+    /// An app on every thread.
+    pub fn new(kind: AppKind, port: u16) -> Self {
+        App {
+            kind,
+            port,
+            threads: Vec::new(),
+        }
+    }
+
+    /// True when the app runs on stack thread `thread` (an empty `threads` means every thread).
+    pub fn runs_on(&self, thread: u16) -> bool {
+        self.threads.is_empty() || self.threads.contains(&thread)
     }
 }
 
@@ -207,6 +294,10 @@ pub const GENERATOR_STAMP_BYTES: u16 = 16;
 
 /// The smallest Ethernet frame without FCS.
 pub const MIN_ETHERNET_FRAME: u16 = 60;
+
+/// The largest Ethernet frame without FCS (a 1500-byte MTU): what `pool.data_room` must hold
+/// when frames come from the wire or from a TCP/IP stack rather than from the generator.
+pub const MAX_ETHERNET_FRAME: u16 = 1514;
 
 const ETHERNET_HEADER: u16 = 14;
 

@@ -176,6 +176,48 @@ toml_enum! {
         /// The user-space veth: software queues with software RSS; needs no NIC and no root.
         #[default]
         Uveth = "uveth",
+        /// A Linux interface (`port.interface`) through AF_PACKET sockets, one per queue, joined
+        /// in one fanout group; needs root or `CAP_NET_RAW`.
+        AfPacket = "afpacket",
+    }
+}
+
+toml_enum! {
+    /// How the kernel spreads the frames an AF_PACKET port receives over its queues
+    /// (`port.fanout`).
+    pub enum Fanout ("a fanout mode") {
+        /// By the flow hash, as NIC RSS does: a flow always reaches the same queue.
+        #[default]
+        Hash = "hash",
+        /// Round robin: consecutive frames of one flow reach different queues, as on a NIC
+        /// without RSS.
+        Lb = "lb",
+        /// By the CPU that received the frame: the queue follows interrupt placement, not the
+        /// flow, as on a NIC without RSS.
+        Cpu = "cpu",
+    }
+}
+
+toml_enum! {
+    /// What an app of `[[stack.app]]` does with its connections or datagrams (`kind`).
+    pub enum AppKind ("an app kind") {
+        /// TCP: writes every byte it reads back to the sender.
+        #[default]
+        TcpEcho = "tcp-echo",
+        /// UDP: sends every datagram back to its source.
+        UdpEcho = "udp-echo",
+        /// TCP: a small HTTP/1.1 responder with keep-alive.
+        Http = "http",
+        /// TCP: reads and drops everything (RFC 863).
+        Discard = "discard",
+    }
+}
+
+impl AppKind {
+    /// True for the apps that listen on a TCP port (every kind but `udp-echo`); two apps of the
+    /// same transport may not share a port on one thread.
+    pub const fn is_tcp(self) -> bool {
+        !matches!(self, AppKind::UdpEcho)
     }
 }
 
@@ -192,6 +234,8 @@ toml_enum! {
         FewerQueues = "fewer-queues",
         /// Connections set up and torn down under load: exact rules come and go while packets flow.
         Churn = "churn",
+        /// No generator: the port carries only what arrives on the wire (or from uveth peers).
+        None = "none",
     }
 }
 

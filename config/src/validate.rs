@@ -15,8 +15,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::error::Collector;
 use crate::parse::render;
-use crate::sections::{Engine, FlowTableCfg, Pool, Port, Swq, Traffic};
-use crate::types::{Profile, Rate};
+use crate::sections::{
+    App, Engine, FlowTableCfg, Pool, Port, Stack, Swq, Traffic, MAX_ETHERNET_FRAME,
+};
+use crate::types::{Driver, Profile, Rate};
 use crate::Config;
 
 const MAX_THREADS: u16 = 64;
@@ -39,6 +41,18 @@ const MAX_CHURN_RATE: u32 = 10_000_000;
 /// TOML integers are signed 64-bit: a larger seed could not be written back.
 const MAX_SEED: u64 = i64::MAX as u64;
 const MAX_PORT: u32 = 65535;
+/// `IFNAMSIZ` less the terminating NUL.
+const MAX_INTERFACE_NAME: usize = 15;
+const MIN_BLOCK_SIZE: u32 = 4096;
+const MAX_BLOCK_SIZE: u32 = 1 << 22;
+const MIN_BLOCKS: u32 = 2;
+const MAX_BLOCKS: u32 = 1024;
+const MAX_BLOCK_TIMEOUT_MS: u32 = 1000;
+const MIN_TCP_BUFFER: u32 = 1024;
+/// UDP buffers hold a whole datagram of a full frame plus its metadata.
+const MIN_UDP_BUFFER: u32 = 2048;
+const MAX_SOCKET_BUFFER: u32 = 1 << 24;
+const MAX_CONNECTIONS: u32 = 65536;
 
 /// Checks every rule of `config`, adding each broken one to `out`.
 pub(crate) fn check(config: &Config, out: &mut Collector) {
@@ -47,6 +61,7 @@ pub(crate) fn check(config: &Config, out: &mut Collector) {
     check_flowtable(&config.flowtable, out);
     check_swq(&config.swq, out);
     check_port(&config.port, out);
+    check_stack(&config.stack, out);
     check_traffic(&config.traffic, out);
     // [metrics]: any socket address is valid, port 0 included (the system picks a free port,
     // which tests use to run in parallel).
@@ -120,10 +135,36 @@ fn check_swq(swq: &Swq, out: &mut Collector) {
 }
 
 fn check_port(port: &Port, out: &mut Collector) {
+    // Whether a name is required, or forbidden, depends on the driver: a rule between keys.
+    if !port.interface.is_empty() && !is_interface_name(&port.interface) {
+        out.reject(
+            "port.interface",
+            format!(
+                "must be an interface name of 1..={MAX_INTERFACE_NAME} bytes without '/', ':', \
+                 whitespace or NUL, not \".\" or \"..\", got {}",
+                quoted(&port.interface)
+            ),
+        );
+    }
     // The upper bound, engine.threads, is a rule between keys.
     in_range(out, "port.queues", port.queues, 1, MAX_THREADS);
     power_of_two(out, "port.reta_size", port.reta_size, 1, MAX_RETA);
     power_of_two(out, "port.ring_size", port.ring_size, 2, MAX_RING);
+    power_of_two(
+        out,
+        "port.block_size",
+        port.block_size as usize,
+        MIN_BLOCK_SIZE as usize,
+        MAX_BLOCK_SIZE as usize,
+    );
+    in_range(out, "port.blocks", port.blocks, MIN_BLOCKS, MAX_BLOCKS);
+    in_range(
+        out,
+        "port.block_timeout_ms",
+        port.block_timeout_ms,
+        1,
+        MAX_BLOCK_TIMEOUT_MS,
+    );
     let mac = port.mac;
     if mac.is_multicast() || mac.0 == [0; 6] {
         out.reject(
@@ -144,6 +185,7 @@ fn check_port(port: &Port, out: &mut Collector) {
             ),
         );
     }
+    in_range(out, "port.ipv4_prefix", port.ipv4_prefix, 1, 32);
     if !is_unicast_v6(port.ipv6) {
         out.reject(
             "port.ipv6",
@@ -152,6 +194,59 @@ fn check_port(port: &Port, out: &mut Collector) {
                 port.ipv6
             ),
         );
+    }
+    in_range(out, "port.ipv6_prefix", port.ipv6_prefix, 1, 128);
+}
+
+fn check_stack(stack: &Stack, out: &mut Collector) {
+    in_range(
+        out,
+        "stack.tcp_rx_buffer",
+        stack.tcp_rx_buffer,
+        MIN_TCP_BUFFER,
+        MAX_SOCKET_BUFFER,
+    );
+    in_range(
+        out,
+        "stack.tcp_tx_buffer",
+        stack.tcp_tx_buffer,
+        MIN_TCP_BUFFER,
+        MAX_SOCKET_BUFFER,
+    );
+    in_range(
+        out,
+        "stack.udp_buffer",
+        stack.udp_buffer,
+        MIN_UDP_BUFFER,
+        MAX_SOCKET_BUFFER,
+    );
+    in_range(
+        out,
+        "stack.max_connections",
+        stack.max_connections,
+        1,
+        MAX_CONNECTIONS,
+    );
+    for (i, app) in stack.app.iter().enumerate() {
+        let port_path = format!("stack.app[{i}].port");
+        // A missing or mistyped port was reported where it was read; it holds a placeholder.
+        if app.port == 0 && !out.is_rejected(&port_path) {
+            out.reject(port_path, format!("must be 1..={MAX_PORT}, got 0"));
+        }
+        // The upper bound, engine.threads, is a rule between keys.
+        let mut first_use: HashMap<u16, usize> = HashMap::new();
+        for (j, &thread) in app.threads.iter().enumerate() {
+            if let Some(first) = first_use.get(&thread) {
+                out.reject(
+                    format!("stack.app[{i}].threads[{j}]"),
+                    format!(
+                        "must differ from stack.app[{i}].threads[{first}] ({thread}), got {thread}"
+                    ),
+                );
+            } else {
+                first_use.insert(thread, j);
+            }
+        }
     }
 }
 
@@ -360,6 +455,152 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
             );
         }
     }
+
+    check_port_and_apps(config, out);
+}
+
+/// The rules that tie the driver and the apps to the rest: the interface name, the traffic
+/// profile, frame-sized buffers, and the threads and ports of the apps.
+fn check_port_and_apps(config: &Config, out: &mut Collector) {
+    let Config {
+        engine,
+        pool,
+        port,
+        stack,
+        traffic,
+        ..
+    } = config;
+
+    if !out.any_rejected(&["port.driver", "port.interface"]) {
+        match port.driver {
+            Driver::AfPacket if port.interface.is_empty() => out.reject(
+                "port.interface",
+                format!(
+                    "must name a Linux interface for port.driver \"{}\", got \"\"",
+                    port.driver
+                ),
+            ),
+            Driver::Uveth if !port.interface.is_empty() => out.reject(
+                "port.interface",
+                format!(
+                    "must be empty for port.driver \"{}\" (a user-space port has no kernel \
+                     interface), got {}",
+                    port.driver,
+                    quoted(&port.interface)
+                ),
+            ),
+            Driver::AfPacket | Driver::Uveth => {}
+        }
+    }
+
+    if port.driver == Driver::AfPacket
+        && traffic.profile != Profile::None
+        && !out.any_rejected(&["port.driver", "traffic.profile"])
+    {
+        out.reject(
+            "traffic.profile",
+            format!(
+                "must be \"{}\" for port.driver \"{}\" (the generator feeds uveth queues only), \
+                 got \"{}\"",
+                Profile::None,
+                port.driver,
+                traffic.profile
+            ),
+        );
+    }
+    // Any entry counts, even one with a rejected key: the user wrote an app.
+    if !stack.app.is_empty()
+        && traffic.profile != Profile::None
+        && !out.is_rejected("traffic.profile")
+    {
+        out.reject(
+            "traffic.profile",
+            format!(
+                "must be \"{}\" with [[stack.app]] entries (generated frames are not \
+                 connections), got \"{}\"",
+                Profile::None,
+                traffic.profile
+            ),
+        );
+    }
+
+    if !out.any_rejected(&["pool.data_room", "port.driver"]) && pool.data_room < MAX_ETHERNET_FRAME
+    {
+        let cause = if port.driver == Driver::AfPacket {
+            Some(format!("port.driver \"{}\"", port.driver))
+        } else if !stack.app.is_empty() {
+            Some(String::from("[[stack.app]] entries"))
+        } else {
+            None
+        };
+        if let Some(cause) = cause {
+            out.reject(
+                "pool.data_room",
+                format!(
+                    "must be >= {MAX_ETHERNET_FRAME} (a full Ethernet frame without FCS) with \
+                     {cause}, got {}",
+                    pool.data_room
+                ),
+            );
+        }
+    }
+
+    if out.is_rejected("engine.threads") {
+        return;
+    }
+    for (i, app) in stack.app.iter().enumerate() {
+        for (j, &thread) in app.threads.iter().enumerate() {
+            let path = format!("stack.app[{i}].threads[{j}]");
+            if thread >= engine.threads && !out.is_rejected(&path) {
+                out.reject(
+                    path,
+                    format!(
+                        "must be < engine.threads ({}), got {thread}",
+                        engine.threads
+                    ),
+                );
+            }
+        }
+    }
+    for (i, app) in stack.app.iter().enumerate() {
+        for (first, other) in stack.app[..i].iter().enumerate() {
+            let paths = [format!("stack.app[{i}]"), format!("stack.app[{first}]")];
+            if other.port != app.port
+                || other.kind.is_tcp() != app.kind.is_tcp()
+                || paths.iter().any(|p| out.is_rejected(p))
+            {
+                continue;
+            }
+            let shared = shared_threads(other, app, engine.threads);
+            if let Some(&lowest) = shared.first() {
+                let transport = if app.kind.is_tcp() { "TCP" } else { "UDP" };
+                let threads = if shared.len() == usize::from(engine.threads) {
+                    String::from("every thread")
+                } else if shared.len() == 1 {
+                    format!("thread {lowest}")
+                } else {
+                    let list: Vec<String> = shared.iter().map(u16::to_string).collect();
+                    format!("threads {}", list.join(", "))
+                };
+                out.reject(
+                    format!("stack.app[{i}].port"),
+                    format!(
+                        "must differ from stack.app[{first}].port ({}): two {transport} apps \
+                         (\"{}\", \"{}\") on {threads}, got {}",
+                        other.port, other.kind, app.kind, app.port
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// The threads below `threads` that both apps run on, in increasing order.
+fn shared_threads(a: &App, b: &App, threads: u16) -> Vec<u16> {
+    (0..threads)
+        .filter(|&t| a.runs_on(t) && b.runs_on(t))
+        .collect()
 }
 
 /// `lo..=hi`, reported as `must be lo..=hi, got value`.
@@ -389,6 +630,22 @@ fn share(out: &mut Collector, path: &str, value: f64) {
 /// A float as TOML spells it (`1.0`, `nan`, `inf`), so the message shows what the file says.
 fn float(value: f64) -> String {
     render(&toml::Value::Float(value))
+}
+
+/// A string as TOML writes it, quoted and escaped, so the message shows what the file says.
+fn quoted(text: &str) -> String {
+    render(&toml::Value::String(text.to_owned()))
+}
+
+/// A name the kernel accepts for a network interface (`dev_valid_name`): 1..=15 bytes, not `.`
+/// or `..`, without `/`, `:` (alias syntax), whitespace or NUL.
+fn is_interface_name(name: &str) -> bool {
+    (1..=MAX_INTERFACE_NAME).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
 }
 
 fn is_unicast_v4(ip: Ipv4Addr) -> bool {

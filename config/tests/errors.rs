@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use flowsteer_config::{
-    Balance, Config, Distribution, Driver, Idle, Mac, MissPolicy, Problem, Profile, Rate, RingImpl,
-    RssKey, TableImpl,
+    AppKind, Balance, Config, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Problem,
+    Profile, Rate, RingImpl, RssKey, TableImpl,
 };
 
 /// Every problem `text` has, as printed.
@@ -463,7 +463,12 @@ fn unknown_key_in_every_section() {
         ("swq", "size, ring"),
         (
             "port",
-            "driver, queues, rss_key, reta_size, ring_size, mac, ipv4, ipv6",
+            "driver, interface, queues, fanout, rss_key, reta_size, ring_size, block_size, \
+             blocks, block_timeout_ms, qdisc_bypass, mac, ipv4, ipv4_prefix, ipv6, ipv6_prefix",
+        ),
+        (
+            "stack",
+            "tcp_rx_buffer, tcp_tx_buffer, udp_buffer, max_connections, app",
         ),
         (
             "traffic",
@@ -492,8 +497,8 @@ fn unknown_key_in_every_section() {
 fn unknown_section() {
     assert_eq!(
         problem("[engin]\nthreads = 2"),
-        "engin: unknown section (expected one of: engine, pool, flowtable, swq, port, traffic, \
-         metrics)"
+        "engin: unknown section (expected one of: engine, pool, flowtable, swq, port, stack, \
+         traffic, metrics)"
     );
 }
 
@@ -594,7 +599,7 @@ ipv6_share = 2.0
              drain_limit, idle, idle_sleep_us)",
             "pool.cache: must be an integer 0..=1024, got \"many\"",
             "extra: unknown section (expected one of: engine, pool, flowtable, swq, port, \
-             traffic, metrics)",
+             stack, traffic, metrics)",
             "engine.threads: must be 1..=64, got 0",
             "engine.burst: must be 1..=256, got 0",
             "traffic.ipv6_share: must be 0.0..=1.0, got 2.0",
@@ -717,7 +722,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 2 + 2 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 3 + 2 + 2 + 16 + 5 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")
@@ -730,18 +735,25 @@ fn every_key_is_printed_with_a_comment() {
 
 // ---------------------------------------------------------------- typed values
 
-/// Checks that every spelling parses (alone and in a file) and prints back unchanged.
+/// Checks that every spelling parses (alone and in a file) and prints back unchanged. `context`
+/// follows the key in its section: more keys of that section, then other sections.
 fn check_spellings<T>(all: &[T], names: &[&str], key: &str, context: &str)
 where
     T: FromStr + std::fmt::Display + std::fmt::Debug + PartialEq + Copy,
     T::Err: std::fmt::Debug,
 {
     assert_eq!(all.len(), names.len());
-    let (section, name) = key.split_once('.').expect("section.key");
+    let (section, name) = key.rsplit_once('.').expect("section.key");
+    // `stack.app.kind`: a key of an array-of-tables entry.
+    let header = if section.contains('.') {
+        format!("[[{section}]]")
+    } else {
+        format!("[{section}]")
+    };
     for (value, spelling) in all.iter().zip(names) {
         assert_eq!(spelling.parse::<T>().expect("spelling parses"), *value);
         assert_eq!(value.to_string(), *spelling);
-        let text = format!("{context}\n[{section}]\n{name} = \"{spelling}\"\n");
+        let text = format!("{header}\n{name} = \"{spelling}\"\n{context}\n");
         let printed = valid(&text).to_toml_string();
         let expected = format!("\n{name} = \"{spelling}\"");
         assert!(
@@ -768,12 +780,27 @@ fn every_enum_spelling_parses_and_prints_back() {
         "",
     );
     check_spellings(RingImpl::ALL, &["burst", "crossbeam"], "swq.ring", "");
-    check_spellings(Driver::ALL, &["uveth"], "port.driver", "");
+    // Each driver needs its own interface setting, so the two are checked one at a time.
+    assert_eq!(Driver::ALL, &[Driver::Uveth, Driver::AfPacket]);
+    check_spellings(&[Driver::Uveth], &["uveth"], "port.driver", "");
+    check_spellings(
+        &[Driver::AfPacket],
+        &["afpacket"],
+        "port.driver",
+        "interface = \"eth0\"\n[traffic]\nprofile = \"none\"",
+    );
     check_spellings(
         Profile::ALL,
-        &["rss-friendly", "listeners", "fewer-queues", "churn"],
+        &["rss-friendly", "listeners", "fewer-queues", "churn", "none"],
         "traffic.profile",
         "[engine]\nthreads = 3",
+    );
+    check_spellings(Fanout::ALL, &["hash", "lb", "cpu"], "port.fanout", "");
+    check_spellings(
+        AppKind::ALL,
+        &["tcp-echo", "udp-echo", "http", "discard"],
+        "stack.app.kind",
+        "port = 7\n[traffic]\nprofile = \"none\"",
     );
     check_spellings(
         Distribution::ALL,
@@ -794,13 +821,13 @@ fn every_enum_spelling_parses_and_prints_back() {
 fn enum_misspelling_lists_the_alternatives() {
     assert_eq!(
         "Listeners".parse::<Profile>().unwrap_err().to_string(),
-        "a traffic profile must be \"rss-friendly\", \"listeners\", \"fewer-queues\" or \"churn\", \
-         got \"Listeners\""
+        "a traffic profile must be \"rss-friendly\", \"listeners\", \"fewer-queues\", \"churn\" or \
+         \"none\", got \"Listeners\""
     );
     assert_eq!(
         problem("[traffic]\nprofile = \"rss_friendly\""),
-        "traffic.profile: must be \"rss-friendly\", \"listeners\", \"fewer-queues\" or \"churn\", \
-         got \"rss_friendly\""
+        "traffic.profile: must be \"rss-friendly\", \"listeners\", \"fewer-queues\", \"churn\" or \
+         \"none\", got \"rss_friendly\""
     );
 }
 
