@@ -1,0 +1,509 @@
+//! The AF_PACKET port: a NIC backend on a Linux interface (a NIC, a veth, a bridge port), with
+//! one AF_PACKET socket per queue joined into one `PACKET_FANOUT` group.
+//!
+//! # Data path
+//!
+//! - Wire → host: each queue owns a socket bound to the interface for every protocol, with a
+//!   TPACKET_V3 receive ring mapped into the process (`blocks` blocks of `block_size` bytes).
+//!   The fanout group spreads the interface's frames over the queues' sockets, each frame to
+//!   exactly one; the kernel copies it into the socket's current block. `rx_burst` walks the
+//!   blocks user space owns from a cursor kept across calls, copies each frame into a pool
+//!   buffer with the kernel's flow hash as its receive hash (`TP_FT_REQ_FILL_RXHASH`, as a NIC
+//!   writes `hash.rss`), and returns a block to the kernel once all its frames are consumed.
+//!   Frames are copied because blocks must go back to the kernel in ring order, long before
+//!   the engine frees the buffers. No system call per packet or per burst.
+//! - Host → wire: each queue owns a second, send-only socket (protocol 0, so it receives
+//!   nothing), bound to the interface, with `PACKET_QDISC_BYPASS` when configured. `tx_burst`
+//!   hands the whole burst to one non-blocking `sendmmsg` and frees what the kernel took.
+//! - The receive sockets set `PACKET_IGNORE_OUTGOING` and the group
+//!   `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: frames this host transmits on the interface (this
+//!   port's own included) are not received back.
+//!
+//! # Fanout modes
+//!
+//! | [`Fanout`] | kernel mode | behaves like | use |
+//! |---|---|---|---|
+//! | `Hash` | `PACKET_FANOUT_HASH` | NIC RSS: a flow always lands on one queue | `balance = "rss"`, or software balancing with fewer misdirected packets |
+//! | `Lb` | `PACKET_FANOUT_LB` | a NIC without RSS: round robin, a flow's frames on every queue | exercising software balancing |
+//! | `Cpu` | `PACKET_FANOUT_CPU` | a NIC without RSS: the queue of the CPU that received the frame | software balancing on a single-queue NIC |
+//!
+//! The fanout group id is chosen by the kernel (`PACKET_FANOUT_FLAG_UNIQUEID`) for the first
+//! socket and read back for the others, so two ports on one interface, in one process or
+//! several, never join each other's group.
+//!
+//! # Latency and ring sizing
+//!
+//! TPACKET_V3 hands a block to user space only when it is full or when `block_timeout_ms`
+//! retires it. On a lightly loaded port the timeout is therefore the latency floor: a lone
+//! frame waits up to `block_timeout_ms` (default 1 ms) before `rx_burst` can see it. Under load
+//! blocks fill long before that. A queue buffers `block_size × blocks` bytes (default
+//! 256 KiB × 8 = 2 MiB, about 1300 full-size frames); when every block is owned by user space
+//! the kernel drops (counted in `kernel_drops` and `kernel_freezes`).
+//!
+//! Frames larger than a block are truncated by the kernel and dropped here (counted
+//! `rx_dropped_oversize`), as are frames larger than the pool's data room. Turn GRO/LRO off on
+//! the interface (`ethtool -K <if> gro off lro off`) so that the port sees wire-sized frames,
+//! and on a veth turn tx checksum offload off on the peer (`ethtool -K <peer> tx off`): frames
+//! a local peer sends with offloaded checksums arrive with partial L4 checksums (counted
+//! `rx_checksum_partial`).
+//!
+//! # Ownership and concurrency
+//!
+//! - [`AfPacketPort`] is `Send + Sync`; `stats` may run from any thread.
+//! - A queue pair is taken by one owner at a time ([`AfPacketPort::take_queue`]; taking it
+//!   again fails until the [`AfPacketQueue`] is dropped). Only the owner walks the ring,
+//!   returns blocks and sends, and only it writes its owner counters (plain stores).
+//! - The kernel's ring counters (`PACKET_STATISTICS`) are cleared by every read, so each reader
+//!   (the owner every 16384 polls and when it drops, `stats` on every call) adds what it read
+//!   with an atomic add.
+//! - Sockets and rings live as long as the port or any queue (an `Arc`); the last one closes
+//!   every socket and unmaps every ring.
+//!
+//! # Costs
+//!
+//! | operation | cost |
+//! |---|---|
+//! | `rx_burst` of n frames | one acquire load per block, n header reads + copies + buffer allocs, one release store per finished block, a few counter stores |
+//! | `rx_burst` on an idle queue | one acquire load |
+//! | `tx_burst` of n frames | one `sendmmsg` system call (more only if the kernel takes part), n buffer frees |
+//! | `stats` | one `getsockopt` per queue, a few relaxed loads per queue |
+//! | `open` | per queue: 2 sockets, 5–6 `setsockopt`, 2 `bind`, one `mmap` of the ring (populated) |
+
+mod error;
+mod queue;
+mod ring;
+mod socket;
+mod stats;
+mod sys;
+mod tx;
+
+pub use error::AfPacketError;
+pub use queue::AfPacketQueue;
+pub use stats::{AfPacketStats, QueueStats};
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::mem::size_of;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ring::{RxCursor, RxRing};
+use stats::QueueCounters;
+use sys::{
+    TpacketBlockDesc, TpacketReq3, TpacketStatsV3, PACKET_FANOUT, PACKET_FANOUT_CPU,
+    PACKET_FANOUT_FLAG_IGNORE_OUTGOING, PACKET_FANOUT_FLAG_UNIQUEID, PACKET_FANOUT_HASH,
+    PACKET_FANOUT_LB, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, PACKET_RX_RING,
+    PACKET_STATISTICS, PACKET_VERSION, TPACKET3_HDR_LEN, TPACKET_ALIGNMENT, TPACKET_V3,
+    TP_FT_REQ_FILL_RXHASH,
+};
+
+/// Most queues one port has (the kernel's default fanout group size).
+pub const MAX_QUEUES: u16 = 256;
+/// Largest ring block.
+pub const MAX_BLOCK_SIZE: u32 = 1 << 24;
+/// Fewest blocks per ring: with one, the kernel has nowhere to write while user space reads.
+pub const MIN_BLOCKS: u32 = 2;
+/// Most blocks per ring.
+pub const MAX_BLOCKS: u32 = 4096;
+/// Longest block retire timeout.
+pub const MAX_BLOCK_TIMEOUT_MS: u32 = 10_000;
+/// Bound on `queues × block_size × blocks`: the rings are locked kernel memory.
+pub const MAX_RING_BYTES: u64 = 1 << 32;
+
+/// The `tp_frame_size` the ring is declared with. TPACKET_V3 packs frames by their real size;
+/// the kernel only checks that blocks divide into frames of this size.
+const RING_FRAME_SIZE: u32 = 2048;
+/// Ethernet header plus one VLAN tag left in the frame.
+const LINK_HEADER_MAX: u32 = 18;
+/// `ARPHRD_ETHER` from `include/uapi/linux/if_arp.h`.
+const ARPHRD_ETHER: u16 = 1;
+
+/// How the kernel spreads the interface's frames over the queues (see the module table).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Fanout {
+    /// By flow hash, as NIC RSS: one flow, one queue.
+    #[default]
+    Hash,
+    /// Round robin: a NIC without RSS.
+    Lb,
+    /// By the receiving CPU: a NIC without RSS.
+    Cpu,
+}
+
+impl Fanout {
+    fn kernel_mode(self) -> u32 {
+        match self {
+            Fanout::Hash => PACKET_FANOUT_HASH,
+            Fanout::Lb => PACKET_FANOUT_LB,
+            Fanout::Cpu => PACKET_FANOUT_CPU,
+        }
+    }
+}
+
+/// Configuration of an [`AfPacketPort`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfPacketConfig {
+    /// The Linux interface (`ip link` name), 1..=15 bytes.
+    pub interface: String,
+    /// Queue pairs (one receive ring and one send socket each), `1..=MAX_QUEUES`.
+    pub queues: u16,
+    /// How frames are spread over the queues.
+    pub fanout: Fanout,
+    /// Bytes per ring block: a power of two from the page size to `MAX_BLOCK_SIZE`, large
+    /// enough for one frame of the interface MTU.
+    pub block_size: u32,
+    /// Blocks per ring, `MIN_BLOCKS..=MAX_BLOCKS`.
+    pub blocks: u32,
+    /// Milliseconds after which the kernel hands over a partly filled block, `1..=10000`: the
+    /// receive latency of a lightly loaded port (see the module documentation).
+    pub block_timeout_ms: u32,
+    /// Transmit straight to the driver, skipping the qdisc (`PACKET_QDISC_BYPASS`): no traffic
+    /// shaping, and frames are dropped rather than queued when the device queue is full.
+    pub qdisc_bypass: bool,
+}
+
+impl Default for AfPacketConfig {
+    /// No interface (it must be set), one queue, hash fanout, 8 blocks of 256 KiB, a 1 ms
+    /// block timeout, qdisc bypass on.
+    fn default() -> Self {
+        AfPacketConfig {
+            interface: String::new(),
+            queues: 1,
+            fanout: Fanout::Hash,
+            block_size: 256 * 1024,
+            blocks: 8,
+            block_timeout_ms: 1,
+            qdisc_bypass: true,
+        }
+    }
+}
+
+/// The sockets, ring and counters of one queue pair, shared by the port and the queue's owner.
+struct QueueShared {
+    // Unmapped before the receive socket closes (field order is drop order).
+    ring: RxRing,
+    rx_fd: OwnedFd,
+    tx_fd: OwnedFd,
+    taken: AtomicBool,
+    /// Where the last owner stopped; read when the queue is taken, written when it is released.
+    cursor: Mutex<RxCursor>,
+    counters: QueueCounters,
+}
+
+impl QueueShared {
+    fn sync_kernel_stats(&self) {
+        // Only fails for a bad descriptor or buffer, neither of which can happen here; a failed
+        // read clears nothing, so the counts are read next time.
+        if let Ok(read) =
+            socket::get_option::<TpacketStatsV3>(&self.rx_fd, libc::SOL_PACKET, PACKET_STATISTICS)
+        {
+            self.counters.kernel.add(&read);
+        }
+    }
+}
+
+/// An AF_PACKET NIC on one Linux interface. See the module documentation.
+pub struct AfPacketPort {
+    queues: Arc<[QueueShared]>,
+    interface: String,
+    ifindex: u32,
+    mac: [u8; 6],
+    mtu: u32,
+    fanout: Fanout,
+    fanout_group: u16,
+    block_size: u32,
+    blocks: u32,
+}
+
+impl AfPacketPort {
+    /// Opens `cfg.queues` queue pairs on `cfg.interface`.
+    ///
+    /// Checks, in order, each with its own error: the name is valid, the interface exists, it
+    /// is up, the configuration values are in range, it is an Ethernet interface whose MTU
+    /// fits a block, and AF_PACKET sockets are allowed (root or `CAP_NET_RAW`). Then creates
+    /// per queue a receive socket with its TPACKET_V3 ring and a send socket, and joins the
+    /// receive sockets into one fanout group. Everything created is closed again on error.
+    pub fn open(cfg: AfPacketConfig) -> Result<AfPacketPort, AfPacketError> {
+        let name = checked_name(&cfg.interface)?;
+        let interface = cfg.interface.as_str();
+        let missing = || AfPacketError::InterfaceMissing {
+            interface: interface.to_owned(),
+        };
+        let ifindex = socket::interface_index(&name).ok_or_else(missing)?;
+        let info = socket::interface_info(&name).map_err(|error| {
+            if error.raw_os_error() == Some(libc::ENODEV) {
+                missing()
+            } else {
+                AfPacketError::os(interface, "reading the interface flags", &error)
+            }
+        })?;
+        if !info.up {
+            return Err(AfPacketError::InterfaceDown {
+                interface: interface.to_owned(),
+            });
+        }
+        check_values(&cfg)?;
+        if info.hardware_type != ARPHRD_ETHER {
+            return Err(AfPacketError::NotEthernet {
+                interface: interface.to_owned(),
+                hardware_type: info.hardware_type,
+            });
+        }
+        if u64::from(cfg.block_size) < block_bytes_for_mtu(info.mtu) {
+            return Err(AfPacketError::BlockTooSmall {
+                interface: interface.to_owned(),
+                block_size: cfg.block_size,
+                mtu: info.mtu,
+            });
+        }
+        let queues = (0..cfg.queues)
+            .map(|_| open_queue(&cfg, ifindex))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fanout_group = join_fanout(&queues, cfg.fanout, interface)?;
+        Ok(AfPacketPort {
+            queues: queues.into(),
+            interface: cfg.interface,
+            ifindex,
+            mac: info.mac,
+            mtu: info.mtu,
+            fanout: cfg.fanout,
+            fanout_group,
+            block_size: cfg.block_size,
+            blocks: cfg.blocks,
+        })
+    }
+
+    /// The interface name.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The interface's MAC address, read when the port was opened.
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    /// The interface MTU (L3 bytes), read when the port was opened.
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+
+    /// Number of queue pairs.
+    pub fn queues(&self) -> u16 {
+        self.queues.len() as u16
+    }
+
+    /// The fanout mode.
+    pub fn fanout(&self) -> Fanout {
+        self.fanout
+    }
+
+    /// The kernel's id of this port's fanout group.
+    pub fn fanout_group(&self) -> u16 {
+        self.fanout_group
+    }
+
+    /// Takes queue pair `q` for one owner.
+    ///
+    /// Errors: `q` out of range, or the queue is held by a live [`AfPacketQueue`]. Dropping the
+    /// `AfPacketQueue` makes the queue available again, at the ring position it reached.
+    pub fn take_queue(&self, q: u16) -> Result<AfPacketQueue, AfPacketError> {
+        let shared = self
+            .queues
+            .get(q as usize)
+            .ok_or(AfPacketError::QueueOutOfRange {
+                queue: q,
+                queues: self.queues(),
+            })?;
+        // Acquire pairs with the release in `AfPacketQueue::drop`.
+        if shared.taken.swap(true, Ordering::AcqRel) {
+            return Err(AfPacketError::QueueTaken { queue: q });
+        }
+        let cursor = *shared
+            .cursor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(AfPacketQueue::new(Arc::clone(&self.queues), q, cursor))
+    }
+
+    /// Counters of every queue; first reads the kernel's ring counters (one `getsockopt` per
+    /// queue), so `kernel_drops` is current.
+    pub fn stats(&self) -> AfPacketStats {
+        AfPacketStats {
+            queues: self
+                .queues
+                .iter()
+                .map(|shared| {
+                    shared.sync_kernel_stats();
+                    shared.counters.snapshot()
+                })
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Debug for AfPacketPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfPacketPort")
+            .field("interface", &self.interface)
+            .field("ifindex", &self.ifindex)
+            .field("queues", &self.queues.len())
+            .field("fanout", &self.fanout)
+            .field("fanout_group", &self.fanout_group)
+            .field("block_size", &self.block_size)
+            .field("blocks", &self.blocks)
+            .field("mtu", &self.mtu)
+            .finish()
+    }
+}
+
+/// The name as a C string, or why Linux would refuse it (`dev_valid_name`).
+fn checked_name(interface: &str) -> Result<CString, AfPacketError> {
+    let invalid = |reason| AfPacketError::InvalidName {
+        interface: interface.to_owned(),
+        reason,
+    };
+    if interface.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if interface.len() >= libc::IFNAMSIZ {
+        return Err(invalid("it is longer than 15 bytes"));
+    }
+    if interface == "." || interface == ".." {
+        return Err(invalid("it is a path component"));
+    }
+    if interface
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == 0 || b.is_ascii_whitespace())
+    {
+        return Err(invalid("it contains '/', ':', whitespace or NUL"));
+    }
+    CString::new(interface).map_err(|_| invalid("it contains NUL"))
+}
+
+fn check_values(cfg: &AfPacketConfig) -> Result<(), AfPacketError> {
+    if cfg.queues == 0 || cfg.queues > MAX_QUEUES {
+        return Err(AfPacketError::Queues { queues: cfg.queues });
+    }
+    let page_size = socket::page_size();
+    if !cfg.block_size.is_power_of_two()
+        || (cfg.block_size as usize) < page_size
+        || cfg.block_size > MAX_BLOCK_SIZE
+    {
+        return Err(AfPacketError::BlockSize {
+            block_size: cfg.block_size,
+            page_size,
+        });
+    }
+    if !(MIN_BLOCKS..=MAX_BLOCKS).contains(&cfg.blocks) {
+        return Err(AfPacketError::Blocks { blocks: cfg.blocks });
+    }
+    if !(1..=MAX_BLOCK_TIMEOUT_MS).contains(&cfg.block_timeout_ms) {
+        return Err(AfPacketError::BlockTimeout {
+            block_timeout_ms: cfg.block_timeout_ms,
+        });
+    }
+    let bytes = u64::from(cfg.queues) * u64::from(cfg.block_size) * u64::from(cfg.blocks);
+    if bytes > MAX_RING_BYTES {
+        return Err(AfPacketError::RingMemory {
+            queues: cfg.queues,
+            block_size: cfg.block_size,
+            blocks: cfg.blocks,
+        });
+    }
+    Ok(())
+}
+
+/// Block bytes one frame of `mtu` needs: the block descriptor, the frame header with the
+/// kernel's alignment padding (`tpacket_rcv` places the network header at
+/// `TPACKET_ALIGN(hdrlen + 16)`), and the frame.
+fn block_bytes_for_mtu(mtu: u32) -> u64 {
+    let align = |n: usize| n.next_multiple_of(TPACKET_ALIGNMENT);
+    let descriptor = align(size_of::<TpacketBlockDesc>());
+    let frame_header = align(TPACKET3_HDR_LEN + size_of::<libc::sockaddr_ll>() + 16);
+    (descriptor + frame_header) as u64 + u64::from(mtu) + u64::from(LINK_HEADER_MAX)
+}
+
+/// Both sockets and the ring of one queue.
+fn open_queue(cfg: &AfPacketConfig, ifindex: u32) -> Result<QueueShared, AfPacketError> {
+    let interface = cfg.interface.as_str();
+    let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
+    let socket_error = |operation| {
+        move |error: io::Error| match error.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => AfPacketError::PermissionDenied {
+                interface: interface.to_owned(),
+            },
+            _ => AfPacketError::os(interface, operation, &error),
+        }
+    };
+    // Protocol 0 until bound: the socket receives nothing from other interfaces meanwhile.
+    let rx_fd = socket::packet_socket(0).map_err(socket_error("opening a receive socket"))?;
+    let sol = libc::SOL_PACKET;
+    socket::set_option(&rx_fd, sol, PACKET_VERSION, &TPACKET_V3)
+        .map_err(os("selecting TPACKET_V3"))?;
+    let frame_size = RING_FRAME_SIZE.min(cfg.block_size);
+    let req = TpacketReq3 {
+        tp_block_size: cfg.block_size,
+        tp_block_nr: cfg.blocks,
+        tp_frame_size: frame_size,
+        tp_frame_nr: cfg.block_size / frame_size * cfg.blocks,
+        tp_retire_blk_tov: cfg.block_timeout_ms,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: TP_FT_REQ_FILL_RXHASH,
+    };
+    socket::set_option(&rx_fd, sol, PACKET_RX_RING, &req)
+        .map_err(os("creating the receive ring (PACKET_RX_RING)"))?;
+    let ring = RxRing::map(&rx_fd, cfg.block_size as usize, cfg.blocks)
+        .map_err(os("mapping the receive ring"))?;
+    socket::set_option(&rx_fd, sol, PACKET_IGNORE_OUTGOING, &1i32)
+        .map_err(os("setting PACKET_IGNORE_OUTGOING"))?;
+    socket::bind_to(&rx_fd, ifindex, libc::ETH_P_ALL as u16)
+        .map_err(os("binding the receive socket"))?;
+
+    let tx_fd = socket::packet_socket(0).map_err(socket_error("opening a send socket"))?;
+    if cfg.qdisc_bypass {
+        socket::set_option(&tx_fd, sol, PACKET_QDISC_BYPASS, &1i32)
+            .map_err(os("setting PACKET_QDISC_BYPASS"))?;
+    }
+    socket::bind_to(&tx_fd, ifindex, 0).map_err(os("binding the send socket"))?;
+    Ok(QueueShared {
+        ring,
+        rx_fd,
+        tx_fd,
+        taken: AtomicBool::new(false),
+        cursor: Mutex::new(RxCursor::default()),
+        counters: QueueCounters::default(),
+    })
+}
+
+/// Joins every receive socket into one new fanout group; returns the group id.
+fn join_fanout(
+    queues: &[QueueShared],
+    fanout: Fanout,
+    interface: &str,
+) -> Result<u16, AfPacketError> {
+    let os = |error: io::Error| AfPacketError::os(interface, "joining the fanout group", &error);
+    let sol = libc::SOL_PACKET;
+    let type_flags = fanout.kernel_mode() | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+    let Some((first, rest)) = queues.split_first() else {
+        return Ok(0);
+    };
+    // The kernel picks an id no group in this network namespace uses, so the group is ours
+    // alone; a chosen id could silently join another port's group on the same interface.
+    let create = (type_flags | PACKET_FANOUT_FLAG_UNIQUEID) << 16;
+    socket::set_option(&first.rx_fd, sol, PACKET_FANOUT, &create).map_err(os)?;
+    let joined: u32 = socket::get_option(&first.rx_fd, sol, PACKET_FANOUT).map_err(os)?;
+    let group = (joined & 0xffff) as u16;
+    let join = u32::from(group) | (type_flags << 16);
+    for queue in rest {
+        socket::set_option(&queue.rx_fd, sol, PACKET_FANOUT, &join).map_err(os)?;
+    }
+    Ok(group)
+}

@@ -1,0 +1,194 @@
+//! One taken queue pair of the AF_PACKET port: the ring walk on receive, `sendmmsg` on
+//! transmit.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::ring::{Next, RxCursor, RxFrame};
+use super::stats::add_single_writer;
+use super::sys::{TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
+use super::tx::{TxEnd, TxScratch};
+use super::QueueShared;
+use crate::pool::{PktBuf, PoolCache};
+use crate::port::QueuePair;
+
+/// Receive polls between two reads of the kernel's ring counters (one `getsockopt` each):
+/// rare enough to cost nothing per packet, frequent enough that a busy port's counters move.
+const KERNEL_STATS_EVERY: u32 = 1 << 14;
+
+/// Bytes of the 802.1Q tag the kernel strips from received frames and this queue restores.
+const VLAN_TAG_LEN: usize = 4;
+/// TPID of a tag reported without one (`TP_STATUS_VLAN_TPID_VALID` unset): 802.1Q.
+const TPID_8021Q: u16 = 0x8100;
+
+/// Queue pair `queue_id` of an [`AfPacketPort`](super::AfPacketPort), owned by one stack thread.
+///
+/// Holds the port's sockets and rings alive (an `Arc`), so it may outlive the port value.
+/// Dropping it reads the kernel counters one last time and releases the queue for
+/// [`AfPacketPort::take_queue`](super::AfPacketPort::take_queue), keeping the ring position:
+/// the next owner continues where this one stopped.
+pub struct AfPacketQueue {
+    queues: Arc<[QueueShared]>,
+    queue: u16,
+    cursor: RxCursor,
+    polls: u32,
+    tx: TxScratch,
+}
+
+impl AfPacketQueue {
+    pub(super) fn new(queues: Arc<[QueueShared]>, queue: u16, cursor: RxCursor) -> Self {
+        AfPacketQueue {
+            queues,
+            queue,
+            cursor,
+            polls: 0,
+            tx: TxScratch::default(),
+        }
+    }
+
+    fn shared(&self) -> &QueueShared {
+        // `take_queue` checked the index against this same slice.
+        &self.queues[self.queue as usize]
+    }
+
+    /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics
+    /// (one `getsockopt`). `rx_burst` does this every few thousand polls on its own.
+    pub fn sync_kernel_stats(&self) {
+        self.shared().sync_kernel_stats();
+    }
+
+    /// Copies one ring frame into a buffer, restoring a VLAN tag the kernel moved out of it.
+    /// `None` (counted) when the frame is dropped.
+    fn take_frame(&self, cache: &mut PoolCache, frame: &RxFrame<'_>) -> Option<PktBuf> {
+        let counters = &self.shared().counters.owner;
+        let data = frame.data();
+        // A tag goes back after the two addresses; a frame too short to have them keeps none.
+        let tagged = frame.status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12;
+        let len = data.len() + if tagged { VLAN_TAG_LEN } else { 0 };
+        let truncated = (data.len() as u64) < u64::from(frame.wire_len);
+        if truncated || len > cache.pool().data_room() as usize {
+            add_single_writer(&counters.rx_dropped_oversize, 1);
+            return None;
+        }
+        let Some(mut buf) = cache.alloc() else {
+            add_single_writer(&counters.rx_dropped_no_buffer, 1);
+            return None;
+        };
+        let room = buf.buffer_mut();
+        if tagged {
+            let tpid = if frame.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                frame.vlan_tpid
+            } else {
+                TPID_8021Q
+            };
+            room[..12].copy_from_slice(&data[..12]);
+            room[12..14].copy_from_slice(&tpid.to_be_bytes());
+            room[14..16].copy_from_slice(&frame.vlan_tci.to_be_bytes());
+            room[16..len].copy_from_slice(&data[12..]);
+        } else {
+            room[..data.len()].copy_from_slice(data);
+        }
+        if buf.set_len(len).is_err() {
+            cache.free(buf);
+            add_single_writer(&counters.rx_dropped_oversize, 1);
+            return None;
+        }
+        buf.set_rss_hash(frame.rxhash);
+        if frame.status & TP_STATUS_CSUMNOTREADY != 0 {
+            add_single_writer(&counters.rx_checksum_partial, 1);
+        }
+        Some(buf)
+    }
+}
+
+impl QueuePair for AfPacketQueue {
+    /// Walks the ring from where the last call stopped, copying up to `max` frames into
+    /// buffers from `cache`; at most `max` ring frames are consumed per call, delivered or
+    /// dropped (counted). No system call, except one `getsockopt` every
+    /// `KERNEL_STATS_EVERY` polls.
+    fn rx_burst(&mut self, cache: &mut PoolCache, out: &mut Vec<PktBuf>, max: usize) -> usize {
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls & (KERNEL_STATS_EVERY - 1) == 0 {
+            self.sync_kernel_stats();
+        }
+        let mut cursor = self.cursor;
+        let mut walked = 0;
+        let mut delivered = 0;
+        let mut invalid = 0u64;
+        while walked < max {
+            let ring = &self.shared().ring;
+            match ring.next_frame(&mut cursor) {
+                Next::Empty => break,
+                Next::Invalid { lost } => {
+                    invalid += u64::from(lost);
+                    walked += lost as usize;
+                }
+                Next::Frame(frame) => {
+                    if let Some(buf) = self.take_frame(cache, &frame) {
+                        out.push(buf);
+                        delivered += 1;
+                    }
+                    ring.consume(&mut cursor, frame);
+                    walked += 1;
+                }
+            }
+        }
+        self.cursor = cursor;
+        let counters = &self.shared().counters.owner;
+        add_single_writer(&counters.rx, delivered as u64);
+        add_single_writer(&counters.rx_dropped_invalid, invalid);
+        delivered
+    }
+
+    /// Sends the burst with one `sendmmsg` (more only if the kernel takes part of it); sent
+    /// frames are freed to `cache` (the kernel copied them). On EAGAIN / ENOBUFS the rest stays
+    /// in `pkts` (counted `tx_refused`); on another error the failing frame and the rest stay
+    /// (counted `tx_errors`). Never blocks.
+    fn tx_burst(&mut self, cache: &mut PoolCache, pkts: &mut Vec<PktBuf>) -> usize {
+        if pkts.is_empty() {
+            return 0;
+        }
+        let shared = &self.queues[self.queue as usize];
+        let (sent, end) = self.tx.send(&shared.tx_fd, pkts);
+        for buf in pkts.drain(..sent) {
+            cache.free(buf);
+        }
+        let counters = &shared.counters.owner;
+        add_single_writer(&counters.tx, sent as u64);
+        let left = pkts.len() as u64;
+        match end {
+            TxEnd::Complete => {}
+            TxEnd::Full => add_single_writer(&counters.tx_refused, left),
+            TxEnd::Error => add_single_writer(&counters.tx_errors, left),
+        }
+        sent
+    }
+
+    fn queue_id(&self) -> u16 {
+        self.queue
+    }
+}
+
+impl Drop for AfPacketQueue {
+    fn drop(&mut self) {
+        self.sync_kernel_stats();
+        let shared = self.shared();
+        *shared
+            .cursor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.cursor;
+        // Release pairs with the acquire in `take_queue`: the next owner sees the cursor, the
+        // counters and the ring state this owner left.
+        shared.taken.store(false, Ordering::Release);
+    }
+}
+
+impl fmt::Debug for AfPacketQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfPacketQueue")
+            .field("queue", &self.queue)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
