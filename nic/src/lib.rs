@@ -7,8 +7,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod afpacket;
 pub mod pool;
 pub mod port;
 pub mod rss;
 pub mod uveth;
+pub mod vbridge;
 pub mod wire;

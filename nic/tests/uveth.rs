@@ -25,7 +25,7 @@ fn config(queues: u16, ring_size: usize) -> UvethConfig {
 
 fn tuple(n: u32) -> FiveTuple {
     FiveTuple::v4(
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             IP_PROTO_UDP
         } else {
             IP_PROTO_TCP
