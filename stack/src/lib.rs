@@ -1,4 +1,49 @@
 //! The per-thread user-space protocol stack (smoltcp) and its apps.
 //!
-//! Empty for now: until the stack lands, the consumer of steered packets is the forwarder's verifying
-//! sink. Nothing here pretends to be a stack.
+//! Every stack thread owns one [`Stack`]: one smoltcp `Interface` with the port's MAC and
+//! addresses (all threads share them, as the threads of one NIC do), the sockets of the apps the
+//! thread runs, and the thread's flow rules. The engine drives it once per loop iteration:
+//!
+//! ```text
+//! frames = local packets of the rx burst + what the thread drained from its software queue
+//! stack.process(frames, tx, tx_limit, cache)   // smoltcp ingress, apps, egress into tx
+//! port.tx_burst(tx)
+//! ```
+//!
+//! # Rules follow sockets
+//!
+//! An app that listens adds a listen rule (any address, its port) with this thread as an owner;
+//! a connection set up adds its exact 5-tuple rule before its SYN-ACK is sent; its end deletes
+//! the rule; the thread's exit deletes the rest (the engine calls `remove_owner`). The stack
+//! knows nothing of steering: it only tells the table which flows it holds.
+//!
+//! # Costs
+//!
+//! | step | cost |
+//! |---|---|
+//! | `process` with no frames and no timer due | one clock read |
+//! | per received frame | one header classification (ownership counters), smoltcp's processing; no copy |
+//! | per emitted frame | one buffer from the thread's pool cache, written once by smoltcp |
+//! | per round with frames | one pass over the apps' sockets |
+//! | connection set-up / end | one flow table insert / remove |
+//!
+//! # Threads
+//!
+//! A `Stack` is `Send` and used by one thread; counters ([`StackStats`]) are written by that
+//! thread only and read by anyone.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod apps;
+mod config;
+mod device;
+mod keys;
+mod rules;
+mod stack;
+pub mod stats;
+
+pub use config::{AppKind, AppSpec, StackConfig};
+pub use keys::{endpoint_key, flow_key};
+pub use stack::{Stack, StackError};
+pub use stats::{AppStats, Counter, SharedStackStats, StackStats};

@@ -1,0 +1,361 @@
+//! The TCP apps of one thread (`tcp-echo`, `http`, `discard`): a pool of sockets on one port that
+//! keeps a few of them listening, follows each connection from set-up to close with its flow
+//! rule, and runs the app on the connection's data.
+//!
+//! smoltcp has no accept queue: a listening socket becomes the connection. So the service keeps
+//! [`BACKLOG`] sockets listening (several SYNs may arrive in one burst) and makes a closed socket
+//! listen again, up to `max_connections` sockets in all: buffers are allocated when a socket is
+//! first created and reused after, never per connection.
+//!
+//! Cost per service round: one pass over the app's sockets (state read, data moved through one
+//! scratch buffer). Rounds run only after a poll that changed socket state.
+
+use flowtable::{FlowKey, Proto};
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{self, State};
+
+use super::http::{self, Head, Refusal};
+use crate::config::AppKind;
+use crate::keys::endpoint_key;
+use crate::rules::Rules;
+use crate::stats::{AppStats, StackStats};
+
+/// Sockets kept listening per app and thread between rounds (at most `max_connections`). Before
+/// each round the stack also arms one listening socket per SYN the round carries, so a burst of
+/// SYNs is never refused for want of a listener.
+pub const BACKLOG: usize = 4;
+/// Idle connections are aborted after this long without a segment from the peer.
+const IDLE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(120);
+
+/// One socket of the pool and what the app keeps for its connection.
+struct Slot {
+    handle: SocketHandle,
+    /// The connection's rule while it is set up.
+    key: Option<FlowKey>,
+    /// The `http` app's bytes of a request not yet answered.
+    request: Vec<u8>,
+    /// The `http` app's body bytes still to skip.
+    body_left: u64,
+}
+
+/// A TCP app on one port of one thread.
+pub(crate) struct TcpService {
+    kind: AppKind,
+    port: u16,
+    slots: Vec<Slot>,
+    max_sockets: usize,
+    rx_buffer: usize,
+    tx_buffer: usize,
+    /// The `http` app's response body.
+    body: Vec<u8>,
+    /// Scratch for building a response.
+    response: Vec<u8>,
+}
+
+impl TcpService {
+    pub(crate) fn new(
+        kind: AppKind,
+        port: u16,
+        thread: u16,
+        max_connections: usize,
+        rx_buffer: usize,
+        tx_buffer: usize,
+    ) -> Self {
+        TcpService {
+            kind,
+            port,
+            slots: Vec::new(),
+            max_sockets: max_connections.max(1),
+            rx_buffer,
+            tx_buffer,
+            body: format!("flowsteer thread {thread} port {port}\n").into_bytes(),
+            response: Vec::new(),
+        }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Brings the listening sockets up to `want` (at least the backlog, at most
+    /// `max_connections` sockets in all); counts when every socket is busy.
+    pub(crate) fn refill_listeners(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        want: usize,
+        stats: &AppStats,
+    ) {
+        let want = want.max(BACKLOG).min(self.max_sockets);
+        let mut listening = 0;
+        for slot in &self.slots {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            let reusable = socket.state() == State::Closed && slot.key.is_none();
+            if socket.state() == State::Listen
+                || (reusable && listening < want && socket.listen(self.port).is_ok())
+            {
+                listening += 1;
+            }
+        }
+        while listening < want {
+            if self.slots.len() >= self.max_sockets {
+                stats.listen_exhausted.add(1);
+                return;
+            }
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; self.rx_buffer]),
+                tcp::SocketBuffer::new(vec![0; self.tx_buffer]),
+            );
+            socket.set_nagle_enabled(false);
+            socket.set_timeout(Some(IDLE_TIMEOUT));
+            if socket.listen(self.port).is_err() {
+                // Only port 0 is refused, which configuration rules out.
+                stats.errors.add(1);
+                return;
+            }
+            let handle = sockets.add(socket);
+            self.slots.push(Slot {
+                handle,
+                key: None,
+                request: Vec::new(),
+                body_left: 0,
+            });
+            listening += 1;
+        }
+    }
+
+    /// Follows every socket: rules for connections set up and ended, data for the app.
+    pub(crate) fn service(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        rules: &mut Rules,
+        stack_stats: &StackStats,
+        stats: &AppStats,
+        scratch: &mut [u8],
+    ) {
+        for slot in self.slots.iter_mut() {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            match socket.state() {
+                // Back to listening (a reset during set-up), closed, or closed by us first and
+                // waiting out TIME-WAIT: the connection ended. A FIN the peer sends again during
+                // TIME-WAIT may then reach another thread, which resets it: the peer is done
+                // already (it sent the last ACK's trigger), so nothing is lost.
+                State::Listen | State::Closed | State::TimeWait => {
+                    if let Some(key) = slot.key.take() {
+                        rules.connection_closed(&key, stack_stats);
+                        stats.connections_closed.add(1);
+                        slot.request.clear();
+                        slot.body_left = 0;
+                    }
+                }
+                _ => {
+                    if slot.key.is_none() {
+                        let key = match (socket.local_endpoint(), socket.remote_endpoint()) {
+                            (Some(local), Some(remote)) => endpoint_key(Proto::Tcp, local, remote),
+                            _ => None,
+                        };
+                        match key {
+                            Some(key) => {
+                                rules.connection_opened(key, stack_stats);
+                                stats.connections_opened.add(1);
+                                slot.key = Some(key);
+                            }
+                            None => {
+                                // A connection smoltcp cannot name both ends of is refused.
+                                socket.abort();
+                                stats.errors.add(1);
+                                continue;
+                            }
+                        }
+                    }
+                    match self.kind {
+                        AppKind::TcpEcho => echo(socket, stats, scratch),
+                        AppKind::Discard => discard(socket, stats, scratch),
+                        AppKind::Http => {
+                            serve_http(socket, slot, &self.body, &mut self.response, stats, scratch)
+                        }
+                        AppKind::UdpEcho => {}
+                    }
+                }
+            }
+        }
+        let active = self.slots.iter().filter(|s| s.key.is_some()).count();
+        stats.connections_active.set(active as u64);
+        self.refill_listeners(sockets, BACKLOG, stats);
+    }
+
+    /// Aborts every connection (the engine is stopping): the peers see a reset, the rules go.
+    pub(crate) fn abort_all(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        rules: &mut Rules,
+        stack_stats: &StackStats,
+        stats: &AppStats,
+    ) {
+        for slot in self.slots.iter_mut() {
+            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+            socket.abort();
+            if let Some(key) = slot.key.take() {
+                rules.connection_closed(&key, stack_stats);
+                stats.connections_closed.add(1);
+            }
+        }
+        stats.connections_active.set(0);
+    }
+}
+
+/// Closes our side once the peer closed and everything it sent was handled.
+fn close_after_peer(socket: &mut tcp::Socket<'_>) {
+    if socket.state() == State::CloseWait && socket.recv_queue() == 0 {
+        socket.close();
+    }
+}
+
+/// `tcp-echo`: moves received bytes to the send buffer, as many as it has room for.
+fn echo(socket: &mut tcp::Socket<'_>, stats: &AppStats, scratch: &mut [u8]) {
+    let (mut bytes_in, mut bytes_out) = (0, 0);
+    while socket.can_recv() && socket.may_send() {
+        let room = socket.send_capacity() - socket.send_queue();
+        if room == 0 {
+            break;
+        }
+        let limit = room.min(scratch.len());
+        let Ok(n) = socket.recv_slice(&mut scratch[..limit]) else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        bytes_in += n as u64;
+        // The room was measured above, so all n bytes fit.
+        if let Ok(sent) = socket.send_slice(&scratch[..n]) {
+            bytes_out += sent as u64;
+        }
+    }
+    if !socket.may_send() {
+        // We already closed: nothing can be echoed, drop what arrives.
+        while let Ok(n) = socket.recv_slice(scratch) {
+            if n == 0 {
+                break;
+            }
+            bytes_in += n as u64;
+        }
+    }
+    stats.bytes_in.add(bytes_in);
+    stats.bytes_out.add(bytes_out);
+    close_after_peer(socket);
+}
+
+/// `discard`: reads and drops everything.
+fn discard(socket: &mut tcp::Socket<'_>, stats: &AppStats, scratch: &mut [u8]) {
+    let mut bytes_in = 0;
+    while let Ok(n) = socket.recv_slice(scratch) {
+        if n == 0 {
+            break;
+        }
+        bytes_in += n as u64;
+    }
+    stats.bytes_in.add(bytes_in);
+    close_after_peer(socket);
+}
+
+/// `http`: answers every complete request whose response fits the send buffer, in order.
+fn serve_http(
+    socket: &mut tcp::Socket<'_>,
+    slot: &mut Slot,
+    body: &[u8],
+    response: &mut Vec<u8>,
+    stats: &AppStats,
+    scratch: &mut [u8],
+) {
+    loop {
+        // Skip a request body first: it is read and dropped.
+        while slot.body_left > 0 && !slot.request.is_empty() {
+            let skip = (slot.body_left as usize).min(slot.request.len());
+            slot.request.drain(..skip);
+            slot.body_left -= skip as u64;
+        }
+        if slot.request.len() < http::MAX_HEAD && socket.can_recv() {
+            let limit = (http::MAX_HEAD - slot.request.len()).min(scratch.len());
+            if let Ok(n) = socket.recv_slice(&mut scratch[..limit]) {
+                stats.bytes_in.add(n as u64);
+                slot.request.extend_from_slice(&scratch[..n]);
+            }
+            if slot.body_left > 0 {
+                continue;
+            }
+        }
+        if !socket.may_send() {
+            slot.request.clear();
+            break;
+        }
+        match http::parse_head(&slot.request) {
+            Ok(None) => break,
+            Ok(Some(head)) => {
+                if !respond(socket, head, body, response, stats) {
+                    break; // no room for the response yet
+                }
+                slot.request.drain(..head.len);
+                slot.body_left = head.body;
+                stats.requests.add(1);
+                if !head.keep_alive {
+                    slot.request.clear();
+                    slot.body_left = 0;
+                    socket.close();
+                    break;
+                }
+            }
+            Err(refusal) => {
+                refuse(socket, refusal, response, stats);
+                slot.request.clear();
+                slot.body_left = 0;
+                socket.close();
+                break;
+            }
+        }
+    }
+    if slot.request.is_empty() && slot.body_left == 0 {
+        close_after_peer(socket);
+    }
+}
+
+/// Queues the response to `head`; false (nothing queued) when the send buffer has no room yet.
+fn respond(
+    socket: &mut tcp::Socket<'_>,
+    head: Head,
+    body: &[u8],
+    response: &mut Vec<u8>,
+    stats: &AppStats,
+) -> bool {
+    response.clear();
+    http::write_response(response, (200, "OK"), body, head.keep_alive, head.head_only);
+    send_whole(socket, response, stats)
+}
+
+/// Queues a refusal (the connection closes after it); counted as an error.
+fn refuse(
+    socket: &mut tcp::Socket<'_>,
+    refusal: Refusal,
+    response: &mut Vec<u8>,
+    stats: &AppStats,
+) {
+    stats.errors.add(1);
+    let (code, reason) = refusal.status();
+    let text = format!("{code} {reason}\n");
+    response.clear();
+    http::write_response(response, (code, reason), text.as_bytes(), false, false);
+    // A refusal that does not fit is dropped: the close tells the client anyway.
+    send_whole(socket, response, stats);
+}
+
+fn send_whole(socket: &mut tcp::Socket<'_>, bytes: &[u8], stats: &AppStats) -> bool {
+    if socket.send_capacity() - socket.send_queue() < bytes.len() {
+        return false;
+    }
+    match socket.send_slice(bytes) {
+        Ok(sent) => {
+            stats.bytes_out.add(sent as u64);
+            sent == bytes.len()
+        }
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,336 @@
+//! One thread's protocol stack: a smoltcp interface, its sockets and apps, and the flow rules
+//! that follow them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use flowsteer_nic::pool::{PktBuf, PoolCache};
+use flowsteer_nic::wire::{self, Classified, IpPair};
+use flowtable::{FlowTable, Lookup, Proto, TableFull, ThreadId};
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+
+use crate::apps::{Service, TcpService, UdpService};
+use crate::config::{AppKind, StackConfig};
+use crate::device::{BurstDevice, CapabilitiesOnly};
+use crate::keys::flow_key;
+use crate::rules::Rules;
+use crate::stats::SharedStackStats;
+
+/// TCP flag bits of a segment that opens a connection: SYN without ACK.
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+/// Bytes of the apps' scratch buffer: the largest UDP datagram fits.
+const SCRATCH_BYTES: usize = 65536;
+
+/// Why a stack could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackError {
+    /// The MAC address is not a unicast address.
+    Mac([u8; 6]),
+    /// An address or prefix length smoltcp refuses.
+    Address(String),
+    /// An app's port is 0.
+    Port {
+        /// The app.
+        app: AppKind,
+    },
+    /// The flow table has no room for an app's listen rule.
+    ListenRule {
+        /// The app.
+        app: AppKind,
+        /// Its port.
+        port: u16,
+        /// The table's answer.
+        full: TableFull,
+    },
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StackError::Mac(mac) => write!(
+                f,
+                "the port's MAC address {} is not unicast",
+                EthernetAddress(*mac)
+            ),
+            StackError::Address(what) => write!(f, "invalid address: {what}"),
+            StackError::Port { app } => write!(f, "app {app} needs a port other than 0"),
+            StackError::ListenRule { app, port, full } => write!(
+                f,
+                "no room for the listen rule of app {app} on port {port}: {full}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StackError {}
+
+/// The stack of one thread. See the crate documentation for how it is driven.
+pub struct Stack {
+    config: StackConfig,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    services: Vec<Service>,
+    rules: Rules,
+    stats: SharedStackStats,
+    epoch: std::time::Instant,
+    /// When smoltcp next needs a poll without new frames (a timer, queued data); `None`: never.
+    next_poll: Option<Instant>,
+    scratch: Vec<u8>,
+    tx_scratch: Vec<u8>,
+    /// Per service, the SYNs of the current round (listening sockets to arm before it).
+    syns: Vec<usize>,
+}
+
+impl Stack {
+    /// The stack of thread `me`: its interface, its apps' sockets and their listen rules.
+    ///
+    /// `stats` must have been made for `config.apps` ([`StackStats::new`](crate::StackStats::new)).
+    pub fn new(
+        config: StackConfig,
+        me: ThreadId,
+        table: Arc<dyn FlowTable>,
+        stats: SharedStackStats,
+    ) -> Result<Stack, StackError> {
+        let mac = EthernetAddress(config.mac);
+        if !mac.is_unicast() {
+            return Err(StackError::Mac(config.mac));
+        }
+        let (v4, v4_prefix) = config.ipv4;
+        let (v6, v6_prefix) = config.ipv6;
+        if v4_prefix > 32 || v6_prefix > 128 {
+            return Err(StackError::Address(format!(
+                "prefix lengths /{v4_prefix} (IPv4) and /{v6_prefix} (IPv6)"
+            )));
+        }
+        let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
+        iface_config.random_seed = config.seed ^ (u64::from(me) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+        let mut caps = CapabilitiesOnly::new(config.max_frame);
+        let epoch = std::time::Instant::now();
+        let mut iface = Interface::new(iface_config, &mut caps, Instant::from_micros(0));
+        iface.update_ip_addrs(|addrs| {
+            // Two addresses always fit (smoltcp holds at least two per interface).
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(v4), v4_prefix));
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6), v6_prefix));
+        });
+
+        let mut sockets = SocketSet::new(Vec::new());
+        let rules = Rules::new(table, me);
+        let mut services = Vec::with_capacity(config.apps.len());
+        for (i, app) in config.apps.iter().enumerate() {
+            if app.port == 0 {
+                return Err(StackError::Port { app: app.kind });
+            }
+            let proto = if app.kind.is_tcp() {
+                Proto::Tcp
+            } else {
+                Proto::Udp
+            };
+            rules
+                .listen(proto, app.port)
+                .map_err(|full| StackError::ListenRule {
+                    app: app.kind,
+                    port: app.port,
+                    full,
+                })?;
+            let service = if app.kind.is_tcp() {
+                let mut tcp = TcpService::new(
+                    app.kind,
+                    app.port,
+                    me,
+                    config.max_connections,
+                    config.tcp_rx_buffer,
+                    config.tcp_tx_buffer,
+                );
+                tcp.refill_listeners(&mut sockets, 0, &stats.apps[i]);
+                Service::Tcp(tcp)
+            } else {
+                let udp = UdpService::bind(&mut sockets, app.port, config.udp_buffer)
+                    .ok_or(StackError::Port { app: app.kind })?;
+                Service::Udp(udp)
+            };
+            services.push(service);
+        }
+        Ok(Stack {
+            iface,
+            sockets,
+            services,
+            rules,
+            stats,
+            epoch,
+            next_poll: None,
+            scratch: vec![0; SCRATCH_BYTES],
+            tx_scratch: Vec::new(),
+            syns: vec![0; config.apps.len()],
+            config,
+        })
+    }
+
+    /// The thread's counters.
+    pub fn stats(&self) -> &SharedStackStats {
+        &self.stats
+    }
+
+    /// Connections open on this thread.
+    pub fn connections(&self) -> usize {
+        self.rules.connections()
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
+    }
+
+    /// One round: the stack takes `frames` (drained; their buffers go back to `cache`), runs its
+    /// timers and apps, and appends what it sends to `tx`, at most up to `tx_limit` frames in
+    /// `tx` (the rest stays queued in the sockets for the next round).
+    ///
+    /// Cheap when there is nothing to do: with no frames and no timer due it returns at once.
+    pub fn process(
+        &mut self,
+        frames: &mut Vec<PktBuf>,
+        tx: &mut Vec<PktBuf>,
+        tx_limit: usize,
+        cache: &mut PoolCache,
+    ) {
+        let now = self.now();
+        if frames.is_empty() && self.next_poll.is_none_or(|at| now < at) {
+            return;
+        }
+        self.count_ownership(frames);
+        let stats = &*self.stats;
+        for ((service, syns), app_stats) in
+            self.services.iter_mut().zip(&self.syns).zip(&stats.apps)
+        {
+            if let (Service::Tcp(tcp), true) = (service, *syns > 0) {
+                tcp.refill_listeners(&mut self.sockets, *syns, app_stats);
+            }
+        }
+        let mut device = BurstDevice::new(
+            frames,
+            tx,
+            tx_limit,
+            cache,
+            &mut self.tx_scratch,
+            self.config.max_frame,
+        );
+        self.iface.poll(now, &mut device, &mut self.sockets);
+        // Apps run after ingress: rules of connections set up in this round go in before their
+        // SYN-ACK leaves (it is still in `tx`), then what the apps wrote goes out.
+        for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
+            match service {
+                Service::Tcp(tcp) => tcp.service(
+                    &mut self.sockets,
+                    &mut self.rules,
+                    stats,
+                    app_stats,
+                    &mut self.scratch,
+                ),
+                Service::Udp(udp) => udp.service(&mut self.sockets, app_stats, &mut self.scratch),
+            }
+        }
+        while self.iface.poll_egress(now, &mut device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {}
+        let counts = device.counts();
+        stats.frames_in.add(counts.frames_in);
+        stats.frames_out.add(counts.frames_out);
+        stats.tx_no_buffer.add(counts.tx_no_buffer);
+        cache.free_bulk(frames);
+        self.next_poll = self.iface.poll_at(now, &self.sockets);
+    }
+
+    /// Ends every connection (resets sent into `tx`), deletes their rules. The listen rules and
+    /// anything left go with the engine's `remove_owner` for this thread.
+    pub fn shutdown(&mut self, tx: &mut Vec<PktBuf>, tx_limit: usize, cache: &mut PoolCache) {
+        let stats = &*self.stats;
+        for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
+            if let Service::Tcp(tcp) = service {
+                tcp.abort_all(&mut self.sockets, &mut self.rules, stats, app_stats);
+            }
+        }
+        let now = self.now();
+        let mut device = BurstDevice::new(
+            &[],
+            tx,
+            tx_limit,
+            cache,
+            &mut self.tx_scratch,
+            self.config.max_frame,
+        );
+        while self.iface.poll_egress(now, &mut device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {}
+        let counts = device.counts();
+        stats.frames_out.add(counts.frames_out);
+        stats.tx_no_buffer.add(counts.tx_no_buffer);
+    }
+
+    /// Counts the TCP/UDP packets of this round this thread has no socket for (misdirected when
+    /// the flow table names another owner, else no socket anywhere), and the SYNs per app.
+    fn count_ownership(&mut self, frames: &[PktBuf]) {
+        let (mut misdirected, mut no_socket) = (0, 0);
+        self.syns.iter_mut().for_each(|n| *n = 0);
+        for frame in frames {
+            let Ok(Classified::Flow {
+                tuple, tcp_flags, ..
+            }) = wire::classify(frame.data())
+            else {
+                continue;
+            };
+            let ours = match tuple.ip {
+                IpPair::V4 { dst, .. } => dst == self.config.ipv4.0.octets(),
+                IpPair::V6 { dst, .. } => dst == self.config.ipv6.0.octets(),
+            };
+            let Some(key) = flow_key(&tuple) else {
+                continue;
+            };
+            let has_socket = ours
+                && match key.proto() {
+                    Proto::Tcp if self.rules.has_connection(&key) => true,
+                    Proto::Tcp if tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN => {
+                        match self.service_index(Proto::Tcp, key.local_port()) {
+                            Some(i) => {
+                                self.syns[i] += 1;
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    Proto::Tcp => false,
+                    Proto::Udp => self.service_index(Proto::Udp, key.local_port()).is_some(),
+                };
+            if has_socket {
+                continue;
+            }
+            match self.rules.table().lookup(&key) {
+                Lookup::Exact(owner) | Lookup::Listen(owner) | Lookup::ListenAny(owner)
+                    if owner != self.rules.me() =>
+                {
+                    misdirected += 1
+                }
+                _ => no_socket += 1,
+            }
+        }
+        self.stats.misdirected.add(misdirected);
+        self.stats.no_socket.add(no_socket);
+    }
+
+    fn service_index(&self, proto: Proto, port: u16) -> Option<usize> {
+        self.services.iter().position(|service| match service {
+            Service::Tcp(tcp) => proto == Proto::Tcp && tcp.port() == port,
+            Service::Udp(udp) => proto == Proto::Udp && udp.port() == port,
+        })
+    }
+}
+
+impl fmt::Debug for Stack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("thread", &self.rules.me())
+            .field("apps", &self.config.apps)
+            .field("connections", &self.rules.connections())
+            .finish()
+    }
+}

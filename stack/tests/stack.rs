@@ -1,0 +1,476 @@
+//! A stack thread served by real TCP/UDP clients: smoltcp client interfaces exchanging frames
+//! with a [`Stack`] in memory (ARP included), no kernel, no threads.
+
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
+use flowsteer_stack::{AppKind, AppSpec, Stack, StackConfig, StackStats};
+use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto, TableImpl};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+
+const SERVER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const POOL_BUFFERS: u32 = 4096;
+
+/// Frames in flight from the client to the server and back.
+#[derive(Default)]
+struct Wire {
+    to_server: VecDeque<Vec<u8>>,
+    to_client: VecDeque<Vec<u8>>,
+}
+
+/// The client's device: the client's half of the wire.
+struct ClientDevice<'a>(&'a mut Wire);
+
+struct ClientRx(Vec<u8>);
+struct ClientTx<'a>(&'a mut VecDeque<Vec<u8>>);
+
+impl phy::RxToken for ClientRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl phy::TxToken for ClientTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0; len];
+        let r = f(&mut frame);
+        self.0.push_back(frame);
+        r
+    }
+}
+
+impl phy::Device for ClientDevice<'_> {
+    type RxToken<'t>
+        = ClientRx
+    where
+        Self: 't;
+    type TxToken<'t>
+        = ClientTx<'t>
+    where
+        Self: 't;
+
+    fn receive(&mut self, _: Instant) -> Option<(ClientRx, ClientTx<'_>)> {
+        let frame = self.0.to_client.pop_front()?;
+        Some((ClientRx(frame), ClientTx(&mut self.0.to_server)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<ClientTx<'_>> {
+        Some(ClientTx(&mut self.0.to_server))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+/// One server thread and one client host on a wire, with a simulated clock.
+struct Rig {
+    pool: Arc<PacketPool>,
+    cache: PoolCache,
+    table: Arc<dyn FlowTable>,
+    server: Stack,
+    client: Interface,
+    sockets: SocketSet<'static>,
+    wire: Wire,
+    now: Instant,
+}
+
+fn stack_config(apps: Vec<AppSpec>, max_connections: usize) -> StackConfig {
+    StackConfig {
+        mac: SERVER_MAC,
+        ipv4: (SERVER_IP, 24),
+        ipv6: (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1), 64),
+        tcp_rx_buffer: 16384,
+        tcp_tx_buffer: 16384,
+        udp_buffer: 16384,
+        max_connections,
+        max_frame: 1514,
+        seed: 7,
+        apps,
+    }
+}
+
+impl Rig {
+    fn new(apps: Vec<AppSpec>, max_connections: usize) -> Rig {
+        let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+        Rig::with_table(apps, max_connections, table, 0)
+    }
+
+    fn with_table(
+        apps: Vec<AppSpec>,
+        max_connections: usize,
+        table: Arc<dyn FlowTable>,
+        me: u16,
+    ) -> Rig {
+        let pool = PacketPool::new(POOL_BUFFERS, 2048).unwrap();
+        let cache = pool.cache(64);
+        let stats = Arc::new(CachePadded::new(StackStats::new(&apps)));
+        let server = Stack::new(
+            stack_config(apps, max_connections),
+            me,
+            table.clone(),
+            stats,
+        )
+        .unwrap();
+        let mut wire = Wire::default();
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(CLIENT_MAC)));
+        config.random_seed = 99;
+        let mut client = Interface::new(config, &mut ClientDevice(&mut wire), Instant::ZERO);
+        client.update_ip_addrs(|addrs| {
+            addrs
+                .push(IpCidr::new(IpAddress::Ipv4(CLIENT_IP), 24))
+                .unwrap();
+        });
+        Rig {
+            pool,
+            cache,
+            table,
+            server,
+            client,
+            sockets: SocketSet::new(Vec::new()),
+            wire,
+            now: Instant::ZERO,
+        }
+    }
+
+    /// Moves frames both ways until the wire is quiet, advancing the client's clock by 1 ms per
+    /// round; at most `rounds` rounds.
+    fn run(&mut self, rounds: usize) {
+        for _ in 0..rounds {
+            self.client.poll(
+                self.now,
+                &mut ClientDevice(&mut self.wire),
+                &mut self.sockets,
+            );
+            let mut frames: Vec<PktBuf> = Vec::new();
+            while let Some(bytes) = self.wire.to_server.pop_front() {
+                let mut buf = self.cache.alloc().expect("pool has buffers");
+                buf.write_frame(&bytes).unwrap();
+                frames.push(buf);
+            }
+            let mut tx = Vec::new();
+            self.server
+                .process(&mut frames, &mut tx, 256, &mut self.cache);
+            assert!(frames.is_empty(), "process drains its frames");
+            for buf in tx.drain(..) {
+                self.wire.to_client.push_back(buf.data().to_vec());
+                self.cache.free(buf);
+            }
+            self.now += smoltcp::time::Duration::from_millis(1);
+        }
+    }
+
+    fn tcp_client(&mut self, port: u16, local_port: u16) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
+        socket
+            .connect(
+                self.client.context(),
+                IpEndpoint::new(IpAddress::Ipv4(SERVER_IP), port),
+                local_port,
+            )
+            .unwrap();
+        self.sockets.add(socket)
+    }
+
+    fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    fn stats(&self) -> &StackStats {
+        self.server.stats()
+    }
+
+    /// The pool is whole again once every buffer went back.
+    fn assert_pool_full(&mut self) {
+        drop(std::mem::replace(&mut self.cache, self.pool.cache(0)));
+        assert_eq!(self.pool.available(), POOL_BUFFERS, "a buffer leaked");
+    }
+}
+
+fn app(kind: AppKind, port: u16) -> AppSpec {
+    AppSpec { kind, port }
+}
+
+#[test]
+fn tcp_echo_returns_every_byte_and_the_rule_follows_the_connection() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 64);
+    assert_eq!(
+        rig.table.lookup(&flowtable::FlowKey::v4(
+            Proto::Tcp,
+            SERVER_IP,
+            7,
+            CLIENT_IP,
+            40000
+        )),
+        Lookup::ListenAny(0),
+        "the listen rule is in before any connection"
+    );
+    let handle = rig.tcp_client(7, 40000);
+    let sent: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut written = 0;
+    let mut echoed = Vec::new();
+    for _ in 0..5000 {
+        rig.run(1);
+        let socket = rig.tcp(handle);
+        if socket.can_send() && written < sent.len() {
+            written += socket.send_slice(&sent[written..]).unwrap();
+        }
+        while socket.can_recv() {
+            socket
+                .recv(|data| {
+                    echoed.extend_from_slice(data);
+                    (data.len(), ())
+                })
+                .unwrap();
+        }
+        if echoed.len() == sent.len() {
+            break;
+        }
+    }
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "echoed bytes differ");
+    let key = flowtable::FlowKey::v4(Proto::Tcp, SERVER_IP, 7, CLIENT_IP, 40000);
+    assert_eq!(
+        rig.table.lookup(&key),
+        Lookup::Exact(0),
+        "the connection has its rule"
+    );
+    assert_eq!(rig.server.connections(), 1);
+
+    rig.tcp(handle).close();
+    rig.run(50);
+    assert_eq!(rig.tcp(handle).state(), tcp::State::TimeWait);
+    assert_eq!(
+        rig.table.exact_len(),
+        0,
+        "the rule went with the connection"
+    );
+    assert_eq!(rig.server.connections(), 0);
+    let app = &rig.stats().apps[0];
+    assert_eq!(app.connections_opened.get(), 1);
+    assert_eq!(app.connections_closed.get(), 1);
+    assert_eq!(app.connections_active.get(), 0);
+    assert_eq!(app.bytes_in.get(), sent.len() as u64);
+    assert_eq!(app.bytes_out.get(), sent.len() as u64);
+    assert_eq!(rig.stats().rules_added.get(), 1);
+    assert_eq!(rig.stats().rules_deleted.get(), 1);
+    assert_eq!(rig.stats().misdirected.get(), 0);
+    assert_eq!(rig.stats().tx_no_buffer.get(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn many_connections_one_after_another_and_at_once() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 64);
+    // 40 at once: more SYNs in one round than sockets listening.
+    let handles: Vec<_> = (0..40).map(|i| rig.tcp_client(7, 41000 + i)).collect();
+    rig.run(30);
+    for &h in &handles {
+        assert_eq!(rig.tcp(h).state(), tcp::State::Established);
+        rig.tcp(h).send_slice(b"ping").unwrap();
+    }
+    rig.run(30);
+    for &h in &handles {
+        let mut buf = [0u8; 8];
+        let n = rig.tcp(h).recv_slice(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        rig.tcp(h).close();
+    }
+    rig.run(60);
+    assert_eq!(rig.table.exact_len(), 0);
+    let app = &rig.stats().apps[0];
+    assert_eq!(app.connections_opened.get(), 40);
+    assert_eq!(app.connections_closed.get(), 40);
+    assert_eq!(app.listen_exhausted.get(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn http_answers_pipelined_requests_and_closes_on_request() {
+    let mut rig = Rig::new(vec![app(AppKind::Http, 80)], 8);
+    let handle = rig.tcp_client(80, 42000);
+    rig.run(10);
+    let requests = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\n\
+                     POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /last HTTP/1.1\r\nConnection: close\r\n\r\n";
+    rig.tcp(handle).send_slice(requests).unwrap();
+    rig.run(40);
+    let mut text = Vec::new();
+    let socket = rig.tcp(handle);
+    while socket.can_recv() {
+        socket
+            .recv(|d| {
+                text.extend_from_slice(d);
+                (d.len(), ())
+            })
+            .unwrap();
+    }
+    let text = String::from_utf8(text).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 4, "{text}");
+    assert_eq!(
+        text.matches("flowsteer thread 0 port 80\n").count(),
+        3,
+        "HEAD has no body"
+    );
+    assert!(text.ends_with("Connection: close\r\n\r\nflowsteer thread 0 port 80\n"));
+    assert!(
+        !rig.tcp(handle).may_recv(),
+        "the server closed after Connection: close"
+    );
+    rig.tcp(handle).close();
+    rig.run(40);
+    assert_eq!(rig.table.exact_len(), 0);
+    assert_eq!(rig.stats().apps[0].requests.get(), 4);
+    assert_eq!(rig.stats().apps[0].errors.get(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn http_refuses_garbage_with_400_and_counts_it() {
+    let mut rig = Rig::new(vec![app(AppKind::Http, 80)], 8);
+    let handle = rig.tcp_client(80, 42001);
+    rig.run(10);
+    rig.tcp(handle)
+        .send_slice(b"\x16\x03\x01 hello\r\n\r\n")
+        .unwrap();
+    rig.run(20);
+    let mut buf = [0u8; 512];
+    let n = rig.tcp(handle).recv_slice(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    assert_eq!(rig.stats().apps[0].errors.get(), 1);
+    rig.tcp(handle).close();
+    rig.run(40);
+    assert_eq!(rig.table.exact_len(), 0);
+}
+
+#[test]
+fn discard_reads_everything_and_sends_nothing() {
+    let mut rig = Rig::new(vec![app(AppKind::Discard, 9)], 8);
+    let handle = rig.tcp_client(9, 42002);
+    rig.run(10);
+    rig.tcp(handle).send_slice(&[0xab; 30000]).unwrap();
+    rig.run(60);
+    rig.tcp(handle).close();
+    rig.run(40);
+    let app = &rig.stats().apps[0];
+    assert_eq!(app.bytes_in.get(), 30000);
+    assert_eq!(app.bytes_out.get(), 0);
+    assert_eq!(app.connections_closed.get(), 1);
+    assert_eq!(rig.table.exact_len(), 0);
+}
+
+#[test]
+fn udp_echo_returns_each_datagram_to_its_sender() {
+    let mut rig = Rig::new(vec![app(AppKind::UdpEcho, 7)], 8);
+    let mut socket = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16384]),
+    );
+    socket.bind(5353).unwrap();
+    let handle = rig.sockets.add(socket);
+    let server = IpEndpoint::new(IpAddress::Ipv4(SERVER_IP), 7);
+    for i in 0..10u8 {
+        rig.sockets
+            .get_mut::<udp::Socket>(handle)
+            .send_slice(&[i; 100], server)
+            .unwrap();
+    }
+    rig.run(20);
+    let mut got = Vec::new();
+    let socket = rig.sockets.get_mut::<udp::Socket>(handle);
+    let mut buf = [0u8; 200];
+    while let Ok((n, meta)) = socket.recv_slice(&mut buf) {
+        assert_eq!(
+            meta.endpoint, server,
+            "the reply comes from the address asked"
+        );
+        assert_eq!(n, 100);
+        got.push(buf[0]);
+    }
+    // The first datagrams wait for ARP in the client; smoltcp keeps them queued, none is lost.
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    assert_eq!(rig.stats().apps[0].requests.get(), 10);
+    assert_eq!(rig.stats().apps[0].bytes_in.get(), 1000);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_syn_for_another_threads_port_is_misdirected_and_reset() {
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    // Thread 1 listens on 8001; this rig is thread 0, listening on 8000.
+    table
+        .listen_add(ListenKey::any_ip(Proto::Tcp, 8001), 1)
+        .unwrap();
+    let mut rig = Rig::with_table(vec![app(AppKind::TcpEcho, 8000)], 8, table, 0);
+    let wrong = rig.tcp_client(8001, 43000);
+    let right = rig.tcp_client(8000, 43001);
+    rig.run(20);
+    assert_eq!(rig.tcp(right).state(), tcp::State::Established);
+    assert_eq!(
+        rig.tcp(wrong).state(),
+        tcp::State::Closed,
+        "reset by the wrong thread"
+    );
+    assert!(rig.stats().misdirected.get() >= 1);
+    assert_eq!(rig.stats().no_socket.get(), 0);
+    // A port nobody serves: no socket anywhere.
+    let nobody = rig.tcp_client(9999, 43002);
+    rig.run(20);
+    assert_eq!(rig.tcp(nobody).state(), tcp::State::Closed);
+    assert!(rig.stats().no_socket.get() >= 1);
+}
+
+#[test]
+fn when_every_socket_is_busy_new_connections_are_refused_and_counted() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 2);
+    let a = rig.tcp_client(7, 44000);
+    let b = rig.tcp_client(7, 44001);
+    rig.run(20);
+    let c = rig.tcp_client(7, 44002);
+    rig.run(20);
+    assert_eq!(rig.tcp(a).state(), tcp::State::Established);
+    assert_eq!(rig.tcp(b).state(), tcp::State::Established);
+    assert_eq!(rig.tcp(c).state(), tcp::State::Closed);
+    assert!(rig.stats().apps[0].listen_exhausted.get() >= 1);
+    // A closed connection frees its socket, which listens again.
+    rig.tcp(a).close();
+    rig.run(40);
+    let d = rig.tcp_client(7, 44003);
+    rig.run(20);
+    assert_eq!(rig.tcp(d).state(), tcp::State::Established);
+}
+
+#[test]
+fn shutdown_resets_open_connections_and_deletes_their_rules() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    let handle = rig.tcp_client(7, 45000);
+    rig.run(10);
+    assert_eq!(rig.table.exact_len(), 1);
+    let mut tx = Vec::new();
+    rig.server.shutdown(&mut tx, 64, &mut rig.cache);
+    assert_eq!(rig.table.exact_len(), 0);
+    assert_eq!(tx.len(), 1, "one reset");
+    for buf in tx.drain(..) {
+        rig.wire.to_client.push_back(buf.data().to_vec());
+        rig.cache.free(buf);
+    }
+    rig.client
+        .poll(rig.now, &mut ClientDevice(&mut rig.wire), &mut rig.sockets);
+    assert_eq!(rig.tcp(handle).state(), tcp::State::Closed);
+    rig.assert_pool_full();
+}
