@@ -15,12 +15,17 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flowsteer_config::{Balance, Config, Idle, RingImpl, TableImpl as TableChoice};
+use crossbeam_utils::CachePadded;
+use flowsteer_config::{
+    AppKind as ConfigAppKind, Balance, Config, Idle, Profile, RingImpl, TableImpl as TableChoice,
+    MAX_ETHERNET_FRAME,
+};
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::{Uveth, UvethConfig};
+use flowsteer_stack::{AppKind, AppSpec, SharedStackStats, Stack, StackConfig, StackStats};
 use flowtable::{FlowTable, TableImpl, ThreadId};
 
 use crate::metrics::MetricsServer;
@@ -79,6 +84,21 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> EngineError + '_
     move |e| EngineError::Setup(format!("{what}: {e}"))
 }
 
+/// The NIC the engine runs on.
+pub enum PortHandle {
+    /// The user-space veth (generator, vbridge peers, tests).
+    Uveth(Arc<Uveth>),
+}
+
+impl PortHandle {
+    /// The port's MAC address (the stacks' link address).
+    pub fn mac(&self) -> [u8; 6] {
+        match self {
+            PortHandle::Uveth(uveth) => uveth.mac(),
+        }
+    }
+}
+
 /// What every thread and the exporter share.
 pub struct Shared {
     /// The effective configuration.
@@ -87,163 +107,307 @@ pub struct Shared {
     pub table: Arc<dyn FlowTable>,
     /// The packet buffer pool.
     pub pool: Arc<PacketPool>,
-    /// The user-space NIC.
-    pub uveth: Uveth,
+    /// The NIC.
+    pub port: PortHandle,
     /// Per-thread counters.
     pub stats: EngineStats,
     /// A producer handle of every thread's software queue (for depth gauges and for the threads).
     pub queues: Vec<Producer<PktBuf>>,
-    /// Per-queue traffic generator counters.
+    /// Per-queue traffic generator counters (empty without a generator).
     pub traffic: Arc<[SourceStats]>,
+    /// Per thread, the apps its stack runs and the stack's counters; empty when no stack runs
+    /// (the verifying sink consumes the generator's packets instead).
+    pub stacks: Vec<ThreadStack>,
 }
 
-/// Runs the engine described by `config` until `opts` says stop; returns the final report.
-pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> {
-    config
-        .validate()
-        .map_err(|e| EngineError::Setup(format!("invalid configuration:\n{e}")))?;
-    let threads = usize::from(config.engine.threads);
-    let queues = usize::from(config.port.queues);
+/// The protocol stack of one thread, as the exporter sees it.
+pub struct ThreadStack {
+    /// The apps, in the order of `stats.apps`.
+    pub apps: Vec<AppSpec>,
+    /// The stack's counters.
+    pub stats: SharedStackStats,
+}
 
-    let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table(
-        match config.flowtable.implementation {
-            TableChoice::Bucketized => TableImpl::Bucketized,
-            TableChoice::DashMap => TableImpl::DashMap,
-        },
-        config.flowtable.capacity,
-    ));
-    let pool =
-        PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;
-    let uveth = Uveth::new(UvethConfig {
-        queues: config.port.queues,
-        rss_key: config.port.rss_key.bytes(),
-        reta_size: config.port.reta_size,
-        ring_size: config.port.ring_size,
-        mac: config.port.mac.0,
-    })
-    .map_err(setup("port (uveth)"))?;
-    let mut plan =
-        TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?;
-    let ring_kind = match config.swq.ring {
-        RingImpl::Burst => RingKind::Burst,
-        RingImpl::Crossbeam => RingKind::Crossbeam,
-    };
-    let mut consumers = Vec::with_capacity(threads);
-    let mut producers = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let (p, c) =
-            flowsteer_mpsc::ring(config.swq.size, ring_kind).map_err(setup("software queue"))?;
-        producers.push(p);
-        consumers.push(c);
-    }
+/// A running engine: its threads poll until [`Engine::stop`].
+pub struct Engine {
+    shared: Arc<Shared>,
+    handles: Vec<thread::JoinHandle<Result<(), String>>>,
+    stop_rx: Arc<AtomicBool>,
+    plan: Option<TrafficPlan>,
+    metrics: Option<MetricsServer>,
+    started: Instant,
+}
 
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        table,
-        pool: pool.clone(),
-        uveth,
-        stats: EngineStats::new(threads),
-        queues: producers,
-        traffic: plan.stats(),
-    });
+impl Engine {
+    /// Builds everything `config` describes and starts the stack threads.
+    pub fn start(config: &Config, serve_metrics: bool) -> Result<Engine, EngineError> {
+        config
+            .validate()
+            .map_err(|e| EngineError::Setup(format!("invalid configuration:\n{e}")))?;
+        let threads = usize::from(config.engine.threads);
+        let queues = usize::from(config.port.queues);
 
-    let metrics = if opts.serve_metrics && config.metrics.enabled {
-        Some(
-            MetricsServer::start(config.metrics.listen, shared.clone())
-                .map_err(setup("metrics"))?,
-        )
-    } else {
-        None
-    };
+        let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table(
+            match config.flowtable.implementation {
+                TableChoice::Bucketized => TableImpl::Bucketized,
+                TableChoice::DashMap => TableImpl::DashMap,
+            },
+            config.flowtable.capacity,
+        ));
+        let pool =
+            PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;
+        let uveth = Arc::new(
+            Uveth::new(UvethConfig {
+                queues: config.port.queues,
+                rss_key: config.port.rss_key.bytes(),
+                reta_size: config.port.reta_size,
+                ring_size: config.port.ring_size,
+                mac: config.port.mac.0,
+            })
+            .map_err(setup("port (uveth)"))?,
+        );
+        let port = PortHandle::Uveth(uveth.clone());
+        let mut plan = match config.traffic.profile {
+            Profile::None => None,
+            _ => Some(
+                TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?,
+            ),
+        };
+        let ring_kind = match config.swq.ring {
+            RingImpl::Burst => RingKind::Burst,
+            RingImpl::Crossbeam => RingKind::Crossbeam,
+        };
+        let mut consumers = Vec::with_capacity(threads);
+        let mut producers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let (p, c) = flowsteer_mpsc::ring(config.swq.size, ring_kind)
+                .map_err(setup("software queue"))?;
+            producers.push(p);
+            consumers.push(c);
+        }
 
-    // The miss policy "rss" spreads unowned flows over all threads as a NIC with one queue per
-    // thread would: a RETA of at least 64 entries keeps the spread even for thread counts that do
-    // not divide it.
-    let thread_reta = Reta::new(threads.next_power_of_two().max(64), config.engine.threads)
-        .map_err(setup("thread RETA"))?;
-    let stop_rx = Arc::new(AtomicBool::new(false));
-    let done_producing = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut handles = Vec::with_capacity(threads);
-    for (t, consumer) in consumers.into_iter().enumerate() {
-        let queue = if t < queues {
-            let q = t as u16;
+        // The stacks are built before any thread starts, so their listen rules are in the table
+        // before the first packet and a stack that cannot be built is a setup error.
+        let mut stacks = Vec::new();
+        let mut thread_stacks = Vec::new();
+        if !config.stack.app.is_empty() {
+            for t in 0..config.engine.threads {
+                let stack_config = stack_config(config, t, port.mac());
+                let stats: SharedStackStats =
+                    Arc::new(CachePadded::new(StackStats::new(&stack_config.apps)));
+                thread_stacks.push(ThreadStack {
+                    apps: stack_config.apps.clone(),
+                    stats: stats.clone(),
+                });
+                let stack = Stack::new(stack_config, t, table.clone(), stats)
+                    .map_err(|e| EngineError::Setup(format!("stack of thread {t}: {e}")))?;
+                stacks.push(Some(Box::new(stack)));
+            }
+        }
+
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            table,
+            pool: pool.clone(),
+            port,
+            stats: EngineStats::new(threads),
+            queues: producers,
+            traffic: plan
+                .as_ref()
+                .map_or_else(|| Arc::from(Vec::new()), TrafficPlan::stats),
+            stacks: thread_stacks,
+        });
+
+        let metrics = if serve_metrics && config.metrics.enabled {
             Some(
-                shared
-                    .uveth
-                    .take_queue(q, plan.take_source(q))
-                    .map_err(setup("port queue"))?,
+                MetricsServer::start(config.metrics.listen, shared.clone())
+                    .map_err(setup("metrics"))?,
             )
         } else {
             None
         };
-        let ctx = ThreadContext {
-            me: t as ThreadId,
-            shared: shared.clone(),
-            consumer,
-            thread_reta: thread_reta.clone(),
-            stop: stop_rx.clone(),
-            done_producing: done_producing.clone(),
-        };
-        let core = config.engine.cores.get(t).copied();
-        let handle = thread::Builder::new()
-            .name(format!("fs-stack-{t}"))
-            .spawn(move || -> Result<(), String> {
-                if let Some(core) = core {
-                    if let Err(e) = pin_to_core(usize::from(core)) {
-                        ctx.done_producing.fetch_add(1, Ordering::Release);
-                        return Err(e);
-                    }
+
+        // The miss policy "rss" spreads unowned flows over all threads as a NIC with one queue
+        // per thread would: a RETA of at least 64 entries keeps the spread even for thread counts
+        // that do not divide it.
+        let thread_reta = Reta::new(threads.next_power_of_two().max(64), config.engine.threads)
+            .map_err(setup("thread RETA"))?;
+        let stop_rx = Arc::new(AtomicBool::new(false));
+        let done_producing = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::with_capacity(threads);
+        for (t, consumer) in consumers.into_iter().enumerate() {
+            let ctx = ThreadContext {
+                me: t as ThreadId,
+                shared: shared.clone(),
+                consumer,
+                thread_reta: thread_reta.clone(),
+                stop: stop_rx.clone(),
+                done_producing: done_producing.clone(),
+                stack: stacks.get_mut(t).and_then(Option::take),
+            };
+            let core = config.engine.cores.get(t).copied();
+            let handle = match &shared.port {
+                PortHandle::Uveth(uveth) => {
+                    let queue = if t < queues {
+                        let q = t as u16;
+                        let source = plan.as_mut().and_then(|p| p.take_source(q));
+                        Some(uveth.take_queue(q, source).map_err(setup("port queue"))?)
+                    } else {
+                        None
+                    };
+                    spawn_stack_thread(t, core, ctx, queue)?
                 }
-                stack_thread(ctx, queue);
-                Ok(())
-            })
-            .map_err(setup("spawning a stack thread"))?;
-        handles.push(handle);
+            };
+            handles.push(handle);
+        }
+        Ok(Engine {
+            shared,
+            handles,
+            stop_rx,
+            plan,
+            metrics,
+            started: Instant::now(),
+        })
     }
 
-    let mut status = opts.status_lines.then(|| StatusPrinter::new(&shared));
+    /// What the threads and the exporter share.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The user-space NIC, when the engine runs on one (to attach a bridge or inject frames).
+    pub fn uveth(&self) -> Option<Arc<Uveth>> {
+        match &self.shared.port {
+            PortHandle::Uveth(uveth) => Some(uveth.clone()),
+        }
+    }
+
+    /// The metrics endpoint's address, when it is served.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// True when a stack thread has ended (it failed: threads end only when stopped).
+    pub fn thread_ended(&self) -> bool {
+        self.handles.iter().any(|h| h.is_finished())
+    }
+
+    /// Time since the threads started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the threads, drains every queue and ring back into the pool and reports.
+    pub fn stop(self) -> Result<RunReport, EngineError> {
+        self.stop_rx.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for (t, h) in self.handles.into_iter().enumerate() {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => failures.push(format!("thread {t}: {e}")),
+                Err(_) => failures.push(format!("thread {t}: panicked")),
+            }
+        }
+        let elapsed = self.started.elapsed();
+        drop(self.metrics);
+        if !failures.is_empty() {
+            return Err(EngineError::Thread(failures.join("; ")));
+        }
+        drop(self.plan);
+        // Frames still on the port's rings (injected after the threads stopped, or transmitted
+        // and never taken) go back to the pool before it is counted.
+        let mut cache = self.shared.pool.cache(0);
+        match &self.shared.port {
+            PortHandle::Uveth(uveth) => {
+                uveth.drain_into(&mut cache);
+            }
+        }
+        drop(cache);
+        Ok(RunReport::build(self.shared, elapsed))
+    }
+}
+
+/// Runs the engine described by `config` until `opts` says stop; returns the final report.
+pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> {
+    let engine = Engine::start(config, opts.serve_metrics)?;
+    let mut status = opts
+        .status_lines
+        .then(|| StatusPrinter::new(engine.shared()));
     let tick = Duration::from_millis(50);
-    let mut next_status = started + Duration::from_secs(1);
+    let mut next_status = Duration::from_secs(1);
     loop {
         if opts.stop.load(Ordering::Relaxed) {
             break;
         }
-        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+        if opts.duration.is_some_and(|d| engine.elapsed() >= d) {
             break;
         }
-        if handles.iter().any(|h| h.is_finished()) {
-            break; // a thread died early: stop the others and report the error below
+        if engine.thread_ended() {
+            break; // a thread died early: stop the others and report the error
         }
         thread::sleep(tick);
         if let Some(printer) = status.as_mut() {
-            if Instant::now() >= next_status {
-                printer.print_line(&shared, started.elapsed());
+            if engine.elapsed() >= next_status {
+                printer.print_line(engine.shared(), engine.elapsed());
                 next_status += Duration::from_secs(1);
             }
         }
     }
-    stop_rx.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for (t, h) in handles.into_iter().enumerate() {
-        match h.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failures.push(format!("thread {t}: {e}")),
-            Err(_) => failures.push(format!("thread {t}: panicked")),
-        }
+    engine.stop()
+}
+
+/// The stack of thread `thread`: the port's addresses, the `[stack]` sizes and the apps that run
+/// on that thread.
+pub fn stack_config(config: &Config, thread: u16, mac: [u8; 6]) -> StackConfig {
+    let apps = config
+        .stack
+        .app
+        .iter()
+        .filter(|app| app.runs_on(thread))
+        .map(|app| AppSpec {
+            kind: match app.kind {
+                ConfigAppKind::TcpEcho => AppKind::TcpEcho,
+                ConfigAppKind::UdpEcho => AppKind::UdpEcho,
+                ConfigAppKind::Http => AppKind::Http,
+                ConfigAppKind::Discard => AppKind::Discard,
+            },
+            port: app.port,
+        })
+        .collect();
+    let stack = &config.stack;
+    StackConfig {
+        mac,
+        ipv4: (config.port.ipv4, config.port.ipv4_prefix),
+        ipv6: (config.port.ipv6, config.port.ipv6_prefix),
+        tcp_rx_buffer: stack.tcp_rx_buffer as usize,
+        tcp_tx_buffer: stack.tcp_tx_buffer as usize,
+        udp_buffer: stack.udp_buffer as usize,
+        max_connections: stack.max_connections as usize,
+        max_frame: usize::from(config.pool.data_room).min(usize::from(MAX_ETHERNET_FRAME)),
+        seed: config.traffic.seed,
+        apps,
     }
-    let elapsed = started.elapsed();
-    drop(metrics);
-    if !failures.is_empty() {
-        return Err(EngineError::Thread(failures.join("; ")));
-    }
-    drop(plan);
-    // Frames still on the port's rings (injected after the threads stopped, or transmitted and
-    // never taken) go back to the pool before it is counted.
-    let mut cache = shared.pool.cache(0);
-    shared.uveth.drain_into(&mut cache);
-    drop(cache);
-    Ok(RunReport::build(shared, elapsed))
+}
+
+fn spawn_stack_thread<Q: QueuePair + 'static>(
+    t: usize,
+    core: Option<u16>,
+    ctx: ThreadContext,
+    queue: Option<Q>,
+) -> Result<thread::JoinHandle<Result<(), String>>, EngineError> {
+    thread::Builder::new()
+        .name(format!("fs-stack-{t}"))
+        .spawn(move || -> Result<(), String> {
+            if let Some(core) = core {
+                if let Err(e) = pin_to_core(usize::from(core)) {
+                    ctx.done_producing.fetch_add(1, Ordering::Release);
+                    return Err(e);
+                }
+            }
+            stack_thread(ctx, queue);
+            Ok(())
+        })
+        .map_err(setup("spawning a stack thread"))
 }
 
 /// What one stack thread owns.
@@ -255,6 +419,8 @@ struct ThreadContext {
     thread_reta: Reta,
     stop: Arc<AtomicBool>,
     done_producing: Arc<AtomicUsize>,
+    /// The protocol stack; `None`: the verifying sink consumes the packets.
+    stack: Option<Box<Stack>>,
 }
 
 /// Announces, once, that a thread will enqueue no more packets: on the normal path and when the
@@ -279,12 +445,15 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
     let stats = shared.stats.thread(usize::from(ctx.me));
     let table = &*shared.table;
     let mut cache = shared.pool.cache(shared.config.pool.cache);
-    let mut steering = Steering::new(ctx.me, threads, burst, cfg.miss, ctx.thread_reta);
+    let mut steering = Steering::new(ctx.me, threads, burst, cfg.miss, ctx.thread_reta.clone())
+        .share_arp(ctx.stack.is_some());
     let sink = VerifyingSink::new(ctx.me);
+    let mut stack = ctx.stack.take();
+    let tx_limit = 2 * burst.max(32);
     let mut rx: Vec<PktBuf> = Vec::with_capacity(burst);
-    let mut local: Vec<PktBuf> = Vec::with_capacity(burst);
+    let mut local: Vec<PktBuf> = Vec::with_capacity(burst + drain_limit);
     let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
-    let mut tx: Vec<PktBuf> = Vec::with_capacity(burst);
+    let mut tx: Vec<PktBuf> = Vec::with_capacity(tx_limit);
 
     while !ctx.stop.load(Ordering::Relaxed) {
         let received = match queue.as_mut() {
@@ -302,25 +471,37 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
                     &mut cache,
                     stats,
                 );
+            } else if stack.is_some() {
+                steering.screen(&mut rx, &mut local, &shared.queues, &mut cache, stats);
             } else {
                 local.append(&mut rx);
             }
-            sink.process(
-                &mut local,
-                Origin::Local,
-                software,
-                table,
-                &mut cache,
-                stats,
-            );
         }
         let drained = ctx.consumer.dequeue_burst(&mut handed, drain_limit);
-        if drained > 0 {
-            sink.process(&mut handed, Origin::Handoff, true, table, &mut cache, stats);
+        match stack.as_mut() {
+            Some(stack) => {
+                stats.processed_local.add(local.len() as u64);
+                stats.processed_handoff.add(handed.len() as u64);
+                local.append(&mut handed);
+                stack.process(&mut local, &mut tx, tx_limit, &mut cache);
+            }
+            None => {
+                if !local.is_empty() {
+                    sink.process(
+                        &mut local,
+                        Origin::Local,
+                        software,
+                        table,
+                        &mut cache,
+                        stats,
+                    );
+                }
+                if drained > 0 {
+                    sink.process(&mut handed, Origin::Handoff, true, table, &mut cache, stats);
+                }
+            }
         }
-        if let Some(q) = queue.as_mut() {
-            transmit(q, &mut tx, &mut cache, stats);
-        }
+        transmit(queue.as_mut(), &mut tx, &mut cache, stats);
         stats.polls.add(1);
         if received == 0 && drained == 0 {
             stats.idle_polls.add(1);
@@ -332,14 +513,27 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
         }
     }
 
+    // A stopping stack resets its connections (the resets go out) and deletes their rules.
+    if let Some(stack) = stack.as_mut() {
+        stack.shutdown(&mut tx, tx_limit, &mut cache);
+        transmit(queue.as_mut(), &mut tx, &mut cache, stats);
+    }
     // No more receiving: announce that this thread enqueues no more, then drain until every
-    // producer has announced (their enqueues happen-before the Acquire below) and the queue is empty.
+    // producer has announced (their enqueues happen-before the Acquire below) and the queue is
+    // empty. What arrives now is processed (a stack answers it, e.g. with a reset).
     drop(producing);
     loop {
         let all_done = done_producing.load(Ordering::Acquire) == threads;
         let drained = ctx.consumer.dequeue_burst(&mut handed, drain_limit);
         if drained > 0 {
-            sink.process(&mut handed, Origin::Handoff, true, table, &mut cache, stats);
+            match stack.as_mut() {
+                Some(stack) => {
+                    stats.processed_handoff.add(drained as u64);
+                    stack.process(&mut handed, &mut tx, tx_limit, &mut cache);
+                    transmit(queue.as_mut(), &mut tx, &mut cache, stats);
+                }
+                None => sink.process(&mut handed, Origin::Handoff, true, table, &mut cache, stats),
+            }
         } else if all_done {
             break;
         } else {
@@ -350,8 +544,10 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
     table.remove_owner(ctx.me);
 }
 
+/// Transmits `tx` on the thread's queue; what the queue refuses (or all of it, for a thread
+/// without a queue) is freed and counted.
 fn transmit<Q: QueuePair>(
-    q: &mut Q,
+    q: Option<&mut Q>,
     tx: &mut Vec<PktBuf>,
     cache: &mut flowsteer_nic::pool::PoolCache,
     stats: &crate::stats::ThreadStats,
@@ -359,8 +555,10 @@ fn transmit<Q: QueuePair>(
     if tx.is_empty() {
         return;
     }
-    let sent = q.tx_burst(cache, tx);
-    stats.tx.add(sent as u64);
+    if let Some(q) = q {
+        let sent = q.tx_burst(cache, tx);
+        stats.tx.add(sent as u64);
+    }
     if !tx.is_empty() {
         stats.tx_full.add(tx.len() as u64);
         cache.free_bulk(tx);

@@ -1,10 +1,12 @@
 //! The end-of-run report: every counter per thread and in total, the conservation check, the
 //! final table printed to the terminal and the JSON written by `--report`.
 //!
-//! Conservation (DESIGN.md): every received packet ends in exactly one counter.
-//! - per thread: `rx == processed_local + handed_off + dropped at receive`
+//! Conservation (DESIGN.md): every received packet ends in exactly one counter. The copies of
+//! ARP frames a thread makes for the others' neighbour caches enter the count like received
+//! frames (`link_copies`).
+//! - per thread: `rx + link_copies == processed_local + handed_off + dropped at receive`
 //! - per destination: what all threads handed to thread t `== processed_handoff` of t
-//! - in total: `rx == processed + dropped`
+//! - in total: `rx + link_copies == processed + dropped`
 //! - the pool is back to its full count once the port and the threads are gone.
 
 use std::collections::BTreeMap;
@@ -269,11 +271,12 @@ fn check_conservation(
     let mut failures = Vec::new();
     for t in threads {
         let accounted = t.processed_local + t.handed_off_total() + drops_at_receive(t);
-        if t.rx != accounted {
+        if t.rx + t.link_copies != accounted {
             failures.push(format!(
-                "thread {}: rx {} != processed locally {} + handed off {} + dropped {}",
+                "thread {}: rx {} + link copies {} != processed locally {} + handed off {} + dropped {}",
                 t.thread,
                 t.rx,
+                t.link_copies,
                 t.processed_local,
                 t.handed_off_total(),
                 drops_at_receive(t)
@@ -288,10 +291,11 @@ fn check_conservation(
         }
     }
     let dropped_at_receive: u64 = threads.iter().map(drops_at_receive).sum();
-    if total.rx != total.processed + dropped_at_receive {
+    let link_copies: u64 = threads.iter().map(|t| t.link_copies).sum();
+    if total.rx + link_copies != total.processed + dropped_at_receive {
         failures.push(format!(
-            "total: rx {} != processed {} + dropped {}",
-            total.rx, total.processed, dropped_at_receive
+            "total: rx {} + link copies {} != processed {} + dropped {}",
+            total.rx, link_copies, total.processed, dropped_at_receive
         ));
     }
     if pool.available != pool.capacity {

@@ -54,6 +54,8 @@ pub enum DropReason {
     OwnerInvalid,
     /// The port's transmit queue was full.
     TxFull,
+    /// A copy of a link broadcast (ARP) for another thread found no free buffer.
+    NoBuffer,
 }
 
 impl DropReason {
@@ -65,6 +67,7 @@ impl DropReason {
             DropReason::NoOwner => "no_owner",
             DropReason::OwnerInvalid => "owner_invalid",
             DropReason::TxFull => "tx_full",
+            DropReason::NoBuffer => "no_buffer",
         }
     }
 }
@@ -100,8 +103,13 @@ pub struct ThreadStats {
     pub tx_full: Counter,
     /// Frames that cannot be keyed and were processed on the receiving thread, by reason.
     pub unkeyed: [Counter; UnkeyedReason::ALL.len()],
-    /// ARP frames (processed on the receiving thread).
+    /// ARP frames received (processed on the receiving thread).
     pub arp: Counter,
+    /// Copies of received ARP frames made for the other threads' neighbour caches; each copy is
+    /// then handed off or dropped like a received frame.
+    pub link_copies: Counter,
+    /// Copies that found no free buffer.
+    pub no_buffer: Counter,
     /// Flow-table lookups that hit an exact rule.
     pub lookup_exact: Counter,
     /// Lookups that hit a listen rule with a local address.
@@ -150,6 +158,8 @@ impl ThreadStats {
             tx_full: Counter::default(),
             unkeyed: Default::default(),
             arp: Counter::default(),
+            link_copies: Counter::default(),
+            no_buffer: Counter::default(),
             lookup_exact: Counter::default(),
             lookup_listen: Counter::default(),
             lookup_listen_any: Counter::default(),
@@ -183,6 +193,7 @@ impl ThreadStats {
             (DropReason::NoOwner, self.no_owner.get()),
             (DropReason::OwnerInvalid, self.owner_invalid.get()),
             (DropReason::TxFull, self.tx_full.get()),
+            (DropReason::NoBuffer, self.no_buffer.get()),
         ] {
             if v != 0 {
                 dropped.push((reason.label(), v));
@@ -210,6 +221,7 @@ impl ThreadStats {
                 .map(|(r, c)| (r.as_str().to_string(), c.get()))
                 .collect(),
             arp: self.arp.get(),
+            link_copies: self.link_copies.get(),
             lookups: LookupCounts {
                 exact: self.lookup_exact.get(),
                 listen: self.lookup_listen.get(),
@@ -305,6 +317,8 @@ pub struct ThreadSnapshot {
     pub unkeyed: Vec<(String, u64)>,
     /// ARP frames (a subset of `processed_local`).
     pub arp: u64,
+    /// Copies of ARP frames made for the other threads.
+    pub link_copies: u64,
     /// Flow-table lookups by result.
     pub lookups: LookupCounts,
     /// Idle loop iterations.

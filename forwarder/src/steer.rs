@@ -29,7 +29,12 @@ pub struct Steering {
     outbound: Vec<Vec<PktBuf>>,
     /// Scratch for what a full queue refused.
     refused: Vec<PktBuf>,
+    /// Copy ARP frames to the other threads (a protocol stack runs on every thread).
+    share_arp: bool,
 }
+
+/// Offset of the operation field in an ARP packet.
+const ARP_OP_OFFSET: usize = 6;
 
 impl Steering {
     /// Scratch for thread `me` of `threads`, bursts up to `burst` packets.
@@ -50,7 +55,14 @@ impl Steering {
             keyed: Vec::with_capacity(burst),
             outbound: (0..threads).map(|_| Vec::with_capacity(burst)).collect(),
             refused: Vec::with_capacity(burst),
+            share_arp: false,
         }
+    }
+
+    /// Copies received ARP frames to the other threads from now on (see [`Steering::screen`]).
+    pub fn share_arp(mut self, share: bool) -> Self {
+        self.share_arp = share && self.outbound.len() > 1;
+        self
     }
 
     /// Steers `rx` (drained): local packets are appended to `local`, the others are handed off
@@ -81,6 +93,9 @@ impl Steering {
                 },
                 Ok(Classified::Arp { .. }) => {
                     stats.arp.add(1);
+                    if self.share_arp {
+                        self.copy_to_others(&pkt, cache, stats);
+                    }
                     local.push(pkt);
                 }
                 Ok(Classified::Unkeyed(reason)) => {
@@ -96,6 +111,7 @@ impl Steering {
 
         let n = self.keyed.len();
         if n == 0 {
+            self.flush(queues, cache, stats);
             return;
         }
         if self.results.len() < n {
@@ -148,7 +164,80 @@ impl Steering {
         stats.lookup_miss.add(miss);
         stats.no_owner.add(no_owner);
         stats.owner_invalid.add(owner_invalid);
+        self.flush(queues, cache, stats);
+    }
 
+    /// RSS balancing in front of a protocol stack: no lookup, every frame stays on the receiving
+    /// thread, but malformed frames are dropped and counted as under software balancing, and ARP
+    /// frames are shared with the other threads (`rx` drained into `local`).
+    pub fn screen(
+        &mut self,
+        rx: &mut Vec<PktBuf>,
+        local: &mut Vec<PktBuf>,
+        queues: &[Producer<PktBuf>],
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        for pkt in rx.drain(..) {
+            match wire::classify(pkt.data()) {
+                Ok(Classified::Flow { .. }) => local.push(pkt),
+                Ok(Classified::Arp { .. }) => {
+                    stats.arp.add(1);
+                    if self.share_arp {
+                        self.copy_to_others(&pkt, cache, stats);
+                    }
+                    local.push(pkt);
+                }
+                Ok(Classified::Unkeyed(reason)) => {
+                    stats.count_unkeyed(reason);
+                    local.push(pkt);
+                }
+                Err(err) => {
+                    stats.count_malformed(&err);
+                    cache.free(pkt);
+                }
+            }
+        }
+        self.flush(queues, cache, stats);
+    }
+
+    /// Queues a copy of the ARP frame `pkt` for every other thread. A request is answered once,
+    /// by the thread that received it; the others get it turned into a reply, which a stack
+    /// learns the sender's address from without answering. A reply reaches every thread, so a
+    /// thread whose request was answered on another queue still learns the answer.
+    fn copy_to_others(&mut self, pkt: &PktBuf, cache: &mut PoolCache, stats: &ThreadStats) {
+        let Ok(dissection) = wire::dissect(pkt.data()) else {
+            return;
+        };
+        let op_offset = dissection.l3_offset + ARP_OP_OFFSET;
+        for (dest, batch) in self.outbound.iter_mut().enumerate() {
+            if dest == usize::from(self.me) {
+                continue;
+            }
+            stats.link_copies.add(1);
+            let Some(mut copy) = cache.alloc() else {
+                stats.no_buffer.add(1);
+                continue;
+            };
+            if copy.write_frame(pkt.data()).is_err() {
+                // Same pool, same data room: unreachable; counted rather than lost.
+                cache.free(copy);
+                stats.no_buffer.add(1);
+                continue;
+            }
+            copy.set_rss_hash(pkt.rss_hash());
+            if let Some(op) = copy.data_mut().get_mut(op_offset..op_offset + 2) {
+                if u16::from_be_bytes([op[0], op[1]]) == wire::ARP_REQUEST {
+                    op.copy_from_slice(&wire::ARP_REPLY.to_be_bytes());
+                }
+            }
+            batch.push(copy);
+        }
+    }
+
+    /// One burst enqueue per destination with packets; what a full queue refuses is freed and
+    /// counted.
+    fn flush(&mut self, queues: &[Producer<PktBuf>], cache: &mut PoolCache, stats: &ThreadStats) {
         for (dest, batch) in self.outbound.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;

@@ -111,7 +111,9 @@ impl FlowShape {
                 owner: None,
                 dst_port: self.port_base,
             },
-            Profile::Listeners | Profile::FewerQueues | Profile::Churn => Draft {
+            // `None` never reaches a plan (`TrafficPlan::install` refuses it); drafted like
+            // `listeners` so the match stays total.
+            Profile::Listeners | Profile::FewerQueues | Profile::Churn | Profile::None => Draft {
                 family,
                 proto,
                 owner: Some(owner),

@@ -199,7 +199,12 @@ fn check_config(config: &Config, rss: &SoftRss) -> Result<(), TrafficError> {
     let threads = config.engine.threads;
     let queues = config.port.queues;
     let traffic = &config.traffic;
-    let problem = if threads == 0 {
+    let problem = if traffic.profile == Profile::None {
+        Some(
+            "traffic.profile = \"none\" generates no traffic: there is no plan to install"
+                .to_string(),
+        )
+    } else if threads == 0 {
         Some("engine.threads must be at least 1".to_string())
     } else if queues == 0 || queues > threads {
         Some(format!("port.queues must be 1..={threads}, got {queues}"))
