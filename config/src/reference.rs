@@ -36,6 +36,8 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
      queues only.",
     "`[[stack.app]]` entries need `traffic.profile = \"none\"`: generated frames are not \
      connections.",
+    "With `[[stack.app]]` entries, `port.queues = engine.threads`: every stack thread transmits \
+     on its own queue.",
     "With `port.driver = \"afpacket\"` or any `[[stack.app]]` entry, `pool.data_room >= 1514`, \
      a full Ethernet frame without FCS.",
     "Every `stack.app[i].threads` entry is `< engine.threads`.",

@@ -524,6 +524,21 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
         );
     }
 
+    // Every stack thread transmits on its own queue: a thread without one could not send.
+    if !stack.app.is_empty()
+        && !out.any_rejected(&["port.queues", "engine.threads"])
+        && port.queues != engine.threads
+    {
+        out.reject(
+            "port.queues",
+            format!(
+                "must be engine.threads ({}) with [[stack.app]] entries (every stack thread \
+                 transmits on its own queue), got {}",
+                engine.threads, port.queues
+            ),
+        );
+    }
+
     if !out.any_rejected(&["pool.data_room", "port.driver"]) && pool.data_room < MAX_ETHERNET_FRAME
     {
         let cause = if port.driver == Driver::AfPacket {

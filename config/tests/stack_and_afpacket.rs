@@ -459,7 +459,7 @@ fn two_tcp_apps_on_one_port_and_thread() {
     // Partly overlapping thread lists.
     assert_eq!(
         problem(&with_apps(
-            "[engine]\nthreads = 4\n[[stack.app]]\nkind = \"http\"\nport = 80\nthreads = [0, 1, 2]\n\
+            "[engine]\nthreads = 4\n[port]\nqueues = 4\n[[stack.app]]\nkind = \"http\"\nport = 80\nthreads = [0, 1, 2]\n\
              [[stack.app]]\nkind = \"tcp-echo\"\nport = 80\nthreads = [3, 2, 1]"
         )),
         "stack.app[1].port: must differ from stack.app[0].port (80): two TCP apps (\"http\", \
@@ -564,6 +564,7 @@ fn apps_of_a_config_built_in_code() {
 fn two_apps_round_trip() {
     let mut config = Config::default();
     config.engine.threads = 4;
+    config.port.queues = 4;
     config.traffic.profile = Profile::None;
     config.stack.tcp_rx_buffer = 1 << 20;
     config.stack.tcp_tx_buffer = 4096;
@@ -658,4 +659,15 @@ fn problems_are_key_problems_with_paths() {
         error.problems(),
         [Problem::Key { path, .. }] if path == "stack.app[0].port"
     ));
+}
+
+#[test]
+fn apps_need_one_queue_per_thread() {
+    assert_eq!(
+        problem(&with_apps(
+            "[engine]\nthreads = 3\n[port]\nqueues = 2\n[[stack.app]]\nkind = \"http\"\nport = 80"
+        )),
+        "port.queues: must be engine.threads (3) with [[stack.app]] entries (every stack thread \
+         transmits on its own queue), got 2"
+    );
 }

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use flowsteer_config::{
-    AppKind as ConfigAppKind, Balance, Config, Idle, Profile, RingImpl, TableImpl as TableChoice,
-    MAX_ETHERNET_FRAME,
+    AppKind as ConfigAppKind, Balance, Config, Driver, Fanout as ConfigFanout, Idle, Profile,
+    RingImpl, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
 };
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
+use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
@@ -88,13 +89,65 @@ fn setup<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> EngineError + '_
 pub enum PortHandle {
     /// The user-space veth (generator, vbridge peers, tests).
     Uveth(Arc<Uveth>),
+    /// A Linux interface through AF_PACKET sockets.
+    AfPacket(AfPacketPort),
 }
 
 impl PortHandle {
-    /// The port's MAC address (the stacks' link address).
+    /// Opens the port `config` describes.
+    pub fn open(config: &Config) -> Result<PortHandle, EngineError> {
+        let port = &config.port;
+        Ok(match port.driver {
+            Driver::Uveth => PortHandle::Uveth(Arc::new(
+                Uveth::new(UvethConfig {
+                    queues: port.queues,
+                    rss_key: port.rss_key.bytes(),
+                    reta_size: port.reta_size,
+                    ring_size: port.ring_size,
+                    mac: port.mac.0,
+                })
+                .map_err(setup("port (uveth)"))?,
+            )),
+            Driver::AfPacket => PortHandle::AfPacket(
+                AfPacketPort::open(AfPacketConfig {
+                    interface: port.interface.clone(),
+                    queues: port.queues,
+                    fanout: match port.fanout {
+                        ConfigFanout::Hash => Fanout::Hash,
+                        ConfigFanout::Lb => Fanout::Lb,
+                        ConfigFanout::Cpu => Fanout::Cpu,
+                    },
+                    block_size: port.block_size,
+                    blocks: port.blocks,
+                    block_timeout_ms: port.block_timeout_ms,
+                    qdisc_bypass: port.qdisc_bypass,
+                })
+                .map_err(setup("port (afpacket)"))?,
+            ),
+        })
+    }
+
+    /// The port's MAC address (the stacks' link address): the configured one for uveth, the
+    /// interface's own for afpacket.
     pub fn mac(&self) -> [u8; 6] {
         match self {
             PortHandle::Uveth(uveth) => uveth.mac(),
+            PortHandle::AfPacket(port) => port.mac(),
+        }
+    }
+
+    /// A one-line description for logs.
+    pub fn describe(&self) -> String {
+        let mac = self.mac().map(|b| format!("{b:02x}")).join(":");
+        match self {
+            PortHandle::Uveth(uveth) => format!("uveth, {} queues, mac {mac}", uveth.queues()),
+            PortHandle::AfPacket(port) => format!(
+                "afpacket on {}, {} queues, fanout {:?}, mtu {}, mac {mac}",
+                port.interface(),
+                port.queues(),
+                port.fanout(),
+                port.mtu()
+            ),
         }
     }
 }
@@ -257,6 +310,14 @@ impl Engine {
                     };
                     spawn_stack_thread(t, core, ctx, queue)?
                 }
+                PortHandle::AfPacket(port) => {
+                    let queue = if t < queues {
+                        Some(port.take_queue(t as u16).map_err(setup("port queue"))?)
+                    } else {
+                        None
+                    };
+                    spawn_stack_thread(t, core, ctx, queue)?
+                }
             };
             handles.push(handle);
         }
@@ -279,6 +340,7 @@ impl Engine {
     pub fn uveth(&self) -> Option<Arc<Uveth>> {
         match &self.shared.port {
             PortHandle::Uveth(uveth) => Some(uveth.clone()),
+            PortHandle::AfPacket(_) => None,
         }
     }
 
@@ -317,10 +379,10 @@ impl Engine {
         // Frames still on the port's rings (injected after the threads stopped, or transmitted
         // and never taken) go back to the pool before it is counted.
         let mut cache = self.shared.pool.cache(0);
-        match &self.shared.port {
-            PortHandle::Uveth(uveth) => {
-                uveth.drain_into(&mut cache);
-            }
+        // An AF_PACKET queue copies each frame out of its ring as it receives it and frees what
+        // it sends: it holds no buffer once its owner is gone.
+        if let PortHandle::Uveth(uveth) = &self.shared.port {
+            uveth.drain_into(&mut cache);
         }
         drop(cache);
         Ok(RunReport::build(self.shared, elapsed))
