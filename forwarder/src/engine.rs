@@ -209,20 +209,11 @@ impl Engine {
         ));
         let pool =
             PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;
-        let uveth = Arc::new(
-            Uveth::new(UvethConfig {
-                queues: config.port.queues,
-                rss_key: config.port.rss_key.bytes(),
-                reta_size: config.port.reta_size,
-                ring_size: config.port.ring_size,
-                mac: config.port.mac.0,
-            })
-            .map_err(setup("port (uveth)"))?,
-        );
-        let port = PortHandle::Uveth(uveth.clone());
-        let mut plan = match config.traffic.profile {
-            Profile::None => None,
-            _ => Some(
+        let port = PortHandle::open(config)?;
+        // The generator feeds uveth queues only; validation refuses it with any other driver.
+        let mut plan = match (&config.traffic.profile, &port) {
+            (Profile::None, _) | (_, PortHandle::AfPacket(_)) => None,
+            (_, PortHandle::Uveth(uveth)) => Some(
                 TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?,
             ),
         };

@@ -103,10 +103,21 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+            let apps = if cfg.stack.app.is_empty() {
+                String::from("none")
+            } else {
+                cfg.stack
+                    .app
+                    .iter()
+                    .map(|app| format!("{}:{}", app.kind, app.port))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             eprintln!(
-                "flowsteer: {} threads, {} queues, balance {}, profile {}, metrics {}",
+                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {}",
                 cfg.engine.threads,
                 cfg.port.queues,
+                cfg.port.driver,
                 cfg.engine.balance,
                 cfg.traffic.profile,
                 if cfg.metrics.enabled {
