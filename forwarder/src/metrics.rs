@@ -1,8 +1,21 @@
 //! The Prometheus endpoint: `GET /metrics` on `[metrics] listen`.
 //!
-//! The stack threads never touch a shared counter: at each scrape this module sums the per-thread
-//! blocks, publishes the sums through the `metrics` facade into a Prometheus recorder owned by this
+//! The stack threads never touch a shared counter: at each scrape this module reads the per-thread
+//! blocks, publishes them through the `metrics` facade into a Prometheus recorder owned by this
 //! engine (a local recorder, so several engines in one process do not mix), and renders it.
+//! Every series is published once before the first request is accepted, so a scrape right after
+//! start already shows every counter at zero and alerts can be written before the first event.
+//!
+//! A scrape costs one relaxed read per counter, O(threads × (drop reasons + apps)) series
+//! updates, and the rendering; the stack threads only see their cache lines read.
+//!
+//! Series of the protocol stack (`flowsteer_stack_*`, `flowsteer_app_*`,
+//! `flowsteer_link_copies_total`, the `no_buffer` drop reason) exist only when the threads run a
+//! stack (`[[stack.app]]` entries); the generator mode has none. The connection series of an app
+//! (`opened`, `closed`, `active`, `listen_exhausted`) exist for TCP apps only. The stack's
+//! misdirected packets are added to `flowsteer_misdirected_packets_total` of their thread, the
+//! series the verifying sink feeds otherwise: one series answers "did a packet reach a thread
+//! that does not own its flow?".
 //!
 //! The HTTP side is deliberately small and strict: one request per connection, a 2-second read
 //! timeout, an 8 KiB request limit, `GET`/`HEAD` on `/metrics` only. Anything else gets a precise
@@ -21,7 +34,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use flowsteer_nic::wire::UnkeyedReason;
 
 use crate::engine::Shared;
-use crate::stats::malformed_reasons;
+use crate::report::StackSnapshot;
+use crate::stats::{malformed_reasons, ThreadSnapshot};
 
 const MAX_REQUEST: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
@@ -73,6 +87,7 @@ impl Drop for MetricsServer {
 
 fn serve(listener: TcpListener, shared: &Shared, stop: &AtomicBool) {
     let recorder = PrometheusBuilder::new().build_recorder();
+    publish(shared, &recorder);
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((stream, _)) => {
@@ -195,65 +210,22 @@ fn handle(mut stream: TcpStream, shared: &Shared, recorder: &PrometheusRecorder)
     stream.flush()
 }
 
-/// Sums the per-thread counters into the recorder and renders the Prometheus text.
+/// Publishes the engine's counters into the recorder and renders the Prometheus text.
 pub fn render(shared: &Shared, recorder: &PrometheusRecorder) -> String {
+    publish(shared, recorder);
+    recorder.handle().render()
+}
+
+/// Sets every series of the engine in `recorder` to the counters' current values.
+fn publish(shared: &Shared, recorder: &PrometheusRecorder) {
     let snapshots = shared.stats.snapshot();
+    let stacks = StackSnapshot::all(shared);
     metrics::with_local_recorder(recorder, || {
         for s in &snapshots {
-            let t = s.thread.to_string();
-            counter!("flowsteer_rx_packets_total", "thread" => t.clone()).absolute(s.rx);
-            counter!("flowsteer_tx_packets_total", "thread" => t.clone()).absolute(s.tx);
-            counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "local")
-                .absolute(s.processed_local);
-            counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "handoff")
-                .absolute(s.processed_handoff);
-            counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
-                .absolute(s.processed_handoff);
-            for (to, v) in s.handed_off.iter().enumerate() {
-                counter!("flowsteer_handoff_packets_total", "thread" => t.clone(), "to" => to.to_string())
-                    .absolute(*v);
-            }
-            for (to, v) in s.swq_full.iter().enumerate() {
-                counter!("flowsteer_swq_full_packets_total", "thread" => t.clone(), "to" => to.to_string())
-                    .absolute(*v);
-            }
-            // Every reason is exported, zeros included, so alerts can be written before the first drop.
-            let stats = shared.stats.thread(s.thread);
-            for (reason, c) in malformed_reasons().iter().zip(&stats.malformed) {
-                counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => *reason)
-                    .absolute(c.get());
-            }
-            for (reason, c) in [
-                ("swq_full", s.swq_full.iter().sum::<u64>()),
-                ("no_owner", stats.no_owner.get()),
-                ("owner_invalid", stats.owner_invalid.get()),
-                ("tx_full", stats.tx_full.get()),
-            ] {
-                counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
-                    .absolute(c);
-            }
-            for (reason, c) in UnkeyedReason::ALL.iter().zip(&stats.unkeyed) {
-                counter!("flowsteer_unkeyed_packets_total", "thread" => t.clone(), "reason" => reason.as_str())
-                    .absolute(c.get());
-            }
-            counter!("flowsteer_arp_packets_total", "thread" => t.clone()).absolute(s.arp);
-            counter!("flowsteer_misdirected_packets_total", "thread" => t.clone())
-                .absolute(s.misdirected);
-            counter!("flowsteer_unverified_packets_total", "thread" => t.clone())
-                .absolute(s.unverified);
-            counter!("flowsteer_flows_closed_total", "thread" => t.clone())
-                .absolute(s.flows_closed);
-            for (result, v) in [
-                ("exact", s.lookups.exact),
-                ("listen", s.lookups.listen),
-                ("listen_any", s.lookups.listen_any),
-                ("miss", s.lookups.miss),
-            ] {
-                counter!("flowsteer_flowtable_lookups_total", "thread" => t.clone(), "result" => result)
-                    .absolute(v);
-            }
-            counter!("flowsteer_idle_polls_total", "thread" => t.clone()).absolute(s.idle_polls);
-            counter!("flowsteer_polls_total", "thread" => t.clone()).absolute(s.polls);
+            publish_thread(shared, s, stacks.get(s.thread));
+        }
+        for stack in &stacks {
+            publish_stack(stack);
         }
         for (q, producer) in shared.queues.iter().enumerate() {
             gauge!("flowsteer_swq_depth_packets", "queue" => q.to_string())
@@ -275,12 +247,381 @@ pub fn render(shared: &Shared, recorder: &PrometheusRecorder) -> String {
             }
         }
     });
-    recorder.handle().render()
+}
+
+/// The engine series of one thread; `stack` is its stack when one runs.
+fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnapshot>) {
+    let t = s.thread.to_string();
+    counter!("flowsteer_rx_packets_total", "thread" => t.clone()).absolute(s.rx);
+    counter!("flowsteer_tx_packets_total", "thread" => t.clone()).absolute(s.tx);
+    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "local")
+        .absolute(s.processed_local);
+    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "handoff")
+        .absolute(s.processed_handoff);
+    counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
+        .absolute(s.processed_handoff);
+    for (to, v) in s.handed_off.iter().enumerate() {
+        counter!("flowsteer_handoff_packets_total", "thread" => t.clone(), "to" => to.to_string())
+            .absolute(*v);
+    }
+    for (to, v) in s.swq_full.iter().enumerate() {
+        counter!("flowsteer_swq_full_packets_total", "thread" => t.clone(), "to" => to.to_string())
+            .absolute(*v);
+    }
+    // Every reason is exported, zeros included, so alerts can be written before the first drop.
+    let stats = shared.stats.thread(s.thread);
+    for (reason, c) in malformed_reasons().iter().zip(&stats.malformed) {
+        counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => *reason)
+            .absolute(c.get());
+    }
+    for (reason, c) in [
+        ("swq_full", s.swq_full.iter().sum::<u64>()),
+        ("no_owner", stats.no_owner.get()),
+        ("owner_invalid", stats.owner_invalid.get()),
+        ("tx_full", stats.tx_full.get()),
+    ] {
+        counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
+            .absolute(c);
+    }
+    for (reason, c) in UnkeyedReason::ALL.iter().zip(&stats.unkeyed) {
+        counter!("flowsteer_unkeyed_packets_total", "thread" => t.clone(), "reason" => reason.as_str())
+            .absolute(c.get());
+    }
+    counter!("flowsteer_arp_packets_total", "thread" => t.clone()).absolute(s.arp);
+    counter!("flowsteer_misdirected_packets_total", "thread" => t.clone())
+        .absolute(s.misdirected + stack.map_or(0, |st| st.misdirected));
+    counter!("flowsteer_unverified_packets_total", "thread" => t.clone()).absolute(s.unverified);
+    counter!("flowsteer_flows_closed_total", "thread" => t.clone()).absolute(s.flows_closed);
+    for (result, v) in [
+        ("exact", s.lookups.exact),
+        ("listen", s.lookups.listen),
+        ("listen_any", s.lookups.listen_any),
+        ("miss", s.lookups.miss),
+    ] {
+        counter!("flowsteer_flowtable_lookups_total", "thread" => t.clone(), "result" => result)
+            .absolute(v);
+    }
+    counter!("flowsteer_idle_polls_total", "thread" => t.clone()).absolute(s.idle_polls);
+    counter!("flowsteer_polls_total", "thread" => t.clone()).absolute(s.polls);
+    // ARP copies for the other threads' neighbour caches are made only when stacks run.
+    if stack.is_some() {
+        counter!("flowsteer_link_copies_total", "thread" => t.clone()).absolute(s.link_copies);
+        counter!("flowsteer_dropped_packets_total", "thread" => t, "reason" => "no_buffer")
+            .absolute(stats.no_buffer.get());
+    }
+}
+
+/// The series of one thread's stack and of each of its apps.
+fn publish_stack(s: &StackSnapshot) {
+    let t = s.thread.to_string();
+    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "in")
+        .absolute(s.frames_in);
+    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "out")
+        .absolute(s.frames_out);
+    counter!("flowsteer_stack_tx_no_buffer_frames_total", "thread" => t.clone())
+        .absolute(s.tx_no_buffer);
+    counter!("flowsteer_stack_no_socket_packets_total", "thread" => t.clone())
+        .absolute(s.no_socket);
+    counter!("flowsteer_stack_rules_added_total", "thread" => t.clone()).absolute(s.rules_added);
+    counter!("flowsteer_stack_rules_deleted_total", "thread" => t.clone())
+        .absolute(s.rules_deleted);
+    counter!("flowsteer_stack_rules_add_failed_total", "thread" => t.clone())
+        .absolute(s.rule_add_failed);
+    for app in &s.apps {
+        let labels = [
+            ("thread", t.clone()),
+            ("app", app.kind.to_string()),
+            ("port", app.port.to_string()),
+        ];
+        // UDP has no connections: a UDP app's connection series would be zeros forever.
+        if app.transport == "tcp" {
+            counter!("flowsteer_app_connections_opened_total", &labels)
+                .absolute(app.connections_opened);
+            counter!("flowsteer_app_connections_closed_total", &labels)
+                .absolute(app.connections_closed);
+            gauge!("flowsteer_app_active_connections", &labels).set(app.connections_active as f64);
+            counter!("flowsteer_app_listen_exhausted_total", &labels)
+                .absolute(app.listen_exhausted);
+        }
+        let with_direction = |direction: &'static str| {
+            let mut l = labels.to_vec();
+            l.push(("direction", direction.to_string()));
+            l
+        };
+        counter!("flowsteer_app_bytes_total", &with_direction("in")).absolute(app.bytes_in);
+        counter!("flowsteer_app_bytes_total", &with_direction("out")).absolute(app.bytes_out);
+        counter!("flowsteer_app_requests_total", &labels).absolute(app.requests);
+        counter!("flowsteer_app_errors_total", &labels).absolute(app.errors);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::time::Instant;
+
+    use flowsteer_config::{App, AppKind, Config, Profile};
+    use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IP_PROTO_TCP, IP_PROTO_UDP};
+
+    use crate::engine::Engine;
+
+    const TCP_SYN: u8 = 0x02;
+
+    /// Two stack threads with tcp-echo on port 7, udp-echo on port 7 of thread 0 and no
+    /// generator, metrics on a free port.
+    fn stack_config() -> Config {
+        let mut cfg = Config::default();
+        cfg.traffic.profile = Profile::None;
+        cfg.stack.app = vec![
+            App::new(AppKind::TcpEcho, 7),
+            App {
+                kind: AppKind::UdpEcho,
+                port: 7,
+                threads: vec![0],
+            },
+        ];
+        cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
+        cfg
+    }
+
+    fn scrape(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        body
+    }
+
+    /// The value of the series `series` (name and labels exactly as rendered), if present.
+    fn value(text: &str, series: &str) -> Option<f64> {
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(series)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+    }
+
+    /// The sum of every series of metric `name` whose labels contain all of `labels`.
+    fn sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                    && labels.iter().all(|l| line.contains(l))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn frame(tuple: FiveTuple, flags: u8, dst_mac: [u8; 6]) -> Vec<u8> {
+        let mut buf = vec![0u8; 128];
+        let len = build_frame(
+            &mut buf,
+            &FrameSpec {
+                src_mac: [0x02, 0, 0, 0, 0, 0x10],
+                dst_mac,
+                vlan: None,
+                tuple,
+                tcp_flags: flags,
+                payload: &[],
+            },
+        )
+        .unwrap();
+        buf.truncate(len);
+        buf
+    }
+
+    #[test]
+    fn a_stack_run_exposes_its_series_from_the_first_scrape_and_counts_a_connection() {
+        let cfg = stack_config();
+        let engine = Engine::start(&cfg, true).expect("engine starts");
+        let addr = engine.metrics_addr().expect("metrics served");
+
+        let first = scrape(addr);
+        for t in ["0", "1"] {
+            let app = format!("thread=\"{t}\",app=\"tcp-echo\",port=\"7\"");
+            for series in [
+                format!("flowsteer_stack_frames_total{{thread=\"{t}\",direction=\"in\"}}"),
+                format!("flowsteer_stack_frames_total{{thread=\"{t}\",direction=\"out\"}}"),
+                format!("flowsteer_stack_tx_no_buffer_frames_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_stack_no_socket_packets_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_stack_rules_added_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_stack_rules_deleted_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_stack_rules_add_failed_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_misdirected_packets_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_link_copies_total{{thread=\"{t}\"}}"),
+                format!("flowsteer_dropped_packets_total{{thread=\"{t}\",reason=\"no_buffer\"}}"),
+                format!("flowsteer_app_connections_opened_total{{{app}}}"),
+                format!("flowsteer_app_connections_closed_total{{{app}}}"),
+                format!("flowsteer_app_active_connections{{{app}}}"),
+                format!("flowsteer_app_listen_exhausted_total{{{app}}}"),
+                format!("flowsteer_app_bytes_total{{{app},direction=\"in\"}}"),
+                format!("flowsteer_app_bytes_total{{{app},direction=\"out\"}}"),
+                format!("flowsteer_app_requests_total{{{app}}}"),
+                format!("flowsteer_app_errors_total{{{app}}}"),
+            ] {
+                assert_eq!(
+                    value(&first, &series),
+                    Some(0.0),
+                    "{series} at zero in\n{first}"
+                );
+            }
+        }
+
+        let udp = "thread=\"0\",app=\"udp-echo\",port=\"7\"";
+        for series in [
+            format!("flowsteer_app_bytes_total{{{udp},direction=\"in\"}}"),
+            format!("flowsteer_app_requests_total{{{udp}}}"),
+            format!("flowsteer_app_errors_total{{{udp}}}"),
+        ] {
+            assert_eq!(value(&first, &series), Some(0.0), "{series} in\n{first}");
+        }
+        assert!(
+            !first.contains(&format!("connections_opened_total{{{udp}}}")),
+            "UDP has no connection series:\n{first}"
+        );
+
+        // A SYN to the echo port sets up a connection on the thread RSS gives it to; a datagram
+        // to a port nobody serves is a stack's "no socket".
+        let uveth = engine.uveth().expect("uveth port");
+        let (client, server) = ([198, 18, 0, 10].into(), cfg.port.ipv4);
+        let mut cache = engine.shared().pool.cache(0);
+        for f in [
+            frame(
+                FiveTuple::v4(IP_PROTO_TCP, client, 40_000, server, 7),
+                TCP_SYN,
+                uveth.mac(),
+            ),
+            frame(
+                FiveTuple::v4(IP_PROTO_UDP, client, 40_001, server, 9),
+                0,
+                uveth.mac(),
+            ),
+        ] {
+            uveth.inject(&f, &mut cache).expect("frame injected");
+        }
+        drop(cache);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let text = scrape(addr);
+            // A stack publishes its counters at different points of one round: wait for all.
+            let settled = [
+                ("flowsteer_app_connections_opened_total", "", 1.0),
+                ("flowsteer_app_active_connections", "", 1.0),
+                ("flowsteer_stack_no_socket_packets_total", "", 1.0),
+                ("flowsteer_stack_frames_total", "direction=\"in\"", 2.0),
+            ]
+            .iter()
+            .all(|(name, label, want)| sum(&text, name, &[label]) >= *want);
+            if settled {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "no connection counted:\n{text}");
+            thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            sum(&text, "flowsteer_app_connections_opened_total", &[]),
+            1.0
+        );
+        assert_eq!(sum(&text, "flowsteer_app_active_connections", &[]), 1.0);
+        assert_eq!(sum(&text, "flowsteer_stack_rules_added_total", &[]), 1.0);
+        assert_eq!(
+            sum(&text, "flowsteer_stack_no_socket_packets_total", &[]),
+            1.0
+        );
+        assert_eq!(
+            sum(&text, "flowsteer_stack_frames_total", &["direction=\"in\""]),
+            2.0
+        );
+        assert_eq!(
+            value(&text, "flowsteer_flowtable_entries{kind=\"exact\"}"),
+            Some(1.0)
+        );
+
+        // Stopping aborts the connection: its rule goes, the report carries the stack section.
+        let report = engine.stop().expect("engine stops");
+        assert!(report.conservation.ok, "{}", report.render_table());
+        assert_eq!(report.stack.len(), 2);
+        for (t, s) in report.stack.iter().enumerate() {
+            assert_eq!(s.thread, t);
+            assert_eq!(s.apps.len(), 2 - t);
+            assert_eq!((s.apps[0].kind, s.apps[0].port), ("tcp-echo", 7));
+        }
+        let stack = report.total.stack.as_ref().expect("stack totals");
+        assert_eq!(
+            (stack.connections_opened, stack.connections_closed),
+            (1, 1),
+            "{}",
+            report.render_table()
+        );
+        assert_eq!((stack.rules_added, stack.rules_deleted), (1, 1));
+        assert_eq!((stack.no_socket, stack.misdirected), (1, 0));
+        assert_eq!(report.flowtable.exact_rules, 0);
+    }
+
+    /// The metric names `text` declares (`# TYPE name kind`).
+    fn names(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_series_is_in_the_readme_metrics_reference() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .expect("README.md is readable");
+        let start = readme
+            .find("## Metrics reference")
+            .expect("a metrics reference");
+        let section = &readme[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+        let mut generator = Config::default();
+        generator.traffic.flows = 64;
+        let mut seen = Vec::new();
+        for cfg in [generator, stack_config()] {
+            let engine = Engine::start(&cfg, false).expect("engine starts");
+            let text = render(engine.shared(), &PrometheusBuilder::new().build_recorder());
+            engine.stop().expect("engine stops");
+            seen.extend(names(&text));
+        }
+        assert!(seen.iter().any(|n| n == "flowsteer_app_bytes_total"));
+        for name in seen {
+            let documented = if name.starts_with("flowsteer_generator_") {
+                "`flowsteer_generator_<what>_total`".to_string()
+            } else {
+                format!("| `{name}` |")
+            };
+            assert!(
+                section.contains(&documented),
+                "{name} is not in the README's table"
+            );
+        }
+    }
+
+    #[test]
+    fn the_generator_mode_has_no_stack_series() {
+        let mut cfg = Config::default();
+        cfg.traffic.flows = 64;
+        let engine = Engine::start(&cfg, false).expect("engine starts");
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let text = render(engine.shared(), &recorder);
+        let report = engine.stop().expect("engine stops");
+        assert!(text.contains("flowsteer_misdirected_packets_total{thread=\"0\"}"));
+        for absent in [
+            "flowsteer_stack_",
+            "flowsteer_app_",
+            "flowsteer_link_copies_total",
+            "reason=\"no_buffer\"",
+        ] {
+            assert!(!text.contains(absent), "{absent} in\n{text}");
+        }
+        assert!(report.stack.is_empty());
+        assert!(report.total.stack.is_none());
+    }
 
     #[test]
     fn request_line_rules() {

@@ -8,15 +8,23 @@
 //! - per destination: what all threads handed to thread t `== processed_handoff` of t
 //! - in total: `rx + link_copies == processed + dropped`
 //! - the pool is back to its full count once the port and the threads are gone.
+//!
+//! When the threads run a protocol stack, the report adds its counters per thread
+//! ([`StackSnapshot`], also what the metrics endpoint and the status line read) and their sums
+//! ([`StackTotals`]). The stack's misdirected packets (TCP/UDP packets another thread owns, which
+//! the stack answers as a stranger would, with a reset) are folded into `total.misdirected` next
+//! to the verifying sink's, so one number says whether steering delivered every packet to its
+//! owner, whichever consumer ran.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
-use crate::engine::Shared;
+use crate::engine::{Shared, ThreadStack};
 use crate::stats::{LookupCounts, ThreadSnapshot};
 
 /// Everything a run counted.
@@ -34,6 +42,9 @@ pub struct RunReport {
     pub duration_secs: f64,
     /// Per-thread counters.
     pub per_thread: Vec<ThreadSnapshot>,
+    /// Per thread, the protocol stack's counters and apps; empty when no stack ran (the verifying
+    /// sink consumed the generator's packets).
+    pub stack: Vec<StackSnapshot>,
     /// Sums over threads.
     pub total: Totals,
     /// Traffic generator counters per queue.
@@ -61,7 +72,9 @@ pub struct Totals {
     pub processed: u64,
     /// Frames handed to another thread.
     pub handed_off: u64,
-    /// Processed frames of flows owned by another thread.
+    /// Copies of received ARP frames made for the other threads' neighbour caches.
+    pub link_copies: u64,
+    /// Processed frames of flows owned by another thread: the verifying sink's plus the stack's.
     pub misdirected: u64,
     /// Processed frames without a stamp.
     pub unverified: u64,
@@ -73,6 +86,206 @@ pub struct Totals {
     pub dropped_total: u64,
     /// Lookups by result.
     pub lookups: LookupCounts,
+    /// Sums of the stack counters; `None` when no stack ran.
+    pub stack: Option<StackTotals>,
+}
+
+/// One app on one thread: what it is and what it counted.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct AppSnapshot {
+    /// The app (`tcp-echo`, `udp-echo`, `http`, `discard`), as in the configuration.
+    pub kind: &'static str,
+    /// `tcp` or `udp`: the connection counters of a UDP app stay zero.
+    pub transport: &'static str,
+    /// The port it listens on.
+    pub port: u16,
+    /// Connections set up (their exact rule added).
+    pub connections_opened: u64,
+    /// Connections ended (their exact rule deleted).
+    pub connections_closed: u64,
+    /// Connections open when the snapshot was taken.
+    pub connections_active: u64,
+    /// Times every socket of the app was busy, so SYNs were refused until one closed.
+    pub listen_exhausted: u64,
+    /// Payload bytes received from clients.
+    pub bytes_in: u64,
+    /// Payload bytes sent to clients.
+    pub bytes_out: u64,
+    /// Requests answered (http) or datagrams echoed (udp-echo).
+    pub requests: u64,
+    /// Malformed requests, datagrams not echoed, connections aborted.
+    pub errors: u64,
+}
+
+impl AppSnapshot {
+    fn take(spec: &AppSpec, stats: &AppStats) -> Self {
+        AppSnapshot {
+            kind: spec.kind.name(),
+            transport: if spec.kind.is_tcp() { "tcp" } else { "udp" },
+            port: spec.port,
+            connections_opened: stats.connections_opened.get(),
+            connections_closed: stats.connections_closed.get(),
+            connections_active: stats.connections_active.get(),
+            listen_exhausted: stats.listen_exhausted.get(),
+            bytes_in: stats.bytes_in.get(),
+            bytes_out: stats.bytes_out.get(),
+            requests: stats.requests.get(),
+            errors: stats.errors.get(),
+        }
+    }
+}
+
+/// A copy of one thread's stack counters (relaxed reads; exact once the thread has stopped).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StackSnapshot {
+    /// Thread index.
+    pub thread: usize,
+    /// Frames given to the stack.
+    pub frames_in: u64,
+    /// Frames the stack emitted into the transmit burst.
+    pub frames_out: u64,
+    /// Frames the stack emitted while the pool had no buffer (dropped; TCP retransmits).
+    pub tx_no_buffer: u64,
+    /// TCP/UDP packets of flows another thread owns (answered with a reset for TCP).
+    pub misdirected: u64,
+    /// TCP/UDP packets of flows no thread has a socket for.
+    pub no_socket: u64,
+    /// Exact rules the thread added.
+    pub rules_added: u64,
+    /// Exact rules the thread deleted.
+    pub rules_deleted: u64,
+    /// Exact rules the flow table refused (full).
+    pub rule_add_failed: u64,
+    /// The thread's apps, in configuration order.
+    pub apps: Vec<AppSnapshot>,
+}
+
+impl StackSnapshot {
+    /// Reads the counters of `stack`, the stack of thread `thread`.
+    pub fn take(thread: usize, stack: &ThreadStack) -> Self {
+        let stats: &StackStats = &stack.stats;
+        StackSnapshot {
+            thread,
+            frames_in: stats.frames_in.get(),
+            frames_out: stats.frames_out.get(),
+            tx_no_buffer: stats.tx_no_buffer.get(),
+            misdirected: stats.misdirected.get(),
+            no_socket: stats.no_socket.get(),
+            rules_added: stats.rules_added.get(),
+            rules_deleted: stats.rules_deleted.get(),
+            rule_add_failed: stats.rule_add_failed.get(),
+            apps: stack
+                .apps
+                .iter()
+                .zip(&stats.apps)
+                .map(|(spec, app)| AppSnapshot::take(spec, app))
+                .collect(),
+        }
+    }
+
+    /// Snapshots of every thread's stack; empty when no stack runs.
+    pub fn all(shared: &Shared) -> Vec<StackSnapshot> {
+        shared
+            .stacks
+            .iter()
+            .enumerate()
+            .map(|(t, stack)| StackSnapshot::take(t, stack))
+            .collect()
+    }
+
+    fn sum_apps(&self, field: impl Fn(&AppSnapshot) -> u64) -> u64 {
+        self.apps.iter().map(field).sum()
+    }
+
+    /// Connections set up, all apps.
+    pub fn connections_opened(&self) -> u64 {
+        self.sum_apps(|a| a.connections_opened)
+    }
+
+    /// Connections ended, all apps.
+    pub fn connections_closed(&self) -> u64 {
+        self.sum_apps(|a| a.connections_closed)
+    }
+
+    /// Connections open now, all apps.
+    pub fn connections_active(&self) -> u64 {
+        self.sum_apps(|a| a.connections_active)
+    }
+
+    /// Payload bytes received, all apps.
+    pub fn bytes_in(&self) -> u64 {
+        self.sum_apps(|a| a.bytes_in)
+    }
+
+    /// Payload bytes sent, all apps.
+    pub fn bytes_out(&self) -> u64 {
+        self.sum_apps(|a| a.bytes_out)
+    }
+}
+
+/// Sums of the stack counters over all threads and apps.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct StackTotals {
+    /// Frames given to the stacks.
+    pub frames_in: u64,
+    /// Frames the stacks emitted.
+    pub frames_out: u64,
+    /// Emitted frames dropped for lack of a buffer.
+    pub tx_no_buffer: u64,
+    /// The stacks' misdirected packets (also included in `Totals::misdirected`).
+    pub misdirected: u64,
+    /// Packets of flows no thread has a socket for.
+    pub no_socket: u64,
+    /// Exact rules added.
+    pub rules_added: u64,
+    /// Exact rules deleted.
+    pub rules_deleted: u64,
+    /// Exact rules the flow table refused.
+    pub rule_add_failed: u64,
+    /// Connections set up.
+    pub connections_opened: u64,
+    /// Connections ended.
+    pub connections_closed: u64,
+    /// Times an app had every socket busy.
+    pub listen_exhausted: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Payload bytes sent.
+    pub bytes_out: u64,
+    /// Requests answered or datagrams echoed.
+    pub requests: u64,
+    /// App errors.
+    pub errors: u64,
+}
+
+impl StackTotals {
+    /// The sums over `stacks`; `None` when there is no stack.
+    pub fn of(stacks: &[StackSnapshot]) -> Option<StackTotals> {
+        if stacks.is_empty() {
+            return None;
+        }
+        let mut t = StackTotals::default();
+        for s in stacks {
+            t.frames_in += s.frames_in;
+            t.frames_out += s.frames_out;
+            t.tx_no_buffer += s.tx_no_buffer;
+            t.misdirected += s.misdirected;
+            t.no_socket += s.no_socket;
+            t.rules_added += s.rules_added;
+            t.rules_deleted += s.rules_deleted;
+            t.rule_add_failed += s.rule_add_failed;
+            for a in &s.apps {
+                t.connections_opened += a.connections_opened;
+                t.connections_closed += a.connections_closed;
+                t.listen_exhausted += a.listen_exhausted;
+                t.bytes_in += a.bytes_in;
+                t.bytes_out += a.bytes_out;
+                t.requests += a.requests;
+                t.errors += a.errors;
+            }
+        }
+        Some(t)
+    }
 }
 
 /// The flow table at the end.
@@ -119,6 +332,7 @@ impl RunReport {
     /// drained back into the pool; the pool count is taken here.
     pub fn build(shared: Arc<Shared>, elapsed: Duration) -> RunReport {
         let per_thread = shared.stats.snapshot();
+        let stack = StackSnapshot::all(&shared);
         let traffic = shared.traffic.iter().map(|s| s.snapshot()).collect();
         let flowtable = TableReport {
             implementation: shared.table.name().to_string(),
@@ -141,6 +355,7 @@ impl RunReport {
             total.processed_local += t.processed_local;
             total.processed_handoff += t.processed_handoff;
             total.handed_off += t.handed_off_total();
+            total.link_copies += t.link_copies;
             total.misdirected += t.misdirected;
             total.unverified += t.unverified;
             total.flows_closed += t.flows_closed;
@@ -154,6 +369,10 @@ impl RunReport {
         }
         total.processed = total.processed_local + total.processed_handoff;
         total.dropped_total = total.dropped.values().sum();
+        total.stack = StackTotals::of(&stack);
+        if let Some(stack) = &total.stack {
+            total.misdirected += stack.misdirected;
+        }
 
         let conservation = check_conservation(&per_thread, &total, &pool);
         RunReport {
@@ -163,6 +382,7 @@ impl RunReport {
             queues: usize::from(config.port.queues),
             duration_secs: elapsed.as_secs_f64(),
             per_thread,
+            stack,
             total,
             traffic,
             flowtable,
@@ -204,7 +424,7 @@ impl RunReport {
                 t.handed_off_total(),
                 t.processed_handoff,
                 t.processed(),
-                t.misdirected,
+                self.misdirected_of(t),
                 t.dropped_total(),
                 t.processed() as f64 / secs / 1e6,
                 idle
@@ -238,6 +458,7 @@ impl RunReport {
             "lookups: exact {} listen {} listen-any {} miss {}; flows closed {}; unverified {}",
             l.exact, l.listen, l.listen_any, l.miss, tot.flows_closed, tot.unverified
         );
+        self.render_stack(&mut out);
         let _ = writeln!(
             out,
             "flow table ({}): {} exact and {} listen rules left after thread exit",
@@ -245,8 +466,9 @@ impl RunReport {
         );
         let _ = writeln!(
             out,
-            "conservation: rx {} = processed {} + dropped {}: {}",
+            "conservation: rx {} + link copies {} = processed {} + dropped {}: {}",
             tot.rx,
+            tot.link_copies,
             tot.processed,
             tot.dropped_total - tot.dropped.get("tx_full").copied().unwrap_or(0),
             if self.conservation.ok { "ok" } else { "FAILED" }
@@ -260,6 +482,72 @@ impl RunReport {
             let _ = writeln!(out, "  conservation failure: {f}");
         }
         out
+    }
+
+    /// Misdirected packets of thread `t`: the verifying sink's plus its stack's.
+    fn misdirected_of(&self, t: &ThreadSnapshot) -> u64 {
+        t.misdirected + self.stack.get(t.thread).map_or(0, |s| s.misdirected)
+    }
+
+    /// The stack rows of the final table: one per thread, then the sums; nothing without a stack.
+    fn render_stack(&self, out: &mut String) {
+        let Some(tot) = &self.total.stack else {
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "{:>6} {:>9} {:>9} {:>7} {:>13} {:>13} {:>11} {:>9} {:>9} {:>9}  apps",
+            "stack",
+            "opened",
+            "closed",
+            "active",
+            "bytes-in",
+            "bytes-out",
+            "misdirected",
+            "no-socket",
+            "rules+",
+            "rules-"
+        );
+        for s in &self.stack {
+            let apps: Vec<String> = s
+                .apps
+                .iter()
+                .map(|a| format!("{}:{}", a.kind, a.port))
+                .collect();
+            let _ = writeln!(
+                out,
+                "{:>6} {:>9} {:>9} {:>7} {:>13} {:>13} {:>11} {:>9} {:>9} {:>9}  {}",
+                s.thread,
+                s.connections_opened(),
+                s.connections_closed(),
+                s.connections_active(),
+                s.bytes_in(),
+                s.bytes_out(),
+                s.misdirected,
+                s.no_socket,
+                s.rules_added,
+                s.rules_deleted,
+                if apps.is_empty() {
+                    "-".to_string()
+                } else {
+                    apps.join(" ")
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "stack: {} connections opened, {} closed; {} requests, {} app errors, {} listen exhausted; \
+             {} rule adds failed; frames in {} out {}, {} not sent for lack of buffers",
+            tot.connections_opened,
+            tot.connections_closed,
+            tot.requests,
+            tot.errors,
+            tot.listen_exhausted,
+            tot.rule_add_failed,
+            tot.frames_in,
+            tot.frames_out,
+            tot.tx_no_buffer
+        );
     }
 }
 
@@ -309,5 +597,106 @@ fn check_conservation(
     Conservation {
         ok: failures.is_empty(),
         failures,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use flowsteer_config::{App, AppKind, Config, Profile};
+
+    use crate::engine::{run, RunOptions};
+
+    fn run_quiet(cfg: &Config) -> super::RunReport {
+        let report = run(cfg, RunOptions::quiet(Duration::from_millis(300))).expect("engine runs");
+        assert!(report.conservation.ok, "{}", report.render_table());
+        report
+    }
+
+    #[test]
+    fn a_run_with_apps_reports_every_thread_stack_in_the_table_and_the_json() {
+        let mut cfg = Config::default();
+        cfg.traffic.profile = Profile::None;
+        cfg.metrics.enabled = false;
+        cfg.stack.app = vec![
+            App::new(AppKind::TcpEcho, 7),
+            App {
+                kind: AppKind::Http,
+                port: 8080,
+                threads: vec![1],
+            },
+        ];
+        let report = run_quiet(&cfg);
+
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["conservation"]["ok"], true);
+        let stack = json["stack"].as_array().expect("a stack section");
+        assert_eq!(stack.len(), 2);
+        assert_eq!(stack[0]["apps"].as_array().unwrap().len(), 1);
+        assert_eq!(stack[1]["apps"][1]["kind"], "http");
+        assert_eq!(stack[1]["apps"][1]["port"], 8080);
+        for field in [
+            "frames_in",
+            "frames_out",
+            "tx_no_buffer",
+            "misdirected",
+            "no_socket",
+            "rules_added",
+            "rules_deleted",
+            "rule_add_failed",
+        ] {
+            assert_eq!(stack[0][field], 0, "{field} in {}", stack[0]);
+        }
+        for field in [
+            "connections_opened",
+            "connections_closed",
+            "connections_active",
+            "listen_exhausted",
+            "bytes_in",
+            "bytes_out",
+            "requests",
+            "errors",
+        ] {
+            assert_eq!(stack[1]["apps"][0][field], 0, "{field} in {}", stack[1]);
+        }
+        let total = &json["total"]["stack"];
+        for field in [
+            "connections_opened",
+            "connections_closed",
+            "misdirected",
+            "no_socket",
+            "rules_added",
+            "rules_deleted",
+            "rule_add_failed",
+        ] {
+            assert_eq!(total[field], 0, "{field} in {total}");
+        }
+        assert_eq!(json["total"]["link_copies"], 0);
+
+        let table = report.render_table();
+        assert!(table.contains("tcp-echo:7 http:8080"), "{table}");
+        assert!(
+            table.contains("stack: 0 connections opened, 0 closed"),
+            "{table}"
+        );
+        assert!(
+            table.contains("conservation: rx 0 + link copies 0 = processed 0 + dropped 0: ok"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_generator_run_has_no_stack_rows() {
+        let mut cfg = Config::default();
+        cfg.traffic.flows = 64;
+        cfg.metrics.enabled = false;
+        let report = run_quiet(&cfg);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["stack"].as_array().map(Vec::len), Some(0));
+        assert!(json["total"]["stack"].is_null());
+        let table = report.render_table();
+        assert!(!table.contains("stack"), "{table}");
+        assert!(table.contains("+ link copies 0 ="), "{table}");
     }
 }

@@ -1,13 +1,19 @@
 //! One status line per second while the engine runs: rates since the previous line.
+//!
+//! With a protocol stack on the threads the line also tells the connections: set up per second
+//! and open now (real clients send far fewer packets than the generator, so the packet rates
+//! alone say little), and its misdirected count includes the stack's.
 
 use std::time::Duration;
 
 use crate::engine::Shared;
+use crate::report::StackSnapshot;
 use crate::stats::ThreadSnapshot;
 
 /// Remembers the previous snapshot to print rates.
 pub struct StatusPrinter {
     previous: Vec<ThreadSnapshot>,
+    previous_stacks: Vec<StackSnapshot>,
     previous_at: Duration,
 }
 
@@ -15,11 +21,16 @@ fn mpps(packets: u64, secs: f64) -> f64 {
     packets as f64 / secs / 1e6
 }
 
+fn per_sec(events: u64, secs: f64) -> f64 {
+    (events as f64 / secs).round()
+}
+
 impl StatusPrinter {
     /// Starts from the engine's current counters.
     pub fn new(shared: &Shared) -> Self {
         StatusPrinter {
             previous: shared.stats.snapshot(),
+            previous_stacks: StackSnapshot::all(shared),
             previous_at: Duration::ZERO,
         }
     }
@@ -27,6 +38,7 @@ impl StatusPrinter {
     /// The line for the interval ending at `now` (time since start).
     pub fn line(&mut self, shared: &Shared, now: Duration) -> String {
         let current = shared.stats.snapshot();
+        let stacks = StackSnapshot::all(shared);
         let secs = (now - self.previous_at).as_secs_f64().max(1e-9);
         let mut rx = 0;
         let mut processed = 0;
@@ -43,27 +55,78 @@ impl StatusPrinter {
             misdirected += c.misdirected - p.misdirected;
             per_thread.push(format!("t{} {:.2}", c.thread, mpps(t_processed, secs)));
         }
+        let (mut opened, mut active) = (0, 0);
+        for (c, p) in stacks.iter().zip(&self.previous_stacks) {
+            misdirected += c.misdirected - p.misdirected;
+            opened += c.connections_opened() - p.connections_opened();
+            active += c.connections_active();
+        }
         let handoff_pct = if rx == 0 {
             0.0
         } else {
             100.0 * handed as f64 / rx as f64
         };
-        self.previous = current;
-        self.previous_at = now;
-        format!(
+        let mut line = format!(
             "[{:>4}s] rx {:.2} Mpps | processed {:.2} Mpps ({}) | handoff {:.1}% | dropped {}/s | misdirected {}/s",
             now.as_secs(),
             mpps(rx, secs),
             mpps(processed, secs),
             per_thread.join(", "),
             handoff_pct,
-            (dropped as f64 / secs).round(),
-            (misdirected as f64 / secs).round(),
-        )
+            per_sec(dropped, secs),
+            per_sec(misdirected, secs),
+        );
+        if !stacks.is_empty() {
+            line.push_str(&format!(
+                " | connections {}/s, {active} active",
+                per_sec(opened, secs)
+            ));
+        }
+        self.previous = current;
+        self.previous_stacks = stacks;
+        self.previous_at = now;
+        line
     }
 
     /// Prints the line to stderr.
     pub fn print_line(&mut self, shared: &Shared, now: Duration) {
         eprintln!("{}", self.line(shared, now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use flowsteer_config::{App, AppKind, Config, Profile};
+
+    use crate::engine::Engine;
+
+    fn first_line(cfg: &Config) -> String {
+        let engine = Engine::start(cfg, false).expect("engine starts");
+        let mut printer = StatusPrinter::new(engine.shared());
+        std::thread::sleep(Duration::from_millis(50));
+        let line = printer.line(engine.shared(), Duration::from_secs(1));
+        let report = engine.stop().expect("engine stops");
+        assert!(report.conservation.ok, "{}", report.render_table());
+        line
+    }
+
+    #[test]
+    fn the_line_tells_connections_only_when_a_stack_runs() {
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.traffic.profile = Profile::None;
+        cfg.stack.app = vec![App::new(AppKind::Http, 80)];
+        let line = first_line(&cfg);
+        assert!(line.starts_with("[   1s] rx 0.00 Mpps"), "{line}");
+        assert!(line.ends_with(" | connections 0/s, 0 active"), "{line}");
+
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.traffic.flows = 64;
+        let line = first_line(&cfg);
+        assert!(line.contains("| misdirected 0/s"), "{line}");
+        assert!(!line.contains("connections"), "{line}");
     }
 }

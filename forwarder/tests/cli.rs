@@ -141,6 +141,13 @@ fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
     ] {
         assert!(body.contains(name), "missing {name} in\n{body}");
     }
+    for name in [
+        "flowsteer_stack_",
+        "flowsteer_app_",
+        "flowsteer_link_copies_total",
+    ] {
+        assert!(!body.contains(name), "{name} without a stack in\n{body}");
+    }
 
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -159,6 +166,72 @@ fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
     assert_eq!(json["conservation"]["ok"], true);
     assert!(json["total"]["rx"].as_u64().unwrap() > 0);
     assert_eq!(json["per_thread"].as_array().unwrap().len(), 2);
+    std::fs::remove_file(config).ok();
+    std::fs::remove_file(report).ok();
+}
+
+#[test]
+fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
+    let port = free_port();
+    let config = temp_path("apps.toml");
+    let report = temp_path("apps-report.json");
+    std::fs::write(
+        &config,
+        format!(
+            "[traffic]\nprofile = \"none\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[stack.app]]\nkind = \"tcp-echo\"\nport = 7\n"
+        ),
+    )
+    .unwrap();
+    let child = flowsteer()
+        .args(["run", "--duration", "1.5", "--config"])
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+
+    let body = http(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    let app = "thread=\"1\",app=\"tcp-echo\",port=\"7\"";
+    for series in [
+        "flowsteer_stack_frames_total{thread=\"0\",direction=\"in\"} 0".to_string(),
+        "flowsteer_stack_no_socket_packets_total{thread=\"0\"} 0".to_string(),
+        "flowsteer_stack_rules_added_total{thread=\"1\"} 0".to_string(),
+        "flowsteer_misdirected_packets_total{thread=\"1\"} 0".to_string(),
+        "flowsteer_link_copies_total{thread=\"0\"} 0".to_string(),
+        format!("flowsteer_app_connections_opened_total{{{app}}} 0"),
+        format!("flowsteer_app_active_connections{{{app}}} 0"),
+        format!("flowsteer_app_bytes_total{{{app},direction=\"out\"}} 0"),
+        format!("flowsteer_app_requests_total{{{app}}} 0"),
+    ] {
+        assert!(
+            body.lines().any(|line| line == series),
+            "missing {series} in\n{body}"
+        );
+    }
+
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stderr.contains("| connections 0/s, 0 active"),
+        "status lines tell the connections: {stderr}"
+    );
+    assert!(stdout.contains("tcp-echo:7"), "{stdout}");
+    assert!(stdout.contains("+ link copies 0 ="), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(json["conservation"]["ok"], true);
+    let stack = json["stack"].as_array().expect("a stack section");
+    assert_eq!(stack.len(), 2);
+    assert_eq!(stack[1]["apps"][0]["kind"], "tcp-echo");
+    assert_eq!(stack[1]["apps"][0]["port"], 7);
+    assert_eq!(json["total"]["stack"]["connections_opened"], 0);
     std::fs::remove_file(config).ok();
     std::fs::remove_file(report).ok();
 }
