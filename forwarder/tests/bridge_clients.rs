@@ -1,0 +1,1002 @@
+//! The connection test of the hardware-free rig: the engine on a 2-queue uveth with a protocol
+//! stack on each of its 2 threads, a vbridge between the uveth and four smoltcp client hosts
+//! (198.18.0.10 to .13, each its own MAC and bridge port), all driven by the test thread.
+//!
+//! The threads listen the way gazelle's do: thread 0 runs tcp-echo on 7000, thread 1 tcp-echo on
+//! 7001, both run http on 8080 and udp-echo on 7. Soft RSS spreads the clients' flows over both
+//! queues, so about half of the echo connections arrive on the queue of the thread that does not
+//! listen on their port:
+//!
+//! - `balance = "software"` hands those packets to the owner: every connection works, every
+//!   echoed byte matches, the rules go once the connections closed, nothing is misdirected;
+//! - `balance = "rss"` leaves them where they arrived: exactly those connections are reset by
+//!   the wrong thread's stack, which counts the SYN as misdirected.
+//!
+//! In both modes the run ends with the conservation check holding and the pool full.
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flowsteer_config::{App, AppKind, Balance, Config, Idle, Profile};
+use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
+use flowsteer_nic::wire::{FiveTuple, IP_PROTO_TCP};
+use flowsteer_stack::{endpoint_key, SharedStackStats};
+use flowtable::{FlowTable, Lookup, Proto, ThreadId};
+use forwarder::engine::Engine;
+use forwarder::report::RunReport;
+
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+
+/// The engine port's address (the configuration's default).
+const PORT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// The tcp-echo port of each thread: thread `t` listens on `ECHO_PORTS[t]` only.
+const ECHO_PORTS: [u16; 2] = [7000, 7001];
+const HTTP_PORT: u16 = 8080;
+const UDP_ECHO_PORT: u16 = 7;
+const CLIENT_HOSTS: u8 = 4;
+/// Client TCP socket buffers: larger than any exchange, so a client never waits for room.
+const CLIENT_TCP_BUFFER: usize = 16 * 1024;
+
+fn client_ip(host: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, 10 + host as u8)
+}
+
+fn client_mac(host: usize) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x20, host as u8]
+}
+
+fn engine_config(balance: Balance) -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = 2;
+    cfg.port.queues = 2;
+    cfg.engine.balance = balance;
+    // The rig shares the cores with the bridge and the clients: spinning threads would starve
+    // them.
+    cfg.engine.idle = Idle::Sleep;
+    cfg.engine.idle_sleep_us = 20;
+    cfg.traffic.profile = Profile::None;
+    cfg.metrics.enabled = false;
+    cfg.stack.app = vec![
+        App {
+            kind: AppKind::TcpEcho,
+            port: ECHO_PORTS[0],
+            threads: vec![0],
+        },
+        App {
+            kind: AppKind::TcpEcho,
+            port: ECHO_PORTS[1],
+            threads: vec![1],
+        },
+        App::new(AppKind::Http, HTTP_PORT),
+        App::new(AppKind::UdpEcho, UDP_ECHO_PORT),
+    ];
+    cfg
+}
+
+// ---- the client hosts ----
+
+/// smoltcp's view of a bridge port: one `RxToken` per delivered frame, one `send` per
+/// transmitted frame (a refused send is a lost frame, which TCP recovers from and the UDP check
+/// would report).
+struct PeerDevice {
+    port: PeerPort,
+}
+
+struct PeerRx(Vec<u8>);
+
+struct PeerTx<'a>(&'a PeerPort);
+
+impl RxToken for PeerRx {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(&self.0)
+    }
+}
+
+impl TxToken for PeerTx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut frame = vec![0u8; len];
+        let result = f(&mut frame);
+        let _ = self.0.send(&frame);
+        result
+    }
+}
+
+impl Device for PeerDevice {
+    type RxToken<'a> = PeerRx;
+    type TxToken<'a> = PeerTx<'a>;
+
+    fn receive(&mut self, _: SmolInstant) -> Option<(PeerRx, PeerTx<'_>)> {
+        let frame = self.port.recv()?;
+        Some((PeerRx(frame), PeerTx(&self.port)))
+    }
+
+    fn transmit(&mut self, _: SmolInstant) -> Option<PeerTx<'_>> {
+        Some(PeerTx(&self.port))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+/// One client machine on a bridge port.
+struct Host {
+    ip: Ipv4Addr,
+    iface: Interface,
+    device: PeerDevice,
+    sockets: SocketSet<'static>,
+    /// Sockets whose exchange ended; removed after the next poll, so a reset or last ACK they
+    /// queued still goes out.
+    ended: Vec<SocketHandle>,
+}
+
+impl Host {
+    fn new(n: usize, port: PeerPort) -> Host {
+        let mut device = PeerDevice { port };
+        let mut config =
+            IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(client_mac(n))));
+        config.random_seed = 0x5eed + n as u64;
+        let mut iface = Interface::new(config, &mut device, SmolInstant::now());
+        let ip = client_ip(n);
+        iface.update_ip_addrs(|addrs| {
+            addrs
+                .push(IpCidr::new(IpAddress::Ipv4(ip), 24))
+                .expect("an interface holds one address");
+        });
+        Host {
+            ip,
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            ended: Vec::new(),
+        }
+    }
+
+    /// Polls the interface; true when frames were waiting for it.
+    fn poll(&mut self) -> bool {
+        let busy = self.device.port.pending() > 0;
+        let ended = std::mem::take(&mut self.ended);
+        self.iface
+            .poll(SmolInstant::now(), &mut self.device, &mut self.sockets);
+        for handle in ended {
+            self.sockets.remove(handle);
+        }
+        busy
+    }
+
+    fn tcp_connect(&mut self, server_port: u16, local_port: u16) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; CLIENT_TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0; CLIENT_TCP_BUFFER]),
+        );
+        socket
+            .connect(
+                self.iface.context(),
+                IpEndpoint::new(IpAddress::Ipv4(PORT_IP), server_port),
+                local_port,
+            )
+            .expect("a fresh socket connects");
+        self.sockets.add(socket)
+    }
+
+    fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(handle)
+    }
+
+    fn end(&mut self, handle: SocketHandle) {
+        self.ended.push(handle);
+    }
+}
+
+/// One exchange of a client host with the engine, advanced after every poll of the hosts.
+trait Exchange {
+    /// The host it runs on.
+    fn host(&self) -> usize;
+    /// Advances; true once its outcome is decided (its socket then ends).
+    fn step(&mut self, host: &mut Host) -> bool;
+    /// Time ran out before the outcome was decided: record it and abort.
+    fn time_out(&mut self, host: &mut Host);
+}
+
+/// Polls every host and advances `exchanges` until all are decided or `limit` passed (the
+/// undecided ones time out).
+fn run_exchanges<E: Exchange>(hosts: &mut [Host], exchanges: &mut [E], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut decided = vec![false; exchanges.len()];
+    loop {
+        let mut busy = false;
+        for host in hosts.iter_mut() {
+            busy |= host.poll();
+        }
+        for (exchange, decided) in exchanges.iter_mut().zip(decided.iter_mut()) {
+            if !*decided {
+                *decided = exchange.step(&mut hosts[exchange.host()]);
+            }
+        }
+        if decided.iter().all(|&d| d) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for (exchange, _) in exchanges.iter_mut().zip(&decided).filter(|(_, d)| !**d) {
+                exchange.time_out(&mut hosts[exchange.host()]);
+            }
+            break;
+        }
+        for host in hosts.iter_mut() {
+            host.poll();
+        }
+        if !busy {
+            thread::sleep(Duration::from_micros(50));
+        }
+    }
+    // Sends what the decided exchanges left queued (last ACKs, resets) and frees their sockets.
+    for host in hosts.iter_mut() {
+        host.poll();
+    }
+}
+
+// ---- TCP echo ----
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EchoOutcome {
+    /// Every byte came back unchanged and the connection closed.
+    Echoed,
+    /// The server reset the connection (before it was set up, or during it).
+    Reset { established: bool },
+    /// No outcome within the attempt's time.
+    TimedOut { established: bool, echoed: usize },
+    /// An echoed byte differs from the one sent, at this offset.
+    Corrupted { at: usize },
+}
+
+/// A client connection that sends `data` and checks that every byte comes back.
+struct EchoConnection {
+    host: usize,
+    handle: SocketHandle,
+    server_port: u16,
+    local_port: u16,
+    data: Vec<u8>,
+    sent: usize,
+    echoed: usize,
+    established: bool,
+    outcome: Option<EchoOutcome>,
+}
+
+impl EchoConnection {
+    fn open(hosts: &mut [Host], host: usize, server_port: u16, local_port: u16, n: usize) -> Self {
+        let handle = hosts[host].tcp_connect(server_port, local_port);
+        // 1 to 7 KiB, a pattern that differs per connection and per offset.
+        let len = 1024 + (n * 1613) % (6 * 1024);
+        let data = (0..len).map(|i| ((i * 7 + n * 13) % 251) as u8).collect();
+        EchoConnection {
+            host,
+            handle,
+            server_port,
+            local_port,
+            data,
+            sent: 0,
+            echoed: 0,
+            established: false,
+            outcome: None,
+        }
+    }
+
+    fn finish(&mut self, host: &mut Host, outcome: EchoOutcome) -> bool {
+        self.outcome = Some(outcome);
+        host.end(self.handle);
+        true
+    }
+}
+
+impl Exchange for EchoConnection {
+    fn host(&self) -> usize {
+        self.host
+    }
+
+    fn step(&mut self, host: &mut Host) -> bool {
+        let socket = host.tcp(self.handle);
+        let state = socket.state();
+        if !matches!(state, tcp::State::SynSent | tcp::State::Closed) {
+            self.established = true;
+        }
+        if self.echoed == self.data.len() {
+            // All echoed: close, and wait until the server's FIN was acknowledged too.
+            return match state {
+                tcp::State::TimeWait | tcp::State::Closed => self.finish(host, EchoOutcome::Echoed),
+                _ => {
+                    socket.close();
+                    false
+                }
+            };
+        }
+        if state == tcp::State::Closed {
+            let established = self.established;
+            return self.finish(host, EchoOutcome::Reset { established });
+        }
+        if socket.can_send() && self.sent < self.data.len() {
+            self.sent += socket.send_slice(&self.data[self.sent..]).unwrap_or(0);
+        }
+        let mut chunk = [0u8; 2048];
+        while socket.can_recv() {
+            let Ok(n) = socket.recv_slice(&mut chunk) else {
+                break;
+            };
+            let expected = self.data.get(self.echoed..self.echoed + n);
+            if let Some(at) = match expected {
+                Some(expected) => expected.iter().zip(&chunk[..n]).position(|(a, b)| a != b),
+                None => Some(self.data.len() - self.echoed),
+            } {
+                let at = self.echoed + at;
+                socket.abort();
+                return self.finish(host, EchoOutcome::Corrupted { at });
+            }
+            self.echoed += n;
+        }
+        false
+    }
+
+    fn time_out(&mut self, host: &mut Host) {
+        host.tcp(self.handle).abort();
+        let (established, echoed) = (self.established, self.echoed);
+        self.finish(
+            host,
+            EchoOutcome::TimedOut {
+                established,
+                echoed,
+            },
+        );
+    }
+}
+
+/// Runs one echo connection at a time; returns each one's outcome.
+fn sequential_echo(
+    hosts: &mut [Host],
+    plan: &[(usize, u16, u16)],
+    limit: Duration,
+) -> Vec<EchoConnection> {
+    plan.iter()
+        .enumerate()
+        .map(|(n, &(host, server_port, local_port))| {
+            let mut one = [EchoConnection::open(
+                hosts,
+                host,
+                server_port,
+                local_port,
+                n,
+            )];
+            run_exchanges(hosts, &mut one, limit);
+            let [done] = one;
+            done
+        })
+        .collect()
+}
+
+/// The (host, server port, client port) of `count` echo connections: the ports alternate, the
+/// hosts rotate every two connections (so each host talks to both ports), and every client port
+/// is distinct (`first_port + n`), so soft RSS spreads the flows over both queues.
+fn echo_plan(count: usize, first_port: u16) -> Vec<(usize, u16, u16)> {
+    (0..count)
+        .map(|n| {
+            (
+                (n / 2) % usize::from(CLIENT_HOSTS),
+                ECHO_PORTS[n % 2],
+                first_port + n as u16,
+            )
+        })
+        .collect()
+}
+
+// ---- HTTP ----
+
+/// A keep-alive HTTP client: two requests on one connection, then it closes.
+struct HttpConnection {
+    host: usize,
+    handle: SocketHandle,
+    local_port: u16,
+    table: Arc<dyn FlowTable>,
+    requests: usize,
+    received: Vec<u8>,
+    /// Status code and body of each response.
+    responses: Vec<(u16, String)>,
+    /// The table's owner of the connection while it was open.
+    owner: Option<Lookup>,
+    failure: Option<String>,
+    done: bool,
+}
+
+const HTTP_REQUESTS: usize = 2;
+
+impl HttpConnection {
+    fn open(hosts: &mut [Host], host: usize, local_port: u16, table: Arc<dyn FlowTable>) -> Self {
+        let handle = hosts[host].tcp_connect(HTTP_PORT, local_port);
+        HttpConnection {
+            host,
+            handle,
+            local_port,
+            table,
+            requests: 0,
+            received: Vec::new(),
+            responses: Vec::new(),
+            owner: None,
+            failure: None,
+            done: false,
+        }
+    }
+
+    fn fail(&mut self, host: &mut Host, why: String) -> bool {
+        self.failure = Some(why);
+        host.tcp(self.handle).abort();
+        host.end(self.handle);
+        true
+    }
+
+    /// Takes every complete response out of `received`.
+    fn parse_responses(&mut self) -> Result<(), String> {
+        loop {
+            let Some(head_end) = self.received.windows(4).position(|w| w == b"\r\n\r\n") else {
+                return Ok(());
+            };
+            let head = String::from_utf8(self.received[..head_end].to_vec())
+                .map_err(|_| "a response head that is not UTF-8".to_string())?;
+            let mut lines = head.split("\r\n");
+            let status_line = lines.next().unwrap_or_default();
+            let status = status_line
+                .strip_prefix("HTTP/1.1 ")
+                .and_then(|rest| rest.get(..3))
+                .and_then(|code| code.parse::<u16>().ok())
+                .ok_or_else(|| format!("bad status line {status_line:?}"))?;
+            let length = lines
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+            let body_start = head_end + 4;
+            if self.received.len() < body_start + length {
+                return Ok(());
+            }
+            let body = String::from_utf8_lossy(&self.received[body_start..body_start + length])
+                .into_owned();
+            self.received.drain(..body_start + length);
+            self.responses.push((status, body));
+        }
+    }
+}
+
+impl Exchange for HttpConnection {
+    fn host(&self) -> usize {
+        self.host
+    }
+
+    fn step(&mut self, host: &mut Host) -> bool {
+        let host_ip = host.ip;
+        let socket = host.tcp(self.handle);
+        let state = socket.state();
+        if self.responses.len() == HTTP_REQUESTS {
+            return match state {
+                tcp::State::TimeWait | tcp::State::Closed => {
+                    self.done = true;
+                    host.end(self.handle);
+                    true
+                }
+                _ => {
+                    socket.close();
+                    false
+                }
+            };
+        }
+        if state == tcp::State::Closed {
+            let why = format!("closed after {} responses", self.responses.len());
+            return self.fail(host, why);
+        }
+        if self.requests == self.responses.len() && socket.can_send() {
+            let request = format!(
+                "GET /{} HTTP/1.1\r\nHost: {PORT_IP}\r\nUser-Agent: flowsteer-test\r\n\r\n",
+                self.requests
+            );
+            match socket.send_slice(request.as_bytes()) {
+                Ok(n) if n == request.len() => self.requests += 1,
+                other => return self.fail(host, format!("request not queued whole: {other:?}")),
+            }
+        }
+        let mut chunk = [0u8; 2048];
+        while socket.can_recv() {
+            match socket.recv_slice(&mut chunk) {
+                Ok(n) => self.received.extend_from_slice(&chunk[..n]),
+                Err(_) => break,
+            }
+        }
+        if let Err(why) = self.parse_responses() {
+            return self.fail(host, why);
+        }
+        if self.owner.is_none() && !self.responses.is_empty() {
+            // The connection is open: its exact rule names the thread that serves it.
+            let key = endpoint_key(
+                Proto::Tcp,
+                IpEndpoint::new(IpAddress::Ipv4(PORT_IP), HTTP_PORT),
+                IpEndpoint::new(IpAddress::Ipv4(host_ip), self.local_port),
+            )
+            .expect("both ends are IPv4");
+            self.owner = Some(self.table.lookup(&key));
+        }
+        false
+    }
+
+    fn time_out(&mut self, host: &mut Host) {
+        let why = format!(
+            "timed out after {} requests, {} responses",
+            self.requests,
+            self.responses.len()
+        );
+        self.fail(host, why);
+    }
+}
+
+// ---- UDP echo ----
+
+/// One datagram to the udp-echo app and its echo.
+struct UdpProbe {
+    host: usize,
+    handle: SocketHandle,
+    payload: Vec<u8>,
+    sent: bool,
+    echo: Option<Vec<u8>>,
+}
+
+impl UdpProbe {
+    fn open(hosts: &mut [Host], host: usize, local_port: u16) -> Self {
+        let mut socket = udp::Socket::new(
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+            udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 4], vec![0; 4096]),
+        );
+        socket.bind(local_port).expect("a nonzero port binds");
+        let handle = hosts[host].sockets.add(socket);
+        let payload = format!("datagram from {}:{local_port}", client_ip(host)).into_bytes();
+        UdpProbe {
+            host,
+            handle,
+            payload,
+            sent: false,
+            echo: None,
+        }
+    }
+}
+
+impl Exchange for UdpProbe {
+    fn host(&self) -> usize {
+        self.host
+    }
+
+    fn step(&mut self, host: &mut Host) -> bool {
+        let socket = host.sockets.get_mut::<udp::Socket>(self.handle);
+        if !self.sent && socket.can_send() {
+            let server = IpEndpoint::new(IpAddress::Ipv4(PORT_IP), UDP_ECHO_PORT);
+            self.sent = socket.send_slice(&self.payload, server).is_ok();
+        }
+        if let Ok((data, meta)) = socket.recv() {
+            if meta.endpoint.port == UDP_ECHO_PORT {
+                self.echo = Some(data.to_vec());
+                host.end(self.handle);
+                return true;
+            }
+        }
+        false
+    }
+
+    fn time_out(&mut self, host: &mut Host) {
+        host.end(self.handle);
+    }
+}
+
+// ---- the rig ----
+
+/// The engine, the bridge pumping on its own thread, and the client hosts on its peer ports.
+struct Rig {
+    engine: Option<Engine>,
+    bridge: Option<BridgeThread>,
+    hosts: Vec<Host>,
+    stacks: Vec<SharedStackStats>,
+}
+
+/// What the rig reports when it stops.
+struct Finished {
+    report: RunReport,
+    stacks: Vec<SharedStackStats>,
+}
+
+impl Rig {
+    fn start(balance: Balance) -> Rig {
+        let engine = Engine::start(&engine_config(balance), false).expect("the engine starts");
+        let uveth = engine.uveth().expect("the engine runs on a uveth");
+        let mut bridge = VBridge::new(VBridgeConfig::default()).expect("default bridge");
+        bridge.attach_uveth(uveth).expect("the uveth attaches");
+        let hosts = (0..usize::from(CLIENT_HOSTS))
+            .map(|n| {
+                let (_, port) = bridge.attach_peer().expect("a peer port");
+                Host::new(n, port)
+            })
+            .collect();
+        let cache = engine.shared().pool.cache(64);
+        let bridge = bridge
+            .spawn(cache, BridgeThreadConfig::default())
+            .expect("the bridge thread starts");
+        let stacks = engine
+            .shared()
+            .stacks
+            .iter()
+            .map(|s| s.stats.clone())
+            .collect();
+        Rig {
+            engine: Some(engine),
+            bridge: Some(bridge),
+            hosts,
+            stacks,
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("running")
+    }
+
+    /// The thread whose NIC queue soft RSS picks for a client's TCP flow (thread `t` owns queue
+    /// `t`).
+    fn rss_thread(&self, host: usize, local_port: u16, server_port: u16) -> ThreadId {
+        let uveth = self.engine().uveth().expect("uveth");
+        let tuple = FiveTuple::v4(
+            IP_PROTO_TCP,
+            client_ip(host),
+            local_port,
+            PORT_IP,
+            server_port,
+        );
+        uveth.soft_rss().queue_of_tuple(&tuple).1
+    }
+
+    /// Per planned echo connection: true when soft RSS delivers it to the thread that does not
+    /// listen on its port.
+    fn crossing(&self, plan: &[(usize, u16, u16)]) -> Vec<bool> {
+        plan.iter()
+            .map(|&(host, server_port, local_port)| {
+                let owner = ECHO_PORTS.iter().position(|&p| p == server_port);
+                owner != Some(usize::from(self.rss_thread(host, local_port, server_port)))
+            })
+            .collect()
+    }
+
+    fn table(&self) -> Arc<dyn FlowTable> {
+        self.engine().shared().table.clone()
+    }
+
+    /// Waits until the flow table holds no exact rule (every connection's end deleted its
+    /// rule); returns what is left at the deadline.
+    fn wait_for_no_exact_rules(&self, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = self.engine().shared().table.exact_len();
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Unplugs the clients, stops the bridge, then the engine (which drains the uveth's rings
+    /// into the pool before counting it).
+    fn finish(mut self) -> Finished {
+        assert!(!self.engine().thread_ended(), "a stack thread died early");
+        self.hosts.clear();
+        let bridge = self.bridge.take().expect("running").stop();
+        drop(bridge.expect("the bridge thread ends cleanly"));
+        let report = self
+            .engine
+            .take()
+            .expect("running")
+            .stop()
+            .expect("the engine stops cleanly");
+        Finished {
+            report,
+            stacks: std::mem::take(&mut self.stacks),
+        }
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // A failed assertion mid-test: stop the threads rather than leave them polling.
+        self.hosts.clear();
+        drop(self.bridge.take());
+        if let Some(engine) = self.engine.take() {
+            let _ = engine.stop();
+        }
+    }
+}
+
+impl Finished {
+    fn misdirected(&self) -> u64 {
+        self.stacks.iter().map(|s| s.misdirected.get()).sum()
+    }
+
+    fn assert_conserved_and_pool_full(&self) {
+        let report = &self.report;
+        assert!(
+            report.conservation.ok,
+            "conservation failed: {:?}\n{}",
+            report.conservation.failures,
+            report.render_table()
+        );
+        assert_eq!(
+            report.pool.available,
+            report.pool.capacity,
+            "every buffer is back in the pool\n{}",
+            report.render_table()
+        );
+        assert_eq!(report.flowtable.exact_rules, 0);
+        assert_eq!(report.flowtable.listen_rules, 0);
+    }
+}
+
+/// The counters of app `kind` on `port`, summed over the threads that run it: (opened, closed,
+/// requests).
+fn app_totals(
+    engine: &Engine,
+    stacks: &[SharedStackStats],
+    kind: flowsteer_stack::AppKind,
+    port: u16,
+) -> (u64, u64, u64) {
+    let mut totals = (0, 0, 0);
+    for (thread, stats) in engine.shared().stacks.iter().zip(stacks) {
+        for (spec, app) in thread.apps.iter().zip(&stats.apps) {
+            if spec.kind == kind && spec.port == port {
+                totals.0 += app.connections_opened.get();
+                totals.1 += app.connections_closed.get();
+                totals.2 += app.requests.get();
+            }
+        }
+    }
+    totals
+}
+
+fn describe_failures(connections: &[EchoConnection]) -> String {
+    connections
+        .iter()
+        .filter(|c| c.outcome != Some(EchoOutcome::Echoed))
+        .map(|c| {
+            format!(
+                "  {}:{} -> :{} sent {}/{} echoed {}: {:?}\n",
+                client_ip(c.host),
+                c.local_port,
+                c.server_port,
+                c.sent,
+                c.data.len(),
+                c.echoed,
+                c.outcome
+            )
+        })
+        .collect()
+}
+
+const SEQUENTIAL: usize = 200;
+const CONCURRENT: usize = 50;
+const HTTP_CONNECTIONS: usize = 6;
+const UDP_PROBES_PER_HOST: u16 = 4;
+
+#[test]
+fn software_balancing_serves_every_connection_on_either_queue() {
+    let mut rig = Rig::start(Balance::Software);
+
+    // UDP first: it also resolves every host's ARP entry for the port.
+    let mut probes: Vec<UdpProbe> = (0..usize::from(CLIENT_HOSTS))
+        .flat_map(|host| (0..UDP_PROBES_PER_HOST).map(move |i| (host, 5000 + i)))
+        .map(|(host, port)| UdpProbe::open(&mut rig.hosts, host, port))
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut probes, Duration::from_secs(5));
+    for probe in &probes {
+        assert_eq!(
+            probe.echo.as_deref(),
+            Some(&probe.payload[..]),
+            "udp echo to host {}",
+            probe.host
+        );
+    }
+
+    // Sequential echo connections, alternating the two ports: soft RSS puts about half of them
+    // on the queue of the thread that does not listen on their port.
+    let plan = echo_plan(SEQUENTIAL, 20_000);
+    let crossing = rig.crossing(&plan);
+    for (port, owner) in [(ECHO_PORTS[0], 0u16), (ECHO_PORTS[1], 1)] {
+        let (across, at_home) = plan
+            .iter()
+            .zip(&crossing)
+            .filter(|((_, p, _), _)| *p == port)
+            .fold(
+                (0, 0),
+                |(a, h), (_, &c)| if c { (a + 1, h) } else { (a, h + 1) },
+            );
+        assert!(
+            across > 0 && at_home > 0,
+            "port {port} (thread {owner}): {across} connections on the other queue, {at_home} on its own"
+        );
+    }
+    let sequential = sequential_echo(&mut rig.hosts, &plan, Duration::from_secs(10));
+    let failures = describe_failures(&sequential);
+    assert!(
+        failures.is_empty(),
+        "sequential echo connections failed:\n{failures}"
+    );
+
+    // Concurrent echo connections, all open at once.
+    let mut concurrent: Vec<EchoConnection> = echo_plan(CONCURRENT, 30_000)
+        .into_iter()
+        .enumerate()
+        .map(|(n, (host, server_port, local_port))| {
+            EchoConnection::open(&mut rig.hosts, host, server_port, local_port, 1000 + n)
+        })
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut concurrent, Duration::from_secs(20));
+    let failures = describe_failures(&concurrent);
+    assert!(
+        failures.is_empty(),
+        "concurrent echo connections failed:\n{failures}"
+    );
+
+    // HTTP with keep-alive: two responses on one connection, from the thread its rule names.
+    let table = rig.table();
+    let mut http: Vec<HttpConnection> = (0..HTTP_CONNECTIONS)
+        .map(|n| {
+            HttpConnection::open(
+                &mut rig.hosts,
+                n % usize::from(CLIENT_HOSTS),
+                40_000 + n as u16,
+                table.clone(),
+            )
+        })
+        .collect();
+    drop(table);
+    run_exchanges(&mut rig.hosts, &mut http, Duration::from_secs(10));
+    for conn in &http {
+        let who = format!("http from {}:{}", client_ip(conn.host), conn.local_port);
+        assert!(conn.done, "{who}: {:?}", conn.failure);
+        let Some(Lookup::Exact(owner)) = conn.owner else {
+            panic!(
+                "{who}: the open connection had no exact rule: {:?}",
+                conn.owner
+            );
+        };
+        let expected = format!("flowsteer thread {owner} port {HTTP_PORT}\n");
+        for (status, body) in &conn.responses {
+            assert_eq!(*status, 200, "{who}");
+            assert_eq!(body, &expected, "{who}: served by its rule's owner");
+        }
+    }
+
+    // Every connection closed: its rule went with it.
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(left, 0, "exact rules left after every connection closed");
+
+    let (echo_opened, echo_closed) = ECHO_PORTS.iter().fold((0, 0), |(o, c), &port| {
+        let (opened, closed, _) = app_totals(
+            rig.engine(),
+            &rig.stacks,
+            flowsteer_stack::AppKind::TcpEcho,
+            port,
+        );
+        (o + opened, c + closed)
+    });
+    assert_eq!(echo_opened, (SEQUENTIAL + CONCURRENT) as u64);
+    assert_eq!(echo_closed, echo_opened);
+    let (http_opened, http_closed, http_requests) = app_totals(
+        rig.engine(),
+        &rig.stacks,
+        flowsteer_stack::AppKind::Http,
+        HTTP_PORT,
+    );
+    assert_eq!(http_opened, HTTP_CONNECTIONS as u64);
+    assert_eq!(http_closed, http_opened);
+    assert_eq!(http_requests, (HTTP_CONNECTIONS * HTTP_REQUESTS) as u64);
+    let (_, _, datagrams) = app_totals(
+        rig.engine(),
+        &rig.stacks,
+        flowsteer_stack::AppKind::UdpEcho,
+        UDP_ECHO_PORT,
+    );
+    assert_eq!(datagrams, probes.len() as u64);
+
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = &finished.report;
+    assert_eq!(finished.misdirected(), 0, "{}", report.render_table());
+    assert_eq!(report.total.misdirected, 0, "{}", report.render_table());
+    assert!(
+        report.total.handed_off > 0,
+        "connections on the other queue were handed off\n{}",
+        report.render_table()
+    );
+}
+
+#[test]
+fn rss_balancing_breaks_the_connections_that_land_on_the_other_thread() {
+    const ATTEMPTS: usize = 40;
+    let mut rig = Rig::start(Balance::Rss);
+
+    let plan = echo_plan(ATTEMPTS, 20_000);
+    let crossing = rig.crossing(&plan);
+    let predicted_failures = crossing.iter().filter(|&&c| c).count();
+    assert!(
+        (ATTEMPTS / 4..=ATTEMPTS * 3 / 4).contains(&predicted_failures),
+        "soft RSS puts {predicted_failures} of {ATTEMPTS} connections on the other queue"
+    );
+
+    let attempts = sequential_echo(&mut rig.hosts, &plan, Duration::from_secs(2));
+    for (conn, &crosses) in attempts.iter().zip(&crossing) {
+        let who = format!(
+            "{}:{} -> :{}",
+            client_ip(conn.host),
+            conn.local_port,
+            conn.server_port
+        );
+        if crosses {
+            // Its SYN reached the thread without a listener on the port: reset, or at least
+            // never set up.
+            assert!(
+                matches!(
+                    conn.outcome,
+                    Some(EchoOutcome::Reset { established: false })
+                        | Some(EchoOutcome::TimedOut {
+                            established: false,
+                            ..
+                        })
+                ),
+                "{who} arrives on the other thread's queue: {:?}",
+                conn.outcome
+            );
+        } else {
+            assert_eq!(
+                conn.outcome,
+                Some(EchoOutcome::Echoed),
+                "{who} arrives on its owner's queue"
+            );
+        }
+    }
+
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(
+        left, 0,
+        "exact rules left after every connection closed or failed"
+    );
+
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = &finished.report;
+    assert!(
+        finished.misdirected() >= predicted_failures as u64,
+        "every failed connection's SYN is counted as misdirected: {} < {predicted_failures}\n{}",
+        finished.misdirected(),
+        report.render_table()
+    );
+    assert_eq!(
+        report.total.misdirected,
+        finished.misdirected(),
+        "the report folds the stacks' misdirected packets into its total\n{}",
+        report.render_table()
+    );
+    assert_eq!(
+        report.total.lookups.exact + report.total.lookups.miss,
+        0,
+        "rss balancing does no lookup\n{}",
+        report.render_table()
+    );
+    assert_eq!(
+        report.total.handed_off,
+        report.total.link_copies,
+        "only the copies of ARP frames cross threads\n{}",
+        report.render_table()
+    );
+}
