@@ -17,6 +17,12 @@
 //! the rule; the thread's exit deletes the rest (the engine calls `remove_owner`). The stack
 //! knows nothing of steering: it only tells the table which flows it holds.
 //!
+//! # Outbound connections under RSS balancing
+//!
+//! [`ports::rss_local_port`] picks a local port whose return packets the NIC's RSS delivers to
+//! the connecting thread's own queue (Seastar's and gazelle's trick), so an outbound connection
+//! needs no rule when RSS alone balances.
+//!
 //! # Costs
 //!
 //! | step | cost |
@@ -39,6 +45,7 @@ pub mod apps;
 mod config;
 mod device;
 mod keys;
+pub mod ports;
 mod rules;
 mod stack;
 pub mod stats;
