@@ -8,38 +8,12 @@
 //!
 //! Blocks are cache-line padded so two threads never write the same line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crossbeam_utils::CachePadded;
 use flowsteer_nic::wire::{ParseError, UnkeyedReason};
 use serde::Serialize;
 
-/// A counter with a single writer thread.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds `n`. Must only be called by the counter's owning thread.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        if n != 0 {
-            self.0
-                .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-        }
-    }
-
-    /// Sets the value (gauges). Must only be called by the owning thread.
-    #[inline]
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-
-    /// A relaxed read, from any thread.
-    #[inline]
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+/// The single-writer counter every per-thread block uses (the stack's, shared).
+pub use flowsteer_stack::Counter;
 
 /// Why a packet was dropped. Each reason is one label value of `flowsteer_dropped_packets_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

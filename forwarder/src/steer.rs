@@ -91,17 +91,7 @@ impl Steering {
                         local.push(pkt);
                     }
                 },
-                Ok(Classified::Arp { .. }) => {
-                    stats.arp.add(1);
-                    if self.share_arp {
-                        self.copy_to_others(&pkt, cache, stats);
-                    }
-                    local.push(pkt);
-                }
-                Ok(Classified::Unkeyed(reason)) => {
-                    stats.count_unkeyed(reason);
-                    local.push(pkt);
-                }
+                Ok(other) => self.keep_unkeyed(pkt, other, local, cache, stats),
                 Err(err) => {
                     stats.count_malformed(&err);
                     cache.free(pkt);
@@ -181,17 +171,7 @@ impl Steering {
         for pkt in rx.drain(..) {
             match wire::classify(pkt.data()) {
                 Ok(Classified::Flow { .. }) => local.push(pkt),
-                Ok(Classified::Arp { .. }) => {
-                    stats.arp.add(1);
-                    if self.share_arp {
-                        self.copy_to_others(&pkt, cache, stats);
-                    }
-                    local.push(pkt);
-                }
-                Ok(Classified::Unkeyed(reason)) => {
-                    stats.count_unkeyed(reason);
-                    local.push(pkt);
-                }
+                Ok(other) => self.keep_unkeyed(pkt, other, local, cache, stats),
                 Err(err) => {
                     stats.count_malformed(&err);
                     cache.free(pkt);
@@ -199,6 +179,29 @@ impl Steering {
             }
         }
         self.flush(queues, cache, stats);
+    }
+
+    /// A frame without a flow key (ARP, other ethertypes, non-first fragments) stays on the
+    /// receiving thread, counted by kind; ARP is also shared with the other threads.
+    fn keep_unkeyed(
+        &mut self,
+        pkt: PktBuf,
+        class: Classified,
+        local: &mut Vec<PktBuf>,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        match class {
+            Classified::Arp { .. } => {
+                stats.arp.add(1);
+                if self.share_arp {
+                    self.copy_to_others(&pkt, cache, stats);
+                }
+            }
+            Classified::Unkeyed(reason) => stats.count_unkeyed(reason),
+            Classified::Flow { .. } => {}
+        }
+        local.push(pkt);
     }
 
     /// Queues a copy of the ARP frame `pkt` for every other thread. A request is answered once,
