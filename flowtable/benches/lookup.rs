@@ -83,7 +83,7 @@ fn writer(table: &dyn FlowTable, base: u32, stop: &AtomicBool) {
             continue;
         }
         let i = base + (done / 2 % 2048) as u32;
-        if done % 2 == 0 {
+        if done.is_multiple_of(2) {
             let _ = table.insert(key(i), 7);
         } else {
             table.remove(&key(i));

@@ -23,7 +23,7 @@ const WRITER_OWNERS: [ThreadId; WRITERS as usize] = [0x5AA5, 0xA55A];
 /// address families so both layouts are exercised.
 fn key(i: u32) -> FlowKey {
     let remote_port = (i % 50_000) as u16 + 1024;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         FlowKey::from_v4_bytes(
             Proto::Tcp,
             [198, 18, 0, 1],
@@ -164,7 +164,7 @@ fn readers_never_see_a_foreign_owner_or_lose_a_pinned_key_in(kind: TableImpl) {
     for w in 0..WRITERS {
         let last_round = WRITER_ROUNDS - 1;
         for i in writer_range(w) {
-            let expected = if (i + last_round) % 2 == 0 {
+            let expected = if (i + last_round).is_multiple_of(2) {
                 Lookup::Miss
             } else {
                 Lookup::Exact(WRITER_OWNERS[w as usize])

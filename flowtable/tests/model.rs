@@ -36,7 +36,7 @@ fn pool_key(i: usize) -> FlowKey {
     let local = (i >> 1) % 2;
     let port = PORTS[(i >> 2) % 2];
     let remote_port = 40_000 + i as u16;
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         FlowKey::v4(
             proto(i >> 3 & 1),
             LOCAL4[local],
@@ -269,7 +269,7 @@ fn key_and_rule_pools_are_distinct_and_overlap() {
         let matchable = (0..RULE_POOL).map(pool_rule).any(|rule| {
             rule.proto == key.proto()
                 && rule.port == key.local_port()
-                && rule.ip.map_or(true, |ip| ip == key.local_ip())
+                && rule.ip.is_none_or(|ip| ip == key.local_ip())
         });
         assert!(matchable, "key {i} ({key}) matches no rule of the pool");
     }

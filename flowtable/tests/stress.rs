@@ -164,7 +164,7 @@ fn stress(kind: TableImpl) {
     let mut expected_len = PINNED as usize;
     for w in 0..WRITERS {
         for i in writer_range(w) {
-            let expected = if (i + last) % 3 != 0 {
+            let expected = if !(i + last).is_multiple_of(3) {
                 Lookup::Miss
             } else {
                 expected_len += 1;

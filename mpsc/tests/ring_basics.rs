@@ -229,7 +229,7 @@ fn burst_max_capacity_is_a_power_of_two_that_fits() {
     assert!(max.checked_mul(1 << 34).unwrap() <= isize::MAX as usize);
     assert!((max * 2)
         .checked_mul(1 << 34)
-        .map_or(true, |b| b > isize::MAX as usize));
+        .is_none_or(|b| b > isize::MAX as usize));
 }
 
 #[test]
