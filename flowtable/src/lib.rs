@@ -9,15 +9,17 @@
 //! Lookup order: exact 5-tuple → listen (local ip, port) → listen (any ip, port) → miss; a listen
 //! rule with several owners spreads new flows over them by the flow hash ([`pick_owner`]).
 //!
-//! Files: `key` (keys and the hash), `lookup` (results and the owner pick), `table` (the
-//! [`FlowTable`] trait and the implementation choice), `bucket_table` (the lock-free-read table,
-//! [`BucketTable`]), `listen_table` (its listen rules), `seqlock` (the version protocol both use
-//! and its memory-ordering argument), `dashmap_table` (the baseline table).
+//! Files: `key` (keys and the hash), `crc32c` (the hash's CRC, by instruction or table),
+//! `lookup` (results and the owner pick), `table` (the [`FlowTable`] trait and the implementation
+//! choice), `bucket_table` (the lock-free-read table, [`BucketTable`]), `listen_table` (its listen
+//! rules and their port filter), `seqlock` (the version protocol both use and its memory-ordering
+//! argument), `dashmap_table` (the baseline table).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 mod bucket_table;
+mod crc32c;
 mod dashmap_table;
 mod key;
 mod listen_table;

@@ -13,11 +13,37 @@
 //! can match sit in the same probe run, and one scan from the home slot to the first empty slot
 //! finds both. Deletion shifts the run back (no tombstones), so runs stay short.
 //!
+//! Port filter: one bit per (protocol, port), set while at least one rule (any address or one
+//! address) exists for that port: 65 536 bits = 8 KiB per protocol, so the words a burst touches
+//! stay in L1/L2. A lookup reads the flow's bit first and answers `Miss` without the version or
+//! the slots when it is clear, which is what an exact miss on a port nobody listens on costs. The
+//! filter may say "maybe" for a port without rules (briefly, while its last rule is being
+//! removed), never "no" for a port with one. Ordering (writers serialize on the mutex, so the
+//! filter words change only under it; the bit changes are read-modify-writes that leave the other
+//! ports' bits of the word alone; the reader's filter load is `Acquire`):
+//!
+//! - add: the bit is set (`Relaxed`) *before* the version lock is taken and the rule published,
+//!   so the set is sequenced before the version's `Release` store. A reader that validated a read
+//!   showing the rule loaded that store with `Acquire`, so the set happens before its later
+//!   filter loads: once a reader has seen a rule, it sees the bit (coherence) until the rule's
+//!   removal clears it. An add that returned before a lookup began (happens before it) is
+//!   likewise always seen.
+//! - remove: the bit is cleared (`Release`) only *after* the last rule of the port has been
+//!   unpublished and the version released. A reader whose `Acquire` filter load reads the cleared
+//!   bit therefore also sees the removal: answering `Miss` orders it after the removal, and any
+//!   later read of the slots sees the version the removal left (or a later one), never the rule.
+//!   A reader that still reads the set bit falls through to the slots, which the seqlock makes
+//!   exact.
+//!
+//! On x86-64 the `Acquire` load is a plain load: the filter costs one L1 load and a branch.
+//!
 //! Limits: at most `min(capacity, LISTEN_RULES_MAX)` rules and [`MAX_OWNERS`] owners per rule (the
 //! engine runs at most 64 threads); beyond either, `listen_add` fails with [`TableFull`].
 //!
-//! Cost: lookup O(run length), typically one or two slots, in a structure that stays in cache.
-//! Changes O(run length + owners); `remove_owner` O(slots).
+//! Cost: a lookup on a port without rules is one load of a filter word (no version, no fence).
+//! Otherwise O(run length), typically one or two slots, in a structure that stays in cache, plus
+//! the filter load. Changes O(run length + owners) and one filter read-modify-write when a port
+//! gains its first or loses its last rule; `remove_owner` O(slots).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -35,6 +61,8 @@ pub(crate) const LISTEN_RULES_MAX: usize = 4096;
 /// Most owners of one listen rule.
 pub(crate) const MAX_OWNERS: usize = 64;
 const OWNER_WORDS: usize = MAX_OWNERS / 4;
+/// Filter words per protocol: one bit per port.
+const PORT_WORDS: usize = (u16::MAX as usize + 1) / 64;
 
 // Meta word: bit 0 used, bit 1 any-address, bit 2 IPv6, bits 8..16 protocol, bits 16..32 port,
 // bits 32..40 owner count.
@@ -119,6 +147,18 @@ fn encode(rule: &ListenKey) -> Encoded {
 struct Writers {
     /// The authoritative rules; the slot array mirrors it for readers.
     rules: HashMap<ListenKey, OwnerSet>,
+    /// Rules per (protocol, port), for the port filter: its bit is set while this is non-zero.
+    port_rules: HashMap<(Proto, u16), usize>,
+}
+
+/// Index of the port filter word of `port` and its bit in that word.
+#[inline]
+fn port_bit(proto: Proto, port: u16) -> (usize, u64) {
+    let protocol_base = match proto {
+        Proto::Tcp => 0,
+        Proto::Udp => PORT_WORDS,
+    };
+    (protocol_base + usize::from(port) / 64, 1 << (port % 64))
 }
 
 /// Listen rules with lock-free lookups. See the module documentation.
@@ -127,6 +167,9 @@ pub(crate) struct ListenTable {
     slots: Box<[Slot]>,
     mask: usize,
     limit: usize,
+    /// The port filter: TCP ports in words `0..PORT_WORDS`, UDP ports after them (see the module
+    /// documentation for the ordering that keeps it exact).
+    ports: Box<[AtomicU64]>,
     writers: Mutex<Writers>,
 }
 
@@ -139,8 +182,10 @@ impl ListenTable {
             slots: (0..slots).map(|_| Slot::new()).collect(),
             mask: slots - 1,
             limit,
+            ports: (0..2 * PORT_WORDS).map(|_| AtomicU64::new(0)).collect(),
             writers: Mutex::new(Writers {
                 rules: HashMap::new(),
+                port_rules: HashMap::new(),
             }),
         }
     }
@@ -162,9 +207,49 @@ impl ListenTable {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// False when no rule exists for the port (see the module documentation for why a clear bit
+    /// is never wrong); true when one may.
+    #[inline]
+    fn port_may_listen(&self, proto: Proto, port: u16) -> bool {
+        let (word, bit) = port_bit(proto, port);
+        self.ports[word].load(Ordering::Acquire) & bit != 0
+    }
+
+    /// Writer only (mutex held): counts a new rule on `rule`'s port, setting the filter bit for
+    /// the port's first. Call before publishing the rule.
+    fn count_port_rule(&self, writers: &mut Writers, rule: &ListenKey) {
+        let count = writers
+            .port_rules
+            .entry((rule.proto, rule.port))
+            .or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            let (word, bit) = port_bit(rule.proto, rule.port);
+            self.ports[word].fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Writer only (mutex held): uncounts a removed rule, clearing the filter bit with the port's
+    /// last. Call after the rule is unpublished and the version released.
+    fn uncount_port_rule(&self, writers: &mut Writers, rule: &ListenKey) {
+        let place = (rule.proto, rule.port);
+        let Some(count) = writers.port_rules.get_mut(&place) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            writers.port_rules.remove(&place);
+            let (word, bit) = port_bit(rule.proto, rule.port);
+            self.ports[word].fetch_and(!bit, Ordering::Release);
+        }
+    }
+
     /// The listen match of a flow whose exact lookup missed: (ip, port), then (any, port), or miss.
     #[inline]
     pub(crate) fn lookup(&self, key: &FlowKey, hash: u64) -> Lookup {
+        if !self.port_may_listen(key.proto(), key.local_port()) {
+            return Lookup::Miss;
+        }
         let words = key.words();
         let flow_place = place_meta(key.proto(), key.local_port());
         let flow_v6 = if key.is_ipv6() { META_V6 } else { 0 };
@@ -314,6 +399,11 @@ impl ListenTable {
                 capacity: self.limit,
             });
         }
+        if is_new {
+            // A new rule is always published below (its owner set is empty, so neither early
+            // return applies). Counted before publishing: see the module documentation.
+            self.count_port_rule(&mut writers, &rule);
+        }
         let owners = writers.rules.entry(rule).or_default();
         if owners.contains(owner) {
             return Ok(());
@@ -338,10 +428,13 @@ impl ListenTable {
             return false;
         }
         let encoded = encode(rule);
-        let _guard = self.version.lock();
+        let guard = self.version.lock();
         if owners.is_empty() {
             writers.rules.remove(rule);
             self.unpublish(encoded);
+            // After the release: see the module documentation.
+            drop(guard);
+            self.uncount_port_rule(&mut writers, rule);
         } else {
             self.publish(encoded, owners);
         }
@@ -353,7 +446,7 @@ impl ListenTable {
         let mut writers = self.writers();
         let mut removed = 0;
         let mut emptied = Vec::new();
-        let _guard = self.version.lock();
+        let guard = self.version.lock();
         for (rule, owners) in writers.rules.iter_mut() {
             if owners.remove(owner) {
                 removed += 1;
@@ -364,9 +457,14 @@ impl ListenTable {
                 }
             }
         }
-        for rule in emptied {
-            writers.rules.remove(&rule);
-            self.unpublish(encode(&rule));
+        for rule in &emptied {
+            writers.rules.remove(rule);
+            self.unpublish(encode(rule));
+        }
+        // After the release: see the module documentation.
+        drop(guard);
+        for rule in &emptied {
+            self.uncount_port_rule(&mut writers, rule);
         }
         removed
     }
@@ -413,6 +511,86 @@ mod tests {
             assert_eq!(table.lookup(&flow(rule.port, 1), 0), expected, "rule {i}");
         }
         assert_eq!(table.len(), 5);
+    }
+
+    #[test]
+    fn port_filter_is_set_exactly_while_a_port_has_rules() {
+        let table = ListenTable::new(64);
+        let local = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let on_ip = ListenKey::on_ip(Proto::Tcp, local, 8000);
+        let any = ListenKey::any_ip(Proto::Tcp, 8000);
+        let bits = |table: &ListenTable| {
+            [(Proto::Tcp, 8000), (Proto::Udp, 8000), (Proto::Tcp, 8001)]
+                .map(|(proto, port)| table.port_may_listen(proto, port))
+        };
+        assert_eq!(bits(&table), [false; 3]);
+        table.add(on_ip, 1).unwrap();
+        table.add(on_ip, 2).unwrap();
+        table.add(any, 3).unwrap();
+        // Same protocol and port only: UDP 8000 and TCP 8001 stay clear.
+        assert_eq!(bits(&table), [true, false, false]);
+        assert!(table.remove(&any, 3));
+        assert!(table.remove(&on_ip, 1));
+        assert_eq!(bits(&table), [true, false, false], "one rule left");
+        assert_eq!(table.lookup(&flow(8000, 1), 0), Lookup::Listen(2));
+        assert!(table.remove(&on_ip, 2));
+        assert_eq!(bits(&table), [false; 3]);
+        assert_eq!(table.lookup(&flow(8000, 1), 0), Lookup::Miss);
+        // remove_owner clears the bits of the ports it empties and keeps the others.
+        table.add(any, 4).unwrap();
+        table.add(ListenKey::any_ip(Proto::Tcp, 8001), 4).unwrap();
+        table.add(ListenKey::any_ip(Proto::Tcp, 8001), 5).unwrap();
+        table.add(ListenKey::any_ip(Proto::Udp, 8000), 4).unwrap();
+        assert_eq!(bits(&table), [true; 3]);
+        assert_eq!(table.remove_owner(4), 3);
+        assert_eq!(bits(&table), [false, false, true]);
+        // Failed adds leave no bit behind; the extreme ports have bits of their own.
+        let full = ListenTable::new(1);
+        full.add(ListenKey::any_ip(Proto::Udp, 0), 1).unwrap();
+        assert!(full
+            .add(ListenKey::any_ip(Proto::Udp, u16::MAX), 1)
+            .is_err());
+        assert!(full.port_may_listen(Proto::Udp, 0));
+        assert!(!full.port_may_listen(Proto::Udp, u16::MAX));
+        assert!(!full.port_may_listen(Proto::Tcp, 0));
+    }
+
+    /// A reader must always find a rule that stays installed, while a writer adds and removes
+    /// other rules on the same port (its count goes 1 → 2 → 1) and on ports that share its filter
+    /// word (their bits are set and cleared next to its bit).
+    #[test]
+    fn a_standing_rule_is_never_filtered_out() {
+        const ROUNDS: u32 = if cfg!(miri) { 20 } else { 20_000 };
+        let table = ListenTable::new(64);
+        let standing = ListenKey::on_ip(Proto::Tcp, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 130);
+        table.add(standing, 7).unwrap();
+        let churn = [
+            ListenKey::any_ip(Proto::Tcp, 130),
+            ListenKey::any_ip(Proto::Tcp, 129),
+            ListenKey::any_ip(Proto::Tcp, 131),
+            ListenKey::on_ip(Proto::Tcp, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2)), 130),
+        ];
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let key = flow(130, 9);
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) || reads < 100 {
+                    assert_eq!(table.lookup(&key, 0), Lookup::Listen(7), "read {reads}");
+                    reads += 1;
+                }
+            });
+            for round in 0..ROUNDS {
+                let rule = churn[round as usize % churn.len()];
+                table.add(rule, 1).unwrap();
+                assert!(table.remove(&rule, 1));
+            }
+            done.store(true, Ordering::Release);
+            reader.join().unwrap();
+        });
+        assert!(table.port_may_listen(Proto::Tcp, 130));
+        assert!(!table.port_may_listen(Proto::Tcp, 129));
+        assert!(!table.port_may_listen(Proto::Tcp, 131));
     }
 
     #[test]

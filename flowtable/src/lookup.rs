@@ -2,7 +2,7 @@
 //!
 //! A listen rule may be served by several stack threads. A new flow that matches it goes to one of
 //! them, chosen from the flow hash by a multiply-shift (`(hash * n) >> 64`): one multiplication, no
-//! division, and it uses the high bits of the hash, which ahash mixes best. The pick depends only on
+//! division, and it uses the high bits of the hash, which its final multiply mixes best. The pick depends only on
 //! the hash and the owner *set* (owners are kept sorted), so every thread that looks up the same
 //! key while the set is unchanged picks the same owner. Adding or removing an owner re-spreads
 //! flows that have no exact rule yet; established flows are pinned by their exact rule.
