@@ -393,7 +393,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
          ratio = this row's ns/key / {ours}'s, >1 = {ours} faster"
     ));
     table.describe(
-        "a flowsteer miss also consults the listen rules (none installed here); rte_hash has only exact keys",
+        "a flowsteer miss also checks the listen rules: no port here has one, so its per-port filter ends the miss; rte_hash has only exact keys",
     );
     table.describe(format!(
         "readers and writer unpinned on {} cores",
