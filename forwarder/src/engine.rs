@@ -127,6 +127,39 @@ impl PortHandle {
         })
     }
 
+    /// Frames the port itself dropped before any stack thread received them, per queue, as
+    /// (reason, count) in a fixed order per driver. Transmit refusals are not here: the engine
+    /// counts them as `tx_full`.
+    pub fn drops(&self) -> Vec<Vec<(&'static str, u64)>> {
+        match self {
+            PortHandle::Uveth(uveth) => uveth
+                .stats()
+                .queues
+                .iter()
+                .map(|q| {
+                    vec![
+                        ("rx_ring_full", q.rx_dropped_full),
+                        ("rx_no_buffer", q.rx_dropped_no_buffer),
+                        ("rx_oversize", q.rx_dropped_oversize),
+                    ]
+                })
+                .collect(),
+            PortHandle::AfPacket(port) => port
+                .stats()
+                .queues
+                .iter()
+                .map(|q| {
+                    vec![
+                        ("kernel_ring_full", q.kernel_drops),
+                        ("rx_no_buffer", q.rx_dropped_no_buffer),
+                        ("rx_oversize", q.rx_dropped_oversize),
+                        ("rx_invalid", q.rx_dropped_invalid),
+                    ]
+                })
+                .collect(),
+        }
+    }
+
     /// The port's MAC address (the stacks' link address): the configured one for uveth, the
     /// interface's own for afpacket.
     pub fn mac(&self) -> [u8; 6] {

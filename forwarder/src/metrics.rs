@@ -240,6 +240,12 @@ fn publish(shared: &Shared, recorder: &PrometheusRecorder) {
         gauge!("flowsteer_pool_buffers", "state" => "free").set(f64::from(available));
         gauge!("flowsteer_pool_buffers", "state" => "in_use")
             .set(f64::from(shared.pool.capacity().saturating_sub(available)));
+        for (q, drops) in shared.port.drops().into_iter().enumerate() {
+            for (reason, v) in drops {
+                counter!("flowsteer_port_dropped_frames_total", "queue" => q.to_string(), "reason" => reason)
+                    .absolute(v);
+            }
+        }
         for (q, source) in shared.traffic.iter().enumerate() {
             for (what, v) in source.snapshot() {
                 counter!(format!("flowsteer_generator_{what}_total"), "queue" => q.to_string())
@@ -600,6 +606,41 @@ mod tests {
                 "{name} is not in the README's table"
             );
         }
+    }
+
+    #[test]
+    fn frames_the_port_drops_are_counted_by_queue_and_reason() {
+        let mut cfg = Config::default();
+        cfg.traffic.profile = Profile::None;
+        let engine = Engine::start(&cfg, false).expect("engine starts");
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let before = render(engine.shared(), &recorder);
+        for q in 0..2 {
+            for reason in ["rx_ring_full", "rx_no_buffer", "rx_oversize"] {
+                let series = format!(
+                    "flowsteer_port_dropped_frames_total{{queue=\"{q}\",reason=\"{reason}\"}}"
+                );
+                assert_eq!(value(&before, &series), Some(0.0), "{series} in\n{before}");
+            }
+        }
+        // A frame longer than the buffers' data room never reaches a thread.
+        let uveth = engine.uveth().expect("uveth port");
+        let mut cache = engine.shared().pool.cache(0);
+        let too_long = vec![0u8; usize::from(cfg.pool.data_room) + 1];
+        assert!(uveth.inject(&too_long, &mut cache).is_err());
+        drop(cache);
+        let after = render(engine.shared(), &recorder);
+        assert_eq!(
+            sum(
+                &after,
+                "flowsteer_port_dropped_frames_total",
+                &["reason=\"rx_oversize\""]
+            ),
+            1.0
+        );
+        assert_eq!(sum(&after, "flowsteer_port_dropped_frames_total", &[]), 1.0);
+        let report = engine.stop().expect("engine stops");
+        assert!(report.conservation.ok, "{}", report.render_table());
     }
 
     #[test]
