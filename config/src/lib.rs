@@ -3,7 +3,9 @@
 //! A configuration is one TOML file of eight tables (`[engine]`, `[pool]`, `[flowtable]`,
 //! `[swq]`, `[port]`, `[stack]`, `[traffic]`, `[metrics]`), the `[stack]` table with an array of
 //! `[[stack.app]]` tables. Every key is optional and takes its default when missing, except the
-//! `kind` and `port` of an app; an unknown table or key is an error, never silently ignored.
+//! `kind` and `port` of an app and the `upstream` of a `tcp-proxy` app (the server it relays
+//! each connection to, which only that kind takes); an unknown table or key is an error, never
+//! silently ignored.
 //!
 //! ```
 //! use flowsteer_config::{Balance, Config};
@@ -16,6 +18,27 @@
 //!
 //! let error = Config::from_toml_str("[engine]\nthreads = 0\n").unwrap_err();
 //! assert_eq!(error.to_string(), "engine.threads: must be 1..=64, got 0");
+//! # Ok::<(), flowsteer_config::ConfigError>(())
+//! ```
+//!
+//! A `tcp-proxy` app names its upstream server, which must be a neighbour of the port:
+//!
+//! ```
+//! use flowsteer_config::{App, Config};
+//!
+//! let config = Config::from_toml_str(
+//!     "[traffic]\nprofile = \"none\"\n\n[[stack.app]]\nkind = \"tcp-proxy\"\nport = 80\n\
+//!      upstream = \"198.18.0.2:9000\"\n",
+//! )?;
+//! assert_eq!(config.stack.app, [App::proxy(80, "198.18.0.2:9000".parse().unwrap())]);
+//!
+//! // The stacks have no gateway: an upstream outside the port's subnet is refused.
+//! let error = Config::from_toml_str(
+//!     "[traffic]\nprofile = \"none\"\n\n[[stack.app]]\nkind = \"tcp-proxy\"\nport = 80\n\
+//!      upstream = \"192.0.2.7:9000\"\n",
+//! )
+//! .unwrap_err();
+//! assert!(error.to_string().starts_with("stack.app[0].upstream: must be on-link"));
 //! # Ok::<(), flowsteer_config::ConfigError>(())
 //! ```
 //!
@@ -190,11 +213,15 @@ mod tests {
     }
 
     /// The same for the entries of an array of tables: `[[stack.app]]` names exactly the fields
-    /// of [`App`], and only keys with entries are printed and parsed entry by entry.
+    /// of [`App`] (`upstream` is written only when present, so a proxy app shows them all), and
+    /// only keys with entries are printed and parsed entry by entry.
     #[test]
     fn app_schema_keys_are_the_serde_fields() {
-        let app = toml::Table::try_from(App::new(AppKind::Http, 80)).expect("serializes");
-        let serde_keys: BTreeSet<&str> = app.keys().map(String::as_str).collect();
+        let upstream = "198.18.0.2:9000".parse().expect("a socket address");
+        let proxy = toml::Table::try_from(App::proxy(80, upstream)).expect("serializes");
+        let serde_keys: BTreeSet<&str> = proxy.keys().map(String::as_str).collect();
+        let other = toml::Table::try_from(App::new(AppKind::Http, 80)).expect("serializes");
+        assert!(!other.contains_key("upstream"), "{other}");
         let entries = schema::STACK
             .key("app")
             .and_then(|key| key.entries)

@@ -8,6 +8,8 @@
 //! message names its entry (`stack.app[1].port`). Cost: one small deserialization per key
 //! present, once at start-up.
 
+use std::net::SocketAddr;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::{Table, Value};
@@ -142,6 +144,7 @@ fn stack(root: &Table, out: &mut Collector) -> Stack {
 struct AppDraft {
     kind: Option<AppKind>,
     port: Option<u16>,
+    upstream: Option<SocketAddr>,
     threads: Vec<u16>,
 }
 
@@ -181,6 +184,7 @@ fn apps(value: &Value, out: &mut Collector) -> Vec<App> {
             App {
                 kind: draft.kind.unwrap_or_default(),
                 port: draft.port.unwrap_or(0),
+                upstream: draft.upstream,
                 threads: draft.threads,
             }
         })

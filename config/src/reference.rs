@@ -41,8 +41,19 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "With `port.driver = \"afpacket\"` or any `[[stack.app]]` entry, `pool.data_room >= 1514`, \
      a full Ethernet frame without FCS.",
     "Every `stack.app[i].threads` entry is `< engine.threads`.",
-    "Two TCP apps (`tcp-echo`, `http`, `discard`) on the same `port`, or two `udp-echo` apps on \
-     the same `port`, run on no common thread; a TCP and a UDP app may share a port number.",
+    "Two TCP apps (`tcp-echo`, `http`, `discard`, `tcp-proxy`) on the same `port`, or two \
+     `udp-echo` apps on the same `port`, run on no common thread; a TCP and a UDP app may share a \
+     port number.",
+    "`stack.app[i].upstream` is present exactly when `stack.app[i].kind = \"tcp-proxy\"`.",
+    "An IPv4 `upstream` lies inside `port.ipv4`/`port.ipv4_prefix`, is not `port.ipv4` and not \
+     the subnet's broadcast address; an IPv6 `upstream` lies inside \
+     `port.ipv6`/`port.ipv6_prefix` and is not `port.ipv6`: the stacks have no gateway, so an \
+     off-link upstream could never be reached.",
+    "`engine.balance = \"rss\"` with a `tcp-proxy` app needs `port.driver = \"uveth\"`: under \
+     RSS balancing an outbound connection gets no flow rule; its source port is chosen so that \
+     the port's software RSS (Toeplitz over `port.rss_key`, `port.reta_size`, `port.queues`) \
+     sends the return packets to the connecting thread's queue, and AF_PACKET's fanout hash is \
+     the kernel's own seeded flow hash, which no source port can aim.",
 ];
 
 /// The text of [`crate::reference`].
@@ -79,7 +90,7 @@ fn write_table(text: &mut String, spec: &SectionSpec, defaults: Option<&Table>) 
     for key in spec.keys {
         let default = match defaults.and_then(|t| t.get(key.name)) {
             _ if key.required => String::from("(required)"),
-            Some(value) => format!("`{}`", cell(&render(value))),
+            Some(value) => cell(&format!("`{}`", render(value))),
             None => String::from("(none)"),
         };
         let _ = writeln!(
@@ -103,7 +114,33 @@ fn entry_defaults(entries: &SectionSpec) -> Option<Table> {
     }
 }
 
-/// Text safe inside a Markdown table cell.
+/// Text safe inside a Markdown table cell: `|` escaped, and outside code spans `[` and `]`
+/// too, so that an example such as `"[2001:db8::2]:9000"` stays text and is not read as a link
+/// (rustdoc would try to resolve it).
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|")
+    let mut out = String::with_capacity(text.len());
+    let mut in_code = false;
+    for c in text.chars() {
+        match c {
+            '`' => in_code = !in_code,
+            '|' => out.push('\\'),
+            '[' | ']' if !in_code => out.push('\\'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cell_escapes_pipes_and_brackets_outside_code() {
+        assert_eq!(
+            cell("\"[::1]:80\" | `[[stack.app]]`"),
+            "\"\\[::1\\]:80\" \\| `[[stack.app]]`"
+        );
+    }
 }

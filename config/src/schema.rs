@@ -341,10 +341,10 @@ pub(crate) const STACK: SectionSpec = SectionSpec {
         ),
         tables(
             "app",
-            "[[stack.app]] tables with the keys kind, port, threads",
+            "[[stack.app]] tables with the keys kind, port, upstream, threads",
             &APP,
-            "The apps the stack threads run, one `[[stack.app]]` table each (keys below); by \
-             default none.",
+            "The apps the stack threads run, one `[[stack.app]]` table each with the keys `kind`, \
+             `port`, `upstream` (`tcp-proxy` only) and `threads` (below); by default none.",
         ),
     ],
 };
@@ -358,14 +358,23 @@ pub(crate) const APP: SectionSpec = SectionSpec {
             AppKind::NAMES,
             "`tcp-echo` = TCP, writes back what it reads; `udp-echo` = UDP, sends every datagram \
              back; `http` = a small HTTP/1.1 responder with keep-alive; `discard` = TCP, reads and \
-             drops (RFC 863).",
+             drops (RFC 863); `tcp-proxy` = TCP, connects to `upstream` for every connection it \
+             accepts and relays bytes both ways (a reverse proxy).",
         )),
         required(text(
             "port",
             "an integer 1..=65535",
-            "The TCP or UDP port the app listens on. Two TCP apps (tcp-echo, http, discard), or \
-             two udp-echo apps, may share a port only on different threads.",
+            "The TCP or UDP port the app listens on. Two TCP apps (tcp-echo, http, discard, \
+             tcp-proxy), or two udp-echo apps, may share a port only on different threads.",
         )),
+        text(
+            "upstream",
+            "a socket address such as \"198.18.0.2:9000\" or \"[2001:db8::2]:9000\"",
+            "`tcp-proxy` only, and required there: the server each accepted connection is relayed \
+             to. A unicast address (not unspecified, loopback or the port's own address) inside \
+             `port.ipv4`/`port.ipv4_prefix` or `port.ipv6`/`port.ipv6_prefix`, since the stacks \
+             have no gateway; its port 1..=65535.",
+        ),
         text(
             "threads",
             "an array of distinct thread indices 0..engine.threads",

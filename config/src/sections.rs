@@ -210,6 +210,9 @@ impl Default for Stack {
 }
 
 /// One `[[stack.app]]` entry: an app listening on `port` on some stack threads.
+///
+/// Build one with [`App::new`] (or [`App::proxy`] for a `tcp-proxy`) and narrow it to some
+/// threads with [`App::on_threads`], so that code building apps does not spell out every field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct App {
@@ -217,18 +220,42 @@ pub struct App {
     pub kind: AppKind,
     /// The TCP or UDP port it listens on, 1..=65535.
     pub port: u16,
+    /// `tcp-proxy` only, and required there: the server every accepted connection is relayed
+    /// to. A unicast address on the port's own subnet (the stacks have no gateway), not the
+    /// port's own address, with a port 1..=65535.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<SocketAddr>,
     /// The stack threads it runs on, distinct and below `engine.threads`; empty = every thread.
     #[serde(default)]
     pub threads: Vec<u16>,
 }
 
 impl App {
-    /// An app on every thread.
+    /// An app on every thread, without an upstream.
     pub fn new(kind: AppKind, port: u16) -> Self {
         App {
             kind,
             port,
+            upstream: None,
             threads: Vec::new(),
+        }
+    }
+
+    /// A `tcp-proxy` on every thread: accepts connections on `port` and relays each to
+    /// `upstream`.
+    pub fn proxy(port: u16, upstream: SocketAddr) -> Self {
+        App {
+            upstream: Some(upstream),
+            ..App::new(AppKind::TcpProxy, port)
+        }
+    }
+
+    /// The same app on the stack threads `threads` only (empty = every thread).
+    #[must_use]
+    pub fn on_threads(self, threads: impl Into<Vec<u16>>) -> Self {
+        App {
+            threads: threads.into(),
+            ..self
         }
     }
 

@@ -210,6 +210,9 @@ toml_enum! {
         Http = "http",
         /// TCP: reads and drops everything (RFC 863).
         Discard = "discard",
+        /// TCP: a reverse proxy; for every connection it accepts, it connects to the app's
+        /// `upstream` server and relays bytes both ways.
+        TcpProxy = "tcp-proxy",
     }
 }
 
@@ -218,6 +221,12 @@ impl AppKind {
     /// same transport may not share a port on one thread.
     pub const fn is_tcp(self) -> bool {
         !matches!(self, AppKind::UdpEcho)
+    }
+
+    /// True for the apps that open outbound connections, and so take an `upstream`
+    /// (`tcp-proxy` only).
+    pub const fn connects_upstream(self) -> bool {
+        matches!(self, AppKind::TcpProxy)
     }
 }
 

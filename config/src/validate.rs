@@ -11,14 +11,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Display;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::error::Collector;
 use crate::parse::render;
+use crate::schema;
 use crate::sections::{
     App, Engine, FlowTableCfg, Pool, Port, Stack, Swq, Traffic, MAX_ETHERNET_FRAME,
 };
-use crate::types::{Driver, Profile, Rate};
+use crate::types::{AppKind, Balance, Driver, Profile, Rate};
 use crate::Config;
 
 const MAX_THREADS: u16 = 64;
@@ -233,6 +234,7 @@ fn check_stack(stack: &Stack, out: &mut Collector) {
         if app.port == 0 && !out.is_rejected(&port_path) {
             out.reject(port_path, format!("must be 1..={MAX_PORT}, got 0"));
         }
+        check_upstream(i, app, out);
         // The upper bound, engine.threads, is a rule between keys.
         let mut first_use: HashMap<u16, usize> = HashMap::new();
         for (j, &thread) in app.threads.iter().enumerate() {
@@ -457,6 +459,7 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
     }
 
     check_port_and_apps(config, out);
+    check_proxies(config, out);
 }
 
 /// The rules that tie the driver and the apps to the rest: the interface name, the traffic
@@ -606,6 +609,196 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     ),
                 );
                 break;
+            }
+        }
+    }
+}
+
+/// The upstream of app `i` within its own entry: present exactly with a kind that connects
+/// upstream, a unicast address that is not loopback, and a port other than 0. Where it must
+/// sit (the port's subnet) is a rule between keys, [`check_upstream_on_link`].
+fn check_upstream(i: usize, app: &App, out: &mut Collector) {
+    let path = format!("stack.app[{i}].upstream");
+    // A mistyped upstream was reported where it was read; a rejected kind is a placeholder.
+    if out.any_rejected(&[&path, &format!("stack.app[{i}].kind")]) {
+        return;
+    }
+    let Some(upstream) = app.upstream else {
+        if app.kind.connects_upstream() {
+            let allowed = schema::APP
+                .key("upstream")
+                .map_or_else(String::new, |key| key.allowed.describe());
+            out.reject(
+                path,
+                format!("required with kind = \"{}\" (must be {allowed})", app.kind),
+            );
+        }
+        return;
+    };
+    if !app.kind.connects_upstream() {
+        out.reject(
+            path,
+            format!(
+                "must be absent with kind = \"{}\": only kind = \"{}\" takes an upstream, got \
+                 \"{upstream}\"",
+                app.kind,
+                AppKind::TcpProxy
+            ),
+        );
+    } else if let Some(reason) = not_a_unicast_host(upstream.ip()) {
+        out.reject(
+            path,
+            format!("must be a unicast address ({reason}), got \"{upstream}\""),
+        );
+    } else if upstream.port() == 0 {
+        out.reject(
+            path,
+            format!("must have a port 1..={MAX_PORT}, got \"{upstream}\""),
+        );
+    }
+}
+
+/// Why `ip` cannot be a server to connect to, if it cannot.
+fn not_a_unicast_host(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) if v4.is_unspecified() => Some("not unspecified"),
+        IpAddr::V4(v4) if v4.is_loopback() => {
+            Some("not loopback: a stack cannot reach the host's loopback")
+        }
+        IpAddr::V4(v4) if !is_unicast_v4(v4) => Some("not broadcast or multicast"),
+        IpAddr::V6(v6) if v6.is_unspecified() => Some("not unspecified"),
+        IpAddr::V6(v6) if v6.is_loopback() => {
+            Some("not loopback: a stack cannot reach the host's loopback")
+        }
+        IpAddr::V6(v6) if !is_unicast_v6(v6) => Some("not multicast"),
+        // The stacks would send IPv6 packets to it, which no IPv4 host answers.
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+            Some("not IPv4-mapped: write the IPv4 address itself")
+        }
+        IpAddr::V4(_) | IpAddr::V6(_) => None,
+    }
+}
+
+/// The rules of the `tcp-proxy` apps: every upstream on the port's own subnet, and with RSS
+/// balancing a port whose queue choice a source port can aim.
+fn check_proxies(config: &Config, out: &mut Collector) {
+    let Config {
+        engine,
+        port,
+        stack,
+        ..
+    } = config;
+
+    for (i, app) in stack.app.iter().enumerate() {
+        let path = format!("stack.app[{i}].upstream");
+        if let Some(upstream) = app.upstream {
+            if !out.is_rejected(&path) {
+                check_upstream_on_link(out, &path, upstream, port);
+            }
+        }
+    }
+
+    // Under RSS balancing an outbound connection gets no flow rule: its source port is picked
+    // so that the port's RSS sends the replies to the connecting thread's own queue. That needs
+    // a hash the engine can compute, which AF_PACKET's fanout (a seeded kernel hash) is not.
+    if engine.balance == Balance::Rss
+        && port.driver != Driver::Uveth
+        && !out.any_rejected(&["engine.balance", "port.driver"])
+    {
+        let proxy = stack.app.iter().enumerate().position(|(i, app)| {
+            app.kind == AppKind::TcpProxy && !out.is_rejected(&format!("stack.app[{i}].kind"))
+        });
+        if let Some(i) = proxy {
+            out.reject(
+                "port.driver",
+                format!(
+                    "must be \"{}\" with engine.balance \"{}\" and a \"{}\" app \
+                     (stack.app[{i}]): under RSS balancing an outbound connection gets no flow \
+                     rule, its source port is chosen so that the port's software RSS \
+                     (port.rss_key, port.reta_size, port.queues) sends the return packets to \
+                     the connecting thread's queue, and AF_PACKET's fanout hash is the kernel's \
+                     own seeded flow hash, which no source port can aim (or set \
+                     engine.balance \"{}\"), got \"{}\"",
+                    Driver::Uveth,
+                    engine.balance,
+                    AppKind::TcpProxy,
+                    Balance::Software,
+                    port.driver
+                ),
+            );
+        }
+    }
+}
+
+/// `upstream` is a neighbour of the port: inside its subnet of the same IP version, and neither
+/// the port's own address nor (IPv4) the subnet's broadcast address. The stacks have no routes
+/// beyond their subnets.
+fn check_upstream_on_link(out: &mut Collector, path: &str, upstream: SocketAddr, port: &Port) {
+    const NO_GATEWAY: &str =
+        "the stacks have no gateway, so an off-link upstream could never be reached";
+    match upstream.ip() {
+        IpAddr::V4(ip) => {
+            if out.any_rejected(&["port.ipv4", "port.ipv4_prefix"]) {
+                return;
+            }
+            let subnet = format!("{}/{}", port.ipv4, port.ipv4_prefix);
+            let host_bits = 32u32.saturating_sub(u32::from(port.ipv4_prefix));
+            let host_mask = u32::MAX
+                .checked_shr(u32::from(port.ipv4_prefix))
+                .unwrap_or(0);
+            if ip == port.ipv4 {
+                out.reject(
+                    path,
+                    format!(
+                        "must differ from port.ipv4 ({}): a proxy cannot connect to its own \
+                         port, got \"{upstream}\"",
+                        port.ipv4
+                    ),
+                );
+            } else if (u32::from(ip) ^ u32::from(port.ipv4)) & !host_mask != 0 {
+                out.reject(
+                    path,
+                    format!(
+                        "must be on-link, inside port.ipv4/port.ipv4_prefix ({subnet}): \
+                         {NO_GATEWAY}, got \"{upstream}\""
+                    ),
+                );
+            } else if host_bits >= 2 && u32::from(ip) & host_mask == host_mask {
+                // /31 and /32 subnets have no broadcast address (RFC 3021).
+                out.reject(
+                    path,
+                    format!(
+                        "must be a host of port.ipv4/port.ipv4_prefix ({subnet}), not its \
+                         broadcast address, got \"{upstream}\""
+                    ),
+                );
+            }
+        }
+        IpAddr::V6(ip) => {
+            if out.any_rejected(&["port.ipv6", "port.ipv6_prefix"]) {
+                return;
+            }
+            let subnet = format!("{}/{}", port.ipv6, port.ipv6_prefix);
+            let host_mask = u128::MAX
+                .checked_shr(u32::from(port.ipv6_prefix))
+                .unwrap_or(0);
+            if ip == port.ipv6 {
+                out.reject(
+                    path,
+                    format!(
+                        "must differ from port.ipv6 ({}): a proxy cannot connect to its own \
+                         port, got \"{upstream}\"",
+                        port.ipv6
+                    ),
+                );
+            } else if (u128::from(ip) ^ u128::from(port.ipv6)) & !host_mask != 0 {
+                out.reject(
+                    path,
+                    format!(
+                        "must be on-link, inside port.ipv6/port.ipv6_prefix ({subnet}): \
+                         {NO_GATEWAY}, got \"{upstream}\""
+                    ),
+                );
             }
         }
     }

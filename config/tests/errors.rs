@@ -796,11 +796,19 @@ fn every_enum_spelling_parses_and_prints_back() {
         "[engine]\nthreads = 3",
     );
     check_spellings(Fanout::ALL, &["hash", "lb", "cpu"], "port.fanout", "");
+    // Only a tcp-proxy takes an upstream, and it needs one: checked on its own.
+    assert_eq!(AppKind::ALL.last(), Some(&AppKind::TcpProxy));
     check_spellings(
-        AppKind::ALL,
+        &AppKind::ALL[..AppKind::ALL.len() - 1],
         &["tcp-echo", "udp-echo", "http", "discard"],
         "stack.app.kind",
         "port = 7\n[traffic]\nprofile = \"none\"",
+    );
+    check_spellings(
+        &[AppKind::TcpProxy],
+        &["tcp-proxy"],
+        "stack.app.kind",
+        "port = 7\nupstream = \"198.18.0.2:9000\"\n[traffic]\nprofile = \"none\"",
     );
     check_spellings(
         Distribution::ALL,

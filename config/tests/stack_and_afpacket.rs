@@ -306,11 +306,7 @@ fn apps_as_tables_and_inline() {
         config.stack.app,
         vec![
             App::new(AppKind::Http, 80),
-            App {
-                kind: AppKind::UdpEcho,
-                port: 7,
-                threads: vec![1],
-            },
+            App::new(AppKind::UdpEcho, 7).on_threads([1]),
         ]
     );
     let inline = valid(
@@ -324,15 +320,16 @@ fn apps_as_tables_and_inline() {
 fn app_runs_on_and_transport() {
     let everywhere = App::new(AppKind::Discard, 9);
     assert!(everywhere.runs_on(0) && everywhere.runs_on(63));
-    let some = App {
-        kind: AppKind::TcpEcho,
-        port: 7,
-        threads: vec![2, 0],
-    };
+    let some = App::new(AppKind::TcpEcho, 7).on_threads(vec![2, 0]);
     assert!(some.runs_on(0) && some.runs_on(2) && !some.runs_on(1));
     let tcp: Vec<bool> = AppKind::ALL.iter().map(|k| k.is_tcp()).collect();
-    assert_eq!(AppKind::NAMES, &["tcp-echo", "udp-echo", "http", "discard"]);
-    assert_eq!(tcp, vec![true, false, true, true]);
+    assert_eq!(
+        AppKind::NAMES,
+        &["tcp-echo", "udp-echo", "http", "discard", "tcp-proxy"]
+    );
+    assert_eq!(tcp, vec![true, false, true, true, true]);
+    let upstream: Vec<bool> = AppKind::ALL.iter().map(|k| k.connects_upstream()).collect();
+    assert_eq!(upstream, vec![false, false, false, false, true]);
 }
 
 #[test]
@@ -354,8 +351,8 @@ fn app_port_range() {
 fn app_kind_spellings() {
     assert_eq!(
         problem(&with_apps("[[stack.app]]\nkind = \"ftp\"\nport = 21")),
-        "stack.app[0].kind: must be \"tcp-echo\", \"udp-echo\", \"http\" or \"discard\", got \
-         \"ftp\""
+        "stack.app[0].kind: must be \"tcp-echo\", \"udp-echo\", \"http\", \"discard\" or \
+         \"tcp-proxy\", got \"ftp\""
     );
 }
 
@@ -369,8 +366,8 @@ fn app_required_keys() {
         problem(&with_apps(
             "[[stack.app]]\nkind = \"http\"\nport = 80\n[[stack.app]]\nport = 81"
         )),
-        "stack.app[1].kind: required key missing (must be \"tcp-echo\", \"udp-echo\", \"http\" \
-         or \"discard\")"
+        "stack.app[1].kind: required key missing (must be \"tcp-echo\", \"udp-echo\", \"http\", \
+         \"discard\" or \"tcp-proxy\")"
     );
     let error = Config::from_toml_str(&with_apps("[[stack.app]]\nkind = \"http\"")).unwrap_err();
     assert_eq!(error.problems()[0].path(), Some("stack.app[0].port"));
@@ -382,7 +379,7 @@ fn app_unknown_key_lists_the_allowed_ones() {
     assert_eq!(
         problems(&with_apps("[[stack.app]]\nkind = \"http\"\nprot = 80")),
         vec![
-            "stack.app[0].prot: unknown key (expected one of: kind, port, threads)",
+            "stack.app[0].prot: unknown key (expected one of: kind, port, upstream, threads)",
             "stack.app[0].port: required key missing (must be an integer 1..=65535)",
         ]
     );
@@ -422,7 +419,7 @@ fn app_threads_distinct_and_below_engine_threads() {
 fn app_entries_of_the_wrong_shape() {
     assert_eq!(
         problem("[stack]\napp = 5"),
-        "stack.app: must be [[stack.app]] tables with the keys kind, port, threads, got 5"
+        "stack.app: must be [[stack.app]] tables with the keys kind, port, upstream, threads, got 5"
     );
     // The index stays the one in the file after an entry that is not a table.
     assert_eq!(
@@ -430,7 +427,7 @@ fn app_entries_of_the_wrong_shape() {
             "[stack]\napp = [1, { kind = \"http\", port = 0 }]"
         )),
         vec![
-            "stack.app[0]: must be a table of keys (kind, port, threads), got 1",
+            "stack.app[0]: must be a table of keys (kind, port, upstream, threads), got 1",
             "stack.app[1].port: must be 1..=65535, got 0",
         ]
     );
@@ -532,11 +529,11 @@ fn every_problem_of_apps_at_once() {
              port = 70000\nthreads = [1, 1, 2]"
         ),
         vec![
-            "stack.app[0].prot: unknown key (expected one of: kind, port, threads)",
+            "stack.app[0].prot: unknown key (expected one of: kind, port, upstream, threads)",
             "stack.app[0].port: required key missing (must be an integer 1..=65535)",
             "stack.app[1].port: must be an integer 1..=65535, got 70000",
             "stack.app[1].kind: required key missing (must be \"tcp-echo\", \"udp-echo\", \
-             \"http\" or \"discard\")",
+             \"http\", \"discard\" or \"tcp-proxy\")",
             "stack.app[1].threads[1]: must differ from stack.app[1].threads[0] (1), got 1",
             "traffic.profile: must be \"none\" with [[stack.app]] entries (generated frames are \
              not connections), got \"listeners\"",
@@ -571,11 +568,7 @@ fn two_apps_round_trip() {
     config.stack.udp_buffer = 2048;
     config.stack.max_connections = 65536;
     config.stack.app = vec![
-        App {
-            kind: AppKind::Http,
-            port: 8080,
-            threads: vec![3, 1],
-        },
+        App::new(AppKind::Http, 8080).on_threads([3, 1]),
         App::new(AppKind::UdpEcho, 8080),
     ];
     assert_eq!(config.validate(), Ok(()));
@@ -585,7 +578,8 @@ fn two_apps_round_trip() {
     assert!(
         text.contains(
             "\n[[stack.app]]                # stack.app[1]\n\
-             kind = \"udp-echo\"            # \"tcp-echo\", \"udp-echo\", \"http\" or \"discard\"\n\
+             kind = \"udp-echo\"            # \"tcp-echo\", \"udp-echo\", \"http\", \"discard\" or \
+             \"tcp-proxy\"\n\
              port = 8080                  # an integer 1..=65535\n\
              threads = []                 # an array of distinct thread indices 0..engine.threads\n"
         ),
@@ -606,7 +600,7 @@ fn no_apps_prints_an_empty_array() {
     assert!(
         text.contains(
             "\napp = []                     # [[stack.app]] tables with the keys kind, port, \
-             threads\n"
+             upstream, threads\n"
         ),
         "{text}"
     );
