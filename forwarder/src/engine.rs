@@ -26,7 +26,9 @@ use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::{Uveth, UvethConfig};
-use flowsteer_stack::{AppKind, AppSpec, SharedStackStats, Stack, StackConfig, StackStats};
+use flowsteer_stack::{
+    AppKind, AppSpec, Outbound, PortChoice, SharedStackStats, Stack, StackConfig, StackStats,
+};
 use flowtable::{FlowTable, TableImpl, ThreadId};
 
 use crate::metrics::MetricsServer;
@@ -269,7 +271,7 @@ impl Engine {
         let mut thread_stacks = Vec::new();
         if !config.stack.app.is_empty() {
             for t in 0..config.engine.threads {
-                let stack_config = stack_config(config, t, port.mac());
+                let stack_config = stack_config(config, t, &port);
                 let stats: SharedStackStats =
                     Arc::new(CachePadded::new(StackStats::new(&stack_config.apps)));
                 thread_stacks.push(ThreadStack {
@@ -442,9 +444,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> 
     engine.stop()
 }
 
-/// The stack of thread `thread`: the port's addresses, the `[stack]` sizes and the apps that run
-/// on that thread.
-pub fn stack_config(config: &Config, thread: u16, mac: [u8; 6]) -> StackConfig {
+/// The stack of thread `thread`: the port's addresses, the `[stack]` sizes, the apps that run
+/// on that thread, and how its outbound connections are steered back (see [`outbound`]).
+pub fn stack_config(config: &Config, thread: u16, port: &PortHandle) -> StackConfig {
     let apps = config
         .stack
         .app
@@ -456,13 +458,15 @@ pub fn stack_config(config: &Config, thread: u16, mac: [u8; 6]) -> StackConfig {
                 ConfigAppKind::UdpEcho => AppKind::UdpEcho,
                 ConfigAppKind::Http => AppKind::Http,
                 ConfigAppKind::Discard => AppKind::Discard,
+                ConfigAppKind::TcpProxy => AppKind::TcpProxy,
             },
             port: app.port,
+            upstream: app.upstream,
         })
         .collect();
     let stack = &config.stack;
     StackConfig {
-        mac,
+        mac: port.mac(),
         ipv4: (config.port.ipv4, config.port.ipv4_prefix),
         ipv6: (config.port.ipv6, config.port.ipv6_prefix),
         tcp_rx_buffer: stack.tcp_rx_buffer as usize,
@@ -472,6 +476,29 @@ pub fn stack_config(config: &Config, thread: u16, mac: [u8; 6]) -> StackConfig {
         max_frame: usize::from(config.pool.data_room).min(usize::from(MAX_ETHERNET_FRAME)),
         seed: config.traffic.seed,
         apps,
+        outbound: outbound(config, thread, port),
+    }
+}
+
+/// How thread `thread`'s outbound connections find their way back. Software balancing adds
+/// their rule; the local port is chosen by RSS where the engine knows the port's RSS (uveth:
+/// under software balancing that spares the handoff, under RSS balancing it is the only way
+/// back), else from the thread's share of the ephemeral range. Configuration refuses RSS
+/// balancing with an outbound app on a port whose RSS is unknown (AF_PACKET).
+pub fn outbound(config: &Config, thread: u16, port: &PortHandle) -> Outbound {
+    let ports = match port {
+        PortHandle::Uveth(uveth) => PortChoice::Rss {
+            rss: uveth.soft_rss().clone(),
+            queue: thread,
+        },
+        PortHandle::AfPacket(_) => PortChoice::Share {
+            thread,
+            threads: config.engine.threads,
+        },
+    };
+    Outbound {
+        rule: config.engine.balance == Balance::Software,
+        ports,
     }
 }
 

@@ -12,7 +12,8 @@
 //! Series of the protocol stack (`flowsteer_stack_*`, `flowsteer_app_*`,
 //! `flowsteer_link_copies_total`, the `no_buffer` drop reason) exist only when the threads run a
 //! stack (`[[stack.app]]` entries); the generator mode has none. The connection series of an app
-//! (`opened`, `closed`, `active`, `listen_exhausted`) exist for TCP apps only. The stack's
+//! (`opened`, `closed`, `active`, `listen_exhausted`) exist for TCP apps only, the upstream series
+//! (`upstream_connects`, `upstream_failed`) for `tcp-proxy` apps only. The stack's
 //! misdirected packets are added to `flowsteer_misdirected_packets_total` of their thread, the
 //! series the verifying sink feeds otherwise: one series answers "did a packet reach a thread
 //! that does not own its flow?".
@@ -349,6 +350,12 @@ fn publish_stack(s: &StackSnapshot) {
             counter!("flowsteer_app_listen_exhausted_total", &labels)
                 .absolute(app.listen_exhausted);
         }
+        // Only a proxy connects out.
+        if app.kind == flowsteer_stack::AppKind::TcpProxy.name() {
+            counter!("flowsteer_app_upstream_connects_total", &labels)
+                .absolute(app.upstream_connects);
+            counter!("flowsteer_app_upstream_failed_total", &labels).absolute(app.upstream_failed);
+        }
         let with_direction = |direction: &'static str| {
             let mut l = labels.to_vec();
             l.push(("direction", direction.to_string()));
@@ -381,11 +388,7 @@ mod tests {
         cfg.traffic.profile = Profile::None;
         cfg.stack.app = vec![
             App::new(AppKind::TcpEcho, 7),
-            App {
-                kind: AppKind::UdpEcho,
-                port: 7,
-                threads: vec![0],
-            },
+            App::new(AppKind::UdpEcho, 7).on_threads([0]),
         ];
         cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
         cfg

@@ -115,6 +115,10 @@ pub struct AppSnapshot {
     pub requests: u64,
     /// Malformed requests, datagrams not echoed, connections aborted.
     pub errors: u64,
+    /// `tcp-proxy`: connections opened to the upstream.
+    pub upstream_connects: u64,
+    /// `tcp-proxy`: client connections reset because their upstream failed.
+    pub upstream_failed: u64,
 }
 
 impl AppSnapshot {
@@ -131,6 +135,8 @@ impl AppSnapshot {
             bytes_out: stats.bytes_out.get(),
             requests: stats.requests.get(),
             errors: stats.errors.get(),
+            upstream_connects: stats.upstream_connects.get(),
+            upstream_failed: stats.upstream_failed.get(),
         }
     }
 }
@@ -256,6 +262,10 @@ pub struct StackTotals {
     pub requests: u64,
     /// App errors.
     pub errors: u64,
+    /// Connections `tcp-proxy` apps opened to their upstream.
+    pub upstream_connects: u64,
+    /// Client connections reset because their upstream failed.
+    pub upstream_failed: u64,
 }
 
 impl StackTotals {
@@ -282,6 +292,8 @@ impl StackTotals {
                 t.bytes_out += a.bytes_out;
                 t.requests += a.requests;
                 t.errors += a.errors;
+                t.upstream_connects += a.upstream_connects;
+                t.upstream_failed += a.upstream_failed;
             }
         }
         Some(t)
@@ -537,12 +549,15 @@ impl RunReport {
         let _ = writeln!(
             out,
             "stack: {} connections opened, {} closed; {} requests, {} app errors, {} listen exhausted; \
-             {} rule adds failed; frames in {} out {}, {} not sent for lack of buffers",
+             {} upstream connects, {} failed; {} rule adds failed; frames in {} out {}, {} not sent \
+             for lack of buffers",
             tot.connections_opened,
             tot.connections_closed,
             tot.requests,
             tot.errors,
             tot.listen_exhausted,
+            tot.upstream_connects,
+            tot.upstream_failed,
             tot.rule_add_failed,
             tot.frames_in,
             tot.frames_out,
@@ -621,11 +636,7 @@ mod tests {
         cfg.metrics.enabled = false;
         cfg.stack.app = vec![
             App::new(AppKind::TcpEcho, 7),
-            App {
-                kind: AppKind::Http,
-                port: 8080,
-                threads: vec![1],
-            },
+            App::new(AppKind::Http, 8080).on_threads([1]),
         ];
         let report = run_quiet(&cfg);
 
@@ -657,6 +668,8 @@ mod tests {
             "bytes_out",
             "requests",
             "errors",
+            "upstream_connects",
+            "upstream_failed",
         ] {
             assert_eq!(stack[1]["apps"][0][field], 0, "{field} in {}", stack[1]);
         }

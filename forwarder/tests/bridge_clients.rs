@@ -12,7 +12,13 @@
 //! - `balance = "rss"` leaves them where they arrived: exactly those connections are reset by
 //!   the wrong thread's stack, which counts the SYN as misdirected.
 //!
-//! In both modes the run ends with the conservation check holding and the pool full.
+//! A second configuration runs `tcp-proxy` on both threads in front of an echo server on the
+//! last client host: every accepted connection opens an outbound one, whose answers must find the
+//! connecting thread. Under `balance = "rss"` they do with no rule at all (the local port is one
+//! soft RSS hashes back to the thread's queue); under `"software"` through the rule added
+//! before the SYN left.
+//!
+//! In every mode the run ends with the conservation check holding and the pool full.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -40,6 +46,12 @@ const ECHO_PORTS: [u16; 2] = [7000, 7001];
 const HTTP_PORT: u16 = 8080;
 const UDP_ECHO_PORT: u16 = 7;
 const CLIENT_HOSTS: u8 = 4;
+/// The proxy tests' upstream: an echo server on the last host.
+const UPSTREAM_HOST: usize = CLIENT_HOSTS as usize - 1;
+const UPSTREAM_PORT: u16 = 9000;
+const PROXY_PORT: u16 = 3128;
+/// Sockets the upstream keeps listening: more than the connections open at once.
+const UPSTREAM_LISTENERS: usize = 64;
 /// Client TCP socket buffers: larger than any exchange, so a client never waits for room.
 const CLIENT_TCP_BUFFER: usize = 16 * 1024;
 
@@ -63,16 +75,8 @@ fn engine_config(balance: Balance) -> Config {
     cfg.traffic.profile = Profile::None;
     cfg.metrics.enabled = false;
     cfg.stack.app = vec![
-        App {
-            kind: AppKind::TcpEcho,
-            port: ECHO_PORTS[0],
-            threads: vec![0],
-        },
-        App {
-            kind: AppKind::TcpEcho,
-            port: ECHO_PORTS[1],
-            threads: vec![1],
-        },
+        App::new(AppKind::TcpEcho, ECHO_PORTS[0]).on_threads([0]),
+        App::new(AppKind::TcpEcho, ECHO_PORTS[1]).on_threads([1]),
         App::new(AppKind::Http, HTTP_PORT),
         App::new(AppKind::UdpEcho, UDP_ECHO_PORT),
     ];
@@ -137,6 +141,8 @@ struct Host {
     /// Sockets whose exchange ended; removed after the next poll, so a reset or last ACK they
     /// queued still goes out.
     ended: Vec<SocketHandle>,
+    /// The echo server this host runs, if any.
+    echo_server: Option<EchoServer>,
 }
 
 impl Host {
@@ -158,7 +164,23 @@ impl Host {
             device,
             sockets: SocketSet::new(Vec::new()),
             ended: Vec::new(),
+            echo_server: None,
         }
+    }
+
+    /// Makes this host an echo server on `port`.
+    fn serve_echo(&mut self, port: u16) {
+        let handles = (0..UPSTREAM_LISTENERS)
+            .map(|_| {
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; CLIENT_TCP_BUFFER]),
+                    tcp::SocketBuffer::new(vec![0; CLIENT_TCP_BUFFER]),
+                );
+                socket.listen(port).expect("a fresh socket listens");
+                self.sockets.add(socket)
+            })
+            .collect();
+        self.echo_server = Some(EchoServer { port, handles });
     }
 
     /// Polls the interface; true when frames were waiting for it.
@@ -169,6 +191,9 @@ impl Host {
             .poll(SmolInstant::now(), &mut self.device, &mut self.sockets);
         for handle in ended {
             self.sockets.remove(handle);
+        }
+        if let Some(server) = &self.echo_server {
+            server.serve(&mut self.sockets);
         }
         busy
     }
@@ -194,6 +219,40 @@ impl Host {
 
     fn end(&mut self, handle: SocketHandle) {
         self.ended.push(handle);
+    }
+}
+
+/// A TCP echo server: every socket echoes what it reads, closes once its peer closed and the
+/// echo is out, and listens again when its connection is over.
+struct EchoServer {
+    port: u16,
+    handles: Vec<SocketHandle>,
+}
+
+impl EchoServer {
+    fn serve(&self, sockets: &mut SocketSet<'static>) {
+        let mut chunk = [0u8; 2048];
+        for &handle in &self.handles {
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            if socket.state() == tcp::State::Closed {
+                socket.listen(self.port).expect("a closed socket listens");
+                continue;
+            }
+            while socket.can_recv() && socket.can_send() {
+                let room = socket.send_capacity() - socket.send_queue();
+                let limit = room.min(chunk.len());
+                let Ok(n) = socket.recv_slice(&mut chunk[..limit]) else {
+                    break;
+                };
+                if n == 0 {
+                    break;
+                }
+                socket.send_slice(&chunk[..n]).expect("room was measured");
+            }
+            if socket.state() == tcp::State::CloseWait && socket.recv_queue() == 0 {
+                socket.close();
+            }
+        }
     }
 }
 
@@ -614,7 +673,11 @@ struct Finished {
 
 impl Rig {
     fn start(balance: Balance) -> Rig {
-        let engine = Engine::start(&engine_config(balance), false).expect("the engine starts");
+        Rig::start_with(&engine_config(balance))
+    }
+
+    fn start_with(config: &Config) -> Rig {
+        let engine = Engine::start(config, false).expect("the engine starts");
         let uveth = engine.uveth().expect("the engine runs on a uveth");
         let mut bridge = VBridge::new(VBridgeConfig::default()).expect("default bridge");
         bridge.attach_uveth(uveth).expect("the uveth attaches");
@@ -998,5 +1061,121 @@ fn rss_balancing_breaks_the_connections_that_land_on_the_other_thread() {
         report.total.link_copies,
         "only the copies of ARP frames cross threads\n{}",
         report.render_table()
+    );
+}
+
+// ---- outbound connections: tcp-proxy ----
+
+fn proxy_config(balance: Balance) -> Config {
+    let mut cfg = engine_config(balance);
+    let upstream = std::net::SocketAddr::from((client_ip(UPSTREAM_HOST), UPSTREAM_PORT));
+    cfg.stack.app = vec![App::proxy(PROXY_PORT, upstream)];
+    cfg
+}
+
+/// Sequential then concurrent echo connections from the first hosts through the proxy to the
+/// upstream echo server; every one must come back byte for byte. Returns the connections made.
+fn echo_through_proxy(rig: &mut Rig) -> u64 {
+    rig.hosts[UPSTREAM_HOST].serve_echo(UPSTREAM_PORT);
+    let clients = UPSTREAM_HOST;
+    let plan: Vec<(usize, u16, u16)> = (0..PROXY_SEQUENTIAL)
+        .map(|n| (n % clients, PROXY_PORT, 21_000 + n as u16))
+        .collect();
+    // One at a time, stopping at the first failure: a broken way back fails every connection.
+    for one in plan.chunks(1) {
+        let done = sequential_echo(&mut rig.hosts, one, Duration::from_secs(5));
+        let failures = describe_failures(&done);
+        assert!(
+            failures.is_empty(),
+            "a sequential proxied connection failed:\n{failures}"
+        );
+    }
+    let mut concurrent: Vec<EchoConnection> = (0..PROXY_CONCURRENT)
+        .map(|n| {
+            let local_port = 31_000 + n as u16;
+            EchoConnection::open(&mut rig.hosts, n % clients, PROXY_PORT, local_port, 500 + n)
+        })
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut concurrent, Duration::from_secs(20));
+    let failures = describe_failures(&concurrent);
+    assert!(
+        failures.is_empty(),
+        "concurrent proxied connections failed:\n{failures}"
+    );
+    (PROXY_SEQUENTIAL + PROXY_CONCURRENT) as u64
+}
+
+const PROXY_SEQUENTIAL: usize = 100;
+const PROXY_CONCURRENT: usize = 30;
+
+/// (upstream connects, upstream failures, rules added) summed over the threads.
+fn proxy_totals(stacks: &[SharedStackStats]) -> (u64, u64, u64) {
+    stacks
+        .iter()
+        .fold((0, 0, 0), |(connects, failed, rules), s| {
+            let app = &s.apps[0];
+            (
+                connects + app.upstream_connects.get(),
+                failed + app.upstream_failed.get(),
+                rules + s.rules_added.get(),
+            )
+        })
+}
+
+#[test]
+fn rss_balancing_proxies_through_outbound_ports_rss_brings_back_without_rules() {
+    let mut rig = Rig::start_with(&proxy_config(Balance::Rss));
+    let connections = echo_through_proxy(&mut rig);
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(left, 0, "exact rules left after every connection closed");
+    let (connects, failed, rules) = proxy_totals(&rig.stacks);
+    assert_eq!(connects, connections, "one upstream connection per client");
+    assert_eq!(failed, 0);
+    assert_eq!(
+        rules, connections,
+        "only the accepted connections add rules; the outbound ones need none"
+    );
+    let per_thread: Vec<u64> = rig
+        .stacks
+        .iter()
+        .map(|s| s.apps[0].upstream_connects.get())
+        .collect();
+    assert!(
+        per_thread.iter().all(|&n| n > 0),
+        "both threads connected out: {per_thread:?}"
+    );
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = &finished.report;
+    assert_eq!(finished.misdirected(), 0, "{}", report.render_table());
+    assert_eq!(
+        report.total.handed_off,
+        report.total.link_copies,
+        "only the copies of ARP frames cross threads\n{}",
+        report.render_table()
+    );
+}
+
+#[test]
+fn software_balancing_proxies_through_outbound_connections_with_rules() {
+    let mut rig = Rig::start_with(&proxy_config(Balance::Software));
+    let connections = echo_through_proxy(&mut rig);
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(left, 0, "exact rules left after every connection closed");
+    let (connects, failed, rules) = proxy_totals(&rig.stacks);
+    assert_eq!(connects, connections);
+    assert_eq!(failed, 0);
+    assert_eq!(
+        rules,
+        2 * connections,
+        "a rule for each accepted and each outbound connection"
+    );
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    assert_eq!(
+        finished.misdirected(),
+        0,
+        "{}",
+        finished.report.render_table()
     );
 }

@@ -243,16 +243,8 @@ fn engine_config(interface: &str, balance: Balance) -> Config {
     cfg.traffic.profile = Profile::None;
     cfg.metrics.enabled = false;
     cfg.stack.app = vec![
-        App {
-            kind: AppKind::TcpEcho,
-            port: ECHO_PORTS[0],
-            threads: vec![0],
-        },
-        App {
-            kind: AppKind::TcpEcho,
-            port: ECHO_PORTS[1],
-            threads: vec![1],
-        },
+        App::new(AppKind::TcpEcho, ECHO_PORTS[0]).on_threads([0]),
+        App::new(AppKind::TcpEcho, ECHO_PORTS[1]).on_threads([1]),
         App::new(AppKind::UdpEcho, UDP_ECHO_PORT),
         App::new(AppKind::Http, HTTP_PORT),
     ];

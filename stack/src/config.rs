@@ -1,7 +1,9 @@
 //! What one thread's stack is built from: addresses, socket buffer sizes and the apps it runs.
 
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::outbound::Outbound;
 
 /// An app a stack thread serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,6 +16,9 @@ pub enum AppKind {
     Http,
     /// TCP: reads and drops everything (RFC 863).
     Discard,
+    /// TCP: connects to the app's upstream for every connection it accepts and relays the bytes
+    /// both ways (a reverse proxy); the outbound connection is steered like [`Outbound`] says.
+    TcpProxy,
 }
 
 impl AppKind {
@@ -24,6 +29,7 @@ impl AppKind {
             AppKind::UdpEcho => "udp-echo",
             AppKind::Http => "http",
             AppKind::Discard => "discard",
+            AppKind::TcpProxy => "tcp-proxy",
         }
     }
 
@@ -46,10 +52,32 @@ pub struct AppSpec {
     pub kind: AppKind,
     /// The port it listens on.
     pub port: u16,
+    /// Where `tcp-proxy` connects to (required by it, ignored by the other apps).
+    pub upstream: Option<SocketAddr>,
+}
+
+impl AppSpec {
+    /// An app that listens on `port` and makes no outbound connection.
+    pub fn new(kind: AppKind, port: u16) -> Self {
+        AppSpec {
+            kind,
+            port,
+            upstream: None,
+        }
+    }
+
+    /// A `tcp-proxy` on `port` in front of `upstream`.
+    pub fn proxy(port: u16, upstream: SocketAddr) -> Self {
+        AppSpec {
+            kind: AppKind::TcpProxy,
+            port,
+            upstream: Some(upstream),
+        }
+    }
 }
 
 /// The stack of one thread. All threads of a port share its MAC and addresses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct StackConfig {
     /// The port's MAC address.
     pub mac: [u8; 6],
@@ -71,4 +99,6 @@ pub struct StackConfig {
     pub seed: u64,
     /// The apps this thread runs.
     pub apps: Vec<AppSpec>,
+    /// How the return packets of this thread's outbound connections find it.
+    pub outbound: Outbound,
 }

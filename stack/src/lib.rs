@@ -45,6 +45,7 @@ pub mod apps;
 mod config;
 mod device;
 mod keys;
+mod outbound;
 pub mod ports;
 mod rules;
 mod stack;
@@ -52,5 +53,6 @@ pub mod stats;
 
 pub use config::{AppKind, AppSpec, StackConfig};
 pub use keys::{endpoint_key, flow_key};
+pub use outbound::{Outbound, PortChoice};
 pub use stack::{Stack, StackError};
 pub use stats::{AppStats, Counter, SharedStackStats, StackStats};

@@ -57,6 +57,16 @@ impl Rules {
         }
     }
 
+    /// An outbound connection is about to send its SYN: it is this thread's, and its exact rule
+    /// goes in when `rule` (else its local port was chosen so that RSS brings its answers here).
+    pub(crate) fn outbound_opened(&mut self, key: FlowKey, rule: bool, stats: &StackStats) {
+        if rule {
+            self.connection_opened(key, stats);
+        } else {
+            self.connections.insert(key);
+        }
+    }
+
     /// A connection ended: its exact rule goes, if it is still this thread's.
     pub(crate) fn connection_closed(&mut self, key: &FlowKey, stats: &StackStats) {
         self.connections.remove(key);

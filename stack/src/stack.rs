@@ -11,10 +11,11 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
-use crate::apps::{Service, TcpService, UdpService};
+use crate::apps::{Round, Service, TcpService, UdpService};
 use crate::config::{AppKind, StackConfig};
 use crate::device::{BurstDevice, CapabilitiesOnly};
 use crate::keys::flow_key;
+use crate::outbound::Connector;
 use crate::rules::Rules;
 use crate::stats::SharedStackStats;
 
@@ -36,6 +37,15 @@ pub enum StackError {
         /// The app.
         app: AppKind,
     },
+    /// A `tcp-proxy` without an upstream, or with one of an IP version the stack has no
+    /// address of.
+    Upstream {
+        /// The app's port.
+        port: u16,
+    },
+    /// An app connects out, but nothing would bring the answers back to this thread: no rule
+    /// (RSS balancing) and no RSS to choose the local port with.
+    Outbound,
     /// The flow table has no room for an app's listen rule.
     ListenRule {
         /// The app.
@@ -57,6 +67,14 @@ impl fmt::Display for StackError {
             ),
             StackError::Address(what) => write!(f, "invalid address: {what}"),
             StackError::Port { app } => write!(f, "app {app} needs a port other than 0"),
+            StackError::Upstream { port } => write!(
+                f,
+                "the tcp-proxy app on port {port} needs an upstream address"
+            ),
+            StackError::Outbound => f.write_str(
+                "an app connects out under RSS balancing, but the port's RSS is unknown, so no \
+                 local port can be chosen that brings the answers back to the connecting thread",
+            ),
             StackError::ListenRule { app, port, full } => write!(
                 f,
                 "no room for the listen rule of app {app} on port {port}: {full}"
@@ -74,6 +92,7 @@ pub struct Stack {
     sockets: SocketSet<'static>,
     services: Vec<Service>,
     rules: Rules,
+    connector: Connector,
     stats: SharedStackStats,
     epoch: std::time::Instant,
     /// When smoltcp next needs a poll without new frames (a timer, queued data); `None`: never.
@@ -106,7 +125,8 @@ impl Stack {
             )));
         }
         let mut iface_config = IfaceConfig::new(HardwareAddress::Ethernet(mac));
-        iface_config.random_seed = config.seed ^ (u64::from(me) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+        let seed = config.seed ^ (u64::from(me) << 48) ^ 0x9e37_79b9_7f4a_7c15;
+        iface_config.random_seed = seed;
         let mut caps = CapabilitiesOnly::new(config.max_frame);
         let epoch = std::time::Instant::now();
         let mut iface = Interface::new(iface_config, &mut caps, Instant::from_micros(0));
@@ -116,12 +136,21 @@ impl Stack {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(v6), v6_prefix));
         });
 
+        let connects_out = config.apps.iter().any(|app| app.kind == AppKind::TcpProxy);
+        if connects_out && !config.outbound.steers_back() {
+            return Err(StackError::Outbound);
+        }
+        let connector = Connector::new(config.outbound.clone(), v4, v6, seed);
+
         let mut sockets = SocketSet::new(Vec::new());
         let rules = Rules::new(table, me);
         let mut services = Vec::with_capacity(config.apps.len());
         for (i, app) in config.apps.iter().enumerate() {
             if app.port == 0 {
                 return Err(StackError::Port { app: app.kind });
+            }
+            if app.kind == AppKind::TcpProxy && app.upstream.is_none() {
+                return Err(StackError::Upstream { port: app.port });
             }
             let proto = if app.kind.is_tcp() {
                 Proto::Tcp
@@ -139,6 +168,7 @@ impl Stack {
                 let mut tcp = TcpService::new(
                     app.kind,
                     app.port,
+                    app.upstream,
                     me,
                     config.max_connections,
                     config.tcp_rx_buffer,
@@ -158,6 +188,7 @@ impl Stack {
             sockets,
             services,
             rules,
+            connector,
             stats,
             epoch,
             next_poll: None,
@@ -220,13 +251,15 @@ impl Stack {
         // SYN-ACK leaves (it is still in `tx`), then what the apps wrote goes out.
         for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
             match service {
-                Service::Tcp(tcp) => tcp.service(
-                    &mut self.sockets,
-                    &mut self.rules,
-                    stats,
-                    app_stats,
-                    &mut self.scratch,
-                ),
+                Service::Tcp(tcp) => tcp.service(&mut Round {
+                    sockets: &mut self.sockets,
+                    cx: self.iface.context(),
+                    connector: &mut self.connector,
+                    rules: &mut self.rules,
+                    stack_stats: stats,
+                    stats: app_stats,
+                    scratch: &mut self.scratch,
+                }),
                 Service::Udp(udp) => udp.service(&mut self.sockets, app_stats, &mut self.scratch),
             }
         }

@@ -57,6 +57,11 @@ pub struct AppStats {
     pub requests: Counter,
     /// Malformed requests, datagrams that could not be echoed, connections aborted by the peer.
     pub errors: Counter,
+    /// `tcp-proxy`: connections opened to the upstream (one per accepted connection).
+    pub upstream_connects: Counter,
+    /// `tcp-proxy`: accepted connections reset because their upstream connection could not be
+    /// made (refused, unreachable, no socket or local port left) or was reset.
+    pub upstream_failed: Counter,
 }
 
 /// Counters of one thread's stack.

@@ -7,7 +7,11 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
-use flowsteer_stack::{AppKind, AppSpec, Stack, StackConfig, StackStats};
+use flowsteer_nic::rss::{SoftRss, MICROSOFT_KEY};
+use flowsteer_nic::wire::{FiveTuple, IP_PROTO_TCP};
+use flowsteer_stack::{
+    AppKind, AppSpec, Outbound, PortChoice, Stack, StackConfig, StackError, StackStats,
+};
 use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto, TableImpl};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
@@ -88,7 +92,18 @@ struct Rig {
     now: Instant,
 }
 
-fn stack_config(apps: Vec<AppSpec>, max_connections: usize) -> StackConfig {
+/// Software balancing's outbound steering for a single thread: a rule, any ephemeral port.
+fn with_rules() -> Outbound {
+    Outbound {
+        rule: true,
+        ports: PortChoice::Share {
+            thread: 0,
+            threads: 1,
+        },
+    }
+}
+
+fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) -> StackConfig {
     StackConfig {
         mac: SERVER_MAC,
         ipv4: (SERVER_IP, 24),
@@ -100,13 +115,14 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize) -> StackConfig {
         max_frame: 1514,
         seed: 7,
         apps,
+        outbound,
     }
 }
 
 impl Rig {
     fn new(apps: Vec<AppSpec>, max_connections: usize) -> Rig {
         let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
-        Rig::with_table(apps, max_connections, table, 0)
+        Rig::with_table(apps, max_connections, table, 0, with_rules())
     }
 
     fn with_table(
@@ -114,12 +130,13 @@ impl Rig {
         max_connections: usize,
         table: Arc<dyn FlowTable>,
         me: u16,
+        outbound: Outbound,
     ) -> Rig {
         let pool = PacketPool::new(POOL_BUFFERS, 2048).unwrap();
         let cache = pool.cache(64);
         let stats = Arc::new(CachePadded::new(StackStats::new(&apps)));
         let server = Stack::new(
-            stack_config(apps, max_connections),
+            stack_config(apps, max_connections, outbound),
             me,
             table.clone(),
             stats,
@@ -188,6 +205,31 @@ impl Rig {
         self.sockets.add(socket)
     }
 
+    /// A listening socket of the client host: the upstream server a `tcp-proxy` connects to.
+    fn tcp_listener(&mut self, port: u16) -> SocketHandle {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 65536]),
+            tcp::SocketBuffer::new(vec![0; 65536]),
+        );
+        socket.listen(port).unwrap();
+        self.sockets.add(socket)
+    }
+
+    /// Everything `handle` received so far.
+    fn drain(&mut self, handle: SocketHandle) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let socket = self.tcp(handle);
+        while socket.can_recv() {
+            socket
+                .recv(|data| {
+                    bytes.extend_from_slice(data);
+                    (data.len(), ())
+                })
+                .unwrap();
+        }
+        bytes
+    }
+
     fn tcp(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'static> {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }
@@ -204,7 +246,7 @@ impl Rig {
 }
 
 fn app(kind: AppKind, port: u16) -> AppSpec {
-    AppSpec { kind, port }
+    AppSpec::new(kind, port)
 }
 
 #[test]
@@ -416,7 +458,7 @@ fn a_syn_for_another_threads_port_is_misdirected_and_reset() {
     table
         .listen_add(ListenKey::any_ip(Proto::Tcp, 8001), 1)
         .unwrap();
-    let mut rig = Rig::with_table(vec![app(AppKind::TcpEcho, 8000)], 8, table, 0);
+    let mut rig = Rig::with_table(vec![app(AppKind::TcpEcho, 8000)], 8, table, 0, with_rules());
     let wrong = rig.tcp_client(8001, 43000);
     let right = rig.tcp_client(8000, 43001);
     rig.run(20);
@@ -473,4 +515,216 @@ fn shutdown_resets_open_connections_and_deletes_their_rules() {
         .poll(rig.now, &mut ClientDevice(&mut rig.wire), &mut rig.sockets);
     assert_eq!(rig.tcp(handle).state(), tcp::State::Closed);
     rig.assert_pool_full();
+}
+
+const UPSTREAM_PORT: u16 = 9000;
+const PROXY_PORT: u16 = 8080;
+
+fn proxy_app() -> AppSpec {
+    AppSpec::proxy(
+        PROXY_PORT,
+        std::net::SocketAddr::from((CLIENT_IP, UPSTREAM_PORT)),
+    )
+}
+
+/// Runs `client` → proxy → `upstream` (an echo server on the client host) until `sent` came back
+/// to the client; returns what came back.
+fn echo_through_proxy(
+    rig: &mut Rig,
+    client: SocketHandle,
+    upstream: SocketHandle,
+    sent: &[u8],
+) -> Vec<u8> {
+    let (mut written, mut echoed) = (0, Vec::new());
+    for _ in 0..5000 {
+        rig.run(1);
+        let socket = rig.tcp(client);
+        if socket.can_send() && written < sent.len() {
+            written += socket.send_slice(&sent[written..]).unwrap();
+        }
+        let at_upstream = rig.drain(upstream);
+        if !at_upstream.is_empty() {
+            let n = rig.tcp(upstream).send_slice(&at_upstream).unwrap();
+            assert_eq!(n, at_upstream.len(), "the upstream's buffer holds the echo");
+        }
+        echoed.extend(rig.drain(client));
+        if echoed.len() == sent.len() {
+            break;
+        }
+    }
+    echoed
+}
+
+/// The upstream connection's key: from the proxy's local port to the upstream server.
+fn upstream_key(rig: &mut Rig, upstream: SocketHandle) -> flowtable::FlowKey {
+    let proxy_end = rig.tcp(upstream).remote_endpoint().unwrap();
+    flowtable::FlowKey::v4(
+        Proto::Tcp,
+        SERVER_IP,
+        proxy_end.port,
+        CLIENT_IP,
+        UPSTREAM_PORT,
+    )
+}
+
+#[test]
+fn tcp_proxy_relays_both_ways_and_both_rules_follow_their_connections() {
+    let mut rig = Rig::new(vec![proxy_app()], 16);
+    let upstream = rig.tcp_listener(UPSTREAM_PORT);
+    let client = rig.tcp_client(PROXY_PORT, 46000);
+    let sent: Vec<u8> = (0..150_000u32).map(|i| (i * 13 + i / 97) as u8).collect();
+    let echoed = echo_through_proxy(&mut rig, client, upstream, &sent);
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "relayed bytes differ");
+
+    // Both connections have their exact rule while they are open.
+    let inbound = flowtable::FlowKey::v4(Proto::Tcp, SERVER_IP, PROXY_PORT, CLIENT_IP, 46000);
+    let outbound = upstream_key(&mut rig, upstream);
+    assert_eq!(rig.table.lookup(&inbound), Lookup::Exact(0));
+    assert_eq!(rig.table.lookup(&outbound), Lookup::Exact(0));
+    assert!(flowsteer_stack::ports::EPHEMERAL_PORTS.contains(&outbound.local_port()));
+    assert_eq!(rig.server.connections(), 2);
+
+    // The client's FIN reaches the upstream, the upstream's FIN the client.
+    rig.tcp(client).close();
+    rig.run(20);
+    assert_eq!(rig.tcp(upstream).state(), tcp::State::CloseWait);
+    rig.tcp(upstream).close();
+    rig.run(50);
+    assert_eq!(rig.tcp(client).state(), tcp::State::TimeWait);
+    assert_eq!(rig.table.exact_len(), 0, "both rules went");
+    assert_eq!(rig.server.connections(), 0);
+    let stats = rig.stats();
+    let app = &stats.apps[0];
+    assert_eq!(app.connections_opened.get(), 1);
+    assert_eq!(app.connections_closed.get(), 1);
+    assert_eq!(app.upstream_connects.get(), 1);
+    assert_eq!(app.upstream_failed.get(), 0);
+    assert_eq!(app.bytes_in.get(), sent.len() as u64);
+    assert_eq!(app.bytes_out.get(), sent.len() as u64);
+    assert_eq!(stats.rules_added.get(), 2);
+    assert_eq!(stats.rules_deleted.get(), 2);
+    assert_eq!(stats.misdirected.get(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn tcp_proxy_under_rss_picks_a_port_rss_brings_back_and_adds_no_rule() {
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    let rss = SoftRss::new(&MICROSOFT_KEY, 128, 2).unwrap();
+    let outbound = Outbound {
+        rule: false,
+        ports: PortChoice::Rss {
+            rss: rss.clone(),
+            queue: 1,
+        },
+    };
+    let mut rig = Rig::with_table(vec![proxy_app()], 16, table, 1, outbound);
+    let upstream = rig.tcp_listener(UPSTREAM_PORT);
+    for (i, client_port) in (46100..46110).enumerate() {
+        let client = rig.tcp_client(PROXY_PORT, client_port);
+        let sent = vec![i as u8; 3000];
+        // One upstream socket serves one connection at a time: re-arm it after each.
+        let echoed = echo_through_proxy(&mut rig, client, upstream, &sent);
+        assert!(echoed == sent, "connection {i}: relayed bytes differ");
+        let outbound = upstream_key(&mut rig, upstream);
+        let answer = FiveTuple::v4(
+            IP_PROTO_TCP,
+            CLIENT_IP,
+            UPSTREAM_PORT,
+            SERVER_IP,
+            outbound.local_port(),
+        );
+        assert_eq!(
+            rss.queue_of_tuple(&answer).1,
+            1,
+            "the upstream's answers hash to the connecting thread's queue"
+        );
+        assert_eq!(
+            rig.table.lookup(&outbound),
+            Lookup::Miss,
+            "no rule for the outbound connection"
+        );
+        rig.tcp(client).close();
+        rig.run(20);
+        rig.tcp(upstream).close();
+        rig.run(50);
+        rig.tcp(upstream).abort();
+        rig.run(1);
+        rig.tcp(upstream).listen(UPSTREAM_PORT).unwrap();
+    }
+    let stats = rig.stats();
+    assert_eq!(stats.apps[0].upstream_connects.get(), 10);
+    assert_eq!(
+        stats.rules_added.get(),
+        10,
+        "the accepted connections' rules only"
+    );
+    assert_eq!(stats.misdirected.get(), 0);
+    assert_eq!(rig.table.exact_len(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_refused_upstream_resets_the_client_and_is_counted() {
+    let mut rig = Rig::new(vec![proxy_app()], 16);
+    // Nothing listens on the upstream port: the client host answers the SYN with a reset.
+    let client = rig.tcp_client(PROXY_PORT, 46200);
+    rig.run(30);
+    assert_eq!(rig.tcp(client).state(), tcp::State::Closed);
+    let app = &rig.stats().apps[0];
+    assert_eq!(app.upstream_connects.get(), 1);
+    assert_eq!(app.upstream_failed.get(), 1);
+    assert_eq!(rig.table.exact_len(), 0);
+    assert_eq!(rig.server.connections(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_client_reset_resets_the_upstream() {
+    let mut rig = Rig::new(vec![proxy_app()], 16);
+    let upstream = rig.tcp_listener(UPSTREAM_PORT);
+    let client = rig.tcp_client(PROXY_PORT, 46300);
+    let echoed = echo_through_proxy(&mut rig, client, upstream, b"ping");
+    assert_eq!(echoed, b"ping");
+    rig.tcp(client).abort();
+    rig.run(20);
+    assert_eq!(rig.tcp(upstream).state(), tcp::State::Closed);
+    assert_eq!(rig.table.exact_len(), 0);
+    assert_eq!(rig.server.connections(), 0);
+    assert_eq!(rig.stats().apps[0].upstream_failed.get(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_proxy_needs_an_upstream_and_a_way_back() {
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    let stats = |apps: &[AppSpec]| Arc::new(CachePadded::new(StackStats::new(apps)));
+    let no_upstream = vec![app(AppKind::TcpProxy, PROXY_PORT)];
+    let error = Stack::new(
+        stack_config(no_upstream.clone(), 8, with_rules()),
+        0,
+        table.clone(),
+        stats(&no_upstream),
+    )
+    .unwrap_err();
+    assert_eq!(error, StackError::Upstream { port: PROXY_PORT });
+    // RSS balancing (no rule) over a port whose RSS is unknown: nothing brings answers back.
+    let no_way_back = Outbound {
+        rule: false,
+        ports: PortChoice::Share {
+            thread: 0,
+            threads: 2,
+        },
+    };
+    let apps = vec![proxy_app()];
+    let error = Stack::new(
+        stack_config(apps.clone(), 8, no_way_back),
+        0,
+        table,
+        stats(&apps),
+    )
+    .unwrap_err();
+    assert_eq!(error, StackError::Outbound);
+    assert!(error.to_string().contains("RSS"), "{error}");
 }

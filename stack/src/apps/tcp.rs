@@ -1,6 +1,7 @@
-//! The TCP apps of one thread (`tcp-echo`, `http`, `discard`): a pool of sockets on one port that
-//! keeps a few of them listening, follows each connection from set-up to close with its flow
-//! rule, and runs the app on the connection's data.
+//! The TCP apps of one thread (`tcp-echo`, `http`, `discard`, `tcp-proxy`): a pool of sockets on
+//! one port that keeps a few of them listening, follows each connection from set-up to close with
+//! its flow rule, and runs the app on the connection's data (`tcp-proxy`: relays it to and from
+//! an upstream connection, see `proxy`).
 //!
 //! smoltcp has no accept queue: a listening socket becomes the connection. So the service keeps
 //! [`BACKLOG`] sockets listening (several SYNs may arrive in one burst) and makes a closed socket
@@ -10,11 +11,15 @@
 //! Cost per service round: one pass over the app's sockets (state read, data moved through one
 //! scratch buffer). Rounds run only after a poll that changed socket state.
 
+use std::net::SocketAddr;
+
 use flowtable::{FlowKey, Proto};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 
 use super::http::{self, Head, Refusal};
+use super::proxy::{ClientSide, Upstreams};
+use super::Round;
 use crate::config::AppKind;
 use crate::keys::endpoint_key;
 use crate::rules::Rules;
@@ -36,6 +41,8 @@ struct Slot {
     request: Vec<u8>,
     /// The `http` app's body bytes still to skip.
     body_left: u64,
+    /// The `tcp-proxy` app's upstream connection for this one.
+    upstream: Option<usize>,
 }
 
 /// A TCP app on one port of one thread.
@@ -50,17 +57,26 @@ pub(crate) struct TcpService {
     body: Vec<u8>,
     /// Scratch for building a response.
     response: Vec<u8>,
+    /// The `tcp-proxy` app's upstream connections.
+    upstreams: Option<Upstreams>,
 }
 
 impl TcpService {
+    /// The app `kind` on `port`; `upstream` is where a `tcp-proxy` connects to.
     pub(crate) fn new(
         kind: AppKind,
         port: u16,
+        upstream: Option<SocketAddr>,
         thread: u16,
         max_connections: usize,
         rx_buffer: usize,
         tx_buffer: usize,
     ) -> Self {
+        let upstreams = upstream
+            .filter(|_| kind == AppKind::TcpProxy)
+            .map(|remote| {
+                Upstreams::new(remote, max_connections, rx_buffer, tx_buffer, IDLE_TIMEOUT)
+            });
         TcpService {
             kind,
             port,
@@ -70,6 +86,7 @@ impl TcpService {
             tx_buffer,
             body: format!("flowsteer thread {thread} port {port}\n").into_bytes(),
             response: Vec::new(),
+            upstreams,
         }
     }
 
@@ -89,7 +106,8 @@ impl TcpService {
         let mut listening = 0;
         for slot in &self.slots {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
-            let reusable = socket.state() == State::Closed && slot.key.is_none();
+            let reusable =
+                socket.state() == State::Closed && slot.key.is_none() && slot.upstream.is_none();
             if socket.state() == State::Listen
                 || (reusable && listening < want && socket.listen(self.port).is_ok())
             {
@@ -118,69 +136,90 @@ impl TcpService {
                 key: None,
                 request: Vec::new(),
                 body_left: 0,
+                upstream: None,
             });
             listening += 1;
         }
     }
 
     /// Follows every socket: rules for connections set up and ended, data for the app.
-    pub(crate) fn service(
-        &mut self,
-        sockets: &mut SocketSet<'static>,
-        rules: &mut Rules,
-        stack_stats: &StackStats,
-        stats: &AppStats,
-        scratch: &mut [u8],
-    ) {
+    pub(crate) fn service(&mut self, round: &mut Round<'_>) {
+        // Sockets that ended in an earlier round listen again. Not those of this round: a reset
+        // this round queued (an abort) leaves only in the egress after it, and `listen` would
+        // forget it.
+        self.refill_listeners(round.sockets, BACKLOG, round.stats);
         for slot in self.slots.iter_mut() {
-            let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
-            match socket.state() {
-                // Back to listening (a reset during set-up), closed, or closed by us first and
-                // waiting out TIME-WAIT: the connection ended. A FIN the peer sends again during
-                // TIME-WAIT may then reach another thread, which resets it: the peer is done
-                // already (it sent the last ACK's trigger), so nothing is lost.
-                State::Listen | State::Closed | State::TimeWait => {
-                    if let Some(key) = slot.key.take() {
-                        rules.connection_closed(&key, stack_stats);
-                        stats.connections_closed.add(1);
-                        slot.request.clear();
-                        slot.body_left = 0;
+            // The proxy first: a client it resets for a failed upstream ends in this same round.
+            if let Some(upstreams) = self.upstreams.as_mut() {
+                let client = ClientSide {
+                    handle: slot.handle,
+                    upstream: &mut slot.upstream,
+                };
+                upstreams.step(client, round);
+            }
+            let http = (self.body.as_slice(), &mut self.response);
+            Self::serve(self.kind, http, slot, round);
+        }
+        if let Some(upstreams) = self.upstreams.as_mut() {
+            upstreams.reap(round.sockets, round.rules, round.stack_stats);
+        }
+        let active = self.slots.iter().filter(|s| s.key.is_some()).count();
+        round.stats.connections_active.set(active as u64);
+    }
+
+    /// One accepted connection: its rule when it was set up or ended, its data for the app.
+    fn serve(kind: AppKind, http: (&[u8], &mut Vec<u8>), slot: &mut Slot, round: &mut Round<'_>) {
+        let Round {
+            sockets,
+            rules,
+            stack_stats,
+            stats,
+            scratch,
+            ..
+        } = round;
+        let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+        match socket.state() {
+            // Back to listening (a reset during set-up), closed, or closed by us first and
+            // waiting out TIME-WAIT: the connection ended. A FIN the peer sends again during
+            // TIME-WAIT may then reach another thread, which resets it: the peer is done
+            // already (it sent the last ACK's trigger), so nothing is lost.
+            State::Listen | State::Closed | State::TimeWait => {
+                if let Some(key) = slot.key.take() {
+                    rules.connection_closed(&key, stack_stats);
+                    stats.connections_closed.add(1);
+                    slot.request.clear();
+                    slot.body_left = 0;
+                }
+            }
+            _ => {
+                if slot.key.is_none() {
+                    let key = match (socket.local_endpoint(), socket.remote_endpoint()) {
+                        (Some(local), Some(remote)) => endpoint_key(Proto::Tcp, local, remote),
+                        _ => None,
+                    };
+                    match key {
+                        Some(key) => {
+                            rules.connection_opened(key, stack_stats);
+                            stats.connections_opened.add(1);
+                            slot.key = Some(key);
+                        }
+                        None => {
+                            // A connection smoltcp cannot name both ends of is refused.
+                            socket.abort();
+                            stats.errors.add(1);
+                            return;
+                        }
                     }
                 }
-                _ => {
-                    if slot.key.is_none() {
-                        let key = match (socket.local_endpoint(), socket.remote_endpoint()) {
-                            (Some(local), Some(remote)) => endpoint_key(Proto::Tcp, local, remote),
-                            _ => None,
-                        };
-                        match key {
-                            Some(key) => {
-                                rules.connection_opened(key, stack_stats);
-                                stats.connections_opened.add(1);
-                                slot.key = Some(key);
-                            }
-                            None => {
-                                // A connection smoltcp cannot name both ends of is refused.
-                                socket.abort();
-                                stats.errors.add(1);
-                                continue;
-                            }
-                        }
-                    }
-                    match self.kind {
-                        AppKind::TcpEcho => echo(socket, stats, scratch),
-                        AppKind::Discard => discard(socket, stats, scratch),
-                        AppKind::Http => {
-                            serve_http(socket, slot, &self.body, &mut self.response, stats, scratch)
-                        }
-                        AppKind::UdpEcho => {}
-                    }
+                match kind {
+                    AppKind::TcpEcho => echo(socket, stats, scratch),
+                    AppKind::Discard => discard(socket, stats, scratch),
+                    AppKind::Http => serve_http(socket, slot, http.0, http.1, stats, scratch),
+                    // The proxy's data moves between two sockets: `Upstreams::step`.
+                    AppKind::TcpProxy | AppKind::UdpEcho => {}
                 }
             }
         }
-        let active = self.slots.iter().filter(|s| s.key.is_some()).count();
-        stats.connections_active.set(active as u64);
-        self.refill_listeners(sockets, BACKLOG, stats);
     }
 
     /// Aborts every connection (the engine is stopping): the peers see a reset, the rules go.
@@ -194,10 +233,14 @@ impl TcpService {
         for slot in self.slots.iter_mut() {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
             socket.abort();
+            slot.upstream = None;
             if let Some(key) = slot.key.take() {
                 rules.connection_closed(&key, stack_stats);
                 stats.connections_closed.add(1);
             }
+        }
+        if let Some(upstreams) = self.upstreams.as_mut() {
+            upstreams.abort_all(sockets, rules, stack_stats);
         }
         stats.connections_active.set(0);
     }
