@@ -644,6 +644,20 @@ mod tests {
         assert_eq!(sum(&after, "flowsteer_port_dropped_frames_total", &[]), 1.0);
         let report = engine.stop().expect("engine stops");
         assert!(report.conservation.ok, "{}", report.render_table());
+        // The report carries the same drop, per queue and reason, and names it in its table.
+        let dropped: u64 = report
+            .port_dropped
+            .iter()
+            .map(|reasons| reasons["rx_oversize"])
+            .sum();
+        assert_eq!(dropped, 1);
+        assert_eq!(report.port_dropped.len(), 2);
+        let table = report.render_table();
+        assert!(
+            table.contains("dropped by the port before any thread: q")
+                && table.contains(":rx_oversize=1"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct RunReport {
     pub total: Totals,
     /// Traffic generator counters per queue.
     pub traffic: Vec<BTreeMap<String, u64>>,
+    /// Per queue, the frames the port dropped before any thread received them, by reason
+    /// (uveth: ring full, no buffer, oversize; AF_PACKET: the kernel's ring drops and the
+    /// queue's own refusals). Outside the conservation check: no thread ever counted them.
+    pub port_dropped: Vec<BTreeMap<String, u64>>,
     /// The flow table after every thread exited (each exit deletes the thread's rules).
     pub flowtable: TableReport,
     /// The buffer pool after shutdown.
@@ -352,6 +356,17 @@ impl RunReport {
             listen_rules: shared.table.listen_len(),
             capacity: shared.table.capacity(),
         };
+        let port_dropped = shared
+            .port
+            .drops()
+            .into_iter()
+            .map(|reasons| {
+                reasons
+                    .into_iter()
+                    .map(|(reason, n)| (reason.to_string(), n))
+                    .collect()
+            })
+            .collect();
         let config = shared.config.clone();
         let pool = shared.pool.clone();
         drop(shared);
@@ -397,6 +412,7 @@ impl RunReport {
             stack,
             total,
             traffic,
+            port_dropped,
             flowtable,
             pool,
             conservation,
@@ -463,6 +479,24 @@ impl RunReport {
                 .map(|(r, v)| format!("{r}={v}"))
                 .collect();
             let _ = writeln!(out, "dropped by reason: {}", reasons.join(" "));
+        }
+        let port_drops: Vec<String> = self
+            .port_dropped
+            .iter()
+            .enumerate()
+            .flat_map(|(q, reasons)| {
+                reasons
+                    .iter()
+                    .filter(|(_, &n)| n > 0)
+                    .map(move |(reason, n)| format!("q{q}:{reason}={n}"))
+            })
+            .collect();
+        if !port_drops.is_empty() {
+            let _ = writeln!(
+                out,
+                "dropped by the port before any thread: {}",
+                port_drops.join(" ")
+            );
         }
         let l = &tot.lookups;
         let _ = writeln!(

@@ -17,11 +17,13 @@
 //! the rule; the thread's exit deletes the rest (the engine calls `remove_owner`). The stack
 //! knows nothing of steering: it only tells the table which flows it holds.
 //!
-//! # Outbound connections under RSS balancing
+//! # Outbound connections
 //!
-//! [`ports::rss_local_port`] picks a local port whose return packets the NIC's RSS delivers to
-//! the connecting thread's own queue (Seastar's and gazelle's trick), so an outbound connection
-//! needs no rule when RSS alone balances.
+//! An app that connects out (`tcp-proxy`, towards its upstream) has no listen rule to bring the
+//! answers back. [`Outbound`] says how they find the thread: under RSS balancing the local port
+//! is one the port's RSS delivers to the connecting thread's own queue
+//! ([`ports::rss_local_port`], Seastar's and gazelle's trick) and no rule is added; under
+//! software balancing the connection's exact rule goes in before its SYN leaves.
 //!
 //! # Costs
 //!
@@ -32,6 +34,7 @@
 //! | per emitted frame | one buffer from the thread's pool cache, written once by smoltcp |
 //! | per round with frames | one pass over the apps' sockets |
 //! | connection set-up / end | one flow table insert / remove |
+//! | outbound connect | a local port (about `queues` Toeplitz hashes when RSS chooses it); one insert under software balancing |
 //!
 //! # Threads
 //!
