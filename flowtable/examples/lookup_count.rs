@@ -130,6 +130,11 @@ fn main() {
     assert_eq!(found_misses, expected_misses, "miss keys found");
     let per_key = |time: Duration, keys: usize| time.as_secs_f64() * 1e9 / keys as f64;
     println!(
+        "{} of {rules} rules ({:.1}%) sit in their primary bucket",
+        table.rules_in_primary(),
+        table.rules_in_primary() as f64 * 100.0 / rules as f64
+    );
+    println!(
         "{rules} rules, {} hit keys, {} miss keys{}: ok; {:.1} ns/hit, {:.1} ns/miss (wall time, \
          one thread; for instruction counts use the phases)",
         hits.len(),

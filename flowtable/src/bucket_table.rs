@@ -1,55 +1,70 @@
 //! The bucketized flow table: lookups take no lock and write no shared memory.
 //!
-//! Layout (the rte_hash / VPP bihash family). A fixed array of buckets, allocated at creation and
-//! never resized. Each bucket is six cache lines:
+//! Layout (the rte_hash / VPP bihash family). A fixed number of buckets, allocated at creation and
+//! never resized, each split over two parallel arrays indexed by the bucket number:
 //!
-//! | line | content                                                                         |
-//! |------|---------------------------------------------------------------------------------|
-//! | 0    | version (sequence lock), 8 × 16-bit signatures (0 = empty slot), 8 × 16-bit owners |
-//! | 1..6 | 8 keys of 40 bytes inline (the five [`FlowKey`] words)                          |
+//! | array   | per bucket                                                                           |
+//! |---------|--------------------------------------------------------------------------------------|
+//! | `heads` | 1 line: version (sequence lock), 8 × 16-bit signatures (0 = empty slot), 8 × 16-bit owners |
+//! | `keys`  | 5 lines: 8 keys of 40 bytes inline (the five [`FlowKey`] words), guarded by the head's version |
 //!
-//! Keys are stored inline, not behind pointers: a removed or moved entry is overwritten in place
+//! The heads are dense (64 bytes apart) because a probe reads a head first and a key only after a
+//! signature match: a miss reads heads only, and the heads of 1 Mi rules span 16 MiB, where heads
+//! interleaved with their keys in 384-byte buckets spread over 96 MiB. The split pays off together
+//! with primary-first placement (below), which lets most hits read one head and one key block:
+//! with lookups that read both heads, the split alone made 1 Mi-rule hits slower (a key block is a
+//! page of its own, where an interleaved bucket's keys share its head's page). Keys are stored
+//! inline in their block, not behind pointers: a removed or moved entry is overwritten in place
 //! and nothing is ever freed while a reader may look at it, so no memory reclamation (epochs,
-//! hazard pointers, quiescent states) is needed. That is the reason for this layout: every shared
-//! word is an atomic that stays valid for the table's lifetime.
+//! hazard pointers, quiescent states) is needed. Every shared word is an atomic that stays valid
+//! for the table's lifetime.
 //!
 //! Placement: the caller's [`FlowKey::hash`] is mixed with a per-table random key (xor, multiply
 //! by an odd constant: a bijection, two instructions) so that peers who know the build's fixed
 //! hash seeds cannot aim many flows at the same buckets. The top bits give the primary bucket,
 //! bits 16.. the secondary (forced different when the table has two buckets or more), bits 0..16
-//! the signature. A key lives in one of its two buckets.
+//! the signature. A key lives in one of its two buckets: in its primary whenever that had a free
+//! slot when the key was inserted, so that most hits read one bucket. At 50% load (1 Mi rules in
+//! a table sized for them) 99.1% of the rules sit in their primary
+//! ([`BucketTable::rules_in_primary`]).
 //!
-//! Reads: see `seqlock` for the protocol. A lookup loads both buckets' versions, searches the
-//! primary then the secondary (signature filter, then a five-word compare), and validates: a hit in
-//! the primary needs only the primary's version unchanged, anything else needs both. Because a
-//! cuckoo move holds the locks of both buckets of the moving key at once, a key present during the
-//! whole lookup is always found.
+//! Reads: see `seqlock` for the protocol. A lookup begins the read of its primary bucket (version,
+//! then signatures and matching keys); a key found there is done once the primary's version
+//! validates (a one-bucket read). Otherwise, with the primary's read still open, it begins the
+//! secondary's read, searches it, and validates both versions. Because a cuckoo move holds the
+//! locks of both buckets of the moving key at once, a key present during the whole lookup is
+//! always found (the argument and its loom models are in `seqlock`).
 //!
-//! Bulk lookup works in chunks of 32: (1) bucket indices for every key from the given hashes and a
-//! prefetch of both buckets' first lines; (2) for every key, the start of its read: both versions,
-//! the slots whose signature matches (an exact branch-free SWAR compare of the eight 16-bit lanes)
-//! and a prefetch of the key lines they point at; (3) for every key, the key compares of those
-//! slots, the owner, and the validation of the read step 2 began. So each key's versions and
-//! signatures are loaded once; the read stays open while the other keys of the chunk are probed,
-//! which only widens the window in which a writer makes it retry, and a read that fails validation
-//! (or met a held lock in step 2) is redone alone by the single-key search. Exact misses then go to
-//! the listen rules (`listen_table`), whose port filter ends them at once when no rule exists for
-//! the flow's local port.
+//! Bulk lookup works in chunks of 32, in stages that each start the memory loads the next needs:
+//! (1) bucket indices for every key from the given hashes, and a prefetch of the primary heads;
+//! (2) for every key, the start of the primary's read: version, the slots whose signature matches
+//! (an exact branch-free SWAR compare of the eight 16-bit lanes), and a prefetch of the key lines
+//! they point at, or, with no match, of the secondary head; (3) for every key, the primary's key
+//! compares: hits end here, the other keys are listed for (4) the secondary's read and compares,
+//! the validation of both reads, and the listen rules for exact misses (`listen_table`), whose
+//! port filter ends them at once when no rule exists for the flow's local port. A key whose
+//! primary had a signature collision starts loading its secondary head in stage 3, and the key
+//! lines of a rule in its secondary are not prefetched (1% of the rules at 50% load). Reads stay
+//! open across the stages, which only widens the window in which a writer makes one retry; a read
+//! that fails validation or met a held lock is redone alone by the single-key search.
 //!
 //! Cost of `lookup_bulk` per key: no allocation, no lock, no store to shared memory, and
 //!
-//! | outcome                                   | cache lines read                                  | instructions (64 Ki rules) |
-//! |-------------------------------------------|---------------------------------------------------|----------------------------|
-//! | hit                                       | 2 bucket heads, 1–2 key lines per signature match | 246                        |
-//! | miss, no listen rule on the local port    | 2 bucket heads, 1 filter word (+ a key line on a 16-bit signature collision) | 230 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 336                        |
+//! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
+//! |-------------------------------------------|----------------------------------------------------|----------------------------|
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 224                        |
+//! | hit, in the secondary                     | 2 heads, 1–2 key lines per signature match         | —                          |
+//! | miss, no listen rule on the local port    | 2 heads, 1 filter word (+ a key line on a 16-bit signature collision) | 250 |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 356                        |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
-//! benchmark); before the current bulk stages and the listen port filter they were 292, 298 and
-//! 369. At 1 Mi rules the same instructions wait on the bucket lines: the table spans 96 MiB, so
-//! the time per key is set by cache and TLB misses, which the stage-1 prefetches overlap across
-//! the 32 keys of a chunk.
+//! benchmark). With interleaved 384-byte buckets, both heads read by every lookup and a two-choice
+//! insert they were 246, 230 and 336: reading the primary first saves instructions on hits and
+//! costs some on misses (two stages and a separately bounds-checked key block). At 1 Mi rules the
+//! same instructions wait on memory: the heads span 16 MiB and the key blocks 80 MiB, so the time
+//! per key is set by cache and TLB misses, which the prefetches overlap across the 32 keys of a
+//! chunk.
 //!
 //! Writes from any thread: the version word of a bucket is also its writer lock (odd = held).
 //! `insert` and `remove` lock the key's two buckets (lower index first: no deadlock). An insert
@@ -69,8 +84,9 @@
 //! always succeed; this is a probabilistic guarantee, not an absolute one: if no path is found
 //! after [`INSERT_ATTEMPTS`] searches the insert fails with [`TableFull`] like a full table.
 //!
-//! Memory: 384 bytes per bucket, 48 bytes per slot; 1 Mi rules take 256 Ki buckets, 96 MiB,
-//! allocated zeroed and committed at creation (the allocator zeroes 64-byte-aligned memory itself).
+//! Memory: 384 bytes per bucket (a 64-byte head and a 320-byte key block), 48 bytes per slot;
+//! 1 Mi rules take 256 Ki buckets, 16 MiB of heads and 80 MiB of keys, allocated zeroed and
+//! committed at creation (the allocator zeroes large blocks itself).
 //! Transparent huge pages for the array (`mmap` + `madvise(MADV_HUGEPAGE)`) were measured and
 //! dropped: on the 2-vCPU benchmark VM they made 1 Mi-rule lookups 15–25% slower, not faster.
 
@@ -99,25 +115,41 @@ pub(crate) const CUCKOO_SEARCH_BUCKETS: usize = 512;
 pub(crate) const INSERT_ATTEMPTS: usize = 8;
 /// Keys of one bulk-lookup chunk (prefetch distance).
 const CHUNK: usize = 32;
+// Stage 3 lists the keys left for the secondary by their index in the chunk, in a byte.
+const _: () = assert!(CHUNK <= 256);
 const LANE_ONES: u64 = 0x0001_0001_0001_0001;
 const LANE_LOWS: u64 = 0x7FFF_7FFF_7FFF_7FFF;
 /// Gathers bits 0, 16, 32 and 48 into bits 45..49 (lane `i` to bit `45 + i`); no other partial
 /// product lands there or carries into it.
 const LANE_GATHER: u64 = 1 | (1 << 15) | (1 << 30) | (1 << 45);
 
+/// The line every probe reads: the version that guards the bucket (this line and the bucket's
+/// [`KeyBlock`]), and the slots' signatures and owners.
 #[repr(C, align(64))]
-struct Bucket {
+struct Head {
     version: Version,
     /// Signature of slot `i` in bits `16 * (i % 4)` of word `i / 4`; 0 marks an empty slot.
     sigs: [AtomicU64; 2],
     /// Owner of slot `i`, packed like the signatures.
     owners: [AtomicU64; 2],
-    /// Keeps the keys off the first line, which is all a miss touches.
-    _pad: [u64; 3],
+}
+
+/// The keys of one bucket, slot `i` in words `5 * i..5 * i + 5`; read only after a signature
+/// match, under the version of the bucket's [`Head`].
+#[repr(C, align(64))]
+struct KeyBlock {
     keys: [[AtomicU64; KEY_WORDS]; SLOTS],
 }
 
-const _: () = assert!(std::mem::size_of::<Bucket>() == 384);
+const _: () = assert!(std::mem::size_of::<Head>() == 64);
+const _: () = assert!(std::mem::size_of::<KeyBlock>() == 320);
+
+/// One bucket: its head and its key block, which live in two parallel arrays at the same index.
+#[derive(Clone, Copy)]
+struct Bucket<'a> {
+    head: &'a Head,
+    keys: &'a KeyBlock,
+}
 
 #[inline]
 fn lane(words: &[AtomicU64; 2], slot: usize) -> u16 {
@@ -152,30 +184,49 @@ fn sig_matches(sigs: [u64; 2], sig: u16) -> u32 {
     lanes(sigs[0]) | (lanes(sigs[1]) << 4)
 }
 
-/// What stage 2 of a bulk lookup read of one key's buckets, so that stage 3 finishes the
-/// validated read without loading the versions and signatures again.
+/// The open read of a key's primary bucket in a bulk lookup, from stage 2 to the end, so that
+/// its version and signatures are loaded once.
 #[derive(Clone, Copy, Default)]
 struct Probe {
-    /// Both buckets' versions at the start of the read; meaningless unless `begun`.
-    versions: [u64; 2],
-    /// Slots of the primary (bits 0..8) and secondary (8..16) bucket whose signature matched.
-    candidates: u16,
-    /// False when a writer held either bucket in stage 2: stage 3 reads the key from scratch.
+    /// The primary's version when the read began; meaningless unless `begun`.
+    version: u64,
+    /// Slots of the primary whose signature matched.
+    candidates: u8,
+    /// False when a writer held the primary or changed it: `search` reads the key from scratch.
     begun: bool,
 }
 
-impl Bucket {
-    #[cfg(loom)]
+/// What stage 3 of a bulk lookup learned from a key's primary bucket.
+enum PrimaryRead {
+    /// The key, with this owner, in a validated read.
+    Found(ThreadId),
+    /// Not in the primary (validated later, with the secondary).
+    Absent,
+    /// A writer was or is in the primary: the key takes the single-key path.
+    Disturbed,
+}
+
+#[cfg(loom)]
+impl Head {
     fn new() -> Self {
-        Bucket {
+        Head {
             version: Version::new(),
             sigs: std::array::from_fn(|_| AtomicU64::new(0)),
             owners: std::array::from_fn(|_| AtomicU64::new(0)),
-            _pad: [0; 3],
+        }
+    }
+}
+
+#[cfg(loom)]
+impl KeyBlock {
+    fn new() -> Self {
+        KeyBlock {
             keys: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
+}
 
+impl Head {
     #[inline]
     fn sig_words(&self) -> [u64; 2] {
         [
@@ -184,6 +235,13 @@ impl Bucket {
         ]
     }
 
+    #[inline]
+    fn prefetch(&self) {
+        prefetch(self as *const Head as *const u8);
+    }
+}
+
+impl KeyBlock {
     #[inline]
     fn key_equals(&self, slot: usize, words: &[u64; KEY_WORDS]) -> bool {
         let stored = &self.keys[slot];
@@ -200,14 +258,8 @@ impl Bucket {
         std::array::from_fn(|w| self.keys[slot][w].load(Ordering::Relaxed))
     }
 
-    /// The slot holding `words` with signature `sig`. Racy unless the lock is held or the read is
-    /// validated afterwards.
-    #[inline]
-    fn find(&self, words: &[u64; KEY_WORDS], sig: u16) -> Option<usize> {
-        self.first_equal(sig_matches(self.sig_words(), sig), words)
-    }
-
-    /// The first slot of `candidates` (bit `i` = slot `i`) that holds `words`. Racy, as `find`.
+    /// The first slot of `candidates` (bit `i` = slot `i`) that holds `words`. Racy unless the
+    /// bucket's lock is held or the read is validated afterwards.
     #[inline]
     fn first_equal(&self, mut candidates: u32, words: &[u64; KEY_WORDS]) -> Option<usize> {
         while candidates != 0 {
@@ -220,35 +272,49 @@ impl Bucket {
         None
     }
 
-    fn free_slot(&self) -> Option<usize> {
-        (0..SLOTS).find(|&slot| lane(&self.sigs, slot) == 0)
+    /// Prefetches the one or two lines each slot of `candidates` spans.
+    #[inline]
+    fn prefetch_keys(&self, mut candidates: u32) {
+        while candidates != 0 {
+            let first = self.keys[candidates.trailing_zeros() as usize].as_ptr() as *const u8;
+            prefetch(first);
+            prefetch(first.wrapping_add(KEY_WORDS * 8 - 1));
+            candidates &= candidates - 1;
+        }
+    }
+}
+
+impl Bucket<'_> {
+    /// The slot holding `words` with signature `sig`. Racy, as [`KeyBlock::first_equal`].
+    #[inline]
+    fn find(&self, words: &[u64; KEY_WORDS], sig: u16) -> Option<usize> {
+        self.keys
+            .first_equal(sig_matches(self.head.sig_words(), sig), words)
     }
 
+    fn key(&self, slot: usize) -> [u64; KEY_WORDS] {
+        self.keys.key(slot)
+    }
+
+    fn free_slot(&self) -> Option<usize> {
+        (0..SLOTS).find(|&slot| lane(&self.head.sigs, slot) == 0)
+    }
+
+    #[cfg(all(test, not(loom)))]
     fn used(&self) -> usize {
         (0..SLOTS)
-            .filter(|&slot| lane(&self.sigs, slot) != 0)
+            .filter(|&slot| lane(&self.head.sigs, slot) != 0)
             .count()
     }
 
     /// Writer only. The signature goes last, though the held version already hides the partial
     /// state from readers.
     fn write(&self, slot: usize, words: &[u64; KEY_WORDS], sig: u16, owner: ThreadId) {
-        for (stored, word) in self.keys[slot].iter().zip(words) {
+        for (stored, word) in self.keys.keys[slot].iter().zip(words) {
             stored.store(*word, Ordering::Relaxed);
         }
-        set_lane(&self.owners, slot, owner);
-        set_lane(&self.sigs, slot, sig);
-    }
-
-    fn prefetch_head(&self) {
-        prefetch(self as *const Bucket as *const u8);
-    }
-
-    /// Prefetches the one or two lines key `slot` spans.
-    fn prefetch_key(&self, slot: usize) {
-        let first = self.keys[slot].as_ptr() as *const u8;
-        prefetch(first);
-        prefetch(first.wrapping_add(KEY_WORDS * 8 - 1));
+        set_lane(&self.head.owners, slot, owner);
+        set_lane(&self.head.sigs, slot, sig);
     }
 }
 
@@ -275,13 +341,14 @@ struct Placement {
     sig: u16,
 }
 
-/// A key's two buckets, resolved from its [`Placement`] once per bulk lookup (one bounds check
-/// and address computation per bucket, however many stages use them).
+/// A key's two buckets as a lookup reads them: the heads resolved once per bulk lookup (one
+/// bounds check and address computation, however many stages read them), the key blocks only on
+/// a signature match.
 #[derive(Clone, Copy)]
 struct Pair<'a> {
-    primary: &'a Bucket,
-    secondary: &'a Bucket,
-    sig: u16,
+    primary: &'a Head,
+    secondary: &'a Head,
+    place: Placement,
 }
 
 /// Holds the locks of a key's two buckets (one if they are the same), taken in index order.
@@ -293,7 +360,9 @@ struct PairGuard<'a> {
 /// Concurrent flow table with lock-free lookups over fixed, preallocated buckets. See the module
 /// documentation for the layout, the protocols and the costs.
 pub struct BucketTable {
-    buckets: Box<[Bucket]>,
+    heads: Box<[Head]>,
+    /// `keys[i]` holds the keys of bucket `i`; same length as `heads`.
+    keys: Box<[KeyBlock]>,
     mask: usize,
     /// Bucket index bits, for the shift that takes the primary index from the top of the hash.
     shift: u32,
@@ -323,7 +392,8 @@ impl BucketTable {
     fn with_buckets(capacity: usize, buckets: usize) -> Self {
         let random = RandomState::new();
         BucketTable {
-            buckets: allocate_buckets(buckets),
+            heads: allocate_empty(buckets),
+            keys: allocate_empty(buckets),
             mask: buckets - 1,
             shift: buckets.trailing_zeros(),
             mix_xor: random.hash_one(1u64),
@@ -337,7 +407,27 @@ impl BucketTable {
 
     /// Number of buckets (a power of two); `buckets() * 8` slots.
     pub fn buckets(&self) -> usize {
-        self.buckets.len()
+        self.heads.len()
+    }
+
+    /// Exact rules stored in their primary bucket, by an unlocked scan of every bucket (a
+    /// measurement, racy under concurrent writers). A lookup of such a rule reads one bucket; the
+    /// others, and every miss, read two.
+    pub fn rules_in_primary(&self) -> usize {
+        (0..self.buckets())
+            .map(|index| {
+                let bucket = self.bucket(index);
+                (0..SLOTS)
+                    .filter(|&slot| {
+                        let sig = lane(&bucket.head.sigs, slot);
+                        sig != 0 && {
+                            let key = bucket.key(slot);
+                            self.place(hash_words(&key)).primary == index
+                        }
+                    })
+                    .count()
+            })
+            .sum()
     }
 
     #[inline]
@@ -359,8 +449,8 @@ impl BucketTable {
     fn lock_pair(&self, place: Placement) -> PairGuard<'_> {
         let low = place.primary.min(place.secondary);
         let high = place.primary.max(place.secondary);
-        let first = self.buckets[low].version.lock();
-        let second = (high != low).then(|| self.buckets[high].version.lock());
+        let first = self.heads[low].version.lock();
+        let second = (high != low).then(|| self.heads[high].version.lock());
         PairGuard {
             _first: first,
             _second: second,
@@ -371,45 +461,50 @@ impl BucketTable {
     fn find_locked(&self, words: &[u64; KEY_WORDS], place: Placement) -> Option<(usize, usize)> {
         [place.primary, place.secondary]
             .into_iter()
-            .find_map(|bucket| Some((bucket, self.buckets[bucket].find(words, place.sig)?)))
+            .find_map(|bucket| Some((bucket, self.bucket(bucket).find(words, place.sig)?)))
+    }
+
+    /// Bucket `index`'s head and key block.
+    #[inline]
+    fn bucket(&self, index: usize) -> Bucket<'_> {
+        Bucket {
+            head: &self.heads[index],
+            keys: &self.keys[index],
+        }
     }
 
     #[inline]
     fn pair(&self, place: Placement) -> Pair<'_> {
         Pair {
-            primary: &self.buckets[place.primary],
-            secondary: &self.buckets[place.secondary],
-            sig: place.sig,
+            primary: &self.heads[place.primary],
+            secondary: &self.heads[place.secondary],
+            place,
         }
     }
 
     /// Validated exact lookup (see the module documentation), retrying until no writer
     /// intervenes. The bulk lookup's path for the rare read that a writer disturbed.
     #[cold]
-    fn search(&self, words: &[u64; KEY_WORDS], pair: Pair<'_>) -> Option<ThreadId> {
-        let Pair {
-            primary,
-            secondary,
-            sig,
-        } = pair;
+    fn search(&self, words: &[u64; KEY_WORDS], place: Placement) -> Option<ThreadId> {
+        let primary = self.bucket(place.primary);
+        let secondary = self.bucket(place.secondary);
+        let sig = place.sig;
         let mut round = 0u32;
         loop {
-            if let (Some(v_primary), Some(v_secondary)) =
-                (primary.version.read_begin(), secondary.version.read_begin())
-            {
+            if let Some(v_primary) = primary.head.version.read_begin() {
                 if let Some(slot) = primary.find(words, sig) {
-                    let owner = lane(&primary.owners, slot);
+                    let owner = lane(&primary.head.owners, slot);
                     read_fence();
-                    if primary.version.unchanged_since(v_primary) {
+                    if primary.head.version.unchanged_since(v_primary) {
                         return Some(owner);
                     }
-                } else {
+                } else if let Some(v_secondary) = secondary.head.version.read_begin() {
                     let found = secondary
                         .find(words, sig)
-                        .map(|slot| lane(&secondary.owners, slot));
+                        .map(|slot| lane(&secondary.head.owners, slot));
                     read_fence();
-                    if primary.version.unchanged_since(v_primary)
-                        && secondary.version.unchanged_since(v_secondary)
+                    if primary.head.version.unchanged_since(v_primary)
+                        && secondary.head.version.unchanged_since(v_secondary)
                     {
                         return found;
                     }
@@ -420,59 +515,83 @@ impl BucketTable {
         }
     }
 
-    /// Stage 2 of a bulk lookup for one key: begins the read of both buckets, records the
-    /// signature matches and prefetches the key lines they point at.
+    /// Stage 2 of a bulk lookup for one key: begins the read of its primary bucket, records the
+    /// signature matches and prefetches the key lines they point at, or, with no match (the key
+    /// is not in the primary), the secondary's head, which stage 4 will read.
     #[inline]
-    fn probe(pair: Pair<'_>) -> Probe {
-        let Pair {
-            primary,
-            secondary,
-            sig,
-        } = pair;
-        let (Some(v_primary), Some(v_secondary)) =
-            (primary.version.read_begin(), secondary.version.read_begin())
-        else {
+    fn probe_primary(&self, pair: Pair<'_>) -> Probe {
+        let primary = pair.primary;
+        let Some(version) = primary.version.read_begin() else {
             return Probe::default();
         };
-        let in_primary = sig_matches(primary.sig_words(), sig);
-        let in_secondary = sig_matches(secondary.sig_words(), sig);
-        for (bucket, mut candidates) in [(primary, in_primary), (secondary, in_secondary)] {
-            while candidates != 0 {
-                bucket.prefetch_key(candidates.trailing_zeros() as usize);
-                candidates &= candidates - 1;
-            }
+        let candidates = sig_matches(primary.sig_words(), pair.place.sig);
+        if candidates == 0 {
+            pair.secondary.prefetch();
+        } else {
+            self.keys[pair.place.primary].prefetch_keys(candidates);
         }
         Probe {
-            versions: [v_primary, v_secondary],
-            candidates: (in_primary | (in_secondary << SLOTS)) as u16,
+            version,
+            candidates: candidates as u8,
             begun: true,
         }
     }
 
-    /// Stage 3 of a bulk lookup for one key: the key compares of the read `probe` began, and its
-    /// validation (as in `search`). `None` when a writer intervened and the read must be redone.
+    /// Stage 3 of a bulk lookup for one key: the key compares of the primary's read. A key found
+    /// there is done once the primary's version validates (a one-bucket read); the others go on
+    /// to the secondary with the primary's read still open.
     #[inline]
-    fn finish(words: &[u64; KEY_WORDS], pair: Pair<'_>, probe: Probe) -> Option<Option<ThreadId>> {
+    fn finish_primary(
+        &self,
+        words: &[u64; KEY_WORDS],
+        pair: Pair<'_>,
+        probe: Probe,
+    ) -> PrimaryRead {
         if !probe.begun {
-            return None;
+            return PrimaryRead::Disturbed;
         }
-        let primary = pair.primary;
-        let candidates = u32::from(probe.candidates);
-        if let Some(slot) = primary.first_equal(candidates & 0xFF, words) {
-            let owner = lane(&primary.owners, slot);
-            read_fence();
-            return primary
-                .version
-                .unchanged_since(probe.versions[0])
-                .then_some(Some(owner));
+        if probe.candidates == 0 {
+            return PrimaryRead::Absent;
         }
-        let secondary = pair.secondary;
-        let found = secondary
-            .first_equal(candidates >> SLOTS, words)
-            .map(|slot| lane(&secondary.owners, slot));
+        let Some(slot) =
+            self.keys[pair.place.primary].first_equal(u32::from(probe.candidates), words)
+        else {
+            // A signature collision: stage 2 did not start loading the secondary.
+            pair.secondary.prefetch();
+            return PrimaryRead::Absent;
+        };
+        let owner = lane(&pair.primary.owners, slot);
         read_fence();
-        (primary.version.unchanged_since(probe.versions[0])
-            && secondary.version.unchanged_since(probe.versions[1]))
+        if pair.primary.version.unchanged_since(probe.version) {
+            PrimaryRead::Found(owner)
+        } else {
+            PrimaryRead::Disturbed
+        }
+    }
+
+    /// Stage 4 of a bulk lookup for a key absent from its primary: the secondary's read (the
+    /// primary's is still open), its key compares, and the validation of both reads. `None` when
+    /// a writer intervened and the read must be redone (by `search`).
+    #[inline]
+    fn read_secondary(
+        &self,
+        words: &[u64; KEY_WORDS],
+        pair: Pair<'_>,
+        probe: Probe,
+    ) -> Option<Option<ThreadId>> {
+        let secondary = pair.secondary;
+        let version = secondary.version.read_begin().filter(|_| probe.begun)?;
+        let candidates = sig_matches(secondary.sig_words(), pair.place.sig);
+        let found = if candidates == 0 {
+            None
+        } else {
+            self.keys[pair.place.secondary]
+                .first_equal(candidates, words)
+                .map(|slot| lane(&secondary.owners, slot))
+        };
+        read_fence();
+        (pair.primary.version.unchanged_since(probe.version)
+            && secondary.version.unchanged_since(version))
         .then_some(found)
     }
 
@@ -505,9 +624,9 @@ impl BucketTable {
         }
         let mut head = 0;
         while head < nodes.len() {
-            let bucket = &self.buckets[nodes[head].bucket];
+            let bucket = self.bucket(nodes[head].bucket);
             for slot in 0..SLOTS {
-                if lane(&bucket.sigs, slot) == 0 {
+                if lane(&bucket.head.sigs, slot) == 0 {
                     // Freed meanwhile: the caller's retry will use it.
                     return true;
                 }
@@ -517,7 +636,7 @@ impl BucketTable {
                 if alternate == nodes[head].bucket {
                     continue;
                 }
-                if self.buckets[alternate].free_slot().is_some() {
+                if self.bucket(alternate).free_slot().is_some() {
                     return self.execute_path(&nodes, head, slot, key, alternate);
                 }
                 if nodes.len() < CUCKOO_SEARCH_BUCKETS
@@ -579,24 +698,24 @@ impl BucketTable {
             secondary: to,
             sig: 0,
         });
-        let source = &self.buckets[from];
-        let target = &self.buckets[to];
-        let sig = lane(&source.sigs, slot);
+        let source = self.bucket(from);
+        let target = self.bucket(to);
+        let sig = lane(&source.head.sigs, slot);
         if sig == 0 || source.key(slot) != *key {
             return false;
         }
         let Some(free) = target.free_slot() else {
             return false;
         };
-        target.write(free, key, sig, lane(&source.owners, slot));
-        set_lane(&source.sigs, slot, 0);
+        target.write(free, key, sig, lane(&source.head.owners, slot));
+        set_lane(&source.head.sigs, slot, 0);
         true
     }
 
     /// Exact rules in all buckets, for occupancy measurements.
     #[cfg(all(test, not(loom)))]
     fn load(&self) -> usize {
-        self.buckets.iter().map(Bucket::used).sum()
+        (0..self.buckets()).map(|b| self.bucket(b).used()).sum()
     }
 }
 
@@ -614,19 +733,48 @@ fn hash_words(words: &[u64; KEY_WORDS]) -> u64 {
     FlowKey::from_words(*words).hash()
 }
 
+/// Bucket storage whose all-zero bytes mean "version 0, every slot empty", so that the arrays
+/// come zeroed from the allocator (which zeroes large blocks itself, or maps fresh zero pages).
+///
+/// # Safety
+///
+/// All-zero bytes must be a valid value of the type.
+unsafe trait ZeroIsEmpty: Sized {
+    /// The same empty value built field by field, for the model checker's atomics (which are
+    /// not plain words).
+    #[cfg(loom)]
+    fn empty() -> Self;
+}
+
+// SAFETY: a Head is a Version (a transparent AtomicU64) and AtomicU64s; zero is a valid AtomicU64.
+unsafe impl ZeroIsEmpty for Head {
+    #[cfg(loom)]
+    fn empty() -> Self {
+        Head::new()
+    }
+}
+
+// SAFETY: a KeyBlock is AtomicU64s only; zero is a valid AtomicU64.
+unsafe impl ZeroIsEmpty for KeyBlock {
+    #[cfg(loom)]
+    fn empty() -> Self {
+        KeyBlock::new()
+    }
+}
+
 #[cfg(not(loom))]
-fn allocate_buckets(count: usize) -> Box<[Bucket]> {
+fn allocate_empty<T: ZeroIsEmpty>(count: usize) -> Box<[T]> {
     use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-    let Ok(layout) = Layout::array::<Bucket>(count) else {
+    let Ok(layout) = Layout::array::<T>(count) else {
         panic!("flow table of {count} buckets exceeds the address space");
     };
-    // SAFETY: `layout` has a non-zero size (count >= 1, Bucket is 384 bytes). All-zero bytes are
-    // a valid Bucket: it consists of AtomicU64 and u64 only (Version is a transparent AtomicU64),
-    // for which zero is a valid value, meaning "version 0, every slot empty". The pointer comes
-    // from the global allocator with the layout of `[Bucket; count]`, which is what Box<[Bucket]>
-    // frees with, so ownership passes to the box exactly once.
+    assert!(layout.size() != 0, "bucket arrays are never empty");
+    // SAFETY: `layout` has a non-zero size (checked above). All-zero bytes are a valid T
+    // (`ZeroIsEmpty`'s contract). The pointer comes from the global allocator with the layout of
+    // `[T; count]`, which is what Box<[T]> frees with, so ownership passes to the box exactly
+    // once.
     unsafe {
-        let pointer = alloc_zeroed(layout) as *mut Bucket;
+        let pointer = alloc_zeroed(layout) as *mut T;
         if pointer.is_null() {
             handle_alloc_error(layout);
         }
@@ -635,8 +783,8 @@ fn allocate_buckets(count: usize) -> Box<[Bucket]> {
 }
 
 #[cfg(loom)]
-fn allocate_buckets(count: usize) -> Box<[Bucket]> {
-    (0..count).map(|_| Bucket::new()).collect()
+fn allocate_empty<T: ZeroIsEmpty>(count: usize) -> Box<[T]> {
+    (0..count).map(|_| T::empty()).collect()
 }
 
 impl FlowTable for BucketTable {
@@ -648,9 +796,9 @@ impl FlowTable for BucketTable {
             {
                 let _guard = self.lock_pair(place);
                 if let Some((bucket, slot)) = self.find_locked(words, place) {
-                    let bucket = &self.buckets[bucket];
-                    let previous = lane(&bucket.owners, slot);
-                    set_lane(&bucket.owners, slot, owner);
+                    let bucket = self.bucket(bucket);
+                    let previous = lane(&bucket.head.owners, slot);
+                    set_lane(&bucket.head.owners, slot, owner);
                     if reserved {
                         // Another writer placed the key while this one searched a path.
                         self.exact_count.fetch_sub(1, Ordering::Relaxed);
@@ -661,13 +809,14 @@ impl FlowTable for BucketTable {
                     self.reserve()?;
                     reserved = true;
                 }
-                // Two-choice: the emptier bucket keeps the load even and cuckoo searches rare.
-                let primary = &self.buckets[place.primary];
-                let secondary = &self.buckets[place.secondary];
-                let target = if secondary.used() < primary.used() {
-                    secondary
-                } else {
+                // Primary first: a lookup that finds its key in the primary bucket never reads the
+                // secondary, so the secondary takes only what the primary has no room for.
+                let primary = self.bucket(place.primary);
+                let secondary = self.bucket(place.secondary);
+                let target = if primary.free_slot().is_some() {
                     primary
+                } else {
+                    secondary
                 };
                 if let Some(slot) = target.free_slot() {
                     target.write(slot, words, place.sig, owner);
@@ -690,9 +839,9 @@ impl FlowTable for BucketTable {
         let place = self.place(key.hash());
         let _guard = self.lock_pair(place);
         let (bucket, slot) = self.find_locked(words, place)?;
-        let bucket = &self.buckets[bucket];
-        let owner = lane(&bucket.owners, slot);
-        set_lane(&bucket.sigs, slot, 0);
+        let bucket = self.bucket(bucket);
+        let owner = lane(&bucket.head.owners, slot);
+        set_lane(&bucket.head.sigs, slot, 0);
         self.exact_count.fetch_sub(1, Ordering::Relaxed);
         Some(owner)
     }
@@ -708,7 +857,7 @@ impl FlowTable for BucketTable {
     fn remove_owner(&self, owner: ThreadId) -> usize {
         let _relocating = self.relocation.lock().unwrap_or_else(|e| e.into_inner());
         let mut removed = 0;
-        for bucket in self.buckets.iter() {
+        for bucket in self.heads.iter() {
             // Unlocked pre-check: most buckets hold no rule of `owner` and stay untouched, so
             // their readers never retry. A rule of `owner` inserted concurrently may be missed,
             // as with any insert that races the removal.
@@ -729,45 +878,61 @@ impl FlowTable for BucketTable {
 
     fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]) {
         let count = keys.len().min(hashes.len()).min(out.len());
-        let any = &self.buckets[0];
-        let mut pairs = [Pair {
-            primary: any,
-            secondary: any,
-            sig: 0,
-        }; CHUNK];
+        let mut pairs = [self.pair(Placement::default()); CHUNK];
         let mut probes = [Probe::default(); CHUNK];
         for start in (0..count).step_by(CHUNK) {
             let end = (start + CHUNK).min(count);
             let keys = &keys[start..end];
             let hashes = &hashes[start..end];
+            let out = &mut out[start..end];
             let pairs = &mut pairs[..end - start];
             let probes = &mut probes[..end - start];
-            // 1: where every key may be; start loading those lines.
+            // 1: where every key may be; start loading the primary heads.
             for (pair, &hash) in pairs.iter_mut().zip(hashes) {
                 *pair = self.pair(self.place(hash));
-                pair.primary.prefetch_head();
-                pair.secondary.prefetch_head();
+                pair.primary.prefetch();
             }
-            // 2: begin every key's read: versions and signature matches; start loading the key
-            // lines that may hold a match.
+            // 2: begin every key's read of its primary: version and signature matches; start
+            // loading the key lines that may hold a match, or else the secondary head.
             for (probe, pair) in probes.iter_mut().zip(pairs.iter()) {
-                *probe = Self::probe(*pair);
+                *probe = self.probe_primary(*pair);
             }
-            // 3: the compares and the validation (a read a writer disturbed is redone alone),
-            // then the listen rules for exact misses.
-            for ((((key, &hash), pair), probe), slot) in keys
+            // 3: the primary's compares. Most rules sit in their primary bucket, so most hits
+            // end here, having read one bucket.
+            let mut rest = [0u8; CHUNK];
+            let mut rest_len = 0;
+            for (index, (((key, pair), probe), slot)) in keys
                 .iter()
-                .zip(hashes)
                 .zip(pairs.iter())
-                .zip(probes.iter())
-                .zip(out[start..end].iter_mut())
+                .zip(probes.iter_mut())
+                .zip(out.iter_mut())
+                .enumerate()
             {
+                match self.finish_primary(key.words(), *pair, *probe) {
+                    PrimaryRead::Found(owner) => {
+                        *slot = Lookup::Exact(owner);
+                        continue;
+                    }
+                    PrimaryRead::Absent => {}
+                    PrimaryRead::Disturbed => probe.begun = false,
+                }
+                rest[rest_len] = index as u8;
+                rest_len += 1;
+            }
+            // 4: the secondary's read for the keys absent from their primary, the validation of
+            // both reads (a read a writer disturbed is redone alone), then the listen rules for
+            // exact misses.
+            for &index in &rest[..rest_len] {
+                let index = usize::from(index);
+                let key = &keys[index];
                 let words = key.words();
-                let exact =
-                    Self::finish(words, *pair, *probe).unwrap_or_else(|| self.search(words, *pair));
-                *slot = match exact {
+                let pair = pairs[index];
+                let exact = self
+                    .read_secondary(words, pair, probes[index])
+                    .unwrap_or_else(|| self.search(words, pair.place));
+                out[index] = match exact {
                     Some(owner) => Lookup::Exact(owner),
-                    None => self.listen.lookup(key, hash),
+                    None => self.listen.lookup(key, hashes[index]),
                 };
             }
         }
@@ -796,7 +961,7 @@ impl fmt::Debug for BucketTable {
             .field("exact_len", &self.exact_len())
             .field("listen_len", &self.listen_len())
             .field("capacity", &self.capacity)
-            .field("buckets", &self.buckets.len())
+            .field("buckets", &self.heads.len())
             .finish()
     }
 }
@@ -966,6 +1131,54 @@ mod tests {
                 .filter(|(_, lane_value)| **lane_value == sig)
                 .fold(0u32, |acc, (slot, _)| acc | (1 << slot));
             assert_eq!(sig_matches(words, sig), expected, "{lanes:?} vs {sig}");
+        }
+    }
+
+    /// Inserts prefer the primary bucket, so at the load of a table filled to its capacity
+    /// nearly every rule is found by reading one bucket.
+    #[test]
+    fn rules_sit_in_their_primary_bucket_at_the_sized_load() {
+        let capacity = if cfg!(miri) { 500 } else { 1 << 16 };
+        let table = BucketTable::with_capacity(capacity);
+        for i in 0..capacity as u32 {
+            table.insert(key(i), owner_of(i)).unwrap();
+        }
+        let in_primary = table.rules_in_primary();
+        assert!(
+            in_primary * 100 >= capacity * 95,
+            "{in_primary} of {capacity} rules in their primary bucket"
+        );
+    }
+
+    /// A nearly full table holds many rules in their secondary bucket; bulk lookups of bursts
+    /// that mix them with primary rules and misses return every owner and every miss.
+    #[test]
+    fn bulk_lookup_finds_rules_in_either_bucket() {
+        const BUCKETS: usize = if cfg!(miri) { 8 } else { 1024 };
+        let table = BucketTable::with_buckets(usize::MAX, BUCKETS);
+        let rules = (BUCKETS * SLOTS * 95 / 100) as u32;
+        for i in 0..rules {
+            table.insert(key(i), owner_of(i)).unwrap();
+        }
+        let in_primary = table.rules_in_primary();
+        assert!(
+            in_primary < rules as usize && in_primary > rules as usize / 2,
+            "{in_primary} of {rules} rules in their primary bucket"
+        );
+        // After every second rule, a key never inserted.
+        let expected: Vec<(FlowKey, Lookup)> = (0..rules)
+            .flat_map(|i| {
+                let rule = (key(i), Lookup::Exact(owner_of(i)));
+                let miss = (key(10_000_000 + i), Lookup::Miss);
+                std::iter::once(rule).chain((i % 2 == 1).then_some(miss))
+            })
+            .collect();
+        let keys: Vec<FlowKey> = expected.iter().map(|(k, _)| *k).collect();
+        let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+        let mut out = vec![Lookup::Miss; keys.len()];
+        table.lookup_bulk(&keys, &hashes, &mut out);
+        for ((key, expected), result) in expected.iter().zip(&out) {
+            assert_eq!(result, expected, "{key}");
         }
     }
 
