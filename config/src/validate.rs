@@ -734,74 +734,48 @@ fn check_proxies(config: &Config, out: &mut Collector) {
 /// the port's own address nor (IPv4) the subnet's broadcast address. The stacks have no routes
 /// beyond their subnets.
 fn check_upstream_on_link(out: &mut Collector, path: &str, upstream: SocketAddr, port: &Port) {
-    const NO_GATEWAY: &str =
-        "the stacks have no gateway, so an off-link upstream could never be reached";
-    match upstream.ip() {
-        IpAddr::V4(ip) => {
-            if out.any_rejected(&["port.ipv4", "port.ipv4_prefix"]) {
-                return;
-            }
-            let subnet = format!("{}/{}", port.ipv4, port.ipv4_prefix);
-            let host_bits = 32u32.saturating_sub(u32::from(port.ipv4_prefix));
-            let host_mask = u32::MAX
-                .checked_shr(u32::from(port.ipv4_prefix))
-                .unwrap_or(0);
-            if ip == port.ipv4 {
-                out.reject(
-                    path,
-                    format!(
-                        "must differ from port.ipv4 ({}): a proxy cannot connect to its own \
-                         port, got \"{upstream}\"",
-                        port.ipv4
-                    ),
-                );
-            } else if (u32::from(ip) ^ u32::from(port.ipv4)) & !host_mask != 0 {
-                out.reject(
-                    path,
-                    format!(
-                        "must be on-link, inside port.ipv4/port.ipv4_prefix ({subnet}): \
-                         {NO_GATEWAY}, got \"{upstream}\""
-                    ),
-                );
-            } else if host_bits >= 2 && u32::from(ip) & host_mask == host_mask {
-                // /31 and /32 subnets have no broadcast address (RFC 3021).
-                out.reject(
-                    path,
-                    format!(
-                        "must be a host of port.ipv4/port.ipv4_prefix ({subnet}), not its \
-                         broadcast address, got \"{upstream}\""
-                    ),
-                );
-            }
-        }
-        IpAddr::V6(ip) => {
-            if out.any_rejected(&["port.ipv6", "port.ipv6_prefix"]) {
-                return;
-            }
-            let subnet = format!("{}/{}", port.ipv6, port.ipv6_prefix);
-            let host_mask = u128::MAX
-                .checked_shr(u32::from(port.ipv6_prefix))
-                .unwrap_or(0);
-            if ip == port.ipv6 {
-                out.reject(
-                    path,
-                    format!(
-                        "must differ from port.ipv6 ({}): a proxy cannot connect to its own \
-                         port, got \"{upstream}\"",
-                        port.ipv6
-                    ),
-                );
-            } else if (u128::from(ip) ^ u128::from(port.ipv6)) & !host_mask != 0 {
-                out.reject(
-                    path,
-                    format!(
-                        "must be on-link, inside port.ipv6/port.ipv6_prefix ({subnet}): \
-                         {NO_GATEWAY}, got \"{upstream}\""
-                    ),
-                );
-            }
-        }
+    // (the port's address, its prefix length, the address width, the key family)
+    let (ip, own, prefix, width, family) = match upstream.ip() {
+        IpAddr::V4(ip) => (
+            u128::from(u32::from(ip)),
+            IpAddr::V4(port.ipv4),
+            port.ipv4_prefix,
+            32u32,
+            "ipv4",
+        ),
+        IpAddr::V6(ip) => (
+            u128::from(ip),
+            IpAddr::V6(port.ipv6),
+            port.ipv6_prefix,
+            128,
+            "ipv6",
+        ),
+    };
+    let (own_key, prefix_key) = (format!("port.{family}"), format!("port.{family}_prefix"));
+    if out.any_rejected(&[&own_key, &prefix_key]) {
+        return;
     }
+    let own_bits = match own {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let host_bits = width.saturating_sub(u32::from(prefix));
+    let host_mask = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
+    let subnet = format!("{own}/{prefix}");
+    let problem = if ip == own_bits {
+        format!("must differ from {own_key} ({own}): a proxy cannot connect to its own port")
+    } else if (ip ^ own_bits) & !host_mask != 0 {
+        format!(
+            "must be on-link, inside {own_key}/{prefix_key} ({subnet}): the stacks have no \
+             gateway, so an off-link upstream could never be reached"
+        )
+    } else if width == 32 && host_bits >= 2 && ip & host_mask == host_mask {
+        // /31 and /32 subnets have no broadcast address (RFC 3021); IPv6 has none at all.
+        format!("must be a host of {own_key}/{prefix_key} ({subnet}), not its broadcast address")
+    } else {
+        return;
+    };
+    out.reject(path, format!("{problem}, got \"{upstream}\""));
 }
 
 /// The threads below `threads` that both apps run on, in increasing order.

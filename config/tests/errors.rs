@@ -9,25 +9,8 @@ use flowsteer_config::{
     Profile, Rate, RingImpl, RssKey, TableImpl,
 };
 
-/// Every problem `text` has, as printed.
-fn problems(text: &str) -> Vec<String> {
-    match Config::from_toml_str(text) {
-        Ok(_) => panic!("accepted a configuration that should fail:\n{text}"),
-        Err(error) => error.problems().iter().map(ToString::to_string).collect(),
-    }
-}
-
-/// The single problem `text` has.
-fn problem(text: &str) -> String {
-    let mut all = problems(text);
-    assert_eq!(all.len(), 1, "expected exactly one problem, got {all:#?}");
-    all.remove(0)
-}
-
-fn valid(text: &str) -> Config {
-    Config::from_toml_str(text)
-        .unwrap_or_else(|e| panic!("rejected a valid configuration:\n{text}\n--\n{e}"))
-}
+mod common;
+use common::{problem, problems, valid};
 
 // ---------------------------------------------------------------- ranges, one key at a time
 
