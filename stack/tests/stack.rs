@@ -681,6 +681,28 @@ fn a_refused_upstream_resets_the_client_and_is_counted() {
 }
 
 #[test]
+fn an_upstream_reset_after_its_fin_resets_the_half_closed_client() {
+    let mut rig = Rig::new(vec![proxy_app()], 16);
+    let upstream = rig.tcp_listener(UPSTREAM_PORT);
+    let client = rig.tcp_client(PROXY_PORT, 46400);
+    let echoed = echo_through_proxy(&mut rig, client, upstream, b"hello");
+    assert_eq!(echoed, b"hello");
+    // The upstream closes first: its FIN reaches the client, whose sending half stays open.
+    rig.tcp(upstream).close();
+    rig.run(20);
+    assert_eq!(rig.tcp(client).state(), tcp::State::CloseWait);
+    // The client keeps sending and the upstream resets instead of reading.
+    rig.tcp(client).send_slice(b"more").unwrap();
+    rig.tcp(upstream).abort();
+    rig.run(30);
+    assert_eq!(rig.tcp(client).state(), tcp::State::Closed, "reset");
+    assert_eq!(rig.table.exact_len(), 0);
+    assert_eq!(rig.server.connections(), 0);
+    assert_eq!(rig.stats().apps[0].upstream_failed.get(), 1);
+    rig.assert_pool_full();
+}
+
+#[test]
 fn a_client_reset_resets_the_upstream() {
     let mut rig = Rig::new(vec![proxy_app()], 16);
     let upstream = rig.tcp_listener(UPSTREAM_PORT);

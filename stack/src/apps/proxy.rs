@@ -109,8 +109,11 @@ impl Upstreams {
         };
         if upstream_state == State::Closed {
             // Refused, unreachable or reset: an upstream that ended normally only gets here
-            // after both FINs, when the client side is closing already.
-            if open(client_state) {
+            // after both FINs, when the client side has its peer's FIN already. A client side
+            // in FIN-WAIT got the upstream's FIN but may still send: nothing would read it
+            // again, so it is reset too (else its window closes and it never ends).
+            let client_may_still_send = matches!(client_state, State::FinWait1 | State::FinWait2);
+            if open(client_state) || client_may_still_send {
                 env.sockets.get_mut::<tcp::Socket>(client.handle).abort();
                 env.stats.upstream_failed.add(1);
             }
