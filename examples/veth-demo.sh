@@ -7,8 +7,10 @@
 #
 # It creates the namespace and the pair, starts flowsteer with examples/veth-echo.toml in the
 # background, runs curl against the http app, nc against the tcp-echo app and a bulk TCP transfer
-# into the discard app, prints the results, stops flowsteer with SIGINT (it prints its final
-# table) and removes everything on exit, also on failure or Ctrl-C.
+# into the discard app, then curl through the tcp-proxy app to a `python3 -m http.server` in the
+# namespace and, when iperf3 is installed, iperf3 through the proxy to an `iperf3 -s` there. It
+# prints the results, stops flowsteer with SIGINT (it prints its final table) and removes
+# everything on exit, also on failure or Ctrl-C.
 #
 # Usage (root): examples/veth-demo.sh [MIB]     MIB = size of the bulk transfer, default 256
 # FLOWSTEER=path/to/flowsteer uses that binary instead of building target/release/flowsteer;
@@ -24,6 +26,11 @@ CONFIG=${CONFIG:-examples/veth-echo.toml} # another file must keep port.interfac
 BULK_MIB=${1:-256}
 LOG=$(mktemp /tmp/flowsteer-demo.XXXXXX)
 BULK=$(mktemp /tmp/flowsteer-bulk.XXXXXX)
+SERVED=$(mktemp -d /tmp/flowsteer-served.XXXXXX) # the proxy's upstream serves this directory
+PROXY_PORT=3128                                  # tcp-proxy apps of examples/veth-echo.toml:
+PROXY_UPSTREAM_PORT=9000                         #   3128 -> 198.18.0.2:9000 (http.server)
+IPERF_PORT=5201                                  #   5201 -> 198.18.0.2:5202 (iperf3 -s)
+IPERF_UPSTREAM_PORT=5202
 
 die() {
     echo "veth-demo: $*" >&2
@@ -35,7 +42,8 @@ command -v ip >/dev/null || die "needs iproute2 (the ip command): apt-get instal
 command -v ethtool >/dev/null || die "needs ethtool: apt-get install ethtool"
 command -v curl >/dev/null || die "needs curl: apt-get install curl"
 command -v nc >/dev/null || die "needs nc: apt-get install netcat-openbsd"
-command -v python3 >/dev/null || die "needs python3 (the bulk transfer client)"
+command -v python3 >/dev/null || die "needs python3 (the bulk transfer client, the proxy's upstream)"
+command -v sha256sum >/dev/null || die "needs sha256sum: apt-get install coreutils"
 [[ "$BULK_MIB" =~ ^[1-9][0-9]*$ ]] || die "MIB must be a positive integer, got '$BULK_MIB'"
 if ip link show "$ENGINE_IF" >/dev/null 2>&1 || ip netns list | grep -qw "$NS"; then
     die "$ENGINE_IF or namespace $NS exists already (a previous run?): ip netns del $NS; ip link del $ENGINE_IF"
@@ -43,13 +51,17 @@ fi
 
 PID=
 CHILD=
+HTTPD=
+IPERFD=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$CHILD" ]; then
-        kill "$CHILD" 2>/dev/null || true
-        wait "$CHILD" 2>/dev/null || true
-    fi
+    local pid
+    for pid in "$CHILD" "$HTTPD" "$IPERFD"; do
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
         kill -INT "$PID" 2>/dev/null || true
         wait "$PID" 2>/dev/null || true
@@ -57,6 +69,7 @@ cleanup() {
     ip netns del "$NS" 2>/dev/null || true
     ip link del "$ENGINE_IF" 2>/dev/null || true
     rm -f "$LOG" "$BULK"
+    rm -rf "$SERVED"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -137,6 +150,46 @@ ip netns exec "$NS" python3 "$BULK" "$SERVER" 9 "$BULK_MIB" &
 CHILD=$!
 wait "$CHILD"
 CHILD=
+
+# Waits until a server in the namespace listens on TCP port $1 (ss, not a probe connection:
+# iperf3 would take a probe for a client).
+wait_listening() {
+    for _ in $(seq 1 50); do
+        [ -n "$(ip netns exec "$NS" ss -Htln "sport = :$1")" ] && return 0
+        sleep 0.1
+    done
+    die "nothing listens on 198.18.0.2:$1 in $NS after 5 s"
+}
+
+echo
+echo "== tcp-proxy: curl through the proxy ($SERVER:$PROXY_PORT) to python3 -m http.server on 198.18.0.2:$PROXY_UPSTREAM_PORT"
+# `ip netns exec` execs the program, so $! is the server itself.
+head -c $((8 << 20)) /dev/urandom >"$SERVED/blob.bin"
+ip netns exec "$NS" python3 -m http.server "$PROXY_UPSTREAM_PORT" --bind 198.18.0.2 \
+    --directory "$SERVED" >/dev/null 2>&1 &
+HTTPD=$!
+wait_listening "$PROXY_UPSTREAM_PORT"
+ip netns exec "$NS" curl -sS --fail --max-time 30 -o "$SERVED/fetched.bin" \
+    -w '   -> HTTP %{http_code}, %{size_download} bytes in %{time_total} s\n' \
+    "http://$SERVER:$PROXY_PORT/blob.bin"
+want=$(sha256sum <"$SERVED/blob.bin")
+got=$(sha256sum <"$SERVED/fetched.bin")
+[ "$got" = "$want" ] && echo "   -> sha256 matches the served file" || die "the fetched file differs from the served one"
+
+echo
+if command -v iperf3 >/dev/null; then
+    echo "== tcp-proxy: iperf3 through the proxy ($SERVER:$IPERF_PORT) to iperf3 -s on 198.18.0.2:$IPERF_UPSTREAM_PORT"
+    # -1: the server ends after one test.
+    ip netns exec "$NS" iperf3 -s -1 -B 198.18.0.2 -p "$IPERF_UPSTREAM_PORT" >/dev/null 2>&1 &
+    IPERFD=$!
+    wait_listening "$IPERF_UPSTREAM_PORT"
+    ip netns exec "$NS" timeout 30 iperf3 -c "$SERVER" -p "$IPERF_PORT" -t 5 &
+    CHILD=$!
+    wait "$CHILD"
+    CHILD=
+else
+    echo "== tcp-proxy: iperf3 is not installed (apt-get install iperf3), skipped"
+fi
 
 echo
 echo "== stopping flowsteer (SIGINT): its final table"
