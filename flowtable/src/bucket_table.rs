@@ -38,33 +38,39 @@
 //! Bulk lookup works in chunks of 32, in stages that each start the memory loads the next needs:
 //! (1) bucket indices for every key from the given hashes, and a prefetch of the primary heads;
 //! (2) for every key, the start of the primary's read: version, the slots whose signature matches
-//! (an exact branch-free SWAR compare of the eight 16-bit lanes), and a prefetch of the key lines
-//! they point at, or, with no match, of the secondary head; (3) for every key, the primary's key
-//! compares: hits end here, the other keys are listed for (4) the secondary's read and compares,
-//! the validation of both reads, and the listen rules for exact misses (`listen_table`), whose
-//! port filter ends them at once when no rule exists for the flow's local port. A key whose
-//! primary had a signature collision starts loading its secondary head in stage 3, and the key
-//! lines of a rule in its secondary are not prefetched (1% of the rules at 50% load). Reads stay
-//! open across the stages, which only widens the window in which a writer makes one retry; a read
-//! that fails validation or met a held lock is redone alone by the single-key search.
+//! (one branch-free SSE2 compare of the eight 16-bit lanes, as rte_hash does; a SWAR compare off
+//! x86-64), and a prefetch of the key lines they point at, or, with no match, of the secondary
+//! head; (3) for every key, the primary's key compares: hits end here, the other keys are listed
+//! for (4) the secondary's read and compares, the validation of both reads, and the listen rules
+//! for exact misses (`listen_table`), whose port filter ends them at once when no rule exists for
+//! the flow's local port. A key whose primary had a signature collision starts loading its
+//! secondary head in stage 3, and the key lines of a rule in its secondary are not prefetched (1%
+//! of the rules at 50% load). Reads stay open across the stages, which only widens the window in
+//! which a writer makes one retry; a read that fails validation or met a held lock is redone
+//! alone by the single-key search. Prefetching both heads of every key in stage 1, as rte_hash's
+//! bulk lookup does, was measured and dropped: it adds a line per hit, and at 1 Mi rules it made
+//! misses slower too (0.45× rte_hash against 0.7×), the extra 32 loads in flight stalling stage 1
+//! rather than hiding the secondary's.
 //!
 //! Cost of `lookup_bulk` per key: no allocation, no lock, no store to shared memory, and
 //!
 //! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
 //! |-------------------------------------------|----------------------------------------------------|----------------------------|
-//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 224                        |
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 209                        |
 //! | hit, in the secondary                     | 2 heads, 1–2 key lines per signature match         | —                          |
-//! | miss, no listen rule on the local port    | 2 heads, 1 filter word (+ a key line on a 16-bit signature collision) | 250 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 356                        |
+//! | miss, no listen rule on the local port    | 2 heads, 1 filter word (+ a key line on a 16-bit signature collision) | 210 |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 318                        |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
 //! benchmark). With interleaved 384-byte buckets, both heads read by every lookup and a two-choice
-//! insert they were 246, 230 and 336: reading the primary first saves instructions on hits and
-//! costs some on misses (two stages and a separately bounds-checked key block). At 1 Mi rules the
-//! same instructions wait on memory: the heads span 16 MiB and the key blocks 80 MiB, so the time
-//! per key is set by cache and TLB misses, which the prefetches overlap across the 32 keys of a
-//! chunk.
+//! insert they were 246, 230 and 336, and with primary-first reads and a SWAR signature compare
+//! 224, 250 and 356: reading the primary first saves instructions on hits and costs some on
+//! misses (two stages and a separately bounds-checked key block), which the SSE2 compare (one per
+//! bucket read) more than paid back. At 1 Mi rules the same instructions wait on memory: the
+//! heads span 16 MiB and the key blocks 80 MiB, so the time per key is set by cache and TLB
+//! misses, which the prefetches overlap across the 32 keys of a chunk, and by how many loads a
+//! core keeps in flight (a chunk's 32 head prefetches already fill them).
 //!
 //! Writes from any thread: the version word of a bucket is also its writer lock (odd = held).
 //! `insert` and `remove` lock the key's two buckets (lower index first: no deadlock). An insert
@@ -86,9 +92,15 @@
 //!
 //! Memory: 384 bytes per bucket (a 64-byte head and a 320-byte key block), 48 bytes per slot;
 //! 1 Mi rules take 256 Ki buckets, 16 MiB of heads and 80 MiB of keys, allocated zeroed and
-//! committed at creation (the allocator zeroes large blocks itself).
-//! Transparent huge pages for the array (`mmap` + `madvise(MADV_HUGEPAGE)`) were measured and
-//! dropped: on the 2-vCPU benchmark VM they made 1 Mi-rule lookups 15–25% slower, not faster.
+//! committed at creation. A head array of 2 MiB or more (32 Ki buckets, a table for about 100 000
+//! rules) lives on transparent huge pages (`bucket_array`: a 2 MiB-aligned mapping advised
+//! `MADV_HUGEPAGE`): every lookup reads a head at a random place, and on 4 KiB pages the 16 MiB of
+//! a 1 Mi-rule table span 4096 pages, more than the second-level TLB holds, on 2 MiB pages 8.
+//! Where the kernel does not provide them, the heads live on 4 KiB pages, with no error
+//! ([`BucketTable::heads_on_huge_pages`], [`crate::huge_page_fallbacks`]). The key blocks stay on
+//! the allocator's pages: huge pages for them too showed no gain beyond the benchmark's noise (an
+//! earlier measurement of huge pages for interleaved 384-byte buckets found them slower), and
+//! they would take 80 MiB of huge pages per 1 Mi rules.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -98,6 +110,7 @@ use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 
+use crate::bucket_array::{BucketArray, Pages, ZeroIsEmpty};
 use crate::key::{FlowKey, ListenKey, ThreadId};
 use crate::listen_table::ListenTable;
 use crate::lookup::Lookup;
@@ -113,6 +126,10 @@ pub(crate) const MAX_LOAD_PERCENT: usize = 80;
 pub(crate) const CUCKOO_SEARCH_BUCKETS: usize = 512;
 /// Cuckoo searches an insert tries before it reports [`TableFull`].
 pub(crate) const INSERT_ATTEMPTS: usize = 8;
+/// Pages of the head array, which every lookup reads at a random place.
+const HEAD_PAGES: Pages = Pages::Huge;
+/// Pages of the key blocks.
+const KEY_PAGES: Pages = Pages::Base;
 /// Keys of one bulk-lookup chunk (prefetch distance).
 const CHUNK: usize = 32;
 // Stage 3 lists the keys left for the secondary by their index in the chunk, in a byte.
@@ -168,11 +185,39 @@ fn set_lane(words: &[AtomicU64; 2], slot: usize, value: u16) {
     );
 }
 
+/// Bit `i` set exactly where slot `i`'s signature equals `sig`. Branch-free. On x86-64, SSE2 (part
+/// of the baseline): one 8-lane 16-bit compare, a saturating pack of the lane masks to bytes and a
+/// byte-sign gather, as rte_hash compares its signatures.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn sig_matches(sigs: [u64; 2], sig: u16) -> u32 {
+    use core::arch::x86_64::{
+        _mm_cmpeq_epi16, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16, _mm_set_epi64x,
+    };
+    // SAFETY: register-only SSE2 operations (no memory access); SSE2 is part of the x86-64
+    // baseline, so the target feature they require is always present.
+    unsafe {
+        let lanes = _mm_set_epi64x(sigs[1] as i64, sigs[0] as i64);
+        let equal = _mm_cmpeq_epi16(lanes, _mm_set1_epi16(sig as i16));
+        // Equal lanes are -1, the others 0: the signed saturating pack keeps them -1 and 0 as
+        // bytes, and the byte signs are the slot bits (the upper 8 repeat the lower).
+        (_mm_movemask_epi8(_mm_packs_epi16(equal, equal)) & 0xFF) as u32
+    }
+}
+
 /// Bit `i` set exactly where slot `i`'s signature equals `sig`. Branch-free: per word, an exact
 /// SWAR zero-lane test (no borrow between lanes, so no false candidates) and a multiply that
 /// gathers the four lane flags into four adjacent bits.
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
 fn sig_matches(sigs: [u64; 2], sig: u16) -> u32 {
+    sig_matches_swar(sigs, sig)
+}
+
+/// The portable form of [`sig_matches`], also the reference its tests check the SSE2 form with.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline]
+fn sig_matches_swar(sigs: [u64; 2], sig: u16) -> u32 {
     let pattern = u64::from(sig) * LANE_ONES;
     let lanes = |word: u64| -> u32 {
         let x = word ^ pattern;
@@ -360,9 +405,9 @@ struct PairGuard<'a> {
 /// Concurrent flow table with lock-free lookups over fixed, preallocated buckets. See the module
 /// documentation for the layout, the protocols and the costs.
 pub struct BucketTable {
-    heads: Box<[Head]>,
+    heads: BucketArray<Head>,
     /// `keys[i]` holds the keys of bucket `i`; same length as `heads`.
-    keys: Box<[KeyBlock]>,
+    keys: BucketArray<KeyBlock>,
     mask: usize,
     /// Bucket index bits, for the shift that takes the primary index from the top of the hash.
     shift: u32,
@@ -392,8 +437,8 @@ impl BucketTable {
     fn with_buckets(capacity: usize, buckets: usize) -> Self {
         let random = RandomState::new();
         BucketTable {
-            heads: allocate_empty(buckets),
-            keys: allocate_empty(buckets),
+            heads: BucketArray::zeroed(buckets, HEAD_PAGES),
+            keys: BucketArray::zeroed(buckets, KEY_PAGES),
             mask: buckets - 1,
             shift: buckets.trailing_zeros(),
             mix_xor: random.hash_one(1u64),
@@ -403,6 +448,12 @@ impl BucketTable {
             exact_count: CachePadded::new(AtomicUsize::new(0)),
             relocation: Mutex::new(()),
         }
+    }
+
+    /// True when the bucket heads lie on memory advised for transparent huge pages (a table of
+    /// at least 32 Ki buckets, on Linux, with the kernel's consent); see the module documentation.
+    pub fn heads_on_huge_pages(&self) -> bool {
+        self.heads.on_huge_pages()
     }
 
     /// Number of buckets (a power of two); `buckets() * 8` slots.
@@ -733,19 +784,6 @@ fn hash_words(words: &[u64; KEY_WORDS]) -> u64 {
     FlowKey::from_words(*words).hash()
 }
 
-/// Bucket storage whose all-zero bytes mean "version 0, every slot empty", so that the arrays
-/// come zeroed from the allocator (which zeroes large blocks itself, or maps fresh zero pages).
-///
-/// # Safety
-///
-/// All-zero bytes must be a valid value of the type.
-unsafe trait ZeroIsEmpty: Sized {
-    /// The same empty value built field by field, for the model checker's atomics (which are
-    /// not plain words).
-    #[cfg(loom)]
-    fn empty() -> Self;
-}
-
 // SAFETY: a Head is a Version (a transparent AtomicU64) and AtomicU64s; zero is a valid AtomicU64.
 unsafe impl ZeroIsEmpty for Head {
     #[cfg(loom)]
@@ -760,31 +798,6 @@ unsafe impl ZeroIsEmpty for KeyBlock {
     fn empty() -> Self {
         KeyBlock::new()
     }
-}
-
-#[cfg(not(loom))]
-fn allocate_empty<T: ZeroIsEmpty>(count: usize) -> Box<[T]> {
-    use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
-    let Ok(layout) = Layout::array::<T>(count) else {
-        panic!("flow table of {count} buckets exceeds the address space");
-    };
-    assert!(layout.size() != 0, "bucket arrays are never empty");
-    // SAFETY: `layout` has a non-zero size (checked above). All-zero bytes are a valid T
-    // (`ZeroIsEmpty`'s contract). The pointer comes from the global allocator with the layout of
-    // `[T; count]`, which is what Box<[T]> frees with, so ownership passes to the box exactly
-    // once.
-    unsafe {
-        let pointer = alloc_zeroed(layout) as *mut T;
-        if pointer.is_null() {
-            handle_alloc_error(layout);
-        }
-        Box::from_raw(std::ptr::slice_from_raw_parts_mut(pointer, count))
-    }
-}
-
-#[cfg(loom)]
-fn allocate_empty<T: ZeroIsEmpty>(count: usize) -> Box<[T]> {
-    (0..count).map(|_| T::empty()).collect()
 }
 
 impl FlowTable for BucketTable {
@@ -1131,6 +1144,7 @@ mod tests {
                 .filter(|(_, lane_value)| **lane_value == sig)
                 .fold(0u32, |acc, (slot, _)| acc | (1 << slot));
             assert_eq!(sig_matches(words, sig), expected, "{lanes:?} vs {sig}");
+            assert_eq!(sig_matches_swar(words, sig), expected, "{lanes:?} vs {sig}");
         }
     }
 
@@ -1179,6 +1193,31 @@ mod tests {
         table.lookup_bulk(&keys, &hashes, &mut out);
         for ((key, expected), result) in expected.iter().zip(&out) {
             assert_eq!(result, expected, "{key}");
+        }
+    }
+
+    /// Heads of 2 MiB or more ask for huge pages (granted wherever the kernel has transparent
+    /// huge pages), smaller ones come from the allocator; both tables work the same.
+    #[test]
+    fn large_head_arrays_go_on_huge_pages() {
+        let kernel_has_them = cfg!(all(target_os = "linux", not(miri)))
+            && std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists();
+        // Miri has no mmap (both sizes take the heap path) and zeroing 12 MiB takes it minutes.
+        let (rules, sizes) = if cfg!(miri) {
+            (50, &[(1024, false)][..])
+        } else {
+            (1000, &[(1024, false), (32 * 1024, kernel_has_them)][..])
+        };
+        for &(buckets, huge) in sizes {
+            let table = BucketTable::with_buckets(usize::MAX, buckets);
+            assert_eq!(table.heads_on_huge_pages(), huge, "{buckets} buckets");
+            for i in 0..rules {
+                table.insert(key(i), owner_of(i)).unwrap();
+            }
+            for i in 0..rules {
+                assert_eq!(table.lookup(&key(i)), Lookup::Exact(owner_of(i)));
+            }
+            assert_eq!(table.lookup(&key(5000)), Lookup::Miss);
         }
     }
 

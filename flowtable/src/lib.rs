@@ -11,13 +11,15 @@
 //!
 //! Files: `key` (keys and the hash), `crc32c` (the hash's CRC, by instruction or table),
 //! `lookup` (results and the owner pick), `table` (the [`FlowTable`] trait and the implementation
-//! choice), `bucket_table` (the lock-free-read table, [`BucketTable`]), `listen_table` (its listen
-//! rules and their port filter), `seqlock` (the version protocol both use and its memory-ordering
+//! choice), `bucket_table` (the lock-free-read table, [`BucketTable`]), `bucket_array` (its
+//! bucket arrays, on transparent huge pages when large), `listen_table` (its listen rules and
+//! their port filter), `seqlock` (the version protocol both use and its memory-ordering
 //! argument), `dashmap_table` (the baseline table).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod bucket_array;
 mod bucket_table;
 mod crc32c;
 mod dashmap_table;
@@ -27,6 +29,7 @@ mod lookup;
 mod seqlock;
 mod table;
 
+pub use bucket_array::huge_page_fallbacks;
 pub use bucket_table::BucketTable;
 pub use dashmap_table::DashMapTable;
 pub use key::{FlowKey, ListenKey, Proto, ThreadId};
