@@ -2,8 +2,9 @@
 //!
 //! Without the feature every entry point returns why the competitor did not run, so that the
 //! experiments print it instead of silently leaving rows out. With it, the EAL is initialized
-//! once, on first use, without hugepages, PCI or shared configuration; if that fails (no
-//! permission, no memory) the reason is returned and the rest of the run goes on.
+//! once, on first use, without PCI or shared configuration, on huge pages when the machine has
+//! enough free (see `dpdk`); if that fails (no permission, no memory) the reason is returned and
+//! the rest of the run goes on.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -26,6 +27,18 @@ pub fn dpdk_ready() -> Result<(), String> {
     #[cfg(not(feature = "dpdk"))]
     {
         Err("built without --features dpdk".to_string())
+    }
+}
+
+/// How the DPDK competitors' memory is backed, once the EAL is up.
+pub fn dpdk_memory() -> Option<&'static str> {
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk::eal_memory()
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        None
     }
 }
 

@@ -480,6 +480,17 @@ pub fn run(opts: &Options) -> Result<(), String> {
     if let Err(why) = &dpdk {
         table.note(format!("rte_hash: did not run: {why}"));
     }
+    if let Some(memory) = crate::competitors::dpdk_memory() {
+        table.note(format!(
+            "memory: rte_hash on {memory}; bucketized's bucket heads on transparent huge pages \
+             when the kernel grants them ({}), its keys on 4 KiB pages",
+            if flowtable::huge_page_fallbacks() == 0 {
+                "no refusal counted"
+            } else {
+                "some were refused"
+            }
+        ));
+    }
     for c in checks {
         table.note(c);
     }
