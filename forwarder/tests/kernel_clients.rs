@@ -315,6 +315,31 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// `count` echo connections from the client namespace at once (all start after a barrier);
+/// `plan(i)` gives connection `i`'s (server port, bytes, pattern seed). Returns the failures.
+fn concurrent_echo(
+    net: &ClientNet,
+    count: u32,
+    timeout: Duration,
+    plan: impl Fn(u32) -> (u16, usize, u32),
+) -> Vec<String> {
+    let barrier = Arc::new(Barrier::new(count as usize));
+    let clients: Vec<_> = (0..count)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let (port, len, seed) = plan(i);
+            net.client(move || {
+                barrier.wait();
+                echo_once(port, len, seed, timeout).map_err(|e| format!("concurrent {i}: {e}"))
+            })
+        })
+        .collect();
+    clients
+        .into_iter()
+        .filter_map(|h| h.join().expect("a concurrent client thread").err())
+        .collect()
+}
+
 /// One tcp-echo connection: sends `len` bytes, reads them back, half-closes and expects the
 /// server to close after it. Every step is bounded by `timeout`.
 fn echo_once(port: u16, len: usize, seed: u32, timeout: Duration) -> Result<(), String> {
@@ -482,22 +507,9 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
     assert!(sequential.is_empty(), "failed: {sequential:#?}");
 
     // 50 concurrent connections: all connected before any sends.
-    let barrier = Arc::new(Barrier::new(50));
-    let concurrent: Vec<_> = (0..50u32)
-        .map(|i| {
-            let barrier = barrier.clone();
-            net.client(move || {
-                barrier.wait();
-                let port = ECHO_PORTS[i as usize % 2];
-                echo_once(port, 4096 + i as usize * 31, 1000 + i, timeout)
-                    .map_err(|e| format!("concurrent {i}: {e}"))
-            })
-        })
-        .collect();
-    let failed: Vec<String> = concurrent
-        .into_iter()
-        .filter_map(|h| h.join().expect("a concurrent client thread").err())
-        .collect();
+    let failed = concurrent_echo(&net, 50, timeout, |i| {
+        (ECHO_PORTS[i as usize % 2], 4096 + i as usize * 31, 1000 + i)
+    });
     assert!(failed.is_empty(), "failed: {failed:#?}");
 
     // HTTP: keep-alive from std::net, then curl fetching two URLs over one connection.
@@ -1033,26 +1045,9 @@ fn software_balancing_proxies_the_kernels_connections_to_the_kernels_servers() {
     sequential.unwrap_or_else(|e| panic!("through the proxy: {e}"));
 
     // Concurrent echo connections: all start together.
-    let barrier = Arc::new(Barrier::new(PROXY_CONCURRENT as usize));
-    let concurrent: Vec<_> = (0..PROXY_CONCURRENT)
-        .map(|i| {
-            let barrier = barrier.clone();
-            net.client(move || {
-                barrier.wait();
-                echo_once(
-                    ECHO_PROXY_PORT,
-                    8192 + i as usize * 331,
-                    30_000 + i,
-                    timeout,
-                )
-                .map_err(|e| format!("concurrent {i}: {e}"))
-            })
-        })
-        .collect();
-    let failed: Vec<String> = concurrent
-        .into_iter()
-        .filter_map(|h| h.join().expect("a concurrent client thread").err())
-        .collect();
+    let failed = concurrent_echo(&net, PROXY_CONCURRENT, timeout, |i| {
+        (ECHO_PROXY_PORT, 8192 + i as usize * 331, 30_000 + i)
+    });
     assert!(failed.is_empty(), "through the proxy: {failed:#?}");
     assert_eq!(
         echo.accepted(),
