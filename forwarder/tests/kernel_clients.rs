@@ -170,11 +170,19 @@ impl ClientNet {
         net
     }
 
+    /// `ip netns exec NS program args`, to be spawned.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns, program])
+            .args(args);
+        command
+    }
+
     /// `ip netns exec NS program args` with `input` on stdin, killed after `limit`.
     fn exec(&self, program: &str, args: &[&str], input: &[u8], limit: Duration) -> Output {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, program])
-            .args(args)
+        let mut child = self
+            .command(program, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -824,9 +832,8 @@ struct NsServer {
 impl NsServer {
     /// Starts `program args` in the namespace and waits until it listens on TCP `port`.
     fn start(net: &ClientNet, name: &'static str, program: &str, args: &[&str], port: u16) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &net.ns, program])
-            .args(args)
+        let child = net
+            .command(program, args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
