@@ -352,12 +352,9 @@ fn concurrent_echo(
 /// server to close after it. Every step is bounded by `timeout`.
 fn echo_once(port: u16, len: usize, seed: u32, timeout: Duration) -> Result<(), String> {
     let addr = SocketAddr::from((ENGINE_IP, port));
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    let mut stream = connect_to_engine(port, timeout)?;
     stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .and_then(|()| stream.set_nodelay(true))
+        .set_nodelay(true)
         .map_err(|e| format!("socket options: {e}"))?;
     let data = pattern(len, seed);
     // The echo app's 64 KiB buffers hold a whole message: writing it all before reading cannot
@@ -415,15 +412,21 @@ fn read_response(stream: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
     Ok((head, body))
 }
 
-/// Two GETs on one keep-alive connection; returns both bodies.
-fn http_keep_alive(timeout: Duration) -> Result<[String; 2], String> {
-    let addr = SocketAddr::from((ENGINE_IP, HTTP_PORT));
-    let mut stream =
+/// A kernel TCP connection to the engine's `port`, with `timeout` on connect, reads and writes.
+fn connect_to_engine(port: u16, timeout: Duration) -> Result<TcpStream, String> {
+    let addr = SocketAddr::from((ENGINE_IP, port));
+    let stream =
         TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
     stream
         .set_read_timeout(Some(timeout))
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("socket options: {e}"))?;
+    Ok(stream)
+}
+
+/// Two GETs on one keep-alive connection; returns both bodies.
+fn http_keep_alive(timeout: Duration) -> Result<[String; 2], String> {
+    let mut stream = connect_to_engine(HTTP_PORT, timeout)?;
     let mut bodies = [String::new(), String::new()];
     for body_out in &mut bodies {
         stream
@@ -1140,13 +1143,7 @@ fn read_greeting_and_close(mut stream: TcpStream) {
 /// Greets the closing server through the proxy, sees its FIN passed on, and keeps sending: the
 /// bytes have nowhere to go, so the proxy must reset the connection. Returns how it ended.
 fn send_after_the_upstream_closed(timeout: Duration) -> Result<String, String> {
-    let addr = SocketAddr::from((ENGINE_IP, CLOSING_PROXY_PORT));
-    let mut stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("socket options: {e}"))?;
+    let mut stream = connect_to_engine(CLOSING_PROXY_PORT, timeout)?;
     stream
         .write_all(&pattern(GREETING_LEN, 7))
         .map_err(|e| format!("greet: {e}"))?;
