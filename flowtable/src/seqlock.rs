@@ -40,6 +40,13 @@
 //! only for a key it did not find there, with the primary's read still open. The loom models in
 //! this file check the single-cell protocol and both two-cell orders.
 //!
+//! One-bucket misses: a primary's head counts its rules that sit in their secondary, and that
+//! count changes only with both buckets locked (an insert into the secondary, a removal from it,
+//! a cuckoo move between the two). A validated read of the primary alone that finds neither the
+//! key nor a displaced rule saw an instant at which the key was in neither bucket: had it been in
+//! the secondary, the count read in the same consistent state would not be 0. A loom model checks
+//! this read against a move in both directions (and fails if the move leaves the count alone).
+//!
 //! Progress: readers never block a writer. A reader retries while a writer is inside the bucket
 //! it reads (tens of nanoseconds), so a writer descheduled inside a bucket makes that bucket's
 //! readers wait until it runs again: reads are lock-free with respect to each other and to other
@@ -279,6 +286,68 @@ mod loom_tests {
                     if a.words[0].load(Ordering::Relaxed) == 7 {
                         read_fence();
                         if a.version.unchanged_since(va) {
+                            break;
+                        }
+                        spin(round);
+                        round += 1;
+                        continue;
+                    }
+                    let Some(vb) = b.version.read_begin() else {
+                        spin(round);
+                        round += 1;
+                        continue;
+                    };
+                    let in_b = b.words[0].load(Ordering::Relaxed) == 7;
+                    read_fence();
+                    if a.version.unchanged_since(va) && b.version.unchanged_since(vb) {
+                        assert!(in_b, "the moving entry was missed");
+                        break;
+                    }
+                    spin(round);
+                    round += 1;
+                }
+                mover.join().unwrap();
+            });
+        }
+    }
+
+    /// The one-head miss: cell A (the primary) counts in `words[1]` its entries that sit in B.
+    /// The entry moves from A to B, or back, under both locks, the count with it. A reader that
+    /// ends at A when the entry is not there and the count is 0, validating A alone, must never
+    /// conclude that the entry is absent.
+    #[test]
+    fn a_displaced_entry_is_never_missed_by_a_one_head_read() {
+        for towards_a in [true, false] {
+            loom::model(move || {
+                let (a, b) = if towards_a {
+                    (Arc::new(Cell::new(0)), Arc::new(Cell::new(7)))
+                } else {
+                    (Arc::new(Cell::new(7)), Arc::new(Cell::new(0)))
+                };
+                a.words[1].store(u64::from(towards_a), Ordering::Relaxed);
+                let mover = {
+                    let (a, b) = (a.clone(), b.clone());
+                    loom::thread::spawn(move || {
+                        let _first = a.version.lock();
+                        let _second = b.version.lock();
+                        let (to, from) = if towards_a { (&a, &b) } else { (&b, &a) };
+                        to.words[0].store(7, Ordering::Relaxed);
+                        from.words[0].store(0, Ordering::Relaxed);
+                        a.words[1].store(u64::from(!towards_a), Ordering::Relaxed);
+                    })
+                };
+                let mut round = 0;
+                loop {
+                    let Some(va) = a.version.read_begin() else {
+                        spin(round);
+                        round += 1;
+                        continue;
+                    };
+                    let in_a = a.words[0].load(Ordering::Relaxed) == 7;
+                    if in_a || a.words[1].load(Ordering::Relaxed) == 0 {
+                        read_fence();
+                        if a.version.unchanged_since(va) {
+                            assert!(in_a, "a one-head read missed the displaced entry");
                             break;
                         }
                         spin(round);
