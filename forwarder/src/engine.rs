@@ -3,8 +3,9 @@
 //!
 //! A stack thread's loop (DESIGN.md, "The data path of one stack thread"):
 //! rx burst from its NIC queue → (software balancing) key, bulk lookup, one burst enqueue per owner
-//! → drain its own software queue → process → tx. Threads without a NIC queue (more threads than
-//! queues) only drain their software queue.
+//! → drain its own software queue (prefetching the drained buffers' first lines, which another
+//! core wrote) → process the local packets, then the drained ones → tx. Threads without a NIC
+//! queue (more threads than queues) only drain their software queue.
 //!
 //! Shutdown: the stop flag ends receiving; each thread then announces that it will enqueue no more
 //! and keeps draining its own queue until every thread has announced and its queue is empty, so no
@@ -591,6 +592,11 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
             }
         }
         let drained = ctx.consumer.dequeue_burst(&mut handed, drain_limit);
+        // Another core wrote these buffers: start pulling their lines over now, so that the
+        // local packets' processing covers part of the transfers.
+        for pkt in &handed {
+            pkt.prefetch();
+        }
         match stack.as_mut() {
             Some(stack) => {
                 stats.processed_local.add(local.len() as u64);
