@@ -10,10 +10,12 @@ use std::thread;
 use std::time::Duration;
 
 use flowsteer_config::{Balance, Config, Profile};
-use forwarder::engine::{run as run_engine, RunOptions};
+use forwarder::engine::Engine;
 
 use crate::ltran;
+use crate::measure::{Summary, REPS};
 use crate::table::{num, Align, Table};
+use crate::window::{Counts, Window, WARMUP};
 use crate::Options;
 
 /// Traffic flows of every run.
@@ -38,6 +40,55 @@ fn config(threads: u16, queues: u16, profile: Profile, balance: Balance) -> Conf
     cfg
 }
 
+/// One row of the engine table.
+struct Point {
+    profile: Profile,
+    balance: Balance,
+    queues: u16,
+    config: Config,
+    /// The measured window of every repetition that completed.
+    windows: Vec<Window>,
+    table: String,
+}
+
+impl Point {
+    /// Processed packets per second of all stack threads: median and spread over the
+    /// repetitions.
+    fn summary(&self, threads: u16) -> Option<Summary> {
+        let rates: Vec<f64> = self.windows.iter().map(|w| w.mpps() * 1e6).collect();
+        Summary::from_rates(&rates, usize::from(threads))
+    }
+
+    /// The counts of all windows together.
+    fn counts(&self) -> Counts {
+        self.windows
+            .iter()
+            .fold(Counts::default(), |sum, w| Counts {
+                rx: sum.rx + w.counts.rx,
+                processed: sum.processed + w.counts.processed,
+                handed_off: sum.handed_off + w.counts.handed_off,
+                misdirected: sum.misdirected + w.counts.misdirected,
+                dropped: sum.dropped + w.counts.dropped,
+            })
+    }
+}
+
+/// Starts the engine on `config`, measures a window after the warm-up, stops it and checks
+/// conservation over the whole run.
+fn measure_run(config: &Config, seconds: f64) -> Result<Window, String> {
+    let engine = Engine::start(config, false).map_err(|e| e.to_string())?;
+    let window = Window::measure(&engine.shared().stats, Duration::from_secs_f64(seconds));
+    let report = engine.stop().map_err(|e| e.to_string())?;
+    if report.conservation.ok {
+        Ok(window)
+    } else {
+        Err(format!(
+            "conservation failed: {:?}",
+            report.conservation.failures
+        ))
+    }
+}
+
 /// Runs the experiment and prints its tables.
 pub fn run(opts: &Options) -> Result<(), String> {
     let threads = opts.threads;
@@ -47,7 +98,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let mut table = Table::new(
         format!(
-            "engine: {threads} stack threads, {seconds} s per run, uveth + traffic generator, {frame_bytes}-byte frames"
+            "engine: {threads} stack threads, uveth + traffic generator, {frame_bytes}-byte frames, \
+             median of {REPS} runs per row"
         ),
         &[
             ("profile", Align::Left),
@@ -56,6 +108,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
             ("ring", Align::Left),
             ("queues", Align::Right),
             ("Mpps/thread", Align::Right),
+            ("spread%", Align::Right),
             ("handoff%", Align::Right),
             ("misdirect%", Align::Right),
             ("dropped", Align::Right),
@@ -70,14 +123,21 @@ pub fn run(opts: &Options) -> Result<(), String> {
     table.describe(format!(
         "{FLOWS} flows; {placement}, idle = spin; Mpps/thread = processed / s / stack threads"
     ));
+    table.describe(format!(
+        "each run: start, {} ms warm-up, a {seconds} s window on the threads' counters, stop; \
+         the rows' runs alternate ({REPS} rounds of every row) so that a slow spell of the \
+         machine does not land on one row",
+        WARMUP.as_millis()
+    ));
+    table.describe(
+        "handoff%, misdirect% and dropped: all windows of the row together; spread% = (max - min) / median",
+    );
     if usize::from(threads) > cores {
         table.describe(format!(
             "more busy threads than this machine's {cores} cores: these rates measure the scheduler too"
         ));
     }
-    let mut failures = Vec::new();
-    let mut software_listeners = None;
-    let mut software_rss_friendly = None;
+    let mut points = Vec::new();
     for profile in [
         Profile::RssFriendly,
         Profile::Listeners,
@@ -93,60 +153,79 @@ pub fn run(opts: &Options) -> Result<(), String> {
         } else {
             threads
         };
-        let mut rss_rate = None;
         for balance in [Balance::Rss, Balance::Software] {
-            let cfg = config(threads, queues, profile, balance);
-            let report = match run_engine(&cfg, RunOptions::quiet(Duration::from_secs_f64(seconds)))
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    failures.push(format!("{profile} {balance}: {e}"));
-                    continue;
-                }
-            };
-            if !report.conservation.ok {
-                failures.push(format!(
-                    "{profile} {balance}: conservation failed: {:?}",
-                    report.conservation.failures
-                ));
-            }
-            let t = &report.total;
-            let mpps = t.processed as f64 / report.duration_secs / 1e6;
-            let per_thread = mpps / f64::from(threads);
-            let pct = |x: u64, of: u64| 100.0 * x as f64 / of.max(1) as f64;
-            let ratio = match (balance, rss_rate) {
-                (Balance::Rss, _) => {
-                    rss_rate = Some(per_thread);
-                    "-".to_string()
-                }
-                (Balance::Software, Some(r)) => num(per_thread / r, 2),
-                (Balance::Software, None) => "n/a".to_string(),
-            };
-            if profile == Profile::Listeners && balance == Balance::Software {
-                software_listeners = Some((mpps, report.conservation.ok));
-            }
-            if profile == Profile::RssFriendly && balance == Balance::Software {
-                software_rss_friendly = Some(mpps);
-            }
-            table.row(vec![
-                profile.to_string(),
-                balance.to_string(),
-                report.flowtable.implementation.clone(),
-                cfg.swq.ring.to_string(),
-                queues.to_string(),
-                num(per_thread, 3),
-                num(pct(t.handed_off, t.rx), 1),
-                num(pct(t.misdirected, t.processed), 1),
-                t.dropped_total.to_string(),
-                ratio,
-            ]);
+            let config = config(threads, queues, profile, balance);
+            let table = ltran::table_impl(&config)?.name().to_string();
+            points.push(Point {
+                profile,
+                balance,
+                queues,
+                config,
+                windows: Vec::with_capacity(REPS),
+                table,
+            });
         }
     }
-    if let (Some((listeners, _)), Some(friendly)) = (software_listeners, software_rss_friendly) {
-        table.note(format!(
-            "software balancing, listeners (half handed off) / rss-friendly (none handed off): {}",
-            num(listeners / friendly, 2)
-        ));
+    let mut failures = Vec::new();
+    for _ in 0..REPS {
+        for point in &mut points {
+            match measure_run(&point.config, seconds) {
+                Ok(window) => point.windows.push(window),
+                Err(e) => failures.push(format!("{} {}: {e}", point.profile, point.balance)),
+            }
+        }
+    }
+    let find = |profile: Profile, balance: Balance| {
+        points
+            .iter()
+            .find(|p| p.profile == profile && p.balance == balance)
+    };
+    for point in &points {
+        let summary = point.summary(threads);
+        let rss = find(point.profile, Balance::Rss).and_then(|p| p.summary(threads));
+        let ratio = match (point.balance, summary, rss) {
+            (Balance::Rss, _, _) => "-".to_string(),
+            (Balance::Software, Some(s), Some(r)) => num(s.ops_per_sec / r.ops_per_sec, 2),
+            (Balance::Software, _, _) => "n/a".to_string(),
+        };
+        let counts = point.counts();
+        table.row(vec![
+            point.profile.to_string(),
+            point.balance.to_string(),
+            point.table.clone(),
+            point.config.swq.ring.to_string(),
+            point.queues.to_string(),
+            summary.map_or("n/a".to_string(), |s| num(s.mops() / f64::from(threads), 3)),
+            summary.map_or("n/a".to_string(), |s| num(s.spread_pct(), 0)),
+            num(Window::percent(counts.handed_off, counts.rx), 1),
+            num(Window::percent(counts.misdirected, counts.processed), 1),
+            counts.dropped.to_string(),
+            ratio,
+        ]);
+    }
+    let software = |profile| find(profile, Balance::Software);
+    let software_listeners = software(Profile::Listeners);
+    if let (Some(listeners), Some(friendly)) = (software_listeners, software(Profile::RssFriendly))
+    {
+        if let (Some(l), Some(f)) = (listeners.summary(threads), friendly.summary(threads)) {
+            // The same round's two runs, one after the other: how far a single pair can mislead.
+            let paired: Vec<f64> = listeners
+                .windows
+                .iter()
+                .zip(&friendly.windows)
+                .map(|(l, f)| l.mpps() / f.mpps().max(1e-12))
+                .collect();
+            let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = paired.iter().copied().fold(0.0, f64::max);
+            table.note(format!(
+                "software balancing, listeners (half handed off) / rss-friendly (none handed off): {} \
+                 (medians); the {} rounds' own ratios {}..{}",
+                num(l.ops_per_sec / f.ops_per_sec, 2),
+                paired.len(),
+                num(low, 2),
+                num(high, 2)
+            ));
+        }
     }
     table.note(format!(
         "conservation (rx = processed + dropped per thread and in total, pool full): {}",
@@ -158,7 +237,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
     ));
     table.print();
 
-    let ltran_ok = baseline(opts, software_listeners)?;
+    let software_mpps = software_listeners.and_then(|p| p.summary(threads));
+    let ltran_ok = baseline(opts, software_mpps)?;
     if failures.is_empty() && ltran_ok {
         Ok(())
     } else {
@@ -166,16 +246,16 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
 }
 
-/// The ltran-style baseline on `listeners`, against the software run of the table above.
-/// Returns whether its conservation check held.
-fn baseline(opts: &Options, software: Option<(f64, bool)>) -> Result<bool, String> {
+/// The ltran-style baseline on `listeners`, against the software runs of the table above
+/// (`software`: their median, all stack threads together). Returns whether its conservation
+/// check held on every run.
+fn baseline(opts: &Options, software: Option<Summary>) -> Result<bool, String> {
     let threads = opts.threads;
     let cfg = config(threads, threads, Profile::Listeners, Balance::Software);
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let mut table = Table::new(
         format!(
-            "engine vs ltran-style baseline: listeners, {threads} stack threads, {} s per run",
-            opts.seconds
+            "engine vs ltran-style baseline: listeners, {threads} stack threads, median of {REPS} runs"
         ),
         &[
             ("design", Align::Left),
@@ -184,6 +264,7 @@ fn baseline(opts: &Options, software: Option<(f64, bool)>) -> Result<bool, Strin
             ("threads", Align::Left),
             ("Mpps", Align::Right),
             ("Mpps/stack", Align::Right),
+            ("spread%", Align::Right),
             ("misdirect%", Align::Right),
             ("dropped", Align::Right),
             ("software/this", Align::Right),
@@ -197,64 +278,84 @@ fn baseline(opts: &Options, software: Option<(f64, bool)>) -> Result<bool, Strin
         "{cores} cores: software = {threads} stack threads, placed as above, spinning when idle; \
          ltran = 1 dispatcher + {threads} stack threads, placed as the note below says"
     ));
+    table.describe(format!(
+        "each run measured as the engine's: {} ms warm-up, then a {} s window on the stack threads' counters",
+        WARMUP.as_millis(),
+        opts.seconds
+    ));
     table.describe("ratio = software Mpps / this row's Mpps, >1 = the software engine faster");
-    let software_mpps = software.map(|(mpps, _)| mpps);
-    if let Some(mpps) = software_mpps {
+    let table_name = ltran::table_impl(&cfg)?.name().to_string();
+    let ring_name = ltran::ring_kind(&cfg)?.name().to_string();
+    if let Some(s) = software {
         table.row(vec![
             "software".to_string(),
-            ltran::table_impl(&cfg)?.name().to_string(),
-            ltran::ring_kind(&cfg)?.name().to_string(),
+            table_name.clone(),
+            ring_name.clone(),
             format!("{threads} stack"),
-            num(mpps, 3),
-            num(mpps / f64::from(threads), 3),
+            num(s.mops(), 3),
+            num(s.mops() / f64::from(threads), 3),
+            num(s.spread_pct(), 0),
             "(above)".to_string(),
             "(above)".to_string(),
             "-".to_string(),
         ]);
     } else {
-        table.note("software run on listeners: did not complete (see the engine table)");
+        table.note("software runs on listeners: did not complete (see the engine table)");
     }
-    let report = ltran::run(&cfg, Duration::from_secs_f64(opts.seconds))?;
-    let mpps = report.mpps();
+    let reports = (0..REPS)
+        .map(|_| ltran::run(&cfg, Duration::from_secs_f64(opts.seconds)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rates: Vec<f64> = reports.iter().map(|r| r.mpps() * 1e6).collect();
+    let summary = Summary::from_rates(&rates, usize::from(threads));
+    let sum = |field: fn(&ltran::LtranReport) -> u64| reports.iter().map(field).sum::<u64>();
+    let (processed, misdirected) = (sum(|r| r.processed), sum(|r| r.misdirected));
     table.row(vec![
         "ltran-style".to_string(),
-        ltran::table_impl(&cfg)?.name().to_string(),
-        ltran::ring_kind(&cfg)?.name().to_string(),
+        table_name,
+        ring_name,
         format!("1 dispatcher + {threads} stack"),
-        num(mpps, 3),
-        num(mpps / f64::from(threads), 3),
-        num(
-            100.0 * report.misdirected as f64 / report.processed.max(1) as f64,
-            1,
-        ),
-        report.dropped_total().to_string(),
-        software_mpps.map_or("n/a".to_string(), |s| num(s / mpps.max(1e-12), 2)),
-    ]);
-    let drops: Vec<String> = report
-        .dropped
-        .iter()
-        .map(|(r, n)| format!("{r}={n}"))
-        .collect();
-    table.note(format!("ltran placement: {}", report.placement));
-    table.note(format!(
-        "ltran conservation: rx {} = processed {} + dropped {}{}; {} copied and handed off; pool {} of {} free: {}",
-        report.rx,
-        report.processed,
-        report.dropped_total(),
-        if drops.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", drops.join(" "))
+        summary.map_or("n/a".to_string(), |s| num(s.mops(), 3)),
+        summary.map_or("n/a".to_string(), |s| num(s.mops() / f64::from(threads), 3)),
+        summary.map_or("n/a".to_string(), |s| num(s.spread_pct(), 0)),
+        num(Window::percent(misdirected, processed), 1),
+        sum(|r| r.dropped_total()).to_string(),
+        match (software, summary) {
+            (Some(s), Some(l)) => num(s.ops_per_sec / l.ops_per_sec, 2),
+            _ => "n/a".to_string(),
         },
-        report.handed_off,
-        report.pool.0,
-        report.pool.1,
-        if report.failures.is_empty() {
-            "ok".to_string()
-        } else {
-            format!("FAILED: {}", report.failures.join("; "))
-        }
-    ));
+    ]);
+    if let Some(first) = reports.first() {
+        table.note(format!("ltran placement: {}", first.placement));
+    }
+    let mut all_ok = true;
+    for (round, report) in reports.iter().enumerate() {
+        let drops: Vec<String> = report
+            .dropped
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        all_ok &= report.failures.is_empty();
+        table.note(format!(
+            "ltran run {}: rx {} = processed {} + dropped {}{}; {} copied and handed off; pool {} of {} free: {}",
+            round + 1,
+            report.rx,
+            report.processed,
+            report.dropped_total(),
+            if drops.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", drops.join(" "))
+            },
+            report.handed_off,
+            report.pool.0,
+            report.pool.1,
+            if report.failures.is_empty() {
+                "ok".to_string()
+            } else {
+                format!("FAILED: {}", report.failures.join("; "))
+            }
+        ));
+    }
     table.print();
-    Ok(report.failures.is_empty())
+    Ok(all_ok)
 }

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flowsteer_config::{Config, Idle};
 use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
@@ -41,11 +41,13 @@ use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::EngineStats;
 use forwarder::traffic::TrafficPlan;
 
+use crate::window::Window;
+
 /// What a baseline run counted.
 #[derive(Clone, Debug)]
 pub struct LtranReport {
-    /// Wall time from start to stop.
-    pub duration_secs: f64,
+    /// What the stack threads counted in the measured window (after the warm-up).
+    pub window: Window,
     /// Frames the dispatcher received.
     pub rx: u64,
     /// Frames copied and handed to a stack thread.
@@ -70,9 +72,10 @@ impl LtranReport {
         self.dropped.values().sum()
     }
 
-    /// Processed packets per second, all stack threads together, in millions.
+    /// Processed packets per second in the measured window, all stack threads together, in
+    /// millions.
     pub fn mpps(&self) -> f64 {
-        self.processed as f64 / self.duration_secs.max(1e-9) / 1e6
+        self.window.mpps()
     }
 }
 
@@ -115,7 +118,8 @@ struct DispatchCounts {
     owner_invalid: u64,
 }
 
-/// Runs the baseline for `duration` with the engine configuration `config`.
+/// Runs the baseline with the engine configuration `config`: a warm-up, then a window of
+/// `duration` measured on the stack threads' counters (see [`crate::window`]).
 pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     config
         .validate()
@@ -182,9 +186,8 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     } else {
         config.engine.idle
     };
-    let started = Instant::now();
 
-    let (counts, elapsed) = thread::scope(|s| {
+    let (counts, window) = thread::scope(|s| {
         let stacks: Vec<_> = consumers
             .into_iter()
             .enumerate()
@@ -254,16 +257,15 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
                 return Err("cannot spawn the baseline's threads".to_string());
             }
         };
-        thread::sleep(duration);
+        let window = Window::measure(&stats, duration);
         stop_all();
         let counts = dispatcher.join();
-        let elapsed = started.elapsed();
         let mut failed = counts.is_err();
         for h in stacks {
             failed |= h.join().is_err();
         }
         match counts {
-            Ok(c) if !failed => Ok((c, elapsed)),
+            Ok(c) if !failed => Ok((c, window)),
             _ => Err("a baseline thread panicked".to_string()),
         }
     })?;
@@ -273,8 +275,9 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     uveth.drain_into(&mut cache);
     drop(cache);
     drop(uveth);
-    let mut report = account(&counts, &stats, &pool, elapsed);
+    let mut report = account(&counts, &stats, &pool);
     report.placement = placement;
+    report.window = window;
     Ok(report)
 }
 
@@ -309,12 +312,7 @@ mod cpu {
     }
 }
 
-fn account(
-    counts: &DispatchCounts,
-    stats: &EngineStats,
-    pool: &PacketPool,
-    elapsed: Duration,
-) -> LtranReport {
+fn account(counts: &DispatchCounts, stats: &EngineStats, pool: &PacketPool) -> LtranReport {
     let snapshots = stats.snapshot();
     let mut failures = Vec::new();
     let mut processed = 0;
@@ -356,7 +354,7 @@ fn account(
         ));
     }
     LtranReport {
-        duration_secs: elapsed.as_secs_f64(),
+        window: Window::default(),
         rx: counts.rx,
         handed_off: counts.handed.iter().sum(),
         processed,
@@ -534,6 +532,13 @@ mod tests {
         assert_eq!(report.misdirected, 0);
         assert_eq!(report.pool.0, report.pool.1);
         assert_eq!(report.rx, report.processed + report.dropped_total());
+        let window = report.window.counts.processed;
+        assert!(
+            window > 0 && window < report.processed,
+            "{window} of {}",
+            report.processed
+        );
+        assert!(report.mpps() > 0.0);
     }
 
     #[test]

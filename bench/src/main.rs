@@ -21,6 +21,7 @@ mod measure;
 mod softrss;
 mod swq;
 mod table;
+mod window;
 
 /// Options shared by every experiment.
 #[derive(Clone, Copy, Debug, PartialEq)]
