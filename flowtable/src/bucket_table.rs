@@ -42,8 +42,9 @@
 //! (1) bucket indices for every key from the given hashes, and a prefetch of the primary heads;
 //! (2) for every key, the start of the primary's read: version, the slots whose signature matches
 //! (one branch-free SSE2 compare of the eight 16-bit lanes, as rte_hash does; a SWAR compare off
-//! x86-64), the displaced count, and a prefetch of the key lines the matches point at, or, with
-//! no match and a displaced count, of the secondary head; (3) for every key, the primary's key
+//! x86-64), and a prefetch of the key lines the matches point at, or, with no match, the
+//! displaced count and, when it is not 0, a prefetch of the secondary head; (3) for every key,
+//! the primary's key
 //! compares: hits end here, and so do misses whose primary has no displaced rule (then the
 //! listen rules answer, `listen_table`, whose port filter ends them at once when no rule exists
 //! for the flow's local port); the other keys are listed for (4) the secondary's read and
@@ -60,10 +61,10 @@
 //!
 //! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
 //! |-------------------------------------------|----------------------------------------------------|----------------------------|
-//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 216                        |
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 212                        |
 //! | hit, in the secondary                     | 2 heads, 1–2 key lines per signature match         | —                          |
-//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 16-bit signature collision) | 169 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 304                        |
+//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 16-bit signature collision) | 168 |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 303                        |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
@@ -71,12 +72,13 @@
 //! insert they were 246, 230 and 336, and with primary-first reads and a SWAR signature compare
 //! 224, 250 and 356: reading the primary first saves instructions on hits and costs some on
 //! misses (two stages and a separately bounds-checked key block), which the SSE2 compare (one per
-//! bucket read) more than paid back. The displaced count took misses from 210 to 169 (one head,
+//! bucket read) more than paid back. The displaced count took misses from 210 to 168 (one head,
 //! no fourth stage, the listen port filter inlined and the rest of the listen lookup out of
-//! line) and costs hits 7 (its load and test), 209 to 216. At 1 Mi rules the same instructions
-//! wait on memory: the heads span 16 MiB and the key blocks 80 MiB, so the time per key is set
-//! by cache and TLB misses, which the prefetches overlap across the 32 keys of a chunk, and by
-//! how many loads a core keeps in flight (a chunk's 32 head prefetches already fill them).
+//! line) and costs hits 3 (hits read it only on a signature collision), 209 to 212. At 1 Mi
+//! rules the same instructions wait on memory: the heads span 16 MiB and the key blocks 80 MiB,
+//! so the time per key is set by cache and TLB misses, which the prefetches overlap across the
+//! 32 keys of a chunk, and by how many loads a core keeps in flight (a chunk's 32 head
+//! prefetches already fill them).
 //!
 //! Writes from any thread: the version word of a bucket is also its writer lock (odd = held).
 //! `insert` and `remove` lock the key's two buckets (lower index first: no deadlock). An insert
@@ -250,7 +252,8 @@ struct Probe {
     version: u64,
     /// Slots of the primary whose signature matched.
     candidates: u8,
-    /// The primary's displaced count was not 0: a key not in the primary may be in the secondary.
+    /// Read only when no signature matched (hits skip it): the primary's displaced count was
+    /// not 0, so the key, not in the primary, may be in the secondary.
     displaced: bool,
     /// False when a writer held the primary or changed it: `search` reads the key from scratch.
     begun: bool,
@@ -614,7 +617,8 @@ impl BucketTable {
             return Probe::default();
         };
         let candidates = sig_matches(primary.sig_words(), pair.place.sig);
-        let displaced = primary.has_displaced();
+        // Hits, which nearly always have candidates, skip the displaced count.
+        let displaced = candidates == 0 && primary.has_displaced();
         if candidates != 0 {
             self.keys[pair.place.primary].prefetch_keys(candidates);
         } else if displaced {
@@ -641,19 +645,21 @@ impl BucketTable {
         if !probe.begun {
             return PrimaryRead::Disturbed;
         }
-        let found = if probe.candidates == 0 {
-            None
+        let (found, displaced) = if probe.candidates == 0 {
+            (None, probe.displaced)
         } else {
             let found = self.keys[pair.place.primary]
                 .first_equal(u32::from(probe.candidates), words)
                 .map(|slot| lane(&pair.primary.owners, slot));
-            if found.is_none() && probe.displaced {
-                // A signature collision: stage 2 did not start loading the secondary.
+            // A signature collision: the count is read now, inside the primary's open read
+            // (validated below or in stage 4), and stage 2 did not start loading the secondary.
+            let displaced = found.is_none() && pair.primary.has_displaced();
+            if displaced {
                 pair.secondary.prefetch();
             }
-            found
+            (found, displaced)
         };
-        if found.is_none() && probe.displaced {
+        if found.is_none() && displaced {
             return PrimaryRead::Absent;
         }
         read_fence();
