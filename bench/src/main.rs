@@ -26,8 +26,8 @@ mod window;
 /// Options shared by every experiment.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Options {
-    /// Wall time of one measured point (micro-benchmarks: split over the repetitions; engine:
-    /// one run).
+    /// Wall time of one measured point (micro-benchmarks: split over the repetitions; engine
+    /// and ltran-style baseline: the measured window of each of their runs, after a warm-up).
     pub seconds: f64,
     /// Stack threads of the engine runs; reader threads and producers are fixed by the issue's
     /// matrix (1 and 2).
