@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn flowsteer() -> Command {
@@ -90,12 +90,30 @@ fn http(port: u16, request: &[u8]) -> String {
     out
 }
 
-fn wait_for_port(port: u16) {
+/// Waits for the metrics endpoint, which the engine opens as it starts its threads; returns when.
+fn wait_for_port(port: u16) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "metrics endpoint never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Instant::now()
+}
+
+/// Stops a run started without `--duration` as an operator would (SIGTERM), once it has run
+/// long enough since `up` to have printed a status line. A fixed `--duration` would race the
+/// test's requests on a loaded machine, where start-up alone can take seconds.
+fn stop_after_a_status_line(child: &Child, up: Instant) {
+    let status_line_due = up + Duration::from_millis(1500);
+    if let Some(wait) = status_line_due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    // The child is not reaped yet, so its pid is still its own.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(killed.success(), "kill -TERM failed");
 }
 
 #[test]
@@ -109,7 +127,7 @@ fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
     )
     .unwrap();
     let child = flowsteer()
-        .args(["run", "--duration", "3", "--config"])
+        .args(["run", "--config"])
         .arg(&config)
         .arg("--report")
         .arg(&report)
@@ -117,7 +135,7 @@ fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    let up = wait_for_port(port);
 
     // Hostile input first: the endpoint must answer each precisely and keep serving.
     assert!(http(port, b"garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
@@ -149,6 +167,7 @@ fn run_serves_metrics_survives_bad_http_and_writes_a_report() {
         assert!(!body.contains(name), "{name} without a stack in\n{body}");
     }
 
+    stop_after_a_status_line(&child, up);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -184,7 +203,7 @@ fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
     )
     .unwrap();
     let child = flowsteer()
-        .args(["run", "--duration", "1.5", "--config"])
+        .args(["run", "--config"])
         .arg(&config)
         .arg("--report")
         .arg(&report)
@@ -192,7 +211,7 @@ fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    let up = wait_for_port(port);
 
     let body = http(port, b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
@@ -214,6 +233,7 @@ fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
         );
     }
 
+    stop_after_a_status_line(&child, up);
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
