@@ -16,8 +16,9 @@
 //! pay for sharing the table with a writer. The rate the writer achieved is printed (on a
 //! 2-core machine with 2 readers it competes with them for a core).
 //!
-//! All implementations of one point run one after the other on tables built side by side, so
-//! their ratio is taken minutes apart at most, not across runs.
+//! All implementations of one point run on tables built side by side, their repetitions
+//! interleaved (one of each per round), so their ratio is taken over the same seconds, not
+//! across runs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
 
 use crate::competitors;
-use crate::measure::{parallel_rep, repeat, SplitMix64, Summary, REPS};
+use crate::measure::{parallel_rep, repeat_interleaved, SplitMix64, Summary, REPS};
 use crate::table::{num, speed_ratio, Align, Table};
 use crate::Options;
 
@@ -296,13 +297,14 @@ struct Point {
     writer: bool,
 }
 
-/// Measures `contender` at `point`: the median reader rate, and the writer's report.
-fn measure(
+/// One repetition of `contender` at `point`: the readers' rate, and the report of the writer
+/// that ran beside them (started before them, stopped after them).
+fn measure_rep(
     contender: &dyn Contender,
     keys: &Keys,
     point: Point,
     rep_time: Duration,
-) -> (Option<Summary>, Option<WriterReport>) {
+) -> (f64, Option<WriterReport>) {
     let stop = AtomicBool::new(false);
     let len = keys.sequence(point.hit).len();
     thread::scope(|s| {
@@ -314,29 +316,56 @@ fn measure(
                 report
             })
         });
-        let summary = repeat(point.readers, || {
-            parallel_rep(point.readers, rep_time, |reader| {
-                let mut scratch = Scratch::new();
-                // Readers start half a sequence apart so they do not walk in lockstep.
-                let mut pos = (reader * len / 2) / BURST * BURST % len;
-                move || {
-                    let found = contender.lookup_burst(point.hit, pos, &mut scratch);
-                    std::hint::black_box(found);
-                    pos += BURST;
-                    if pos + BURST > len {
-                        pos = 0;
-                    }
-                    BURST as u64
+        let rate = parallel_rep(point.readers, rep_time, |reader| {
+            let mut scratch = Scratch::new();
+            // Readers start half a sequence apart so they do not walk in lockstep.
+            let mut pos = (reader * len / 2) / BURST * BURST % len;
+            move || {
+                let found = contender.lookup_burst(point.hit, pos, &mut scratch);
+                std::hint::black_box(found);
+                pos += BURST;
+                if pos + BURST > len {
+                    pos = 0;
                 }
-            })
+                BURST as u64
+            }
         });
         stop.store(true, Ordering::Relaxed);
         let report = writer.map(|h| match h.join() {
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
         });
-        (summary, report)
+        (rate, report)
     })
+}
+
+/// Measures every contender at `point`, their repetitions interleaved
+/// ([`repeat_interleaved`]): per contender the median reader rate and the writer's reports
+/// summed (failures) and averaged (rate) over the repetitions.
+fn measure(
+    contenders: &[&dyn Contender],
+    keys: &Keys,
+    point: Point,
+    rep_time: Duration,
+) -> Vec<(Option<Summary>, Option<WriterReport>)> {
+    let mut writers: Vec<Vec<WriterReport>> = vec![Vec::new(); contenders.len()];
+    let summaries = repeat_interleaved(contenders.len(), point.readers, |i| {
+        let (rate, report) = measure_rep(contenders[i], keys, point, rep_time);
+        writers[i].extend(report);
+        rate
+    });
+    summaries
+        .into_iter()
+        .zip(writers)
+        .map(|(summary, reports)| {
+            let report = (!reports.is_empty()).then(|| WriterReport {
+                inserts_per_sec: reports.iter().map(|r| r.inserts_per_sec).sum::<f64>()
+                    / reports.len() as f64,
+                failures: reports.iter().map(|r| r.failures).sum(),
+            });
+            (summary, report)
+        })
+        .collect()
 }
 
 /// One short point (hits, 2 readers, the writer) for the DPDK contender's tests; returns the
@@ -349,7 +378,7 @@ pub fn measure_for_test(contender: &dyn Contender, keys: &Keys) -> u64 {
         readers: 2,
         writer: true,
     };
-    let (summary, writer) = measure(contender, keys, point, Duration::from_millis(20));
+    let (summary, writer) = measure(&[contender], keys, point, Duration::from_millis(20))[0];
     assert!(summary.is_some_and(|s| s.ops_per_sec > 0.0));
     writer.map_or(u64::MAX, |w| w.failures)
 }
@@ -370,7 +399,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let rep_time = Duration::from_secs_f64(opts.seconds / (REPS + 1) as f64);
     let ours = ours_name();
     let mut table = Table::new(
-        "flowtable: lookup_bulk of 32 IPv4 5-tuple keys (hash included), median of 5 repetitions",
+        "flowtable: lookup_bulk of 32 IPv4 5-tuple keys (hash included), median of 5 repetitions, the tables' interleaved",
         &[
             ("rules", Align::Left),
             ("lookup", Align::Left),
@@ -431,13 +460,14 @@ pub fn run(opts: &Options) -> Result<(), String> {
                         readers,
                         writer,
                     };
-                    let results: Vec<(String, Option<Summary>, Option<WriterReport>)> = contenders
-                        .iter()
-                        .map(|c| {
-                            let (s, w) = measure(c.as_ref(), &keys, point, rep_time);
-                            (c.name(), s, w)
-                        })
-                        .collect();
+                    let views: Vec<&dyn Contender> =
+                        contenders.iter().map(|c| c.as_ref()).collect();
+                    let results: Vec<(String, Option<Summary>, Option<WriterReport>)> =
+                        measure(&views, &keys, point, rep_time)
+                            .into_iter()
+                            .zip(&contenders)
+                            .map(|((s, w), c)| (c.name(), s, w))
+                            .collect();
                     let ours_ns = results
                         .iter()
                         .find(|(name, ..)| name == ours)
@@ -572,7 +602,7 @@ mod tests {
                 readers: 2,
                 writer: true,
             };
-            let (summary, writer) = measure(&ours, &keys, point, Duration::from_millis(10));
+            let (summary, writer) = measure(&[&ours], &keys, point, Duration::from_millis(10))[0];
             assert!(summary.unwrap().ops_per_sec > 0.0, "{}", kind.name());
             assert_eq!(writer.unwrap().failures, 0, "{}", kind.name());
             // The writer removed what it inserted: the table holds the rules again.

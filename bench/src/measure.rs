@@ -82,6 +82,32 @@ pub fn repeat(workers: usize, mut rep: impl FnMut() -> f64) -> Option<Summary> {
     Summary::from_rates(&rates, workers)
 }
 
+/// Like [`repeat`] for several contenders measured side by side: one warm-up repetition of
+/// each, then [`REPS`] rounds in which every contender runs one repetition, the first one
+/// rotating from round to round. A slow spell of a shared machine then lands on all contenders
+/// of a round rather than on the repetitions of one, and their ratio keeps its meaning.
+/// `rep(i)` runs one repetition of contender `i` and returns its rate.
+pub fn repeat_interleaved(
+    contenders: usize,
+    workers: usize,
+    mut rep: impl FnMut(usize) -> f64,
+) -> Vec<Option<Summary>> {
+    for i in 0..contenders {
+        let _warm_up = rep(i);
+    }
+    let mut rates = vec![Vec::with_capacity(REPS); contenders];
+    for round in 0..REPS {
+        for offset in 0..contenders {
+            let i = (round + offset) % contenders;
+            rates[i].push(rep(i));
+        }
+    }
+    rates
+        .iter()
+        .map(|r| Summary::from_rates(r, workers))
+        .collect()
+}
+
 /// Runs `body` until `stop` is set; returns the operations it reported and its own elapsed time.
 #[inline]
 pub fn timed_loop(stop: &AtomicBool, mut body: impl FnMut() -> u64) -> (u64, Duration) {
@@ -197,6 +223,23 @@ mod tests {
         assert!(rate > 0.0);
         let summary = repeat(1, || 10.0).unwrap();
         assert_eq!(summary.ops_per_sec, 10.0);
+    }
+
+    #[test]
+    fn interleaved_repetitions_alternate_and_rotate() {
+        let mut order = Vec::new();
+        let summaries = repeat_interleaved(3, 1, |i| {
+            order.push(i);
+            (i + 1) as f64
+        });
+        // Warm-ups in order, then rounds starting at 0, 1, 2, 0, 1.
+        assert_eq!(&order[..3], &[0, 1, 2]);
+        assert_eq!(&order[3..9], &[0, 1, 2, 1, 2, 0]);
+        assert_eq!(order.len(), 3 + 3 * REPS);
+        for (i, s) in summaries.iter().enumerate() {
+            assert_eq!(order.iter().filter(|&&o| o == i).count(), 1 + REPS);
+            assert_eq!(s.unwrap().ops_per_sec, (i + 1) as f64);
+        }
     }
 
     #[test]
