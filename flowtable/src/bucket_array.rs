@@ -6,13 +6,13 @@
 //!
 //! Backing, chosen at allocation:
 //!
-//! | request                                  | backing                                                  |
-//! |------------------------------------------|----------------------------------------------------------|
-//! | [`Pages::Huge`], at least 2 MiB, Linux   | an anonymous mapping aligned to 2 MiB, `madvise(MADV_HUGEPAGE)`, every page touched once (committed now) |
-//! | [`Pages::Base`], smaller, other systems  | the global allocator (`alloc_zeroed`)                     |
+//! | array                           | backing                                                  |
+//! |---------------------------------|----------------------------------------------------------|
+//! | at least 2 MiB, on Linux        | an anonymous mapping aligned to 2 MiB, `madvise(MADV_HUGEPAGE)`, every page touched once (committed now) |
+//! | smaller, or on other systems    | the global allocator (`alloc_zeroed`)                     |
 //!
-//! Why: a lookup reads a bucket at a random place in the array, so with 4 KiB pages a 16 MiB head
-//! array spans 4096 pages, more than the second-level TLB holds, and most lookups of a 1 Mi-rule
+//! Why: a lookup reads a bucket head, and on a hit a key line, at a random place in its array, so
+//! with 4 KiB pages a 16 MiB head array spans 4096 pages, more than the second-level TLB holds, and most lookups of a 1 Mi-rule
 //! table also pay a page walk (two-dimensional on a virtual machine). On 2 MiB pages the same
 //! array takes 8 TLB entries. The kernel decides: with transparent huge pages set to `never`, with
 //! no free 2 MiB frame, or when the mapping or the advice fails, the array lives on 4 KiB pages
@@ -41,15 +41,6 @@ static HUGE_PAGE_FALLBACKS: AtomicUsize = AtomicUsize::new(0);
 /// with base pages (huge pages disabled, memory fragmented); only `/proc/self/smaps` tells.
 pub fn huge_page_fallbacks() -> usize {
     HUGE_PAGE_FALLBACKS.load(Ordering::Relaxed)
-}
-
-/// Which pages an array should live on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Pages {
-    /// The allocator's (4 KiB) pages.
-    Base,
-    /// Transparent huge pages, if the array is at least [`HUGE_PAGE`] long and the kernel agrees.
-    Huge,
 }
 
 /// Bucket storage whose all-zero bytes mean "version 0, every slot empty", so that the arrays
@@ -94,23 +85,22 @@ unsafe impl<T: Send> Send for BucketArray<T> {}
 unsafe impl<T: Sync> Sync for BucketArray<T> {}
 
 impl<T: ZeroIsEmpty> BucketArray<T> {
-    /// `count` empty elements (`count > 0`) on the pages asked for, or on base pages when those
-    /// cannot be had.
+    /// `count` empty elements (`count > 0`): on transparent huge pages when they take at least
+    /// [`HUGE_PAGE`] and the kernel agrees, else on base pages.
     #[cfg(not(loom))]
-    pub(crate) fn zeroed(count: usize, pages: Pages) -> Self {
+    pub(crate) fn zeroed(count: usize) -> Self {
         use std::alloc::Layout;
         let Ok(layout) = Layout::array::<T>(count) else {
             panic!("flow table of {count} buckets exceeds the address space");
         };
         assert!(layout.size() != 0, "bucket arrays are never empty");
         #[cfg(all(target_os = "linux", not(miri)))]
-        if pages == Pages::Huge && layout.size() >= HUGE_PAGE {
+        if layout.size() >= HUGE_PAGE {
             if let Some(array) = Self::mapped(count, layout) {
                 return array;
             }
             HUGE_PAGE_FALLBACKS.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = pages;
         // SAFETY: `layout` has a non-zero size (checked above). The block is checked for null and
         // freed in Drop with the same layout.
         let pointer = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
@@ -179,7 +169,7 @@ impl<T: ZeroIsEmpty> BucketArray<T> {
 
     /// The model checker's build: elements built one by one, on the heap.
     #[cfg(loom)]
-    pub(crate) fn zeroed(count: usize, _pages: Pages) -> Self {
+    pub(crate) fn zeroed(count: usize) -> Self {
         let boxed: Box<[T]> = (0..count).map(|_| T::empty()).collect();
         let len = boxed.len();
         let elements = NonNull::new(Box::into_raw(boxed) as *mut T).expect("box is non-null");
@@ -298,15 +288,11 @@ mod tests {
     }
 
     #[test]
-    fn small_or_base_page_arrays_come_from_the_allocator() {
-        for (count, pages) in [
-            (1, Pages::Huge),
-            (1000, Pages::Huge),
-            (1 << 16, Pages::Base),
-        ] {
-            let array = BucketArray::<Line>::zeroed(count, pages);
+    fn small_arrays_come_from_the_allocator() {
+        for count in [1, 1000, HUGE_PAGE / 64 - 1] {
+            let array = BucketArray::<Line>::zeroed(count);
             check_zeroed_and_usable(&array, count);
-            assert!(!array.on_huge_pages(), "{count} lines on {pages:?}");
+            assert!(!array.on_huge_pages(), "{count} lines");
         }
     }
 
@@ -320,7 +306,7 @@ mod tests {
         } else {
             2 * HUGE_PAGE / 64 + 3
         };
-        let array = BucketArray::<Line>::zeroed(count, Pages::Huge);
+        let array = BucketArray::<Line>::zeroed(count);
         check_zeroed_and_usable(&array, count);
         if cfg!(miri) || !cfg!(target_os = "linux") {
             assert!(!array.on_huge_pages());

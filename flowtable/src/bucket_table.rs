@@ -6,26 +6,32 @@
 //! | array   | per bucket                                                                           |
 //! |---------|--------------------------------------------------------------------------------------|
 //! | `heads` | 1 line: version (sequence lock), 8 × 16-bit signatures (0 = empty slot), 8 × 16-bit owners, displaced count |
-//! | `keys`  | 5 lines: 8 keys of 40 bytes inline (the five [`FlowKey`] words), guarded by the head's version |
+//! | `keys`  | 5 lines: 8 slots of 40 bytes, an IPv6 key in all five [`FlowKey`] words, an IPv4 key in its 16-byte short form in one line; guarded by the head's version |
 //!
 //! The heads are dense (64 bytes apart) because a probe reads a head first and a key only after a
 //! signature match: a miss reads heads only, and the heads of 1 Mi rules span 16 MiB, where heads
 //! interleaved with their keys in 384-byte buckets spread over 96 MiB. The split pays off together
 //! with primary-first placement (below), which lets most hits read one head and one key block:
 //! with lookups that read both heads, the split alone made 1 Mi-rule hits slower (a key block is a
-//! page of its own, where an interleaved bucket's keys share its head's page). Keys are stored
-//! inline in their block, not behind pointers: a removed or moved entry is overwritten in place
-//! and nothing is ever freed while a reader may look at it, so no memory reclamation (epochs,
-//! hazard pointers, quiescent states) is needed. Every shared word is an atomic that stays valid
-//! for the table's lifetime.
+//! page of its own, where an interleaved bucket's keys share its head's page). An IPv4 key is
+//! stored in two words (local and remote address in one, ports, protocol and family in the
+//! other: `key`'s short form, as VPP keeps IPv4 5-tuples in a 16-byte bihash and IPv6 ones in a
+//! 40-byte one) at the first 16-byte-aligned pair of its slot, so an IPv4 hit reads one key line
+//! where a 40-byte key crosses a line boundary in four slots of eight. The signature's low bit
+//! is the key's family, so a lookup compares only slots of its own form and a writer moving a
+//! key knows which form to read. Keys are stored inline in their block, not behind pointers: a
+//! removed or moved entry is overwritten in place and nothing is ever freed while a reader may
+//! look at it, so no memory reclamation (epochs, hazard pointers, quiescent states) is needed.
+//! Every shared word is an atomic that stays valid for the table's lifetime.
 //!
 //! Placement: the caller's [`FlowKey::hash`] is mixed with a per-table random key (xor, multiply
 //! by an odd constant: a bijection, two instructions) so that peers who know the build's fixed
 //! hash seeds cannot aim many flows at the same buckets. The top bits give the primary bucket,
-//! bits 16.. the secondary (forced different when the table has two buckets or more), bits 0..16
-//! the signature. A key lives in one of its two buckets: in its primary whenever that had a free
-//! slot when the key was inserted, so that most hits read one bucket. At 50% load (1 Mi rules in
-//! a table sized for them) 99.1% of the rules sit in their primary
+//! bits 16.. the secondary (forced different when the table has two buckets or more), bits 1..16
+//! the signature, whose bit 0 is the key's family (1 = IPv6). A key lives in one of its two
+//! buckets: in its primary whenever that had a free slot when the key was inserted, so that most
+//! hits read one bucket. At 50% load (1 Mi rules in a table sized for them) 99.1% of the rules
+//! sit in their primary
 //! ([`BucketTable::rules_in_primary`]). Each head counts the rules whose primary it is that sit
 //! in their secondary ("displaced"); with most primaries at 0, most misses read one head too.
 //!
@@ -50,9 +56,9 @@
 //! for the flow's local port); the other keys are listed for (4) the secondary's read and
 //! compares, the validation of both reads, and the listen rules for exact misses. A key whose
 //! primary had a signature collision starts loading its secondary head in stage 3, and the key
-//! lines of a rule in its secondary are not prefetched (1% of the rules at 50% load). Reads stay open across the stages, which only widens the window in
-//! which a writer makes one retry; a read that fails validation or met a held lock is redone
-//! alone by the single-key search. Prefetching both heads of every key in stage 1, as rte_hash's
+//! lines of a rule in its secondary are not prefetched (1% of the rules at 50% load). Reads stay
+//! open across the stages, which only widens the window in which a writer makes one retry; a
+//! read that fails validation or met a held lock is redone alone by the single-key search. Prefetching both heads of every key in stage 1, as rte_hash's
 //! bulk lookup does, was measured and dropped: it adds a line per hit, and at 1 Mi rules it made
 //! misses slower too (0.45× rte_hash against 0.7×), the extra 32 loads in flight stalling stage 1
 //! rather than hiding the secondary's.
@@ -61,10 +67,10 @@
 //!
 //! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
 //! |-------------------------------------------|----------------------------------------------------|----------------------------|
-//! | hit, in the primary (99% at 50% load)     | 1 head, 1–2 key lines                              | 212                        |
-//! | hit, in the secondary                     | 2 heads, 1–2 key lines per signature match         | —                          |
-//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 16-bit signature collision) | 168 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 303                        |
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1 key line (IPv4) or 1–2 (IPv6)            | 208                        |
+//! | hit, in the secondary                     | 2 heads, the same key lines per signature match    | —                          |
+//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 15-bit signature collision) | 171 |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 306                        |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
@@ -74,11 +80,14 @@
 //! misses (two stages and a separately bounds-checked key block), which the SSE2 compare (one per
 //! bucket read) more than paid back. The displaced count took misses from 210 to 168 (one head,
 //! no fourth stage, the listen port filter inlined and the rest of the listen lookup out of
-//! line) and costs hits 3 (hits read it only on a signature collision), 209 to 212. At 1 Mi
-//! rules the same instructions wait on memory: the heads span 16 MiB and the key blocks 80 MiB,
-//! so the time per key is set by cache and TLB misses, which the prefetches overlap across the
-//! 32 keys of a chunk, and by how many loads a core keeps in flight (a chunk's 32 head
-//! prefetches already fill them).
+//! line) and costs hits 3 (hits read it only on a signature collision), 209 to 212. The IPv4
+//! short form takes hits to 208 (two word compares instead of five) and misses to 171 (the
+//! family bit in the signature). At 1 Mi rules the same instructions wait on memory: the heads
+//! span 16 MiB and the key blocks 80 MiB, so the time per key is set by cache and TLB misses,
+//! which the prefetches overlap across the 32 keys of a chunk, and by how many loads a core
+//! keeps in flight (a chunk's 32 head prefetches already fill them). A profile of 1 Mi-rule hits (`perf record` of
+//! `lookup_count`) puts most of the time on the prefetch instructions of stages 1 and 2, which
+//! cannot retire while the core has no free miss buffer or page walker for them.
 //!
 //! Writes from any thread: the version word of a bucket is also its writer lock (odd = held).
 //! `insert` and `remove` lock the key's two buckets (lower index first: no deadlock). An insert
@@ -107,11 +116,13 @@
 //! rules) lives on transparent huge pages (`bucket_array`: a 2 MiB-aligned mapping advised
 //! `MADV_HUGEPAGE`): every lookup reads a head at a random place, and on 4 KiB pages the 16 MiB of
 //! a 1 Mi-rule table span 4096 pages, more than the second-level TLB holds, on 2 MiB pages 8.
-//! Where the kernel does not provide them, the heads live on 4 KiB pages, with no error
-//! ([`BucketTable::heads_on_huge_pages`], [`crate::huge_page_fallbacks`]). The key blocks stay on
-//! the allocator's pages: huge pages for them too showed no gain beyond the benchmark's noise (an
-//! earlier measurement of huge pages for interleaved 384-byte buckets found them slower), and
-//! they would take 80 MiB of huge pages per 1 Mi rules.
+//! A key array of 2 MiB or more (8 Ki buckets) lives on them too: a hit's key line is at a
+//! random place in 80 MiB, and on 4 KiB pages nearly every one costs a page walk. Over 12
+//! alternated single-thread runs of `lookup_count` at 1 Mi rules, hits took (medians) 63.7 ns
+//! with 40-byte keys on 4 KiB pages, 62.5 with the IPv4 short form, 58.0 with the key blocks on
+//! huge pages and 52.0 with both: the short form pays only once the page walks are gone.
+//! Where the kernel does not provide huge pages, both arrays live on 4 KiB pages, with no error
+//! ([`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -121,8 +132,10 @@ use std::sync::Mutex;
 
 use crossbeam_utils::CachePadded;
 
-use crate::bucket_array::{BucketArray, Pages, ZeroIsEmpty};
-use crate::key::{FlowKey, ListenKey, ThreadId};
+use crate::bucket_array::{BucketArray, ZeroIsEmpty};
+use crate::key::{
+    v4_from_short, v4_short, words_are_ipv6, FlowKey, ListenKey, ThreadId, SHORT_WORDS,
+};
 use crate::listen_table::ListenTable;
 use crate::lookup::Lookup;
 use crate::seqlock::{read_fence, spin, AtomicU64, Version, VersionGuard};
@@ -131,16 +144,14 @@ use crate::table::{FlowTable, TableFull};
 /// Slots per bucket.
 pub(crate) const SLOTS: usize = 8;
 const KEY_WORDS: usize = 5;
+// Slot `i` starts at word `5 * i`, which alternates between even and odd: see `short_index`.
+const _: () = assert!(KEY_WORDS % 2 == 1 && KEY_WORDS > SHORT_WORDS);
 /// The array is sized so that `capacity` rules fill at most this share of the slots.
 pub(crate) const MAX_LOAD_PERCENT: usize = 80;
 /// Buckets a cuckoo path search visits at most (breadth-first, so paths stay short).
 pub(crate) const CUCKOO_SEARCH_BUCKETS: usize = 512;
 /// Cuckoo searches an insert tries before it reports [`TableFull`].
 pub(crate) const INSERT_ATTEMPTS: usize = 8;
-/// Pages of the head array, which every lookup reads at a random place.
-const HEAD_PAGES: Pages = Pages::Huge;
-/// Pages of the key blocks.
-const KEY_PAGES: Pages = Pages::Base;
 /// Keys of one bulk-lookup chunk (prefetch distance).
 const CHUNK: usize = 32;
 // Stage 3 lists the keys left for the secondary by their index in the chunk, in a byte.
@@ -166,11 +177,28 @@ struct Head {
     displaced: AtomicU64,
 }
 
-/// The keys of one bucket, slot `i` in words `5 * i..5 * i + 5`; read only after a signature
-/// match, under the version of the bucket's [`Head`].
+/// The keys of one bucket in 40-byte slots, slot `i` in words `5 * i..5 * i + 5`. An IPv6 key
+/// fills its slot; an IPv4 key is stored in its two-word short form ([`v4_short`]) at the slot's
+/// first 16-byte-aligned word pair ([`short_index`]), which lies in one cache line in every slot,
+/// where a 40-byte key spans two lines in half the slots. A slot's form is its signature's low
+/// bit, the key's family ([`BucketTable::place`]). Read only after a signature match, under the
+/// version of the bucket's [`Head`].
 #[repr(C, align(64))]
 struct KeyBlock {
-    keys: [[AtomicU64; KEY_WORDS]; SLOTS],
+    words: [AtomicU64; SLOTS * KEY_WORDS],
+}
+
+/// The first word of the short form of an IPv4 key in `slot`: the slot's first even word, so
+/// that the pair is 16-byte aligned in the 64-byte-aligned block and never crosses a line.
+#[inline(always)]
+fn short_index(slot: usize) -> usize {
+    KEY_WORDS * slot + (slot & 1)
+}
+
+/// True when a slot with signature `sig` holds an IPv6 key (see [`BucketTable::place`]).
+#[inline(always)]
+fn sig_is_ipv6(sig: u16) -> bool {
+    sig & 1 != 0
 }
 
 const _: () = assert!(std::mem::size_of::<Head>() == 64);
@@ -288,7 +316,7 @@ impl Head {
 impl KeyBlock {
     fn new() -> Self {
         KeyBlock {
-            keys: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -322,44 +350,91 @@ impl Head {
 }
 
 impl KeyBlock {
+    #[inline(always)]
+    fn word(&self, index: usize) -> u64 {
+        self.words[index].load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn address(&self, index: usize) -> *const u8 {
+        (&self.words[index] as *const AtomicU64).cast()
+    }
+
     #[inline]
-    fn key_equals(&self, slot: usize, words: &[u64; KEY_WORDS]) -> bool {
-        let stored = &self.keys[slot];
+    fn full_equals(&self, slot: usize, words: &[u64; KEY_WORDS]) -> bool {
+        let at = KEY_WORDS * slot;
         // Non-short-circuit: five independent loads the core can issue together.
-        (stored[0].load(Ordering::Relaxed) ^ words[0])
-            | (stored[1].load(Ordering::Relaxed) ^ words[1])
-            | (stored[2].load(Ordering::Relaxed) ^ words[2])
-            | (stored[3].load(Ordering::Relaxed) ^ words[3])
-            | (stored[4].load(Ordering::Relaxed) ^ words[4])
+        (self.word(at) ^ words[0])
+            | (self.word(at + 1) ^ words[1])
+            | (self.word(at + 2) ^ words[2])
+            | (self.word(at + 3) ^ words[3])
+            | (self.word(at + 4) ^ words[4])
             == 0
     }
 
-    fn key(&self, slot: usize) -> [u64; KEY_WORDS] {
-        std::array::from_fn(|w| self.keys[slot][w].load(Ordering::Relaxed))
+    #[inline]
+    fn short_equals(&self, slot: usize, short: &[u64; SHORT_WORDS]) -> bool {
+        let at = short_index(slot);
+        (self.word(at) ^ short[0]) | (self.word(at + 1) ^ short[1]) == 0
     }
 
-    /// The first slot of `candidates` (bit `i` = slot `i`) that holds `words`. Racy unless the
-    /// bucket's lock is held or the read is validated afterwards.
+    /// The key in `slot`, stored in the form `ipv6` says.
+    fn key(&self, slot: usize, ipv6: bool) -> [u64; KEY_WORDS] {
+        if ipv6 {
+            std::array::from_fn(|w| self.word(KEY_WORDS * slot + w))
+        } else {
+            let at = short_index(slot);
+            v4_from_short([self.word(at), self.word(at + 1)])
+        }
+    }
+
+    /// Writer only (bucket lock held): stores `words` in `slot` in its family's form.
+    fn write(&self, slot: usize, words: &[u64; KEY_WORDS]) {
+        let (at, stored) = if words_are_ipv6(words) {
+            (KEY_WORDS * slot, &words[..])
+        } else {
+            (short_index(slot), &v4_short(words)[..])
+        };
+        for (index, word) in (at..).zip(stored) {
+            self.words[index].store(*word, Ordering::Relaxed);
+        }
+    }
+
+    /// The first slot of `candidates` (bit `i` = slot `i`, signatures of `words`' family) that
+    /// holds `words`. Racy unless the bucket's lock is held or the read is validated afterwards.
     #[inline]
     fn first_equal(&self, mut candidates: u32, words: &[u64; KEY_WORDS]) -> Option<usize> {
+        let ipv6 = words_are_ipv6(words);
+        let short = v4_short(words);
         while candidates != 0 {
             let slot = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
-            if self.key_equals(slot, words) {
+            let equal = if ipv6 {
+                self.full_equals(slot, words)
+            } else {
+                self.short_equals(slot, &short)
+            };
+            if equal {
                 return Some(slot);
             }
         }
         None
     }
 
-    /// Prefetches the one or two lines each slot of `candidates` spans.
+    /// Prefetches the line of each IPv4 slot of `candidates`, or the one or two lines each IPv6
+    /// slot spans.
     #[inline]
-    fn prefetch_keys(&self, mut candidates: u32) {
+    fn prefetch_keys(&self, mut candidates: u32, ipv6: bool) {
         while candidates != 0 {
-            let first = self.keys[candidates.trailing_zeros() as usize].as_ptr() as *const u8;
-            prefetch(first);
-            prefetch(first.wrapping_add(KEY_WORDS * 8 - 1));
+            let slot = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
+            if ipv6 {
+                let first = self.address(KEY_WORDS * slot);
+                prefetch(first);
+                prefetch(first.wrapping_add(KEY_WORDS * 8 - 1));
+            } else {
+                prefetch(self.address(short_index(slot)));
+            }
         }
     }
 }
@@ -372,8 +447,10 @@ impl Bucket<'_> {
             .first_equal(sig_matches(self.head.sig_words(), sig), words)
     }
 
+    /// The key in `slot` (occupied), in the form its signature says.
     fn key(&self, slot: usize) -> [u64; KEY_WORDS] {
-        self.keys.key(slot)
+        self.keys
+            .key(slot, sig_is_ipv6(lane(&self.head.sigs, slot)))
     }
 
     fn free_slot(&self) -> Option<usize> {
@@ -390,9 +467,7 @@ impl Bucket<'_> {
     /// Writer only. The signature goes last, though the held version already hides the partial
     /// state from readers.
     fn write(&self, slot: usize, words: &[u64; KEY_WORDS], sig: u16, owner: ThreadId) {
-        for (stored, word) in self.keys.keys[slot].iter().zip(words) {
-            stored.store(*word, Ordering::Relaxed);
-        }
+        self.keys.write(slot, words);
         set_lane(&self.head.owners, slot, owner);
         set_lane(&self.head.sigs, slot, sig);
     }
@@ -472,8 +547,8 @@ impl BucketTable {
     fn with_buckets(capacity: usize, buckets: usize) -> Self {
         let random = RandomState::new();
         BucketTable {
-            heads: BucketArray::zeroed(buckets, HEAD_PAGES),
-            keys: BucketArray::zeroed(buckets, KEY_PAGES),
+            heads: BucketArray::zeroed(buckets),
+            keys: BucketArray::zeroed(buckets),
             mask: buckets - 1,
             shift: buckets.trailing_zeros(),
             mix_xor: random.hash_one(1u64),
@@ -485,10 +560,11 @@ impl BucketTable {
         }
     }
 
-    /// True when the bucket heads lie on memory advised for transparent huge pages (a table of
-    /// at least 32 Ki buckets, on Linux, with the kernel's consent); see the module documentation.
-    pub fn heads_on_huge_pages(&self) -> bool {
-        self.heads.on_huge_pages()
+    /// Whether the bucket heads and the key blocks lie on memory advised for transparent huge
+    /// pages (heads: a table of at least 32 Ki buckets; keys: 8 Ki; on Linux, with the kernel's
+    /// consent); see the module documentation.
+    pub fn on_huge_pages(&self) -> (bool, bool) {
+        (self.heads.on_huge_pages(), self.keys.on_huge_pages())
     }
 
     /// Number of buckets (a power of two); `buckets() * 8` slots.
@@ -508,7 +584,7 @@ impl BucketTable {
                         let sig = lane(&bucket.head.sigs, slot);
                         sig != 0 && {
                             let key = bucket.key(slot);
-                            self.place(hash_words(&key)).primary == index
+                            self.place_words(&key).primary == index
                         }
                     })
                     .count()
@@ -516,8 +592,9 @@ impl BucketTable {
             .sum()
     }
 
+    /// Where a key with this hash and family may live, and its signature.
     #[inline]
-    fn place(&self, hash: u64) -> Placement {
+    fn place(&self, hash: u64, ipv6: bool) -> Placement {
         let mixed = (hash ^ self.mix_xor).wrapping_mul(self.mix_mul);
         // checked_shr: a one-bucket table has shift 0 and a 64-bit shift would overflow.
         let primary = mixed.checked_shr(64 - self.shift).unwrap_or(0) as usize & self.mask;
@@ -525,11 +602,20 @@ impl BucketTable {
         if secondary == primary {
             secondary ^= 1 & self.mask;
         }
+        // The signature's low bit is the key's family: an IPv4 key never matches the slot of
+        // an IPv6 rule, and a slot's signature says in which form its key is stored. 0 marks
+        // an empty slot, so an IPv4 signature of 0 becomes 2.
+        let sig = (mixed as u16 & !1) | u16::from(ipv6);
         Placement {
             primary,
             secondary,
-            sig: (mixed as u16).max(1),
+            sig: sig | (u16::from(sig == 0) << 1),
         }
+    }
+
+    /// [`BucketTable::place`] of a stored key's words.
+    fn place_words(&self, words: &[u64; KEY_WORDS]) -> Placement {
+        self.place(hash_words(words), words_are_ipv6(words))
     }
 
     fn lock_pair(&self, place: Placement) -> PairGuard<'_> {
@@ -620,7 +706,7 @@ impl BucketTable {
         // Hits, which nearly always have candidates, skip the displaced count.
         let displaced = candidates == 0 && primary.has_displaced();
         if candidates != 0 {
-            self.keys[pair.place.primary].prefetch_keys(candidates);
+            self.keys[pair.place.primary].prefetch_keys(candidates, sig_is_ipv6(pair.place.sig));
         } else if displaced {
             pair.secondary.prefetch();
         }
@@ -759,7 +845,7 @@ impl BucketTable {
 
     /// The other bucket of the entry `key` stored in `bucket`.
     fn alternate(&self, key: &[u64; KEY_WORDS], bucket: usize) -> usize {
-        let place = self.place(hash_words(key));
+        let place = self.place_words(key);
         if place.primary == bucket {
             place.secondary
         } else {
@@ -812,7 +898,7 @@ impl BucketTable {
         target.write(free, key, sig, lane(&source.head.owners, slot));
         set_lane(&source.head.sigs, slot, 0);
         // `from` and `to` are the key's two buckets, both locked: its primary's count follows it.
-        if to == self.place(hash_words(key)).primary {
+        if to == self.place_words(key).primary {
             target.head.add_displaced(-1);
         } else {
             source.head.add_displaced(1);
@@ -847,7 +933,7 @@ impl BucketTable {
         for index in 0..self.buckets() {
             let bucket = self.bucket(index);
             for slot in (0..SLOTS).filter(|&slot| lane(&bucket.head.sigs, slot) != 0) {
-                let primary = self.place(hash_words(&bucket.key(slot))).primary;
+                let primary = self.place_words(&bucket.key(slot)).primary;
                 if primary != index {
                     expected[primary] += 1;
                 }
@@ -893,7 +979,7 @@ unsafe impl ZeroIsEmpty for KeyBlock {
 impl FlowTable for BucketTable {
     fn insert(&self, key: FlowKey, owner: ThreadId) -> Result<Option<ThreadId>, TableFull> {
         let words = key.words();
-        let place = self.place(key.hash());
+        let place = self.place(key.hash(), key.is_ipv6());
         let mut reserved = false;
         for _ in 0..INSERT_ATTEMPTS {
             {
@@ -942,7 +1028,7 @@ impl FlowTable for BucketTable {
 
     fn remove(&self, key: &FlowKey) -> Option<ThreadId> {
         let words = key.words();
-        let place = self.place(key.hash());
+        let place = self.place(key.hash(), key.is_ipv6());
         let _guard = self.lock_pair(place);
         let (index, slot) = self.find_locked(words, place)?;
         Some(self.clear_locked(place, index, slot))
@@ -980,7 +1066,7 @@ impl FlowTable for BucketTable {
                     .collect()
             };
             for words in &keys {
-                let place = self.place(hash_words(words));
+                let place = self.place_words(words);
                 let _guard = self.lock_pair(place);
                 if let Some((index, slot)) = self.find_locked(words, place) {
                     if lane(&self.heads[index].owners, slot) == owner {
@@ -1005,8 +1091,8 @@ impl FlowTable for BucketTable {
             let pairs = &mut pairs[..end - start];
             let probes = &mut probes[..end - start];
             // 1: where every key may be; start loading the primary heads.
-            for (pair, &hash) in pairs.iter_mut().zip(hashes) {
-                *pair = self.pair(self.place(hash));
+            for ((pair, &hash), key) in pairs.iter_mut().zip(hashes).zip(keys) {
+                *pair = self.pair(self.place(hash, key.is_ipv6()));
                 pair.primary.prefetch();
             }
             // 2: begin every key's read of its primary: version and signature matches; start
@@ -1106,20 +1192,106 @@ mod tests {
         )
     }
 
+    fn v6_key(i: u32) -> FlowKey {
+        FlowKey::v6(
+            Proto::Udp,
+            Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1),
+            443,
+            Ipv6Addr::from(0x2001_0db8_00aa_0000_0000_0000_0000_0000 | u128::from(i)),
+            (i % 60_000) as u16,
+        )
+    }
+
+    /// Every third key IPv6, the others IPv4: both storage forms in the same buckets.
+    fn mixed_key(i: u32) -> FlowKey {
+        if i.is_multiple_of(3) {
+            v6_key(i)
+        } else {
+            key(i)
+        }
+    }
+
     fn owner_of(i: u32) -> ThreadId {
         (i.wrapping_mul(0x9E37_79B9) >> 16) as ThreadId
     }
 
     #[test]
-    fn placement_gives_two_buckets_and_a_signature() {
+    fn placement_gives_two_buckets_and_a_signature_of_the_family() {
         for buckets in [1usize, 2, 4, 1024] {
             let table = BucketTable::with_buckets(16, buckets);
             for i in 0..2_000 {
-                let place = table.place(key(i).hash());
+                let key = mixed_key(i);
+                let place = table.place(key.hash(), key.is_ipv6());
                 assert!(place.primary < buckets && place.secondary < buckets);
                 assert_eq!(place.primary == place.secondary, buckets == 1);
                 assert_ne!(place.sig, 0);
+                assert_eq!(sig_is_ipv6(place.sig), key.is_ipv6(), "{key}");
             }
+        }
+        // The hashes whose low signature bits are 0: an IPv4 signature of 0 would mark an
+        // empty slot.
+        let table = BucketTable::with_buckets(16, 1);
+        let zero_low_bits = (0..1u64 << 20)
+            .map(|h| h.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .find(|&h| (h ^ table.mix_xor).wrapping_mul(table.mix_mul) as u16 <= 1)
+            .expect("a hash whose mixed low bits are 0 or 1");
+        assert_eq!(table.place(zero_low_bits, false).sig, 2);
+        assert_eq!(table.place(zero_low_bits, true).sig, 1);
+    }
+
+    #[test]
+    fn every_short_form_lies_in_one_line_inside_its_slot() {
+        for slot in 0..SLOTS {
+            let (first, last) = (short_index(slot), short_index(slot) + SHORT_WORDS - 1);
+            assert!(
+                first >= KEY_WORDS * slot && last < KEY_WORDS * (slot + 1),
+                "slot {slot}"
+            );
+            assert_eq!(first * 8 / 64, last * 8 / 64, "slot {slot} crosses a line");
+        }
+    }
+
+    /// One bucket holds IPv4 keys in their short form and IPv6 keys in full, in slots of both
+    /// parities; an IPv4 key whose short form equals the first words of a stored IPv6 key is
+    /// not found, and every key reads back as stored.
+    #[test]
+    fn short_and_full_keys_share_a_bucket() {
+        let table = BucketTable::with_buckets(usize::MAX, 1);
+        let v4 = key(7);
+        let short = v4_short(v4.words());
+        let mut lookalike = [short[0], short[1], 0, 0, 1];
+        lookalike[4] |= 17 << 8;
+        let lookalike = FlowKey::from_words(lookalike);
+        assert!(lookalike.is_ipv6());
+        for round in 0..2u32 {
+            // Round 1 inserts in the other order, so each key lands in a slot of the other parity.
+            let mut keys: Vec<FlowKey> = (0..SLOTS as u32 - 1).map(mixed_key).collect();
+            keys.push(lookalike);
+            if round == 1 {
+                keys.reverse();
+            }
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(table.insert(*k, i as ThreadId), Ok(None), "{k}");
+            }
+            assert_eq!(
+                table.lookup(&v4),
+                Lookup::Miss,
+                "the IPv4 look-alike of an IPv6 key"
+            );
+            let bucket = table.bucket(0);
+            for slot in 0..SLOTS {
+                let stored = FlowKey::from_words(bucket.key(slot));
+                let index = keys
+                    .iter()
+                    .position(|k| *k == stored)
+                    .expect("a stored key");
+                assert_eq!(lane(&bucket.head.owners, slot), index as ThreadId);
+            }
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(table.lookup(k), Lookup::Exact(i as ThreadId), "{k}");
+                assert_eq!(table.remove(k), Some(i as ThreadId), "{k}");
+            }
+            assert_eq!(table.exact_len(), 0);
         }
     }
 
@@ -1171,14 +1343,16 @@ mod tests {
         for (shape, make) in &shapes {
             let mut primary = vec![0u32; BUCKETS];
             let mut secondary = vec![0u32; BUCKETS];
-            let mut signature = vec![0u32; 1 << 16];
+            // The signature's low bit is the family: the other 15 bits are the hash's.
+            let mut signature = vec![0u32; 1 << 15];
             let mut pairs = HashMap::new();
             let mut tagged = HashMap::new();
             for i in 0..KEYS as u32 {
-                let place = table.place(make(i).hash());
+                let key = make(i);
+                let place = table.place(key.hash(), key.is_ipv6());
                 primary[place.primary] += 1;
                 secondary[place.secondary] += 1;
-                signature[usize::from(place.sig)] += 1;
+                signature[usize::from(place.sig >> 1)] += 1;
                 *pairs
                     .entry((place.primary, place.secondary))
                     .or_insert(0u32) += 1;
@@ -1190,7 +1364,7 @@ mod tests {
                 ("signature", dispersion(&signature, KEYS)),
             ];
             // Keys sharing both buckets, or a bucket and a signature, with another key: random
-            // keys give N^2 / 2 cells of such pairs, 32 and 64 here.
+            // keys give N^2 / 2 cells of such pairs, 32 and 128 here (15 signature bits).
             let shared = |cells: &HashMap<(usize, usize), u32>| -> u32 {
                 cells.values().map(|&c| c * (c - 1) / 2).sum()
             };
@@ -1215,8 +1389,8 @@ mod tests {
                 "{shape}: {both} pairs share both buckets (random: 32)"
             );
             assert!(
-                same_tag <= 160,
-                "{shape}: {same_tag} pairs share a bucket and a signature (random: 64)"
+                same_tag <= 320,
+                "{shape}: {same_tag} pairs share a bucket and a signature (random: 128)"
             );
         }
     }
@@ -1273,15 +1447,16 @@ mod tests {
         );
     }
 
-    /// A nearly full table holds many rules in their secondary bucket; bulk lookups of bursts
-    /// that mix them with primary rules and misses return every owner and every miss.
+    /// A nearly full table holds many rules (IPv4 and IPv6, in their two storage forms) in their
+    /// secondary bucket; bulk lookups of bursts that mix them with primary rules and misses
+    /// return every owner and every miss.
     #[test]
     fn bulk_lookup_finds_rules_in_either_bucket() {
         const BUCKETS: usize = if cfg!(miri) { 8 } else { 1024 };
         let table = BucketTable::with_buckets(usize::MAX, BUCKETS);
         let rules = (BUCKETS * SLOTS * 95 / 100) as u32;
         for i in 0..rules {
-            table.insert(key(i), owner_of(i)).unwrap();
+            table.insert(mixed_key(i), owner_of(i)).unwrap();
         }
         let in_primary = table.rules_in_primary();
         assert!(
@@ -1291,8 +1466,8 @@ mod tests {
         // After every second rule, a key never inserted.
         let expected: Vec<(FlowKey, Lookup)> = (0..rules)
             .flat_map(|i| {
-                let rule = (key(i), Lookup::Exact(owner_of(i)));
-                let miss = (key(10_000_000 + i), Lookup::Miss);
+                let rule = (mixed_key(i), Lookup::Exact(owner_of(i)));
+                let miss = (mixed_key(10_000_000 + i), Lookup::Miss);
                 std::iter::once(rule).chain((i % 2 == 1).then_some(miss))
             })
             .collect();
@@ -1319,7 +1494,7 @@ mod tests {
         for round in 0..if cfg!(miri) { 2 } else { 6 } {
             while present.len() < full as usize {
                 let owner = (next % 5) as ThreadId;
-                if table.insert(key(next), owner).is_ok() {
+                if table.insert(mixed_key(next), owner).is_ok() {
                     present.insert(next, owner);
                 }
                 next += 1;
@@ -1328,12 +1503,12 @@ mod tests {
             let mut ids: Vec<u32> = present.keys().copied().collect();
             ids.sort_unstable();
             for &i in ids.iter().step_by(3) {
-                assert_eq!(table.remove(&key(i)), present.remove(&i), "key {i}");
+                assert_eq!(table.remove(&mixed_key(i)), present.remove(&i), "key {i}");
             }
             for &i in ids.iter().skip(1).step_by(7) {
                 if let Some(owner) = present.get_mut(&i) {
                     *owner = 40 + round as ThreadId;
-                    assert!(table.insert(key(i), *owner).unwrap().is_some());
+                    assert!(table.insert(mixed_key(i), *owner).unwrap().is_some());
                 }
             }
             table.assert_displaced_counts();
@@ -1343,7 +1518,7 @@ mod tests {
             present.retain(|_, owner| *owner != gone);
             table.assert_displaced_counts();
             assert_eq!(table.exact_len(), present.len());
-            let keys: Vec<FlowKey> = (0..next).map(key).collect();
+            let keys: Vec<FlowKey> = (0..next).map(mixed_key).collect();
             let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
             let mut out = vec![Lookup::Miss; keys.len()];
             table.lookup_bulk(&keys, &hashes, &mut out);
@@ -1357,28 +1532,35 @@ mod tests {
         }
     }
 
-    /// Heads of 2 MiB or more ask for huge pages (granted wherever the kernel has transparent
-    /// huge pages), smaller ones come from the allocator; both tables work the same.
+    /// Head and key arrays of 2 MiB or more ask for huge pages (granted wherever the kernel has
+    /// transparent huge pages), smaller ones come from the allocator; all tables work the same.
     #[test]
-    fn large_head_arrays_go_on_huge_pages() {
+    fn large_arrays_go_on_huge_pages() {
         let kernel_has_them = cfg!(all(target_os = "linux", not(miri)))
             && std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists();
-        // Miri has no mmap (both sizes take the heap path) and zeroing 12 MiB takes it minutes.
+        // Miri has no mmap (all sizes take the heap path) and zeroing 12 MiB takes it minutes.
         let (rules, sizes) = if cfg!(miri) {
-            (50, &[(1024, false)][..])
+            (50, &[(1024, (false, false))][..])
         } else {
-            (1000, &[(1024, false), (32 * 1024, kernel_has_them)][..])
+            (
+                1000,
+                &[
+                    (1024, (false, false)),
+                    (8 * 1024, (false, kernel_has_them)),
+                    (32 * 1024, (kernel_has_them, kernel_has_them)),
+                ][..],
+            )
         };
         for &(buckets, huge) in sizes {
             let table = BucketTable::with_buckets(usize::MAX, buckets);
-            assert_eq!(table.heads_on_huge_pages(), huge, "{buckets} buckets");
+            assert_eq!(table.on_huge_pages(), huge, "{buckets} buckets");
             for i in 0..rules {
-                table.insert(key(i), owner_of(i)).unwrap();
+                table.insert(mixed_key(i), owner_of(i)).unwrap();
             }
             for i in 0..rules {
-                assert_eq!(table.lookup(&key(i)), Lookup::Exact(owner_of(i)));
+                assert_eq!(table.lookup(&mixed_key(i)), Lookup::Exact(owner_of(i)));
             }
-            assert_eq!(table.lookup(&key(5000)), Lookup::Miss);
+            assert_eq!(table.lookup(&mixed_key(5000)), Lookup::Miss);
         }
     }
 

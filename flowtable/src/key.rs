@@ -22,6 +22,12 @@
 //! an IPv4 flow and the IPv6 flow between the same mapped addresses distinct: they never compare
 //! equal and hash differently.
 //!
+//! The short form of an IPv4 key, for tables that store keys (as VPP keeps IPv4 5-tuples in a
+//! 16-byte bihash and IPv6 ones in a 40-byte one): two words, word 0 = local address in bits
+//! 63..32 and remote address in bits 31..0, word 1 = word 4 above. Of an IPv4 key's 40 bytes only
+//! these 13 carry information (words 0 and 2 are zero, words 1 and 3 the mapped prefix), so
+//! [`v4_short`] and [`v4_from_short`] convert both ways without loss.
+//!
 //! Cost: constructing a key is a handful of shifts and ORs (no allocation, no branch on the family
 //! beyond the constructor chosen).
 //!
@@ -109,6 +115,33 @@ const REMOTE_PORT_SHIFT: u32 = 32;
 const LOCAL_PORT_SHIFT: u32 = 48;
 /// High 64 bits of an IPv4-mapped IPv6 address are zero; the low 64 are `0000:ffff:a.b.c.d`.
 const V4_MAPPED_LOW_PREFIX: u64 = 0x0000_ffff_0000_0000;
+
+/// Words of the short form of an IPv4 key.
+pub(crate) const SHORT_WORDS: usize = 2;
+
+/// True when `words` (a [`FlowKey::words`]) is an IPv6 key.
+#[inline(always)]
+pub(crate) fn words_are_ipv6(words: &[u64; 5]) -> bool {
+    words[4] & WORD_FAMILY_V6 != 0
+}
+
+/// The short form of the IPv4 key `words` (see the module documentation); meaningless for IPv6.
+#[inline(always)]
+pub(crate) fn v4_short(words: &[u64; 5]) -> [u64; SHORT_WORDS] {
+    [(words[1] << 32) | (words[3] & 0xFFFF_FFFF), words[4]]
+}
+
+/// The words of the IPv4 key whose short form is `short`.
+#[inline]
+pub(crate) fn v4_from_short(short: [u64; SHORT_WORDS]) -> [u64; 5] {
+    [
+        0,
+        V4_MAPPED_LOW_PREFIX | (short[0] >> 32),
+        0,
+        V4_MAPPED_LOW_PREFIX | (short[0] & 0xFFFF_FFFF),
+        short[1],
+    ]
+}
 
 /// A flow as the local stack sees it: local = destination of a received packet.
 ///
@@ -486,6 +519,26 @@ mod tests {
         assert_ne!(v4.hash(), v6.hash());
         assert_eq!(v6.local_ip(), IpAddr::V6(local.to_ipv6_mapped()));
         assert_eq!(v4.local_ip(), IpAddr::V4(local));
+    }
+
+    #[test]
+    fn the_short_form_of_an_ipv4_key_round_trips() {
+        let corners = [[0u8; 4], [255; 4], [10, 1, 2, 3], [128, 0, 0, 1]];
+        for local in corners {
+            for remote in corners {
+                for (port_l, port_r) in [(0, 0), (65_535, 1), (80, 65_535)] {
+                    for proto in [Proto::Tcp, Proto::Udp] {
+                        let key = FlowKey::from_v4_bytes(proto, local, port_l, remote, port_r);
+                        assert!(!words_are_ipv6(key.words()));
+                        let short = v4_short(key.words());
+                        assert_eq!(v4_from_short(short), *key.words(), "{key}");
+                        assert_eq!(short[0] >> 32, u64::from(u32::from_be_bytes(local)));
+                        assert_eq!(short[0] as u32, u32::from_be_bytes(remote));
+                    }
+                }
+            }
+        }
+        assert!(words_are_ipv6(sample_v6().words()));
     }
 
     #[test]
