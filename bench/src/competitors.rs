@@ -42,12 +42,16 @@ pub fn dpdk_memory() -> Option<&'static str> {
     }
 }
 
-/// rte_hash (`RW_CONCURRENCY_LF`) holding `keys.rules`, as a flow-table contender.
-pub fn rte_hash_contender(keys: &Keys) -> Result<Box<dyn Contender + '_>, String> {
+/// rte_hash (`RW_CONCURRENCY_LF`) holding `keys.rules`, as flow-table contenders: with the
+/// 40-byte key of both address families (as flowsteer's table) and with a 16-byte IPv4 key.
+pub fn rte_hash_contenders(keys: &Keys) -> Result<Vec<Box<dyn Contender + '_>>, String> {
     dpdk_ready()?;
     #[cfg(feature = "dpdk")]
     {
-        Ok(Box::new(dpdk::HashContender::build(keys)?))
+        Ok(vec![
+            Box::new(dpdk::HashContender::<[u8; 40]>::build(keys)?),
+            Box::new(dpdk::HashContender::<[u8; 16]>::build(keys)?),
+        ])
     }
     #[cfg(not(feature = "dpdk"))]
     {

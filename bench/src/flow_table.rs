@@ -1,8 +1,11 @@
 //! `flowtable`: `lookup_bulk` of 32 IPv4 5-tuple keys, hit and miss, at 64 Ki and 1 Mi rules,
 //! with 1 and 2 reader threads, with and without a writer thread inserting and deleting rules.
 //!
-//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, and DPDK's rte_hash (`RW_CONCURRENCY_LF`,
-//! `rte_hash_lookup_bulk_data`, key = the 40 bytes of [`FlowKey::words`]) with `--features dpdk`.
+//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, and with `--features dpdk` DPDK's rte_hash
+//! (`RW_CONCURRENCY_LF`, `rte_hash_lookup_bulk_data`) twice: `rte_hash` with the 40 bytes of
+//! [`FlowKey::words`] as its key, one table for both address families as flowsteer's, and
+//! `rte_hash16` with a 16-byte IPv4 key (addresses, ports, protocol), the form DPDK's l3fwd
+//! keys its IPv4 exact-match table with. flowsteer's table stores IPv4 keys in 16 bytes too.
 //!
 //! What one operation is: one key of a 32-key burst, including the key's hash (the caller's
 //! `FlowKey::hash` for the flowsteer tables, the table's own CRC32 for rte_hash, which hashes
@@ -424,6 +427,9 @@ pub fn run(opts: &Options) -> Result<(), String> {
     table.describe(
         "a flowsteer miss also checks the listen rules: no port here has one, so its per-port filter ends the miss; rte_hash has only exact keys",
     );
+    table.describe(
+        "rte_hash: 40-byte keys (IPv4 and IPv6 in one table, as flowsteer's); rte_hash16: 16-byte IPv4-only keys (DPDK l3fwd's form)",
+    );
     table.describe(format!(
         "readers and writer unpinned on {} cores",
         thread::available_parallelism().map_or(1, |n| n.get())
@@ -438,8 +444,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
             contenders.push(Box::new(Ours::build(kind, &keys)?));
         }
         if dpdk.is_ok() {
-            match competitors::rte_hash_contender(&keys) {
-                Ok(c) => contenders.push(c),
+            match competitors::rte_hash_contenders(&keys) {
+                Ok(c) => contenders.extend(c),
                 Err(e) => checks.push(format!("rte_hash at {size_name}: did not run: {e}")),
             }
         }
@@ -512,8 +518,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
     if let Some(memory) = crate::competitors::dpdk_memory() {
         table.note(format!(
-            "memory: rte_hash on {memory}; bucketized's bucket heads on transparent huge pages \
-             when the kernel grants them ({}), its keys on 4 KiB pages",
+            "memory: rte_hash on {memory}; bucketized's bucket heads and key blocks on \
+             transparent huge pages when the kernel grants them ({})",
             if flowtable::huge_page_fallbacks() == 0 {
                 "no refusal counted"
             } else {

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use dpdk_sys::{eal, ffi, Ring};
 
 use super::TupleHasher;
+use flowtable::FlowKey;
+
 use crate::flow_table::{owner_of, ChurnWriter, Contender, Keys, Scratch, BURST, CHURN_WINDOW};
 use crate::swq::{self, Dequeue, Enqueue, Shape};
 
@@ -146,13 +148,55 @@ mod affinity {
     }
 }
 
-/// The bytes of a flow key as rte_hash stores it: the five packed words, native order.
-fn key_bytes(key: &flowtable::FlowKey) -> [u8; 40] {
-    let mut bytes = [0u8; 40];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(key.words()) {
-        chunk.copy_from_slice(&word.to_ne_bytes());
+/// A key form rte_hash is created for: its `key_len` is the form's size.
+pub trait HashKey: Copy + Send + Sync + 'static {
+    /// The contender's name in the tables.
+    const NAME: &'static str;
+    /// The form of `key`.
+    fn of(key: &FlowKey) -> Self;
+    /// The key's bytes, for rte_hash.
+    fn bytes(&self) -> *const c_void;
+}
+
+/// The five packed words, native order: one table for IPv4 and IPv6 flows, as flowsteer's.
+impl HashKey for [u8; 40] {
+    const NAME: &'static str = "rte_hash";
+
+    fn of(key: &FlowKey) -> Self {
+        let mut bytes = [0u8; 40];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(key.words()) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        bytes
     }
-    bytes
+
+    fn bytes(&self) -> *const c_void {
+        self.as_ptr().cast()
+    }
+}
+
+/// An IPv4 5-tuple in 16 bytes (addresses, ports, protocol), the form DPDK's l3fwd keys its
+/// IPv4 exact-match table with: a table for IPv4 flows only.
+impl HashKey for [u8; 16] {
+    const NAME: &'static str = "rte_hash16";
+
+    fn of(key: &FlowKey) -> Self {
+        let address = |ip: std::net::IpAddr| match ip {
+            std::net::IpAddr::V4(v4) => v4.octets(),
+            std::net::IpAddr::V6(_) => unreachable!("the flow-table experiment's keys are IPv4"),
+        };
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&address(key.local_ip()));
+        bytes[4..8].copy_from_slice(&address(key.remote_ip()));
+        bytes[8..10].copy_from_slice(&key.local_port().to_be_bytes());
+        bytes[10..12].copy_from_slice(&key.remote_port().to_be_bytes());
+        bytes[12] = key.proto().number();
+        bytes
+    }
+
+    fn bytes(&self) -> *const c_void {
+        self.as_ptr().cast()
+    }
 }
 
 /// An rte_hash created with `RW_CONCURRENCY_LF`; freed on drop.
@@ -173,21 +217,21 @@ impl Drop for RawHash {
     }
 }
 
-/// rte_hash holding the experiment's rules, as a flow-table contender.
-pub struct HashContender {
+/// rte_hash holding the experiment's rules in the key form `K`, as a flow-table contender.
+pub struct HashContender<K: HashKey> {
     hash: RawHash,
-    hits: Vec<[u8; 40]>,
-    misses: Vec<[u8; 40]>,
-    writer: Mutex<HashWriter>,
+    hits: Vec<K>,
+    misses: Vec<K>,
+    writer: Mutex<HashWriter<K>>,
 }
 
-struct HashWriter {
-    churn: Vec<[u8; 40]>,
+struct HashWriter<K: HashKey> {
+    churn: Vec<K>,
     /// Deleted positions waiting for their grace period.
     pending: VecDeque<(Instant, i32)>,
 }
 
-impl HashContender {
+impl<K: HashKey> HashContender<K> {
     /// Creates the hash (room for the rules, the writer's window, the slots waiting for their
     /// grace period and a burst) and adds every rule.
     pub fn build(keys: &Keys) -> Result<Self, String> {
@@ -198,7 +242,7 @@ impl HashContender {
         let params = ffi::rte_hash_parameters {
             name: name.as_ptr(),
             entries,
-            key_len: 40,
+            key_len: std::mem::size_of::<K>() as u32,
             socket_id: ffi::SOCKET_ID_ANY,
             extra_flag: ffi::RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF as u8,
             ..Default::default()
@@ -212,14 +256,14 @@ impl HashContender {
             format!("rte_hash_create of {entries} entries failed (rte_errno {errno})")
         })?);
         for (i, k) in keys.rules.iter().enumerate() {
-            let bytes = key_bytes(k);
-            // SAFETY: the hash is alive, no other thread uses it yet; the key is 40 readable
-            // bytes (= key_len), copied by DPDK; the data is an integer stored as a pointer,
-            // never dereferenced.
+            let key = K::of(k);
+            // SAFETY: the hash is alive, no other thread uses it yet; the key is key_len
+            // readable bytes, copied by DPDK; the data is an integer stored as a pointer, never
+            // dereferenced.
             let rc = unsafe {
                 ffi::rte_hash_add_key_data(
                     hash.0.as_ptr(),
-                    bytes.as_ptr().cast(),
+                    key.bytes(),
                     usize::from(owner_of(i)) as *mut c_void,
                 )
             };
@@ -229,10 +273,10 @@ impl HashContender {
         }
         Ok(HashContender {
             hash,
-            hits: keys.hits.iter().map(key_bytes).collect(),
-            misses: keys.misses.iter().map(key_bytes).collect(),
+            hits: keys.hits.iter().map(K::of).collect(),
+            misses: keys.misses.iter().map(K::of).collect(),
             writer: Mutex::new(HashWriter {
-                churn: keys.churn.iter().map(key_bytes).collect(),
+                churn: keys.churn.iter().map(K::of).collect(),
                 pending: VecDeque::new(),
             }),
         })
@@ -240,15 +284,15 @@ impl HashContender {
 
     /// Looks up `keys` (at most [`BURST`]) into `data`; returns the hit mask.
     #[inline]
-    fn lookup(&self, keys: &[[u8; 40]], data: &mut [usize; BURST]) -> u64 {
+    fn lookup(&self, keys: &[K], data: &mut [usize; BURST]) -> u64 {
         let n = keys.len().min(BURST);
         let mut ptrs = [std::ptr::null::<c_void>(); BURST];
         for (p, k) in ptrs.iter_mut().zip(keys) {
-            *p = k.as_ptr().cast();
+            *p = k.bytes();
         }
         let mut hit_mask = 0u64;
-        // SAFETY: the hash is alive for &self; ptrs holds n pointers to 40-byte keys that
-        // outlive the call; data has room for n pointer-sized values (usize and *mut c_void
+        // SAFETY: the hash is alive for &self; ptrs holds n pointers to keys of key_len bytes
+        // that outlive the call; data has room for n pointer-sized values (usize and *mut c_void
         // have the same size and alignment), which DPDK writes only for hits; n <= 32 <=
         // RTE_HASH_LOOKUP_BULK_MAX. Lookups are lock-free and may run concurrently with the
         // single writer.
@@ -265,9 +309,9 @@ impl HashContender {
     }
 }
 
-impl Contender for HashContender {
+impl<K: HashKey> Contender for HashContender<K> {
     fn name(&self) -> String {
-        "rte_hash".to_string()
+        K::NAME.to_string()
     }
 
     #[inline]
@@ -280,18 +324,18 @@ impl Contender for HashContender {
     fn verify(&self, keys: &Keys) -> Result<(), String> {
         let mut data = [0usize; BURST];
         for (i, chunk) in keys.rules.chunks(BURST).enumerate() {
-            let bytes: Vec<[u8; 40]> = chunk.iter().map(key_bytes).collect();
-            let mask = self.lookup(&bytes, &mut data);
+            let forms: Vec<K> = chunk.iter().map(K::of).collect();
+            let mask = self.lookup(&forms, &mut data);
             for (j, owner) in data.iter().enumerate().take(chunk.len()) {
                 let rule = i * BURST + j;
                 if mask & (1 << j) == 0 || *owner != usize::from(owner_of(rule)) {
-                    return Err(format!("rte_hash: rule {rule} not found with its owner"));
+                    return Err(format!("{}: rule {rule} not found with its owner", K::NAME));
                 }
             }
         }
         for chunk in self.misses.chunks(BURST) {
             if self.lookup(chunk, &mut data) != 0 {
-                return Err("rte_hash: a miss key was found".to_string());
+                return Err(format!("{}: a miss key was found", K::NAME));
             }
         }
         Ok(())
@@ -312,12 +356,12 @@ impl Contender for HashContender {
 }
 
 /// The writer side, alive while the writer thread holds the contender's Mutex.
-struct WriterHandle<'a> {
+struct WriterHandle<'a, K: HashKey> {
     hash: NonNull<ffi::rte_hash>,
-    state: &'a mut HashWriter,
+    state: &'a mut HashWriter<K>,
 }
 
-impl WriterHandle<'_> {
+impl<K: HashKey> WriterHandle<'_, K> {
     /// Frees the positions whose grace period is over (all of them with `all`); returns how
     /// many frees DPDK refused.
     fn free_due(&mut self, all: bool) -> u64 {
@@ -338,14 +382,14 @@ impl WriterHandle<'_> {
     }
 }
 
-impl ChurnWriter for WriterHandle<'_> {
+impl<K: HashKey> ChurnWriter for WriterHandle<'_, K> {
     fn insert(&mut self, index: usize) -> bool {
         let key = &self.state.churn[index % self.state.churn.len()];
-        // SAFETY: the hash is alive; this is the only writer (Mutex); the key is 40 bytes.
+        // SAFETY: the hash is alive; this is the only writer (Mutex); the key is key_len bytes.
         let rc = unsafe {
             ffi::rte_hash_add_key_data(
                 self.hash.as_ptr(),
-                key.as_ptr().cast(),
+                key.bytes(),
                 usize::from(owner_of(index)) as *mut c_void,
             )
         };
@@ -355,7 +399,7 @@ impl ChurnWriter for WriterHandle<'_> {
     fn remove(&mut self, index: usize) -> bool {
         let key = &self.state.churn[index % self.state.churn.len()];
         // SAFETY: as in insert.
-        let position = unsafe { ffi::rte_hash_del_key(self.hash.as_ptr(), key.as_ptr().cast()) };
+        let position = unsafe { ffi::rte_hash_del_key(self.hash.as_ptr(), key.bytes()) };
         if position < 0 {
             return false;
         }
@@ -480,18 +524,39 @@ mod tests {
         }
     }
 
+    fn holds_the_rules_and_survives_the_writer<K: HashKey>() {
+        let keys = Keys::new(4096);
+        let contender = HashContender::<K>::build(&keys).unwrap();
+        contender.verify(&keys).unwrap();
+        let failures = measure_for_test(&contender, &keys);
+        assert_eq!(failures, 0, "{}", K::NAME);
+        // Every churn key went again, every slot was freed: the rules are all still found.
+        contender.verify(&keys).unwrap();
+    }
+
     #[test]
     fn rte_hash_holds_the_rules_and_survives_the_writer() {
         if !eal_or_skip() {
             return;
         }
+        holds_the_rules_and_survives_the_writer::<[u8; 40]>();
+        holds_the_rules_and_survives_the_writer::<[u8; 16]>();
+    }
+
+    #[test]
+    fn the_ipv4_form_keeps_every_field_apart() {
         let keys = Keys::new(4096);
-        let contender = HashContender::build(&keys).unwrap();
-        contender.verify(&keys).unwrap();
-        let failures = measure_for_test(&contender, &keys);
-        assert_eq!(failures, 0);
-        // Every churn key went again, every slot was freed: the rules are all still found.
-        contender.verify(&keys).unwrap();
+        let forms: std::collections::HashSet<[u8; 16]> = keys
+            .rules
+            .iter()
+            .chain(&keys.misses)
+            .chain(&keys.churn)
+            .map(<[u8; 16]>::of)
+            .collect();
+        assert_eq!(
+            forms.len(),
+            keys.rules.len() + keys.misses.len() + keys.churn.len()
+        );
     }
 
     #[test]
