@@ -47,8 +47,10 @@ const GRACE_SLOTS: usize = 16 * 1024;
 /// Free 2 MiB huge pages the EAL's 512 MiB need.
 pub const EAL_HUGE_PAGES: u64 = 256;
 
-/// The EAL arguments (after the program name) besides the memory choice.
+/// The EAL arguments (after the program name) besides the memory choice. `--no-pci`: the
+/// competitors need no device, and a PCI scan would probe (and could take) the machine's own NICs.
 const EAL_ARGS: &[&str] = &[
+    "--no-pci",
     "--no-shconf",
     "--no-telemetry",
     "-m",
