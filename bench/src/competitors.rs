@@ -43,13 +43,14 @@ pub fn dpdk_memory() -> Option<&'static str> {
 }
 
 /// rte_hash (`RW_CONCURRENCY_LF`) holding `keys.rules`, as flow-table contenders: with the
-/// 40-byte key of both address families (as flowsteer's table) and with a 16-byte IPv4 key.
+/// 48-byte key of both address families (one table for both, as flowsteer's) and with a 16-byte
+/// IPv4 key (an IPv4-only table).
 pub fn rte_hash_contenders(keys: &Keys) -> Result<Vec<Box<dyn Contender + '_>>, String> {
     dpdk_ready()?;
     #[cfg(feature = "dpdk")]
     {
         Ok(vec![
-            Box::new(dpdk::HashContender::<[u8; 40]>::build(keys)?),
+            Box::new(dpdk::HashContender::<[u8; 48]>::build(keys)?),
             Box::new(dpdk::HashContender::<[u8; 16]>::build(keys)?),
         ])
     }
