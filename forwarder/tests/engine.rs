@@ -68,7 +68,10 @@ fn listeners_rss_misdirects_about_half() {
 fn listeners_software_hands_off_about_half_and_misdirects_nothing() {
     let r = run_for(&config(Profile::Listeners, Balance::Software, 2, 2), 400);
     assert_eq!(r.total.misdirected, 0, "{}", r.render_table());
-    let share = ratio(r.total.handed_off, r.total.rx);
+    // What steering sent to the other thread: accepted by its queue, or refused by a full one
+    // (tests run side by side on two cores, so an owner can fall behind its producer).
+    let refused = r.total.dropped.get("swq_full").copied().unwrap_or(0);
+    let share = ratio(r.total.handed_off + refused, r.total.rx);
     assert!(
         (0.35..=0.65).contains(&share),
         "handoff share {share}\n{}",
