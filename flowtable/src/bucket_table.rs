@@ -67,10 +67,10 @@
 //!
 //! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
 //! |-------------------------------------------|----------------------------------------------------|----------------------------|
-//! | hit, in the primary (99% at 50% load)     | 1 head, 1 key line (IPv4) or 1–2 (IPv6)            | 208                        |
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1 key line (IPv4) or 1–2 (IPv6)            | 204                        |
 //! | hit, in the secondary                     | 2 heads, the same key lines per signature match    | —                          |
-//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 15-bit signature collision) | 171 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 306                        |
+//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 15-bit signature collision) | 167 |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 303                        |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
@@ -82,7 +82,8 @@
 //! no fourth stage, the listen port filter inlined and the rest of the listen lookup out of
 //! line) and costs hits 3 (hits read it only on a signature collision), 209 to 212. The IPv4
 //! short form takes hits to 208 (two word compares instead of five) and misses to 171 (the
-//! family bit in the signature). At 1 Mi rules the same instructions wait on memory: the heads
+//! family bit in the signature); resolving the secondary head only where a stage reads it,
+//! to 204 and 167. At 1 Mi rules the same instructions wait on memory: the heads
 //! span 16 MiB and the key blocks 80 MiB, so the time per key is set by cache and TLB misses,
 //! which the prefetches overlap across the 32 keys of a chunk, and by how many loads a core
 //! keeps in flight (a chunk's 32 head prefetches already fill them). A profile of 1 Mi-rule hits (`perf record` of
@@ -496,13 +497,12 @@ struct Placement {
     sig: u16,
 }
 
-/// A key's two buckets as a lookup reads them: the heads resolved once per bulk lookup (one
-/// bounds check and address computation, however many stages read them), the key blocks only on
-/// a signature match.
+/// A key's two buckets as a lookup reads them: the primary head resolved once per bulk lookup
+/// (one bounds check and address computation, however many stages read it); the secondary head
+/// and the key blocks only when a stage needs them (1% of the hits read the secondary).
 #[derive(Clone, Copy)]
 struct Pair<'a> {
     primary: &'a Head,
-    secondary: &'a Head,
     place: Placement,
 }
 
@@ -649,7 +649,6 @@ impl BucketTable {
     fn pair(&self, place: Placement) -> Pair<'_> {
         Pair {
             primary: &self.heads[place.primary],
-            secondary: &self.heads[place.secondary],
             place,
         }
     }
@@ -708,7 +707,7 @@ impl BucketTable {
         if candidates != 0 {
             self.keys[pair.place.primary].prefetch_keys(candidates, sig_is_ipv6(pair.place.sig));
         } else if displaced {
-            pair.secondary.prefetch();
+            self.heads[pair.place.secondary].prefetch();
         }
         Probe {
             version,
@@ -741,7 +740,7 @@ impl BucketTable {
             // (validated below or in stage 4), and stage 2 did not start loading the secondary.
             let displaced = found.is_none() && pair.primary.has_displaced();
             if displaced {
-                pair.secondary.prefetch();
+                self.heads[pair.place.secondary].prefetch();
             }
             (found, displaced)
         };
@@ -767,7 +766,7 @@ impl BucketTable {
         pair: Pair<'_>,
         probe: Probe,
     ) -> Option<Option<ThreadId>> {
-        let secondary = pair.secondary;
+        let secondary = &self.heads[pair.place.secondary];
         let version = secondary.version.read_begin().filter(|_| probe.begun)?;
         let candidates = sig_matches(secondary.sig_words(), pair.place.sig);
         let found = if candidates == 0 {
