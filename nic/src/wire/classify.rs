@@ -165,11 +165,19 @@ impl From<ipv6::Ipv6View> for IpLayer {
 /// Never panics: every malformed input is a [`ParseError`].
 #[inline]
 pub fn classify(frame: &[u8]) -> Result<Classified, ParseError> {
-    dissect(frame).map(|dissection| dissection.classified)
+    dissect_inline(frame).map(|dissection| dissection.classified)
 }
 
 /// Like [`classify`], with the offset of every header and the VLAN tags. Same cost.
 pub fn dissect(frame: &[u8]) -> Result<Dissection, ParseError> {
+    dissect_inline(frame)
+}
+
+/// The body of [`dissect`], inlined into [`classify`] so that the fields it does not return are
+/// never assembled: a `Dissection` built in one function and copied out field by field in
+/// another stalled on store forwarding (a third of the parse's time in a profile of the engine).
+#[inline(always)]
+fn dissect_inline(frame: &[u8]) -> Result<Dissection, ParseError> {
     let link = ethernet::parse(frame)?;
     let mut dissection = Dissection {
         classified: Classified::Unkeyed(UnkeyedReason::UnknownEthertype),
