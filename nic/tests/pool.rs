@@ -305,17 +305,17 @@ fn handles_cross_threads_as_the_engine_needs() {
     );
 }
 
-/// A prefetch is a hint: on every buffer of a pool with a one-line data room (whose third
-/// prefetched line is the next slot's header, and for the last slot lies past the allocation)
-/// it changes no frame, length or hash.
+/// A prefetch is a hint: on every buffer of a pool of one-line slots (whose second prefetched
+/// line is the next slot's, and for the last slot lies past the allocation) it changes no
+/// frame, length or hash.
 #[test]
 fn prefetching_any_buffer_changes_nothing() {
-    let pool = PacketPool::new(4, 60).unwrap();
+    let pool = PacketPool::new(4, 48).unwrap();
     let mut cache = pool.cache(0);
     let mut bufs: Vec<PktBuf> = (0..4).map(|_| cache.alloc().unwrap()).collect();
     for (fill, buf) in bufs.iter_mut().enumerate() {
         buf.buffer_mut().fill(fill as u8 + 1);
-        buf.set_len(60).unwrap();
+        buf.set_len(48).unwrap();
         buf.set_rss_hash(fill as u32);
     }
     for buf in &bufs {
@@ -323,9 +323,41 @@ fn prefetching_any_buffer_changes_nothing() {
     }
     for buf in &bufs {
         let fill = buf.rss_hash() as u8 + 1;
-        assert_eq!(buf.len(), 60);
+        assert_eq!(buf.len(), 48);
         assert!(buf.data().iter().all(|&b| b == fill));
     }
     cache.free_bulk(&mut bufs);
     assert_eq!(pool.available(), 4);
+}
+
+/// The frame starts 16 bytes into its slot's first line, after the metadata, so that a frame of
+/// up to 112 bytes and the metadata take two lines; slots are whole lines apart, so no line
+/// holds parts of two buffers.
+#[test]
+fn a_small_frame_shares_its_first_line_with_the_metadata_and_none_with_another_buffer() {
+    const LINE: usize = 64;
+    for room in [1u16, 48, 49, 112, 2048] {
+        let pool = PacketPool::new(8, room).unwrap();
+        let mut cache = pool.cache(0);
+        let mut bufs: Vec<PktBuf> = (0..8).map(|_| cache.alloc().unwrap()).collect();
+        let mut lines = HashSet::new();
+        for buf in &mut bufs {
+            let data = buf.buffer_mut();
+            assert_eq!(data.len(), usize::from(room));
+            let start = data.as_ptr() as usize;
+            assert_eq!(start % LINE, 16, "room {room}");
+            let first = start / LINE;
+            let last = (start + data.len() - 1) / LINE;
+            for line in first..=last {
+                assert!(
+                    lines.insert(line),
+                    "room {room}: line {line} holds two buffers"
+                );
+            }
+            if data.len() >= 112 {
+                assert_eq!((start + 111) / LINE, first + 1, "room {room}");
+            }
+        }
+        cache.free_bulk(&mut bufs);
+    }
 }

@@ -1,19 +1,25 @@
-//! The owned handle to one packet buffer, and the header line in front of every data room.
+//! The owned handle to one packet buffer, and the metadata in front of every data room.
 
 use std::fmt;
 use std::ptr::NonNull;
 
 use super::PoolError;
 
-/// Bytes reserved in front of every data room for the buffer's metadata. One cache line, so that
-/// writing one buffer's length never invalidates the line another core reads for its neighbour.
-pub(crate) const HEADER_BYTES: usize = 64;
+/// Bytes of a cache line.
+pub(crate) const LINE_BYTES: usize = 64;
+
+/// Bytes of the buffer's metadata in front of its data room. The frame starts right after it, in
+/// the same line, so that a frame of up to 112 bytes (a TCP ACK, a small request) lies in two
+/// lines with its metadata: every core that touches the buffer (the one that fills it, the one
+/// that steers it, the owner it is handed to) moves two lines, not three. Slots are whole lines
+/// apart (see the pool's layout), so no two buffers share a line.
+pub(crate) const HEADER_BYTES: usize = 16;
 
 /// Metadata of one buffer, at the start of its slot (like an mbuf header in front of its data).
 ///
 /// `index` and `data_room` are written once when the pool is created and only read afterwards;
 /// `len` and `rss_hash` belong to whoever owns the buffer.
-#[repr(C, align(64))]
+#[repr(C, align(16))]
 pub(crate) struct SlotHeader {
     pub(crate) len: u32,
     pub(crate) rss_hash: u32,
@@ -23,9 +29,9 @@ pub(crate) struct SlotHeader {
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == HEADER_BYTES);
 
-/// Lines [`PktBuf::prefetch`] loads: the header and two of data (in a slot with a one-line data
-/// room the third is the next slot's header, or past the allocation: harmless for a hint).
-const PREFETCH_LINES: usize = 3;
+/// Lines [`PktBuf::prefetch`] loads: the metadata and the first 112 bytes of the frame (in a slot
+/// of one line the second is the next slot's, or past the allocation: harmless for a hint).
+const PREFETCH_LINES: usize = 2;
 
 #[inline(always)]
 fn prefetch(address: *const u8) {
@@ -49,7 +55,7 @@ fn prefetch(address: *const u8) {
 /// leak, visible as a missing buffer in [`PacketPool::available`](super::PacketPool::available).
 /// Freeing is a move into the cache, so a double free cannot be written.
 ///
-/// Every accessor is O(1) and touches only the buffer's own header line (and data, for the
+/// Every accessor is O(1) and touches only the buffer's own metadata (and data, for the
 /// slice accessors); none synchronizes. A handle passed to another thread must travel through
 /// something that synchronizes (a ring, a channel), which every queue in this project does.
 pub struct PktBuf {
@@ -99,7 +105,7 @@ impl PktBuf {
     }
 
     fn data_ptr(&self) -> *mut u8 {
-        // SAFETY: the data room follows the header line inside the same slot of the allocation.
+        // SAFETY: the data room follows the header inside the same slot of the allocation.
         unsafe { self.header.as_ptr().cast::<u8>().add(HEADER_BYTES) }
     }
 
@@ -182,14 +188,14 @@ impl PktBuf {
         self.header_mut().rss_hash = hash;
     }
 
-    /// Starts loading the buffer's header line and the first two lines of its data room (the
-    /// frame's protocol headers, and all of a frame up to 128 bytes) into this core's cache.
+    /// Starts loading the buffer's first two lines, its metadata and the first 112 bytes of the
+    /// frame (the protocol headers, and all of a small frame), into this core's cache.
     /// A hint: it reads nothing into the program and never faults.
     #[inline]
     pub fn prefetch(&self) {
         let header = self.header.as_ptr().cast::<u8>();
         for line in 0..PREFETCH_LINES {
-            prefetch(header.wrapping_add(line * HEADER_BYTES));
+            prefetch(header.wrapping_add(line * LINE_BYTES));
         }
     }
 

@@ -4,9 +4,10 @@
 //! # Layout
 //!
 //! One zeroed, cache-line aligned allocation holds every buffer. Slot `i` starts at
-//! `i × stride`; its first cache line is the header (length, receive hash, index, data room) and
-//! the data room follows, rounded up to whole cache lines, so no two buffers share a line and
-//! writing one never slows a core reading its neighbour. A [`PktBuf`] is a pointer to its slot.
+//! `i × stride`; its first 16 bytes are the metadata (length, receive hash, index, data room),
+//! the data room follows in the same line, and the slot is rounded up to whole cache lines, so
+//! no two buffers share a line and writing one never slows a core reading its neighbour. A frame
+//! of up to 112 bytes lies in the slot's first two lines. A [`PktBuf`] is a pointer to its slot.
 //!
 //! # Ownership and concurrency
 //!
@@ -30,7 +31,7 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | [`PoolCache::alloc`] / [`PoolCache::free`] from/to the cache | a `Vec` pop/push, one header line write, one relaxed store |
+//! | [`PoolCache::alloc`] / [`PoolCache::free`] from/to the cache | a `Vec` pop/push, one metadata write (the slot's first line), one relaxed store |
 //! | refill / flush of `size / 2` buffers | `size / 2` pops/pushes on the lock-free free list |
 //! | [`PacketPool::available`] | a mutex over the cache registry + one load per cache; not for the data path |
 //! | [`PacketPool::new`] | one allocation, one write per buffer header, one free-list push per buffer |
@@ -52,7 +53,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
-use buf::{SlotHeader, HEADER_BYTES};
+use buf::{SlotHeader, HEADER_BYTES, LINE_BYTES};
 
 /// A cache's count of buffers it holds; written only by the owning cache, read by
 /// [`PacketPool::available`].
@@ -93,11 +94,11 @@ impl PacketPool {
             return Err(PoolError::ZeroDataRoom);
         }
         let too_large = PoolError::TooLarge { buffers, data_room };
-        let stride = HEADER_BYTES + (data_room as usize).next_multiple_of(HEADER_BYTES);
+        let stride = (HEADER_BYTES + data_room as usize).next_multiple_of(LINE_BYTES);
         let bytes = stride
             .checked_mul(buffers as usize)
             .ok_or_else(|| too_large.clone())?;
-        let layout = Layout::from_size_align(bytes, HEADER_BYTES).map_err(|_| too_large)?;
+        let layout = Layout::from_size_align(bytes, LINE_BYTES).map_err(|_| too_large)?;
         // SAFETY: `layout` has a non-zero size (buffers >= 1, stride >= 64).
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let base = NonNull::new(raw).ok_or(PoolError::OutOfMemory { bytes })?;
