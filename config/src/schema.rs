@@ -187,14 +187,15 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
             "capacity",
             "an integer 1..=67108864",
             "Exact (5-tuple) rules the flow table holds; an insert beyond it fails. \
-             `bucketized` allocates and commits 60-120 bytes per rule of capacity at start \
-             (96 MiB for the default), on transparent huge pages where the kernel grants them.",
+             `bucketized` allocates and commits 100-210 bytes per rule of capacity at start \
+             (160 MiB for the default: its IPv4 and its IPv6 buckets are each sized for the \
+             whole capacity), on transparent huge pages where the kernel grants them.",
         ),
         one_of(
             "implementation",
             TableImpl::NAMES,
             "The concurrent flow table: `bucketized` = fixed buckets with per-bucket sequence \
-             locks, lookups take no lock; `dashmap` = sharded read/write-locked hash maps (the \
+             locks (one 64-byte line per IPv4 bucket), lookups take no lock; `dashmap` = sharded read/write-locked hash maps (the \
              baseline).",
         ),
     ],

@@ -232,6 +232,22 @@ impl<T> Drop for BucketArray<T> {
     }
 }
 
+/// Starts loading the line at `address` into the cache, for a read soon after.
+#[inline(always)]
+pub(crate) fn prefetch(address: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: a prefetch is a hint with no architectural effect: it never faults, reads nothing
+    // into the program and is defined for any address. SSE is part of the x86-64 baseline, so the
+    // target feature the intrinsic requires is always present.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            address as *const i8,
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = address;
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

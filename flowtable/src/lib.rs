@@ -11,8 +11,9 @@
 //!
 //! Files: `key` (keys and the hash), `crc32c` (the hash's CRC, by instruction or table),
 //! `lookup` (results and the owner pick), `table` (the [`FlowTable`] trait and the implementation
-//! choice), `bucket_table` (the lock-free-read table, [`BucketTable`]), `bucket_array` (its
-//! bucket arrays, on transparent huge pages when large), `listen_table` (its listen rules and
+//! choice), `bucket_table` (the lock-free-read table, [`BucketTable`]), `cuckoo` (its placement
+//! and writers), `line_buckets` and `wide_buckets` (its IPv4 and IPv6 bucket layouts and their
+//! bulk lookups), `bucket_array` (their arrays, on transparent huge pages when large), `listen_table` (its listen rules and
 //! their port filter), `seqlock` (the version protocol both use and its memory-ordering
 //! argument), `dashmap_table` (the baseline table).
 
@@ -22,12 +23,17 @@
 mod bucket_array;
 mod bucket_table;
 mod crc32c;
+mod cuckoo;
 mod dashmap_table;
 mod key;
+mod line_buckets;
 mod listen_table;
 mod lookup;
 mod seqlock;
 mod table;
+#[cfg(all(test, not(loom)))]
+mod test_keys;
+mod wide_buckets;
 
 pub use bucket_array::huge_page_fallbacks;
 pub use bucket_table::BucketTable;

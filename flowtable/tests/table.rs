@@ -353,7 +353,7 @@ fn bucket_table_is_shareable_and_named() {
     table.insert(client(0), 1).unwrap();
     assert_eq!(
         format!("{table:?}"),
-        "BucketTable { exact_len: 1, listen_len: 0, capacity: 100, buckets: 16 }"
+        "BucketTable { exact_len: 1, listen_len: 0, capacity: 100, ipv4_buckets: 128, ipv6_buckets: 16 }"
     );
     for kind in TableImpl::ALL {
         assert_eq!(TableImpl::from_name(kind.name()), Some(kind));
