@@ -43,9 +43,9 @@
 //!
 //! | outcome                                    | cache lines read                          | instructions (64 Ki rules) |
 //! |--------------------------------------------|-------------------------------------------|----------------------------|
-//! | hit                                        | 1 line (2 for a rule in its secondary)    | 113                        |
-//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 133    |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 269                 |
+//! | hit                                        | 1 line (2 for a rule in its secondary)    | 105                        |
+//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 125    |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 262                 |
 //!
 //! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`

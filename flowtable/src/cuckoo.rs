@@ -196,8 +196,9 @@ impl<S: Store> Cuckoo<S> {
     /// The primary bucket alone, for lookups that may not need the rest of the placement.
     #[inline(always)]
     pub(crate) fn primary(&self, mixed: u64) -> usize {
-        // checked_shr: a one-bucket table has shift 0 and a 64-bit shift would overflow.
-        mixed.checked_shr(64 - self.shift).unwrap_or(0) as usize & self.mask
+        // A one-bucket table has shift 0: the wrapped shift by 64 is a shift by 0, and the
+        // mask (0) makes the index 0.
+        mixed.wrapping_shr(64 - self.shift) as usize & self.mask
     }
 
     /// [`Cuckoo::place`] of a hash already mixed ([`Cuckoo::mix`]).

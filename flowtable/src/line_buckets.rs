@@ -39,9 +39,10 @@
 //! buckets and a keyed hash, a count beyond a handful is not expected).
 //!
 //! Cost of a bulk lookup per key: the table of `BucketTable` (cache lines and instructions). Of
-//! the 113 instructions of a hit, the key compares are about 15; stage 1 keeps the mixed hash
-//! and the primary of each key in arrays and works out the secondary only for the keys that
-//! read it (recomputing the primary in stage 2 instead of keeping it cost 7 more per hit).
+//! the 105 instructions of a hit, the key compares are about 15. Stage 1 keeps the mixed hash
+//! and a reference to the primary line of each key, so that stage 2 bounds-checks no index
+//! again (113 → 105 per hit against keeping the index), and works out the secondary only for
+//! the keys that read it; recomputing the primary in stage 2 instead of keeping it cost 7 more.
 //!
 //! Memory: 64 bytes per bucket, 21 per slot; on transparent huge pages from 32 Ki buckets (2 MiB)
 //! on (`bucket_array`).
@@ -244,8 +245,13 @@ impl Cuckoo<LineBuckets> {
         // A slice in registers: the array's pointer and length are not reloaded after every
         // fence.
         let lines: &[Line] = &self.store.lines;
+        let Some(first) = lines.first() else {
+            return;
+        };
         let mut mixed = [0u64; CHUNK];
-        let mut primaries = [0usize; CHUNK];
+        // The primary lines themselves, not their indices: stage 2 reads them with no second
+        // bounds check.
+        let mut primaries = [first; CHUNK];
         let mut probes = [DISTURBED; CHUNK];
         let mut rest = [0u8; CHUNK];
         for start in (0..count).step_by(CHUNK) {
@@ -257,8 +263,8 @@ impl Cuckoo<LineBuckets> {
             // placement waits for the few keys that read their secondary.
             for index in 0..len {
                 mixed[index] = self.mix(hashes[index]);
-                primaries[index] = self.primary(mixed[index]);
-                lines[primaries[index]].prefetch();
+                primaries[index] = &lines[self.primary(mixed[index])];
+                primaries[index].prefetch();
             }
             // 2: every key's read of its primary. Hits end here, and so do the misses whose
             // primary has no displaced rule.
@@ -266,7 +272,7 @@ impl Cuckoo<LineBuckets> {
             for index in 0..len {
                 let key = &keys[index];
                 debug_assert!(!key.is_ipv6(), "an IPv6 key in the IPv4 layout");
-                let line = &lines[primaries[index]];
+                let line = primaries[index];
                 let probe = match line.version.read_begin() {
                     Some(version) => {
                         let slots = line.equal_slots(&v4_short(key.words()));
@@ -304,7 +310,7 @@ impl Cuckoo<LineBuckets> {
                 let key = &keys[index];
                 let place = self.place_mixed(mixed[index], false);
                 let exact = self
-                    .read_secondary(lines, key, place, *probe)
+                    .read_secondary(lines, primaries[index], key, place, *probe)
                     .unwrap_or_else(|| self.search(key.words(), place));
                 out[index] = match exact {
                     Some(owner) => Lookup::Exact(owner),
@@ -319,6 +325,7 @@ impl Cuckoo<LineBuckets> {
     fn read_secondary(
         &self,
         lines: &[Line],
+        primary: &Line,
         key: &FlowKey,
         place: Placement,
         probe: Probe,
@@ -331,9 +338,8 @@ impl Cuckoo<LineBuckets> {
         let slots = secondary.equal_slots(&v4_short(key.words()));
         let owners = secondary.owners.load(Ordering::Relaxed);
         read_fence();
-        (lines[place.primary].version.unchanged_since(probe)
-            && secondary.version.unchanged_since(version))
-        .then(|| (slots != 0).then(|| owner_of(owners, slots)))
+        (primary.version.unchanged_since(probe) && secondary.version.unchanged_since(version))
+            .then(|| (slots != 0).then(|| owner_of(owners, slots)))
     }
 }
 
