@@ -28,11 +28,13 @@
 //! lines for at most [`LINE_MAX_LOAD_PERCENT`] load, the IPv6 buckets for at most
 //! [`WIDE_MAX_LOAD_PERCENT`], rounded up to a power of two buckets (so a layout holding all
 //! the rules is between half its maximum load and its maximum). Two-choice buckets with cuckoo
-//! displacement fill past 90% (3 slots) and 95% (8 slots) before the first failure (test
-//! `cuckoo_fills_past_ninety_percent_in_both_layouts`), so inserting up to `capacity` rules is
-//! expected to always succeed; this is a probabilistic guarantee, not an absolute one: if no
-//! path is found after [`crate::cuckoo::INSERT_ATTEMPTS`] searches the insert fails with
-//! [`TableFull`] like a full table.
+//! displacement fill past 90% (3 slots) and 95% (8 slots) before the first failure in tables
+//! of 1024 buckets, whatever the hash key (test
+//! `cuckoo_fills_past_ninety_percent_in_both_layouts`; tables of a few buckets fill less but
+//! still hold their capacity, test `fills_to_capacity_with_any_seed`), so inserting up to
+//! `capacity` rules is expected to always succeed; this is a probabilistic guarantee, not an
+//! absolute one: if no path is found after [`crate::cuckoo::INSERT_ATTEMPTS`] searches the
+//! insert fails with [`TableFull`] like a full table.
 //!
 //! Memory: 1 Mi rules take 1 Mi IPv4 lines (64 MiB) and 256 Ki IPv6 buckets (16 MiB of heads,
 //! 80 MiB of keys), 100–210 bytes per rule of capacity, allocated zeroed and committed at

@@ -17,10 +17,9 @@
 //! page of its own, where an interleaved bucket's keys share its head's page). The layout can
 //! store IPv4 keys too, in two words (`key`'s short form) at the first 16-byte-aligned pair of
 //! their slot, so that an IPv4 key reads one key line; [`crate::BucketTable`] gives them the
-//! one-line layout of `line_buckets` instead, and this one serves them only in its own tests and
-//! in the measurements that compare the two. The signature's low bit is the key's family, so a
-//! lookup compares only slots of its own form and a writer moving a key knows which form to
-//! read. Keys are stored inline in their block, not behind pointers: a removed or moved entry is
+//! one-line layout of `line_buckets` instead, and this one holds them only in its own tests.
+//! The signature's low bit is the key's family, so a lookup compares only slots of its own form
+//! and a writer moving a key knows which form to read. Keys are stored inline in their block, not behind pointers: a removed or moved entry is
 //! overwritten in place and nothing is ever freed while a reader may look at it, so no memory
 //! reclamation (epochs, hazard pointers, quiescent states) is needed. Every shared word is an
 //! atomic that stays valid for the table's lifetime.
