@@ -245,6 +245,7 @@ impl Cuckoo<LineBuckets> {
         // A slice in registers: the array's pointer and length are not reloaded after every
         // fence.
         let lines: &[Line] = &self.store.lines;
+        // Never taken: a bucket array is never empty (`BucketArray::zeroed`).
         let Some(first) = lines.first() else {
             return;
         };
