@@ -21,7 +21,9 @@
 //! Every stored rule is in exactly one layout, chosen by its family, and a lookup reads only
 //! that layout. [`BucketTable::lookup_bulk`] hands a burst of one family to its layout whole; a
 //! burst that mixes them is split, per 32 keys, into two bursts (the keys and hashes copied into
-//! stack arrays, the results copied back).
+//! stack arrays, the results copied back). [`BucketTable::hash_lookup_bulk`] hashes a burst of
+//! IPv4 keys inside the IPv4 layout's stage 1 (`line_buckets` tells why); IPv6 and mixed bursts
+//! are hashed first and then take the same paths.
 //!
 //! Capacity: `capacity` exact rules in all, counted by one atomic reserved before a new key is
 //! placed. Each layout is sized for the whole capacity, whatever the mix of families: the IPv4
@@ -41,15 +43,17 @@
 //! creation; arrays of 2 MiB or more on transparent huge pages (`bucket_array`;
 //! [`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
 //!
-//! Cost of `lookup_bulk` per IPv4 key: no allocation, no lock, no store to shared memory, and
+//! Cost of `hash_lookup_bulk` per IPv4 key: no allocation, no lock, no store to shared memory,
+//! and
 //!
 //! | outcome                                    | cache lines read                          | instructions (64 Ki rules) |
 //! |--------------------------------------------|-------------------------------------------|----------------------------|
 //! | hit                                        | 1 line (2 for a rule in its secondary)    | 105                        |
-//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 125    |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 262                 |
+//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 124    |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 260                 |
 //!
-//! Instructions include the caller's [`FlowKey::hash`] (about 20 of them) and are counted by the
+//! Instructions include the key's [`FlowKey::hash`] (about 20 of them; `lookup_bulk` with the
+//! caller's hashes costs the same, the caller's loop included) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
 //! benchmark). In the 8-slot layout the same keys took 204, 167 and 303 (`wide_buckets` tells
 //! how that layout got there).
@@ -215,6 +219,20 @@ impl FlowTable for BucketTable {
             self.v6.lookup_bulk(keys, hashes, out, &self.listen);
         } else {
             self.lookup_mixed(keys, hashes, out);
+        }
+    }
+
+    fn hash_lookup_bulk(&self, keys: &[FlowKey], hashes: &mut [u64], out: &mut [Lookup]) {
+        let count = keys.len().min(hashes.len()).min(out.len());
+        let (keys, hashes, out) = (&keys[..count], &mut hashes[..count], &mut out[..count]);
+        if keys.iter().all(|key| !key.is_ipv6()) {
+            self.v4.hash_lookup_bulk(keys, hashes, out, &self.listen);
+        } else {
+            // IPv6 and mixed bursts: hashed first, then looked up as the caller's would be.
+            for (hash, key) in hashes.iter_mut().zip(keys) {
+                *hash = key.hash();
+            }
+            self.lookup_bulk(keys, hashes, out);
         }
     }
 
@@ -627,11 +645,16 @@ mod tests {
             std::thread::scope(|scope| {
                 let reader = scope.spawn(|| {
                     let keys: Vec<FlowKey> = (0..pinned).map(|i| family.key(i)).collect();
-                    let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+                    let mut hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
                     let mut out = vec![Lookup::Miss; keys.len()];
                     let mut passes = 0u64;
-                    while !done.load(Ordering::Acquire) || passes < 3 {
-                        table.lookup_bulk(&keys, &hashes, &mut out);
+                    while !done.load(Ordering::Acquire) || passes < 4 {
+                        // Both bulk paths, in turn.
+                        if passes.is_multiple_of(2) {
+                            table.lookup_bulk(&keys, &hashes, &mut out);
+                        } else {
+                            table.hash_lookup_bulk(&keys, &mut hashes, &mut out);
+                        }
                         for (i, result) in out.iter().enumerate() {
                             let expected = Lookup::Exact(owner_of(i as u32));
                             assert_eq!(*result, expected, "{family:?} key {i}");

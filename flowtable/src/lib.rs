@@ -1,10 +1,12 @@
 //! Concurrent flow table of flowsteer: which stack thread owns a flow.
 //!
-//! Each stack thread, after its rx burst, parses the packets into [`FlowKey`]s, hashes each once with
-//! [`FlowKey::hash`], and asks the table for their owners with [`FlowTable::lookup_bulk`]. Packets
-//! owned by another thread are handed to that thread's software queue. Rules are added when a
-//! socket listens ([`FlowTable::listen_add`]) or a connection is set up ([`FlowTable::insert`]),
-//! deleted on close, and all rules of a thread go at once when it exits ([`FlowTable::remove_owner`]).
+//! Each stack thread, after its rx burst, parses the packets into [`FlowKey`]s and asks the table
+//! for their owners with [`FlowTable::hash_lookup_bulk`], which hashes each key once with
+//! [`FlowKey::hash`] as it starts loading the key's bucket ([`FlowTable::lookup_bulk`] takes
+//! hashes the caller already has). Packets owned by another thread are handed to that thread's
+//! software queue. Rules are added when a socket listens ([`FlowTable::listen_add`]) or a
+//! connection is set up ([`FlowTable::insert`]), deleted on close, and all rules of a thread go
+//! at once when it exits ([`FlowTable::remove_owner`]).
 //!
 //! Lookup order: exact 5-tuple → listen (local ip, port) → listen (any ip, port) → miss; a listen
 //! rule with several owners spreads new flows over them by the flow hash ([`pick_owner`]).

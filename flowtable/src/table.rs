@@ -66,6 +66,23 @@ pub trait FlowTable: Send + Sync {
     /// `out` is left untouched.
     fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]);
 
+    /// Hashes `keys` into `hashes` (`hashes[i] = keys[i].hash()`) and looks them up into `out`:
+    /// what the caller gets from hashing the burst and calling [`FlowTable::lookup_bulk`], for
+    /// a caller that has not hashed it yet. Lengths as in `lookup_bulk`: only the first
+    /// `min(keys.len(), hashes.len(), out.len())` entries of `hashes` and `out` are written.
+    ///
+    /// Why it exists: a table may hash each key just before it starts loading that key's
+    /// bucket, so that the loads overlap the hashing of the keys after it, instead of starting
+    /// only when the whole burst is hashed. The bucketized table does, for bursts of IPv4 keys;
+    /// this default hashes first.
+    fn hash_lookup_bulk(&self, keys: &[FlowKey], hashes: &mut [u64], out: &mut [Lookup]) {
+        let count = keys.len().min(hashes.len()).min(out.len());
+        for (hash, key) in hashes[..count].iter_mut().zip(keys) {
+            *hash = key.hash();
+        }
+        self.lookup_bulk(&keys[..count], &hashes[..count], &mut out[..count]);
+    }
+
     /// Looks up one key; same semantics as [`FlowTable::lookup_bulk`].
     fn lookup(&self, key: &FlowKey) -> Lookup {
         let mut out = [Lookup::Miss];

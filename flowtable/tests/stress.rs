@@ -99,7 +99,12 @@ fn reader(table: &dyn FlowTable, done: &AtomicBool, start: &Barrier, lookups: &A
                 hashes[slot] = keys[slot].hash();
                 cursor = (cursor + 1_009) % total;
             }
-            table.lookup_bulk(&keys, &hashes, &mut out);
+            // Both bulk paths, in turn: the caller's hashes, and the table's own.
+            if count.is_multiple_of(2 * BURST as u64) {
+                table.lookup_bulk(&keys, &hashes, &mut out);
+            } else {
+                table.hash_lookup_bulk(&keys, &mut hashes, &mut out);
+            }
             for slot in 0..BURST {
                 let i = indices[slot];
                 match out[slot] {

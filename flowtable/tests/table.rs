@@ -326,6 +326,112 @@ fn lookup_agrees_with_lookup_bulk() {
     });
 }
 
+fn client_v6(i: u32) -> FlowKey {
+    FlowKey::v6(
+        Proto::Tcp,
+        "2001:db8::1".parse::<Ipv6Addr>().unwrap(),
+        8000,
+        Ipv6Addr::from(0x2001_0db8_0000_0000_0000_0000_0000_0000u128 | u128::from(i)),
+        (1024 + i % 60_000) as u16,
+    )
+}
+
+#[test]
+fn hash_lookup_bulk_hashes_and_finds_what_lookup_bulk_finds() {
+    for_each_table(1_000, |table| {
+        table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 4)
+            .unwrap();
+        // Rules on every third client of each family; the others miss into the listen rule.
+        for i in (0..200).step_by(3) {
+            table.insert(client(i), (i % 5) as u16).unwrap();
+            table.insert(client_v6(i), (i % 5) as u16).unwrap();
+        }
+        let v4: Vec<FlowKey> = (0..200).map(client).collect();
+        let v6: Vec<FlowKey> = (0..200).map(client_v6).collect();
+        let mixed: Vec<FlowKey> = (0..200)
+            .map(|i| if i % 4 == 1 { client_v6(i) } else { client(i) })
+            .collect();
+        // Bursts longer than a chunk of 32, shorter, and empty.
+        for keys in [
+            &v4[..],
+            &v4[..7],
+            &v6[..],
+            &mixed[..],
+            &mixed[..33],
+            &v4[..0],
+        ] {
+            let expected_hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+            let mut expected = vec![Lookup::Miss; keys.len()];
+            table.lookup_bulk(keys, &expected_hashes, &mut expected);
+            let mut hashes = vec![0; keys.len()];
+            let mut out = vec![Lookup::Listen(99); keys.len()];
+            table.hash_lookup_bulk(keys, &mut hashes, &mut out);
+            assert_eq!(
+                hashes,
+                expected_hashes,
+                "{}: {} keys",
+                table.name(),
+                keys.len()
+            );
+            assert_eq!(out, expected, "{}: {} keys", table.name(), keys.len());
+            for (key, result) in keys.iter().zip(&out) {
+                assert_eq!(table.lookup(key), *result, "{}: {key}", table.name());
+            }
+        }
+        // And the answers are the rules' (the listen rule for the clients without one).
+        let mut hashes = [0; 4];
+        let mut out = [Lookup::Miss; 4];
+        table.hash_lookup_bulk(&v4[..4], &mut hashes, &mut out);
+        assert_eq!(
+            out,
+            [
+                Lookup::Exact(0),
+                Lookup::ListenAny(4),
+                Lookup::ListenAny(4),
+                Lookup::Exact(3)
+            ]
+        );
+    });
+}
+
+#[test]
+fn hash_lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
+    for_each_table(64, |table| {
+        let keys: Vec<FlowKey> = (0..8).map(client).collect();
+        for key in &keys {
+            table.insert(*key, 6).unwrap();
+        }
+        let mut hashes = vec![7u64; 8];
+        let mut out = vec![Lookup::Listen(99); 8];
+        table.hash_lookup_bulk(&keys[..5], &mut hashes, &mut out);
+        assert_eq!(&out[..5], &[Lookup::Exact(6); 5]);
+        assert_eq!(&out[5..], &[Lookup::Listen(99); 3]);
+        assert_eq!(
+            hashes[..5],
+            keys[..5].iter().map(FlowKey::hash).collect::<Vec<_>>()[..]
+        );
+        assert_eq!(&hashes[5..], &[7; 3]);
+
+        let mut hashes = vec![7u64; 2];
+        let mut out = vec![Lookup::Listen(99); 8];
+        table.hash_lookup_bulk(&keys, &mut hashes, &mut out);
+        assert_eq!(&out[..2], &[Lookup::Exact(6); 2]);
+        assert_eq!(&out[2..], &[Lookup::Listen(99); 6]);
+
+        let mut hashes = vec![7u64; 8];
+        let mut out = vec![Lookup::Listen(99); 3];
+        table.hash_lookup_bulk(&keys, &mut hashes, &mut out);
+        assert_eq!(out, vec![Lookup::Exact(6); 3]);
+        assert_eq!(&hashes[3..], &[7; 5]);
+
+        table.hash_lookup_bulk(&[], &mut hashes, &mut out);
+        table.hash_lookup_bulk(&keys, &mut [], &mut out);
+        table.hash_lookup_bulk(&keys, &mut hashes, &mut []);
+        assert_eq!(out, vec![Lookup::Exact(6); 3]);
+    });
+}
+
 #[test]
 fn dashmap_table_is_shareable_and_named() {
     fn assert_send_sync<T: Send + Sync>() {}

@@ -1,9 +1,10 @@
 //! The software-balancing step of a stack thread: key a receive burst, look it up in bulk, keep the
 //! local packets and push the rest to their owners' software queues, one burst per destination.
 //!
-//! Cost per burst: one parse and one hash per packet, one `lookup_bulk`, and one `enqueue_burst` per
-//! destination that has packets. What does not fit a full queue is freed and counted as
-//! `swq_full`: the thread never blocks and never spins on another thread's queue.
+//! Cost per burst: one parse and one hash per packet, one `hash_lookup_bulk` (the table hashes the
+//! keys as it starts loading their buckets), and one `enqueue_burst` per destination that has
+//! packets. What does not fit a full queue is freed and counted as `swq_full`: the thread never
+//! blocks and never spins on another thread's queue.
 
 use flowsteer_config::MissPolicy;
 use flowsteer_mpsc::Producer;
@@ -50,7 +51,7 @@ impl Steering {
             miss,
             thread_reta,
             keys: Vec::with_capacity(burst),
-            hashes: Vec::with_capacity(burst),
+            hashes: vec![0; burst],
             results: vec![Lookup::Miss; burst],
             keyed: Vec::with_capacity(burst),
             outbound: (0..threads).map(|_| Vec::with_capacity(burst)).collect(),
@@ -77,12 +78,10 @@ impl Steering {
         stats: &ThreadStats,
     ) {
         self.keys.clear();
-        self.hashes.clear();
         for pkt in rx.drain(..) {
             match wire::classify(pkt.data()) {
                 Ok(Classified::Flow { tuple, .. }) => match flow_key(&tuple) {
                     Some(key) => {
-                        self.hashes.push(key.hash());
                         self.keys.push(key);
                         self.keyed.push(pkt);
                     }
@@ -107,7 +106,10 @@ impl Steering {
         if self.results.len() < n {
             self.results.resize(n, Lookup::Miss);
         }
-        table.lookup_bulk(&self.keys, &self.hashes, &mut self.results[..n]);
+        if self.hashes.len() < n {
+            self.hashes.resize(n, 0);
+        }
+        table.hash_lookup_bulk(&self.keys, &mut self.hashes[..n], &mut self.results[..n]);
 
         let (mut exact, mut listen, mut listen_any, mut miss) = (0, 0, 0, 0);
         let (mut no_owner, mut owner_invalid) = (0, 0);
