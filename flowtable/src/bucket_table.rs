@@ -43,8 +43,7 @@
 //! creation; arrays of 2 MiB or more on transparent huge pages (`bucket_array`;
 //! [`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
 //!
-//! Cost of `hash_lookup_bulk` per IPv4 key: no allocation, no lock, no store to shared memory,
-//! and
+//! Per IPv4 key, `hash_lookup_bulk` costs no allocation, no lock, no store to shared memory, and
 //!
 //! | outcome                                    | cache lines read                          | instructions (64 Ki rules) |
 //! |--------------------------------------------|-------------------------------------------|----------------------------|
