@@ -1,8 +1,9 @@
-//! `lookup_bulk` of 32 IPv4 keys: the bucketized table against the DashMap baseline, in one run.
+//! Bulk lookups of 32 IPv4 keys: the bucketized table against the DashMap baseline, in one run.
 //!
 //! `cargo bench -p flowtable --bench lookup` (add `-- 1Mi` to filter). Groups
-//! `lookup_bulk32/<entries>/<hit|miss|hit+writer>`, one function per implementation; compare
-//! the times within a group. The keys of each iteration come from a pool of 64 Ki distinct keys
+//! `lookup_bulk32/<entries>/<hit|miss|hit+writer>` (hashes computed before the timed loop) and
+//! `hash_lookup_bulk32/<entries>/<hit|miss>` (the table hashes, as in the engine), one function
+//! per implementation; compare the times within a group. The keys of each iteration come from a pool of 64 Ki distinct keys
 //! walked in order, so a burst is not served from the cache lines of the previous one (at 1 Mi
 //! entries the tables are far larger than the caches). `hit+writer` runs a thread that inserts
 //! and removes 100 000 other rules per second meanwhile, as flow set-up and teardown do.
@@ -72,6 +73,25 @@ fn bench_walk(
     });
 }
 
+/// As [`bench_walk`], the table hashing each burst (`hash_lookup_bulk`).
+fn bench_walk_hashing(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    kind: TableImpl,
+    table: &dyn FlowTable,
+    keys: &[FlowKey],
+) {
+    let mut hashes = [0u64; BURST];
+    let mut out = [Lookup::Miss; BURST];
+    let mut cursor = 0;
+    group.bench_function(BenchmarkId::from_parameter(kind.name()), |b| {
+        b.iter(|| {
+            table.hash_lookup_bulk(&keys[cursor..cursor + BURST], &mut hashes, &mut out);
+            cursor = (cursor + BURST) % POOL;
+            std::hint::black_box(&out);
+        })
+    });
+}
+
 /// Inserts and removes rules of a range no reader asks for, at `WRITER_RULES_PER_SECOND`.
 fn writer(table: &dyn FlowTable, base: u32, stop: &AtomicBool) {
     let started = Instant::now();
@@ -108,6 +128,12 @@ fn lookup_bulk(c: &mut Criterion) {
             group.throughput(Throughput::Elements(BURST as u64));
             for (kind, table) in &tables {
                 bench_walk(&mut group, *kind, table.as_ref(), keys, hashes);
+            }
+            group.finish();
+            let mut group = c.benchmark_group(format!("hash_lookup_bulk32/{label}/{case}"));
+            group.throughput(Throughput::Elements(BURST as u64));
+            for (kind, table) in &tables {
+                bench_walk_hashing(&mut group, *kind, table.as_ref(), keys);
             }
             group.finish();
         }
