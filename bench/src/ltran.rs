@@ -127,9 +127,10 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     let threads = usize::from(config.engine.threads);
     let burst = usize::from(config.engine.burst);
     let drain_limit = config.engine.drain_limit as usize;
-    let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table(
+    let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
         table_impl(config)?,
         config.flowtable.capacity,
+        config.flowtable.effective_ipv6_capacity(),
     ));
     let pool = PacketPool::new(config.pool.buffers, config.pool.data_room)
         .map_err(|e| format!("pool: {e}"))?;

@@ -189,7 +189,17 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
             "Exact (5-tuple) rules the flow table holds; an insert beyond it fails. \
              `bucketized` allocates and commits 100-210 bytes per rule of capacity at start \
              (160 MiB for the default: its IPv4 and its IPv6 buckets are each sized for the \
-             whole capacity), on transparent huge pages where the kernel grants them.",
+             whole capacity, the IPv6 ones for `ipv6_capacity` when that is smaller), on \
+             transparent huge pages where the kernel grants them.",
+        ),
+        text(
+            "ipv6_capacity",
+            "an integer 0..=67108864",
+            "Of the exact rules, IPv6 ones the flow table holds at most; an IPv6 insert beyond \
+             it fails, counted in `flowsteer_stack_rules_add_failed_total`. Beyond `capacity` (the \
+             default), `capacity` alone \
+             bounds them. An IPv4-only deployment sets 0: `bucketized` then commits one IPv6 \
+             bucket instead of 96 MiB at the default capacity.",
         ),
         one_of(
             "implementation",

@@ -82,14 +82,25 @@ impl Default for Pool {
 pub struct FlowTableCfg {
     /// Exact (5-tuple) rules the table holds, 1..=67108864.
     pub capacity: usize,
+    /// Of those, IPv6 rules the table holds at most, 0..=67108864; beyond `capacity`,
+    /// `capacity` is the bound (the default).
+    pub ipv6_capacity: usize,
     /// The implementation.
     pub implementation: TableImpl,
+}
+
+impl FlowTableCfg {
+    /// The IPv6 rules the table holds at most: `ipv6_capacity` within `capacity`.
+    pub fn effective_ipv6_capacity(&self) -> usize {
+        self.ipv6_capacity.min(self.capacity)
+    }
 }
 
 impl Default for FlowTableCfg {
     fn default() -> Self {
         FlowTableCfg {
             capacity: 1 << 20,
+            ipv6_capacity: crate::validate::MAX_TABLE_CAPACITY,
             implementation: TableImpl::Bucketized,
         }
     }

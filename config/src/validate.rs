@@ -31,7 +31,7 @@ const MAX_POOL_BUFFERS: u32 = 4_194_304;
 const MIN_DATA_ROOM: u16 = 128;
 const MAX_DATA_ROOM: u16 = 9216;
 const MAX_POOL_CACHE: u32 = 1024;
-const MAX_TABLE_CAPACITY: usize = 1 << 26;
+pub(crate) const MAX_TABLE_CAPACITY: usize = 1 << 26;
 const MAX_RING: usize = 1 << 20;
 const MAX_RETA: usize = 4096;
 const MAX_FLOWS: u32 = 1 << 24;
@@ -127,6 +127,13 @@ fn check_flowtable(flowtable: &FlowTableCfg, out: &mut Collector) {
         "flowtable.capacity",
         flowtable.capacity,
         1,
+        MAX_TABLE_CAPACITY,
+    );
+    in_range(
+        out,
+        "flowtable.ipv6_capacity",
+        flowtable.ipv6_capacity,
+        0,
         MAX_TABLE_CAPACITY,
     );
 }

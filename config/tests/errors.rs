@@ -130,6 +130,28 @@ fn flowtable_capacity_range() {
 }
 
 #[test]
+fn flowtable_ipv6_capacity_range_and_bound() {
+    assert_eq!(
+        problem("[flowtable]\nipv6_capacity = 67108865"),
+        "flowtable.ipv6_capacity: must be 0..=67108864, got 67108865"
+    );
+    assert!(
+        problem("[flowtable]\nipv6_capacity = -1").starts_with("flowtable.ipv6_capacity: must be")
+    );
+    let ipv4_only = valid("[flowtable]\ncapacity = 1000\nipv6_capacity = 0");
+    assert_eq!(ipv4_only.flowtable.effective_ipv6_capacity(), 0);
+    // Unset, or beyond the capacity: the capacity bounds the IPv6 rules alone.
+    assert_eq!(
+        valid("[flowtable]\ncapacity = 1000")
+            .flowtable
+            .effective_ipv6_capacity(),
+        1000
+    );
+    let beyond = valid("[flowtable]\ncapacity = 1000\nipv6_capacity = 5000");
+    assert_eq!(beyond.flowtable.effective_ipv6_capacity(), 1000);
+}
+
+#[test]
 fn swq_size_power_of_two() {
     assert_eq!(
         problem("[swq]\nsize = 1000"),
@@ -442,7 +464,7 @@ fn unknown_key_in_every_section() {
             "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us",
         ),
         ("pool", "buffers, data_room, cache"),
-        ("flowtable", "capacity, implementation"),
+        ("flowtable", "capacity, ipv6_capacity, implementation"),
         ("swq", "size, ring"),
         (
             "port",
@@ -671,6 +693,7 @@ fn non_default_round_trips() {
     config.pool.data_room = 9216;
     config.pool.cache = 0;
     config.flowtable.capacity = 12345;
+    config.flowtable.ipv6_capacity = 0;
     config.swq.size = 4096;
     config.port.queues = 3;
     config.port.rss_key = RssKey::Custom(core::array::from_fn(|i| i as u8 * 3));
@@ -705,7 +728,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 2 + 2 + 16 + 5 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 3 + 3 + 2 + 16 + 5 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")

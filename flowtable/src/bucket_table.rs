@@ -26,10 +26,12 @@
 //! are hashed first and then take the same paths.
 //!
 //! Capacity: `capacity` exact rules in all, counted by one atomic reserved before a new key is
-//! placed. Each layout is sized for the whole capacity, whatever the mix of families: the IPv4
-//! lines for at most [`LINE_MAX_LOAD_PERCENT`] load, the IPv6 buckets for at most
-//! [`WIDE_MAX_LOAD_PERCENT`], rounded up to a power of two buckets (so a layout holding all
-//! the rules is between half its maximum load and its maximum). Two-choice buckets with cuckoo
+//! placed, and of them at most `ipv6_capacity` IPv6 ones ([`BucketTable::with_capacities`];
+//! the whole capacity by default), counted by a second atomic that an IPv6 key reserves first.
+//! The IPv4 layout is sized for the whole capacity, the IPv6 one for its own, whatever the mix
+//! of families: the IPv4 lines for at most [`LINE_MAX_LOAD_PERCENT`] load, the IPv6 buckets for
+//! at most [`WIDE_MAX_LOAD_PERCENT`], rounded up to a power of two buckets (so a layout holding
+//! all its rules is between half its maximum load and its maximum). Two-choice buckets with cuckoo
 //! displacement fill past 90% (3 slots) and 95% (8 slots) before the first failure in tables
 //! of 1024 buckets, whatever the hash key (test
 //! `cuckoo_fills_past_ninety_percent_in_both_layouts`; tables of a few buckets fill less but
@@ -39,9 +41,9 @@
 //! insert fails with [`TableFull`] like a full table.
 //!
 //! Memory: 1 Mi rules take 1 Mi IPv4 lines (64 MiB) and 256 Ki IPv6 buckets (16 MiB of heads,
-//! 80 MiB of keys), 100–210 bytes per rule of capacity, allocated zeroed and committed at
-//! creation; arrays of 2 MiB or more on transparent huge pages (`bucket_array`;
-//! [`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
+//! 80 MiB of keys; one bucket with an IPv6 capacity of 0), 100–210 bytes per rule of capacity,
+//! allocated zeroed and committed at creation; arrays of 2 MiB or more on transparent huge pages
+//! (`bucket_array`; [`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
 //!
 //! Per IPv4 key, `hash_lookup_bulk` costs no allocation, no lock, no store to shared memory, and
 //!
@@ -59,7 +61,7 @@
 
 use std::fmt;
 
-use crate::cuckoo::{Cuckoo, Reservations, Store};
+use crate::cuckoo::{Budget, Cuckoo, Reservations, Store};
 use crate::key::{FlowKey, ListenKey, ThreadId};
 use crate::line_buckets::LineBuckets;
 use crate::listen_table::ListenTable;
@@ -83,6 +85,7 @@ pub struct BucketTable {
     v6: Cuckoo<WideBuckets>,
     listen: ListenTable,
     rules: Reservations,
+    ipv6_rules: Reservations,
 }
 
 impl BucketTable {
@@ -92,11 +95,21 @@ impl BucketTable {
     /// A table for at most `capacity` exact rules (and `min(capacity, 4096)` listen rules), with
     /// all buckets allocated now. A capacity of 0 yields a table that refuses every rule.
     pub fn with_capacity(capacity: usize) -> Self {
-        Self::with_buckets(
+        Self::with_capacities(capacity, capacity)
+    }
+
+    /// As [`BucketTable::with_capacity`], with at most `ipv6_capacity` of the exact rules IPv6
+    /// ones (`capacity` bounds them too): the IPv6 buckets are sized for the smaller of the two,
+    /// one bucket at least.
+    pub fn with_capacities(capacity: usize, ipv6_capacity: usize) -> Self {
+        let ipv6_capacity = ipv6_capacity.min(capacity);
+        let mut table = Self::with_buckets(
             capacity,
             Cuckoo::<LineBuckets>::buckets_for(capacity, LINE_MAX_LOAD_PERCENT),
-            Cuckoo::<WideBuckets>::buckets_for(capacity, WIDE_MAX_LOAD_PERCENT),
-        )
+            Cuckoo::<WideBuckets>::buckets_for(ipv6_capacity, WIDE_MAX_LOAD_PERCENT),
+        );
+        table.ipv6_rules = Reservations::new_ipv6(ipv6_capacity);
+        table
     }
 
     /// Bucket counts must be powers of two.
@@ -106,6 +119,22 @@ impl BucketTable {
             v6: Cuckoo::with_buckets(v6_buckets),
             listen: ListenTable::new(capacity),
             rules: Reservations::new(capacity),
+            ipv6_rules: Reservations::new_ipv6(capacity),
+        }
+    }
+
+    /// The counts an IPv4 rule is reserved in.
+    fn v4_budget(&self) -> Budget<'_> {
+        Budget::all(&self.rules)
+    }
+
+    /// The counts an IPv6 rule is reserved in: its own only when it is below the capacity of
+    /// all (else it could never be the one that is full).
+    fn v6_budget(&self) -> Budget<'_> {
+        Budget {
+            all: &self.rules,
+            family: (self.ipv6_rules.capacity() < self.rules.capacity())
+                .then_some(&self.ipv6_rules),
         }
     }
 
@@ -176,10 +205,10 @@ impl FlowTable for BucketTable {
         let (hash, words) = (key.hash(), key.words());
         if key.is_ipv6() {
             self.v6
-                .insert(words, self.v6.place(hash, true), owner, &self.rules)
+                .insert(words, self.v6.place(hash, true), owner, self.v6_budget())
         } else {
             self.v4
-                .insert(words, self.v4.place(hash, false), owner, &self.rules)
+                .insert(words, self.v4.place(hash, false), owner, self.v4_budget())
         }
     }
 
@@ -187,10 +216,10 @@ impl FlowTable for BucketTable {
         let (hash, words) = (key.hash(), key.words());
         if key.is_ipv6() {
             self.v6
-                .remove(words, self.v6.place(hash, true), &self.rules)
+                .remove(words, self.v6.place(hash, true), self.v6_budget())
         } else {
             self.v4
-                .remove(words, self.v4.place(hash, false), &self.rules)
+                .remove(words, self.v4.place(hash, false), self.v4_budget())
         }
     }
 
@@ -203,8 +232,8 @@ impl FlowTable for BucketTable {
     }
 
     fn remove_owner(&self, owner: ThreadId) -> usize {
-        self.v4.remove_owner(owner, &self.rules)
-            + self.v6.remove_owner(owner, &self.rules)
+        self.v4.remove_owner(owner, self.v4_budget())
+            + self.v6.remove_owner(owner, self.v6_budget())
             + self.listen.remove_owner(owner)
     }
 
@@ -245,6 +274,10 @@ impl FlowTable for BucketTable {
 
     fn capacity(&self) -> usize {
         self.rules.capacity()
+    }
+
+    fn ipv6_capacity(&self) -> usize {
+        self.ipv6_rules.capacity()
     }
 
     fn name(&self) -> &'static str {

@@ -84,18 +84,30 @@ pub(crate) struct Placement {
     pub(crate) sig: u16,
 }
 
-/// The count of exact rules against the capacity, shared by the tables of both layouts.
+/// A count of exact rules against a capacity: of all of them (shared by the layouts of both
+/// families) or of the IPv6 ones.
 pub(crate) struct Reservations {
     // Written by writers only; padded away from the read-mostly fields of the table.
     count: CachePadded<AtomicUsize>,
     capacity: usize,
+    ipv6: bool,
 }
 
 impl Reservations {
+    /// The count of all exact rules.
     pub(crate) fn new(capacity: usize) -> Self {
         Reservations {
             count: CachePadded::new(AtomicUsize::new(0)),
             capacity,
+            ipv6: false,
+        }
+    }
+
+    /// The count of the IPv6 exact rules.
+    pub(crate) fn new_ipv6(capacity: usize) -> Self {
+        Reservations {
+            ipv6: true,
+            ..Reservations::new(capacity)
         }
     }
 
@@ -122,9 +134,49 @@ impl Reservations {
     }
 
     fn full(&self) -> TableFull {
-        TableFull {
-            capacity: self.capacity,
+        if self.ipv6 {
+            TableFull::ipv6_rules(self.capacity)
+        } else {
+            TableFull::rules(self.capacity)
         }
+    }
+}
+
+/// The counts a layout's rules are reserved in: all exact rules, and those of the layout's
+/// family when that has a capacity of its own (IPv6).
+#[derive(Clone, Copy)]
+pub(crate) struct Budget<'a> {
+    pub(crate) all: &'a Reservations,
+    pub(crate) family: Option<&'a Reservations>,
+}
+
+impl<'a> Budget<'a> {
+    /// Only the count of all exact rules.
+    pub(crate) fn all(all: &'a Reservations) -> Self {
+        Budget { all, family: None }
+    }
+
+    /// One rule more in every count, or none and the error of the first count that is full
+    /// (all rules first: a table full of rules says so, whatever the family).
+    fn reserve(self) -> Result<(), TableFull> {
+        self.all.reserve()?;
+        if let Some(family) = self.family {
+            family.reserve().inspect_err(|_| self.all.release())?;
+        }
+        Ok(())
+    }
+
+    fn release(self) {
+        self.all.release();
+        if let Some(family) = self.family {
+            family.release();
+        }
+    }
+
+    /// The error of an insert that found no room: the capacities allowed the rule, the buckets
+    /// had no path for it.
+    fn full(self) -> TableFull {
+        self.all.full()
     }
 }
 
@@ -291,7 +343,7 @@ impl<S: Store> Cuckoo<S> {
         words: &Words,
         place: Placement,
         owner: ThreadId,
-        rules: &Reservations,
+        rules: Budget<'_>,
     ) -> Result<Option<ThreadId>, TableFull> {
         let store = &self.store;
         let mut reserved = false;
@@ -343,7 +395,7 @@ impl<S: Store> Cuckoo<S> {
         &self,
         words: &Words,
         place: Placement,
-        rules: &Reservations,
+        rules: Budget<'_>,
     ) -> Option<ThreadId> {
         let _guard = self.lock_pair(place);
         let (bucket, slot) = self.find_locked(words, place)?;
@@ -351,7 +403,7 @@ impl<S: Store> Cuckoo<S> {
     }
 
     /// Removes every rule of `owner`; how many went. O(buckets), for the rare exit of a thread.
-    pub(crate) fn remove_owner(&self, owner: ThreadId, rules: &Reservations) -> usize {
+    pub(crate) fn remove_owner(&self, owner: ThreadId, rules: Budget<'_>) -> usize {
         let store = &self.store;
         let _relocating = self.relocation.lock().unwrap_or_else(|e| e.into_inner());
         let mut removed = 0;
@@ -525,7 +577,7 @@ impl<S: Store> Cuckoo<S> {
         place: Placement,
         bucket: usize,
         slot: usize,
-        rules: &Reservations,
+        rules: Budget<'_>,
     ) -> ThreadId {
         let owner = self.store.owner(bucket, slot);
         self.store.clear(bucket, slot);

@@ -12,7 +12,8 @@
 //! only for the multi-owner pick). The maps' hashers are ahash with per-table random seeds, so a
 //! remote peer that chooses ports cannot aim at one shard or bucket.
 //!
-//! Capacity: an atomic counter per rule kind is reserved (compare-and-swap against the capacity)
+//! Capacity: an atomic counter per rule kind (exact, listen, and IPv6 exact against the IPv6
+//! capacity, after the exact one) is reserved (compare-and-swap against the capacity)
 //! while the shard write lock of the new key is held and released after a removal, so the number of
 //! rules never exceeds the capacity even with concurrent inserts into different shards. The counter
 //! may briefly read one higher than the map during a removal, never lower.
@@ -41,9 +42,12 @@ pub struct DashMapTable {
     exact: DashMap<FlowKey, ThreadId, ahash::RandomState>,
     listen: DashMap<ListenKey, OwnerSet, ahash::RandomState>,
     capacity: usize,
+    /// Of the exact rules, at most this many IPv6 ones (at most `capacity`).
+    ipv6_capacity: usize,
     // Written by every rule change from any thread; padded away from the maps' headers, which
     // every lookup reads.
     exact_count: CachePadded<AtomicUsize>,
+    ipv6_count: CachePadded<AtomicUsize>,
     listen_count: CachePadded<AtomicUsize>,
 }
 
@@ -54,6 +58,12 @@ impl DashMapTable {
     /// A table for at most `capacity` exact rules and at most `capacity` listen rules.
     /// A capacity of 0 yields a table that refuses every rule.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_capacities(capacity, capacity)
+    }
+
+    /// As [`DashMapTable::with_capacity`], with at most `ipv6_capacity` of the exact rules IPv6
+    /// ones.
+    pub fn with_capacities(capacity: usize, ipv6_capacity: usize) -> Self {
         DashMapTable {
             exact: DashMap::with_capacity_and_hasher(
                 capacity.min(PREALLOCATED_RULES_LIMIT),
@@ -61,7 +71,9 @@ impl DashMapTable {
             ),
             listen: DashMap::with_hasher(ahash::RandomState::new()),
             capacity,
+            ipv6_capacity: ipv6_capacity.min(capacity),
             exact_count: CachePadded::new(AtomicUsize::new(0)),
+            ipv6_count: CachePadded::new(AtomicUsize::new(0)),
             listen_count: CachePadded::new(AtomicUsize::new(0)),
         }
     }
@@ -85,17 +97,34 @@ impl DashMapTable {
         self.listen.get(rule).and_then(|owners| owners.pick(hash))
     }
 
-    /// Takes one of `capacity` slots. Called with the shard write lock of the new rule held; the
-    /// counter only needs to be a correct count, not to order memory, hence `Relaxed`.
-    fn reserve_slot(&self, count: &AtomicUsize) -> Result<(), TableFull> {
+    /// Takes one of `capacity` slots of `count`. Called with the shard write lock of the new
+    /// rule held; the counter only needs to be a correct count, not to order memory, hence
+    /// `Relaxed`.
+    fn reserve_slot(count: &AtomicUsize, capacity: usize) -> bool {
         count
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used < self.capacity).then_some(used + 1)
+                (used < capacity).then_some(used + 1)
             })
-            .map(drop)
-            .map_err(|_| TableFull {
-                capacity: self.capacity,
-            })
+            .is_ok()
+    }
+
+    /// Takes a slot for a new exact rule: one of all, then an IPv6 one for an IPv6 key (so a
+    /// table full of rules says so, whatever the family).
+    fn reserve_exact(&self, ipv6: bool) -> Result<(), TableFull> {
+        if !Self::reserve_slot(&self.exact_count, self.capacity) {
+            return Err(TableFull::rules(self.capacity));
+        }
+        if ipv6 && !Self::reserve_slot(&self.ipv6_count, self.ipv6_capacity) {
+            self.exact_count.fetch_sub(1, Ordering::Relaxed);
+            return Err(TableFull::ipv6_rules(self.ipv6_capacity));
+        }
+        Ok(())
+    }
+
+    /// Gives back the slots of `removed` exact rules, `ipv6` of them IPv6 ones.
+    fn release_exact(&self, removed: usize, ipv6: usize) {
+        self.exact_count.fetch_sub(removed, Ordering::Relaxed);
+        self.ipv6_count.fetch_sub(ipv6, Ordering::Relaxed);
     }
 }
 
@@ -104,7 +133,7 @@ impl FlowTable for DashMapTable {
         match self.exact.entry(key) {
             Entry::Occupied(mut existing) => Ok(Some(existing.insert(owner))),
             Entry::Vacant(vacant) => {
-                self.reserve_slot(&self.exact_count)?;
+                self.reserve_exact(key.is_ipv6())?;
                 vacant.insert(owner);
                 Ok(None)
             }
@@ -113,7 +142,7 @@ impl FlowTable for DashMapTable {
 
     fn remove(&self, key: &FlowKey) -> Option<ThreadId> {
         let (_, owner) = self.exact.remove(key)?;
-        self.exact_count.fetch_sub(1, Ordering::Relaxed);
+        self.release_exact(1, usize::from(key.is_ipv6()));
         Some(owner)
     }
 
@@ -123,7 +152,9 @@ impl FlowTable for DashMapTable {
                 existing.get_mut().insert(owner);
             }
             Entry::Vacant(vacant) => {
-                self.reserve_slot(&self.listen_count)?;
+                if !Self::reserve_slot(&self.listen_count, self.capacity) {
+                    return Err(TableFull::rules(self.capacity));
+                }
                 let mut owners = OwnerSet::new();
                 owners.insert(owner);
                 vacant.insert(owners);
@@ -146,13 +177,14 @@ impl FlowTable for DashMapTable {
     }
 
     fn remove_owner(&self, owner: ThreadId) -> usize {
-        let mut exact_removed = 0;
-        self.exact.retain(|_, rule_owner| {
+        let (mut exact_removed, mut ipv6_removed) = (0, 0);
+        self.exact.retain(|key, rule_owner| {
             let keep = *rule_owner != owner;
             exact_removed += usize::from(!keep);
+            ipv6_removed += usize::from(!keep && key.is_ipv6());
             keep
         });
-        self.exact_count.fetch_sub(exact_removed, Ordering::Relaxed);
+        self.release_exact(exact_removed, ipv6_removed);
 
         let mut memberships_removed = 0;
         let mut rules_emptied = 0;
@@ -189,6 +221,10 @@ impl FlowTable for DashMapTable {
 
     fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    fn ipv6_capacity(&self) -> usize {
+        self.ipv6_capacity
     }
 
     fn name(&self) -> &'static str {

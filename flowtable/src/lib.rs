@@ -42,4 +42,4 @@ pub use bucket_table::BucketTable;
 pub use dashmap_table::DashMapTable;
 pub use key::{FlowKey, ListenKey, Proto, ThreadId};
 pub use lookup::{pick_owner, Lookup, OwnerSet};
-pub use table::{new_table, FlowTable, TableFull, TableImpl};
+pub use table::{new_table, new_table_sized, FlowTable, TableFull, TableImpl};

@@ -403,9 +403,7 @@ impl ListenTable {
         let encoded = encode(&rule);
         let is_new = !writers.rules.contains_key(&rule);
         if is_new && writers.rules.len() >= self.limit {
-            return Err(TableFull {
-                capacity: self.limit,
-            });
+            return Err(TableFull::rules(self.limit));
         }
         if is_new {
             // A new rule is always published below (its owner set is empty, so neither early
@@ -417,9 +415,7 @@ impl ListenTable {
             return Ok(());
         }
         if owners.len() >= MAX_OWNERS {
-            return Err(TableFull {
-                capacity: MAX_OWNERS,
-            });
+            return Err(TableFull::rules(MAX_OWNERS));
         }
         owners.insert(owner);
         let _guard = self.version.lock();
@@ -608,12 +604,7 @@ mod tests {
         for owner in 0..MAX_OWNERS as ThreadId {
             table.add(rule, owner).unwrap();
         }
-        assert_eq!(
-            table.add(rule, 999),
-            Err(TableFull {
-                capacity: MAX_OWNERS
-            })
-        );
+        assert_eq!(table.add(rule, 999), Err(TableFull::rules(MAX_OWNERS)));
         // Every owner is reachable by some hash.
         let key = FlowKey::v4(Proto::Udp, Ipv4Addr::LOCALHOST, 53, Ipv4Addr::LOCALHOST, 9);
         let step = u64::MAX / MAX_OWNERS as u64;
@@ -626,7 +617,7 @@ mod tests {
         table.add(ListenKey::any_ip(Proto::Udp, 54), 1).unwrap();
         assert_eq!(
             table.add(ListenKey::any_ip(Proto::Udp, 55), 1),
-            Err(TableFull { capacity: 2 })
+            Err(TableFull::rules(2))
         );
         assert_eq!(ListenTable::new(1 << 30).limit(), LISTEN_RULES_MAX);
     }

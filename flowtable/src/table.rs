@@ -21,14 +21,36 @@ use crate::lookup::Lookup;
 pub struct TableFull {
     /// The configured capacity that was reached.
     pub capacity: usize,
+    /// Whether it is the capacity for IPv6 exact rules ([`new_table_sized`]) rather than the
+    /// one for all exact rules (or for listen rules).
+    pub ipv6: bool,
+}
+
+impl TableFull {
+    /// The table holds `capacity` rules of the kind being added.
+    pub fn rules(capacity: usize) -> Self {
+        TableFull {
+            capacity,
+            ipv6: false,
+        }
+    }
+
+    /// The table holds `capacity` IPv6 exact rules.
+    pub fn ipv6_rules(capacity: usize) -> Self {
+        TableFull {
+            capacity,
+            ipv6: true,
+        }
+    }
 }
 
 impl fmt::Display for TableFull {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "flow table full: capacity of {} rules reached",
-            self.capacity
+            "flow table full: capacity of {} {}rules reached",
+            self.capacity,
+            if self.ipv6 { "IPv6 " } else { "" }
         )
     }
 }
@@ -99,6 +121,10 @@ pub trait FlowTable: Send + Sync {
     /// Maximum number of exact rules (and of listen rules).
     fn capacity(&self) -> usize;
 
+    /// Maximum number of IPv6 exact rules, within [`FlowTable::capacity`]: at most the
+    /// capacity.
+    fn ipv6_capacity(&self) -> usize;
+
     /// Short name of the implementation, as used in configuration and metrics (`"dashmap"`).
     fn name(&self) -> &'static str;
 }
@@ -131,11 +157,23 @@ impl TableImpl {
     }
 }
 
-/// Builds a table of the given kind holding at most `capacity` exact rules.
+/// Builds a table of the given kind holding at most `capacity` exact rules, of either family.
 /// Callers that share it between threads turn it into an `Arc` with `Arc::from(box)`.
 pub fn new_table(kind: TableImpl, capacity: usize) -> Box<dyn FlowTable> {
+    new_table_sized(kind, capacity, capacity)
+}
+
+/// Builds a table of the given kind holding at most `capacity` exact rules, of which at most
+/// `ipv6_capacity` IPv6 ones (beyond `capacity`, `capacity` is the bound). The bucketized
+/// table sizes its IPv6 buckets for the smaller of the two: an IPv4-only deployment sets 0 and
+/// commits no memory for IPv6 rules beyond one bucket.
+pub fn new_table_sized(
+    kind: TableImpl,
+    capacity: usize,
+    ipv6_capacity: usize,
+) -> Box<dyn FlowTable> {
     match kind {
-        TableImpl::DashMap => Box::new(DashMapTable::with_capacity(capacity)),
-        TableImpl::Bucketized => Box::new(BucketTable::with_capacity(capacity)),
+        TableImpl::DashMap => Box::new(DashMapTable::with_capacities(capacity, ipv6_capacity)),
+        TableImpl::Bucketized => Box::new(BucketTable::with_capacities(capacity, ipv6_capacity)),
     }
 }

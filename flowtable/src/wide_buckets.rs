@@ -661,7 +661,7 @@ unsafe impl ZeroIsEmpty for KeyBlock {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::cuckoo::Reservations;
+    use crate::cuckoo::{Budget, Reservations};
     use crate::test_keys::{key, mixed_key};
 
     #[test]
@@ -708,7 +708,8 @@ mod tests {
                 keys.reverse();
             }
             for (i, k) in keys.iter().enumerate() {
-                let inserted = table.insert(k.words(), place(k), i as ThreadId, &rules);
+                let inserted =
+                    table.insert(k.words(), place(k), i as ThreadId, Budget::all(&rules));
                 assert_eq!(inserted, Ok(None), "{k}");
             }
             assert_eq!(
@@ -727,7 +728,7 @@ mod tests {
             for (i, k) in keys.iter().enumerate() {
                 assert_eq!(lookup(k), Lookup::Exact(i as ThreadId), "{k}");
                 assert_eq!(
-                    table.remove(k.words(), place(k), &rules),
+                    table.remove(k.words(), place(k), Budget::all(&rules)),
                     Some(i as ThreadId)
                 );
             }

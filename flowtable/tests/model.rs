@@ -99,14 +99,14 @@ struct Model {
 impl Model {
     fn insert(&mut self, key: FlowKey, owner: ThreadId) -> Result<Option<ThreadId>, TableFull> {
         if !self.exact.contains_key(&key) && self.exact.len() == CAPACITY {
-            return Err(TableFull { capacity: CAPACITY });
+            return Err(TableFull::rules(CAPACITY));
         }
         Ok(self.exact.insert(key, owner))
     }
 
     fn listen_add(&mut self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull> {
         if !self.listen.contains_key(&rule) && self.listen.len() == CAPACITY {
-            return Err(TableFull { capacity: CAPACITY });
+            return Err(TableFull::rules(CAPACITY));
         }
         self.listen.entry(rule).or_default().insert(owner);
         Ok(())

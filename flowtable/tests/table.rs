@@ -4,8 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowtable::{
-    new_table, BucketTable, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup, Proto, TableFull,
-    TableImpl,
+    new_table, new_table_sized, BucketTable, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup,
+    Proto, TableFull, TableImpl,
 };
 
 const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -212,7 +212,7 @@ fn full_table_refuses_new_keys_but_replaces_existing_ones() {
             assert_eq!(table.insert(client(i), 1), Ok(None));
         }
         let full = table.insert(client(3), 1).unwrap_err();
-        assert_eq!(full, TableFull { capacity: 3 });
+        assert_eq!(full, TableFull::rules(3));
         assert_eq!(
             full.to_string(),
             "flow table full: capacity of 3 rules reached"
@@ -252,7 +252,7 @@ fn full_table_refuses_new_listen_rules_but_accepts_more_owners() {
             .unwrap();
         assert_eq!(
             table.listen_add(ListenKey::any_ip(Proto::Tcp, 3), 0),
-            Err(TableFull { capacity: 2 })
+            Err(TableFull::rules(2))
         );
         table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 1)
@@ -268,7 +268,7 @@ fn full_table_refuses_new_listen_rules_but_accepts_more_owners() {
 #[test]
 fn zero_capacity_table_refuses_every_rule() {
     for_each_table(0, |table| {
-        assert_eq!(table.insert(client(0), 0), Err(TableFull { capacity: 0 }));
+        assert_eq!(table.insert(client(0), 0), Err(TableFull::rules(0)));
         assert!(table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 0)
             .is_err());
@@ -430,6 +430,89 @@ fn hash_lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
         table.hash_lookup_bulk(&keys, &mut hashes, &mut []);
         assert_eq!(out, vec![Lookup::Exact(6); 3]);
     });
+}
+
+#[test]
+fn an_ipv6_capacity_bounds_the_ipv6_rules_inside_the_capacity() {
+    for kind in TableImpl::ALL {
+        let table = new_table_sized(kind, 10, 3);
+        let name = table.name();
+        assert_eq!((table.capacity(), table.ipv6_capacity()), (10, 3), "{name}");
+        for i in 0..3 {
+            assert_eq!(table.insert(client_v6(i), 1), Ok(None), "{name}");
+        }
+        assert_eq!(
+            table.insert(client_v6(3), 1),
+            Err(TableFull::ipv6_rules(3)),
+            "{name}"
+        );
+        assert_eq!(
+            TableFull::ipv6_rules(3).to_string(),
+            "flow table full: capacity of 3 IPv6 rules reached"
+        );
+        assert_eq!(
+            table.insert(client_v6(0), 2),
+            Ok(Some(1)),
+            "{name}: a replacement"
+        );
+        for i in 0..7 {
+            assert_eq!(table.insert(client(i), 1), Ok(None), "{name}");
+        }
+        assert_eq!(
+            table.insert(client(7), 1),
+            Err(TableFull::rules(10)),
+            "{name}"
+        );
+        // A removed IPv6 rule frees an IPv6 slot and one of all.
+        assert_eq!(table.remove(&client_v6(1)), Some(1), "{name}");
+        assert_eq!(table.exact_len(), 9, "{name}");
+        assert_eq!(table.insert(client(7), 1), Ok(None), "{name}");
+        // All ten taken, two of them IPv6: an IPv6 rule is refused by the capacity of all.
+        assert_eq!(
+            table.insert(client_v6(1), 1),
+            Err(TableFull::rules(10)),
+            "{name}"
+        );
+        assert_eq!(table.remove(&client(7)), Some(1), "{name}");
+        assert_eq!(table.insert(client_v6(1), 1), Ok(None), "{name}");
+        // Nine taken, three of them IPv6: the IPv6 capacity refuses, and the slot of all the
+        // insert took first is given back.
+        assert_eq!(table.remove(&client(6)), Some(1), "{name}");
+        assert_eq!(
+            table.insert(client_v6(4), 1),
+            Err(TableFull::ipv6_rules(3)),
+            "{name}"
+        );
+        assert_eq!(table.insert(client(6), 1), Ok(None), "{name}");
+        // The exit of an owner frees its IPv6 slots too.
+        assert_eq!(table.remove_owner(2), 1, "{name}");
+        assert_eq!(table.insert(client_v6(4), 1), Ok(None), "{name}");
+        assert_eq!(table.lookup(&client_v6(4)), Lookup::Exact(1), "{name}");
+        assert_eq!(table.remove_owner(1), 10, "{name}");
+        assert_eq!(table.exact_len(), 0, "{name}");
+
+        // No IPv6 rule at all; IPv4 ones up to the capacity.
+        let table = new_table_sized(kind, 4, 0);
+        assert_eq!(
+            table.insert(client_v6(0), 1),
+            Err(TableFull::ipv6_rules(0)),
+            "{name}"
+        );
+        for i in 0..4 {
+            assert_eq!(table.insert(client(i), 1), Ok(None), "{name}");
+        }
+        assert_eq!(table.lookup(&client_v6(0)), Lookup::Miss, "{name}");
+        // Beyond the capacity, the capacity bounds the IPv6 rules.
+        assert_eq!(new_table_sized(kind, 4, 100).ipv6_capacity(), 4, "{name}");
+        assert_eq!(new_table(kind, 4).ipv6_capacity(), 4, "{name}");
+    }
+}
+
+#[test]
+fn an_ipv4_only_bucket_table_has_one_ipv6_bucket() {
+    let table = BucketTable::with_capacities(1 << 16, 0);
+    assert_eq!(table.buckets().1, 1);
+    assert_eq!(BucketTable::with_capacity(1 << 16).buckets().1, 16_384);
 }
 
 #[test]

@@ -236,12 +236,13 @@ impl Engine {
         let threads = usize::from(config.engine.threads);
         let queues = usize::from(config.port.queues);
 
-        let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table(
+        let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
             match config.flowtable.implementation {
                 TableChoice::Bucketized => TableImpl::Bucketized,
                 TableChoice::DashMap => TableImpl::DashMap,
             },
             config.flowtable.capacity,
+            config.flowtable.effective_ipv6_capacity(),
         ));
         let pool =
             PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;

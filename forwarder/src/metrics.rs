@@ -237,6 +237,8 @@ fn publish(shared: &Shared, recorder: &PrometheusRecorder) {
         gauge!("flowsteer_flowtable_entries", "kind" => "listen")
             .set(shared.table.listen_len() as f64);
         gauge!("flowsteer_flowtable_capacity_entries").set(shared.table.capacity() as f64);
+        gauge!("flowsteer_flowtable_ipv6_capacity_entries")
+            .set(shared.table.ipv6_capacity() as f64);
         let available = shared.pool.available();
         gauge!("flowsteer_pool_buffers", "state" => "free").set(f64::from(available));
         gauge!("flowsteer_pool_buffers", "state" => "in_use")

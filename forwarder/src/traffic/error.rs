@@ -33,7 +33,15 @@ impl fmt::Display for TrafficError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrafficError::RuleTableFull { rule, full } => {
-                write!(f, "cannot install {rule}: {full} (raise flowtable.capacity or lower traffic.flows)")
+                let raise = if full.ipv6 {
+                    "flowtable.ipv6_capacity"
+                } else {
+                    "flowtable.capacity"
+                };
+                write!(
+                    f,
+                    "cannot install {rule}: {full} (raise {raise} or lower traffic.flows)"
+                )
             }
             TrafficError::TupleSpaceExhausted {
                 family,

@@ -581,6 +581,20 @@ fn install_errors_roll_back_every_rule() {
     assert_eq!(small.exact_len(), 0);
     assert_eq!(small.listen_len(), 0);
 
+    // IPv6 flows into a table that holds no IPv6 rule: the error names the key to raise.
+    let mut ipv6 = c.clone();
+    ipv6.traffic.ipv6_share = 0.5;
+    ipv6.traffic.packet_size = 128;
+    let ipv4_only: Arc<dyn FlowTable> =
+        Arc::from(flowtable::new_table_sized(TableImpl::DashMap, 1000, 0));
+    let err = TrafficPlan::install(&ipv6, &rss, &ipv4_only).expect_err("no IPv6 rules");
+    assert!(matches!(err, TrafficError::RuleTableFull { .. }), "{err}");
+    assert!(
+        err.to_string().contains("raise flowtable.ipv6_capacity"),
+        "{err}"
+    );
+    assert_eq!(ipv4_only.exact_len(), 0);
+
     let mut bad = c.clone();
     bad.port.queues = 3;
     let err = TrafficPlan::install(&bad, &rss, &table(1000)).expect_err("RSS over 4 queues");
