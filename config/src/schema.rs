@@ -196,10 +196,9 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
             "ipv6_capacity",
             "an integer 0..=67108864",
             "Of the exact rules, IPv6 ones the flow table holds at most; an IPv6 insert beyond \
-             it fails, counted in `flowsteer_stack_rules_add_failed_total`. Beyond `capacity` (the \
-             default), `capacity` alone \
-             bounds them. An IPv4-only deployment sets 0: `bucketized` then commits one IPv6 \
-             bucket instead of 96 MiB at the default capacity.",
+             it fails, counted in `flowsteer_stack_rules_add_failed_total`. Beyond `capacity` \
+             (the default), `capacity` alone bounds them. An IPv4-only deployment sets 0: \
+             `bucketized` then commits one IPv6 bucket instead of 96 MiB at the default capacity.",
         ),
         one_of(
             "implementation",
