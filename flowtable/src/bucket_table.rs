@@ -49,12 +49,13 @@
 //!
 //! | outcome                                    | cache lines read                          | instructions (64 Ki rules) |
 //! |--------------------------------------------|-------------------------------------------|----------------------------|
-//! | hit                                        | 1 line (2 for a rule in its secondary)    | 105                        |
-//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 124    |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 260                 |
+//! | hit                                        | 1 line (2 for a rule in its secondary)    | 99                         |
+//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 118    |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 256                 |
 //!
-//! Instructions include the key's [`FlowKey::hash`] (about 20 of them; `lookup_bulk` with the
-//! caller's hashes costs the same, the caller's loop included) and are counted by the
+//! Instructions include the key's [`FlowKey::hash`] (about 20 of them; `hash_lookup_bulk` looks
+//! for the CPU's `crc32` instruction once per burst, so `lookup_bulk` after a caller's loop of
+//! `FlowKey::hash`, which looks once per key, costs about 6 more) and are counted by the
 //! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
 //! benchmark). In the 8-slot layout the same keys took 204, 167 and 303 (`wide_buckets` tells
 //! how that layout got there).

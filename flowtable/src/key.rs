@@ -308,6 +308,12 @@ impl FlowKey {
     pub fn hash(&self) -> u64 {
         fold_multiply(crc32c::two_lanes(&self.words, FLOW_HASH_SEEDS))
     }
+
+    /// [`FlowKey::hash`] by a CRC path the caller chose once for many keys.
+    #[inline(always)]
+    pub(crate) fn hash_by(&self, lanes: impl crc32c::Lanes) -> u64 {
+        fold_multiply(lanes.two_lanes(&self.words, FLOW_HASH_SEEDS))
+    }
 }
 
 /// Written by hand rather than derived so logs show the tuple, not the packed words.
@@ -590,6 +596,10 @@ mod tests {
         {
             let portable = crc32c::two_lanes_portable(key.words(), FLOW_HASH_SEEDS);
             assert_eq!(key.hash(), fold_multiply(portable), "{key}");
+            assert_eq!(key.hash_by(crc32c::Portable), key.hash(), "{key}");
+            if let Some(instruction) = crc32c::Instruction::detect() {
+                assert_eq!(key.hash_by(instruction), key.hash(), "{key}");
+            }
         }
     }
 

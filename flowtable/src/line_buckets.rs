@@ -31,8 +31,9 @@
 //! Why hash in stage 1: at 1 Mi rules the lines come from the last-level cache or memory, and a
 //! key's line starts loading as soon as that key is hashed, while the next keys hash; hashed
 //! first by the caller, no line starts loading before the whole burst is hashed. The instructions
-//! are the same (105 per hit either way); in alternated single-thread runs of `lookup_count` at
-//! 1 Mi rules, hits took 4–12% less time (19.0–25.3 ns against 21.6–28.2).
+//! were the same (105 per hit either way, before the CRC path was chosen once per burst); in
+//! alternated single-thread runs of `lookup_count` at 1 Mi rules, hits took 4–12% less time
+//! (19.0–25.3 ns against 21.6–28.2).
 //!
 //! The price is three slots per bucket where the wide layout has eight, so more rules sit in
 //! their secondary at the same load: 13% at 67% (as many hits then read two lines), 2.4%
@@ -46,9 +47,10 @@
 //! buckets and a keyed hash, a count beyond a handful is not expected).
 //!
 //! Cost of a bulk lookup per key: the table of `BucketTable` (cache lines and instructions). Of
-//! the 105 instructions of a hit, the key compares are about 15 and the hash about 20. Stage 1
+//! the 99 instructions of a hit, the key compares are about 15 and the hash about 20. Stage 1
 //! keeps the hash and a reference to the primary line of each key, so that stage 2
-//! bounds-checks no index again (113 → 105 per hit against keeping the index), and works out
+//! bounds-checks no index again (113 → 105 per hit against keeping the index, before the CRC
+//! path was chosen once per burst), and works out
 //! the secondary only for the keys that read it; recomputing the primary in stage 2 instead of
 //! keeping it cost 7 more.
 //!
@@ -58,6 +60,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::bucket_array::{prefetch, BucketArray, ZeroIsEmpty};
+use crate::crc32c;
 use crate::cuckoo::{Cuckoo, Placement, Store, Words};
 use crate::key::{v4_from_short, v4_short, words_are_ipv6, FlowKey, ThreadId, SHORT_WORDS};
 use crate::listen_table::ListenTable;
@@ -265,10 +268,26 @@ impl Cuckoo<LineBuckets> {
         out: &mut [Lookup],
         listen: &ListenTable,
     ) {
+        match crc32c::Instruction::detect() {
+            Some(instruction) => self.hash_lookup_by(keys, hashes, out, listen, instruction),
+            None => self.hash_lookup_by(keys, hashes, out, listen, crc32c::Portable),
+        }
+    }
+
+    /// [`Cuckoo::hash_lookup_bulk`] by one CRC path for the whole burst.
+    #[inline(always)]
+    fn hash_lookup_by(
+        &self,
+        keys: &[FlowKey],
+        hashes: &mut [u64],
+        out: &mut [Lookup],
+        listen: &ListenTable,
+        lanes: impl crc32c::Lanes,
+    ) {
         let count = keys.len().min(hashes.len()).min(out.len());
         let hashes = &mut hashes[..count];
         self.lookup_chunks(&keys[..count], &mut out[..count], listen, |index, key| {
-            let hash = key.hash();
+            let hash = key.hash_by(lanes);
             hashes[index] = hash;
             hash
         });
