@@ -6,7 +6,9 @@
 //! - `swq`: burst enqueue/dequeue, every [`flowsteer_mpsc::RingKind`] and rte_ring MP/SC;
 //! - `softrss`: the Toeplitz hash per packet against `rte_softrss`;
 //! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
-//! - `all`: the four in that order.
+//! - `memory`: what a random cache line costs on this machine, by working set (no competitor:
+//!   the yardstick of the flow table rows);
+//! - `all`: the five, `memory` first.
 //!
 //! DPDK competitors run only when built with `--features dpdk` and when the EAL starts; every
 //! table says which competitor did not run and why.
@@ -18,6 +20,7 @@ mod engine;
 mod flow_table;
 mod ltran;
 mod measure;
+mod memory;
 mod softrss;
 mod swq;
 mod table;
@@ -51,7 +54,8 @@ experiments:
   swq         software queue burst enqueue/dequeue: every ring kind and rte_ring MP/SC
   softrss     Toeplitz hash per packet against rte_softrss
   engine      RSS and software balancing per traffic profile, and the ltran-style baseline
-  all         all of the above, in this order
+  memory      a random cache line's latency and burst throughput, by working set
+  all         all of the above, memory first
 
 options:
   --seconds S   wall time of each measured point, 0.05..=3600 (default 1)
@@ -70,6 +74,7 @@ enum Experiment {
     Swq,
     SoftRss,
     Engine,
+    Memory,
     All,
 }
 
@@ -113,10 +118,11 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     "swq" => Experiment::Swq,
                     "softrss" => Experiment::SoftRss,
                     "engine" => Experiment::Engine,
+                    "memory" => Experiment::Memory,
                     "all" => Experiment::All,
                     other => {
                         return Err(format!(
-                        "unknown experiment {other:?}: expected flowtable, swq, softrss, engine or all"
+                        "unknown experiment {other:?}: expected flowtable, swq, softrss, engine, memory or all"
                     ))
                     }
                 });
@@ -146,6 +152,7 @@ fn main() -> ExitCode {
     let opts = invocation.options;
     let experiments = match invocation.experiment {
         Experiment::All => vec![
+            Experiment::Memory,
             Experiment::FlowTable,
             Experiment::Swq,
             Experiment::SoftRss,
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
             Experiment::FlowTable => flow_table::run(&opts),
             Experiment::Swq => swq::run(&opts),
             Experiment::SoftRss => softrss::run(&opts),
+            Experiment::Memory => memory::run(&opts),
             Experiment::Engine | Experiment::All => engine::run(&opts),
         };
         if let Err(e) = result {
@@ -187,6 +195,8 @@ mod tests {
         assert_eq!(inv.experiment, Experiment::Swq);
         assert_eq!(inv.options.seconds, 0.5);
         assert_eq!(inv.options.threads, 4);
+        let inv = parse_args(&args(&["memory"])).unwrap();
+        assert_eq!(inv.experiment, Experiment::Memory);
         let inv = parse_args(&args(&["--seconds", "2", "all"])).unwrap();
         assert_eq!(inv.experiment, Experiment::All);
         assert_eq!(inv.options.threads, 2);
