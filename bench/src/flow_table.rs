@@ -8,11 +8,13 @@
 //! `rte_hash16` with a 16-byte IPv4 key (addresses, ports, protocol), the form DPDK's l3fwd
 //! keys its IPv4 exact-match table with. flowsteer's table stores IPv4 keys in 16 bytes too.
 //!
-//! What one operation is: one key of a 32-key burst, including the key's hash (the caller's
-//! `FlowKey::hash` for the flowsteer tables, the table's own CRC32 for rte_hash, which hashes
-//! inside `lookup_bulk`). The keys are read in a shuffled order from a precomputed array of
-//! 256 Ki keys (or all keys, when fewer), so a 1 Mi table is probed at random places, as traffic
-//! of many flows would.
+//! What one operation is: one key of a 32-key burst, including the key's hash (the table's own:
+//! `hash_lookup_bulk` for the flowsteer tables, rte_hash's CRC32 inside `lookup_bulk`). The keys
+//! are read in a shuffled order from a precomputed array, so a 1 Mi table is probed at random
+//! places, as traffic of many flows would. At `1Mi` the array is a random 256 Ki of the rules
+//! (the flows active at once among more installed ones; each reused once per pass); at
+//! `1Mi-all` it is every rule once, in random order (all of the table's memory in every pass,
+//! so this point leans hardest on the caches: see the `memory` experiment).
 //!
 //! The writer inserts a fresh exact rule and deletes the oldest of the 4096 it keeps alive, at
 //! 100 000 inserts and 100 000 deletes per second, paced once a millisecond. Its keys are
@@ -37,10 +39,31 @@ use crate::Options;
 
 /// Keys per `lookup_bulk`.
 pub const BURST: usize = 32;
-/// Table sizes measured: rules installed before the readers start.
-const SIZES: [(usize, &str); 2] = [(64 * 1024, "64Ki"), (1024 * 1024, "1Mi")];
-/// Keys in a lookup sequence, at most (then the sequence is a random sample of the rules).
-const LOOKUP_KEYS: usize = 256 * 1024;
+/// A table size measured: rules installed before the readers start, and how many of them the
+/// lookup sequences cover.
+struct Size {
+    rules: usize,
+    sample: usize,
+    name: &'static str,
+}
+
+const SIZES: [Size; 3] = [
+    Size {
+        rules: 64 * 1024,
+        sample: 64 * 1024,
+        name: "64Ki",
+    },
+    Size {
+        rules: 1024 * 1024,
+        sample: 256 * 1024,
+        name: "1Mi",
+    },
+    Size {
+        rules: 1024 * 1024,
+        sample: 1024 * 1024,
+        name: "1Mi-all",
+    },
+];
 /// Inserts (and as many deletes) per second of the writer thread.
 pub const WRITER_RULES_PER_SEC: u64 = 100_000;
 /// Rules the writer keeps alive: it deletes the rule it inserted this many inserts ago.
@@ -81,11 +104,14 @@ pub fn owner_of(index: usize) -> ThreadId {
 }
 
 impl Keys {
-    /// Builds the keys of a table of `rules` entries (`rules < 2^24`), deterministically.
-    pub fn new(rules: usize) -> Keys {
+    /// Builds the keys of a table of `rules` entries (`rules < 2^24`), deterministically, with
+    /// lookup sequences of `sample` keys (at most `rules`, rounded down to whole bursts, at
+    /// least one): a random sample of the rules in random order, each at most once, and as many
+    /// miss keys.
+    pub fn new(rules: usize, sample: usize) -> Keys {
         let mut rng = SplitMix64::new(0x5eed_0000 + rules as u64);
         let rule_keys: Vec<FlowKey> = (0..rules as u32).map(|i| key(10, i, &mut rng)).collect();
-        let sample = (rules.min(LOOKUP_KEYS) / BURST).max(1) * BURST;
+        let sample = (rules.min(sample) / BURST).max(1) * BURST;
         let mut order: Vec<usize> = (0..rules).collect();
         rng.shuffle(&mut order);
         let hits: Vec<FlowKey> = order
@@ -436,8 +462,16 @@ pub fn run(opts: &Options) -> Result<(), String> {
 
     let dpdk = competitors::dpdk_ready();
     let mut checks = Vec::new();
-    for (size, size_name) in SIZES {
-        let keys = Keys::new(size);
+    table.describe(
+        "1Mi: lookups over a random 256 Ki of the rules; 1Mi-all: over every rule once per pass (misses: as many keys)",
+    );
+    for Size {
+        rules: size,
+        sample,
+        name: size_name,
+    } in SIZES
+    {
+        let keys = Keys::new(size, sample);
         let mut contenders: Vec<Box<dyn Contender + '_>> = Vec::new();
         for kind in TableImpl::ALL {
             contenders.push(Box::new(Ours::build(kind, &keys)?));
@@ -540,7 +574,7 @@ mod tests {
 
     #[test]
     fn key_sets_are_disjoint_and_sequences_whole_bursts() {
-        let keys = Keys::new(3000);
+        let keys = Keys::new(3000, 3000);
         let rules: HashSet<FlowKey> = keys.rules.iter().copied().collect();
         assert_eq!(rules.len(), 3000, "rule keys repeat");
         assert!(keys.hits.iter().all(|k| rules.contains(k)));
@@ -597,7 +631,7 @@ mod tests {
 
     #[test]
     fn every_table_verifies_and_measures_with_a_writer() {
-        let keys = Keys::new(2048);
+        let keys = Keys::new(2048, 2048);
         for kind in TableImpl::ALL {
             let ours = Ours::build(kind, &keys).unwrap();
             ours.verify(&keys).unwrap();

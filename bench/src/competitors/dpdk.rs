@@ -530,7 +530,7 @@ mod tests {
     }
 
     fn holds_the_rules_and_survives_the_writer<K: HashKey>() {
-        let keys = Keys::new(4096);
+        let keys = Keys::new(4096, 4096);
         let contender = HashContender::<K>::build(&keys).unwrap();
         contender.verify(&keys).unwrap();
         let failures = measure_for_test(&contender, &keys);
@@ -550,7 +550,7 @@ mod tests {
 
     #[test]
     fn the_ipv4_form_keeps_every_field_apart() {
-        let keys = Keys::new(4096);
+        let keys = Keys::new(4096, 4096);
         let forms: std::collections::HashSet<[u8; 16]> = keys
             .rules
             .iter()
