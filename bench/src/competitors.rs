@@ -1,6 +1,7 @@
-//! The DPDK competitors, behind the `dpdk` cargo feature.
+//! The competitors that are not flowsteer's own: papaya's map (always built), and DPDK's, behind
+//! the `dpdk` cargo feature.
 //!
-//! Without the feature every entry point returns why the competitor did not run, so that the
+//! Without the feature every DPDK entry point returns why the competitor did not run, so that the
 //! experiments print it instead of silently leaving rows out. With it, the EAL is initialized
 //! once, on first use, without PCI or shared configuration, on huge pages when the machine has
 //! enough free (see `dpdk`); if that fails (no permission, no memory) the reason is returned and
@@ -14,6 +15,9 @@ use crate::swq::Shape;
 
 #[cfg(feature = "dpdk")]
 mod dpdk;
+mod papaya;
+
+pub use papaya::PapayaContender;
 
 /// A hash under test over a range of the experiment's tuples: hashes each and folds them.
 pub type TupleHasher<'a> = Box<dyn Fn(Range<usize>) -> u32 + Sync + 'a>;

@@ -1,7 +1,8 @@
 //! `flowtable`: `lookup_bulk` of 32 IPv4 5-tuple keys, hit and miss, at 64 Ki and 1 Mi rules,
 //! with 1 and 2 reader threads, with and without a writer thread inserting and deleting rules.
 //!
-//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, and with `--features dpdk` DPDK's rte_hash
+//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, papaya's lock-free map (the Rust ecosystem's
+//! concurrent map with lock-free reads, one key per probe), and with `--features dpdk` DPDK's rte_hash
 //! (`RW_CONCURRENCY_LF`, `rte_hash_lookup_bulk_data`) twice: `rte_hash48` with the 40 bytes of
 //! [`FlowKey::words`] padded to 48 (the length of DPDK's l3fwd IPv6 key, for which rte_hash has
 //! a vector compare) as its key, one table for both address families as flowsteer's, and
@@ -152,7 +153,8 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Self {
+    /// Zeroed scratch for one reader.
+    pub fn new() -> Self {
         Scratch {
             hashes: [0; BURST],
             results: [Lookup::Miss; BURST],
@@ -476,6 +478,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
         for kind in TableImpl::ALL {
             contenders.push(Box::new(Ours::build(kind, &keys)?));
         }
+        contenders.push(Box::new(competitors::PapayaContender::build(&keys)));
         if dpdk.is_ok() {
             match competitors::rte_hash_contenders(&keys) {
                 Ok(c) => contenders.extend(c),

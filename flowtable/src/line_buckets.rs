@@ -50,9 +50,8 @@
 //! the 99 instructions of a hit, the key compares are about 15 and the hash about 20. Stage 1
 //! keeps the hash and a reference to the primary line of each key, so that stage 2
 //! bounds-checks no index again (113 → 105 per hit against keeping the index, before the CRC
-//! path was chosen once per burst), and works out
-//! the secondary only for the keys that read it; recomputing the primary in stage 2 instead of
-//! keeping it cost 7 more.
+//! path was chosen once per burst), and works out the secondary only for the keys that read
+//! it; recomputing the primary in stage 2 instead of keeping it cost 7 more.
 //!
 //! Memory: 64 bytes per bucket, 21 per slot; on transparent huge pages from 32 Ki buckets (2 MiB)
 //! on (`bucket_array`).
