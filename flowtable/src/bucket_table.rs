@@ -224,6 +224,17 @@ impl FlowTable for BucketTable {
         }
     }
 
+    fn remove_owned(&self, key: &FlowKey, owner: ThreadId) -> bool {
+        let (hash, words) = (key.hash(), key.words());
+        if key.is_ipv6() {
+            self.v6
+                .remove_owned(words, self.v6.place(hash, true), owner, self.v6_budget())
+        } else {
+            self.v4
+                .remove_owned(words, self.v4.place(hash, false), owner, self.v4_budget())
+        }
+    }
+
     fn listen_add(&self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull> {
         self.listen.add(rule, owner)
     }

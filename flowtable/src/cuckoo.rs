@@ -402,6 +402,25 @@ impl<S: Store> Cuckoo<S> {
         Some(self.clear_locked(place, bucket, slot, rules))
     }
 
+    /// Removes the rule `words` if `owner` owns it; true when it went. The owner is checked
+    /// under the same locks as the removal, so a rule another thread took over in between stays.
+    pub(crate) fn remove_owned(
+        &self,
+        words: &Words,
+        place: Placement,
+        owner: ThreadId,
+        rules: Budget<'_>,
+    ) -> bool {
+        let _guard = self.lock_pair(place);
+        match self.find_locked(words, place) {
+            Some((bucket, slot)) if self.store.owner(bucket, slot) == owner => {
+                self.clear_locked(place, bucket, slot, rules);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes every rule of `owner`; how many went. O(buckets), for the rare exit of a thread.
     pub(crate) fn remove_owner(&self, owner: ThreadId, rules: Budget<'_>) -> usize {
         let store = &self.store;

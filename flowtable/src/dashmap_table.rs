@@ -146,6 +146,17 @@ impl FlowTable for DashMapTable {
         Some(owner)
     }
 
+    fn remove_owned(&self, key: &FlowKey, owner: ThreadId) -> bool {
+        let removed = self
+            .exact
+            .remove_if(key, |_, rule_owner| *rule_owner == owner)
+            .is_some();
+        if removed {
+            self.release_exact(1, usize::from(key.is_ipv6()));
+        }
+        removed
+    }
+
     fn listen_add(&self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull> {
         match self.listen.entry(rule) {
             Entry::Occupied(mut existing) => {

@@ -69,6 +69,11 @@ pub trait FlowTable: Send + Sync {
     /// Removes an exact rule; returns its owner, `None` if there was no such rule.
     fn remove(&self, key: &FlowKey) -> Option<ThreadId>;
 
+    /// Removes an exact rule only if `owner` owns it; true when it went. A thread that ends a
+    /// connection deletes its own rule and never one another thread has since installed for
+    /// the same 5-tuple (the owner check and the removal are one step).
+    fn remove_owned(&self, key: &FlowKey, owner: ThreadId) -> bool;
+
     /// Adds `owner` to the rule's owner set (idempotent). Fails with [`TableFull`] only when the rule
     /// is new and `capacity` listen rules exist.
     fn listen_add(&self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull>;

@@ -68,6 +68,7 @@ fn pool_rule(i: usize) -> ListenKey {
 enum Op {
     Insert(usize, ThreadId),
     Remove(usize),
+    RemoveOwned(usize, ThreadId),
     Lookup(usize),
     LookupBulk(Vec<usize>),
     ListenAdd(usize, ThreadId),
@@ -82,6 +83,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (key.clone(), owner.clone()).prop_map(|(k, o)| Op::Insert(k, o)),
         2 => key.clone().prop_map(Op::Remove),
+        2 => (key.clone(), owner.clone()).prop_map(|(k, o)| Op::RemoveOwned(k, o)),
         3 => key.clone().prop_map(Op::Lookup),
         2 => prop::collection::vec(key, 0..8).prop_map(Op::LookupBulk),
         3 => (rule.clone(), owner.clone()).prop_map(|(r, o)| Op::ListenAdd(r, o)),
@@ -102,6 +104,14 @@ impl Model {
             return Err(TableFull::rules(CAPACITY));
         }
         Ok(self.exact.insert(key, owner))
+    }
+
+    fn remove_owned(&mut self, key: &FlowKey, owner: ThreadId) -> bool {
+        let owned = self.exact.get(key) == Some(&owner);
+        if owned {
+            self.exact.remove(key);
+        }
+        owned
     }
 
     fn listen_add(&mut self, rule: ListenKey, owner: ThreadId) -> Result<(), TableFull> {
@@ -173,6 +183,15 @@ fn run(table: &dyn FlowTable, ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(
                     table.remove(&key),
                     model.exact.remove(&key),
+                    "step {}",
+                    step
+                );
+            }
+            Op::RemoveOwned(k, owner) => {
+                let key = pool_key(*k);
+                prop_assert_eq!(
+                    table.remove_owned(&key, *owner),
+                    model.remove_owned(&key, *owner),
                     "step {}",
                     step
                 );

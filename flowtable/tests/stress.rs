@@ -194,3 +194,62 @@ fn bucketized_table_under_concurrent_writers_and_readers() {
 fn dashmap_table_under_concurrent_writers_and_readers() {
     stress(TableImpl::DashMap);
 }
+
+/// A connection's end races a new connection on the same 5-tuple: thread A ends its connection
+/// (an owner-checked remove) while thread B installs the rule of a new incarnation. Whichever
+/// comes first, B's rule must survive: A deletes only its own rule.
+fn owner_checked_remove_races_takeover(kind: TableImpl) {
+    const OLD: ThreadId = 1;
+    const NEW: ThreadId = 2;
+    const KEYS: u32 = 2_000;
+    const RACE_ROUNDS: u32 = 20;
+    let table = new_table(kind, 4 * KEYS as usize);
+    let table = &*table;
+    let start = Barrier::new(2);
+    let (mut old_won, mut new_won) = (0u64, 0u64);
+    for round in 0..RACE_ROUNDS {
+        let keys = (round * KEYS)..(round + 1) * KEYS;
+        for i in keys.clone() {
+            assert_eq!(table.insert(key(i), OLD), Ok(None));
+        }
+        let (removed, replaced) = std::thread::scope(|s| {
+            let ender = s.spawn(|| {
+                start.wait();
+                keys.clone()
+                    .filter(|&i| table.remove_owned(&key(i), OLD))
+                    .count()
+            });
+            let taker = s.spawn(|| {
+                start.wait();
+                keys.clone()
+                    .filter(|&i| table.insert(key(i), NEW) == Ok(Some(OLD)))
+                    .count()
+            });
+            (ender.join().unwrap(), taker.join().unwrap())
+        });
+        for i in keys.clone() {
+            assert_eq!(table.lookup(&key(i)), Lookup::Exact(NEW), "key {i}");
+            assert!(!table.remove_owned(&key(i), OLD), "key {i}");
+        }
+        // Every key was either removed by its old owner first or taken over first.
+        assert_eq!(removed + replaced, KEYS as usize);
+        old_won += removed as u64;
+        new_won += replaced as u64;
+        assert_eq!(table.exact_len(), KEYS as usize);
+        for i in keys {
+            assert!(table.remove_owned(&key(i), NEW), "key {i}");
+        }
+        assert_eq!(table.exact_len(), 0);
+    }
+    eprintln!("{kind:?}: old owner removed first {old_won} times, takeover first {new_won}");
+}
+
+#[test]
+fn bucketized_owner_checked_remove_races_takeover() {
+    owner_checked_remove_races_takeover(TableImpl::Bucketized);
+}
+
+#[test]
+fn dashmap_owner_checked_remove_races_takeover() {
+    owner_checked_remove_races_takeover(TableImpl::DashMap);
+}

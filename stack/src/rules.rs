@@ -67,10 +67,11 @@ impl Rules {
         }
     }
 
-    /// A connection ended: its exact rule goes, if it is still this thread's.
+    /// A connection ended: its exact rule goes, if it is still this thread's (another thread
+    /// may have installed a rule for a new connection on the same 5-tuple since).
     pub(crate) fn connection_closed(&mut self, key: &FlowKey, stats: &StackStats) {
         self.connections.remove(key);
-        if self.table.remove(key).is_some() {
+        if self.table.remove_owned(key, self.me) {
             stats.rules_deleted.add(1);
         }
     }
