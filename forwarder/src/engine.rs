@@ -561,7 +561,7 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
     let table = &*shared.table;
     let mut cache = shared.pool.cache(shared.config.pool.cache);
     let mut steering = Steering::new(ctx.me, threads, burst, cfg.miss, ctx.thread_reta.clone())
-        .share_arp(ctx.stack.is_some());
+        .share_neighbors(ctx.stack.is_some());
     let sink = VerifyingSink::new(ctx.me);
     let mut stack = ctx.stack.take();
     let tx_limit = 2 * burst.max(32);

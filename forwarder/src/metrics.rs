@@ -297,6 +297,7 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
             .absolute(c.get());
     }
     counter!("flowsteer_arp_packets_total", "thread" => t.clone()).absolute(s.arp);
+    counter!("flowsteer_ndp_packets_total", "thread" => t.clone()).absolute(s.ndp);
     counter!("flowsteer_misdirected_packets_total", "thread" => t.clone())
         .absolute(s.misdirected + stack.map_or(0, |st| st.misdirected));
     counter!("flowsteer_unverified_packets_total", "thread" => t.clone()).absolute(s.unverified);

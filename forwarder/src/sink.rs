@@ -80,6 +80,12 @@ impl VerifyingSink {
                         stats.arp.add(1);
                     }
                 }
+                Ok(Classified::Neighbor { .. }) => {
+                    processed += 1;
+                    if !parsed_already {
+                        stats.ndp.add(1);
+                    }
+                }
                 Ok(Classified::Unkeyed(reason)) => {
                     processed += 1;
                     if !parsed_already {

@@ -79,8 +79,11 @@ pub struct ThreadStats {
     pub unkeyed: [Counter; UnkeyedReason::ALL.len()],
     /// ARP frames received (processed on the receiving thread).
     pub arp: Counter,
-    /// Copies of received ARP frames made for the other threads' neighbour caches; each copy is
-    /// then handed off or dropped like a received frame.
+    /// IPv6 neighbour solicitations and advertisements received (processed on the receiving
+    /// thread).
+    pub ndp: Counter,
+    /// Copies of received neighbour messages (ARP, IPv6 neighbour discovery) made for the other
+    /// threads' neighbour caches; each copy is then handed off or dropped like a received frame.
     pub link_copies: Counter,
     /// Copies that found no free buffer.
     pub no_buffer: Counter,
@@ -132,6 +135,7 @@ impl ThreadStats {
             tx_full: Counter::default(),
             unkeyed: Default::default(),
             arp: Counter::default(),
+            ndp: Counter::default(),
             link_copies: Counter::default(),
             no_buffer: Counter::default(),
             lookup_exact: Counter::default(),
@@ -195,6 +199,7 @@ impl ThreadStats {
                 .map(|(r, c)| (r.as_str().to_string(), c.get()))
                 .collect(),
             arp: self.arp.get(),
+            ndp: self.ndp.get(),
             link_copies: self.link_copies.get(),
             lookups: LookupCounts {
                 exact: self.lookup_exact.get(),
@@ -291,7 +296,9 @@ pub struct ThreadSnapshot {
     pub unkeyed: Vec<(String, u64)>,
     /// ARP frames (a subset of `processed_local`).
     pub arp: u64,
-    /// Copies of ARP frames made for the other threads.
+    /// IPv6 neighbour solicitations and advertisements (a subset of `processed_local`).
+    pub ndp: u64,
+    /// Copies of neighbour messages made for the other threads.
     pub link_copies: u64,
     /// Flow-table lookups by result.
     pub lookups: LookupCounts,

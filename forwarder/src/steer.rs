@@ -30,12 +30,11 @@ pub struct Steering {
     outbound: Vec<Vec<PktBuf>>,
     /// Scratch for what a full queue refused.
     refused: Vec<PktBuf>,
-    /// Copy ARP frames to the other threads (a protocol stack runs on every thread).
-    share_arp: bool,
+    /// Copy neighbour messages to the other threads (a protocol stack runs on every thread).
+    share_neighbors: bool,
+    /// Scratch for the learning copy of a neighbour message.
+    learning: Vec<u8>,
 }
-
-/// Offset of the operation field in an ARP packet.
-const ARP_OP_OFFSET: usize = 6;
 
 impl Steering {
     /// Scratch for thread `me` of `threads`, bursts up to `burst` packets.
@@ -56,13 +55,15 @@ impl Steering {
             keyed: Vec::with_capacity(burst),
             outbound: (0..threads).map(|_| Vec::with_capacity(burst)).collect(),
             refused: Vec::with_capacity(burst),
-            share_arp: false,
+            share_neighbors: false,
+            learning: Vec::new(),
         }
     }
 
-    /// Copies received ARP frames to the other threads from now on (see [`Steering::screen`]).
-    pub fn share_arp(mut self, share: bool) -> Self {
-        self.share_arp = share && self.outbound.len() > 1;
+    /// Copies received neighbour messages (ARP, IPv6 neighbour discovery) to the other threads
+    /// from now on (see [`Steering::screen`]).
+    pub fn share_neighbors(mut self, share: bool) -> Self {
+        self.share_neighbors = share && self.outbound.len() > 1;
         self
     }
 
@@ -162,7 +163,8 @@ impl Steering {
 
     /// RSS balancing in front of a protocol stack: no lookup, every frame stays on the receiving
     /// thread, but malformed frames are dropped and counted as under software balancing, and ARP
-    /// frames are shared with the other threads (`rx` drained into `local`).
+    /// and neighbour discovery frames are shared with the other threads (`rx` drained into
+    /// `local`).
     pub fn screen(
         &mut self,
         rx: &mut Vec<PktBuf>,
@@ -184,8 +186,9 @@ impl Steering {
         self.flush(queues, cache, stats);
     }
 
-    /// A frame without a flow key (ARP, other ethertypes, non-first fragments) stays on the
-    /// receiving thread, counted by kind; ARP is also shared with the other threads.
+    /// A frame without a flow key (ARP, neighbour discovery, other ethertypes, non-first
+    /// fragments) stays on the receiving thread, counted by kind; neighbour messages are also
+    /// shared with the other threads.
     fn keep_unkeyed(
         &mut self,
         pkt: PktBuf,
@@ -197,7 +200,13 @@ impl Steering {
         match class {
             Classified::Arp { .. } => {
                 stats.arp.add(1);
-                if self.share_arp {
+                if self.share_neighbors {
+                    self.copy_to_others(&pkt, cache, stats);
+                }
+            }
+            Classified::Neighbor { .. } => {
+                stats.ndp.add(1);
+                if self.share_neighbors {
                     self.copy_to_others(&pkt, cache, stats);
                 }
             }
@@ -207,15 +216,20 @@ impl Steering {
         local.push(pkt);
     }
 
-    /// Queues a copy of the ARP frame `pkt` for every other thread. A request is answered once,
-    /// by the thread that received it; the others get it turned into a reply, which a stack
-    /// learns the sender's address from without answering. A reply reaches every thread, so a
-    /// thread whose request was answered on another queue still learns the answer.
+    /// Queues a learning copy of the neighbour message `pkt` for every other thread
+    /// ([`wire::make_learning_copy`]): a request is answered once, by the thread that received
+    /// it, and the others learn the sender's link address from its copy without answering; an
+    /// answer reaches every thread, so a thread whose request was answered on another queue
+    /// still learns the answer. A message that teaches nothing (duplicate address detection)
+    /// is not copied.
     fn copy_to_others(&mut self, pkt: &PktBuf, cache: &mut PoolCache, stats: &ThreadStats) {
-        let Ok(dissection) = wire::dissect(pkt.data()) else {
+        // The rewrite is the same for every copy: made once, in scratch (neighbour messages are
+        // rare; the scratch grows once to a frame's size).
+        self.learning.clear();
+        self.learning.extend_from_slice(pkt.data());
+        if !wire::make_learning_copy(&mut self.learning) {
             return;
-        };
-        let op_offset = dissection.l3_offset + ARP_OP_OFFSET;
+        }
         for (dest, batch) in self.outbound.iter_mut().enumerate() {
             if dest == usize::from(self.me) {
                 continue;
@@ -225,18 +239,13 @@ impl Steering {
                 stats.no_buffer.add(1);
                 continue;
             };
-            if copy.write_frame(pkt.data()).is_err() {
+            if copy.write_frame(&self.learning).is_err() {
                 // Same pool, same data room: unreachable; counted rather than lost.
                 cache.free(copy);
                 stats.no_buffer.add(1);
                 continue;
             }
             copy.set_rss_hash(pkt.rss_hash());
-            if let Some(op) = copy.data_mut().get_mut(op_offset..op_offset + 2) {
-                if u16::from_be_bytes([op[0], op[1]]) == wire::ARP_REQUEST {
-                    op.copy_from_slice(&wire::ARP_REPLY.to_be_bytes());
-                }
-            }
             batch.push(copy);
         }
     }

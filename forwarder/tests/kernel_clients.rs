@@ -29,14 +29,13 @@
 //! namespaces and delete them on exit, also on failure. Without root they print
 //! "skipped: needs root", unless `CI=true`, where they fail.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,198 +43,10 @@ use flowsteer_config::{App, AppKind, Balance, Config, Driver, Fanout, Idle, Prof
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
-const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const CLIENT_CIDR: &str = "198.18.0.2/24";
 const ECHO_PORTS: [u16; 2] = [7000, 7001];
-const UDP_ECHO_PORT: u16 = 7;
-const HTTP_PORT: u16 = 8080;
 
-// ---------------------------------------------------------------------------------------------
-// Environment
-
-fn is_root() -> bool {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// True when the test must not run: not root and not under CI (where it must fail instead).
-fn skip_without_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: this test needs root (network namespaces, veth pairs, AF_PACKET)");
-    }
-    eprintln!("skipped: needs root");
-    true
-}
-
-/// Runs `program args`, panicking with its stderr when it fails.
-fn must(program: &str, args: &[&str]) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Serializes `ip netns add` and `del` between the tests of this file.
-static NETNS_ADMIN: Mutex<()> = Mutex::new(());
-
-/// A namespace holding the client end of a veth pair (198.18.0.2/24, checksum offload off) and
-/// the engine end in this namespace (no address, up, GRO/LRO off). Dropping it deletes both
-/// (deleting the namespace deletes the client end, and with it the pair), also on panic.
-struct ClientNet {
-    ns: String,
-    engine_if: String,
-    client_if: String,
-}
-
-impl ClientNet {
-    fn new() -> ClientNet {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("fskc{}{n}", std::process::id() % 100_000);
-        let net = ClientNet {
-            ns: id.clone(),
-            engine_if: format!("{id}e"),
-            client_if: format!("{id}c"),
-        };
-        // Leftovers of a crashed earlier run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &net.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &net.engine_if])
-            .output();
-
-        {
-            // The first `ip netns add` on a machine mounts /run/netns; two at once can stack two
-            // mounts and hide one namespace's file from its `ip netns del`.
-            let _serial = NETNS_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
-            must("ip", &["netns", "add", &net.ns]);
-        }
-        must(
-            "ip",
-            &[
-                "link",
-                "add",
-                &net.engine_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &net.client_if,
-                "netns",
-                &net.ns,
-            ],
-        );
-        // The engine end: link level only. No IPv6 link-local address, so the kernel of this
-        // namespace sends nothing on it; GRO off so AF_PACKET sees wire-sized frames.
-        must(
-            "ip",
-            &["link", "set", "dev", &net.engine_if, "addrgenmode", "none"],
-        );
-        must("ip", &["link", "set", "dev", &net.engine_if, "up"]);
-        must("ethtool", &["-K", &net.engine_if, "gro", "off"]);
-        // veth has no LRO on most kernels; refusing to change it is fine.
-        let _ = Command::new("ethtool")
-            .args(["-K", &net.engine_if, "lro", "off"])
-            .output();
-
-        // The client end: the kernel as a host on 198.18.0.0/24. Without tx checksum offload the
-        // kernel writes full checksums (smoltcp drops frames with partial ones), and without it
-        // scatter-gather and TSO go too, so segments are wire-sized.
-        let in_ns = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &net.ns];
-            all.extend_from_slice(args);
-            must("ip", &all);
-        };
-        in_ns(&["ip", "link", "set", "dev", "lo", "up"]);
-        in_ns(&[
-            "ip",
-            "link",
-            "set",
-            "dev",
-            &net.client_if,
-            "addrgenmode",
-            "none",
-        ]);
-        in_ns(&["ip", "addr", "add", CLIENT_CIDR, "dev", &net.client_if]);
-        in_ns(&["ip", "link", "set", "dev", &net.client_if, "up"]);
-        in_ns(&["ethtool", "-K", &net.client_if, "tx", "off"]);
-        net
-    }
-
-    /// `ip netns exec NS program args`, to be spawned.
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.ns, program])
-            .args(args);
-        command
-    }
-
-    /// `ip netns exec NS program args` with `input` on stdin, killed after `limit`.
-    fn exec(&self, program: &str, args: &[&str], input: &[u8], limit: Duration) -> Output {
-        let mut child = self
-            .command(program, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program} in {}: {e}", self.ns));
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input = input.to_vec();
-        let writer = thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let deadline = Instant::now() + limit;
-        while child.try_wait().expect("wait for the child").is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let output = child
-            .wait_with_output()
-            .expect("collect the child's output");
-        let _ = writer.join();
-        output
-    }
-
-    /// Runs `work` on a new thread inside the namespace.
-    fn client<T, F>(&self, work: F) -> thread::JoinHandle<T>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> T + Send + 'static,
-    {
-        let path = format!("/var/run/netns/{}", self.ns);
-        thread::spawn(move || {
-            let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: `ns` is an open namespace file; setns(CLONE_NEWNET) moves only the calling
-            // thread, which from here on creates its sockets in the client namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            work()
-        })
-    }
-}
-
-impl Drop for ClientNet {
-    fn drop(&mut self) {
-        let serial = NETNS_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        drop(serial);
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.engine_if])
-            .output();
-    }
-}
+mod common;
+use common::*;
 
 // ---------------------------------------------------------------------------------------------
 // The engine
@@ -266,226 +77,6 @@ fn engine_config(interface: &str, balance: Balance) -> Config {
     cfg
 }
 
-/// Sum of a stack counter over the threads.
-fn stack_sum(engine: &Engine, counter: impl Fn(&flowsteer_stack::StackStats) -> u64) -> u64 {
-    engine
-        .shared()
-        .stacks
-        .iter()
-        .map(|s| counter(&s.stats))
-        .sum()
-}
-
-/// Connections the apps of `kind` opened, over every thread.
-fn connections_opened(engine: &Engine, kind: flowsteer_stack::AppKind) -> u64 {
-    engine
-        .shared()
-        .stacks
-        .iter()
-        .flat_map(|s| s.apps.iter().zip(&s.stats.apps))
-        .filter(|(spec, _)| spec.kind == kind)
-        .map(|(_, stats)| stats.connections_opened.get())
-        .sum()
-}
-
-/// Stops the engine and checks what holds after every run: conservation and a full pool.
-fn stop_and_check(engine: Engine) -> RunReport {
-    let report = engine.stop().expect("the engine stops cleanly");
-    assert!(
-        report.conservation.ok,
-        "conservation failed: {:?}\n{}",
-        report.conservation.failures,
-        report.render_table()
-    );
-    assert_eq!(
-        report.pool.available,
-        report.pool.capacity,
-        "every buffer back in the pool\n{}",
-        report.render_table()
-    );
-    assert_eq!(report.flowtable.exact_rules, 0, "thread exit deletes rules");
-    report
-}
-
-// ---------------------------------------------------------------------------------------------
-// Clients
-
-/// `len` bytes that differ per connection, so a byte echoed on the wrong connection shows.
-fn pattern(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-/// `count` echo connections from the client namespace at once (all start after a barrier);
-/// `plan(i)` gives connection `i`'s (server port, bytes, pattern seed). Returns the failures.
-fn concurrent_echo(
-    net: &ClientNet,
-    count: u32,
-    timeout: Duration,
-    plan: impl Fn(u32) -> (u16, usize, u32),
-) -> Vec<String> {
-    let barrier = Arc::new(Barrier::new(count as usize));
-    let clients: Vec<_> = (0..count)
-        .map(|i| {
-            let barrier = barrier.clone();
-            let (port, len, seed) = plan(i);
-            net.client(move || {
-                barrier.wait();
-                echo_once(port, len, seed, timeout).map_err(|e| format!("concurrent {i}: {e}"))
-            })
-        })
-        .collect();
-    clients
-        .into_iter()
-        .filter_map(|h| h.join().expect("a concurrent client thread").err())
-        .collect()
-}
-
-/// One tcp-echo connection: sends `len` bytes, reads them back, half-closes and expects the
-/// server to close after it. Every step is bounded by `timeout`.
-fn echo_once(port: u16, len: usize, seed: u32, timeout: Duration) -> Result<(), String> {
-    let addr = SocketAddr::from((ENGINE_IP, port));
-    let mut stream = connect_to_engine(port, timeout)?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("socket options: {e}"))?;
-    let data = pattern(len, seed);
-    // The echo app's 64 KiB buffers hold a whole message: writing it all before reading cannot
-    // deadlock.
-    stream
-        .write_all(&data)
-        .map_err(|e| format!("write to {addr}: {e}"))?;
-    let mut echoed = vec![0u8; len];
-    stream
-        .read_exact(&mut echoed)
-        .map_err(|e| format!("read from {addr}: {e}"))?;
-    if let Some(at) = data.iter().zip(&echoed).position(|(a, b)| a != b) {
-        return Err(format!("{addr}: echoed byte {at} of {len} differs"));
-    }
-    stream
-        .shutdown(Shutdown::Write)
-        .map_err(|e| format!("shutdown {addr}: {e}"))?;
-    let mut rest = Vec::new();
-    stream
-        .read_to_end(&mut rest)
-        .map_err(|e| format!("wait for {addr} to close: {e}"))?;
-    if !rest.is_empty() {
-        return Err(format!("{addr}: {} bytes after the echo", rest.len()));
-    }
-    Ok(())
-}
-
-/// Reads one HTTP/1.1 response (head and `Content-Length` body) from `stream`.
-fn read_response(stream: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if buf.len() > 8192 {
-            return Err("response head longer than 8 KiB".into());
-        }
-        match stream.read(&mut byte) {
-            Ok(1) => buf.push(byte[0]),
-            Ok(_) => return Err("connection closed inside a response head".into()),
-            Err(e) => return Err(format!("read a response head: {e}")),
-        }
-    }
-    let head = String::from_utf8(buf).map_err(|_| "response head is not UTF-8".to_string())?;
-    let length = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
-    let mut body = vec![0u8; length];
-    stream
-        .read_exact(&mut body)
-        .map_err(|e| format!("read a response body: {e}"))?;
-    Ok((head, body))
-}
-
-/// A kernel TCP connection to the engine's `port`, with `timeout` on connect, reads and writes.
-fn connect_to_engine(port: u16, timeout: Duration) -> Result<TcpStream, String> {
-    let addr = SocketAddr::from((ENGINE_IP, port));
-    let stream =
-        TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
-        .map_err(|e| format!("socket options: {e}"))?;
-    Ok(stream)
-}
-
-/// Two GETs on one keep-alive connection; returns both bodies.
-fn http_keep_alive(timeout: Duration) -> Result<[String; 2], String> {
-    let mut stream = connect_to_engine(HTTP_PORT, timeout)?;
-    let mut bodies = [String::new(), String::new()];
-    for body_out in &mut bodies {
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: 198.18.0.1\r\n\r\n")
-            .map_err(|e| format!("write a request: {e}"))?;
-        let (head, body) = read_response(&mut stream)?;
-        if !head.starts_with("HTTP/1.1 200 ") {
-            return Err(format!("status line of {head:?}"));
-        }
-        if !head.to_ascii_lowercase().contains("connection: keep-alive") {
-            return Err(format!("no keep-alive in {head:?}"));
-        }
-        *body_out = String::from_utf8(body).map_err(|_| "body is not UTF-8".to_string())?;
-    }
-    Ok(bodies)
-}
-
-/// True when `body` is the http app's answer: "flowsteer thread N port 8080\n", N in 0..2.
-fn is_http_body(body: &str) -> bool {
-    ["0", "1"]
-        .iter()
-        .any(|t| body == format!("flowsteer thread {t} port {HTTP_PORT}\n"))
-}
-
-/// `count` datagrams to the udp-echo app; returns how many came back intact.
-fn udp_echo(count: u32, timeout: Duration) -> Result<u32, String> {
-    let socket = UdpSocket::bind(("198.18.0.2", 0)).map_err(|e| format!("bind: {e}"))?;
-    socket
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| format!("socket options: {e}"))?;
-    socket
-        .connect((ENGINE_IP, UDP_ECHO_PORT))
-        .map_err(|e| format!("connect: {e}"))?;
-    let mut intact = 0;
-    let mut buf = [0u8; 2048];
-    for seq in 0..count {
-        let data = pattern(64 + seq as usize * 13, 10_000 + seq);
-        socket.send(&data).map_err(|e| format!("send: {e}"))?;
-        match socket.recv(&mut buf) {
-            Ok(n) if buf[..n] == data[..] => intact += 1,
-            Ok(n) => return Err(format!("datagram {seq}: {n} bytes that differ")),
-            Err(e) => return Err(format!("datagram {seq}: {e}")),
-        }
-    }
-    Ok(intact)
-}
-
-/// Polls until the flow table holds no exact rule, or the deadline passes.
-fn wait_for_no_exact_rules(engine: &Engine, limit: Duration) -> usize {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = engine.shared().table.exact_len();
-        if left == 0 || Instant::now() >= deadline {
-            return left;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -494,6 +85,23 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
     if skip_without_root() {
         return;
     }
+    serve_both_ports(IpAddr::V4(ENGINE_IP));
+}
+
+/// The same over IPv6: neighbour discovery must reach both threads (a thread that owns a
+/// connection solicits the client's link address, and the answer may arrive on the other
+/// queue), and each thread must learn the client from a solicitation the other one received.
+#[test]
+fn software_balancing_serves_the_kernels_ipv6_connections_on_both_ports() {
+    if skip_without_root() {
+        return;
+    }
+    serve_both_ports(IpAddr::V6(ENGINE_IP6));
+}
+
+/// Sequential and concurrent echo connections to both threads' ports, HTTP from std::net and
+/// curl, nc, UDP echo, all to `ip`; then every rule gone and conservation exact.
+fn serve_both_ports(ip: IpAddr) {
     let started = Instant::now();
     let net = ClientNet::new();
     let engine = Engine::start(&engine_config(&net.engine_if, Balance::Software), false)
@@ -507,7 +115,7 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
                 .filter_map(|i| {
                     let port = ECHO_PORTS[i as usize % 2];
                     let len = 512 + (i as usize * 97) % 6000;
-                    echo_once(port, len, i, timeout)
+                    echo_once(SocketAddr::new(ip, port), len, i, timeout)
                         .err()
                         .map(|e| format!("connection {i}: {e}"))
                 })
@@ -518,25 +126,25 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
     assert!(sequential.is_empty(), "failed: {sequential:#?}");
 
     // 50 concurrent connections: all connected before any sends.
-    let failed = concurrent_echo(&net, 50, timeout, |i| {
+    let failed = concurrent_echo(&net, ip, 50, timeout, |i| {
         (ECHO_PORTS[i as usize % 2], 4096 + i as usize * 31, 1000 + i)
     });
     assert!(failed.is_empty(), "failed: {failed:#?}");
 
     // HTTP: keep-alive from std::net, then curl fetching two URLs over one connection.
     let bodies = net
-        .client(move || http_keep_alive(timeout))
+        .client(move || http_keep_alive(ip, timeout))
         .join()
         .expect("the http client thread")
         .expect("two GETs on one connection");
     assert!(bodies.iter().all(|b| is_http_body(b)), "{bodies:?}");
     assert_eq!(bodies[0], bodies[1], "one connection, one serving thread");
     for _ in 0..3 {
-        let url = format!("http://{ENGINE_IP}:{HTTP_PORT}/");
+        let url = format!("http://{}:{HTTP_PORT}/", url_host(ip));
         let out = net.exec(
             "curl",
             &[
-                "-sS",
+                "-gsS",
                 "--connect-timeout",
                 "3",
                 "--max-time",
@@ -568,7 +176,7 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
         let input = pattern(3000, 5000 + i as u32);
         let out = net.exec(
             "nc",
-            &["-N", "-w", "3", &ENGINE_IP.to_string(), &port.to_string()],
+            &["-N", "-w", "3", &ip.to_string(), &port.to_string()],
             &input,
             Duration::from_secs(8),
         );
@@ -582,7 +190,7 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
 
     // UDP echo on both threads' sockets (lb fanout deals the datagrams to both).
     let intact = net
-        .client(move || udp_echo(20, timeout))
+        .client(move || udp_echo(ip, 20, timeout))
         .join()
         .expect("the udp client thread")
         .expect("udp echo");
@@ -628,7 +236,10 @@ fn rss_balancing_misdirects_and_breaks_the_kernels_connections() {
     let timeout = Duration::from_secs(1);
     let attempts = 16u32;
     let results: Vec<Result<(), String>> = (0..attempts)
-        .map(|i| net.client(move || echo_once(ECHO_PORTS[i as usize % 2], 2048, i, timeout)))
+        .map(|i| {
+            let addr = SocketAddr::from((ENGINE_IP, ECHO_PORTS[i as usize % 2]));
+            net.client(move || echo_once(addr, 2048, i, timeout))
+        })
         .collect::<Vec<_>>()
         .into_iter()
         .map(|h| h.join().expect("a client thread"))
@@ -696,7 +307,6 @@ fn the_veth_example_parses_and_validates() {
 // ---------------------------------------------------------------------------------------------
 // tcp-proxy in front of the client namespace's own servers
 
-const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The proxy in front of the test's echo server.
 const ECHO_PROXY_PORT: u16 = 3128;
 const UPSTREAM_ECHO_PORT: u16 = 9000;
@@ -1046,8 +656,13 @@ fn software_balancing_proxies_the_kernels_connections_to_the_kernels_servers() {
         .client(move || {
             (0..PROXY_SEQUENTIAL).try_for_each(|i| {
                 let len = 512 + (i as usize * 997) % 30_000;
-                echo_once(ECHO_PROXY_PORT, len, 20_000 + i, timeout)
-                    .map_err(|e| format!("sequential {i}: {e}"))
+                echo_once(
+                    SocketAddr::from((ENGINE_IP, ECHO_PROXY_PORT)),
+                    len,
+                    20_000 + i,
+                    timeout,
+                )
+                .map_err(|e| format!("sequential {i}: {e}"))
             })
         })
         .join()
@@ -1055,9 +670,13 @@ fn software_balancing_proxies_the_kernels_connections_to_the_kernels_servers() {
     sequential.unwrap_or_else(|e| panic!("through the proxy: {e}"));
 
     // Concurrent echo connections: all start together.
-    let failed = concurrent_echo(&net, PROXY_CONCURRENT, timeout, |i| {
-        (ECHO_PROXY_PORT, 8192 + i as usize * 331, 30_000 + i)
-    });
+    let failed = concurrent_echo(
+        &net,
+        IpAddr::V4(ENGINE_IP),
+        PROXY_CONCURRENT,
+        timeout,
+        |i| (ECHO_PROXY_PORT, 8192 + i as usize * 331, 30_000 + i),
+    );
     assert!(failed.is_empty(), "through the proxy: {failed:#?}");
     assert_eq!(
         echo.accepted(),
@@ -1143,7 +762,7 @@ fn read_greeting_and_close(mut stream: TcpStream) {
 /// Greets the closing server through the proxy, sees its FIN passed on, and keeps sending: the
 /// bytes have nowhere to go, so the proxy must reset the connection. Returns how it ended.
 fn send_after_the_upstream_closed(timeout: Duration) -> Result<String, String> {
-    let mut stream = connect_to_engine(CLOSING_PROXY_PORT, timeout)?;
+    let mut stream = connect_to_engine(SocketAddr::from((ENGINE_IP, CLOSING_PROXY_PORT)), timeout)?;
     stream
         .write_all(&pattern(GREETING_LEN, 7))
         .map_err(|e| format!("greet: {e}"))?;

@@ -5,8 +5,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use flowsteer_nic::wire::{
-    build_frame, classify, dissect, layout_of, Classified, FiveTuple, FrameSpec, ParseError,
-    IP_PROTO_TCP, IP_PROTO_UDP,
+    build_frame, classify, dissect, layout_of, make_learning_copy, Classified, FiveTuple,
+    FrameSpec, ParseError, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP, NEIGHBOR_ADVERT,
+    NEIGHBOR_SOLICIT,
 };
 use proptest::prelude::*;
 
@@ -113,6 +114,15 @@ fn check_classification(frame: &[u8]) -> Result<(), TestCaseError> {
             prop_assert!(payload_offset <= dissection.ip_end.expect("a flow is IP"));
         }
         Ok(Classified::Arp { op }) => prop_assert_ne!(op, 0),
+        Ok(Classified::Neighbor { message }) => {
+            prop_assert!(message == NEIGHBOR_SOLICIT || message == NEIGHBOR_ADVERT);
+            let dissection = dissected.expect("same verdict");
+            prop_assert_eq!(dissection.ip_proto, Some(IP_PROTO_ICMPV6));
+            // The learning copy never panics and keeps the frame's length.
+            let mut copy = frame.to_vec();
+            make_learning_copy(&mut copy);
+            prop_assert_eq!(copy.len(), frame.len());
+        }
         Ok(Classified::Unkeyed(_)) => {}
         Err(error) => {
             prop_assert_eq!(ParseError::REASONS[error.reason_index()], error.reason());
@@ -197,6 +207,60 @@ proptest! {
             let mut patched = input.clone();
             patched.payload[offset..offset + patch.len()].copy_from_slice(&patch);
             prop_assert_eq!(frame, patched.build());
+        }
+    }
+}
+
+/// An Ethernet + IPv6 frame carrying a neighbour solicitation whose options are `options`
+/// (arbitrary bytes: lengths that lie, zero-length options, cut options). The checksum is not
+/// valid; the classifier and the rewrite must not care.
+fn solicitation_with_options(options: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x33, 0x33, 0xff, 0, 0, 1, 2, 0, 0, 0, 0, 0x22, 0x86, 0xdd];
+    let payload_len = 24 + options.len();
+    frame.extend_from_slice(&[0x60, 0, 0, 0]);
+    frame.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    frame.extend_from_slice(&[IP_PROTO_ICMPV6, 255]);
+    frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    frame.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 1]);
+    frame.extend_from_slice(&[NEIGHBOR_SOLICIT, 0, 0, 0, 0, 0, 0, 0]);
+    frame.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    frame.extend_from_slice(options);
+    frame
+}
+
+proptest! {
+    #[test]
+    fn learning_copies_of_any_solicitation_never_panic(
+        options in prop::collection::vec(any::<u8>(), 0..64),
+        cut in 0usize..100,
+    ) {
+        let whole = solicitation_with_options(&options);
+        prop_assert_eq!(
+            classify(&whole),
+            Ok(Classified::Neighbor { message: NEIGHBOR_SOLICIT })
+        );
+        let mut copy = whole.clone();
+        let rewritten = make_learning_copy(&mut copy);
+        prop_assert_eq!(copy.len(), whole.len());
+        if rewritten {
+            prop_assert_eq!(
+                classify(&copy),
+                Ok(Classified::Neighbor { message: NEIGHBOR_ADVERT })
+            );
+        } else {
+            prop_assert_eq!(&copy, &whole);
+        }
+        let mut short = whole[..whole.len().saturating_sub(cut)].to_vec();
+        make_learning_copy(&mut short);
+    }
+
+    #[test]
+    fn learning_copies_of_arbitrary_bytes_never_panic(
+        bytes in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut copy = bytes.clone();
+        if !make_learning_copy(&mut copy) {
+            prop_assert_eq!(copy, bytes);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Header parsing and frame building: Ethernet II (up to two VLAN tags), ARP, IPv4, IPv6 with
-//! extension headers, TCP and UDP.
+//! extension headers, IPv6 neighbour discovery, TCP and UDP.
 //!
 //! Like smoltcp's `wire/`, this module holds no state: every function works on the bytes it is
 //! given and returns plain values.
@@ -24,6 +24,7 @@ mod error;
 mod ethernet;
 mod ipv4;
 mod ipv6;
+mod neighbor;
 mod tcp;
 mod tuple;
 mod udp;
@@ -37,6 +38,7 @@ pub use ethernet::{
     ETHERTYPE_VLAN, MAX_VLAN_TAGS, VLAN_TAG_LEN,
 };
 pub use ipv6::MAX_IPV6_EXTENSION_HEADERS;
+pub use neighbor::{make_learning_copy, IP_PROTO_ICMPV6, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT};
 pub use tuple::{FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
 
 #[cfg(test)]
