@@ -351,6 +351,29 @@ pub(crate) const STACK: SectionSpec = SectionSpec {
             "Concurrent TCP connections one app holds on one thread; sockets are created as \
              connections arrive, never more than this, and a SYN beyond it is refused and counted.",
         ),
+        text(
+            "idle_timeout_s",
+            "an integer 0..=86400",
+            "Seconds a TCP connection may make no progress (nothing received, nothing it sent \
+             acknowledged) before it is closed: with a FIN when nothing is pending, else with a \
+             reset; counted in `flowsteer_app_idle_timeouts_total`. It frees the sockets of idle \
+             and half-sent connections and of connections whose packets RSS sends elsewhere. \
+             0 = never.",
+        ),
+        text(
+            "keepalive_timeout_s",
+            "an integer 0..=86400",
+            "Seconds an `http` connection may wait for its next request (nothing pending in either \
+             direction) before it is closed with a FIN, as nginx's `keepalive_timeout`; counted in \
+             `flowsteer_app_keepalive_timeouts_total`. 0 = only `idle_timeout_s` applies.",
+        ),
+        text(
+            "neighbor_wait_ms",
+            "an integer 1..=60000",
+            "Milliseconds a `udp-echo` reply may wait for its destination's link address (ARP or \
+             neighbour discovery) before it is dropped, counted in \
+             `flowsteer_app_unresolved_drops_total`: a peer that never answers blocks no other.",
+        ),
         tables(
             "app",
             "[[stack.app]] tables with the keys kind, port, upstream, threads",

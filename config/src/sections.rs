@@ -204,6 +204,15 @@ pub struct Stack {
     /// Concurrent TCP connections one app holds on one thread, 1..=65536; a SYN beyond it is
     /// refused and counted.
     pub max_connections: u32,
+    /// Seconds a TCP connection may make no progress (nothing received, nothing of what it sent
+    /// acknowledged) before it is closed, 0..=86400; 0 = never.
+    pub idle_timeout_s: u32,
+    /// Seconds an `http` connection may wait for its next request before it is closed,
+    /// 0..=86400; 0 = only `idle_timeout_s` applies.
+    pub keepalive_timeout_s: u32,
+    /// Milliseconds a `udp-echo` reply may wait for its destination's link address before it is
+    /// dropped and counted, 1..=60000.
+    pub neighbor_wait_ms: u32,
     /// The apps, `[[stack.app]]` in TOML; empty = no app.
     pub app: Vec<App>,
 }
@@ -215,6 +224,9 @@ impl Default for Stack {
             tcp_tx_buffer: 65536,
             udp_buffer: 65536,
             max_connections: 1024,
+            idle_timeout_s: 60,
+            keepalive_timeout_s: 75,
+            neighbor_wait_ms: 3000,
             app: Vec::new(),
         }
     }

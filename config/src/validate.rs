@@ -54,6 +54,10 @@ const MIN_TCP_BUFFER: u32 = 1024;
 const MIN_UDP_BUFFER: u32 = 2048;
 const MAX_SOCKET_BUFFER: u32 = 1 << 24;
 const MAX_CONNECTIONS: u32 = 65536;
+/// Longest idle or keep-alive timeout: a day.
+const MAX_TIMEOUT_S: u32 = 86_400;
+/// Longest wait of a reply for its link address.
+const MAX_NEIGHBOR_WAIT_MS: u32 = 60_000;
 
 /// Checks every rule of `config`, adding each broken one to `out`.
 pub(crate) fn check(config: &Config, out: &mut Collector) {
@@ -234,6 +238,27 @@ fn check_stack(stack: &Stack, out: &mut Collector) {
         stack.max_connections,
         1,
         MAX_CONNECTIONS,
+    );
+    in_range(
+        out,
+        "stack.idle_timeout_s",
+        stack.idle_timeout_s,
+        0,
+        MAX_TIMEOUT_S,
+    );
+    in_range(
+        out,
+        "stack.keepalive_timeout_s",
+        stack.keepalive_timeout_s,
+        0,
+        MAX_TIMEOUT_S,
+    );
+    in_range(
+        out,
+        "stack.neighbor_wait_ms",
+        stack.neighbor_wait_ms,
+        1,
+        MAX_NEIGHBOR_WAIT_MS,
     );
     for (i, app) in stack.app.iter().enumerate() {
         let port_path = format!("stack.app[{i}].port");

@@ -473,7 +473,8 @@ fn unknown_key_in_every_section() {
         ),
         (
             "stack",
-            "tcp_rx_buffer, tcp_tx_buffer, udp_buffer, max_connections, app",
+            "tcp_rx_buffer, tcp_tx_buffer, udp_buffer, max_connections, idle_timeout_s, \
+             keepalive_timeout_s, neighbor_wait_ms, app",
         ),
         (
             "traffic",
@@ -728,7 +729,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 3 + 2 + 16 + 5 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 3 + 3 + 2 + 16 + 8 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")

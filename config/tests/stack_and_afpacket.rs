@@ -277,6 +277,42 @@ fn max_connections_range() {
     );
 }
 
+#[test]
+fn timeouts_and_neighbor_wait_ranges_and_defaults() {
+    let stack = valid("").stack;
+    assert_eq!(
+        (
+            stack.idle_timeout_s,
+            stack.keepalive_timeout_s,
+            stack.neighbor_wait_ms
+        ),
+        (60, 75, 3000)
+    );
+    assert_eq!(
+        problem("[stack]\nidle_timeout_s = 86401"),
+        "stack.idle_timeout_s: must be 0..=86400, got 86401"
+    );
+    assert_eq!(
+        problem("[stack]\nkeepalive_timeout_s = 86401"),
+        "stack.keepalive_timeout_s: must be 0..=86400, got 86401"
+    );
+    assert_eq!(
+        problem("[stack]\nneighbor_wait_ms = 0"),
+        "stack.neighbor_wait_ms: must be 1..=60000, got 0"
+    );
+    let stack =
+        valid("[stack]\nidle_timeout_s = 0\nkeepalive_timeout_s = 0\nneighbor_wait_ms = 60000")
+            .stack;
+    assert_eq!(
+        (
+            stack.idle_timeout_s,
+            stack.keepalive_timeout_s,
+            stack.neighbor_wait_ms
+        ),
+        (0, 0, 60000)
+    );
+}
+
 // ---------------------------------------------------------------- [[stack.app]]
 
 #[test]

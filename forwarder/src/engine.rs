@@ -475,11 +475,19 @@ pub fn stack_config(config: &Config, thread: u16, port: &PortHandle) -> StackCon
         tcp_tx_buffer: stack.tcp_tx_buffer as usize,
         udp_buffer: stack.udp_buffer as usize,
         max_connections: stack.max_connections as usize,
+        idle_timeout: seconds(stack.idle_timeout_s),
+        keepalive_timeout: seconds(stack.keepalive_timeout_s),
+        neighbor_wait: Duration::from_millis(u64::from(stack.neighbor_wait_ms)),
         max_frame: usize::from(config.pool.data_room).min(usize::from(MAX_ETHERNET_FRAME)),
         seed: config.traffic.seed,
         apps,
         outbound: outbound(config, thread, port),
     }
+}
+
+/// A timeout in whole seconds from the configuration; 0 = never.
+fn seconds(value: u32) -> Option<Duration> {
+    (value > 0).then(|| Duration::from_secs(u64::from(value)))
 }
 
 /// How thread `thread`'s outbound connections find their way back. Software balancing adds

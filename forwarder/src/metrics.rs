@@ -352,6 +352,16 @@ fn publish_stack(s: &StackSnapshot) {
             gauge!("flowsteer_app_active_connections", &labels).set(app.connections_active as f64);
             counter!("flowsteer_app_listen_exhausted_total", &labels)
                 .absolute(app.listen_exhausted);
+            counter!("flowsteer_app_idle_timeouts_total", &labels).absolute(app.idle_timeouts);
+            counter!("flowsteer_app_time_wait_reused_total", &labels)
+                .absolute(app.time_wait_reused);
+        } else {
+            counter!("flowsteer_app_unresolved_drops_total", &labels)
+                .absolute(app.unresolved_drops);
+        }
+        if app.kind == flowsteer_stack::AppKind::Http.name() {
+            counter!("flowsteer_app_keepalive_timeouts_total", &labels)
+                .absolute(app.keepalive_timeouts);
         }
         // Only a proxy connects out.
         if app.kind == flowsteer_stack::AppKind::TcpProxy.name() {

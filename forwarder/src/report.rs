@@ -109,8 +109,16 @@ pub struct AppSnapshot {
     pub connections_closed: u64,
     /// Connections open when the snapshot was taken.
     pub connections_active: u64,
-    /// Times every socket of the app was busy, so SYNs were refused until one closed.
+    /// SYNs refused because every socket of the app was busy.
     pub listen_exhausted: u64,
+    /// Connections closed after `stack.idle_timeout_s` without progress.
+    pub idle_timeouts: u64,
+    /// `http` connections closed after `stack.keepalive_timeout_s` without a next request.
+    pub keepalive_timeouts: u64,
+    /// Sockets taken out of TIME-WAIT early for a new connection.
+    pub time_wait_reused: u64,
+    /// `udp-echo` replies dropped because their destination's link address stayed unknown.
+    pub unresolved_drops: u64,
     /// Payload bytes received from clients.
     pub bytes_in: u64,
     /// Payload bytes sent to clients.
@@ -135,6 +143,10 @@ impl AppSnapshot {
             connections_closed: stats.connections_closed.get(),
             connections_active: stats.connections_active.get(),
             listen_exhausted: stats.listen_exhausted.get(),
+            idle_timeouts: stats.idle_timeouts.get(),
+            keepalive_timeouts: stats.keepalive_timeouts.get(),
+            time_wait_reused: stats.time_wait_reused.get(),
+            unresolved_drops: stats.unresolved_drops.get(),
             bytes_in: stats.bytes_in.get(),
             bytes_out: stats.bytes_out.get(),
             requests: stats.requests.get(),

@@ -229,8 +229,11 @@ fn rss_balancing_misdirects_and_breaks_the_kernels_connections() {
         return;
     }
     let net = ClientNet::new();
-    let engine = Engine::start(&engine_config(&net.engine_if, Balance::Rss), false)
-        .expect("the engine starts on the veth");
+    let mut cfg = engine_config(&net.engine_if, Balance::Rss);
+    // The misdirected connections' sockets never make progress: they time out, and their
+    // rules go with them.
+    cfg.stack.idle_timeout_s = 1;
+    let engine = Engine::start(&cfg, false).expect("the engine starts on the veth");
     // Concurrent attempts, each bounded by one short timeout per step: the whole check takes a
     // few seconds even though most attempts hang or are reset.
     let timeout = Duration::from_secs(1);
@@ -246,6 +249,11 @@ fn rss_balancing_misdirects_and_breaks_the_kernels_connections() {
         .collect();
     let failed = results.iter().filter(|r| r.is_err()).count();
     let misdirected = stack_sum(&engine, |s| s.misdirected.get());
+    let left = wait_for_no_exact_rules(&engine, Duration::from_secs(10));
+    assert_eq!(
+        left, 0,
+        "rules of misdirected connections left after their timeout"
+    );
 
     let report = stop_and_check(engine);
     assert!(

@@ -93,6 +93,13 @@ pub struct StackConfig {
     pub udp_buffer: usize,
     /// Connections one TCP app holds at once on this thread.
     pub max_connections: usize,
+    /// When a TCP connection that makes no progress is closed; `None`: never.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// When an `http` connection waiting for its next request is closed; `None`: only
+    /// `idle_timeout` applies.
+    pub keepalive_timeout: Option<std::time::Duration>,
+    /// How long a `udp-echo` reply may wait for its destination's link address.
+    pub neighbor_wait: std::time::Duration,
     /// Largest frame the stack emits (bytes without FCS): the buffers' data room, at most 1514.
     pub max_frame: usize,
     /// Seed of the TCP initial sequence numbers and ephemeral ports.

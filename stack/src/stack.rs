@@ -11,7 +11,7 @@ use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
-use crate::apps::{Round, Service, TcpService, UdpService};
+use crate::apps::{Round, Service, TcpService, Timeouts, UdpService};
 use crate::config::{AppKind, StackConfig};
 use crate::device::{BurstDevice, CapabilitiesOnly};
 use crate::keys::flow_key;
@@ -24,6 +24,9 @@ const TCP_SYN: u8 = 0x02;
 const TCP_ACK: u8 = 0x10;
 /// Bytes of the apps' scratch buffer: the largest UDP datagram fits.
 const SCRATCH_BYTES: usize = 65536;
+/// How often the apps look for connections past their timeouts when nothing else wakes the
+/// stack: the timeouts' resolution.
+const TIMEOUT_CHECK: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(1);
 
 /// Why a stack could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +104,11 @@ pub struct Stack {
     tx_scratch: Vec<u8>,
     /// Per service, the SYNs of the current round (listening sockets to arm before it).
     syns: Vec<usize>,
+    /// The SYNs of the current round, by service: a connection in TIME-WAIT on the same
+    /// addresses gives its socket to the new one.
+    syn_keys: Vec<(usize, flowtable::FlowKey)>,
+    /// The apps' timeouts need a round at least this often; `None`: they need none.
+    timeout_check: Option<smoltcp::time::Duration>,
 }
 
 impl Stack {
@@ -144,6 +152,12 @@ impl Stack {
 
         let mut sockets = SocketSet::new(Vec::new());
         let rules = Rules::new(table, me);
+        let timeouts = Timeouts {
+            idle: config.idle_timeout.map(duration),
+            keepalive: config.keepalive_timeout.map(duration),
+        };
+        let timeout_check =
+            (timeouts.idle.is_some() || timeouts.keepalive.is_some()).then_some(TIMEOUT_CHECK);
         let mut services = Vec::with_capacity(config.apps.len());
         for (i, app) in config.apps.iter().enumerate() {
             if app.port == 0 {
@@ -165,16 +179,8 @@ impl Stack {
                     full,
                 })?;
             let service = if app.kind.is_tcp() {
-                let mut tcp = TcpService::new(
-                    app.kind,
-                    app.port,
-                    app.upstream,
-                    me,
-                    config.max_connections,
-                    config.tcp_rx_buffer,
-                    config.tcp_tx_buffer,
-                );
-                tcp.refill_listeners(&mut sockets, 0, &stats.apps[i]);
+                let mut tcp = Box::new(TcpService::new(*app, me, &config, timeouts));
+                tcp.refill_listeners(&mut sockets, 0, Instant::from_micros(0), &stats.apps[i]);
                 Service::Tcp(tcp)
             } else {
                 let udp = UdpService::bind(&mut sockets, app.port, config.udp_buffer)
@@ -195,6 +201,8 @@ impl Stack {
             scratch: vec![0; SCRATCH_BYTES],
             tx_scratch: Vec::new(),
             syns: vec![0; config.apps.len()],
+            syn_keys: Vec::new(),
+            timeout_check,
             config,
         })
     }
@@ -231,11 +239,16 @@ impl Stack {
         }
         self.count_ownership(frames);
         let stats = &*self.stats;
+        for &(i, key) in &self.syn_keys {
+            if let Service::Tcp(tcp) = &mut self.services[i] {
+                tcp.reuse_time_wait_of(&key, &mut self.sockets, &stats.apps[i]);
+            }
+        }
         for ((service, syns), app_stats) in
             self.services.iter_mut().zip(&self.syns).zip(&stats.apps)
         {
             if let (Service::Tcp(tcp), true) = (service, *syns > 0) {
-                tcp.refill_listeners(&mut self.sockets, *syns, app_stats);
+                tcp.refill_listeners(&mut self.sockets, *syns, now, app_stats);
             }
         }
         let mut device = BurstDevice::new(
@@ -252,6 +265,7 @@ impl Stack {
         for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
             match service {
                 Service::Tcp(tcp) => tcp.service(&mut Round {
+                    now,
                     sockets: &mut self.sockets,
                     cx: self.iface.context(),
                     connector: &mut self.connector,
@@ -271,7 +285,15 @@ impl Stack {
         stats.frames_out.add(counts.frames_out);
         stats.tx_no_buffer.add(counts.tx_no_buffer);
         cache.free_bulk(frames);
-        self.next_poll = self.iface.poll_at(now, &self.sockets);
+        let smoltcp_poll = self.iface.poll_at(now, &self.sockets);
+        let timeout_poll = self
+            .timeout_check
+            .filter(|_| self.rules.connections() > 0)
+            .map(|every| now + every);
+        self.next_poll = match (smoltcp_poll, timeout_poll) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Ends every connection (resets sent into `tx`), deletes their rules. The listen rules and
@@ -305,6 +327,7 @@ impl Stack {
     fn count_ownership(&mut self, frames: &[PktBuf]) {
         let (mut misdirected, mut no_socket) = (0, 0);
         self.syns.iter_mut().for_each(|n| *n = 0);
+        self.syn_keys.clear();
         for frame in frames {
             let Ok(Classified::Flow {
                 tuple, tcp_flags, ..
@@ -326,6 +349,7 @@ impl Stack {
                         match self.service_index(Proto::Tcp, key.local_port()) {
                             Some(i) => {
                                 self.syns[i] += 1;
+                                self.syn_keys.push((i, key));
                                 true
                             }
                             None => false,
@@ -356,6 +380,11 @@ impl Stack {
             Service::Udp(udp) => proto == Proto::Udp && udp.port() == port,
         })
     }
+}
+
+/// A configured timeout in smoltcp's clock.
+fn duration(d: std::time::Duration) -> smoltcp::time::Duration {
+    smoltcp::time::Duration::from_micros(d.as_micros().try_into().unwrap_or(u64::MAX))
 }
 
 impl fmt::Debug for Stack {

@@ -46,9 +46,19 @@ pub struct AppStats {
     pub connections_closed: Counter,
     /// Connections open now (gauge).
     pub connections_active: Counter,
-    /// Times every socket of the app was busy, so no socket listened until one closed: SYNs in
-    /// that window are answered with a reset by the stack (`stack.max_connections`).
+    /// SYNs that found no listening socket because every socket of the app was busy
+    /// (`stack.max_connections`); the stack answers each with a reset. Each counted once.
     pub listen_exhausted: Counter,
+    /// TCP connections closed by `stack.idle_timeout_s` (no progress for that long).
+    pub idle_timeouts: Counter,
+    /// `http` connections closed by `stack.keepalive_timeout_s` (no next request for that long).
+    pub keepalive_timeouts: Counter,
+    /// Sockets taken out of TIME-WAIT early for a new connection: no closed socket was free, or
+    /// the new connection's SYN came from the same address and port as the old connection's.
+    pub time_wait_reused: Counter,
+    /// `udp-echo` replies dropped because their destination's link address stayed unknown for
+    /// `stack.neighbor_wait_ms`.
+    pub unresolved_drops: Counter,
     /// Payload bytes received from clients.
     pub bytes_in: Counter,
     /// Payload bytes sent to clients.

@@ -112,6 +112,9 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) 
         tcp_tx_buffer: 16384,
         udp_buffer: 16384,
         max_connections,
+        idle_timeout: Some(std::time::Duration::from_secs(60)),
+        keepalive_timeout: Some(std::time::Duration::from_secs(75)),
+        neighbor_wait: std::time::Duration::from_secs(3),
         max_frame: 1514,
         seed: 7,
         apps,
@@ -379,6 +382,61 @@ fn http_answers_pipelined_requests_and_closes_on_request() {
     assert_eq!(rig.table.exact_len(), 0);
     assert_eq!(rig.stats().apps[0].requests.get(), 4);
     assert_eq!(rig.stats().apps[0].errors.get(), 0);
+    rig.assert_pool_full();
+}
+
+/// One HTTP/1.0 request on a new connection from `local_port`; the server answers and closes
+/// first, so its socket goes to TIME-WAIT. Returns the response.
+fn http10_once(rig: &mut Rig, local_port: u16) -> String {
+    let handle = rig.tcp_client(80, local_port);
+    rig.run(10);
+    rig.tcp(handle)
+        .send_slice(b"GET / HTTP/1.0\r\n\r\n")
+        .unwrap();
+    rig.run(20);
+    let text = String::from_utf8(rig.drain(handle)).unwrap();
+    rig.tcp(handle).close();
+    rig.run(20);
+    rig.sockets.remove(handle);
+    text
+}
+
+#[test]
+fn connections_in_time_wait_give_their_sockets_to_new_ones() {
+    // Two sockets only: every connection after the second needs one still in TIME-WAIT.
+    let mut rig = Rig::new(vec![app(AppKind::Http, 80)], 2);
+    for i in 0..10 {
+        let text = http10_once(&mut rig, 46000 + i);
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n"),
+            "connection {i}: {text:?}"
+        );
+    }
+    let stats = &rig.stats().apps[0];
+    assert_eq!(stats.requests.get(), 10);
+    assert_eq!(stats.listen_exhausted.get(), 0);
+    assert!(
+        stats.time_wait_reused.get() >= 8,
+        "{}",
+        stats.time_wait_reused.get()
+    );
+    assert_eq!(rig.table.exact_len(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_syn_from_a_connection_in_time_wait_opens_the_new_connection_at_once() {
+    let mut rig = Rig::new(vec![app(AppKind::Http, 80)], 8);
+    let first = http10_once(&mut rig, 47000);
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first:?}");
+    assert_eq!(rig.stats().apps[0].time_wait_reused.get(), 0);
+    // The same address and port again, well within the server's 10 s of TIME-WAIT.
+    let again = http10_once(&mut rig, 47000);
+    assert!(again.starts_with("HTTP/1.1 200 OK\r\n"), "{again:?}");
+    let stats = &rig.stats().apps[0];
+    assert_eq!(stats.requests.get(), 2);
+    assert_eq!(stats.time_wait_reused.get(), 1);
+    assert_eq!(stats.connections_opened.get(), 2);
     rig.assert_pool_full();
 }
 

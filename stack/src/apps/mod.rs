@@ -11,13 +11,15 @@ mod proxy;
 mod tcp;
 mod udp;
 
-pub(crate) use tcp::TcpService;
 pub use tcp::BACKLOG;
+pub(crate) use tcp::{TcpService, Timeouts};
 pub(crate) use udp::UdpService;
 
 /// What one service round of an app works with: the thread's sockets, interface context, outbound
 /// connector, rules and scratch buffer, and the counters.
 pub(crate) struct Round<'a> {
+    /// The stack's clock at the start of the round.
+    pub(crate) now: smoltcp::time::Instant,
     pub(crate) sockets: &'a mut SocketSet<'static>,
     pub(crate) cx: &'a mut Context,
     pub(crate) connector: &'a mut Connector,
@@ -29,6 +31,6 @@ pub(crate) struct Round<'a> {
 
 /// One app of one thread.
 pub(crate) enum Service {
-    Tcp(TcpService),
+    Tcp(Box<TcpService>),
     Udp(UdpService),
 }

@@ -8,19 +8,47 @@
 //! listen again, up to `max_connections` sockets in all: buffers are allocated when a socket is
 //! first created and reused after, never per connection.
 //!
+//! # TIME-WAIT
+//!
+//! A connection the server closes first (HTTP/1.0, `Connection: close`) leaves its socket in
+//! TIME-WAIT for smoltcp's 10 seconds. Such a socket holds no connection: its rule is deleted
+//! and it does not count as active. It keeps TIME-WAIT only while nobody needs it, as lwIP's
+//! TIME-WAIT PCBs do: when a new connection finds no closed socket free and the app already has
+//! `max_connections` sockets, the oldest TIME-WAIT socket is taken (silently: `listen` resets
+//! it without a segment), and a SYN from the very address and port of a TIME-WAIT connection
+//! takes that socket over at once (as a kernel accepts a new SYN in TIME-WAIT, RFC 6191). So at
+//! any rate of new connections no SYN is refused for want of a slot, and memory stays bounded.
+//!
+//! Why this is safe: TIME-WAIT guards against two things. (1) Our last ACK is lost and the peer
+//! sends its FIN again: with the socket gone the peer gets a reset instead of an ACK, in
+//! LAST-ACK, after its application has closed: it loses nothing. (2) A delayed duplicate of the
+//! old connection lands in a new one on the same address pair: smoltcp picks each connection's
+//! initial sequence number at random, so such a segment falls inside the new window with a
+//! probability of about window / 2^32 (1 in 65 536 for 64 KiB), and only if a segment is delayed
+//! for longer than the old connection's close and the new one's set-up, which a LAN does not do.
+//!
+//! # Timeouts
+//!
+//! A connection that makes no progress (nothing received, nothing it sent acknowledged, no
+//! state change) for `idle_timeout` is closed: with a FIN when nothing is pending either way,
+//! else with a reset; an `http` connection waiting for its next request with nothing pending is
+//! closed after `keepalive_timeout` instead (as nginx's `keepalive_timeout`). A closed
+//! connection that still makes no progress is reset after one more period. Each is counted.
+//!
 //! Cost per service round: one pass over the app's sockets (state read, data moved through one
 //! scratch buffer). Rounds run only after a poll that changed socket state.
 
-use std::net::SocketAddr;
-
 use flowtable::{FlowKey, Proto};
+use std::collections::{HashMap, VecDeque};
+
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration, Instant};
 
 use super::http::{self, Head, Refusal};
 use super::proxy::{ClientSide, Upstreams};
 use super::Round;
-use crate::config::AppKind;
+use crate::config::{AppKind, AppSpec, StackConfig};
 use crate::keys::endpoint_key;
 use crate::rules::Rules;
 use crate::stats::{AppStats, StackStats};
@@ -29,7 +57,8 @@ use crate::stats::{AppStats, StackStats};
 /// each round the stack also arms one listening socket per SYN the round carries, so a burst of
 /// SYNs is never refused for want of a listener.
 pub const BACKLOG: usize = 4;
-/// Idle connections are aborted after this long without a segment from the peer.
+/// smoltcp's own timeout: a connection whose peer does not acknowledge what it has sent for this
+/// long (data, a SYN-ACK or a FIN) is aborted; the proxy's upstream connects use it too.
 const IDLE_TIMEOUT: smoltcp::time::Duration = smoltcp::time::Duration::from_secs(120);
 
 /// One socket of the pool and what the app keeps for its connection.
@@ -43,6 +72,35 @@ struct Slot {
     body_left: u64,
     /// The `tcp-proxy` app's upstream connection for this one.
     upstream: Option<usize>,
+    /// The connection this socket holds in TIME-WAIT (its rule is gone already).
+    time_wait: Option<FlowKey>,
+    /// When the connection last made progress.
+    last_progress: Instant,
+    /// What the socket looked like after the last round: bytes waiting to be read, bytes not
+    /// yet acknowledged, state. More to read, fewer unacknowledged or another state: progress.
+    seen: (usize, usize, State),
+}
+
+impl Slot {
+    fn new(handle: SocketHandle, now: Instant) -> Self {
+        Slot {
+            handle,
+            key: None,
+            request: Vec::new(),
+            body_left: 0,
+            upstream: None,
+            time_wait: None,
+            last_progress: now,
+            seen: (0, 0, State::Listen),
+        }
+    }
+}
+
+/// When connections that make no progress are closed (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub(crate) idle: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
 }
 
 /// A TCP app on one port of one thread.
@@ -59,19 +117,26 @@ pub(crate) struct TcpService {
     response: Vec<u8>,
     /// The `tcp-proxy` app's upstream connections.
     upstreams: Option<Upstreams>,
+    timeouts: Timeouts,
+    /// Slots whose socket is in TIME-WAIT, by the connection it held, and in the order they
+    /// entered it (entries of slots that left TIME-WAIT since are skipped when met).
+    time_wait: HashMap<FlowKey, usize>,
+    time_wait_order: VecDeque<usize>,
 }
 
 impl TcpService {
-    /// The app `kind` on `port`; `upstream` is where a `tcp-proxy` connects to.
-    pub(crate) fn new(
-        kind: AppKind,
-        port: u16,
-        upstream: Option<SocketAddr>,
-        thread: u16,
-        max_connections: usize,
-        rx_buffer: usize,
-        tx_buffer: usize,
-    ) -> Self {
+    /// The TCP app `app` of thread `thread`, with the socket sizes and limits of `config`.
+    pub(crate) fn new(app: AppSpec, thread: u16, config: &StackConfig, timeouts: Timeouts) -> Self {
+        let AppSpec {
+            kind,
+            port,
+            upstream,
+        } = app;
+        let (max_connections, rx_buffer, tx_buffer) = (
+            config.max_connections,
+            config.tcp_rx_buffer,
+            config.tcp_tx_buffer,
+        );
         let upstreams = upstream
             .filter(|_| kind == AppKind::TcpProxy)
             .map(|remote| {
@@ -87,6 +152,9 @@ impl TcpService {
             body: format!("flowsteer thread {thread} port {port}\n").into_bytes(),
             response: Vec::new(),
             upstreams,
+            timeouts,
+            time_wait: HashMap::new(),
+            time_wait_order: VecDeque::new(),
         }
     }
 
@@ -94,17 +162,20 @@ impl TcpService {
         self.port
     }
 
-    /// Brings the listening sockets up to `want` (at least the backlog, at most
-    /// `max_connections` sockets in all); counts when every socket is busy.
+    /// Brings the listening sockets up to one per SYN of the coming round, at least the
+    /// backlog, at most `max_connections` sockets in all, taking sockets out of TIME-WAIT
+    /// where no other is free. Counts each of the `syns` left without a listener (smoltcp
+    /// answers it with a reset).
     pub(crate) fn refill_listeners(
         &mut self,
         sockets: &mut SocketSet<'static>,
-        want: usize,
+        syns: usize,
+        now: Instant,
         stats: &AppStats,
     ) {
-        let want = want.max(BACKLOG).min(self.max_sockets);
+        let want = syns.max(BACKLOG).min(self.max_sockets);
         let mut listening = 0;
-        for slot in &self.slots {
+        for slot in &mut self.slots {
             let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
             let reusable =
                 socket.state() == State::Closed && slot.key.is_none() && slot.upstream.is_none();
@@ -112,12 +183,20 @@ impl TcpService {
                 || (reusable && listening < want && socket.listen(self.port).is_ok())
             {
                 listening += 1;
+                // A socket whose TIME-WAIT ran out by itself.
+                if let Some(key) = slot.time_wait.take() {
+                    self.time_wait.remove(&key);
+                }
             }
         }
         while listening < want {
             if self.slots.len() >= self.max_sockets {
-                stats.listen_exhausted.add(1);
-                return;
+                if self.reuse_oldest_time_wait(sockets) {
+                    stats.time_wait_reused.add(1);
+                    listening += 1;
+                    continue;
+                }
+                break;
             }
             let mut socket = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0; self.rx_buffer]),
@@ -128,18 +207,59 @@ impl TcpService {
             if socket.listen(self.port).is_err() {
                 // Only port 0 is refused, which configuration rules out.
                 stats.errors.add(1);
-                return;
+                break;
             }
             let handle = sockets.add(socket);
-            self.slots.push(Slot {
-                handle,
-                key: None,
-                request: Vec::new(),
-                body_left: 0,
-                upstream: None,
-            });
+            self.slots.push(Slot::new(handle, now));
             listening += 1;
         }
+        stats
+            .listen_exhausted
+            .add(syns.saturating_sub(listening) as u64);
+    }
+
+    /// Makes the oldest socket in TIME-WAIT listen again; false when none is in TIME-WAIT.
+    fn reuse_oldest_time_wait(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        while let Some(index) = self.time_wait_order.pop_front() {
+            if self.reuse_time_wait(index, sockets) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A SYN from the address and port of a connection in TIME-WAIT on this app: that socket
+    /// listens again at once, so the SYN opens the new connection instead of being answered
+    /// from TIME-WAIT (RFC 6191). True when there was one.
+    pub(crate) fn reuse_time_wait_of(
+        &mut self,
+        key: &FlowKey,
+        sockets: &mut SocketSet<'static>,
+        stats: &AppStats,
+    ) -> bool {
+        let reused = self
+            .time_wait
+            .get(key)
+            .copied()
+            .is_some_and(|index| self.reuse_time_wait(index, sockets));
+        if reused {
+            stats.time_wait_reused.add(1);
+        }
+        reused
+    }
+
+    /// Makes slot `index` listen again if its socket is still in the TIME-WAIT it entered.
+    fn reuse_time_wait(&mut self, index: usize, sockets: &mut SocketSet<'static>) -> bool {
+        let Some(slot) = self.slots.get_mut(index) else {
+            return false;
+        };
+        let Some(key) = slot.time_wait.take() else {
+            return false;
+        };
+        self.time_wait.remove(&key);
+        let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
+        // `listen` on a socket in TIME-WAIT resets it without sending anything.
+        socket.state() == State::TimeWait && socket.listen(self.port).is_ok()
     }
 
     /// Follows every socket: rules for connections set up and ended, data for the app.
@@ -147,8 +267,10 @@ impl TcpService {
         // Sockets that ended in an earlier round listen again. Not those of this round: a reset
         // this round queued (an abort) leaves only in the egress after it, and `listen` would
         // forget it.
-        self.refill_listeners(round.sockets, BACKLOG, round.stats);
-        for slot in self.slots.iter_mut() {
+        self.refill_listeners(round.sockets, 0, round.now, round.stats);
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            note_progress(slot, round);
+            let open_before = slot.key;
             // The proxy first: a client it resets for a failed upstream ends in this same round.
             if let Some(upstreams) = self.upstreams.as_mut() {
                 let client = ClientSide {
@@ -159,6 +281,20 @@ impl TcpService {
             }
             let http = (self.body.as_slice(), &mut self.response);
             Self::serve(self.kind, http, slot, round);
+            let state = round.sockets.get::<tcp::Socket>(slot.handle).state();
+            if let (State::TimeWait, Some(key), None) = (state, open_before, slot.key) {
+                slot.time_wait = Some(key);
+                self.time_wait.insert(key, index);
+                self.time_wait_order.push_back(index);
+            }
+            enforce_timeouts(self.kind, self.timeouts, slot, round);
+        }
+        // Entries of slots that left TIME-WAIT by themselves stay in the order until met; drop
+        // them once they outnumber the slots, so the order stays bounded.
+        if self.time_wait_order.len() > 2 * self.slots.len() {
+            let slots = &self.slots;
+            self.time_wait_order
+                .retain(|&index| slots[index].time_wait.is_some());
         }
         if let Some(upstreams) = self.upstreams.as_mut() {
             upstreams.reap(round.sockets, round.rules, round.stack_stats);
@@ -244,6 +380,53 @@ impl TcpService {
         }
         stats.connections_active.set(0);
     }
+}
+
+/// Notes whether `slot`'s connection made progress since the last round: more bytes to read,
+/// fewer unacknowledged, or another state. Runs before the app takes anything.
+fn note_progress(slot: &mut Slot, round: &mut Round<'_>) {
+    let socket = round.sockets.get::<tcp::Socket>(slot.handle);
+    let now = (socket.recv_queue(), socket.send_queue(), socket.state());
+    let (read, unacknowledged, state) = slot.seen;
+    if now.0 > read || now.1 < unacknowledged || now.2 != state {
+        slot.last_progress = round.now;
+    }
+}
+
+/// Closes `slot`'s connection when it made no progress for its timeout (see the module
+/// documentation), and records how the socket looks after this round.
+fn enforce_timeouts(kind: AppKind, timeouts: Timeouts, slot: &mut Slot, round: &mut Round<'_>) {
+    let socket = round.sockets.get_mut::<tcp::Socket>(slot.handle);
+    if slot.key.is_some() {
+        let nothing_pending = socket.recv_queue() == 0
+            && socket.send_queue() == 0
+            && slot.request.is_empty()
+            && slot.body_left == 0
+            && slot.upstream.is_none()
+            && socket.state() == State::Established;
+        let keepalive = match timeouts.keepalive {
+            Some(limit) if kind == AppKind::Http && nothing_pending => Some(limit),
+            _ => None,
+        };
+        if let Some(limit) = keepalive.or(timeouts.idle) {
+            if round.now >= slot.last_progress + limit {
+                if keepalive.is_some() {
+                    round.stats.keepalive_timeouts.add(1);
+                } else {
+                    round.stats.idle_timeouts.add(1);
+                }
+                if nothing_pending {
+                    socket.close();
+                } else {
+                    socket.abort();
+                }
+                // A FIN the peer never acknowledges is progress-free too: one more period, then
+                // the reset.
+                slot.last_progress = round.now;
+            }
+        }
+    }
+    slot.seen = (socket.recv_queue(), socket.send_queue(), socket.state());
 }
 
 /// Closes our side once the peer closed and everything it sent was handled.

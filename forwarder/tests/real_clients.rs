@@ -1,0 +1,286 @@
+//! The stacks in front of real Linux clients doing what users do: many short connections one
+//! after another and at once (`ab`), pipelined requests, idle and half-sent connections, a
+//! datagram from a neighbour that never answers, IPv4 and IPv6. The engine runs on one end of a
+//! veth pair through AF_PACKET, the clients in a network namespace on the other end (see
+//! `common`). Each test names the failure it guards against.
+//!
+//! The tests need root (namespaces, veth, AF_PACKET). Without root they print
+//! "skipped: needs root", unless `CI=true`, where they fail.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use flowsteer_config::{App, AppKind, Balance, Config, Driver, Fanout, Idle, Profile};
+use forwarder::engine::Engine;
+
+mod common;
+use common::*;
+
+const ECHO_PORT: u16 = 7000;
+
+/// Two stack threads, software balancing, hash fanout (a NIC with RSS): http, tcp-echo and
+/// udp-echo on both threads.
+fn config(interface: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = 2;
+    cfg.engine.balance = Balance::Software;
+    cfg.engine.idle = Idle::Sleep;
+    cfg.port.driver = Driver::AfPacket;
+    cfg.port.interface = interface.to_owned();
+    cfg.port.queues = 2;
+    cfg.port.fanout = Fanout::Hash;
+    cfg.port.ipv4 = ENGINE_IP;
+    cfg.port.ipv4_prefix = 24;
+    cfg.traffic.profile = Profile::None;
+    cfg.metrics.enabled = false;
+    cfg.stack.app = vec![
+        App::new(AppKind::Http, HTTP_PORT),
+        App::new(AppKind::TcpEcho, ECHO_PORT),
+        App::new(AppKind::UdpEcho, UDP_ECHO_PORT),
+    ];
+    cfg
+}
+
+fn start(cfg: &Config) -> Engine {
+    Engine::start(cfg, false).expect("the engine starts on the veth")
+}
+
+/// Sum of an app counter over the threads' apps of `kind`.
+fn app_sum(
+    engine: &Engine,
+    kind: flowsteer_stack::AppKind,
+    counter: impl Fn(&flowsteer_stack::AppStats) -> u64,
+) -> u64 {
+    engine
+        .shared()
+        .stacks
+        .iter()
+        .flat_map(|s| s.apps.iter().zip(&s.stats.apps))
+        .filter(|(spec, _)| spec.kind == kind)
+        .map(|(_, stats)| counter(stats))
+        .sum()
+}
+
+/// `ab` against the http app; returns (complete, failed, non-2xx) and the output.
+fn ab(net: &ClientNet, ip: IpAddr, args: &[&str], limit: Duration) -> (u64, u64, u64, String) {
+    let url = format!("http://{}:{HTTP_PORT}/", url_host(ip));
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["-r", "-s", "5", &url]);
+    let out = net.exec("ab", &all, b"", limit);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let complete = field("Complete requests:").unwrap_or(0);
+    let failed = field("Failed requests:").unwrap_or(u64::MAX);
+    let non_2xx = field("Non-2xx responses:").unwrap_or(0);
+    (complete, failed, non_2xx, text)
+}
+
+/// Issue: sockets in TIME-WAIT held every slot of `stack.max_connections`: after 1024
+/// connections the server closed, new ones were refused for seconds.
+#[test]
+fn server_closed_connections_never_use_up_the_connection_slots() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let mut cfg = config(&net.engine_if);
+    // Few slots, so that the connections the server closes would fill them many times over.
+    cfg.stack.max_connections = 64;
+    let engine = start(&cfg);
+    // HTTP/1.0 without keep-alive: the server closes each connection first (TIME-WAIT here).
+    let (complete, failed, non_2xx, text) = ab(
+        &net,
+        IpAddr::V4(ENGINE_IP),
+        &["-n", "1500", "-c", "1"],
+        Duration::from_secs(120),
+    );
+    assert_eq!((complete, failed, non_2xx), (1500, 0, 0), "{text}");
+    let (complete, failed, non_2xx, text) = ab(
+        &net,
+        IpAddr::V6(ENGINE_IP6),
+        &["-n", "2000", "-c", "50"],
+        Duration::from_secs(120),
+    );
+    assert_eq!((complete, failed, non_2xx), (2000, 0, 0), "{text}");
+    let exhausted = app_sum(&engine, flowsteer_stack::AppKind::Http, |a| {
+        a.listen_exhausted.get()
+    });
+    assert_eq!(exhausted, 0, "a SYN found no free socket");
+    assert_eq!(wait_for_no_exact_rules(&engine, Duration::from_secs(10)), 0);
+    stop_and_check(engine);
+}
+
+/// Issue: a burst of new connections found too few listening sockets; the refused SYNs were
+/// retried by the clients after a second.
+#[test]
+fn a_burst_of_new_connections_is_accepted_at_once() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let engine = start(&config(&net.engine_if));
+    let url = format!("http://{ENGINE_IP}:{HTTP_PORT}/");
+    let children: Vec<_> = (0..100)
+        .map(|_| {
+            net.command(
+                "curl",
+                &[
+                    "-sS",
+                    "-o",
+                    "/dev/null",
+                    "--max-time",
+                    "10",
+                    "-w",
+                    "%{http_code} %{time_connect}\n",
+                    &url,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start curl")
+        })
+        .collect();
+    let mut slow = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("curl ends");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "curl: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut fields = text.split_whitespace();
+        assert_eq!(fields.next(), Some("200"), "{text}");
+        let connect: f64 = fields.next().and_then(|t| t.parse().ok()).expect("time");
+        // A SYN that found no listener is retried by the kernel after one second: a connect
+        // time of a second or more is that, not a slow machine.
+        if connect >= 1.0 {
+            slow.push(connect);
+        }
+    }
+    let exhausted = app_sum(&engine, flowsteer_stack::AppKind::Http, |a| {
+        a.listen_exhausted.get()
+    });
+    assert_eq!(exhausted, 0);
+    assert_eq!(wait_for_no_exact_rules(&engine, Duration::from_secs(10)), 0);
+    let report = stop_and_check(engine);
+    assert!(
+        slow.is_empty(),
+        "connects retried: {slow:?}\n{}",
+        report.render_table()
+    );
+}
+
+/// Issue: pipelined requests were answered once, then the connection was reset.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let engine = start(&config(&net.engine_if));
+    for ip in [IpAddr::V4(ENGINE_IP), IpAddr::V6(ENGINE_IP6)] {
+        let answers = net
+            .client(move || -> Result<Vec<String>, String> {
+                let addr = SocketAddr::new(ip, HTTP_PORT);
+                let mut stream = connect_to_engine(addr, Duration::from_secs(3))?;
+                let one = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+                let last = "GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+                let requests = format!("{one}{one}HEAD / HTTP/1.1\r\nHost: x\r\n\r\n{last}");
+                stream
+                    .write_all(requests.as_bytes())
+                    .map_err(|e| format!("write: {e}"))?;
+                let mut all = Vec::new();
+                stream
+                    .read_to_end(&mut all)
+                    .map_err(|e| format!("read: {e} after {} bytes", all.len()))?;
+                let text = String::from_utf8_lossy(&all).into_owned();
+                Ok(text
+                    .split("HTTP/1.1 ")
+                    .skip(1)
+                    .map(|r| r.lines().next().unwrap_or("").to_owned())
+                    .collect())
+            })
+            .join()
+            .expect("client thread")
+            .unwrap_or_else(|e| panic!("{ip}: {e}"));
+        assert_eq!(answers, vec!["200 OK"; 4], "{ip}");
+    }
+    stop_and_check(engine);
+}
+
+/// Issue: idle and half-sent connections stayed forever; a few idle `nc` sessions locked every
+/// other client out.
+#[test]
+fn idle_half_sent_and_kept_alive_connections_time_out() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let mut cfg = config(&net.engine_if);
+    cfg.stack.max_connections = 8;
+    cfg.stack.idle_timeout_s = 1;
+    cfg.stack.keepalive_timeout_s = 1;
+    let engine = start(&cfg);
+    let outcome = net
+        .client(move || -> Result<(), String> {
+            let timeout = Duration::from_secs(3);
+            // Clients that send nothing (the listen rule spreads them over the threads).
+            let idle: Vec<TcpStream> = (0..8)
+                .map(|_| connect_to_engine(SocketAddr::from((ENGINE_IP, ECHO_PORT)), timeout))
+                .collect::<Result<_, _>>()?;
+            // A request head that never ends, and a kept-alive connection after one answer.
+            let mut half = connect_to_engine(SocketAddr::from((ENGINE_IP, HTTP_PORT)), timeout)?;
+            half.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+                .map_err(|e| format!("write: {e}"))?;
+            let mut kept = connect_to_engine(SocketAddr::from((ENGINE_IP, HTTP_PORT)), timeout)?;
+            kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .map_err(|e| format!("write: {e}"))?;
+            read_response(&mut kept)?;
+            let started = Instant::now();
+            // The idle ones and the kept-alive one get a FIN: nothing was pending.
+            for (i, mut stream) in idle.into_iter().chain([kept]).enumerate() {
+                let mut buf = [0u8; 16];
+                match stream.read(&mut buf) {
+                    Ok(0) => {}
+                    other => return Err(format!("connection {i}: {other:?} instead of a FIN")),
+                }
+            }
+            // The half-sent request gets a reset: a request was pending.
+            let mut buf = [0u8; 16];
+            match half.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => return Err(format!("half-sent request: {other:?} instead of a reset")),
+            }
+            let waited = started.elapsed();
+            // The sockets are free again: a new client is served.
+            echo_once(SocketAddr::from((ENGINE_IP, ECHO_PORT)), 1000, 7, timeout)?;
+            eprintln!("idle connections closed after {waited:?}");
+            Ok(())
+        })
+        .join()
+        .expect("client thread");
+    outcome.expect("every idle connection timed out");
+    let idle = app_sum(&engine, flowsteer_stack::AppKind::TcpEcho, |a| {
+        a.idle_timeouts.get()
+    }) + app_sum(&engine, flowsteer_stack::AppKind::Http, |a| {
+        a.idle_timeouts.get()
+    });
+    let kept = app_sum(&engine, flowsteer_stack::AppKind::Http, |a| {
+        a.keepalive_timeouts.get()
+    });
+    assert_eq!((idle, kept), (9, 1));
+    assert_eq!(wait_for_no_exact_rules(&engine, Duration::from_secs(10)), 0);
+    stop_and_check(engine);
+}
