@@ -284,3 +284,139 @@ fn idle_half_sent_and_kept_alive_connections_time_out() {
     assert_eq!(wait_for_no_exact_rules(&engine, Duration::from_secs(10)), 0);
     stop_and_check(engine);
 }
+
+/// Sends `frame` as it is on `interface` of the calling thread's network namespace.
+fn send_raw_frame(interface: &str, frame: &[u8]) -> Result<(), String> {
+    let name = std::ffi::CString::new(interface).map_err(|e| e.to_string())?;
+    // SAFETY: if_nametoindex reads the NUL-terminated name and nothing else.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(format!("no interface {interface}"));
+    }
+    // SAFETY: socket() takes no pointers; the descriptor is closed below on every path.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: sockaddr_ll is plain data for which all-zero is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = index as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&frame[..6]);
+    // SAFETY: `frame` is valid for its length and `addr` is a sockaddr_ll of the size given.
+    let sent = unsafe {
+        libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            std::ptr::addr_of!(addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    let error = std::io::Error::last_os_error();
+    // SAFETY: `fd` is the socket opened above, closed once.
+    unsafe { libc::close(fd) };
+    if sent != frame.len() as isize {
+        return Err(format!("send a raw frame: {error}"));
+    }
+    Ok(())
+}
+
+/// A UDP datagram to the engine's udp-echo app from `src`, an address on the client's link that
+/// no host holds, so nobody answers the engine's ARP request or neighbour solicitation for it.
+fn datagram_from_nobody(engine_mac: [u8; 6], src: IpAddr, dst: IpAddr) -> Vec<u8> {
+    use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair, IP_PROTO_UDP};
+    let ip = match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => IpPair::V4 {
+            src: src.octets(),
+            dst: dst.octets(),
+        },
+        (IpAddr::V6(src), IpAddr::V6(dst)) => IpPair::V6 {
+            src: src.octets(),
+            dst: dst.octets(),
+        },
+        _ => panic!("one family"),
+    };
+    let mut frame = vec![0u8; 256];
+    let len = build_frame(
+        &mut frame,
+        &FrameSpec {
+            src_mac: [0x02, 0, 0, 0, 0x77, 0x77],
+            dst_mac: engine_mac,
+            vlan: None,
+            tuple: FiveTuple {
+                ip,
+                proto: IP_PROTO_UDP,
+                src_port: 4000,
+                dst_port: UDP_ECHO_PORT,
+            },
+            tcp_flags: 0,
+            payload: b"a datagram from a host that answers no neighbour request",
+        },
+    )
+    .expect("the frame fits");
+    frame.truncate(len);
+    frame
+}
+
+/// Issue: one datagram from an on-link address that never answers ARP (or neighbour discovery)
+/// blocked udp-echo's replies to every client, IPv4 and IPv6, until restart.
+#[test]
+fn a_neighbor_that_never_answers_blocks_no_udp_client() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let mut cfg = config(&net.engine_if);
+    cfg.stack.neighbor_wait_ms = 500;
+    let engine = start(&cfg);
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", net.engine_if))
+        .expect("the engine end's MAC address");
+    let mut engine_mac = [0u8; 6];
+    for (byte, hex) in engine_mac.iter_mut().zip(mac.trim().split(':')) {
+        *byte = u8::from_str_radix(hex, 16).expect("a hex byte");
+    }
+    let client_if = net.client_if.clone();
+    let outcome = net
+        .client(move || -> Result<(), String> {
+            let timeout = Duration::from_secs(3);
+            for ip in [IpAddr::V4(ENGINE_IP), IpAddr::V6(ENGINE_IP6)] {
+                // The client is known to the engine first, as on a live link.
+                udp_echo(ip, 3, timeout)?;
+                let nobody: IpAddr = match ip {
+                    IpAddr::V4(_) => "198.18.0.77".parse().expect("an address"),
+                    IpAddr::V6(_) => "2001:db8::77".parse().expect("an address"),
+                };
+                for _ in 0..3 {
+                    send_raw_frame(&client_if, &datagram_from_nobody(engine_mac, nobody, ip))?;
+                }
+                // Every datagram of the client comes back at once, on both families.
+                let intact = udp_echo(ip, 20, timeout)?;
+                if intact != 20 {
+                    return Err(format!("{ip}: {intact} of 20 echoed"));
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .expect("client thread");
+    outcome.expect("udp echo while a neighbour never answers");
+    // Past the wait, the replies to nobody are dropped and counted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let dropped = loop {
+        let dropped = app_sum(&engine, flowsteer_stack::AppKind::UdpEcho, |a| {
+            a.unresolved_drops.get()
+        });
+        if dropped >= 6 || Instant::now() >= deadline {
+            break dropped;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(dropped, 6);
+    stop_and_check(engine);
+}

@@ -183,8 +183,10 @@ impl Stack {
                 tcp.refill_listeners(&mut sockets, 0, Instant::from_micros(0), &stats.apps[i]);
                 Service::Tcp(tcp)
             } else {
-                let udp = UdpService::bind(&mut sockets, app.port, config.udp_buffer)
-                    .ok_or(StackError::Port { app: app.kind })?;
+                let neighbor_wait = duration(config.neighbor_wait);
+                let udp =
+                    UdpService::bind(&mut sockets, app.port, config.udp_buffer, neighbor_wait)
+                        .ok_or(StackError::Port { app: app.kind })?;
                 Service::Udp(udp)
             };
             services.push(service);
@@ -274,7 +276,9 @@ impl Stack {
                     stats: app_stats,
                     scratch: &mut self.scratch,
                 }),
-                Service::Udp(udp) => udp.service(&mut self.sockets, app_stats, &mut self.scratch),
+                Service::Udp(udp) => {
+                    udp.service(&mut self.sockets, now, app_stats, &mut self.scratch)
+                }
             }
         }
         while self.iface.poll_egress(now, &mut device, &mut self.sockets)

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::rss::{SoftRss, MICROSOFT_KEY};
-use flowsteer_nic::wire::{FiveTuple, IP_PROTO_TCP};
+use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, Stack, StackConfig, StackError, StackStats,
 };
@@ -24,6 +24,8 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const POOL_BUFFERS: u32 = 4096;
+/// How long a udp-echo reply waits for its destination's link address in these tests.
+const NEIGHBOR_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Frames in flight from the client to the server and back.
 #[derive(Default)]
@@ -114,7 +116,7 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) 
         max_connections,
         idle_timeout: Some(std::time::Duration::from_secs(60)),
         keepalive_timeout: Some(std::time::Duration::from_secs(75)),
-        neighbor_wait: std::time::Duration::from_secs(3),
+        neighbor_wait: NEIGHBOR_WAIT,
         max_frame: 1514,
         seed: 7,
         apps,
@@ -472,6 +474,82 @@ fn discard_reads_everything_and_sends_nothing() {
     assert_eq!(app.bytes_out.get(), 0);
     assert_eq!(app.connections_closed.get(), 1);
     assert_eq!(rig.table.exact_len(), 0);
+}
+
+/// A UDP datagram to the server's port 7 from `ip`, a host of the client's subnet whose link
+/// address is `mac` and which answers no ARP request.
+fn datagram_from_a_silent_host(ip: [u8; 4], mac: [u8; 6]) -> Vec<u8> {
+    let mut frame = vec![0u8; 128];
+    let len = build_frame(
+        &mut frame,
+        &FrameSpec {
+            src_mac: mac,
+            dst_mac: SERVER_MAC,
+            vlan: None,
+            tuple: FiveTuple {
+                ip: IpPair::V4 {
+                    src: ip,
+                    dst: SERVER_IP.octets(),
+                },
+                proto: IP_PROTO_UDP,
+                src_port: 4000,
+                dst_port: 7,
+            },
+            tcp_flags: 0,
+            payload: b"from a host that never answers",
+        },
+    )
+    .unwrap();
+    frame.truncate(len);
+    frame
+}
+
+#[test]
+fn a_neighbor_that_never_answers_blocks_no_other_udp_client() {
+    let mut rig = Rig::new(vec![app(AppKind::UdpEcho, 7)], 8);
+    let mut socket = udp::Socket::new(
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 16384]),
+        udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0; 16384]),
+    );
+    socket.bind(5353).unwrap();
+    let handle = rig.sockets.add(socket);
+    let server = IpEndpoint::new(IpAddress::Ipv4(SERVER_IP), 7);
+    let exchange = |rig: &mut Rig, silent: Option<u8>| -> usize {
+        if let Some(host) = silent {
+            let frame = datagram_from_a_silent_host([198, 18, 0, host], [2, 0, 0, 0, 9, host]);
+            rig.wire.to_server.push_back(frame);
+        }
+        for i in 0..5u8 {
+            rig.sockets
+                .get_mut::<udp::Socket>(handle)
+                .send_slice(&[i; 64], server)
+                .unwrap();
+        }
+        rig.run(20);
+        let socket = rig.sockets.get_mut::<udp::Socket>(handle);
+        let mut buf = [0u8; 128];
+        let mut echoed = 0;
+        while socket.recv_slice(&mut buf).is_ok() {
+            echoed += 1;
+        }
+        echoed
+    };
+    // The client's address becomes known first, as on a live link.
+    let mut echoed = exchange(&mut rig, None);
+    // A datagram from a silent host comes before the client's every time.
+    for host in 50..50 + 12 {
+        echoed += exchange(&mut rig, Some(host));
+    }
+    assert_eq!(echoed, 5 * 13, "the client's replies wait for no one");
+    // Past the wait, the silent hosts' replies are dropped and counted: 8 took a probe each,
+    // the other 4 found every probe busy.
+    std::thread::sleep(NEIGHBOR_WAIT + std::time::Duration::from_millis(100));
+    echoed += exchange(&mut rig, None);
+    let stats = &rig.stats().apps[0];
+    assert_eq!(stats.unresolved_drops.get(), 12);
+    assert_eq!(stats.requests.get(), 5 * 14 + 8);
+    assert_eq!(echoed, 5 * 14);
+    rig.assert_pool_full();
 }
 
 #[test]
