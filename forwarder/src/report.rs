@@ -178,6 +178,10 @@ pub struct StackSnapshot {
     pub rules_deleted: u64,
     /// Exact rules the flow table refused (full).
     pub rule_add_failed: u64,
+    /// FINs held back until the data before them arrived.
+    pub fins_held: u64,
+    /// Of those, FINs given up on after the hold limit.
+    pub fins_held_expired: u64,
     /// The thread's apps, in configuration order.
     pub apps: Vec<AppSnapshot>,
 }
@@ -196,6 +200,8 @@ impl StackSnapshot {
             rules_added: stats.rules_added.get(),
             rules_deleted: stats.rules_deleted.get(),
             rule_add_failed: stats.rule_add_failed.get(),
+            fins_held: stats.fins_held.get(),
+            fins_held_expired: stats.fins_held_expired.get(),
             apps: stack
                 .apps
                 .iter()
@@ -264,12 +270,24 @@ pub struct StackTotals {
     pub rules_deleted: u64,
     /// Exact rules the flow table refused.
     pub rule_add_failed: u64,
+    /// FINs held back until their data arrived.
+    pub fins_held: u64,
+    /// FINs given up on after the hold limit.
+    pub fins_held_expired: u64,
     /// Connections set up.
     pub connections_opened: u64,
     /// Connections ended.
     pub connections_closed: u64,
-    /// Times an app had every socket busy.
+    /// SYNs refused because an app had every socket busy.
     pub listen_exhausted: u64,
+    /// Connections closed for want of progress.
+    pub idle_timeouts: u64,
+    /// `http` connections closed waiting for a next request.
+    pub keepalive_timeouts: u64,
+    /// Sockets taken out of TIME-WAIT early.
+    pub time_wait_reused: u64,
+    /// `udp-echo` replies dropped for an unknown link address.
+    pub unresolved_drops: u64,
     /// Payload bytes received.
     pub bytes_in: u64,
     /// Payload bytes sent.
@@ -300,10 +318,16 @@ impl StackTotals {
             t.rules_added += s.rules_added;
             t.rules_deleted += s.rules_deleted;
             t.rule_add_failed += s.rule_add_failed;
+            t.fins_held += s.fins_held;
+            t.fins_held_expired += s.fins_held_expired;
             for a in &s.apps {
                 t.connections_opened += a.connections_opened;
                 t.connections_closed += a.connections_closed;
                 t.listen_exhausted += a.listen_exhausted;
+                t.idle_timeouts += a.idle_timeouts;
+                t.keepalive_timeouts += a.keepalive_timeouts;
+                t.time_wait_reused += a.time_wait_reused;
+                t.unresolved_drops += a.unresolved_drops;
                 t.bytes_in += a.bytes_in;
                 t.bytes_out += a.bytes_out;
                 t.requests += a.requests;
@@ -608,6 +632,17 @@ impl RunReport {
             tot.frames_in,
             tot.frames_out,
             tot.tx_no_buffer
+        );
+        let _ = writeln!(
+            out,
+            "stack timeouts: {} idle, {} keep-alive; {} TIME-WAIT sockets reused; {} FINs held for \
+             their data ({} in vain); {} udp replies dropped for an unknown link address",
+            tot.idle_timeouts,
+            tot.keepalive_timeouts,
+            tot.time_wait_reused,
+            tot.fins_held,
+            tot.fins_held_expired,
+            tot.unresolved_drops
         );
     }
 }

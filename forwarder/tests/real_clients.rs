@@ -420,3 +420,63 @@ fn a_neighbor_that_never_answers_blocks_no_udp_client() {
     assert_eq!(dropped, 6);
     stop_and_check(engine);
 }
+
+/// Issue: under `fanout = "lb"` (a NIC without RSS) a FIN handed over by another thread
+/// overtook the last data segment, the stack dropped it, and the client sent it again only
+/// after its retransmission timeout: a short echo connection took 200 ms instead of a few.
+#[test]
+fn short_connections_close_at_once_when_their_packets_arrive_on_both_queues() {
+    if skip_without_root() {
+        return;
+    }
+    let net = ClientNet::new();
+    let mut cfg = config(&net.engine_if);
+    cfg.port.fanout = Fanout::Lb;
+    let engine = start(&cfg);
+    let durations = net
+        .client(move || -> Result<Vec<Duration>, String> {
+            let timeout = Duration::from_secs(3);
+            let mut durations = Vec::new();
+            for i in 0..60u32 {
+                let started = Instant::now();
+                let addr = SocketAddr::from((ENGINE_IP, ECHO_PORT));
+                let mut stream = connect_to_engine(addr, timeout)?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                // Data and FIN back to back, as `echo hi | nc -N` sends them.
+                let data = pattern(200, i);
+                stream.write_all(&data).map_err(|e| format!("write: {e}"))?;
+                stream
+                    .shutdown(std::net::Shutdown::Write)
+                    .map_err(|e| format!("shutdown: {e}"))?;
+                let mut echoed = Vec::new();
+                stream
+                    .read_to_end(&mut echoed)
+                    .map_err(|e| format!("connection {i}: {e}"))?;
+                if echoed != data {
+                    return Err(format!("connection {i}: echo differs"));
+                }
+                durations.push(started.elapsed());
+            }
+            Ok(durations)
+        })
+        .join()
+        .expect("client thread")
+        .expect("short echo connections");
+    let held = stack_sum(&engine, |s| s.fins_held.get());
+    let expired = stack_sum(&engine, |s| s.fins_held_expired.get());
+    let mut sorted = durations.clone();
+    sorted.sort();
+    eprintln!(
+        "lb: 60 short connections, median {:?}, slowest {:?}; {held} FINs held",
+        sorted[30], sorted[59]
+    );
+    assert_eq!(expired, 0, "a FIN waited in vain for its data");
+    // Not a speed claim: a dropped FIN costs the client's retransmission timeout (200 ms at
+    // least on Linux), so a median that long means most FINs were dropped.
+    assert!(
+        sorted[30] < Duration::from_millis(100),
+        "median {:?}: FINs were retransmitted",
+        sorted[30]
+    );
+    stop_and_check(engine);
+}

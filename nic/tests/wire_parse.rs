@@ -11,6 +11,7 @@ use flowsteer_nic::wire::{
     ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_QINQ, ETHERTYPE_VLAN,
     IP_PROTO_TCP, IP_PROTO_UDP, MAX_IPV6_EXTENSION_HEADERS, MIN_FRAME_LEN,
 };
+use flowsteer_nic::wire::{tcp_segment, TcpSegment};
 
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -869,5 +870,34 @@ fn patch_payload_keeps_the_frame_valid() {
             })
         );
         assert_eq!(frame, before, "failed patches change nothing");
+    }
+}
+
+#[test]
+fn tcp_segments_give_their_sequence_number_and_payload_length() {
+    for (ipv6, proto, vlan) in every_combination() {
+        let payload = payload_of(333);
+        let (mut frame, _) = build(&spec(ipv6, proto, vlan, &payload));
+        // Link padding after the IP packet is no payload.
+        frame.extend_from_slice(&[0; 10]);
+        let dissection = dissect(&frame).expect("valid");
+        if proto != IP_PROTO_TCP {
+            assert_eq!(tcp_segment(&frame), None);
+            continue;
+        }
+        let at = dissection.l4_offset.expect("a TCP header") + 4;
+        frame[at..at + 4].copy_from_slice(&0xfedc_ba98u32.to_be_bytes());
+        assert_eq!(
+            tcp_segment(&frame),
+            Some(TcpSegment {
+                tuple: tuple(ipv6, proto),
+                flags: TCP_SYN_ACK,
+                seq: 0xfedc_ba98,
+                payload_len: 333,
+            }),
+            "ipv6 {ipv6} vlan {vlan:?}"
+        );
+        // A frame cut inside the header is no segment.
+        assert_eq!(tcp_segment(&frame[..at + 2]), None);
     }
 }

@@ -47,6 +47,7 @@
 pub mod apps;
 mod config;
 mod device;
+mod fin_hold;
 mod keys;
 mod outbound;
 pub mod ports;

@@ -14,6 +14,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use crate::apps::{Round, Service, TcpService, Timeouts, UdpService};
 use crate::config::{AppKind, StackConfig};
 use crate::device::{BurstDevice, CapabilitiesOnly};
+use crate::fin_hold::FinHold;
 use crate::keys::flow_key;
 use crate::outbound::Connector;
 use crate::rules::Rules;
@@ -109,6 +110,10 @@ pub struct Stack {
     syn_keys: Vec<(usize, flowtable::FlowKey)>,
     /// The apps' timeouts need a round at least this often; `None`: they need none.
     timeout_check: Option<smoltcp::time::Duration>,
+    /// FINs that arrived before their data.
+    fin_hold: FinHold,
+    /// Set by `shutdown`: nothing is held back any more.
+    stopping: bool,
 }
 
 impl Stack {
@@ -205,6 +210,8 @@ impl Stack {
             syns: vec![0; config.apps.len()],
             syn_keys: Vec::new(),
             timeout_check,
+            fin_hold: FinHold::default(),
+            stopping: false,
             config,
         })
     }
@@ -241,6 +248,11 @@ impl Stack {
         }
         self.count_ownership(frames);
         let stats = &*self.stats;
+        if !self.stopping {
+            let rules = &self.rules;
+            self.fin_hold
+                .screen(frames, now, |key| rules.has_connection(key), stats);
+        }
         for &(i, key) in &self.syn_keys {
             if let Service::Tcp(tcp) = &mut self.services[i] {
                 tcp.reuse_time_wait_of(&key, &mut self.sockets, &stats.apps[i]);
@@ -294,15 +306,17 @@ impl Stack {
             .timeout_check
             .filter(|_| self.rules.connections() > 0)
             .map(|every| now + every);
-        self.next_poll = match (smoltcp_poll, timeout_poll) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        self.next_poll = [smoltcp_poll, timeout_poll, self.fin_hold.next_check()]
+            .into_iter()
+            .flatten()
+            .min();
     }
 
     /// Ends every connection (resets sent into `tx`), deletes their rules. The listen rules and
     /// anything left go with the engine's `remove_owner` for this thread.
     pub fn shutdown(&mut self, tx: &mut Vec<PktBuf>, tx_limit: usize, cache: &mut PoolCache) {
+        self.stopping = true;
+        self.fin_hold.release_all(cache);
         let stats = &*self.stats;
         for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
             if let Service::Tcp(tcp) = service {

@@ -195,6 +195,36 @@ impl Rig {
         }
     }
 
+    /// Gives the server exactly `frames` in one round, then lets the client read the answer.
+    fn deliver(&mut self, frames: Vec<Vec<u8>>) {
+        let mut bufs: Vec<PktBuf> = frames
+            .iter()
+            .map(|bytes| {
+                let mut buf = self.cache.alloc().expect("pool has buffers");
+                buf.write_frame(bytes).unwrap();
+                buf
+            })
+            .collect();
+        let mut tx = Vec::new();
+        self.server
+            .process(&mut bufs, &mut tx, 256, &mut self.cache);
+        for buf in tx.drain(..) {
+            self.wire.to_client.push_back(buf.data().to_vec());
+            self.cache.free(buf);
+        }
+    }
+
+    /// Lets the client emit what it has queued, without delivering it: the frames it sent.
+    fn client_emits(&mut self) -> Vec<Vec<u8>> {
+        self.client.poll(
+            self.now,
+            &mut ClientDevice(&mut self.wire),
+            &mut self.sockets,
+        );
+        self.now += smoltcp::time::Duration::from_millis(1);
+        self.wire.to_server.drain(..).collect()
+    }
+
     fn tcp_client(&mut self, port: u16, local_port: u16) -> SocketHandle {
         let mut socket = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 65536]),
@@ -439,6 +469,57 @@ fn a_syn_from_a_connection_in_time_wait_opens_the_new_connection_at_once() {
     assert_eq!(stats.requests.get(), 2);
     assert_eq!(stats.time_wait_reused.get(), 1);
     assert_eq!(stats.connections_opened.get(), 2);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_fin_that_overtakes_the_last_data_waits_for_it() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    let handle = rig.tcp_client(7, 48000);
+    rig.run(10);
+    assert_eq!(rig.tcp(handle).state(), tcp::State::Established);
+    rig.tcp(handle).send_slice(b"the last data").unwrap();
+    let data = rig.client_emits();
+    rig.tcp(handle).close();
+    let fin = rig.client_emits();
+    assert_eq!(
+        (data.len(), fin.len()),
+        (1, 1),
+        "one data segment, then one FIN"
+    );
+    // The FIN reaches the server first (handed over by another thread), the data a round later.
+    rig.deliver(fin);
+    assert_eq!(rig.stats().fins_held.get(), 1);
+    rig.deliver(data);
+    rig.run(10);
+    assert_eq!(rig.drain(handle), b"the last data");
+    // The server saw the FIN in order: it closed too, without the client sending it again.
+    assert!(!rig.tcp(handle).may_recv(), "the server's FIN arrived");
+    assert_eq!(rig.stats().fins_held_expired.get(), 0);
+    rig.run(20);
+    assert_eq!(rig.table.exact_len(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_fin_whose_data_never_comes_is_let_go_after_the_hold_limit() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    let handle = rig.tcp_client(7, 48001);
+    rig.run(10);
+    rig.tcp(handle).send_slice(b"lost").unwrap();
+    let _lost = rig.client_emits();
+    rig.tcp(handle).close();
+    let fin = rig.client_emits();
+    rig.deliver(fin);
+    assert_eq!(rig.stats().fins_held.get(), 1);
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    rig.deliver(Vec::new());
+    assert_eq!(rig.stats().fins_held_expired.get(), 1);
+    // The client's retransmission brings the data and the FIN again; the stack serves them.
+    rig.run(3000);
+    assert_eq!(rig.drain(handle), b"lost");
+    rig.run(20);
+    assert_eq!(rig.table.exact_len(), 0);
     rig.assert_pool_full();
 }
 

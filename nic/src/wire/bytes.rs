@@ -11,6 +11,12 @@ pub(crate) fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([field[0], field[1]]))
 }
 
+/// The big-endian `u32` at `at`, or `None` when the slice ends first.
+#[inline]
+pub(crate) fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    read_array(bytes, at).map(u32::from_be_bytes)
+}
+
 /// The byte at `at`, or `None` when the slice ends first.
 #[inline]
 pub(crate) fn read_u8(bytes: &[u8], at: usize) -> Option<u8> {

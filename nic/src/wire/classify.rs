@@ -10,12 +10,14 @@
 //! than the frame has, then fields that contradict each other.
 
 use super::arp;
+use super::bytes::read_u32;
 use super::error::ParseError;
 use super::ethernet::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, MAX_VLAN_TAGS};
 use super::ipv4;
 use super::ipv6;
 use super::neighbor::{self, IP_PROTO_ICMPV6};
 use super::tcp;
+use super::tcp::SEQ_OFFSET;
 use super::tuple::{FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
 use super::udp;
 
@@ -263,5 +265,43 @@ fn classify_upper(packet: &[u8], ip: &IpLayer) -> Result<Classified, ParseError>
         },
         tcp_flags,
         payload_offset: ip.upper_offset + header_len,
+    })
+}
+
+/// What a receiver that puts a flow's TCP segments in order needs of one segment.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TcpSegment {
+    /// Addresses and ports as sent.
+    pub tuple: FiveTuple,
+    /// CWR … FIN.
+    pub flags: u8,
+    /// Sequence number of the first byte (of the SYN or FIN when it carries no data).
+    pub seq: u32,
+    /// Payload bytes (link padding excluded).
+    pub payload_len: u32,
+}
+
+/// The TCP segment in `frame`, or `None` for anything else (malformed included). One
+/// [`dissect`] pass plus one 4-byte read.
+pub fn tcp_segment(frame: &[u8]) -> Option<TcpSegment> {
+    let dissection = dissect(frame).ok()?;
+    let Classified::Flow {
+        tuple,
+        tcp_flags,
+        payload_offset,
+    } = dissection.classified
+    else {
+        return None;
+    };
+    if tuple.proto != IP_PROTO_TCP {
+        return None;
+    }
+    let seq = read_u32(frame, dissection.l4_offset? + SEQ_OFFSET)?;
+    let payload_len = dissection.ip_end?.checked_sub(payload_offset)?;
+    Some(TcpSegment {
+        tuple,
+        flags: tcp_flags,
+        seq,
+        payload_len: u32::try_from(payload_len).ok()?,
     })
 }

@@ -31,7 +31,9 @@ mod udp;
 
 pub use arp::{ARP_REPLY, ARP_REQUEST};
 pub use build::{build_frame, layout_of, BuildError, FrameLayout, FrameSpec, MIN_FRAME_LEN};
-pub use classify::{classify, dissect, Classified, Dissection, UnkeyedReason};
+pub use classify::{
+    classify, dissect, tcp_segment, Classified, Dissection, TcpSegment, UnkeyedReason,
+};
 pub use error::{Layer, ParseError};
 pub use ethernet::{
     ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ,

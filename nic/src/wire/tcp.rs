@@ -9,6 +9,8 @@ use super::error::{Layer, ParseError};
 
 /// Header length without options (data offset 5).
 pub(crate) const HEADER_LEN: usize = 20;
+/// Offset of the sequence number in the header.
+pub(crate) const SEQ_OFFSET: usize = 4;
 /// Offset of the checksum field in the header.
 pub(crate) const CHECKSUM_OFFSET: usize = 16;
 /// Window advertised by emitted segments: the largest without window scaling.

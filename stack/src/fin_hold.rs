@@ -1,0 +1,161 @@
+//! Keeps a FIN that arrives before the data it ends until that data is there.
+//!
+//! When a flow's packets arrive on several queues (a NIC without RSS, `fanout = "lb"`), a FIN
+//! one thread hands over may reach the owner before the last data segment its own queue holds.
+//! smoltcp keeps out-of-order data but drops an out-of-order FIN, and the peer sends it again
+//! only after its retransmission timeout (200 ms and more on Linux): a short connection takes a
+//! hundred times longer. So the stack follows, per flow, where the data it has seen ends, and a
+//! FIN that starts beyond that point waits, as a frame, until a segment reaches it (then it goes
+//! to smoltcp right after that segment) or [`HOLD_LIMIT`] passes (then it goes anyway: the
+//! data before it is lost, not late, and smoltcp's retransmission logic takes over).
+//!
+//! State: one sequence number per flow this thread saw a SYN or a segment of, bounded (the map
+//! starts afresh beyond [`MAX_FLOWS`]: a FIN of a forgotten flow is simply not held), and the
+//! held frames. Cost per TCP segment: one [`wire::tcp_segment`] pass and one hash map update.
+
+use std::collections::HashMap;
+
+use flowsteer_nic::pool::{PktBuf, PoolCache};
+use flowsteer_nic::wire;
+use flowtable::FlowKey;
+use smoltcp::time::{Duration, Instant};
+
+use crate::keys::flow_key;
+use crate::stats::StackStats;
+
+/// A FIN waits at most this long for the data before it.
+pub const HOLD_LIMIT: Duration = Duration::from_millis(20);
+/// Flows followed at most.
+const MAX_FLOWS: usize = 1 << 16;
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_RST: u8 = 0x04;
+
+/// A FIN waiting for the data before it.
+struct Held {
+    frame: PktBuf,
+    key: FlowKey,
+    seq: u32,
+    since: Instant,
+}
+
+/// The FINs one stack holds back, and where each flow's data ends.
+#[derive(Default)]
+pub(crate) struct FinHold {
+    /// Per flow, the sequence number just past the SYN or the data seen so far.
+    next: HashMap<FlowKey, u32>,
+    held: Vec<Held>,
+}
+
+impl FinHold {
+    /// Screens the round's `frames`: early FINs of the thread's flows (`ours`) are taken out and
+    /// held, FINs whose data arrived since (in this round or before) and FINs held too long are
+    /// appended after everything else.
+    pub(crate) fn screen(
+        &mut self,
+        frames: &mut Vec<PktBuf>,
+        now: Instant,
+        ours: impl Fn(&FlowKey) -> bool,
+        stats: &StackStats,
+    ) {
+        let mut i = 0;
+        while i < frames.len() {
+            if let Some((key, seq)) = self.observe(&frames[i], &ours) {
+                stats.fins_held.add(1);
+                self.held.push(Held {
+                    frame: frames.remove(i),
+                    key,
+                    seq,
+                    since: now,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        if self.held.is_empty() {
+            return;
+        }
+        let mut k = 0;
+        while k < self.held.len() {
+            let held = &self.held[k];
+            let reached = self
+                .next
+                .get(&held.key)
+                .is_some_and(|&next| !after(held.seq, next));
+            let expired = now >= held.since + HOLD_LIMIT;
+            if reached || expired {
+                let held = self.held.swap_remove(k);
+                if expired && !reached {
+                    stats.fins_held_expired.add(1);
+                }
+                self.next.remove(&held.key);
+                frames.push(held.frame);
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// When the stack must look again although no frame arrives: the oldest hold's limit.
+    pub(crate) fn next_check(&self) -> Option<Instant> {
+        self.held.iter().map(|h| h.since + HOLD_LIMIT).min()
+    }
+
+    /// Gives every held frame back (the stack is stopping).
+    pub(crate) fn release_all(&mut self, cache: &mut PoolCache) {
+        for held in self.held.drain(..) {
+            cache.free(held.frame);
+        }
+        self.next.clear();
+    }
+
+    /// Notes `frame`'s segment; the flow and sequence number of a FIN to hold.
+    fn observe(
+        &mut self,
+        frame: &PktBuf,
+        ours: &impl Fn(&FlowKey) -> bool,
+    ) -> Option<(FlowKey, u32)> {
+        let segment = wire::tcp_segment(frame.data())?;
+        let key = flow_key(&segment.tuple)?;
+        if segment.flags & TCP_RST != 0 {
+            self.next.remove(&key);
+            return None;
+        }
+        if segment.flags & TCP_SYN != 0 {
+            // A new connection (or its retransmitted SYN): its data starts just past the SYN.
+            self.remember(key, segment.seq.wrapping_add(1));
+            return None;
+        }
+        if !ours(&key) {
+            return None;
+        }
+        let end = segment.seq.wrapping_add(segment.payload_len);
+        let next = self.next.get(&key).copied();
+        if segment.flags & TCP_FIN != 0 {
+            if next.is_some_and(|next| after(segment.seq, next)) {
+                return Some((key, segment.seq));
+            }
+            // The data before it is all here: the flow ends.
+            self.next.remove(&key);
+            return None;
+        }
+        match next {
+            Some(next) if !after(end, next) => {}
+            _ => self.remember(key, end),
+        }
+        None
+    }
+
+    fn remember(&mut self, key: FlowKey, next: u32) {
+        if self.next.len() >= MAX_FLOWS && !self.next.contains_key(&key) {
+            // Flows that ended with a reset or never finished pile up here; start afresh.
+            self.next.clear();
+        }
+        self.next.insert(key, next);
+    }
+}
+
+/// True when sequence number `a` comes after `b` (RFC 9293 comparison, modulo 2^32).
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
