@@ -799,6 +799,12 @@ impl Server {
         }
     }
 
+    /// The connection is over: the client's FIN came, the server's FIN was acknowledged.
+    fn closed(&mut self) -> bool {
+        let socket = self.host.sockets.get_mut::<tcp::Socket>(self.host.tcp);
+        socket.state() == tcp::State::Closed
+    }
+
     fn step(&mut self) {
         self.host.poll();
         let socket = self.host.sockets.get_mut::<tcp::Socket>(self.host.tcp);
@@ -866,18 +872,24 @@ fn tcp_between_two_smoltcp_hosts_on_their_own_threads_through_the_pump_thread() 
     let server_stop = Arc::clone(&stop);
     let server = thread::spawn(move || {
         let mut server = Server::new(server_port);
-        while !server_stop.load(Ordering::Acquire) && StdInstant::now() < deadline {
+        // Until the client has everything back and the connection is closed on both sides: a
+        // port that goes earlier would see the client's FIN or last ACK dropped as detached.
+        while !(server_stop.load(Ordering::Acquire) && server.closed())
+            && StdInstant::now() < deadline
+        {
             server.step();
             thread::yield_now();
         }
         server.echoed
     });
     let mut client = Client::new(client_port);
-    while !client.done() && StdInstant::now() < deadline {
+    while !server.is_finished() && StdInstant::now() < deadline {
         client.step();
+        if client.done() {
+            stop.store(true, Ordering::Release);
+        }
         thread::yield_now();
     }
-    stop.store(true, Ordering::Release);
     let server_echoed = server.join().unwrap();
     let bridge = running.stop().unwrap();
     assert_eq!(client.echoed.len(), TRANSFER, "transfer bounded in time");
