@@ -1,5 +1,6 @@
 //! The `flowsteer` command line: `run` and `check`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -8,13 +9,15 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use flowsteer_config::{Config, Problem};
-use forwarder::engine::{self, RunOptions};
+use forwarder::engine::{self, Engine, RunOptions};
 
 #[derive(Parser)]
 #[command(
     name = "flowsteer",
     version,
-    about = "Distributed software forwarding for user-space network stacks"
+    about = "Distributed software forwarding for user-space network stacks",
+    after_help = "Exit codes: 0 success, 1 run failure, 2 invalid configuration or arguments, \
+                  3 conservation check failed. SIGINT, SIGTERM and SIGHUP stop a run gracefully."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,7 +31,8 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+        /// Stop after this many seconds (default: run until SIGINT, SIGTERM or SIGHUP; each
+        /// stops gracefully: final table, report, conservation check).
         #[arg(long, allow_negative_numbers = true)]
         duration: Option<f64>,
         /// Write every counter, per thread and in total, to this JSON file at the end.
@@ -97,7 +101,13 @@ fn main() -> ExitCode {
                 }
             };
             let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A closed terminal (SIGHUP) stops the run like Ctrl-C: the final table, the report
+            // and the conservation check still happen.
+            for signal in [
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGHUP,
+            ] {
                 if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
                     eprintln!("flowsteer: cannot install the signal handler: {e}");
                     return ExitCode::FAILURE;
@@ -113,28 +123,46 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            eprintln!(
-                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {}",
-                cfg.engine.threads,
-                cfg.port.queues,
-                cfg.port.driver,
-                cfg.engine.balance,
-                cfg.traffic.profile,
-                if cfg.metrics.enabled {
-                    format!("http://{}/metrics", cfg.metrics.listen)
-                } else {
-                    "off".to_string()
-                }
-            );
             let opts = RunOptions {
                 duration,
                 stop,
                 status_lines: true,
                 serve_metrics: true,
             };
-            match engine::run(&cfg, opts) {
+            let engine = match Engine::start(&cfg, opts.serve_metrics) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    eprintln!("flowsteer: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // The address actually bound: with port 0 the system chose it.
+            let metrics = match engine.metrics_addr() {
+                Some(addr) => format!("http://{addr}/metrics"),
+                None => "off".to_string(),
+            };
+            eprintln!(
+                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {metrics}",
+                cfg.engine.threads,
+                cfg.port.queues,
+                cfg.port.driver,
+                cfg.engine.balance,
+                cfg.traffic.profile,
+            );
+            if let Some(addr) = engine.metrics_addr() {
+                if !addr.ip().is_loopback() {
+                    eprintln!(
+                        "flowsteer: warning: the metrics endpoint listens on {addr} \
+                         (metrics.listen), reachable from other hosts; it has no authentication"
+                    );
+                }
+            }
+            match engine::drive(engine, opts) {
                 Ok(run) => {
-                    print!("{}", run.render_table());
+                    // The terminal may be gone (SIGHUP): a failed write must not stop the
+                    // report and the conservation check.
+                    let _ = write!(std::io::stdout(), "{}", run.render_table());
+                    let _ = std::io::stdout().flush();
                     if let Some(path) = report {
                         let written = serde_json::to_string_pretty(&run)
                             .map_err(std::io::Error::other)

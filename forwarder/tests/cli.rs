@@ -255,3 +255,147 @@ fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
     std::fs::remove_file(config).ok();
     std::fs::remove_file(report).ok();
 }
+
+/// A run started with `config_text`, its stderr read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    config: PathBuf,
+}
+
+impl Running {
+    fn start(name: &str, config_text: &str) -> Running {
+        let config = temp_path(name);
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = flowsteer()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let all_w = all.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                all_w.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Running {
+            child,
+            lines,
+            stderr: all,
+            config,
+        }
+    }
+
+    /// The first stderr line containing `what`, waiting at most 20 s.
+    fn wait_line(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {what:?} on stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (a kill(1) name) and waits for the exit: (code, stdout, stderr).
+    fn signal_and_wait(mut self, signal: &str) -> (Option<i32>, String, String) {
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(killed.success(), "kill -{signal} failed");
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the run did not stop within 30 s of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends with the pipe; give it a moment to collect the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        std::fs::remove_file(&self.config).ok();
+        (status.code(), stdout, stderr)
+    }
+}
+
+/// The metrics address the start line announces.
+fn announced_metrics_addr(start_line: &str) -> std::net::SocketAddr {
+    let url = start_line
+        .split("metrics http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no metrics URL in {start_line:?}"));
+    url.trim_end_matches("/metrics")
+        .parse()
+        .unwrap_or_else(|e| panic!("{url:?} in {start_line:?}: {e}"))
+}
+
+#[test]
+fn run_with_metrics_port_0_prints_the_port_it_bound() {
+    let run = Running::start(
+        "port0.toml",
+        "[traffic]\nprofile = \"none\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let line = run.wait_line("flowsteer: ");
+    let addr = announced_metrics_addr(&line);
+    assert_ne!(addr.port(), 0, "{line}");
+    let body = http(
+        addr.port(),
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    // Loopback: no warning about other hosts.
+    let (code, _, stderr) = run.signal_and_wait("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn sighup_stops_a_run_gracefully_with_the_final_table() {
+    let port = free_port();
+    let run = Running::start(
+        "sighup.toml",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    // Serving metrics means the threads run.
+    wait_for_port(port);
+    run.wait_line("flowsteer: ");
+    let (code, stdout, stderr) = run.signal_and_wait("HUP");
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("conservation:") && stdout.contains("ok"),
+        "the final table: {stdout}"
+    );
+}
+
+#[test]
+fn help_names_the_signals_that_stop_a_run() {
+    let out = flowsteer().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGHUP"), "{text}");
+}
