@@ -19,6 +19,8 @@ pub enum Problem {
     },
     /// The text is not valid TOML; nothing else was checked.
     Syntax {
+        /// The key the error is about, when known (a key or table defined twice).
+        path: Option<String>,
         /// 1-based line of the error.
         line: usize,
         /// 1-based column (in characters) of the error.
@@ -36,11 +38,12 @@ pub enum Problem {
 }
 
 impl Problem {
-    /// The key path of a [`Problem::Key`].
+    /// The key path of a [`Problem::Key`], or of a [`Problem::Syntax`] about one key.
     pub fn path(&self) -> Option<&str> {
         match self {
             Problem::Key { path, .. } => Some(path),
-            Problem::Read { .. } | Problem::Syntax { .. } => None,
+            Problem::Syntax { path, .. } => path.as_deref(),
+            Problem::Read { .. } => None,
         }
     }
 }
@@ -52,34 +55,73 @@ impl fmt::Display for Problem {
                 write!(f, "{}: cannot read: {reason}", file.display())
             }
             Problem::Syntax {
+                path,
                 line,
                 column,
                 reason,
-            } => write!(
-                f,
-                "TOML syntax error at line {line}, column {column}: {reason}"
-            ),
+            } => {
+                write!(
+                    f,
+                    "TOML syntax error at line {line}, column {column}: {}",
+                    cut(reason, MAX_REASON)
+                )?;
+                match path {
+                    Some(path) => write!(f, " {path}"),
+                    None => Ok(()),
+                }
+            }
             Problem::Key { path, message } => write!(f, "{path}: {message}"),
         }
     }
+}
+
+/// The most problems a [`ConfigError`] holds; the others are only counted
+/// ([`ConfigError::omitted`]), so that a file of a million unknown keys gives a short message.
+pub const MAX_PROBLEMS: usize = 20;
+
+/// A value or key longer than this many bytes is cut in messages (see [`cut`]).
+pub(crate) const MAX_VALUE: usize = 128;
+/// What is kept of a value that is cut, in characters.
+const KEPT_CHARS: usize = 64;
+/// The parser's own words are cut beyond this many bytes.
+const MAX_REASON: usize = 512;
+
+/// `text`, or when it is longer than `max` bytes its first 64 characters followed by
+/// `… (N bytes)`, N the length of the whole text: a 10 MB value is not repeated in a message.
+pub(crate) fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let end = text
+        .char_indices()
+        .nth(KEPT_CHARS)
+        .map_or(text.len(), |(i, _)| i);
+    format!("{}… ({} bytes)", &text[..end], text.len()).into()
 }
 
 /// Every problem of a configuration; never empty. `Display` prints one problem per line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
     problems: Vec<Problem>,
+    omitted: usize,
 }
 
 impl ConfigError {
     /// The problems in the order found: section by section in reference order, then the rules
-    /// between keys.
+    /// between keys; at most [`MAX_PROBLEMS`] of them, the first ones found.
     pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// How many more problems were found than [`problems`](Self::problems) holds.
+    pub fn omitted(&self) -> usize {
+        self.omitted
     }
 
     pub(crate) fn single(problem: Problem) -> Self {
         ConfigError {
             problems: vec![problem],
+            omitted: 0,
         }
     }
 }
@@ -91,6 +133,14 @@ impl fmt::Display for ConfigError {
                 f.write_str("\n")?;
             }
             write!(f, "{problem}")?;
+        }
+        if self.omitted > 0 {
+            write!(
+                f,
+                "\n... and {} more problem{}",
+                self.omitted,
+                if self.omitted == 1 { "" } else { "s" }
+            )?;
         }
         Ok(())
     }
@@ -104,7 +154,10 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug, Default)]
 pub(crate) struct Collector {
     problems: Vec<Problem>,
+    omitted: usize,
     rejected: Vec<String>,
+    /// The integers too large for 64 bits that the parser replaced by placeholders, as written.
+    pub(crate) big_integers: Vec<String>,
 }
 
 impl Collector {
@@ -112,15 +165,34 @@ impl Collector {
     pub(crate) fn reject(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
         self.rejected.push(path.clone());
-        self.problems.push(Problem::Key {
+        self.push(Problem::Key {
             path,
             message: message.into(),
         });
     }
 
+    /// Keeps `problem` if fewer than [`MAX_PROBLEMS`] are kept, else counts it.
+    fn push(&mut self, problem: Problem) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(problem);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// True when a further problem would only be counted: the caller may skip building it.
+    pub(crate) fn full(&self) -> bool {
+        self.problems.len() >= MAX_PROBLEMS
+    }
+
+    /// Counts one problem that is not kept (the caller saw [`full`](Self::full)).
+    pub(crate) fn count_omitted(&mut self) {
+        self.omitted += 1;
+    }
+
     /// Records a problem that leaves the key's value usable (an unknown key).
     pub(crate) fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem::Key {
+        self.push(Problem::Key {
             path: path.into(),
             message: message.into(),
         });
@@ -144,6 +216,7 @@ impl Collector {
         } else {
             Err(ConfigError {
                 problems: self.problems,
+                omitted: self.omitted,
             })
         }
     }

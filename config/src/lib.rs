@@ -51,6 +51,13 @@
 //! lists the allowed ones, and a TOML syntax error gives its line and column. A key of an app
 //! is named with the app's index: `stack.app[1].port: must be 1..=65535, got 0`.
 //!
+//! A key or table defined twice is a syntax error that names it (`TOML syntax error at line 3,
+//! column 1: duplicate key engine.threads`). An integer too large for 64 bits, which TOML allows,
+//! is a value of the wrong type for its key (`engine.threads: must be an integer 1..=64, got
+//! 99999999999999999999`). A value or key longer than 128 bytes is shown cut: its first 64
+//! characters, then `… (N bytes)` with N its whole length as written. An error holds at most [`MAX_PROBLEMS`] problems, the first found, followed when printed by
+//! `... and N more problems`.
+//!
 //! # Cost and concurrency
 //!
 //! Everything here runs once at start-up. A [`Config`] is plain data (`Send + Sync + Clone`); the
@@ -78,7 +85,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigError, Problem, MAX_PROBLEMS};
 pub use sections::{
     App, Engine, FlowTableCfg, Metrics, Pool, Port, Stack, Swq, Traffic, GENERATOR_STAMP_BYTES,
     MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,

@@ -495,15 +495,17 @@ pub(crate) fn section_names() -> Vec<&'static str> {
     SECTIONS.iter().map(|s| s.name).collect()
 }
 
-/// `key` as it appears in a path: bare when TOML allows it bare, else quoted.
+/// `key` as it appears in a path: bare when TOML allows it bare, else quoted; a key longer than
+/// 128 bytes is cut (`error::cut`).
 pub(crate) fn path_segment(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if bare {
+    let segment = if bare {
         key.to_owned()
     } else {
         toml::Value::String(key.to_owned()).to_string()
-    }
+    };
+    crate::error::cut(&segment, crate::error::MAX_VALUE).into_owned()
 }

@@ -823,7 +823,11 @@ fn float(value: f64) -> String {
 
 /// A string as TOML writes it, quoted and escaped, so the message shows what the file says.
 fn quoted(text: &str) -> String {
-    render(&toml::Value::String(text.to_owned()))
+    crate::error::cut(
+        &render(&toml::Value::String(text.to_owned())),
+        crate::error::MAX_VALUE,
+    )
+    .into_owned()
 }
 
 /// A name the kernel accepts for a network interface (`dev_valid_name`): 1..=15 bytes, not `.`
