@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod host;
 mod parse;
 mod print;
 mod reference;
@@ -150,6 +151,22 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut out = error::Collector::default();
         validate::check(self, &mut out);
+        out.into_result()
+    }
+
+    /// Checks what can be checked against this host without opening anything: with
+    /// `port.driver = "afpacket"`, that `port.interface` exists, is administratively up, and that a
+    /// frame of its MTU (MTU + 14 bytes of Ethernet header) fits `pool.data_room`. It reads
+    /// `/sys/class/net/<interface>/` (`flags`, `operstate`, `mtu`), which needs no privilege;
+    /// without a `/sys/class/net` nothing is checked. Call it on a valid configuration.
+    pub fn check_host(&self) -> Result<(), ConfigError> {
+        self.check_host_at("/sys/class/net")
+    }
+
+    /// [`Config::check_host`] against another directory laid out as `/sys/class/net` (tests).
+    pub fn check_host_at(&self, sys_class_net: impl AsRef<Path>) -> Result<(), ConfigError> {
+        let mut out = error::Collector::default();
+        host::check(self, sys_class_net.as_ref(), &mut out);
         out.into_result()
     }
 

@@ -29,7 +29,7 @@ const MAX_IDLE_SLEEP_US: u32 = 100_000;
 const MIN_POOL_BUFFERS: u32 = 1024;
 const MAX_POOL_BUFFERS: u32 = 4_194_304;
 const MIN_DATA_ROOM: u16 = 128;
-const MAX_DATA_ROOM: u16 = 9216;
+pub(crate) const MAX_DATA_ROOM: u16 = 9216;
 const MAX_POOL_CACHE: u32 = 1024;
 pub(crate) const MAX_TABLE_CAPACITY: usize = 1 << 26;
 const MAX_RING: usize = 1 << 20;
@@ -822,7 +822,7 @@ fn float(value: f64) -> String {
 }
 
 /// A string as TOML writes it, quoted and escaped, so the message shows what the file says.
-fn quoted(text: &str) -> String {
+pub(crate) fn quoted(text: &str) -> String {
     crate::error::cut(
         &render(&toml::Value::String(text.to_owned())),
         crate::error::MAX_VALUE,

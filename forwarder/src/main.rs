@@ -16,7 +16,8 @@ use forwarder::engine::{self, Engine, RunOptions};
     name = "flowsteer",
     version,
     about = "Distributed software forwarding for user-space network stacks",
-    after_help = "Exit codes: 0 success, 1 run failure, 2 invalid configuration or arguments, \
+    after_help = "Exit codes: 0 success, 1 run failure, 2 invalid configuration or arguments \
+                  (or an afpacket interface that is missing, down or of too large an MTU), \
                   3 conservation check failed. SIGINT, SIGTERM and SIGHUP stop a run gracefully."
 )]
 struct Cli {
@@ -39,7 +40,8 @@ enum Command {
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Validate a configuration and print the effective configuration.
+    /// Validate a configuration and print the effective configuration (with an afpacket port,
+    /// also check that the interface exists, is up and that its MTU fits pool.data_room).
     Check {
         /// TOML configuration file.
         #[arg(long)]
@@ -47,12 +49,13 @@ enum Command {
     },
 }
 
-/// The configuration in `path`, or the built-in default; the error is the message to print.
+/// The configuration in `path`, or the built-in default, checked against this host (the
+/// afpacket interface exists, is up, its MTU fits); the error is the message to print.
 fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    Config::load(path).map_err(|e| {
+    let config = Config::load(path).map_err(|e| {
         let unreadable = e
             .problems()
             .iter()
@@ -62,7 +65,14 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
         } else {
             format!("flowsteer: invalid configuration {}:\n{e}", path.display())
         }
-    })
+    })?;
+    config.check_host().map_err(|e| {
+        format!(
+            "flowsteer: configuration {} does not fit this host:\n{e}",
+            path.display()
+        )
+    })?;
+    Ok(config)
 }
 
 fn main() -> ExitCode {

@@ -399,3 +399,135 @@ fn help_names_the_signals_that_stop_a_run() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("SIGHUP"), "{text}");
 }
+
+/// An afpacket configuration on `interface` (no generator, which needs uveth).
+fn afpacket_config(interface: &str) -> String {
+    format!(
+        "[port]\ndriver = \"afpacket\"\ninterface = \"{interface}\"\n\n[traffic]\nprofile = \"none\"\n"
+    )
+}
+
+#[test]
+fn check_and_run_refuse_an_interface_that_does_not_exist() {
+    let name = format!("fsno{}", std::process::id() % 100_000);
+    let out = check("no-if.toml", &afpacket_config(&name));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "port.interface: must be a network interface of this host (see `ip link`), got \"{name}\": no such interface"
+        )),
+        "{err}"
+    );
+    // `run` says the same before it opens anything.
+    let config = temp_path("run-no-if.toml");
+    std::fs::write(&config, afpacket_config(&name)).unwrap();
+    let out = flowsteer()
+        .args(["run", "--duration", "5", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    std::fs::remove_file(config).ok();
+    assert_eq!(out.status.code(), Some(2));
+    let run_err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        run_err.contains("port.interface: must be a network interface of this host"),
+        "{run_err}"
+    );
+    assert!(!run_err.contains("setup failed"), "{run_err}");
+}
+
+#[test]
+fn check_refuses_loopback_for_its_mtu() {
+    // lo exists and is up, but its MTU (65536) never fits a packet buffer.
+    let mtu: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu")
+        .expect("a Linux host with lo")
+        .trim()
+        .parse()
+        .unwrap();
+    let out = check("lo.toml", &afpacket_config("lo"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if mtu + 14 <= 2048 {
+        assert!(out.status.success(), "lo's MTU {mtu} fits: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pool.data_room: must hold a frame of port.interface \"lo\" (MTU {mtu} + 14 bytes of Ethernet header = {}), got 2048",
+            mtu + 14
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("port.interface:"),
+        "lo exists and is up: {err}"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A veth pair with unique names, deleted when dropped (also when the test fails).
+struct Veth(String);
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn check_refuses_an_interface_that_is_down() {
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true: this test needs root (it creates a veth pair)");
+        }
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let veth = Veth(format!("fsdn{id}"));
+    let made = Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &veth.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("fsdp{id}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = check("down.toml", &afpacket_config(&veth.0));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "port.interface: must be up (`ip link set {0} up`), got \"{0}\": the interface is down",
+            veth.0
+        )),
+        "{err}"
+    );
+    // Up (without carrier: its peer is down) it passes.
+    let up = Command::new("ip")
+        .args(["link", "set", &veth.0, "up"])
+        .output()
+        .unwrap();
+    assert!(up.status.success());
+    let out = check("up.toml", &afpacket_config(&veth.0));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
