@@ -155,7 +155,8 @@ impl std::error::Error for ConfigError {}
 pub(crate) struct Collector {
     problems: Vec<Problem>,
     omitted: usize,
-    rejected: Vec<String>,
+    /// Sorted, so that a path's neighbours are found in O(log n) however many were rejected.
+    rejected: std::collections::BTreeSet<String>,
     /// The integers too large for 64 bits that the parser replaced by placeholders, as written.
     pub(crate) big_integers: Vec<String>,
 }
@@ -164,7 +165,7 @@ impl Collector {
     /// Records a problem at `path` and marks `path` as rejected.
     pub(crate) fn reject(&mut self, path: impl Into<String>, message: impl Into<String>) {
         let path = path.into();
-        self.rejected.push(path.clone());
+        self.rejected.insert(path.clone());
         self.push(Problem::Key {
             path,
             message: message.into(),
@@ -200,9 +201,20 @@ impl Collector {
 
     /// True when a problem was recorded at `path`, inside it (`path[2]`) or around it.
     pub(crate) fn is_rejected(&self, path: &str) -> bool {
-        self.rejected
-            .iter()
-            .any(|r| nested_or_equal(r, path) || nested_or_equal(path, r))
+        // Around it: `path` itself or one of its prefixes that ends a key or element.
+        let around = path
+            .char_indices()
+            .filter(|&(_, c)| c == '.' || c == '[')
+            .map(|(i, _)| &path[..i])
+            .chain([path])
+            .any(|outer| self.rejected.contains(outer));
+        // Inside it: the paths that start with `path` sort right after it.
+        around
+            || self
+                .rejected
+                .range::<str, _>((std::ops::Bound::Included(path), std::ops::Bound::Unbounded))
+                .take_while(|r| r.starts_with(path))
+                .any(|r| nested_or_equal(r, path))
     }
 
     /// True when any of `paths` [is rejected](Self::is_rejected).

@@ -587,13 +587,15 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             }
         }
     }
+    // Only apps of the same port and transport can clash: each app is compared with the
+    // earlier ones of its group, in file order, not with every earlier app.
+    let mut groups: HashMap<(u16, bool), Vec<usize>> = HashMap::new();
     for (i, app) in stack.app.iter().enumerate() {
-        for (first, other) in stack.app[..i].iter().enumerate() {
+        let earlier = groups.entry((app.port, app.kind.is_tcp())).or_default();
+        for &first in earlier.iter() {
+            let other = &stack.app[first];
             let paths = [format!("stack.app[{i}]"), format!("stack.app[{first}]")];
-            if other.port != app.port
-                || other.kind.is_tcp() != app.kind.is_tcp()
-                || paths.iter().any(|p| out.is_rejected(p))
-            {
+            if paths.iter().any(|p| out.is_rejected(p)) {
                 continue;
             }
             let shared = shared_threads(other, app, engine.threads);
@@ -618,6 +620,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                 break;
             }
         }
+        earlier.push(i);
     }
 }
 

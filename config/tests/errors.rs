@@ -713,6 +713,36 @@ fn many_problems_are_listed_up_to_a_cap() {
 }
 
 #[test]
+fn many_apps_are_checked_without_comparing_every_pair() {
+    // Every app after the first clashes with it: each is reported (the first 20 listed), and
+    // the check stays linear (it used to compare, and format, every pair).
+    let n = 20_000;
+    let apps: String = (0..n)
+        .map(|_| "[[stack.app]]\nkind = \"tcp-echo\"\nport = 7\n".to_string())
+        .collect();
+    let error =
+        Config::from_toml_str(&format!("[traffic]\nprofile = \"none\"\n\n{apps}")).unwrap_err();
+    assert_eq!(error.problems().len() + error.omitted(), n - 1);
+    assert!(
+        error.problems()[0]
+            .to_string()
+            .starts_with("stack.app[1].port: must differ from stack.app[0].port (7)"),
+        "{error}"
+    );
+    // Apps on distinct ports pass.
+    let apps: String = (0..n)
+        .map(|i| format!("[[stack.app]]\nkind = \"tcp-echo\"\nport = {}\n", i + 1))
+        .collect();
+    assert_eq!(
+        valid(&format!("[traffic]\nprofile = \"none\"\n\n{apps}"))
+            .stack
+            .app
+            .len(),
+        n
+    );
+}
+
+#[test]
 fn several_problems_reported_together() {
     let text = "\
 [engine]
