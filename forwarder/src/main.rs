@@ -75,6 +75,37 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     Ok(config)
 }
 
+/// On SIGHUP the terminal is gone and writing to it fails (EIO), which would make the next
+/// status line or message panic: each standard stream that is a terminal is pointed at
+/// /dev/null as the signal arrives, before the run stops. Streams that are pipes or files are
+/// left alone, so the final table still reaches them.
+fn silence_the_terminal_on_hangup() -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: isatty only inspects the descriptor.
+    let (out, err) = unsafe { (libc::isatty(1) == 1, libc::isatty(2) == 1) };
+    if !out && !err {
+        return Ok(());
+    }
+    // Kept open for the life of the process: the handler may use it at any time.
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")?
+        .into_raw_fd();
+    // SAFETY: the action only calls dup2, which is async-signal-safe, on descriptors that stay
+    // open; it allocates nothing and takes no lock.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+            if out {
+                libc::dup2(null, 1);
+            }
+            if err {
+                libc::dup2(null, 2);
+            }
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -112,7 +143,11 @@ fn main() -> ExitCode {
             };
             let stop = Arc::new(AtomicBool::new(false));
             // A closed terminal (SIGHUP) stops the run like Ctrl-C: the final table, the report
-            // and the conservation check still happen.
+            // and the conservation check still happen. Its streams are silenced first.
+            if let Err(e) = silence_the_terminal_on_hangup() {
+                eprintln!("flowsteer: cannot install the signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
             for signal in [
                 signal_hook::consts::SIGINT,
                 signal_hook::consts::SIGTERM,

@@ -531,3 +531,90 @@ fn check_refuses_an_interface_that_is_down() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_closed_terminal_stops_a_run_gracefully() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // stdout and stderr on a pseudo-terminal, which is then closed (writes to it fail with EIO)
+    // as the hang-up is signalled: the run must still stop cleanly and write its report.
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the name, termios and size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let port = free_port();
+    let config = temp_path("hangup.toml");
+    let report = temp_path("hangup-report.json");
+    std::fs::write(
+        &config,
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut child = flowsteer()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let up = wait_for_port(port);
+    // Let a status line or two reach the terminal (drained so that it never fills).
+    let mut terminal = std::fs::File::from(master);
+    let drain = {
+        let mut t = terminal.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(t.read(&mut buf), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(
+        (up + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    );
+    let _ = terminal.flush();
+    // Hang up: the master goes away, the signal follows at once.
+    drop(terminal);
+    let killed = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The streams that were the terminal are silenced as the signal arrives, long before the
+    // run has stopped (the child is not reaped yet, so its /proc entry is its own).
+    let fd2 = format!("/proc/{}/fd/2", child.id());
+    let mut silenced = false;
+    while let Ok(target) = std::fs::read_link(&fd2) {
+        if target == std::path::Path::new("/dev/null") {
+            silenced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 30 s of SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = drain.join();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(silenced, "stderr still pointed at the closed terminal");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written"))
+            .unwrap();
+    assert_eq!(json["conservation"]["ok"], true);
+    std::fs::remove_file(config).ok();
+    std::fs::remove_file(report).ok();
+}
