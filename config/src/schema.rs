@@ -481,7 +481,9 @@ pub(crate) const METRICS: SectionSpec = SectionSpec {
         text(
             "listen",
             "a socket address such as \"127.0.0.1:9464\"",
-            "Address of the metrics endpoint; port 0 lets the system pick a free port (tests).",
+            "Address of the metrics endpoint; port 0 lets the system pick a free port, which \
+             the start line prints. An address other than loopback is allowed and printed as a \
+             warning at start (the endpoint has no authentication).",
         ),
     ],
 };

@@ -106,6 +106,16 @@ fn silence_the_terminal_on_hangup() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The warning printed at start when the metrics endpoint listens beyond loopback.
+fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "flowsteer: warning: the metrics endpoint listens on {addr} (metrics.listen), \
+             reachable from other hosts; it has no authentication"
+        )
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -194,13 +204,8 @@ fn main() -> ExitCode {
                 cfg.engine.balance,
                 cfg.traffic.profile,
             );
-            if let Some(addr) = engine.metrics_addr() {
-                if !addr.ip().is_loopback() {
-                    eprintln!(
-                        "flowsteer: warning: the metrics endpoint listens on {addr} \
-                         (metrics.listen), reachable from other hosts; it has no authentication"
-                    );
-                }
+            if let Some(warning) = engine.metrics_addr().and_then(exposure_warning) {
+                eprintln!("{warning}");
             }
             match engine::drive(engine, opts) {
                 Ok(run) => {
@@ -232,6 +237,31 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warning;
+
+    #[test]
+    fn a_metrics_address_beyond_loopback_is_warned_about() {
+        for loopback in ["127.0.0.1:9464", "127.0.0.2:1", "[::1]:9464"] {
+            assert_eq!(
+                exposure_warning(loopback.parse().unwrap()),
+                None,
+                "{loopback}"
+            );
+        }
+        for exposed in ["0.0.0.0:9464", "198.18.0.1:9464", "[::]:9464"] {
+            let warning = exposure_warning(exposed.parse().unwrap()).expect(exposed);
+            assert!(
+                warning.starts_with(&format!(
+                    "flowsteer: warning: the metrics endpoint listens on {exposed} (metrics.listen)"
+                )),
+                "{warning}"
+            );
         }
     }
 }
