@@ -19,7 +19,8 @@ pub enum Problem {
     },
     /// The text is not valid TOML; nothing else was checked.
     Syntax {
-        /// The key the error is about, when known (a key or table defined twice).
+        /// The key the error is about, when known (a key or table defined twice, a value that
+        /// cannot be read); the reason names it too.
         path: Option<String>,
         /// 1-based line of the error.
         line: usize,
@@ -55,20 +56,17 @@ impl fmt::Display for Problem {
                 write!(f, "{}: cannot read: {reason}", file.display())
             }
             Problem::Syntax {
-                path,
                 line,
                 column,
                 reason,
+                ..
             } => {
+                // The reason names the key when it is known (`path`).
                 write!(
                     f,
                     "TOML syntax error at line {line}, column {column}: {}",
                     cut(reason, MAX_REASON)
-                )?;
-                match path {
-                    Some(path) => write!(f, " {path}"),
-                    None => Ok(()),
-                }
+                )
             }
             Problem::Key { path, message } => write!(f, "{path}: {message}"),
         }
@@ -157,8 +155,8 @@ pub(crate) struct Collector {
     omitted: usize,
     /// Sorted, so that a path's neighbours are found in O(log n) however many were rejected.
     rejected: std::collections::BTreeSet<String>,
-    /// The integers too large for 64 bits that the parser replaced by placeholders, as written.
-    pub(crate) big_integers: Vec<String>,
+    /// The numbers too large for 64 bits that the parser replaced by placeholders, as written.
+    pub(crate) out_of_range: Vec<String>,
 }
 
 impl Collector {

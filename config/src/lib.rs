@@ -52,9 +52,10 @@
 //! is named with the app's index: `stack.app[1].port: must be 1..=65535, got 0`.
 //!
 //! A key or table defined twice is a syntax error that names it (`TOML syntax error at line 3,
-//! column 1: duplicate key engine.threads`). An integer too large for 64 bits, which TOML allows,
-//! is a value of the wrong type for its key (`engine.threads: must be an integer 1..=64, got
-//! 99999999999999999999`). A value or key longer than 128 bytes is shown cut: its first 64
+//! column 1: duplicate key engine.threads`), and so is a value the parser cannot read (`...:
+//! invalid boolean, expected `true` (the value of engine.threads)`). A number too large for 64
+//! bits, which TOML allows, is a value of the wrong type for its key (`engine.threads: must be
+//! an integer 1..=64, got 99999999999999999999`). A value or key longer than 128 bytes is shown cut: its first 64
 //! characters, then `… (N bytes)` with N its whole length as written. An error holds at most [`MAX_PROBLEMS`] problems, the first found, followed when printed by
 //! `... and N more problems`.
 //!

@@ -103,9 +103,9 @@ fn keys<T: DeserializeOwned + Default>(
         };
         let mut alone = Table::new();
         alone.insert(key.name.to_owned(), value.clone());
-        // A value holding an integer beyond 64 bits (a placeholder now) is refused whatever the
+        // A value holding a number beyond 64 bits (a placeholder now) is refused whatever the
         // key's type.
-        let fits = !holds_big_integer(value, out);
+        let fits = !holds_out_of_range(value, out);
         match alone.try_into::<T>() {
             Ok(_) if fits => {
                 accepted.insert(key.name.to_owned(), value.clone());
@@ -216,38 +216,39 @@ pub(crate) fn render(value: &Value) -> String {
     value.to_string()
 }
 
-/// A TOML value as a message shows it: as written in the file (an integer beyond 64 bits
+/// A TOML value as a message shows it: as written in the file (a number beyond 64 bits
 /// included), cut when long.
 fn shown(value: &Value, out: &Collector) -> String {
     let mut text = render(value);
-    for (i, original) in out.big_integers.iter().enumerate().rev() {
-        text = text.replace(&render(&Value::String(big_integer_marker(i))), original);
+    for (i, original) in out.out_of_range.iter().enumerate().rev() {
+        text = text.replace(&render(&Value::String(out_of_range_marker(i))), original);
     }
     cut(&text, MAX_VALUE).into_owned()
 }
 
-/// What stands in the document for the `i`-th integer too large for 64 bits: a string no file
-/// holds in practice, which no key accepts (see [`holds_big_integer`]).
-fn big_integer_marker(i: usize) -> String {
-    format!("\u{FDD0}big-integer-{i}\u{FDD0}")
+/// What stands in the document for the `i`-th number too large for 64 bits: a string no file
+/// holds in practice, which no key accepts (see [`holds_out_of_range`]).
+fn out_of_range_marker(i: usize) -> String {
+    format!("\u{FDD0}out-of-range-{i}\u{FDD0}")
 }
 
-/// `value` is, or holds, a placeholder of an integer too large for 64 bits.
-fn holds_big_integer(value: &Value, out: &Collector) -> bool {
-    if out.big_integers.is_empty() {
+/// `value` is, or holds, a placeholder of a number too large for 64 bits.
+fn holds_out_of_range(value: &Value, out: &Collector) -> bool {
+    if out.out_of_range.is_empty() {
         return false;
     }
     match value {
-        Value::String(s) => s.starts_with("\u{FDD0}big-integer-") && s.ends_with('\u{FDD0}'),
-        Value::Array(items) => items.iter().any(|v| holds_big_integer(v, out)),
-        Value::Table(table) => table.values().any(|v| holds_big_integer(v, out)),
+        Value::String(s) => s.starts_with("\u{FDD0}out-of-range-") && s.ends_with('\u{FDD0}'),
+        Value::Array(items) => items.iter().any(|v| holds_out_of_range(v, out)),
+        Value::Table(table) => table.values().any(|v| holds_out_of_range(v, out)),
         _ => false,
     }
 }
 
-/// The document as a table. TOML allows integers of any size but a value holds 64 bits: each
-/// integer beyond that is replaced by a placeholder (remembered in `out`), so that the key
-/// holding it is reported like any value of the wrong type, with its path.
+/// The document as a table. TOML allows integers of any size and floats of any exponent, but a
+/// value holds 64 bits: each number beyond that is replaced by a placeholder (remembered in
+/// `out`), so that the key holding it is reported like any value of the wrong type, with its
+/// path.
 fn document(text: &str, out: &mut Collector) -> Result<Table, Problem> {
     let error = match text.parse::<Table>() {
         Ok(root) => return Ok(root),
@@ -259,7 +260,7 @@ fn document(text: &str, out: &mut Collector) -> Result<Table, Problem> {
         return Err(syntax_problem(text, &error));
     }
     let mut spans = Vec::new();
-    big_integers_in_table(tree.get_ref(), &mut spans);
+    out_of_range_in_table(tree.get_ref(), &mut spans);
     if spans.is_empty() {
         return Err(syntax_problem(text, &error));
     }
@@ -268,9 +269,9 @@ fn document(text: &str, out: &mut Collector) -> Result<Table, Problem> {
     let mut at = 0;
     for span in spans {
         replaced.push_str(&text[at..span.start]);
-        let marker = big_integer_marker(out.big_integers.len());
+        let marker = out_of_range_marker(out.out_of_range.len());
         replaced.push_str(&render(&Value::String(marker)));
-        out.big_integers.push(text[span.clone()].to_owned());
+        out.out_of_range.push(text[span.clone()].to_owned());
         at = span.end;
     }
     replaced.push_str(&text[at..]);
@@ -279,13 +280,13 @@ fn document(text: &str, out: &mut Collector) -> Result<Table, Problem> {
         .map_err(|_| syntax_problem(text, &error))
 }
 
-fn big_integers_in_table(table: &DeTable<'_>, spans: &mut Vec<Range<usize>>) {
+fn out_of_range_in_table(table: &DeTable<'_>, spans: &mut Vec<Range<usize>>) {
     for value in table.values() {
-        big_integers_in(value.get_ref(), value.span(), spans);
+        out_of_range_in(value.get_ref(), value.span(), spans);
     }
 }
 
-fn big_integers_in(value: &DeValue<'_>, span: Range<usize>, spans: &mut Vec<Range<usize>>) {
+fn out_of_range_in(value: &DeValue<'_>, span: Range<usize>, spans: &mut Vec<Range<usize>>) {
     match value {
         DeValue::Integer(int) => {
             let digits = int.as_str().replace('_', "");
@@ -298,12 +299,19 @@ fn big_integers_in(value: &DeValue<'_>, span: Range<usize>, spans: &mut Vec<Rang
                 spans.push(span);
             }
         }
-        DeValue::Array(items) => {
-            for item in items.iter() {
-                big_integers_in(item.get_ref(), item.span(), spans);
+        DeValue::Float(float) => {
+            // `inf` is a TOML float; `1e999` is one no f64 holds.
+            let written = float.as_str().replace('_', "");
+            if !written.contains("inf") && written.parse::<f64>().is_ok_and(f64::is_infinite) {
+                spans.push(span);
             }
         }
-        DeValue::Table(table) => big_integers_in_table(table, spans),
+        DeValue::Array(items) => {
+            for item in items.iter() {
+                out_of_range_in(item.get_ref(), item.span(), spans);
+            }
+        }
+        DeValue::Table(table) => out_of_range_in_table(table, spans),
         _ => {}
     }
 }
@@ -312,10 +320,14 @@ fn syntax_problem(text: &str, error: &toml::de::Error) -> Problem {
     let (line, column) = error
         .span()
         .map_or((1, 1), |span| line_and_column(text, span.start));
-    let path = error
-        .span()
-        .filter(|_| error.message().trim() == "duplicate key")
-        .and_then(|span| duplicate_path(text, span));
+    let duplicate = error.message().trim() == "duplicate key";
+    let path = error.span().and_then(|span| {
+        if duplicate {
+            duplicate_path(text, span)
+        } else {
+            value_path(text, span.start)
+        }
+    });
     let reason = error
         .message()
         .lines()
@@ -323,6 +335,11 @@ fn syntax_problem(text: &str, error: &toml::de::Error) -> Problem {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ");
+    let reason = match (&path, duplicate) {
+        (Some(path), true) => format!("duplicate key {path}"),
+        (Some(path), false) => format!("{reason} (the value of {path})"),
+        (None, _) => reason,
+    };
     Problem::Syntax {
         path,
         line,
@@ -353,6 +370,63 @@ fn duplicate_path(text: &str, span: Range<usize>) -> Option<String> {
         Some(table) if !table.is_empty() => format!("{table}.{key}"),
         _ => key,
     })
+}
+
+/// The path of the key whose value holds byte `offset` (a value the parser could not read).
+fn value_path(text: &str, offset: usize) -> Option<String> {
+    let (tree, _) = DeTable::parse_recoverable(text);
+    let mut found = None;
+    values_at(tree.get_ref(), "", text, offset, &mut found);
+    found
+}
+
+fn values_at(
+    table: &DeTable<'_>,
+    path: &str,
+    text: &str,
+    offset: usize,
+    found: &mut Option<String>,
+) {
+    for (key, value) in table.iter() {
+        let segment = crate::schema::path_segment(key.get_ref());
+        let child = if path.is_empty() {
+            segment
+        } else {
+            format!("{path}.{segment}")
+        };
+        value_at(value.get_ref(), value.span(), &child, text, offset, found);
+    }
+}
+
+fn value_at(
+    value: &DeValue<'_>,
+    span: Range<usize>,
+    path: &str,
+    text: &str,
+    offset: usize,
+    found: &mut Option<String>,
+) {
+    let holds = span.start <= offset && offset <= span.end;
+    match value {
+        // A header table (`[a]`) spans only its header: look inside it whatever the offset.
+        DeValue::Table(table) => {
+            if holds && text.get(span.clone()).is_some_and(|t| t.starts_with('{')) {
+                *found = Some(path.to_owned());
+            }
+            values_at(table, path, text, offset, found);
+        }
+        DeValue::Array(items) => {
+            if holds && text.get(span.clone()).is_some_and(|t| !t.starts_with("[[")) {
+                *found = Some(path.to_owned());
+            }
+            for (i, item) in items.iter().enumerate() {
+                let child = format!("{path}[{i}]");
+                value_at(item.get_ref(), item.span(), &child, text, offset, found);
+            }
+        }
+        _ if holds => *found = Some(path.to_owned()),
+        _ => {}
+    }
 }
 
 /// A dotted key as written (`a . "b c"`), spaces around the dots removed, cut when long.

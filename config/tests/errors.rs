@@ -620,6 +620,35 @@ fn duplicate_key_names_the_key() {
 }
 
 #[test]
+fn a_value_the_parser_cannot_read_names_its_key() {
+    for (text, path) in [
+        ("[engine]\nthreads = tru\n", "engine.threads"),
+        ("[engine]\nthreads = 0x_ff\n", "engine.threads"),
+        ("[engine]\ncores = [1, 2x]\n", "engine.cores[1]"),
+        ("[metrics]\nlisten = \"127.0.0.1:1\n", "metrics.listen"),
+        (
+            "[[stack.app]]\nkind = \"tcp-echo\"\nport = 7 8\n",
+            "stack.app[0].port",
+        ),
+    ] {
+        let error = Config::from_toml_str(text).unwrap_err();
+        match error.problems() {
+            [problem @ Problem::Syntax { .. }] => assert_eq!(problem.path(), Some(path), "{text}"),
+            other => panic!("expected one syntax problem for {text:?}, got {other:#?}"),
+        }
+        let message = error.to_string();
+        assert!(
+            message.starts_with("TOML syntax error at line ")
+                && message.ends_with(&format!(" (the value of {path})")),
+            "{message}"
+        );
+    }
+    // An error outside any value names no key.
+    let error = Config::from_toml_str("[engine\nthreads = 2\n").unwrap_err();
+    assert_eq!(error.problems()[0].path(), None, "{error}");
+}
+
+#[test]
 fn integer_beyond_64_bits_names_the_key() {
     let big = "99999999999999999999";
     assert_eq!(
@@ -653,6 +682,15 @@ fn integer_beyond_64_bits_names_the_key() {
             ),
             "metrics.bogus: unknown key (expected one of: enabled, listen)".to_string(),
         ]
+    );
+    // A float beyond f64 the same; `inf` is a float like any other.
+    assert_eq!(
+        problem("[traffic]\nzipf_s = 1e999"),
+        "traffic.zipf_s: must be a number > 0.0 and <= 10.0, got 1e999"
+    );
+    assert_eq!(
+        problem("[traffic]\nzipf_s = inf"),
+        "traffic.zipf_s: must be > 0.0 and <= 10.0, got inf"
     );
     // Nothing else is mistaken for one: the largest 64-bit integers are ordinary values.
     assert_eq!(
