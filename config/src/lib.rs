@@ -51,6 +51,14 @@
 //! lists the allowed ones, and a TOML syntax error gives its line and column. A key of an app
 //! is named with the app's index: `stack.app[1].port: must be 1..=65535, got 0`.
 //!
+//! A key or table defined twice is a syntax error that names it (`TOML syntax error at line 3,
+//! column 1: duplicate key engine.threads`), and so is a value the parser cannot read (`...:
+//! invalid boolean, expected `true` (the value of engine.threads)`). A number too large for 64
+//! bits, which TOML allows, is a value of the wrong type for its key (`engine.threads: must be
+//! an integer 1..=64, got 99999999999999999999`). A value or key longer than 128 bytes is shown cut: its first 64
+//! characters, then `… (N bytes)` with N its whole length as written. An error holds at most [`MAX_PROBLEMS`] problems, the first found, followed when printed by
+//! `... and N more problems`.
+//!
 //! # Cost and concurrency
 //!
 //! Everything here runs once at start-up. A [`Config`] is plain data (`Send + Sync + Clone`); the
@@ -66,6 +74,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod host;
 mod parse;
 mod print;
 mod reference;
@@ -78,7 +87,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::{ConfigError, Problem};
+pub use error::{ConfigError, Problem, MAX_PROBLEMS};
 pub use sections::{
     App, Engine, FlowTableCfg, Metrics, Pool, Port, Stack, Swq, Traffic, GENERATOR_STAMP_BYTES,
     MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,
@@ -143,6 +152,22 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut out = error::Collector::default();
         validate::check(self, &mut out);
+        out.into_result()
+    }
+
+    /// Checks what can be checked against this host without opening anything: with
+    /// `port.driver = "afpacket"`, that `port.interface` exists, is administratively up, and that a
+    /// frame of its MTU (MTU + 14 bytes of Ethernet header) fits `pool.data_room`. It reads
+    /// `/sys/class/net/<interface>/` (`flags`, `operstate`, `mtu`), which needs no privilege;
+    /// without a `/sys/class/net` nothing is checked. Call it on a valid configuration.
+    pub fn check_host(&self) -> Result<(), ConfigError> {
+        self.check_host_at("/sys/class/net")
+    }
+
+    /// [`Config::check_host`] against another directory laid out as `/sys/class/net` (tests).
+    pub fn check_host_at(&self, sys_class_net: impl AsRef<Path>) -> Result<(), ConfigError> {
+        let mut out = error::Collector::default();
+        host::check(self, sys_class_net.as_ref(), &mut out);
         out.into_result()
     }
 

@@ -504,7 +504,9 @@ pub(crate) const METRICS: SectionSpec = SectionSpec {
         text(
             "listen",
             "a socket address such as \"127.0.0.1:9464\"",
-            "Address of the metrics endpoint; port 0 lets the system pick a free port (tests).",
+            "Address of the metrics endpoint; port 0 lets the system pick a free port, which \
+             the start line prints. An address other than loopback is allowed and printed as a \
+             warning at start (the endpoint has no authentication).",
         ),
     ],
 };
@@ -518,15 +520,17 @@ pub(crate) fn section_names() -> Vec<&'static str> {
     SECTIONS.iter().map(|s| s.name).collect()
 }
 
-/// `key` as it appears in a path: bare when TOML allows it bare, else quoted.
+/// `key` as it appears in a path: bare when TOML allows it bare, else quoted; a key longer than
+/// 128 bytes is cut (`error::cut`).
 pub(crate) fn path_segment(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if bare {
+    let segment = if bare {
         key.to_owned()
     } else {
         toml::Value::String(key.to_owned()).to_string()
-    }
+    };
+    crate::error::cut(&segment, crate::error::MAX_VALUE).into_owned()
 }

@@ -29,7 +29,7 @@ const MAX_IDLE_SLEEP_US: u32 = 100_000;
 const MIN_POOL_BUFFERS: u32 = 1024;
 const MAX_POOL_BUFFERS: u32 = 4_194_304;
 const MIN_DATA_ROOM: u16 = 128;
-const MAX_DATA_ROOM: u16 = 9216;
+pub(crate) const MAX_DATA_ROOM: u16 = 9216;
 const MAX_POOL_CACHE: u32 = 1024;
 pub(crate) const MAX_TABLE_CAPACITY: usize = 1 << 26;
 const MAX_RING: usize = 1 << 20;
@@ -612,13 +612,15 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             }
         }
     }
+    // Only apps of the same port and transport can clash: each app is compared with the
+    // earlier ones of its group, in file order, not with every earlier app.
+    let mut groups: HashMap<(u16, bool), Vec<usize>> = HashMap::new();
     for (i, app) in stack.app.iter().enumerate() {
-        for (first, other) in stack.app[..i].iter().enumerate() {
+        let earlier = groups.entry((app.port, app.kind.is_tcp())).or_default();
+        for &first in earlier.iter() {
+            let other = &stack.app[first];
             let paths = [format!("stack.app[{i}]"), format!("stack.app[{first}]")];
-            if other.port != app.port
-                || other.kind.is_tcp() != app.kind.is_tcp()
-                || paths.iter().any(|p| out.is_rejected(p))
-            {
+            if paths.iter().any(|p| out.is_rejected(p)) {
                 continue;
             }
             let shared = shared_threads(other, app, engine.threads);
@@ -643,6 +645,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                 break;
             }
         }
+        earlier.push(i);
     }
 }
 
@@ -847,8 +850,12 @@ fn float(value: f64) -> String {
 }
 
 /// A string as TOML writes it, quoted and escaped, so the message shows what the file says.
-fn quoted(text: &str) -> String {
-    render(&toml::Value::String(text.to_owned()))
+pub(crate) fn quoted(text: &str) -> String {
+    crate::error::cut(
+        &render(&toml::Value::String(text.to_owned())),
+        crate::error::MAX_VALUE,
+    )
+    .into_owned()
 }
 
 /// A name the kernel accepts for a network interface (`dev_valid_name`): 1..=15 bytes, not `.`

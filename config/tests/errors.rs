@@ -577,6 +577,211 @@ fn duplicate_key_is_a_syntax_error() {
 }
 
 #[test]
+fn duplicate_key_names_the_key() {
+    let cases = [
+        ("[engine]\nthreads = 2\nthreads = 3\n", "engine.threads", 3),
+        ("[engine]\nthreads = 2\n[engine]\nburst = 3\n", "engine", 3),
+        (
+            "engine.threads = 2\nengine . threads = 3\n",
+            "engine.threads",
+            2,
+        ),
+        (
+            "engine = { threads = 2, threads = 3 }\n",
+            "engine.threads",
+            1,
+        ),
+        (
+            "[[stack.app]]\nkind = \"tcp-echo\"\nport = 7\n\n[[stack.app]]\nport = 7\nport = 8\n",
+            "stack.app[1].port",
+            7,
+        ),
+        (
+            "[port]\nqueues = 1\n\n[metrics]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n",
+            "metrics.listen",
+            6,
+        ),
+    ];
+    for (text, path, at_line) in cases {
+        let error = Config::from_toml_str(text).unwrap_err();
+        match error.problems() {
+            [problem @ Problem::Syntax { line, .. }] => {
+                assert_eq!(*line, at_line, "{text}");
+                assert_eq!(problem.path(), Some(path), "{text}");
+            }
+            other => panic!("expected one syntax problem for {text:?}, got {other:#?}"),
+        }
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("TOML syntax error at line {at_line}, column "))
+                && message.ends_with(&format!(": duplicate key {path}")),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_value_the_parser_cannot_read_names_its_key() {
+    for (text, path) in [
+        ("[engine]\nthreads = tru\n", "engine.threads"),
+        ("[engine]\nthreads = 0x_ff\n", "engine.threads"),
+        ("[engine]\ncores = [1, 2x]\n", "engine.cores[1]"),
+        ("[metrics]\nlisten = \"127.0.0.1:1\n", "metrics.listen"),
+        (
+            "[[stack.app]]\nkind = \"tcp-echo\"\nport = 7 8\n",
+            "stack.app[0].port",
+        ),
+    ] {
+        let error = Config::from_toml_str(text).unwrap_err();
+        match error.problems() {
+            [problem @ Problem::Syntax { .. }] => assert_eq!(problem.path(), Some(path), "{text}"),
+            other => panic!("expected one syntax problem for {text:?}, got {other:#?}"),
+        }
+        let message = error.to_string();
+        assert!(
+            message.starts_with("TOML syntax error at line ")
+                && message.ends_with(&format!(" (the value of {path})")),
+            "{message}"
+        );
+    }
+    // An error outside any value names no key.
+    let error = Config::from_toml_str("[engine\nthreads = 2\n").unwrap_err();
+    assert_eq!(error.problems()[0].path(), None, "{error}");
+}
+
+#[test]
+fn integer_beyond_64_bits_names_the_key() {
+    let big = "99999999999999999999";
+    assert_eq!(
+        problem(&format!("[engine]\nthreads = {big}")),
+        format!("engine.threads: must be an integer 1..=64, got {big}")
+    );
+    assert_eq!(
+        problem(&format!("[engine]\nthreads = -{big}")),
+        format!("engine.threads: must be an integer 1..=64, got -{big}")
+    );
+    assert_eq!(
+        problem(&format!("[engine]\ncores = [1, {big}]")),
+        format!("engine.cores: must be an array of distinct core numbers 0..=1023, got [1, {big}]")
+    );
+    // A key of any type refuses it, with the value as written (hex too).
+    assert_eq!(
+        problem("[port]\ndriver = \"afpacket\"\ninterface = 0xffffffffffffffffff\n[traffic]\nprofile = \"none\""),
+        "port.interface: must be an interface name of 1..=15 bytes without '/', ':', \
+         whitespace or NUL, not \".\" or \"..\", got 0xffffffffffffffffff"
+    );
+    let all = problems(&format!(
+        "[traffic]\nprofile = \"none\"\n\n[[stack.app]]\nkind = \"tcp-echo\"\nport = {big}\n\n\
+         [metrics]\nlisten = {big}\nbogus = {big}\n"
+    ));
+    assert_eq!(
+        all,
+        vec![
+            format!("stack.app[0].port: must be an integer 1..=65535, got {big}"),
+            format!(
+                "metrics.listen: must be a socket address such as \"127.0.0.1:9464\", got {big}"
+            ),
+            "metrics.bogus: unknown key (expected one of: enabled, listen)".to_string(),
+        ]
+    );
+    // A float beyond f64 the same; `inf` is a float like any other.
+    assert_eq!(
+        problem("[traffic]\nzipf_s = 1e999"),
+        "traffic.zipf_s: must be a number > 0.0 and <= 10.0, got 1e999"
+    );
+    assert_eq!(
+        problem("[traffic]\nzipf_s = inf"),
+        "traffic.zipf_s: must be > 0.0 and <= 10.0, got inf"
+    );
+    // Nothing else is mistaken for one: the largest 64-bit integers are ordinary values.
+    assert_eq!(
+        problem("[traffic]\nseed = 9223372036854775807\nflows = -9223372036854775808"),
+        "traffic.flows: must be an integer 1..=16777216, got -9223372036854775808"
+    );
+}
+
+#[test]
+fn a_long_value_is_cut_in_messages() {
+    let long = "x".repeat(10 * 1024 * 1024);
+    let message = problem(&format!("[metrics]\nlisten = \"{long}\""));
+    assert_eq!(
+        message,
+        format!(
+            "metrics.listen: must be a socket address such as \"127.0.0.1:9464\", got \"{}… \
+             ({} bytes)",
+            "x".repeat(63),
+            long.len() + 2
+        )
+    );
+    // In the rules checked after parsing too, and in a key's name.
+    let message = problem(&format!(
+        "[port]\ndriver = \"afpacket\"\ninterface = \"{long}\"\n[traffic]\nprofile = \"none\""
+    ));
+    assert!(
+        message.starts_with("port.interface: must be an interface name"),
+        "{}",
+        &message[..200.min(message.len())]
+    );
+    assert!(message.len() < 400, "{} bytes", message.len());
+    let message = problem(&format!("[engine]\n{long} = 1"));
+    assert!(message.starts_with("engine.xxxx"), "{}", &message[..100]);
+    assert!(message.len() < 400, "{} bytes", message.len());
+    // Short values are whole.
+    assert!(problem("[metrics]\nlisten = \"localhost\"").ends_with("got \"localhost\""));
+}
+
+#[test]
+fn many_problems_are_listed_up_to_a_cap() {
+    let keys: String = (0..900_000).map(|i| format!("k{i} = 1\n")).collect();
+    let error = Config::from_toml_str(&format!("[engine]\n{keys}")).unwrap_err();
+    assert_eq!(error.problems().len(), flowsteer_config::MAX_PROBLEMS);
+    assert_eq!(error.omitted(), 900_000 - flowsteer_config::MAX_PROBLEMS);
+    let message = error.to_string();
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines.len(), flowsteer_config::MAX_PROBLEMS + 1);
+    assert!(
+        lines[0].starts_with("engine.k0: unknown key"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[20], "... and 899980 more problems");
+    // Under the cap, every problem is listed and nothing is said of more.
+    let error = Config::from_toml_str("[engine]\na = 1\nb = 2\n").unwrap_err();
+    assert_eq!((error.problems().len(), error.omitted()), (2, 0));
+    assert_eq!(error.to_string().lines().count(), 2);
+}
+
+#[test]
+fn many_apps_are_checked_without_comparing_every_pair() {
+    // Every app after the first clashes with it: each is reported (the first 20 listed), and
+    // the check stays linear (it used to compare, and format, every pair).
+    let n = 20_000;
+    let apps: String = (0..n)
+        .map(|_| "[[stack.app]]\nkind = \"tcp-echo\"\nport = 7\n".to_string())
+        .collect();
+    let error =
+        Config::from_toml_str(&format!("[traffic]\nprofile = \"none\"\n\n{apps}")).unwrap_err();
+    assert_eq!(error.problems().len() + error.omitted(), n - 1);
+    assert!(
+        error.problems()[0]
+            .to_string()
+            .starts_with("stack.app[1].port: must differ from stack.app[0].port (7)"),
+        "{error}"
+    );
+    // Apps on distinct ports pass.
+    let apps: String = (0..n)
+        .map(|i| format!("[[stack.app]]\nkind = \"tcp-echo\"\nport = {}\n", i + 1))
+        .collect();
+    assert_eq!(
+        valid(&format!("[traffic]\nprofile = \"none\"\n\n{apps}"))
+            .stack
+            .app
+            .len(),
+        n
+    );
+}
+
+#[test]
 fn several_problems_reported_together() {
     let text = "\
 [engine]

@@ -419,7 +419,13 @@ impl Engine {
 
 /// Runs the engine described by `config` until `opts` says stop; returns the final report.
 pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> {
-    let engine = Engine::start(config, opts.serve_metrics)?;
+    drive(Engine::start(config, opts.serve_metrics)?, opts)
+}
+
+/// Runs a started engine until `opts` says stop (its `serve_metrics` was the start's business);
+/// returns the final report. The caller can tell what was started (the metrics address bound
+/// with port 0) between [`Engine::start`] and this.
+pub fn drive(engine: Engine, opts: RunOptions) -> Result<RunReport, EngineError> {
     let mut status = opts
         .status_lines
         .then(|| StatusPrinter::new(engine.shared()));

@@ -1,5 +1,6 @@
 //! The `flowsteer` command line: `run` and `check`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -8,13 +9,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use flowsteer_config::{Config, Problem};
-use forwarder::engine::{self, RunOptions};
+use forwarder::engine::{self, Engine, RunOptions};
 
 #[derive(Parser)]
 #[command(
     name = "flowsteer",
     version,
-    about = "Distributed software forwarding for user-space network stacks"
+    about = "Distributed software forwarding for user-space network stacks",
+    after_help = "Exit codes: 0 success, 1 run failure, 2 invalid configuration or arguments \
+                  (or an afpacket interface that is missing, down or of too large an MTU), \
+                  3 conservation check failed. SIGINT, SIGTERM and SIGHUP stop a run gracefully."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,14 +32,16 @@ enum Command {
         /// TOML configuration file.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Stop after this many seconds (default: run until SIGINT or SIGTERM).
+        /// Stop after this many seconds (default: run until SIGINT, SIGTERM or SIGHUP; each
+        /// stops gracefully: final table, report, conservation check).
         #[arg(long, allow_negative_numbers = true)]
         duration: Option<f64>,
         /// Write every counter, per thread and in total, to this JSON file at the end.
         #[arg(long)]
         report: Option<PathBuf>,
     },
-    /// Validate a configuration and print the effective configuration.
+    /// Validate a configuration and print the effective configuration (with an afpacket port,
+    /// also check that the interface exists, is up and that its MTU fits pool.data_room).
     Check {
         /// TOML configuration file.
         #[arg(long)]
@@ -43,12 +49,13 @@ enum Command {
     },
 }
 
-/// The configuration in `path`, or the built-in default; the error is the message to print.
+/// The configuration in `path`, or the built-in default, checked against this host (the
+/// afpacket interface exists, is up, its MTU fits); the error is the message to print.
 fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    Config::load(path).map_err(|e| {
+    let config = Config::load(path).map_err(|e| {
         let unreadable = e
             .problems()
             .iter()
@@ -58,6 +65,54 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
         } else {
             format!("flowsteer: invalid configuration {}:\n{e}", path.display())
         }
+    })?;
+    config.check_host().map_err(|e| {
+        format!(
+            "flowsteer: configuration {} does not fit this host:\n{e}",
+            path.display()
+        )
+    })?;
+    Ok(config)
+}
+
+/// On SIGHUP the terminal is gone and writing to it fails (EIO), which would make the next
+/// status line or message panic: each standard stream that is a terminal is pointed at
+/// /dev/null as the signal arrives, before the run stops. Streams that are pipes or files are
+/// left alone, so the final table still reaches them.
+fn silence_the_terminal_on_hangup() -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: isatty only inspects the descriptor.
+    let (out, err) = unsafe { (libc::isatty(1) == 1, libc::isatty(2) == 1) };
+    if !out && !err {
+        return Ok(());
+    }
+    // Kept open for the life of the process: the handler may use it at any time.
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")?
+        .into_raw_fd();
+    // SAFETY: the action only calls dup2, which is async-signal-safe, on descriptors that stay
+    // open; it allocates nothing and takes no lock.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+            if out {
+                libc::dup2(null, 1);
+            }
+            if err {
+                libc::dup2(null, 2);
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The warning printed at start when the metrics endpoint listens beyond loopback.
+fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "flowsteer: warning: the metrics endpoint listens on {addr} (metrics.listen), \
+             reachable from other hosts; it has no authentication"
+        )
     })
 }
 
@@ -97,7 +152,17 @@ fn main() -> ExitCode {
                 }
             };
             let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            // A closed terminal (SIGHUP) stops the run like Ctrl-C: the final table, the report
+            // and the conservation check still happen. Its streams are silenced first.
+            if let Err(e) = silence_the_terminal_on_hangup() {
+                eprintln!("flowsteer: cannot install the signal handler: {e}");
+                return ExitCode::FAILURE;
+            }
+            for signal in [
+                signal_hook::consts::SIGINT,
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGHUP,
+            ] {
                 if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
                     eprintln!("flowsteer: cannot install the signal handler: {e}");
                     return ExitCode::FAILURE;
@@ -113,28 +178,41 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            eprintln!(
-                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {}",
-                cfg.engine.threads,
-                cfg.port.queues,
-                cfg.port.driver,
-                cfg.engine.balance,
-                cfg.traffic.profile,
-                if cfg.metrics.enabled {
-                    format!("http://{}/metrics", cfg.metrics.listen)
-                } else {
-                    "off".to_string()
-                }
-            );
             let opts = RunOptions {
                 duration,
                 stop,
                 status_lines: true,
                 serve_metrics: true,
             };
-            match engine::run(&cfg, opts) {
+            let engine = match Engine::start(&cfg, opts.serve_metrics) {
+                Ok(engine) => engine,
+                Err(e) => {
+                    eprintln!("flowsteer: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // The address actually bound: with port 0 the system chose it.
+            let metrics = match engine.metrics_addr() {
+                Some(addr) => format!("http://{addr}/metrics"),
+                None => "off".to_string(),
+            };
+            eprintln!(
+                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {metrics}",
+                cfg.engine.threads,
+                cfg.port.queues,
+                cfg.port.driver,
+                cfg.engine.balance,
+                cfg.traffic.profile,
+            );
+            if let Some(warning) = engine.metrics_addr().and_then(exposure_warning) {
+                eprintln!("{warning}");
+            }
+            match engine::drive(engine, opts) {
                 Ok(run) => {
-                    print!("{}", run.render_table());
+                    // The terminal may be gone (SIGHUP): a failed write must not stop the
+                    // report and the conservation check.
+                    let _ = write!(std::io::stdout(), "{}", run.render_table());
+                    let _ = std::io::stdout().flush();
                     if let Some(path) = report {
                         let written = serde_json::to_string_pretty(&run)
                             .map_err(std::io::Error::other)
@@ -159,6 +237,31 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exposure_warning;
+
+    #[test]
+    fn a_metrics_address_beyond_loopback_is_warned_about() {
+        for loopback in ["127.0.0.1:9464", "127.0.0.2:1", "[::1]:9464"] {
+            assert_eq!(
+                exposure_warning(loopback.parse().unwrap()),
+                None,
+                "{loopback}"
+            );
+        }
+        for exposed in ["0.0.0.0:9464", "198.18.0.1:9464", "[::]:9464"] {
+            let warning = exposure_warning(exposed.parse().unwrap()).expect(exposed);
+            assert!(
+                warning.starts_with(&format!(
+                    "flowsteer: warning: the metrics endpoint listens on {exposed} (metrics.listen)"
+                )),
+                "{warning}"
+            );
         }
     }
 }

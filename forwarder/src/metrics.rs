@@ -18,16 +18,28 @@
 //! series the verifying sink feeds otherwise: one series answers "did a packet reach a thread
 //! that does not own its flow?".
 //!
-//! The HTTP side is deliberately small and strict: one request per connection, a 2-second read
-//! timeout, an 8 KiB request limit, `GET`/`HEAD` on `/metrics` only. Anything else gets a precise
-//! status code (400, 404, 405, 408, 431) and the connection is closed; no input can stop the server.
+//! The HTTP side is deliberately small and strict: one request per connection, an 8 KiB request
+//! limit, `GET`/`HEAD` on `/metrics` only. Anything else gets a precise status code (400, 404,
+//! 405, 408, 431) and the connection is closed; no input can stop the server.
+//!
+//! Connections are served concurrently, one short-lived thread each, at most
+//! [`MAX_CONNECTIONS`] at once: a connection beyond that is closed as soon as it is accepted and
+//! counted in `flowsteer_metrics_connections_refused_total`. Each connection has one deadline for
+//! the whole request, [`REQUEST_DEADLINE`] from its accept, that covers reading the request and
+//! writing the answer; it does not restart with each byte, so a client sending one byte a second
+//! holds its slot for 2 s at most and gets a 408 (counted in
+//! `flowsteer_metrics_requests_timed_out_total`). Idle and slow sockets therefore never delay
+//! another client's scrape: the design target is an answer within 100 ms while 50 slow sockets
+//! are open. The threads are bounded by the cap; stopping the server closes every open
+//! connection and waits for their threads.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
@@ -39,12 +51,43 @@ use crate::report::StackSnapshot;
 use crate::stats::{malformed_reasons, ThreadSnapshot};
 
 const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// The time a connection has, from its accept, to send its request and receive the answer.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
+/// Connections served at once; one more is closed at once and counted as refused.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The stack of a connection's thread (parsing and rendering need little).
+const CONNECTION_STACK: usize = 256 * 1024;
+/// How long the acceptor waits for a connection before it looks at the stop flag again.
+const ACCEPT_POLL: Duration = Duration::from_millis(100);
+/// The least time given to write an answer, even one sent after the deadline (a 408).
+const MIN_WRITE: Duration = Duration::from_millis(50);
+
+/// What the acceptor and the connection threads share.
+struct Endpoint {
+    stop: AtomicBool,
+    recorder: Mutex<PrometheusRecorder>,
+    /// The open connections (a clone of each stream, to close them at stop); at most
+    /// [`MAX_CONNECTIONS`].
+    open: Mutex<Vec<(u64, TcpStream)>>,
+    next_id: AtomicU64,
+    refused: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+impl Endpoint {
+    fn open(&self) -> MutexGuard<'_, Vec<(u64, TcpStream)>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn close(&self, id: u64) {
+        self.open().retain(|(i, _)| *i != id);
+    }
+}
 
 /// A running metrics endpoint; stops when dropped.
 pub struct MetricsServer {
     addr: SocketAddr,
-    stop: Arc<AtomicBool>,
+    endpoint: Arc<Endpoint>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -59,14 +102,29 @@ impl MetricsServer {
         })?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop_flag = stop.clone();
+        let endpoint = Arc::new(Endpoint {
+            stop: AtomicBool::new(false),
+            recorder: Mutex::new(PrometheusBuilder::new().build_recorder()),
+            open: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+        });
+        // Every series exists before the first connection is accepted.
+        {
+            let recorder = endpoint
+                .recorder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            publish(&shared, Some(&endpoint), &recorder);
+        }
+        let ep = endpoint.clone();
         let thread = thread::Builder::new()
             .name("fs-metrics".into())
-            .spawn(move || serve(listener, &shared, &stop_flag))?;
+            .spawn(move || accept_loop(&listener, &shared, &ep))?;
         Ok(MetricsServer {
             addr,
-            stop,
+            endpoint,
             thread: Some(thread),
         })
     }
@@ -79,25 +137,78 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.endpoint.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        // No connection is accepted any more: close the open ones (their reads and writes
+        // fail at once) and wait for their threads, which the deadline bounds anyway.
+        for (_, stream) in self.endpoint.open().iter() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        let give_up = Instant::now() + REQUEST_DEADLINE + MIN_WRITE + Duration::from_secs(1);
+        while !self.endpoint.open().is_empty() && Instant::now() < give_up {
+            thread::sleep(Duration::from_millis(1));
         }
     }
 }
 
-fn serve(listener: TcpListener, shared: &Shared, stop: &AtomicBool) {
-    let recorder = PrometheusBuilder::new().build_recorder();
-    publish(shared, &recorder);
-    while !stop.load(Ordering::Relaxed) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, endpoint: &Arc<Endpoint>) {
+    while !endpoint.stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => {
-                // A failing client only loses its own connection.
-                let _ = handle(stream, shared, &recorder);
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(20)),
+            Ok((stream, _)) => admit(stream, shared, endpoint),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => wait_readable(listener, ACCEPT_POLL),
+            // Out of descriptors or an aborted connection: wait a little rather than spin.
             Err(_) => thread::sleep(Duration::from_millis(20)),
         }
+    }
+}
+
+/// Waits until `listener` has a connection to accept, or `timeout`.
+fn wait_readable(listener: &TcpListener, timeout: Duration) {
+    let mut fd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `fd` is one valid pollfd that lives across the call; the descriptor is the
+    // listener's, open for as long as `listener` is borrowed.
+    unsafe {
+        libc::poll(&mut fd, 1, ms);
+    }
+}
+
+/// Serves `stream` on a thread of its own, or closes it at once when [`MAX_CONNECTIONS`] are
+/// open (counted as refused).
+fn admit(stream: TcpStream, shared: &Arc<Shared>, endpoint: &Arc<Endpoint>) {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let id = endpoint.next_id.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut open = endpoint.open();
+        let clone = match stream.try_clone() {
+            Ok(clone) if open.len() < MAX_CONNECTIONS => clone,
+            _ => {
+                endpoint.refused.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        open.push((id, clone));
+    }
+    let (shared, ep) = (shared.clone(), endpoint.clone());
+    let spawned = thread::Builder::new()
+        .name("fs-metrics-conn".into())
+        .stack_size(CONNECTION_STACK)
+        .spawn(move || {
+            // A failing client only loses its own connection.
+            let _ = handle(stream, deadline, &shared, &ep);
+            ep.close(id);
+        });
+    if spawned.is_err() {
+        // The stream was moved into the closure that was not run: it is closed already.
+        endpoint.close(id);
+        endpoint.refused.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -140,20 +251,37 @@ fn parse_request(head: &[u8]) -> Request {
     Request::Metrics { head }
 }
 
-fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Request> {
+const TIMED_OUT: Request = Request::Reject {
+    status: "408 Request Timeout",
+    why: "request not received within 2 seconds\n",
+};
+
+/// Reads a request head until its blank line, the size limit, or `deadline`.
+fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
+    let mut searched = 0usize; // the end of the head is looked for in the new bytes only
     loop {
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
+        let from = searched.saturating_sub(3);
+        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n")
+            || buf[from..].windows(2).any(|w| w == b"\n\n")
+        {
             return Ok(buf);
         }
+        searched = buf.len();
         if buf.len() >= MAX_REQUEST {
             return Err(Request::Reject {
                 status: "431 Request Header Fields Too Large",
                 why: "request head over 8 KiB\n",
             });
         }
-        match stream.read(&mut chunk) {
+        // The time left, not a fresh timeout per read: slow bytes do not extend it.
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return Err(TIMED_OUT);
+        }
+        let want = chunk.len().min(MAX_REQUEST - buf.len());
+        match stream.read(&mut chunk[..want]) {
             Ok(0) => {
                 return Err(Request::Reject {
                     status: "400 Bad Request",
@@ -162,11 +290,9 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Request> {
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(Request::Reject {
-                    status: "408 Request Timeout",
-                    why: "request not received within 2 seconds\n",
-                })
+                return Err(TIMED_OUT)
             }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => {
                 return Err(Request::Reject {
                     status: "400 Bad Request",
@@ -177,21 +303,54 @@ fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, Request> {
     }
 }
 
-fn handle(mut stream: TcpStream, shared: &Shared, recorder: &PrometheusRecorder) -> io::Result<()> {
+/// Writes all of `bytes` by `deadline`.
+fn write_by(stream: &mut TcpStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        stream.set_write_timeout(Some(left))?;
+        match stream.write(bytes) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn handle(
+    mut stream: TcpStream,
+    deadline: Instant,
+    shared: &Shared,
+    endpoint: &Endpoint,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
-    let request = match read_head(&mut stream) {
+    let request = match read_head(&mut stream, deadline) {
         Ok(head) => parse_request(&head),
         Err(reject) => reject,
     };
+    if request == TIMED_OUT {
+        endpoint.timed_out.fetch_add(1, Ordering::Relaxed);
+    }
     let (status, content_type, body, head_only) = match request {
-        Request::Metrics { head } => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(shared, recorder),
-            head,
-        ),
+        Request::Metrics { head } => {
+            let recorder = endpoint
+                .recorder
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            publish(shared, Some(endpoint), &recorder);
+            let body = recorder.handle().render();
+            drop(recorder);
+            (
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+                head,
+            )
+        }
         Request::Reject { status, why } => {
             (status, "text/plain; charset=utf-8", why.to_string(), false)
         }
@@ -204,24 +363,33 @@ fn handle(mut stream: TcpStream, shared: &Shared, recorder: &PrometheusRecorder)
         response.push_str("Allow: GET, HEAD\r\n");
     }
     response.push_str("\r\n");
-    stream.write_all(response.as_bytes())?;
     if !head_only {
-        stream.write_all(body.as_bytes())?;
+        response.push_str(&body);
     }
+    let write_deadline = deadline.max(Instant::now() + MIN_WRITE);
+    write_by(&mut stream, response.as_bytes(), write_deadline)?;
     stream.flush()
 }
 
-/// Publishes the engine's counters into the recorder and renders the Prometheus text.
+/// Publishes the engine's counters into the recorder and renders the Prometheus text (the
+/// endpoint's own series, `flowsteer_metrics_*`, are only in what the endpoint serves).
 pub fn render(shared: &Shared, recorder: &PrometheusRecorder) -> String {
-    publish(shared, recorder);
+    publish(shared, None, recorder);
     recorder.handle().render()
 }
 
-/// Sets every series of the engine in `recorder` to the counters' current values.
-fn publish(shared: &Shared, recorder: &PrometheusRecorder) {
+/// Sets every series of the engine, and of the endpoint when given, in `recorder` to the
+/// counters' current values.
+fn publish(shared: &Shared, endpoint: Option<&Endpoint>, recorder: &PrometheusRecorder) {
     let snapshots = shared.stats.snapshot();
     let stacks = StackSnapshot::all(shared);
     metrics::with_local_recorder(recorder, || {
+        if let Some(ep) = endpoint {
+            counter!("flowsteer_metrics_connections_refused_total")
+                .absolute(ep.refused.load(Ordering::Relaxed));
+            counter!("flowsteer_metrics_requests_timed_out_total")
+                .absolute(ep.timed_out.load(Ordering::Relaxed));
+        }
         for s in &snapshots {
             publish_thread(shared, s, stacks.get(s.thread));
         }
@@ -613,7 +781,14 @@ mod tests {
             engine.stop().expect("engine stops");
             seen.extend(names(&text));
         }
+        // The endpoint's own series are in what it serves.
+        let (engine, addr) = quiet_endpoint();
+        seen.extend(names(&scrape(addr)));
+        engine.stop().expect("engine stops");
         assert!(seen.iter().any(|n| n == "flowsteer_app_bytes_total"));
+        assert!(seen
+            .iter()
+            .any(|n| n == "flowsteer_metrics_connections_refused_total"));
         for name in seen {
             let documented = if name.starts_with("flowsteer_generator_") {
                 "`flowsteer_generator_<what>_total`".to_string()
@@ -695,6 +870,137 @@ mod tests {
         }
         assert!(report.stack.is_empty());
         assert!(report.total.stack.is_none());
+    }
+
+    /// An engine with no traffic and its endpoint on a free port.
+    fn quiet_endpoint() -> (Engine, SocketAddr) {
+        let mut cfg = Config::default();
+        cfg.traffic.profile = Profile::None;
+        cfg.metrics.listen = "127.0.0.1:0".parse().unwrap();
+        let engine = Engine::start(&cfg, true).expect("engine starts");
+        let addr = engine.metrics_addr().expect("metrics served");
+        (engine, addr)
+    }
+
+    #[test]
+    fn a_scrape_is_answered_while_slow_and_idle_sockets_are_open() {
+        let (engine, addr) = quiet_endpoint();
+        // 50 sockets that send a byte every 200 ms (a request that never ends) and 10 idle ones.
+        let opened = Instant::now();
+        let mut slow: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let idle: Vec<TcpStream> = (0..10).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dripping = {
+            let stop = stop.clone();
+            let mut slow: Vec<TcpStream> = slow.iter().map(|s| s.try_clone().unwrap()).collect();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for s in &mut slow {
+                        let _ = s.write_all(b"G");
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        thread::sleep(Duration::from_millis(500));
+        let asked = Instant::now();
+        let text = scrape(addr);
+        let took = asked.elapsed();
+        println!("scrape answered in {took:?} with 50 slow and 10 idle sockets open");
+        // The design target is 100 ms; the bound is wide for loaded test machines.
+        assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+        assert!(text.contains("flowsteer_rx_packets_total"), "{text}");
+
+        // The deadline covers the whole request: a byte every 200 ms does not extend it.
+        slow[0]
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = slow[0].read_to_string(&mut answer);
+        let held = opened.elapsed();
+        println!("a slow socket was answered after {held:?}");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            held < REQUEST_DEADLINE + Duration::from_secs(2),
+            "a slow socket held its connection {held:?}"
+        );
+        stop.store(true, Ordering::Relaxed);
+        dripping.join().unwrap();
+        drop(idle);
+        drop(slow);
+        let text = scrape(addr);
+        assert!(
+            value(&text, "flowsteer_metrics_requests_timed_out_total").unwrap_or(0.0) >= 1.0,
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "flowsteer_metrics_connections_refused_total"),
+            Some(0.0)
+        );
+        engine.stop().expect("engine stops");
+    }
+
+    #[test]
+    fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
+        let (engine, addr) = quiet_endpoint();
+        let extra = 5;
+        let mut held: Vec<TcpStream> = (0..MAX_CONNECTIONS + extra)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        // The ones beyond the cap see their connection closed well before the deadline.
+        let asked = Instant::now();
+        for s in &mut held[MAX_CONNECTIONS..] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buf = [0u8; 16];
+            match s.read(&mut buf) {
+                Ok(0) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+                other => panic!("a connection beyond the cap was served: {other:?}"),
+            }
+        }
+        let took = asked.elapsed();
+        println!("connections beyond the cap closed within {took:?}");
+        assert!(took < REQUEST_DEADLINE, "closing took {took:?}");
+        // Closing the held ones frees their slots at once.
+        drop(held);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let text = loop {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if text.starts_with("HTTP/1.1 200") {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "the slots never freed");
+            thread::sleep(Duration::from_millis(20));
+        };
+        let refused = value(&text, "flowsteer_metrics_connections_refused_total").unwrap();
+        assert!(refused >= extra as f64, "refused {refused}:\n{text}");
+        engine.stop().expect("engine stops");
+    }
+
+    #[test]
+    fn stopping_closes_open_connections_without_waiting_for_their_deadline() {
+        let (engine, _) = quiet_endpoint();
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), engine.shared().clone())
+            .expect("a second endpoint");
+        let addr = server.local_addr();
+        let mut idle: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        thread::sleep(Duration::from_millis(200));
+        let asked = Instant::now();
+        drop(server);
+        let took = asked.elapsed();
+        println!("the endpoint stopped in {took:?} with 5 idle connections open");
+        assert!(took < REQUEST_DEADLINE, "stop waited {took:?}");
+        // They were closed, not left hanging.
+        for s in &mut idle {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).expect("closed, not left open");
+        }
+        engine.stop().expect("engine stops");
     }
 
     #[test]

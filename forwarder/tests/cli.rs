@@ -255,3 +255,366 @@ fn run_with_apps_serves_the_stack_series_and_reports_the_stack() {
     std::fs::remove_file(config).ok();
     std::fs::remove_file(report).ok();
 }
+
+/// A run started with `config_text`, its stderr read line by line on a thread.
+struct Running {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    config: PathBuf,
+}
+
+impl Running {
+    fn start(name: &str, config_text: &str) -> Running {
+        let config = temp_path(name);
+        std::fs::write(&config, config_text).unwrap();
+        let mut child = flowsteer()
+            .args(["run", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let all = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let all_w = all.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                all_w.lock().unwrap().push_str(&format!("{line}\n"));
+                let _ = tx.send(line);
+            }
+        });
+        Running {
+            child,
+            lines,
+            stderr: all,
+            config,
+        }
+    }
+
+    /// The first stderr line containing `what`, waiting at most 20 s.
+    fn wait_line(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(what) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {what:?} on stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Sends `signal` (a kill(1) name) and waits for the exit: (code, stdout, stderr).
+    fn signal_and_wait(mut self, signal: &str) -> (Option<i32>, String, String) {
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(killed.success(), "kill -{signal} failed");
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the run did not stop within 30 s of SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends with the pipe; give it a moment to collect the last lines.
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        std::fs::remove_file(&self.config).ok();
+        (status.code(), stdout, stderr)
+    }
+}
+
+/// The metrics address the start line announces.
+fn announced_metrics_addr(start_line: &str) -> std::net::SocketAddr {
+    let url = start_line
+        .split("metrics http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no metrics URL in {start_line:?}"));
+    url.trim_end_matches("/metrics")
+        .parse()
+        .unwrap_or_else(|e| panic!("{url:?} in {start_line:?}: {e}"))
+}
+
+#[test]
+fn run_with_metrics_port_0_prints_the_port_it_bound() {
+    let run = Running::start(
+        "port0.toml",
+        "[traffic]\nprofile = \"none\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let line = run.wait_line("flowsteer: ");
+    let addr = announced_metrics_addr(&line);
+    assert_ne!(addr.port(), 0, "{line}");
+    let body = http(
+        addr.port(),
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    // Loopback: no warning about other hosts.
+    let (code, _, stderr) = run.signal_and_wait("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn sighup_stops_a_run_gracefully_with_the_final_table() {
+    let port = free_port();
+    let run = Running::start(
+        "sighup.toml",
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    // Serving metrics means the threads run.
+    wait_for_port(port);
+    run.wait_line("flowsteer: ");
+    let (code, stdout, stderr) = run.signal_and_wait("HUP");
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("conservation:") && stdout.contains("ok"),
+        "the final table: {stdout}"
+    );
+}
+
+#[test]
+fn help_names_the_signals_that_stop_a_run() {
+    let out = flowsteer().args(["run", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SIGHUP"), "{text}");
+}
+
+/// An afpacket configuration on `interface` (no generator, which needs uveth).
+fn afpacket_config(interface: &str) -> String {
+    format!(
+        "[port]\ndriver = \"afpacket\"\ninterface = \"{interface}\"\n\n[traffic]\nprofile = \"none\"\n"
+    )
+}
+
+#[test]
+fn check_and_run_refuse_an_interface_that_does_not_exist() {
+    let name = format!("fsno{}", std::process::id() % 100_000);
+    let out = check("no-if.toml", &afpacket_config(&name));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "port.interface: must be a network interface of this host (see `ip link`), got \"{name}\": no such interface"
+        )),
+        "{err}"
+    );
+    // `run` says the same before it opens anything.
+    let config = temp_path("run-no-if.toml");
+    std::fs::write(&config, afpacket_config(&name)).unwrap();
+    let out = flowsteer()
+        .args(["run", "--duration", "5", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    std::fs::remove_file(config).ok();
+    assert_eq!(out.status.code(), Some(2));
+    let run_err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        run_err.contains("port.interface: must be a network interface of this host"),
+        "{run_err}"
+    );
+    assert!(!run_err.contains("setup failed"), "{run_err}");
+}
+
+#[test]
+fn check_refuses_loopback_for_its_mtu() {
+    // lo exists and is up, but its MTU (65536) never fits a packet buffer.
+    let mtu: u32 = std::fs::read_to_string("/sys/class/net/lo/mtu")
+        .expect("a Linux host with lo")
+        .trim()
+        .parse()
+        .unwrap();
+    let out = check("lo.toml", &afpacket_config("lo"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if mtu + 14 <= 2048 {
+        assert!(out.status.success(), "lo's MTU {mtu} fits: {err}");
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "pool.data_room: must hold a frame of port.interface \"lo\" (MTU {mtu} + 14 bytes of Ethernet header = {}), got 2048",
+            mtu + 14
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("port.interface:"),
+        "lo exists and is up: {err}"
+    );
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A veth pair with unique names, deleted when dropped (also when the test fails).
+struct Veth(String);
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn check_refuses_an_interface_that_is_down() {
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true: this test needs root (it creates a veth pair)");
+        }
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let veth = Veth(format!("fsdn{id}"));
+    let made = Command::new("ip")
+        .args([
+            "link",
+            "add",
+            &veth.0,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &format!("fsdp{id}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = check("down.toml", &afpacket_config(&veth.0));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "port.interface: must be up (`ip link set {0} up`), got \"{0}\": the interface is down",
+            veth.0
+        )),
+        "{err}"
+    );
+    // Up (without carrier: its peer is down) it passes.
+    let up = Command::new("ip")
+        .args(["link", "set", &veth.0, "up"])
+        .output()
+        .unwrap();
+    assert!(up.status.success());
+    let out = check("up.toml", &afpacket_config(&veth.0));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_closed_terminal_stops_a_run_gracefully() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // stdout and stderr on a pseudo-terminal, which is then closed (writes to it fail with EIO)
+    // as the hang-up is signalled: the run must still stop cleanly and write its report.
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors; the name, termios and size arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let port = free_port();
+    let config = temp_path("hangup.toml");
+    let report = temp_path("hangup-report.json");
+    std::fs::write(
+        &config,
+        format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut child = flowsteer()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    let up = wait_for_port(port);
+    // Let a status line or two reach the terminal (drained so that it never fills).
+    let mut terminal = std::fs::File::from(master);
+    let drain = {
+        let mut t = terminal.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(t.read(&mut buf), Ok(n) if n > 0) {}
+        })
+    };
+    std::thread::sleep(
+        (up + Duration::from_millis(1500)).saturating_duration_since(Instant::now()),
+    );
+    let _ = terminal.flush();
+    // Hang up: the master goes away, the signal follows at once.
+    drop(terminal);
+    let killed = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The streams that were the terminal are silenced as the signal arrives, long before the
+    // run has stopped (the child is not reaped yet, so its /proc entry is its own).
+    let fd2 = format!("/proc/{}/fd/2", child.id());
+    let mut silenced = false;
+    while let Ok(target) = std::fs::read_link(&fd2) {
+        if target == std::path::Path::new("/dev/null") {
+            silenced = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "no exit within 30 s of SIGHUP");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = drain.join();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(silenced, "stderr still pointed at the closed terminal");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the report is written"))
+            .unwrap();
+    assert_eq!(json["conservation"]["ok"], true);
+    std::fs::remove_file(config).ok();
+    std::fs::remove_file(report).ok();
+}
