@@ -388,13 +388,18 @@ fn values_at(
     found: &mut Option<String>,
 ) {
     for (key, value) in table.iter() {
-        let segment = crate::schema::path_segment(key.get_ref());
-        let child = if path.is_empty() {
-            segment
-        } else {
-            format!("{path}.{segment}")
-        };
+        let child = child_path(path, key.get_ref());
         value_at(value.get_ref(), value.span(), &child, text, offset, found);
+    }
+}
+
+/// The key path of `key` inside the table at `path` ("" for the document).
+fn child_path(path: &str, key: &str) -> String {
+    let segment = crate::schema::path_segment(key);
+    if path.is_empty() {
+        segment
+    } else {
+        format!("{path}.{segment}")
     }
 }
 
@@ -463,12 +468,7 @@ struct Container {
 
 fn containers(table: &DeTable<'_>, path: &str, text: &str, offset: usize, found: &mut Container) {
     for (key, value) in table.iter() {
-        let segment = crate::schema::path_segment(key.get_ref());
-        let child = if path.is_empty() {
-            segment
-        } else {
-            format!("{path}.{segment}")
-        };
+        let child = child_path(path, key.get_ref());
         container_of(value.get_ref(), value.span(), &child, text, offset, found);
     }
 }

@@ -46,22 +46,6 @@ fn start(cfg: &Config) -> Engine {
     Engine::start(cfg, false).expect("the engine starts on the veth")
 }
 
-/// Sum of an app counter over the threads' apps of `kind`.
-fn app_sum(
-    engine: &Engine,
-    kind: flowsteer_stack::AppKind,
-    counter: impl Fn(&flowsteer_stack::AppStats) -> u64,
-) -> u64 {
-    engine
-        .shared()
-        .stacks
-        .iter()
-        .flat_map(|s| s.apps.iter().zip(&s.stats.apps))
-        .filter(|(spec, _)| spec.kind == kind)
-        .map(|(_, stats)| counter(stats))
-        .sum()
-}
-
 /// `ab` against the http app; returns (complete, failed, non-2xx) and the output.
 fn ab(net: &ClientNet, ip: IpAddr, args: &[&str], limit: Duration) -> (u64, u64, u64, String) {
     let url = format!("http://{}:{HTTP_PORT}/", url_host(ip));

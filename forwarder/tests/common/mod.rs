@@ -253,16 +253,25 @@ pub fn stack_sum(engine: &Engine, counter: impl Fn(&flowsteer_stack::StackStats)
         .sum()
 }
 
-/// Connections the apps of `kind` opened, over every thread.
-pub fn connections_opened(engine: &Engine, kind: flowsteer_stack::AppKind) -> u64 {
+/// Sum of an app counter over the threads' apps of `kind`.
+pub fn app_sum(
+    engine: &Engine,
+    kind: flowsteer_stack::AppKind,
+    counter: impl Fn(&flowsteer_stack::AppStats) -> u64,
+) -> u64 {
     engine
         .shared()
         .stacks
         .iter()
         .flat_map(|s| s.apps.iter().zip(&s.stats.apps))
         .filter(|(spec, _)| spec.kind == kind)
-        .map(|(_, stats)| stats.connections_opened.get())
+        .map(|(_, stats)| counter(stats))
         .sum()
+}
+
+/// Connections the apps of `kind` opened, over every thread.
+pub fn connections_opened(engine: &Engine, kind: flowsteer_stack::AppKind) -> u64 {
+    app_sum(engine, kind, |a| a.connections_opened.get())
 }
 
 /// Stops the engine and checks what holds after every run: conservation and a full pool.
