@@ -22,7 +22,7 @@ use flowsteer_config::{
     RingImpl, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
 };
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
-use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout};
+use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
@@ -120,6 +120,8 @@ impl PortHandle {
                         ConfigFanout::Lb => Fanout::Lb,
                         ConfigFanout::Cpu => Fanout::Cpu,
                     },
+                    rx_ring: RxRingKind::Blocks,
+                    frames: AfPacketConfig::default().frames,
                     block_size: port.block_size,
                     blocks: port.blocks,
                     block_timeout_ms: port.block_timeout_ms,
