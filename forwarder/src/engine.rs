@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use flowsteer_config::{
     AppKind as ConfigAppKind, Balance, Config, Driver, Fanout as ConfigFanout, Idle, Profile,
-    RingImpl, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
+    RingImpl, RxRing as ConfigRxRing, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
 };
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
 use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
@@ -120,8 +120,11 @@ impl PortHandle {
                         ConfigFanout::Lb => Fanout::Lb,
                         ConfigFanout::Cpu => Fanout::Cpu,
                     },
-                    rx_ring: RxRingKind::Blocks,
-                    frames: AfPacketConfig::default().frames,
+                    rx_ring: match port.rx_ring {
+                        ConfigRxRing::Frames => RxRingKind::Frames,
+                        ConfigRxRing::Blocks => RxRingKind::Blocks,
+                    },
+                    frames: port.frames,
                     block_size: port.block_size,
                     blocks: port.blocks,
                     block_timeout_ms: port.block_timeout_ms,
