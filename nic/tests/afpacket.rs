@@ -1034,6 +1034,54 @@ fn a_lone_frame_is_visible_at_once_on_a_frame_ring_but_waits_for_the_block_timeo
     }
 }
 
+#[test]
+fn wait_rx_wakes_when_a_frame_is_handed_over_and_times_out_otherwise() {
+    if skip_without_root() {
+        return;
+    }
+    for kind in KINDS {
+        let veth = Veth::new(true);
+        let port = AfPacketPort::open(ring_config(kind, &veth.a, 1, Fanout::Hash)).unwrap();
+        let pool = PacketPool::new(16, 2048).unwrap();
+        let mut cache = pool.cache(4);
+        let mut queue = port.take_queue(0).unwrap();
+
+        // Nothing sent: the wait lasts its timeout and reports nothing.
+        let start = Instant::now();
+        assert!(
+            !queue.wait_rx(Duration::from_millis(30)).unwrap(),
+            "{kind:?}"
+        );
+        assert!(start.elapsed() >= Duration::from_millis(25), "{kind:?}");
+
+        // A frame ends the wait long before the timeout (a block ring after its 1 ms timer).
+        let sender = {
+            let b = veth.b.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(20));
+                Peer::open(&b).send(&test_frame(0, 9, 100, None));
+            })
+        };
+        let start = Instant::now();
+        let mut woken = false;
+        while !woken && start.elapsed() < DEADLINE {
+            woken = queue.wait_rx(DEADLINE).unwrap();
+        }
+        assert!(woken, "{kind:?}: the wait ends when the frame arrives");
+        assert!(start.elapsed() < Duration::from_secs(2), "{kind:?}");
+        sender.join().unwrap();
+        let got = receive_all(std::slice::from_mut(&mut queue), &mut cache, 1, 8);
+        assert!(
+            got[0].iter().any(|b| seq_of(b.data()) == Some(9)),
+            "{kind:?}"
+        );
+        free_all(&mut cache, got);
+        drop(queue);
+        drop(cache);
+        assert_eq!(pool.available(), pool.capacity());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transmit
 
@@ -1237,4 +1285,56 @@ fn without_cap_net_raw_the_error_says_what_is_needed() {
     let text = error.to_string();
     assert!(text.contains("needs root or CAP_NET_RAW"), "{text}");
     assert!(text.contains(&veth.a), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost
+
+/// What `rx_burst` costs per frame on each ring kind, user side only: 10000 frames are queued
+/// in the ring while nobody reads, then drained in bursts of 32 and timed. Not a pass/fail
+/// test (timings on a shared machine are noise); run it with
+/// `cargo test --release -p flowsteer-nic --test afpacket -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints the drain cost per frame of both ring kinds"]
+fn drain_cost_per_frame_of_both_ring_kinds() {
+    if skip_without_root() {
+        return;
+    }
+    let count = 10_000u32;
+    for len in [64usize, 1514] {
+        for kind in KINDS {
+            let veth = Veth::new(true);
+            let cfg = AfPacketConfig {
+                frames: 16384,
+                blocks: 128,
+                ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+            };
+            let port = AfPacketPort::open(cfg).unwrap();
+            let pool = PacketPool::new(16384, 2048).unwrap();
+            let mut cache = pool.cache(256);
+            let mut queue = port.take_queue(0).unwrap();
+            let peer = Peer::open(&veth.b);
+            for seq in 0..count {
+                peer.send(&test_frame((seq % 64) as u16, seq, len, None));
+            }
+            // Long enough for the block timer to hand over the last, partly filled block.
+            thread::sleep(Duration::from_millis(50));
+            let mut out = Vec::with_capacity(count as usize);
+            let start = Instant::now();
+            while out.len() < count as usize && start.elapsed() < DEADLINE {
+                queue.rx_burst(&mut cache, &mut out, 32);
+            }
+            let elapsed = start.elapsed();
+            let stats = port.stats().queues[0];
+            eprintln!(
+                "{kind:?} ring, {len}-byte frames: {} frames drained in {:.2} ms, {:.1} ns per \
+                 frame (kernel drops {})",
+                out.len(),
+                elapsed.as_secs_f64() * 1e3,
+                elapsed.as_nanos() as f64 / out.len().max(1) as f64,
+                stats.kernel_drops
+            );
+            cache.free_bulk(&mut out);
+        }
+    }
 }

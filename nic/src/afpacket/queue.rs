@@ -2,8 +2,11 @@
 //! transmit.
 
 use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::ring::{Next, Ring, RxCursor, RxFrame, RxRing};
 use super::stats::add_single_writer;
@@ -50,6 +53,35 @@ impl AfPacketQueue {
     fn shared(&self) -> &QueueShared {
         // `take_queue` checked the index against this same slice.
         &self.queues[self.queue as usize]
+    }
+
+    /// Sleeps until the receive ring has a frame for `rx_burst` or `timeout` passed (one
+    /// `ppoll` on the receive socket); returns whether the ring is readable. The kernel wakes
+    /// the sleeper as soon as it hands a frame over: at once on a frame ring, when a block is
+    /// full or retired on a block ring. What other threads hand this one through software
+    /// queues does not wake it: bound `timeout` by how long those may wait. Interrupted
+    /// (EINTR) counts as a timeout.
+    pub fn wait_rx(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pollfd = libc::pollfd {
+            fd: self.shared().rx_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let spec = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: one valid pollfd and a valid timespec, both live across the call; no signal
+        // mask is passed.
+        let rc = unsafe { libc::ppoll(&mut pollfd, 1, &spec, std::ptr::null()) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EINTR) => Ok(false),
+                _ => Err(error),
+            };
+        }
+        Ok(rc > 0 && pollfd.revents & libc::POLLIN != 0)
     }
 
     /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics
