@@ -1338,3 +1338,57 @@ fn drain_cost_per_frame_of_both_ring_kinds() {
         }
     }
 }
+
+/// How long a ring holds a flood while its owner is descheduled: a peer sends full-size frames
+/// as fast as one thread can for 40 ms while nobody reads; printed are the frames sent, those
+/// the ring kept and the kernel's drops, for the old default (8 blocks of 256 KiB) and both
+/// current defaults. Run it with
+/// `cargo test --release -p flowsteer-nic --test afpacket -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints what a 40 ms stall costs with each ring default"]
+fn a_stalled_owner_with_each_ring_default() {
+    if skip_without_root() {
+        return;
+    }
+    let defaults = AfPacketConfig::default();
+    let cases = [
+        ("blocks, 8 x 256 KiB (old default)", RxRingKind::Blocks, 8),
+        ("blocks, 64 x 256 KiB", RxRingKind::Blocks, defaults.blocks),
+        ("frames, 8192 slots", RxRingKind::Frames, defaults.blocks),
+    ];
+    for (name, kind, blocks) in cases {
+        let veth = Veth::new(true);
+        let cfg = AfPacketConfig {
+            blocks,
+            ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+        };
+        let port = AfPacketPort::open(cfg).unwrap();
+        let pool = PacketPool::new(32768, 2048).unwrap();
+        let mut cache = pool.cache(256);
+        let mut queue = port.take_queue(0).unwrap();
+        let peer = Peer::open(&veth.b);
+        let frame = test_frame(0, 1, 1514, None);
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_millis(40) {
+            for _ in 0..64 {
+                peer.send(&frame);
+            }
+            sent += 64;
+        }
+        let elapsed = start.elapsed();
+        thread::sleep(Duration::from_millis(20));
+        // Everything the ring kept is handed over by now (the block timer ran too).
+        let mut out = Vec::new();
+        while queue.rx_burst(&mut cache, &mut out, 256) > 0 {}
+        let stats = port.stats().queues[0];
+        eprintln!(
+            "{name}: {sent} frames sent in {:.1} ms ({:.2} Gbit/s), ring kept {}, kernel drops {}",
+            elapsed.as_secs_f64() * 1e3,
+            sent as f64 * 1538.0 * 8.0 / elapsed.as_secs_f64() / 1e9,
+            out.len(),
+            stats.kernel_drops
+        );
+        cache.free_bulk(&mut out);
+    }
+}
