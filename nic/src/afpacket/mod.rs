@@ -40,20 +40,44 @@
 //! | `Blocks` | TPACKET_V3 | when its block is full or `block_timeout_ms` (≥ 1 ms) retired it | its size plus about 90 bytes of header, 16-byte aligned | the kernel's skb hash (`TP_FT_REQ_FILL_RXHASH`) | bulk and small-frame floods where batching matters more than latency |
 //!
 //! - Frame ring: each slot carries its own status word; `rx_burst` reads a slot with one
-//!   acquire load and returns it with one release store. A lone frame costs no more than the
-//!   kernel's own write: on a lightly loaded port the receive latency is the poll interval.
-//!   Each frame takes a whole slot, so a ring of small frames wastes most of its memory, and
-//!   every frame costs its own status load and store (one cache line handed back and forth
-//!   with the kernel). TPACKET_V2 carries no flow hash, so the ring computes one (one header
-//!   parse and up to 36 table lookups per frame, about as much as the copy of a small frame);
-//!   like the kernel's it is the same for both directions and every frame of a flow, but it is
-//!   not the kernel's value (which decides the `hash` fanout). The kernel reports no freezes
-//!   for V2 (`kernel_freezes` stays 0); drops are counted in `kernel_drops` as for blocks.
+//!   acquire load and returns it with one release store. A frame is visible as soon as the
+//!   kernel wrote it: on a lightly loaded port the receive latency is the poll interval. Each
+//!   frame takes a whole slot, so a ring of small frames wastes most of its memory, and a
+//!   backlog of frames is read from slots 2 KiB apart, each its own cache lines and every
+//!   second one a new page. TPACKET_V2 carries no flow hash, so the ring computes one (one
+//!   header parse and up to 36 table lookups per frame, a small part of the frame's cost);
+//!   like the kernel's it is the same for both directions and every frame of a flow, but it
+//!   is not the kernel's value (which decides the `hash` fanout). The kernel reports no
+//!   freezes for V2 (`kernel_freezes` stays 0); drops are counted in `kernel_drops` as for
+//!   blocks.
 //! - Block ring: TPACKET_V3 hands a block to user space only when it is full or when
 //!   `block_timeout_ms` retires it. On a lightly loaded port the timeout is therefore the
 //!   latency floor: a lone frame waits up to `block_timeout_ms` (at least 1 ms, the kernel's
 //!   unit) before `rx_burst` can see it, whatever `engine.idle` is. Under load blocks fill long
-//!   before that, and one status load and store serve every frame of a block.
+//!   before that, small frames are packed 160 bytes apart, and one status load and store serve
+//!   every frame of a block.
+//!
+//! Which to use, measured on a veth of a shared 2-core VM (`examples/veth-latency.sh`, one
+//! stack thread, 64-byte TCP echo round trips on one connection, the kernel's own stack with a
+//! python3 echo server on an identical veth in alternating turns):
+//!
+//! | ring | p50 round trip | p99 | one TCP connection, bulk | draining a backlog, per 64-byte / 1514-byte frame |
+//! |---|---|---|---|---|
+//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–3.1 Gbit/s | 200 / 450 ns |
+//! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63 / 380 ns |
+//!
+//! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
+//! descheduled for milliseconds now and then (every p99.9 of a polling run is 2–4 ms), while
+//! the kernel's echo server sleeps and is woken with priority. An idle mode that sleeps in
+//! [`AfPacketQueue::wait_rx`] until the kernel hands a frame over brought p99.9 to 150–360 µs in
+//! a trial (p50 24–55 µs); the engine does not offer it yet.
+//!
+//! The frame ring is the default: a server in front of real clients answers requests, and a
+//! request's latency is what its client sees; a block ring adds up to `block_timeout_ms` to
+//! every packet of a flow that does not fill blocks, which also caps a window-limited TCP
+//! connection. The block ring is cheaper per frame when frames queue up (about 3× for small
+//! frames): choose it for floods of small frames or many busy flows, where the engine thread
+//! is saturated and blocks fill long before their timeout.
 //!
 //! # Ring sizing
 //!
@@ -63,10 +87,20 @@
 //! the time a thread can lose its core on a busy 2-core machine:
 //!
 //! - `frames = 8192` slots: 16 MiB per queue at MTU 1500 (slots are the MTU plus 84 bytes,
-//!   rounded up to a power of two: 2 KiB at MTU 1500, 16 KiB at MTU 9000). 8192 full-size
-//!   frames are about 48 ms at 2 Gbit/s, 20 ms at 5 Gbit/s; 8 ms of a 1 Mpps small-frame flood.
-//! - `blocks = 64` × `block_size = 256 KiB`: 16 MiB per queue, about 10 000 full-size frames
-//!   (60 ms at 2 Gbit/s) or 100 000 small ones (100 ms at 1 Mpps).
+//!   rounded up to a power of two: 2 KiB at MTU 1500, 16 KiB at MTU 9000, so 128 MiB per
+//!   queue there). 8192 frames of any size: about 33 ms of full-size frames at 3 Gbit/s (the
+//!   rate one stack thread takes a bulk TCP transfer at), 8 ms of a 1 Mpps small-frame flood.
+//! - `blocks = 64` × `block_size = 256 KiB`: 16 MiB per queue, 10 400 full-size frames when
+//!   blocks fill (fewer when the 1 ms timer retires part-filled ones: 7 700 kept under a
+//!   3 Gbit/s flood), about 100 000 small ones.
+//!
+//! A 40 ms stall under a 3 Gbit/s flood of full-size frames (the ignored test
+//! `a_stalled_owner_with_each_ring_default`): the former default of 8 blocks (2 MiB) kept
+//! 1 265 frames, 6.5 ms, and dropped 8 463; 8192 slots keep 8 192 and drop 2 240; 64 blocks
+//! keep 7 719 and drop 2 457. TCP senders cannot have more in flight than the windows the
+//! stack advertises (`stack.tcp_rx_buffer` per connection, 64 KiB: 8192 slots hold the full
+//! windows of about 170 connections), so ring drops under TCP mean many busy connections or a
+//! stall longer than the ring.
 //!
 //! The memory is locked kernel memory, mapped (and populated) into the process, per queue:
 //! `queues × 16 MiB` with the defaults. Raise `frames` or `blocks` when `kernel_drops` grows
