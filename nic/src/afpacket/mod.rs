@@ -44,7 +44,7 @@
 //!   kernel wrote it: on a lightly loaded port the receive latency is the poll interval. Each
 //!   frame takes a whole slot, so a ring of small frames wastes most of its memory, and a
 //!   backlog of frames is read from slots 2 KiB apart, each its own cache lines and every
-//!   second one a new page. TPACKET_V2 carries no flow hash, so the ring computes one (one
+//!   second one a new page (the walk prefetches the next slot's first lines). TPACKET_V2 carries no flow hash, so the ring computes one (one
 //!   header parse and up to 36 table lookups per frame, a small part of the frame's cost);
 //!   like the kernel's it is the same for both directions and every frame of a flow, but it
 //!   is not the kernel's value (which decides the `hash` fanout). The kernel reports no
@@ -63,8 +63,8 @@
 //!
 //! | ring | p50 round trip | p99 | one TCP connection, bulk | draining a backlog, per 64-byte / 1514-byte frame |
 //! |---|---|---|---|---|
-//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–3.1 Gbit/s | 200 / 450 ns |
-//! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63 / 380 ns |
+//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–3.1 Gbit/s | 90–130 / 450–610 ns |
+//! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63–69 / 330–450 ns |
 //!
 //! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
 //! descheduled for milliseconds now and then (every p99.9 of a polling run is 2–4 ms), while
@@ -75,7 +75,7 @@
 //! The frame ring is the default: a server in front of real clients answers requests, and a
 //! request's latency is what its client sees; a block ring adds up to `block_timeout_ms` to
 //! every packet of a flow that does not fill blocks, which also caps a window-limited TCP
-//! connection. The block ring is cheaper per frame when frames queue up (about 3× for small
+//! connection. The block ring is cheaper per frame when frames queue up (1.5–2× for small
 //! frames): choose it for floods of small frames or many busy flows, where the engine thread
 //! is saturated and blocks fill long before their timeout.
 //!
