@@ -284,7 +284,7 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
              frame takes a whole slot and the flow hash is computed in software. `blocks` = \
              TPACKET_V3, frames packed by size into blocks handed over when full or after \
              `block_timeout_ms` (at least 1 ms: the same echo takes 1 ms, and one TCP connection \
-             is held to about 0.4 Gbit/s against 2.3-3.1 with `frames`); 1.5-2x cheaper per \
+             is held to about 0.4 Gbit/s against 2.3-4.8 with `frames`); 1.5-2x cheaper per \
              small frame when frames queue up: for floods of small frames or many busy flows.",
         ),
         text(

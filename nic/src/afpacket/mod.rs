@@ -63,7 +63,7 @@
 //!
 //! | ring | p50 round trip | p99 | one TCP connection, bulk | draining a backlog, per 64-byte / 1514-byte frame |
 //! |---|---|---|---|---|
-//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–3.1 Gbit/s | 90–130 / 450–610 ns |
+//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–4.8 Gbit/s | 90–130 / 450–610 ns |
 //! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63–69 / 330–450 ns |
 //!
 //! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
@@ -88,8 +88,9 @@
 //!
 //! - `frames = 8192` slots: 16 MiB per queue at MTU 1500 (slots are the MTU plus 84 bytes,
 //!   rounded up to a power of two: 2 KiB at MTU 1500, 16 KiB at MTU 9000, so 128 MiB per
-//!   queue there). 8192 frames of any size: about 33 ms of full-size frames at 3 Gbit/s (the
-//!   rate one stack thread takes a bulk TCP transfer at), 8 ms of a 1 Mpps small-frame flood.
+//!   queue there). 8192 frames of any size: about 33 ms of full-size frames at 3 Gbit/s, 21 ms
+//!   at 4.8 Gbit/s (one stack thread takes a bulk TCP transfer at 2.3–4.8 Gbit/s), 8 ms of a
+//!   1 Mpps small-frame flood.
 //! - `blocks = 64` × `block_size = 256 KiB`: 16 MiB per queue, 10 400 full-size frames when
 //!   blocks fill (fewer when the 1 ms timer retires part-filled ones: 7 700 kept under a
 //!   3 Gbit/s flood), about 100 000 small ones.
