@@ -17,8 +17,9 @@
 //!
 //! The V2 header has no flow hash (`TP_FT_REQ_FILL_RXHASH` is a TPACKET_V3 feature), so this
 //! ring computes one per frame: the symmetric Toeplitz hash of the addresses and ports (one
-//! header parse and up to 36 table lookups). Like the kernel's skb hash it is the same for
-//! both directions of a flow and for every frame of it; it is not the kernel's value.
+//! header parse and up to 36 table lookups; the addresses alone for IP frames without ports, 0
+//! for ARP and other non-IP frames, as [`SoftRss`] does). Like the kernel's skb hash it is the
+//! same for both directions of a flow and for every frame of it; it is not the kernel's value.
 
 use std::io;
 use std::marker::PhantomData;

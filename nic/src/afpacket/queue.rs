@@ -69,7 +69,7 @@ impl AfPacketQueue {
         };
         let spec = libc::timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
         // SAFETY: one valid pollfd and a valid timespec, both live across the call; no signal
         // mask is passed.
