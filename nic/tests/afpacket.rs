@@ -999,6 +999,46 @@ fn the_ring_is_reused_after_it_wraps_on(kind: RxRingKind) {
 }
 
 #[test]
+fn a_new_owner_continues_where_the_last_one_stopped() {
+    if skip_without_root() {
+        return;
+    }
+    for kind in KINDS {
+        let veth = Veth::new(true);
+        let cfg = AfPacketConfig {
+            frames: 16,
+            block_size: 4096,
+            blocks: 2,
+            ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+        };
+        let port = AfPacketPort::open(cfg).unwrap();
+        let pool = PacketPool::new(64, 2048).unwrap();
+        let mut cache = pool.cache(16);
+        let peer = Peer::open(&veth.b);
+        // Five owners in turn, each taking the queue, reading 8 frames (the ring wraps on the
+        // way) and letting it go: every frame arrives once, in order.
+        let mut seqs = Vec::new();
+        for owner in 0..5u32 {
+            let mut queue = port.take_queue(0).unwrap();
+            assert_eq!(
+                port.take_queue(0).unwrap_err(),
+                AfPacketError::QueueTaken { queue: 0 },
+                "{kind:?}: one owner at a time"
+            );
+            for i in 0..8 {
+                peer.send(&test_frame(0, owner * 8 + i, 150, None));
+            }
+            let got = receive_all(std::slice::from_mut(&mut queue), &mut cache, 8, 3);
+            seqs.extend(got[0].iter().filter_map(|b| seq_of(b.data())));
+            free_all(&mut cache, got);
+        }
+        assert_eq!(seqs, (0..40).collect::<Vec<u32>>(), "{kind:?}");
+        drop(cache);
+        assert_eq!(pool.available(), pool.capacity());
+    }
+}
+
+#[test]
 fn a_lone_frame_is_visible_at_once_on_a_frame_ring_but_waits_for_the_block_timeout() {
     if skip_without_root() {
         return;
