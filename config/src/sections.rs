@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{
     AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Profile, Rate, RingImpl,
-    RssKey, TableImpl,
+    RssKey, RxRing, TableImpl,
 };
 
 /// `[engine]`: the stack threads and their loop.
@@ -127,9 +127,10 @@ impl Default for Swq {
 
 /// `[port]`: the NIC.
 ///
-/// `ring_size` and `mac` apply to the `uveth` driver; `interface`, `fanout`, `block_size`,
-/// `blocks`, `block_timeout_ms` and `qdisc_bypass` to `afpacket` (which uses the interface's own
-/// MAC address).
+/// `ring_size` and `mac` apply to the `uveth` driver; `interface`, `fanout`, `rx_ring`,
+/// `frames`, `block_size`, `blocks`, `block_timeout_ms` and `qdisc_bypass` to `afpacket` (which
+/// uses the interface's own MAC address); `frames` to its frame rings, the `block*` keys to its
+/// block rings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Port {
@@ -148,6 +149,10 @@ pub struct Port {
     pub reta_size: usize,
     /// Frames one uveth queue ring holds, a power of two 2..=1048576.
     pub ring_size: usize,
+    /// The kind of each AF_PACKET queue's receive ring.
+    pub rx_ring: RxRing,
+    /// Slots of one AF_PACKET frame ring, a power of two 16..=1048576.
+    pub frames: u32,
     /// Bytes of one TPACKET_V3 receive ring block, a power of two 4096..=4194304.
     pub block_size: u32,
     /// Blocks per AF_PACKET queue ring, 2..=1024.
@@ -178,8 +183,10 @@ impl Default for Port {
             rss_key: RssKey::Microsoft,
             reta_size: 128,
             ring_size: 1024,
+            rx_ring: RxRing::Frames,
+            frames: 8192,
             block_size: 1 << 18,
-            blocks: 8,
+            blocks: 64,
             block_timeout_ms: 1,
             qdisc_bypass: true,
             mac: Mac::default(),

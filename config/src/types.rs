@@ -199,6 +199,19 @@ toml_enum! {
 }
 
 toml_enum! {
+    /// The kind of receive ring of each AF_PACKET queue (`port.rx_ring`).
+    pub enum RxRing ("a receive ring kind") {
+        /// TPACKET_V2: one frame per fixed-size slot, visible to the engine as soon as the
+        /// kernel has written it: the lowest latency.
+        #[default]
+        Frames = "frames",
+        /// TPACKET_V3: frames packed into blocks, handed over when a block is full or
+        /// `port.block_timeout_ms` expires: the densest, for bulk traffic.
+        Blocks = "blocks",
+    }
+}
+
+toml_enum! {
     /// What an app of `[[stack.app]]` does with its connections or datagrams (`kind`).
     pub enum AppKind ("an app kind") {
         /// TCP: writes every byte it reads back to the sender.

@@ -47,6 +47,8 @@ const MAX_INTERFACE_NAME: usize = 15;
 const MIN_BLOCK_SIZE: u32 = 4096;
 const MAX_BLOCK_SIZE: u32 = 1 << 22;
 const MIN_BLOCKS: u32 = 2;
+const MIN_FRAMES: usize = 16;
+const MAX_FRAMES: usize = 1 << 20;
 const MAX_BLOCKS: u32 = 1024;
 const MAX_BLOCK_TIMEOUT_MS: u32 = 1000;
 const MIN_TCP_BUFFER: u32 = 1024;
@@ -162,6 +164,13 @@ fn check_port(port: &Port, out: &mut Collector) {
     in_range(out, "port.queues", port.queues, 1, MAX_THREADS);
     power_of_two(out, "port.reta_size", port.reta_size, 1, MAX_RETA);
     power_of_two(out, "port.ring_size", port.ring_size, 2, MAX_RING);
+    power_of_two(
+        out,
+        "port.frames",
+        port.frames as usize,
+        MIN_FRAMES,
+        MAX_FRAMES,
+    );
     power_of_two(
         out,
         "port.block_size",

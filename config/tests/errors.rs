@@ -468,8 +468,9 @@ fn unknown_key_in_every_section() {
         ("swq", "size, ring"),
         (
             "port",
-            "driver, interface, queues, fanout, rss_key, reta_size, ring_size, block_size, \
-             blocks, block_timeout_ms, qdisc_bypass, mac, ipv4, ipv4_prefix, ipv6, ipv6_prefix",
+            "driver, interface, queues, fanout, rss_key, reta_size, ring_size, rx_ring, frames, \
+             block_size, blocks, block_timeout_ms, qdisc_bypass, mac, ipv4, ipv4_prefix, ipv6, \
+             ipv6_prefix",
         ),
         (
             "stack",
@@ -934,7 +935,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 3 + 2 + 16 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 3 + 3 + 2 + 18 + 8 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")

@@ -3,7 +3,7 @@
 //! parsing back.
 
 use flowsteer_config::{
-    App, AppKind, Config, Driver, Fanout, Problem, Profile, MAX_ETHERNET_FRAME,
+    App, AppKind, Config, Driver, Fanout, Problem, Profile, RxRing, MAX_ETHERNET_FRAME,
 };
 
 mod common;
@@ -27,13 +27,15 @@ fn with_apps(entries: &str) -> String {
 fn afpacket_port_with_every_key() {
     let config = valid(&afpacket(
         "veth-fs0",
-        "queues = 2\nfanout = \"lb\"\nblock_size = 4096\nblocks = 2\nblock_timeout_ms = 1000\n\
-         qdisc_bypass = false\nipv4_prefix = 32\nipv6_prefix = 128",
+        "queues = 2\nfanout = \"lb\"\nrx_ring = \"blocks\"\nframes = 16\nblock_size = 4096\n\
+         blocks = 2\nblock_timeout_ms = 1000\nqdisc_bypass = false\nipv4_prefix = 32\n\
+         ipv6_prefix = 128",
     ));
     let port = &config.port;
     assert_eq!(port.driver, Driver::AfPacket);
     assert_eq!(port.interface, "veth-fs0");
     assert_eq!(port.fanout, Fanout::Lb);
+    assert_eq!((port.rx_ring, port.frames), (RxRing::Blocks, 16));
     assert_eq!(
         (port.block_size, port.blocks, port.block_timeout_ms),
         (4096, 2, 1000)
@@ -44,7 +46,8 @@ fn afpacket_port_with_every_key() {
     // The largest values are accepted too; 15 bytes is the longest interface name.
     valid(&afpacket(
         "abcdefghijklmno",
-        "block_size = 4194304\nblocks = 1024\nipv4_prefix = 1\nipv6_prefix = 1",
+        "frames = 1048576\nblock_size = 4194304\nblocks = 1024\nipv4_prefix = 1\n\
+         ipv6_prefix = 1",
     ));
 }
 
@@ -113,6 +116,45 @@ fn fanout_spellings() {
         "a fanout mode must be \"hash\", \"lb\" or \"cpu\", got \"Hash\""
     );
     assert_eq!(valid("[port]\nfanout = \"cpu\"").port.fanout, Fanout::Cpu);
+}
+
+#[test]
+fn rx_ring_spellings() {
+    assert_eq!(
+        problem("[port]\nrx_ring = \"v2\""),
+        "port.rx_ring: must be \"frames\" or \"blocks\", got \"v2\""
+    );
+    assert_eq!(
+        problem("[port]\nrx_ring = 3"),
+        "port.rx_ring: must be \"frames\" or \"blocks\", got 3"
+    );
+    assert_eq!(
+        "Frames".parse::<RxRing>().unwrap_err().to_string(),
+        "a receive ring kind must be \"frames\" or \"blocks\", got \"Frames\""
+    );
+    assert_eq!(
+        valid("[port]\nrx_ring = \"blocks\"").port.rx_ring,
+        RxRing::Blocks
+    );
+    assert_eq!(
+        valid("[port]\nrx_ring = \"frames\"").port.rx_ring,
+        RxRing::Frames
+    );
+}
+
+#[test]
+fn frames_power_of_two() {
+    for frames in [0, 8, 1000, 2097152] {
+        assert_eq!(
+            problem(&format!("[port]\nframes = {frames}")),
+            format!("port.frames: must be a power of two 16..=1048576, got {frames}")
+        );
+    }
+    assert_eq!(
+        problem("[port]\nframes = -1"),
+        "port.frames: must be a power of two 16..=1048576, got -1"
+    );
+    assert_eq!(valid("[port]\nframes = 16").port.frames, 16);
 }
 
 #[test]
@@ -630,7 +672,8 @@ fn no_apps_prints_an_empty_array() {
 fn afpacket_round_trips() {
     let config = valid(&afpacket(
         "veth-fs1",
-        "queues = 2\nfanout = \"cpu\"\nblock_size = 1048576\nblocks = 64\nblock_timeout_ms = 10\n\
+        "queues = 2\nfanout = \"cpu\"\nrx_ring = \"blocks\"\nframes = 65536\nblock_size = 1048576\n\
+         blocks = 64\nblock_timeout_ms = 10\n\
          qdisc_bypass = false\nipv4 = \"198.18.0.2\"\nipv4_prefix = 30\nipv6_prefix = 96\n\
          [[stack.app]]\nkind = \"tcp-echo\"\nport = 7\n[[stack.app]]\nkind = \"http\"\nport = 80\n\
          threads = [0]",
@@ -640,6 +683,8 @@ fn afpacket_round_trips() {
     assert!(text.contains("driver = \"afpacket\" "), "{text}");
     assert!(text.contains("interface = \"veth-fs1\" "), "{text}");
     assert!(text.contains("fanout = \"cpu\" "), "{text}");
+    assert!(text.contains("rx_ring = \"blocks\" "), "{text}");
+    assert!(text.contains("frames = 65536 "), "{text}");
 }
 
 #[test]
@@ -649,13 +694,19 @@ fn default_is_unchanged() {
     assert_eq!(config.port.driver, Driver::Uveth);
     assert_eq!(config.port.interface, "");
     assert_eq!(config.port.fanout, Fanout::Hash);
+    // A frame ring of 8192 slots (16 MiB at MTU 1500) and, for block rings, 64 blocks of
+    // 256 KiB (16 MiB): tens of milliseconds of traffic while a stack thread is descheduled.
+    assert_eq!(
+        (config.port.rx_ring, config.port.frames),
+        (RxRing::Frames, 8192)
+    );
     assert_eq!(
         (
             config.port.block_size,
             config.port.blocks,
             config.port.block_timeout_ms
         ),
-        (262144, 8, 1)
+        (262144, 64, 1)
     );
     assert!(config.port.qdisc_bypass);
     assert_eq!((config.port.ipv4_prefix, config.port.ipv6_prefix), (24, 64));

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use flowsteer_config::{
     AppKind as ConfigAppKind, Balance, Config, Driver, Fanout as ConfigFanout, Idle, Profile,
-    RingImpl, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
+    RingImpl, RxRing as ConfigRxRing, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
 };
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
-use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout};
+use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
@@ -120,6 +120,11 @@ impl PortHandle {
                         ConfigFanout::Lb => Fanout::Lb,
                         ConfigFanout::Cpu => Fanout::Cpu,
                     },
+                    rx_ring: match port.rx_ring {
+                        ConfigRxRing::Frames => RxRingKind::Frames,
+                        ConfigRxRing::Blocks => RxRingKind::Blocks,
+                    },
+                    frames: port.frames,
                     block_size: port.block_size,
                     blocks: port.blocks,
                     block_timeout_ms: port.block_timeout_ms,

@@ -57,8 +57,8 @@ fn engine_config(interface: &str, balance: Balance) -> Config {
     let mut cfg = Config::default();
     cfg.engine.threads = 2;
     cfg.engine.balance = balance;
-    // Sleeping when idle leaves the cores to the kernel clients; TPACKET_V3's 1 ms block
-    // timeout is the latency floor anyway.
+    // Sleeping when idle leaves the cores to the kernel clients (the port's default frame ring
+    // hands each frame over at once; the sleep is the latency floor).
     cfg.engine.idle = Idle::Sleep;
     cfg.port.driver = Driver::AfPacket;
     cfg.port.interface = interface.to_owned();

@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_nic::afpacket::{
-    AfPacketConfig, AfPacketError, AfPacketPort, AfPacketQueue, Fanout, MAX_QUEUES,
+    AfPacketConfig, AfPacketError, AfPacketPort, AfPacketQueue, Fanout, RxRingKind, MAX_QUEUES,
 };
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::port::QueuePair;
@@ -261,6 +261,16 @@ fn config(interface: &str, queues: u16, fanout: Fanout) -> AfPacketConfig {
     }
 }
 
+/// Both receive ring kinds: every receive test runs on each.
+const KINDS: [RxRingKind; 2] = [RxRingKind::Frames, RxRingKind::Blocks];
+
+fn ring_config(kind: RxRingKind, interface: &str, queues: u16, fanout: Fanout) -> AfPacketConfig {
+    AfPacketConfig {
+        rx_ring: kind,
+        ..config(interface, queues, fanout)
+    }
+}
+
 /// Polls every queue until `count` test frames arrived or the deadline passed; returns each
 /// queue's buffers (everything received, test frames or not).
 fn receive_all(
@@ -404,6 +414,27 @@ fn out_of_range_values_are_refused_on_an_existing_interface() {
         ),
         (
             AfPacketConfig {
+                frames: 8,
+                ..base.clone()
+            },
+            "frames must be a power of two in 16..=1048576, got 8",
+        ),
+        (
+            AfPacketConfig {
+                frames: 1000,
+                ..base.clone()
+            },
+            "frames must be a power of two in 16..=1048576, got 1000",
+        ),
+        (
+            AfPacketConfig {
+                frames: 1 << 21,
+                ..base.clone()
+            },
+            "frames must be a power of two in 16..=1048576, got 2097152",
+        ),
+        (
+            AfPacketConfig {
                 queues: 256,
                 block_size: 1 << 24,
                 blocks: 4096,
@@ -461,7 +492,7 @@ fn a_block_too_small_for_the_mtu_is_refused() {
     ip(&["link", "set", "dev", &veth.a, "mtu", "9000"]);
     let cfg = AfPacketConfig {
         block_size: 4096,
-        ..config(&veth.a, 1, Fanout::Hash)
+        ..ring_config(RxRingKind::Blocks, &veth.a, 1, Fanout::Hash)
     };
     let error = AfPacketPort::open(cfg).unwrap_err();
     assert!(
@@ -475,6 +506,64 @@ fn a_block_too_small_for_the_mtu_is_refused() {
         ),
         "{error:?}"
     );
+}
+
+#[test]
+fn a_frame_ring_sizes_its_slots_by_the_mtu_and_bounds_its_memory() {
+    if skip_without_root() {
+        return;
+    }
+    let veth = Veth::new(true);
+    for end in [&veth.a, &veth.b] {
+        ip(&["link", "set", "dev", end, "mtu", "9000"]);
+    }
+    // 8 queues × 2^20 slots × 16 KiB is far beyond the bound: refused before any socket.
+    let cfg = AfPacketConfig {
+        frames: 1 << 20,
+        ..ring_config(RxRingKind::Frames, &veth.a, 8, Fanout::Hash)
+    };
+    let error = AfPacketPort::open(cfg).unwrap_err();
+    assert_eq!(
+        error,
+        AfPacketError::FrameRingMemory {
+            queues: 8,
+            frames: 1 << 20,
+            frame_size: 16384
+        }
+    );
+    assert!(
+        error.to_string().contains("got 8 × 1048576 × 16384"),
+        "{error}"
+    );
+
+    // 16 slots of 16 KiB: a 9014-byte frame fits one slot and arrives whole.
+    let cfg = AfPacketConfig {
+        frames: 16,
+        ..ring_config(RxRingKind::Frames, &veth.a, 1, Fanout::Hash)
+    };
+    let port = AfPacketPort::open(cfg).unwrap();
+    assert_eq!(port.rx_ring(), RxRingKind::Frames);
+    assert_eq!(port.ring_frames(), Some(16));
+    assert_eq!(port.ring_bytes(), 16 * 16384);
+    let pool = PacketPool::new(16, 9100).unwrap();
+    let mut cache = pool.cache(4);
+    let mut queue = port.take_queue(0).unwrap();
+    let peer = Peer::open(&veth.b);
+    let jumbo = test_frame(3, 1, 9014, None);
+    assert_eq!(jumbo.len(), 9014);
+    peer.send(&jumbo);
+    let got = receive_all(std::slice::from_mut(&mut queue), &mut cache, 1, 8);
+    let frames: Vec<&PktBuf> = got[0]
+        .iter()
+        .filter(|b| seq_of(b.data()).is_some())
+        .collect();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].data(), &jumbo[..]);
+    assert_eq!(port.stats().queues[0].rx_dropped_oversize, 0);
+    free_all(&mut cache, got);
+    drop(queue);
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -524,8 +613,14 @@ fn lb_fanout_delivers_every_frame_once_over_both_queues_intact() {
     if skip_without_root() {
         return;
     }
+    for kind in KINDS {
+        lb_fanout_delivers_every_frame_once_over_both_queues_intact_on(kind);
+    }
+}
+
+fn lb_fanout_delivers_every_frame_once_over_both_queues_intact_on(kind: RxRingKind) {
     let veth = Veth::new(true);
-    let port = AfPacketPort::open(config(&veth.a, 2, Fanout::Lb)).unwrap();
+    let port = AfPacketPort::open(ring_config(kind, &veth.a, 2, Fanout::Lb)).unwrap();
     let pool = PacketPool::new(1024, 2048).unwrap();
     let mut cache = pool.cache(64);
     let mut queues = vec![port.take_queue(0).unwrap(), port.take_queue(1).unwrap()];
@@ -582,8 +677,14 @@ fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash() {
     if skip_without_root() {
         return;
     }
+    for kind in KINDS {
+        hash_fanout_keeps_each_flow_on_one_queue_with_its_hash_on(kind);
+    }
+}
+
+fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash_on(kind: RxRingKind) {
     let veth = Veth::new(true);
-    let port = AfPacketPort::open(config(&veth.a, 2, Fanout::Hash)).unwrap();
+    let port = AfPacketPort::open(ring_config(kind, &veth.a, 2, Fanout::Hash)).unwrap();
     let pool = PacketPool::new(1024, 2048).unwrap();
     let mut cache = pool.cache(64);
     let mut queues = vec![port.take_queue(0).unwrap(), port.take_queue(1).unwrap()];
@@ -630,12 +731,20 @@ fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order() {
     if skip_without_root() {
         return;
     }
+    for kind in KINDS {
+        bursts_larger_than_a_block_of_full_size_frames_arrive_in_order_on(kind);
+    }
+}
+
+fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order_on(kind: RxRingKind) {
     let veth = Veth::new(true);
-    // 16 KiB blocks hold 9 frames of 1514 bytes: 300 frames span more than 30 blocks.
+    // 16 KiB blocks hold 9 frames of 1514 bytes: 300 frames span more than 30 blocks. The
+    // frame ring holds all 300 in its 512 slots.
     let cfg = AfPacketConfig {
         block_size: 16 * 1024,
         blocks: 64,
-        ..config(&veth.a, 1, Fanout::Hash)
+        frames: 512,
+        ..ring_config(kind, &veth.a, 1, Fanout::Hash)
     };
     let port = AfPacketPort::open(cfg).unwrap();
     let pool = PacketPool::new(512, 1600).unwrap();
@@ -664,14 +773,24 @@ fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order() {
         .iter()
         .filter(|b| seq_of(b.data()).is_some())
         .collect();
-    assert_eq!(frames.len(), count as usize);
+    assert_eq!(frames.len(), count as usize, "{kind:?}");
     for (expected, buf) in frames.iter().enumerate() {
         assert_eq!(
             seq_of(buf.data()),
             Some(expected as u32),
-            "ring order is wire order"
+            "{kind:?}: ring order is wire order"
         );
-        assert_eq!(buf.data(), &sent[expected][..]);
+        assert_eq!(
+            buf.data(),
+            &sent[expected][..],
+            "{kind:?}: frame {expected}"
+        );
+        assert_ne!(buf.rss_hash(), 0, "{kind:?}: the flow hash is set");
+        assert_eq!(
+            buf.rss_hash(),
+            frames[0].rss_hash(),
+            "{kind:?}: one flow, one hash"
+        );
     }
     let stats = port.stats();
     assert_eq!(stats.queues[0].rx, got[0].len() as u64);
@@ -688,8 +807,14 @@ fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops() {
     if skip_without_root() {
         return;
     }
+    for kind in KINDS {
+        frames_without_a_buffer_or_too_large_for_one_are_counted_drops_on(kind);
+    }
+}
+
+fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops_on(kind: RxRingKind) {
     let veth = Veth::new(true);
-    let port = AfPacketPort::open(config(&veth.a, 1, Fanout::Hash)).unwrap();
+    let port = AfPacketPort::open(ring_config(kind, &veth.a, 1, Fanout::Hash)).unwrap();
     let pool = PacketPool::new(64, 512).unwrap();
     let mut cache = pool.cache(0);
     let mut queue = port.take_queue(0).unwrap();
@@ -735,23 +860,44 @@ fn a_full_ring_shows_in_the_kernel_drop_counters() {
     if skip_without_root() {
         return;
     }
+    for kind in KINDS {
+        a_full_ring_shows_in_the_kernel_drop_counters_on(kind);
+    }
+}
+
+fn a_full_ring_shows_in_the_kernel_drop_counters_on(kind: RxRingKind) {
     let veth = Veth::new(true);
     let page = 4096;
     let cfg = AfPacketConfig {
         block_size: page,
         blocks: 2,
-        ..config(&veth.a, 1, Fanout::Hash)
+        frames: 16,
+        ..ring_config(kind, &veth.a, 1, Fanout::Hash)
     };
     let port = AfPacketPort::open(cfg).unwrap();
     let peer = Peer::open(&veth.b);
-    // Two 4 KiB blocks hold at most 4 full-size frames; nobody reads.
+    // Two 4 KiB blocks hold at most 4 full-size frames, the frame ring 16; nobody reads.
+    let capacity = match kind {
+        RxRingKind::Frames => {
+            assert_eq!(port.ring_frames(), Some(16));
+            16
+        }
+        RxRingKind::Blocks => {
+            assert_eq!(port.ring_frames(), None);
+            4
+        }
+    };
     for seq in 0..50 {
         peer.send(&test_frame(0, seq, 1514, None));
     }
     thread::sleep(Duration::from_millis(20));
     let stats = port.stats().queues[0];
-    assert!(stats.kernel_drops >= 40, "{stats:?}");
-    assert!(stats.kernel_freezes >= 1, "{stats:?}");
+    assert!(stats.kernel_drops >= 50 - capacity, "{kind:?}: {stats:?}");
+    match kind {
+        RxRingKind::Blocks => assert!(stats.kernel_freezes >= 1, "{stats:?}"),
+        // TPACKET_V2 has no freeze counter.
+        RxRingKind::Frames => assert_eq!(stats.kernel_freezes, 0, "{stats:?}"),
+    }
 
     // Reading drains the ring; the kernel resumes and later frames arrive.
     let pool = PacketPool::new(64, 2048).unwrap();
@@ -759,7 +905,10 @@ fn a_full_ring_shows_in_the_kernel_drop_counters() {
     let mut queue = port.take_queue(0).unwrap();
     let first = receive_all(std::slice::from_mut(&mut queue), &mut cache, 1, 32);
     let early = first[0].len() as u64;
-    assert!((1..=4).contains(&early), "{early} frames fit the ring");
+    assert!(
+        (1..=capacity).contains(&early),
+        "{kind:?}: {early} frames fit the ring"
+    );
     peer.send(&test_frame(0, 1000, 200, None));
     let later = receive_all(std::slice::from_mut(&mut queue), &mut cache, 1, 32);
     assert_eq!(
@@ -777,6 +926,200 @@ fn a_full_ring_shows_in_the_kernel_drop_counters() {
     drop(queue);
     drop(cache);
     assert_eq!(pool.available(), pool.capacity());
+}
+
+#[test]
+fn the_ring_is_reused_after_it_wraps() {
+    if skip_without_root() {
+        return;
+    }
+    for kind in KINDS {
+        the_ring_is_reused_after_it_wraps_on(kind);
+    }
+}
+
+fn the_ring_is_reused_after_it_wraps_on(kind: RxRingKind) {
+    let veth = Veth::new(true);
+    // The smallest rings: 16 slots, or two 4 KiB blocks of about 14 frames of 200 bytes.
+    let cfg = AfPacketConfig {
+        frames: 16,
+        block_size: 4096,
+        blocks: 2,
+        ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+    };
+    let port = AfPacketPort::open(cfg).unwrap();
+    let pool = PacketPool::new(64, 2048).unwrap();
+    let mut cache = pool.cache(16);
+    let mut queue = port.take_queue(0).unwrap();
+    let peer = Peer::open(&veth.b);
+
+    // 25 rounds of 10 frames, each read before the next is sent: the reader and the kernel
+    // go round the ring many times; nothing may be lost, repeated or reordered.
+    let rounds = 25u32;
+    let per_round = 10u32;
+    let mut received = 0u64;
+    for round in 0..rounds {
+        let sent: Vec<Vec<u8>> = (0..per_round)
+            .map(|i| {
+                let seq = round * per_round + i;
+                test_frame((seq % 3) as u16, seq, 200 - (seq as usize % 17), None)
+            })
+            .collect();
+        for frame in &sent {
+            peer.send(frame);
+        }
+        let got = receive_all(
+            std::slice::from_mut(&mut queue),
+            &mut cache,
+            per_round as usize,
+            4,
+        );
+        received += got[0].len() as u64;
+        let frames: Vec<&PktBuf> = got[0]
+            .iter()
+            .filter(|b| seq_of(b.data()).is_some())
+            .collect();
+        assert_eq!(frames.len(), per_round as usize, "{kind:?}: round {round}");
+        for (i, buf) in frames.iter().enumerate() {
+            assert_eq!(
+                buf.data(),
+                &sent[i][..],
+                "{kind:?}: round {round} frame {i}"
+            );
+            assert_ne!(buf.rss_hash(), 0, "{kind:?}: the flow hash is set");
+        }
+        free_all(&mut cache, got);
+    }
+    let stats = port.stats().queues[0];
+    assert_eq!(stats.rx, received, "{kind:?}: {stats:?}");
+    assert_eq!(stats.kernel_drops, 0, "{kind:?}: {stats:?}");
+    drop(queue);
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
+}
+
+#[test]
+fn a_new_owner_continues_where_the_last_one_stopped() {
+    if skip_without_root() {
+        return;
+    }
+    for kind in KINDS {
+        let veth = Veth::new(true);
+        let cfg = AfPacketConfig {
+            frames: 16,
+            block_size: 4096,
+            blocks: 2,
+            ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+        };
+        let port = AfPacketPort::open(cfg).unwrap();
+        let pool = PacketPool::new(64, 2048).unwrap();
+        let mut cache = pool.cache(16);
+        let peer = Peer::open(&veth.b);
+        // Five owners in turn, each taking the queue, reading 8 frames (the ring wraps on the
+        // way) and letting it go: every frame arrives once, in order.
+        let mut seqs = Vec::new();
+        for owner in 0..5u32 {
+            let mut queue = port.take_queue(0).unwrap();
+            assert_eq!(
+                port.take_queue(0).unwrap_err(),
+                AfPacketError::QueueTaken { queue: 0 },
+                "{kind:?}: one owner at a time"
+            );
+            for i in 0..8 {
+                peer.send(&test_frame(0, owner * 8 + i, 150, None));
+            }
+            let got = receive_all(std::slice::from_mut(&mut queue), &mut cache, 8, 3);
+            seqs.extend(got[0].iter().filter_map(|b| seq_of(b.data())));
+            free_all(&mut cache, got);
+        }
+        assert_eq!(seqs, (0..40).collect::<Vec<u32>>(), "{kind:?}");
+        drop(cache);
+        assert_eq!(pool.available(), pool.capacity());
+    }
+}
+
+#[test]
+fn a_lone_frame_is_visible_at_once_on_a_frame_ring_but_waits_for_the_block_timeout() {
+    if skip_without_root() {
+        return;
+    }
+    // A block ring whose retire timer first fires 3 s after it opened hands over nothing
+    // within 300 ms; a frame ring hands over the frame as soon as the kernel wrote it.
+    for kind in KINDS {
+        let veth = Veth::new(true);
+        let cfg = AfPacketConfig {
+            block_timeout_ms: 3000,
+            ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+        };
+        let port = AfPacketPort::open(cfg).unwrap();
+        let pool = PacketPool::new(16, 2048).unwrap();
+        let mut cache = pool.cache(4);
+        let mut queue = port.take_queue(0).unwrap();
+        let peer = Peer::open(&veth.b);
+        let sent_at = Instant::now();
+        peer.send(&test_frame(0, 7, 100, None));
+        let mut out = Vec::new();
+        while out.is_empty() && sent_at.elapsed() < Duration::from_millis(300) {
+            queue.rx_burst(&mut cache, &mut out, 8);
+        }
+        let seen = out.iter().any(|b| seq_of(b.data()) == Some(7));
+        match kind {
+            RxRingKind::Frames => assert!(seen, "the frame ring shows the frame at once"),
+            RxRingKind::Blocks => assert!(out.is_empty(), "the block is not retired yet"),
+        }
+        cache.free_bulk(&mut out);
+        drop(queue);
+        drop(cache);
+        assert_eq!(pool.available(), pool.capacity());
+    }
+}
+
+#[test]
+fn wait_rx_wakes_when_a_frame_is_handed_over_and_times_out_otherwise() {
+    if skip_without_root() {
+        return;
+    }
+    for kind in KINDS {
+        let veth = Veth::new(true);
+        let port = AfPacketPort::open(ring_config(kind, &veth.a, 1, Fanout::Hash)).unwrap();
+        let pool = PacketPool::new(16, 2048).unwrap();
+        let mut cache = pool.cache(4);
+        let mut queue = port.take_queue(0).unwrap();
+
+        // Nothing sent: the wait lasts its timeout and reports nothing.
+        let start = Instant::now();
+        assert!(
+            !queue.wait_rx(Duration::from_millis(30)).unwrap(),
+            "{kind:?}"
+        );
+        assert!(start.elapsed() >= Duration::from_millis(25), "{kind:?}");
+
+        // A frame ends the wait long before the timeout (a block ring after its 1 ms timer).
+        let sender = {
+            let b = veth.b.clone();
+            thread::spawn(move || {
+                thread::sleep(Duration::from_millis(20));
+                Peer::open(&b).send(&test_frame(0, 9, 100, None));
+            })
+        };
+        let start = Instant::now();
+        let mut woken = false;
+        while !woken && start.elapsed() < DEADLINE {
+            woken = queue.wait_rx(DEADLINE).unwrap();
+        }
+        assert!(woken, "{kind:?}: the wait ends when the frame arrives");
+        assert!(start.elapsed() < Duration::from_secs(2), "{kind:?}");
+        sender.join().unwrap();
+        let got = receive_all(std::slice::from_mut(&mut queue), &mut cache, 1, 8);
+        assert!(
+            got[0].iter().any(|b| seq_of(b.data()) == Some(9)),
+            "{kind:?}"
+        );
+        free_all(&mut cache, got);
+        drop(queue);
+        drop(cache);
+        assert_eq!(pool.available(), pool.capacity());
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -982,4 +1325,110 @@ fn without_cap_net_raw_the_error_says_what_is_needed() {
     let text = error.to_string();
     assert!(text.contains("needs root or CAP_NET_RAW"), "{text}");
     assert!(text.contains(&veth.a), "{text}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cost
+
+/// What `rx_burst` costs per frame on each ring kind, user side only: 10000 frames are queued
+/// in the ring while nobody reads, then drained in bursts of 32 and timed. Not a pass/fail
+/// test (timings on a shared machine are noise); run it with
+/// `cargo test --release -p flowsteer-nic --test afpacket -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints the drain cost per frame of both ring kinds"]
+fn drain_cost_per_frame_of_both_ring_kinds() {
+    if skip_without_root() {
+        return;
+    }
+    let count = 10_000u32;
+    for len in [64usize, 1514] {
+        for kind in KINDS {
+            let veth = Veth::new(true);
+            let cfg = AfPacketConfig {
+                frames: 16384,
+                blocks: 128,
+                ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+            };
+            let port = AfPacketPort::open(cfg).unwrap();
+            let pool = PacketPool::new(16384, 2048).unwrap();
+            let mut cache = pool.cache(256);
+            let mut queue = port.take_queue(0).unwrap();
+            let peer = Peer::open(&veth.b);
+            for seq in 0..count {
+                peer.send(&test_frame((seq % 64) as u16, seq, len, None));
+            }
+            // Long enough for the block timer to hand over the last, partly filled block.
+            thread::sleep(Duration::from_millis(50));
+            let mut out = Vec::with_capacity(count as usize);
+            let start = Instant::now();
+            while out.len() < count as usize && start.elapsed() < DEADLINE {
+                queue.rx_burst(&mut cache, &mut out, 32);
+            }
+            let elapsed = start.elapsed();
+            let stats = port.stats().queues[0];
+            eprintln!(
+                "{kind:?} ring, {len}-byte frames: {} frames drained in {:.2} ms, {:.1} ns per \
+                 frame (kernel drops {})",
+                out.len(),
+                elapsed.as_secs_f64() * 1e3,
+                elapsed.as_nanos() as f64 / out.len().max(1) as f64,
+                stats.kernel_drops
+            );
+            cache.free_bulk(&mut out);
+        }
+    }
+}
+
+/// How long a ring holds a flood while its owner is descheduled: a peer sends full-size frames
+/// as fast as one thread can for 40 ms while nobody reads; printed are the frames sent, those
+/// the ring kept and the kernel's drops, for the old default (8 blocks of 256 KiB) and both
+/// current defaults. Run it with
+/// `cargo test --release -p flowsteer-nic --test afpacket -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: prints what a 40 ms stall costs with each ring default"]
+fn a_stalled_owner_with_each_ring_default() {
+    if skip_without_root() {
+        return;
+    }
+    let defaults = AfPacketConfig::default();
+    let cases = [
+        ("blocks, 8 x 256 KiB (old default)", RxRingKind::Blocks, 8),
+        ("blocks, 64 x 256 KiB", RxRingKind::Blocks, defaults.blocks),
+        ("frames, 8192 slots", RxRingKind::Frames, defaults.blocks),
+    ];
+    for (name, kind, blocks) in cases {
+        let veth = Veth::new(true);
+        let cfg = AfPacketConfig {
+            blocks,
+            ..ring_config(kind, &veth.a, 1, Fanout::Hash)
+        };
+        let port = AfPacketPort::open(cfg).unwrap();
+        let pool = PacketPool::new(32768, 2048).unwrap();
+        let mut cache = pool.cache(256);
+        let mut queue = port.take_queue(0).unwrap();
+        let peer = Peer::open(&veth.b);
+        let frame = test_frame(0, 1, 1514, None);
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_millis(40) {
+            for _ in 0..64 {
+                peer.send(&frame);
+            }
+            sent += 64;
+        }
+        let elapsed = start.elapsed();
+        thread::sleep(Duration::from_millis(20));
+        // Everything the ring kept is handed over by now (the block timer ran too).
+        let mut out = Vec::new();
+        while queue.rx_burst(&mut cache, &mut out, 256) > 0 {}
+        let stats = port.stats().queues[0];
+        eprintln!(
+            "{name}: {sent} frames sent in {:.1} ms ({:.2} Gbit/s), ring kept {}, kernel drops {}",
+            elapsed.as_secs_f64() * 1e3,
+            sent as f64 * 1538.0 * 8.0 / elapsed.as_secs_f64() / 1e9,
+            out.len(),
+            stats.kernel_drops
+        );
+        cache.free_bulk(&mut out);
+    }
 }

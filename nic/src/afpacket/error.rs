@@ -52,6 +52,20 @@ pub enum AfPacketError {
         /// Requested block count.
         blocks: u32,
     },
+    /// `frames` is not a power of two in `MIN_FRAMES..=MAX_FRAMES`.
+    Frames {
+        /// Requested frame slot count.
+        frames: u32,
+    },
+    /// `queues × frames ×` the slot size exceeds `MAX_RING_BYTES`.
+    FrameRingMemory {
+        /// Requested queue count.
+        queues: u16,
+        /// Requested frame slot count.
+        frames: u32,
+        /// Bytes per slot, from the interface MTU.
+        frame_size: u32,
+    },
     /// `block_timeout_ms` is not in `1..=MAX_BLOCK_TIMEOUT_MS`.
     BlockTimeout {
         /// Requested timeout.
@@ -158,6 +172,22 @@ impl fmt::Display for AfPacketError {
                 "afpacket: blocks must be {}..={}, got {blocks}",
                 super::MIN_BLOCKS,
                 super::MAX_BLOCKS
+            ),
+            AfPacketError::Frames { frames } => write!(
+                f,
+                "afpacket: frames must be a power of two in {}..={}, got {frames}",
+                super::MIN_FRAMES,
+                super::MAX_FRAMES
+            ),
+            AfPacketError::FrameRingMemory {
+                queues,
+                frames,
+                frame_size,
+            } => write!(
+                f,
+                "afpacket: queues × frames × frame slot size must be at most {} bytes, \
+                 got {queues} × {frames} × {frame_size} (the slot size follows the MTU)",
+                super::MAX_RING_BYTES
             ),
             AfPacketError::BlockTimeout { block_timeout_ms } => write!(
                 f,

@@ -4,14 +4,15 @@
 //! # Data path
 //!
 //! - Wire → host: each queue owns a socket bound to the interface for every protocol, with a
-//!   TPACKET_V3 receive ring mapped into the process (`blocks` blocks of `block_size` bytes).
-//!   The fanout group spreads the interface's frames over the queues' sockets, each frame to
-//!   exactly one; the kernel copies it into the socket's current block. `rx_burst` walks the
-//!   blocks user space owns from a cursor kept across calls, copies each frame into a pool
-//!   buffer with the kernel's flow hash as its receive hash (`TP_FT_REQ_FILL_RXHASH`, as a NIC
-//!   writes `hash.rss`), and returns a block to the kernel once all its frames are consumed.
-//!   Frames are copied because blocks must go back to the kernel in ring order, long before
-//!   the engine frees the buffers. No system call per packet or per burst.
+//!   receive ring mapped into the process: a frame ring (TPACKET_V2, one frame per slot) or a
+//!   block ring (TPACKET_V3, frames packed into blocks), see "Receive rings". The fanout group
+//!   spreads the interface's frames over the queues' sockets, each frame to exactly one; the
+//!   kernel copies it into the socket's ring. `rx_burst` walks what user space owns from a
+//!   cursor kept across calls, copies each frame into a pool buffer with a flow hash as its
+//!   receive hash (as a NIC writes `hash.rss`), and returns each slot, or each block once all
+//!   its frames are consumed, to the kernel. Frames are copied because ring memory must go
+//!   back to the kernel in ring order, long before the engine frees the buffers. No system
+//!   call per packet or per burst.
 //! - Host → wire: each queue owns a second, send-only socket (protocol 0, so it receives
 //!   nothing), bound to the interface, with `PACKET_QDISC_BYPASS` when configured. `tx_burst`
 //!   hands the whole burst to one non-blocking `sendmmsg` and frees what the kernel took.
@@ -31,16 +32,84 @@
 //! socket and read back for the others, so two ports on one interface, in one process or
 //! several, never join each other's group.
 //!
-//! # Latency and ring sizing
+//! # Receive rings
 //!
-//! TPACKET_V3 hands a block to user space only when it is full or when `block_timeout_ms`
-//! retires it. On a lightly loaded port the timeout is therefore the latency floor: a lone
-//! frame waits up to `block_timeout_ms` (default 1 ms) before `rx_burst` can see it. Under load
-//! blocks fill long before that. A queue buffers `block_size × blocks` bytes (default
-//! 256 KiB × 8 = 2 MiB, about 1300 full-size frames); when every block is owned by user space
-//! the kernel drops (counted in `kernel_drops` and `kernel_freezes`).
+//! | [`RxRingKind`] | kernel | a frame is visible | memory per frame | flow hash | use |
+//! |---|---|---|---|---|---|
+//! | `Frames` (default) | TPACKET_V2 | as soon as the kernel wrote it | one slot (2 KiB at MTU 1500) whatever its size | software: symmetric Toeplitz of addresses and ports | a server in front of clients: request/response latency |
+//! | `Blocks` | TPACKET_V3 | when its block is full or `block_timeout_ms` (≥ 1 ms) retired it | its size plus about 90 bytes of header, 16-byte aligned | the kernel's skb hash (`TP_FT_REQ_FILL_RXHASH`) | bulk and small-frame floods where batching matters more than latency |
 //!
-//! Frames larger than a block are truncated by the kernel and dropped here (counted
+//! - Frame ring: each slot carries its own status word; `rx_burst` reads a slot with one
+//!   acquire load and returns it with one release store. A frame is visible as soon as the
+//!   kernel wrote it: on a lightly loaded port the receive latency is the poll interval. Each
+//!   frame takes a whole slot, so a ring of small frames wastes most of its memory, and a
+//!   backlog of frames is read from slots 2 KiB apart, each its own cache lines and every
+//!   second one a new page (the walk prefetches the next slot's first lines). TPACKET_V2 carries no flow hash, so the ring computes one (one
+//!   header parse and up to 36 table lookups per frame, a small part of the frame's cost);
+//!   like the kernel's it is the same for both directions and every frame of a flow, but it
+//!   is not the kernel's value (which decides the `hash` fanout). The kernel reports no
+//!   freezes for V2 (`kernel_freezes` stays 0); drops are counted in `kernel_drops` as for
+//!   blocks.
+//! - Block ring: TPACKET_V3 hands a block to user space only when it is full or when
+//!   `block_timeout_ms` retires it. On a lightly loaded port the timeout is therefore the
+//!   latency floor: a lone frame waits up to `block_timeout_ms` (at least 1 ms, the kernel's
+//!   unit) before `rx_burst` can see it, whatever `engine.idle` is. Under load blocks fill long
+//!   before that, small frames are packed 160 bytes apart, and one status load and store serve
+//!   every frame of a block.
+//!
+//! Which to use, measured on a veth of a shared 2-core VM (`examples/veth-latency.sh`, one
+//! stack thread, 64-byte TCP echo round trips on one connection, the kernel's own stack with a
+//! python3 echo server on an identical veth in alternating turns):
+//!
+//! | ring | p50 round trip | p99 | one TCP connection, bulk | draining a backlog, per 64-byte / 1514-byte frame |
+//! |---|---|---|---|---|
+//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–4.8 Gbit/s | 90–130 / 450–610 ns |
+//! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63–69 / 330–450 ns |
+//!
+//! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
+//! descheduled for milliseconds now and then (every p99.9 of a polling run is 2–4 ms), while
+//! the kernel's echo server sleeps and is woken with priority. An idle mode that sleeps in
+//! [`AfPacketQueue::wait_rx`] until the kernel hands a frame over brought p99.9 to 150–360 µs in
+//! a trial (p50 24–55 µs); the engine does not offer it yet.
+//!
+//! The frame ring is the default: a server in front of real clients answers requests, and a
+//! request's latency is what its client sees; a block ring adds up to `block_timeout_ms` to
+//! every packet of a flow that does not fill blocks, which also caps a window-limited TCP
+//! connection. The block ring is cheaper per frame when frames queue up (1.5–2× for small
+//! frames): choose it for floods of small frames or many busy flows, where the engine thread
+//! is saturated and blocks fill long before their timeout.
+//!
+//! # Ring sizing
+//!
+//! The ring is what absorbs the frames that arrive while the queue's owner is not polling: a
+//! stack thread descheduled on a shared core, a long burst of application work. When it is
+//! full the kernel drops (counted in `kernel_drops`). The defaults hold tens of milliseconds,
+//! the time a thread can lose its core on a busy 2-core machine:
+//!
+//! - `frames = 8192` slots: 16 MiB per queue at MTU 1500 (slots are the MTU plus 84 bytes,
+//!   rounded up to a power of two: 2 KiB at MTU 1500, 16 KiB at MTU 9000, so 128 MiB per
+//!   queue there). 8192 frames of any size: about 33 ms of full-size frames at 3 Gbit/s, 21 ms
+//!   at 4.8 Gbit/s (one stack thread takes a bulk TCP transfer at 2.3–4.8 Gbit/s), 8 ms of a
+//!   1 Mpps small-frame flood.
+//! - `blocks = 64` × `block_size = 256 KiB`: 16 MiB per queue, 10 400 full-size frames when
+//!   blocks fill (fewer when the 1 ms timer retires part-filled ones: 7 700 kept under a
+//!   3 Gbit/s flood), about 100 000 small ones.
+//!
+//! A 40 ms stall under a 3 Gbit/s flood of full-size frames (the ignored test
+//! `a_stalled_owner_with_each_ring_default`): the former default of 8 blocks (2 MiB) kept
+//! 1 265 frames, 6.5 ms, and dropped 8 463; 8192 slots keep 8 192 and drop 2 240; 64 blocks
+//! keep 7 719 and drop 2 457. TCP senders cannot have more in flight than the windows the
+//! stack advertises (`stack.tcp_rx_buffer` per connection, 64 KiB: 8192 slots hold the full
+//! windows of about 170 connections), so ring drops under TCP mean many busy connections or a
+//! stall longer than the ring.
+//!
+//! The memory is locked kernel memory, mapped (and populated) into the process, per queue:
+//! `queues × 16 MiB` with the defaults. Raise `frames` or `blocks` when `kernel_drops` grows
+//! while the engine keeps up on average (bursts, descheduling); lower them on a machine short
+//! of memory, at the cost of drops during stalls. `block_timeout_ms` matters only to the
+//! block ring; `frames` only to the frame ring.
+//!
+//! Frames larger than a block or a slot are truncated by the kernel and dropped here (counted
 //! `rx_dropped_oversize`), as are frames larger than the pool's data room. Turn GRO/LRO off on
 //! the interface (`ethtool -K <if> gro off lro off`) so that the port sees wire-sized frames,
 //! and on a veth turn tx checksum offload off on the peer (`ethtool -K <peer> tx off`): frames
@@ -52,7 +121,7 @@
 //! - [`AfPacketPort`] is `Send + Sync`; `stats` may run from any thread.
 //! - A queue pair is taken by one owner at a time ([`AfPacketPort::take_queue`]; taking it
 //!   again fails until the [`AfPacketQueue`] is dropped). Only the owner walks the ring,
-//!   returns blocks and sends, and only it writes its owner counters (plain stores).
+//!   returns slots or blocks and sends, and only it writes its owner counters (plain stores).
 //! - The kernel's ring counters (`PACKET_STATISTICS`) are cleared by every read, so each reader
 //!   (the owner every 16384 polls and when it drops, `stats` on every call) adds what it read
 //!   with an atomic add.
@@ -63,13 +132,17 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | `rx_burst` of n frames | one acquire load per block, n header reads + copies + buffer allocs, one release store per finished block, a few counter stores |
+//! | `rx_burst` of n frames, frame ring | n acquire loads, n header reads + hashes + copies + buffer allocs, n release stores, a few counter stores |
+//! | `rx_burst` of n frames, block ring | one acquire load per block, n header reads + copies + buffer allocs, one release store per finished block, a few counter stores |
 //! | `rx_burst` on an idle queue | one acquire load |
+//! | `AfPacketQueue::wait_rx` | one `ppoll` system call (sleeps until a frame is handed over or the timeout) |
 //! | `tx_burst` of n frames | one `sendmmsg` system call (more only if the kernel takes part), n buffer frees |
 //! | `stats` | one `getsockopt` per queue, a few relaxed loads per queue |
 //! | `open` | per queue: 2 sockets, 5–6 `setsockopt`, 2 `bind`, one `mmap` of the ring (populated) |
 
+mod blocks;
 mod error;
+mod frames;
 mod queue;
 mod ring;
 mod socket;
@@ -89,14 +162,16 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use blocks::BlockRing;
+use frames::FrameRing;
 use ring::{RxCursor, RxRing};
 use stats::QueueCounters;
 use sys::{
-    TpacketBlockDesc, TpacketReq3, TpacketStatsV3, PACKET_FANOUT, PACKET_FANOUT_CPU,
+    TpacketBlockDesc, TpacketReq, TpacketReq3, TpacketStatsV3, PACKET_FANOUT, PACKET_FANOUT_CPU,
     PACKET_FANOUT_FLAG_IGNORE_OUTGOING, PACKET_FANOUT_FLAG_UNIQUEID, PACKET_FANOUT_HASH,
     PACKET_FANOUT_LB, PACKET_IGNORE_OUTGOING, PACKET_QDISC_BYPASS, PACKET_RX_RING,
-    PACKET_STATISTICS, PACKET_VERSION, TPACKET3_HDR_LEN, TPACKET_ALIGNMENT, TPACKET_V3,
-    TP_FT_REQ_FILL_RXHASH,
+    PACKET_STATISTICS, PACKET_VERSION, TPACKET2_HDR_LEN, TPACKET3_HDR_LEN, TPACKET_ALIGNMENT,
+    TPACKET_V2, TPACKET_V3, TP_FT_REQ_FILL_RXHASH,
 };
 
 /// Most queues one port has (the kernel's default fanout group size).
@@ -109,7 +184,12 @@ pub const MIN_BLOCKS: u32 = 2;
 pub const MAX_BLOCKS: u32 = 4096;
 /// Longest block retire timeout.
 pub const MAX_BLOCK_TIMEOUT_MS: u32 = 10_000;
-/// Bound on `queues × block_size × blocks`: the rings are locked kernel memory.
+/// Fewest frame slots per frame ring.
+pub const MIN_FRAMES: u32 = 16;
+/// Most frame slots per frame ring.
+pub const MAX_FRAMES: u32 = 1 << 20;
+/// Bound on the rings' total size (`queues × block_size × blocks`, or `queues × frames ×` the
+/// slot size): the rings are locked kernel memory.
 pub const MAX_RING_BYTES: u64 = 1 << 32;
 
 /// The `tp_frame_size` the ring is declared with. TPACKET_V3 packs frames by their real size;
@@ -119,6 +199,25 @@ const RING_FRAME_SIZE: u32 = 2048;
 const LINK_HEADER_MAX: u32 = 18;
 /// `ARPHRD_ETHER` from `include/uapi/linux/if_arp.h`.
 const ARPHRD_ETHER: u16 = 1;
+/// The Ethernet header the kernel places before the network header in a ring frame.
+const ETH_HEADER_LEN: u32 = 14;
+/// The kernel allocation unit of a frame ring: slots are grouped into blocks of this size (or
+/// one slot, if larger), which must be whole pages. Large enough to keep the block count small,
+/// small enough for the kernel to find contiguous pages.
+const FRAME_RING_BLOCK_SIZE: u64 = 128 * 1024;
+
+/// Which kind of receive ring each queue uses (see the module documentation, "Receive rings").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RxRingKind {
+    /// TPACKET_V2: one frame per fixed-size slot, visible to user space as soon as the kernel
+    /// has written it. The lowest latency; one slot per frame whatever its size.
+    #[default]
+    Frames,
+    /// TPACKET_V3: frames packed by size into blocks, handed over when a block is full or its
+    /// retire timeout (`block_timeout_ms`) expires. Densest and fewest cache lines per frame
+    /// under load; a lone frame waits for the timeout.
+    Blocks,
+}
 
 /// How the kernel spreads the interface's frames over the queues (see the module table).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -151,12 +250,18 @@ pub struct AfPacketConfig {
     pub queues: u16,
     /// How frames are spread over the queues.
     pub fanout: Fanout,
-    /// Bytes per ring block: a power of two from the page size to `MAX_BLOCK_SIZE`, large
+    /// The receive ring kind.
+    pub rx_ring: RxRingKind,
+    /// Frame slots per frame ring (`RxRingKind::Frames`): a power of two,
+    /// `MIN_FRAMES..=MAX_FRAMES`. Each slot holds one frame of the interface MTU (2 KiB at MTU
+    /// 1500); the kernel may round the ring up to whole pages.
+    pub frames: u32,
+    /// Block rings (`RxRingKind::Blocks`): bytes per ring block: a power of two from the page size to `MAX_BLOCK_SIZE`, large
     /// enough for one frame of the interface MTU.
     pub block_size: u32,
-    /// Blocks per ring, `MIN_BLOCKS..=MAX_BLOCKS`.
+    /// Block rings: blocks per ring, `MIN_BLOCKS..=MAX_BLOCKS`.
     pub blocks: u32,
-    /// Milliseconds after which the kernel hands over a partly filled block, `1..=10000`: the
+    /// Block rings: milliseconds after which the kernel hands over a partly filled block, `1..=10000`: the
     /// receive latency of a lightly loaded port (see the module documentation).
     pub block_timeout_ms: u32,
     /// Transmit straight to the driver, skipping the qdisc (`PACKET_QDISC_BYPASS`): no traffic
@@ -165,15 +270,18 @@ pub struct AfPacketConfig {
 }
 
 impl Default for AfPacketConfig {
-    /// No interface (it must be set), one queue, hash fanout, 8 blocks of 256 KiB, a 1 ms
-    /// block timeout, qdisc bypass on.
+    /// No interface (it must be set), one queue, hash fanout, a frame ring of 8192 slots (16
+    /// MiB at MTU 1500); for block rings 64 blocks of 256 KiB (16 MiB) and a 1 ms block
+    /// timeout; qdisc bypass on. See the module documentation, "Ring sizing", for why.
     fn default() -> Self {
         AfPacketConfig {
             interface: String::new(),
             queues: 1,
             fanout: Fanout::Hash,
+            rx_ring: RxRingKind::Frames,
+            frames: 8192,
             block_size: 256 * 1024,
-            blocks: 8,
+            blocks: 64,
             block_timeout_ms: 1,
             qdisc_bypass: true,
         }
@@ -213,8 +321,9 @@ pub struct AfPacketPort {
     mtu: u32,
     fanout: Fanout,
     fanout_group: u16,
-    block_size: u32,
-    blocks: u32,
+    rx_ring: RxRingKind,
+    ring_bytes: u64,
+    ring_frames: Option<u32>,
 }
 
 impl AfPacketPort {
@@ -251,7 +360,23 @@ impl AfPacketPort {
                 hardware_type: info.hardware_type,
             });
         }
-        if u64::from(cfg.block_size) < block_bytes_for_mtu(info.mtu) {
+        let geometry = match cfg.rx_ring {
+            RxRingKind::Frames => {
+                let geometry = FrameGeometry::new(cfg.frames, info.mtu, socket::page_size());
+                if u64::from(cfg.queues) * geometry.bytes() > MAX_RING_BYTES {
+                    return Err(AfPacketError::FrameRingMemory {
+                        queues: cfg.queues,
+                        frames: cfg.frames,
+                        frame_size: geometry.frame_size,
+                    });
+                }
+                Some(geometry)
+            }
+            RxRingKind::Blocks => None,
+        };
+        if cfg.rx_ring == RxRingKind::Blocks
+            && u64::from(cfg.block_size) < block_bytes_for_mtu(info.mtu)
+        {
             return Err(AfPacketError::BlockTooSmall {
                 interface: interface.to_owned(),
                 block_size: cfg.block_size,
@@ -259,7 +384,7 @@ impl AfPacketPort {
             });
         }
         let queues = (0..cfg.queues)
-            .map(|_| open_queue(&cfg, ifindex))
+            .map(|_| open_queue(&cfg, geometry, ifindex))
             .collect::<Result<Vec<_>, _>>()?;
         let fanout_group = join_fanout(&queues, cfg.fanout, interface)?;
         Ok(AfPacketPort {
@@ -270,8 +395,11 @@ impl AfPacketPort {
             mtu: info.mtu,
             fanout: cfg.fanout,
             fanout_group,
-            block_size: cfg.block_size,
-            blocks: cfg.blocks,
+            rx_ring: cfg.rx_ring,
+            ring_bytes: geometry.map_or(u64::from(cfg.block_size) * u64::from(cfg.blocks), |g| {
+                g.bytes()
+            }),
+            ring_frames: geometry.map(|g| g.frames()),
         })
     }
 
@@ -308,6 +436,22 @@ impl AfPacketPort {
     /// The kernel's id of this port's fanout group.
     pub fn fanout_group(&self) -> u16 {
         self.fanout_group
+    }
+
+    /// The receive ring kind.
+    pub fn rx_ring(&self) -> RxRingKind {
+        self.rx_ring
+    }
+
+    /// Bytes of one queue's receive ring (locked kernel memory, mapped into the process).
+    pub fn ring_bytes(&self) -> u64 {
+        self.ring_bytes
+    }
+
+    /// Frame slots of one queue's frame ring (at least the configured `frames`: the kernel
+    /// allocates whole pages); `None` for a block ring.
+    pub fn ring_frames(&self) -> Option<u32> {
+        self.ring_frames
     }
 
     /// Takes queue pair `q` for one owner.
@@ -357,8 +501,9 @@ impl fmt::Debug for AfPacketPort {
             .field("queues", &self.queues.len())
             .field("fanout", &self.fanout)
             .field("fanout_group", &self.fanout_group)
-            .field("block_size", &self.block_size)
-            .field("blocks", &self.blocks)
+            .field("rx_ring", &self.rx_ring)
+            .field("ring_bytes", &self.ring_bytes)
+            .field("ring_frames", &self.ring_frames)
             .field("mtu", &self.mtu)
             .finish()
     }
@@ -405,6 +550,9 @@ fn check_values(cfg: &AfPacketConfig) -> Result<(), AfPacketError> {
     if !(MIN_BLOCKS..=MAX_BLOCKS).contains(&cfg.blocks) {
         return Err(AfPacketError::Blocks { blocks: cfg.blocks });
     }
+    if !cfg.frames.is_power_of_two() || !(MIN_FRAMES..=MAX_FRAMES).contains(&cfg.frames) {
+        return Err(AfPacketError::Frames { frames: cfg.frames });
+    }
     if !(1..=MAX_BLOCK_TIMEOUT_MS).contains(&cfg.block_timeout_ms) {
         return Err(AfPacketError::BlockTimeout {
             block_timeout_ms: cfg.block_timeout_ms,
@@ -431,8 +579,58 @@ fn block_bytes_for_mtu(mtu: u32) -> u64 {
     (descriptor + frame_header) as u64 + u64::from(mtu) + u64::from(LINK_HEADER_MAX)
 }
 
+/// The layout of a frame ring: slots of `frame_size` bytes grouped into `block_nr` kernel
+/// blocks of `block_size` bytes, mapped back to back (so slot i is at `i × frame_size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FrameGeometry {
+    frame_size: u32,
+    block_size: u32,
+    block_nr: u32,
+}
+
+impl FrameGeometry {
+    /// At least `frames` slots (a power of two) that each hold one frame of `mtu`, in blocks
+    /// of whole pages (`page_size`, a power of two).
+    fn new(frames: u32, mtu: u32, page_size: usize) -> FrameGeometry {
+        let frame_size = frame_bytes_for_mtu(mtu);
+        let total = u64::from(frames) * frame_size;
+        let block_size = total
+            .min(FRAME_RING_BLOCK_SIZE)
+            .max(frame_size)
+            .max(page_size as u64);
+        FrameGeometry {
+            frame_size: frame_size as u32,
+            block_size: block_size as u32,
+            block_nr: total.div_ceil(block_size) as u32,
+        }
+    }
+
+    fn frames(&self) -> u32 {
+        self.block_size / self.frame_size * self.block_nr
+    }
+
+    fn bytes(&self) -> u64 {
+        u64::from(self.block_size) * u64::from(self.block_nr)
+    }
+}
+
+/// Slot bytes one frame of `mtu` needs in a frame ring, a power of two: the kernel places the
+/// network header at `TPACKET_ALIGN(TPACKET2_HDRLEN + 16)` from the slot start
+/// (`tpacket_rcv`), the Ethernet header (and a VLAN tag the kernel did not strip) before it.
+fn frame_bytes_for_mtu(mtu: u32) -> u64 {
+    let align = |n: usize| n.next_multiple_of(TPACKET_ALIGNMENT);
+    let network_offset = align(TPACKET2_HDR_LEN + size_of::<libc::sockaddr_ll>() + 16) as u64;
+    let needed =
+        network_offset - u64::from(ETH_HEADER_LEN) + u64::from(mtu) + u64::from(LINK_HEADER_MAX);
+    needed.next_power_of_two()
+}
+
 /// Both sockets and the ring of one queue.
-fn open_queue(cfg: &AfPacketConfig, ifindex: u32) -> Result<QueueShared, AfPacketError> {
+fn open_queue(
+    cfg: &AfPacketConfig,
+    geometry: Option<FrameGeometry>,
+    ifindex: u32,
+) -> Result<QueueShared, AfPacketError> {
     let interface = cfg.interface.as_str();
     let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
     let socket_error = |operation| {
@@ -446,22 +644,10 @@ fn open_queue(cfg: &AfPacketConfig, ifindex: u32) -> Result<QueueShared, AfPacke
     // Protocol 0 until bound: the socket receives nothing from other interfaces meanwhile.
     let rx_fd = socket::packet_socket(0).map_err(socket_error("opening a receive socket"))?;
     let sol = libc::SOL_PACKET;
-    socket::set_option(&rx_fd, sol, PACKET_VERSION, &TPACKET_V3)
-        .map_err(os("selecting TPACKET_V3"))?;
-    let frame_size = RING_FRAME_SIZE.min(cfg.block_size);
-    let req = TpacketReq3 {
-        tp_block_size: cfg.block_size,
-        tp_block_nr: cfg.blocks,
-        tp_frame_size: frame_size,
-        tp_frame_nr: cfg.block_size / frame_size * cfg.blocks,
-        tp_retire_blk_tov: cfg.block_timeout_ms,
-        tp_sizeof_priv: 0,
-        tp_feature_req_word: TP_FT_REQ_FILL_RXHASH,
+    let ring = match geometry {
+        Some(geometry) => RxRing::Frames(frame_ring(&rx_fd, geometry, interface)?),
+        None => RxRing::Blocks(block_ring(&rx_fd, cfg, interface)?),
     };
-    socket::set_option(&rx_fd, sol, PACKET_RX_RING, &req)
-        .map_err(os("creating the receive ring (PACKET_RX_RING)"))?;
-    let ring = RxRing::map(&rx_fd, cfg.block_size as usize, cfg.blocks)
-        .map_err(os("mapping the receive ring"))?;
     socket::set_option(&rx_fd, sol, PACKET_IGNORE_OUTGOING, &1i32)
         .map_err(os("setting PACKET_IGNORE_OUTGOING"))?;
     socket::bind_to(&rx_fd, ifindex, libc::ETH_P_ALL as u16)
@@ -474,13 +660,61 @@ fn open_queue(cfg: &AfPacketConfig, ifindex: u32) -> Result<QueueShared, AfPacke
     }
     socket::bind_to(&tx_fd, ifindex, 0).map_err(os("binding the send socket"))?;
     Ok(QueueShared {
+        cursor: Mutex::new(ring.start()),
         ring,
         rx_fd,
         tx_fd,
         taken: AtomicBool::new(false),
-        cursor: Mutex::new(RxCursor::default()),
         counters: QueueCounters::default(),
     })
+}
+
+/// Selects TPACKET_V2 on `rx_fd`, creates its frame ring and maps it.
+fn frame_ring(
+    rx_fd: &OwnedFd,
+    geometry: FrameGeometry,
+    interface: &str,
+) -> Result<FrameRing, AfPacketError> {
+    let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
+    let sol = libc::SOL_PACKET;
+    socket::set_option(rx_fd, sol, PACKET_VERSION, &TPACKET_V2)
+        .map_err(os("selecting TPACKET_V2"))?;
+    let req = TpacketReq {
+        tp_block_size: geometry.block_size,
+        tp_block_nr: geometry.block_nr,
+        tp_frame_size: geometry.frame_size,
+        tp_frame_nr: geometry.frames(),
+    };
+    socket::set_option(rx_fd, sol, PACKET_RX_RING, &req)
+        .map_err(os("creating the receive frame ring (PACKET_RX_RING)"))?;
+    FrameRing::map(rx_fd, geometry.frame_size as usize, geometry.frames())
+        .map_err(os("mapping the receive frame ring"))
+}
+
+/// Selects TPACKET_V3 on `rx_fd`, creates its block ring and maps it.
+fn block_ring(
+    rx_fd: &OwnedFd,
+    cfg: &AfPacketConfig,
+    interface: &str,
+) -> Result<BlockRing, AfPacketError> {
+    let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
+    let sol = libc::SOL_PACKET;
+    socket::set_option(rx_fd, sol, PACKET_VERSION, &TPACKET_V3)
+        .map_err(os("selecting TPACKET_V3"))?;
+    let frame_size = RING_FRAME_SIZE.min(cfg.block_size);
+    let req = TpacketReq3 {
+        tp_block_size: cfg.block_size,
+        tp_block_nr: cfg.blocks,
+        tp_frame_size: frame_size,
+        tp_frame_nr: cfg.block_size / frame_size * cfg.blocks,
+        tp_retire_blk_tov: cfg.block_timeout_ms,
+        tp_sizeof_priv: 0,
+        tp_feature_req_word: TP_FT_REQ_FILL_RXHASH,
+    };
+    socket::set_option(rx_fd, sol, PACKET_RX_RING, &req)
+        .map_err(os("creating the receive ring (PACKET_RX_RING)"))?;
+    BlockRing::map(rx_fd, cfg.block_size as usize, cfg.blocks)
+        .map_err(os("mapping the receive ring"))
 }
 
 /// Joins every receive socket into one new fanout group; returns the group id.

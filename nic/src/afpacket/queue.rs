@@ -2,10 +2,13 @@
 //! transmit.
 
 use std::fmt;
+use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::ring::{Next, RxCursor, RxFrame};
+use super::ring::{Next, Ring, RxCursor, RxFrame, RxRing};
 use super::stats::add_single_writer;
 use super::sys::{TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 use super::tx::{TxEnd, TxScratch};
@@ -52,54 +55,120 @@ impl AfPacketQueue {
         &self.queues[self.queue as usize]
     }
 
+    /// Sleeps until the receive ring has a frame for `rx_burst` or `timeout` passed (one
+    /// `ppoll` on the receive socket); returns whether the ring is readable. The kernel wakes
+    /// the sleeper as soon as it hands a frame over: at once on a frame ring, when a block is
+    /// full or retired on a block ring. What other threads hand this one through software
+    /// queues does not wake it: bound `timeout` by how long those may wait. Interrupted
+    /// (EINTR) counts as a timeout.
+    pub fn wait_rx(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pollfd = libc::pollfd {
+            fd: self.shared().rx_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let spec = libc::timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: one valid pollfd and a valid timespec, both live across the call; no signal
+        // mask is passed.
+        let rc = unsafe { libc::ppoll(&mut pollfd, 1, &spec, std::ptr::null()) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return match error.raw_os_error() {
+                Some(libc::EINTR) => Ok(false),
+                _ => Err(error),
+            };
+        }
+        Ok(rc > 0 && pollfd.revents & libc::POLLIN != 0)
+    }
+
     /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics
     /// (one `getsockopt`). `rx_burst` does this every few thousand polls on its own.
     pub fn sync_kernel_stats(&self) {
         self.shared().sync_kernel_stats();
     }
+}
 
-    /// Copies one ring frame into a buffer, restoring a VLAN tag the kernel moved out of it.
-    /// `None` (counted) when the frame is dropped.
-    fn take_frame(&self, cache: &mut PoolCache, frame: &RxFrame<'_>) -> Option<PktBuf> {
-        let counters = &self.shared().counters.owner;
-        let data = frame.data();
-        // A tag goes back after the two addresses; a frame too short to have them keeps none.
-        let tagged = frame.status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12;
-        let len = data.len() + if tagged { VLAN_TAG_LEN } else { 0 };
-        let truncated = (data.len() as u64) < u64::from(frame.wire_len);
-        if truncated || len > cache.pool().data_room() as usize {
-            add_single_writer(&counters.rx_dropped_oversize, 1);
-            return None;
+/// Walks `ring` from `cursor`, copying up to `max` frames into buffers from `cache`; returns
+/// the frames delivered and the frames lost to invalid headers. At most `max` ring frames are
+/// consumed, delivered or dropped (counted). Generic over the ring kind: one loop per kind.
+#[inline]
+fn walk<R: Ring>(
+    ring: &R,
+    cursor: &mut R::Cursor,
+    shared: &QueueShared,
+    cache: &mut PoolCache,
+    out: &mut Vec<PktBuf>,
+    max: usize,
+) -> (usize, u64) {
+    let mut walked = 0;
+    let mut delivered = 0;
+    let mut invalid = 0u64;
+    while walked < max {
+        match ring.next_frame(cursor) {
+            Next::Empty => break,
+            Next::Invalid { lost } => {
+                invalid += u64::from(lost);
+                walked += lost as usize;
+            }
+            Next::Frame(frame) => {
+                if let Some(buf) = take_frame(shared, cache, &frame) {
+                    out.push(buf);
+                    delivered += 1;
+                }
+                ring.consume(cursor, frame);
+                walked += 1;
+            }
         }
-        let Some(mut buf) = cache.alloc() else {
-            add_single_writer(&counters.rx_dropped_no_buffer, 1);
-            return None;
-        };
-        let room = buf.buffer_mut();
-        if tagged {
-            let tpid = if frame.status & TP_STATUS_VLAN_TPID_VALID != 0 {
-                frame.vlan_tpid
-            } else {
-                TPID_8021Q
-            };
-            room[..12].copy_from_slice(&data[..12]);
-            room[12..14].copy_from_slice(&tpid.to_be_bytes());
-            room[14..16].copy_from_slice(&frame.vlan_tci.to_be_bytes());
-            room[16..len].copy_from_slice(&data[12..]);
-        } else {
-            room[..data.len()].copy_from_slice(data);
-        }
-        if buf.set_len(len).is_err() {
-            cache.free(buf);
-            add_single_writer(&counters.rx_dropped_oversize, 1);
-            return None;
-        }
-        buf.set_rss_hash(frame.rxhash);
-        if frame.status & TP_STATUS_CSUMNOTREADY != 0 {
-            add_single_writer(&counters.rx_checksum_partial, 1);
-        }
-        Some(buf)
     }
+    (delivered, invalid)
+}
+
+/// Copies one ring frame into a buffer, restoring a VLAN tag the kernel moved out of it, with
+/// the frame's flow hash as the buffer's receive hash. `None` (counted) when the frame is
+/// dropped.
+#[inline]
+fn take_frame(shared: &QueueShared, cache: &mut PoolCache, frame: &RxFrame<'_>) -> Option<PktBuf> {
+    let counters = &shared.counters.owner;
+    let data = frame.data();
+    // A tag goes back after the two addresses; a frame too short to have them keeps none.
+    let tagged = frame.status & TP_STATUS_VLAN_VALID != 0 && data.len() >= 12;
+    let len = data.len() + if tagged { VLAN_TAG_LEN } else { 0 };
+    let truncated = (data.len() as u64) < u64::from(frame.wire_len);
+    if truncated || len > cache.pool().data_room() as usize {
+        add_single_writer(&counters.rx_dropped_oversize, 1);
+        return None;
+    }
+    let Some(mut buf) = cache.alloc() else {
+        add_single_writer(&counters.rx_dropped_no_buffer, 1);
+        return None;
+    };
+    let room = buf.buffer_mut();
+    if tagged {
+        let tpid = if frame.status & TP_STATUS_VLAN_TPID_VALID != 0 {
+            frame.vlan_tpid
+        } else {
+            TPID_8021Q
+        };
+        room[..12].copy_from_slice(&data[..12]);
+        room[12..14].copy_from_slice(&tpid.to_be_bytes());
+        room[14..16].copy_from_slice(&frame.vlan_tci.to_be_bytes());
+        room[16..len].copy_from_slice(&data[12..]);
+    } else {
+        room[..data.len()].copy_from_slice(data);
+    }
+    if buf.set_len(len).is_err() {
+        cache.free(buf);
+        add_single_writer(&counters.rx_dropped_oversize, 1);
+        return None;
+    }
+    buf.set_rss_hash(frame.rxhash);
+    if frame.status & TP_STATUS_CSUMNOTREADY != 0 {
+        add_single_writer(&counters.rx_checksum_partial, 1);
+    }
+    Some(buf)
 }
 
 impl QueuePair for AfPacketQueue {
@@ -112,30 +181,18 @@ impl QueuePair for AfPacketQueue {
         if self.polls & (KERNEL_STATS_EVERY - 1) == 0 {
             self.sync_kernel_stats();
         }
-        let mut cursor = self.cursor;
-        let mut walked = 0;
-        let mut delivered = 0;
-        let mut invalid = 0u64;
-        while walked < max {
-            let ring = &self.shared().ring;
-            match ring.next_frame(&mut cursor) {
-                Next::Empty => break,
-                Next::Invalid { lost } => {
-                    invalid += u64::from(lost);
-                    walked += lost as usize;
-                }
-                Next::Frame(frame) => {
-                    if let Some(buf) = self.take_frame(cache, &frame) {
-                        out.push(buf);
-                        delivered += 1;
-                    }
-                    ring.consume(&mut cursor, frame);
-                    walked += 1;
-                }
+        let shared = &self.queues[self.queue as usize];
+        let (delivered, invalid) = match (&shared.ring, &mut self.cursor) {
+            (RxRing::Blocks(ring), RxCursor::Blocks(cursor)) => {
+                walk(ring, cursor, shared, cache, out, max)
             }
-        }
-        self.cursor = cursor;
-        let counters = &self.shared().counters.owner;
+            (RxRing::Frames(ring), RxCursor::Frames(cursor)) => {
+                walk(ring, cursor, shared, cache, out, max)
+            }
+            // The cursor is made by the ring (`RxRing::start`) and never changes kind.
+            _ => (0, 0),
+        };
+        let counters = &shared.counters.owner;
         add_single_writer(&counters.rx, delivered as u64);
         add_single_writer(&counters.rx_dropped_invalid, invalid);
         delivered

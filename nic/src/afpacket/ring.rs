@@ -1,237 +1,93 @@
-//! The TPACKET_V3 receive ring of one socket: `blocks` blocks of `block_size` bytes mapped from
-//! the kernel, each holding a variable number of frames.
-//!
-//! # Protocol
-//!
-//! The kernel fills the current block and hands it to user space by setting its `block_status`
-//! to `TP_STATUS_USER` (after a write barrier) when it is full or when the retire timeout
-//! expires; it never writes a user-owned block. The reader walks the block's frames through
-//! each frame header's `tp_next_offset`, then gives the block back by storing
-//! `TP_STATUS_KERNEL`. Blocks are handed out and returned in ring order, so one cursor (block
-//! index, frames left, offset of the next frame) is the whole reader state.
-//!
-//! Orderings: the status load is `Acquire` (frame headers and bytes written before the kernel's
-//! barrier are visible after it); the store that returns a block is `Release` (every read of
-//! the block happens before the kernel may overwrite it).
+//! The receive ring of one queue, of either kind: a TPACKET_V3 ring of blocks
+//! ([`BlockRing`](super::blocks::BlockRing)) or a TPACKET_V2 ring of frame slots
+//! ([`FrameRing`](super::frames::FrameRing)). Both hand the reader the same [`RxFrame`]; the
+//! queue matches on the kind once per burst and walks the ring through [`Ring`], so the
+//! per-frame loop is compiled once per kind with no dispatch inside it.
 
-use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ptr::NonNull;
 
-use super::sys::{
-    Tpacket3Hdr, TpacketBlockDesc, BLOCK_STATUS_OFFSET, TPACKET3_HDR_LEN, TP_STATUS_KERNEL,
-    TP_STATUS_USER,
-};
+use super::blocks::{BlockCursor, BlockRing};
+use super::frames::{FrameCursor, FrameRing};
 
-/// Where the reader stands in the ring. Plain data: the queue owner keeps it across bursts and
-/// hands it back to the port when it releases the queue.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct RxCursor {
-    /// Block being read, or the next one to wait for.
-    block: u32,
-    /// Frames of `block` not yet consumed; 0 when no block is open.
-    remaining: u32,
-    /// Offset of the next frame header from the start of `block`.
-    offset: u32,
-}
-
-/// The memory-mapped ring. Shared (`Arc`) by the port and the queue owner; only the owner,
-/// through its cursor, walks and returns blocks.
-pub(super) struct RxRing {
-    base: NonNull<u8>,
-    map_len: usize,
-    block_size: usize,
-    blocks: u32,
-}
-
-// SAFETY: the mapping is plain shared memory valid until `Drop`; reading and returning blocks
-// is done only by the single queue owner (enforced by the port's `taken` flag), and the
-// mapping itself is not tied to a thread.
-unsafe impl Send for RxRing {}
-// SAFETY: as for `Send`: `&RxRing` is held by the port and the owner, but only the owner
-// touches ring memory (the port only unmaps it in `Drop`, when no owner exists).
-unsafe impl Sync for RxRing {}
-
-/// What the cursor found.
+/// What a ring walk found.
 pub(super) enum Next<'a> {
-    /// No block is ready: everything handed over so far has been consumed.
+    /// Nothing is ready: everything handed over so far has been consumed.
     Empty,
-    /// A frame; copy it, then pass it to [`RxRing::consume`].
+    /// A frame; copy it, then pass it to [`Ring::consume`].
     Frame(RxFrame<'a>),
-    /// A frame header pointing outside its block (never written by a correct kernel): the rest
-    /// of the block, `lost` frames, was returned to the kernel unread.
+    /// A frame header pointing outside its block or slot (never written by a correct kernel):
+    /// `lost` frames were returned to the kernel unread.
     Invalid {
-        /// Frames discarded with the block.
+        /// Frames discarded.
         lost: u32,
     },
 }
 
-/// One received frame, borrowed from a user-owned block until it is consumed.
+/// One received frame, borrowed from user-owned ring memory until it is consumed.
 pub(super) struct RxFrame<'a> {
-    data: NonNull<u8>,
-    snaplen: u32,
+    pub(super) data: NonNull<u8>,
+    pub(super) snaplen: u32,
     /// Length of the frame on the wire (`tp_len`); more than `snaplen` when the ring truncated.
     pub(super) wire_len: u32,
     /// `tp_status` of the frame.
     pub(super) status: u32,
-    /// The skb flow hash (`TP_FT_REQ_FILL_RXHASH`).
+    /// The flow hash: the kernel's (`TP_FT_REQ_FILL_RXHASH`) on a block ring, the software
+    /// symmetric Toeplitz hash of the frame's addresses and ports on a frame ring.
     pub(super) rxhash: u32,
     /// The VLAN TCI the kernel stripped, valid with `TP_STATUS_VLAN_VALID`.
     pub(super) vlan_tci: u16,
     /// The TPID of that tag, valid with `TP_STATUS_VLAN_TPID_VALID`.
     pub(super) vlan_tpid: u16,
-    next_offset: u32,
-    ring: PhantomData<&'a RxRing>,
+    /// Block rings: offset of the next frame header from this one (`tp_next_offset`).
+    pub(super) next_offset: u32,
+    pub(super) ring: PhantomData<&'a ()>,
 }
 
 impl RxFrame<'_> {
     /// The captured bytes (`tp_snaplen` of them), from the Ethernet header.
     pub(super) fn data(&self) -> &[u8] {
-        // SAFETY: `next_frame` checked that `snaplen` bytes at `data` lie inside the block, which
-        // user space owns until `consume` (which takes the frame by value, ending this borrow).
+        // SAFETY: the ring that built this frame checked that `snaplen` bytes at `data` lie
+        // inside a block or slot user space owns until `Ring::consume`, which takes the frame
+        // by value, ending this borrow; the frame's lifetime is the ring's borrow.
         unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.snaplen as usize) }
     }
 }
 
-impl RxRing {
-    /// Maps the ring `fd` was configured with (`PACKET_RX_RING`): `blocks × block_size` bytes.
-    pub(super) fn map(fd: &OwnedFd, block_size: usize, blocks: u32) -> io::Result<RxRing> {
-        let map_len = block_size * blocks as usize;
-        // SAFETY: a fresh shared mapping of the socket's ring, at an address the kernel picks;
-        // no existing memory is affected. The result is checked against MAP_FAILED.
-        let raw = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(raw.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-        Ok(RxRing {
-            base,
-            map_len,
-            block_size,
-            blocks,
-        })
-    }
-
-    fn block_ptr(&self, block: u32) -> *mut u8 {
-        // SAFETY: block < blocks (every cursor index is reduced modulo `blocks`), so the offset
-        // stays inside the mapping.
-        unsafe { self.base.as_ptr().add(block as usize * self.block_size) }
-    }
-
-    fn status(&self, block: u32) -> &AtomicU32 {
-        // SAFETY: `block_status` is a 4-byte aligned u32 inside the block (blocks are page
-        // aligned, the offset is 8), valid for the life of the mapping. The kernel and this
-        // reader hand the block back and forth through this word only; the kernel's side uses
-        // barriers around plain stores, this side atomic accesses.
-        unsafe { AtomicU32::from_ptr(self.block_ptr(block).add(BLOCK_STATUS_OFFSET).cast()) }
-    }
-
-    /// The frame at `cursor`, opening the next ready block when the current one is done.
-    pub(super) fn next_frame(&self, cursor: &mut RxCursor) -> Next<'_> {
-        // Blocks the kernel hands over empty are returned at once; bounded by the ring size.
-        for _ in 0..=self.blocks {
-            if cursor.remaining == 0 {
-                if self.status(cursor.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
-                    return Next::Empty;
-                }
-                // SAFETY: the block is user-owned (acquire above), so the kernel does not write
-                // its descriptor; the descriptor lies at the block's page-aligned start.
-                let desc = unsafe {
-                    ptr::read_volatile(self.block_ptr(cursor.block).cast::<TpacketBlockDesc>())
-                };
-                if desc.hdr.num_pkts == 0 {
-                    self.release(cursor);
-                    continue;
-                }
-                cursor.remaining = desc.hdr.num_pkts;
-                cursor.offset = desc.hdr.offset_to_first_pkt;
-            }
-            return self.frame_at(cursor);
-        }
-        Next::Empty
-    }
-
-    fn frame_at(&self, cursor: &mut RxCursor) -> Next<'_> {
-        let offset = cursor.offset as usize;
-        let header_fits = offset
-            .checked_add(TPACKET3_HDR_LEN)
-            .is_some_and(|end| end <= self.block_size);
-        if !header_fits || offset & 3 != 0 {
-            return self.discard_block(cursor);
-        }
-        // SAFETY: the header lies inside the user-owned block (checked above) and is 4-byte
-        // aligned; the kernel does not write the block until it is released.
-        let hdr = unsafe {
-            ptr::read_volatile(
-                self.block_ptr(cursor.block)
-                    .add(offset)
-                    .cast::<Tpacket3Hdr>(),
-            )
-        };
-        let start = offset + hdr.tp_mac as usize;
-        let fits = start
-            .checked_add(hdr.tp_snaplen as usize)
-            .is_some_and(|end| end <= self.block_size);
-        if !fits {
-            return self.discard_block(cursor);
-        }
-        // SAFETY: `start < block_size` (checked), so the pointer is inside the block.
-        let data = unsafe { NonNull::new_unchecked(self.block_ptr(cursor.block).add(start)) };
-        Next::Frame(RxFrame {
-            data,
-            snaplen: hdr.tp_snaplen,
-            wire_len: hdr.tp_len,
-            status: hdr.tp_status,
-            rxhash: hdr.tp_rxhash,
-            vlan_tci: hdr.tp_vlan_tci as u16,
-            vlan_tpid: hdr.tp_vlan_tpid,
-            next_offset: hdr.tp_next_offset,
-            ring: PhantomData,
-        })
-    }
-
-    fn discard_block(&self, cursor: &mut RxCursor) -> Next<'_> {
-        let lost = cursor.remaining;
-        self.release(cursor);
-        Next::Invalid { lost }
-    }
-
-    /// Marks `frame` consumed; the block goes back to the kernel after its last frame.
-    pub(super) fn consume(&self, cursor: &mut RxCursor, frame: RxFrame<'_>) {
-        cursor.remaining -= 1;
-        if cursor.remaining == 0 {
-            self.release(cursor);
-        } else {
-            cursor.offset = cursor.offset.wrapping_add(frame.next_offset);
-        }
-    }
-
-    fn release(&self, cursor: &mut RxCursor) {
-        self.status(cursor.block)
-            .store(TP_STATUS_KERNEL, Ordering::Release);
-        cursor.block = (cursor.block + 1) % self.blocks;
-        cursor.remaining = 0;
-        cursor.offset = 0;
-    }
+/// The walk both ring kinds offer the queue owner.
+pub(super) trait Ring {
+    /// Where the reader stands; plain data kept by the owner across bursts.
+    type Cursor;
+    /// The frame at `cursor`, or `Empty` when the kernel has handed over nothing more.
+    fn next_frame(&self, cursor: &mut Self::Cursor) -> Next<'_>;
+    /// Marks `frame` consumed; its memory goes back to the kernel (at once for a slot, after
+    /// the block's last frame for a block).
+    fn consume(&self, cursor: &mut Self::Cursor, frame: RxFrame<'_>);
 }
 
-impl Drop for RxRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created in `map` with this length and is unmapped once; no
-        // frame borrow outlives the ring (frames borrow `&RxRing`).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.map_len);
+/// The receive ring of one queue.
+pub(super) enum RxRing {
+    /// TPACKET_V3: batched, handed over per block (full or timed out).
+    Blocks(BlockRing),
+    /// TPACKET_V2: one frame per slot, handed over as soon as it is written.
+    Frames(FrameRing),
+}
+
+/// The reader position in an [`RxRing`]; always of the ring's own kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RxCursor {
+    /// Position in a block ring.
+    Blocks(BlockCursor),
+    /// Position in a frame ring.
+    Frames(FrameCursor),
+}
+
+impl RxRing {
+    /// The position of a fresh ring: its first block or slot.
+    pub(super) fn start(&self) -> RxCursor {
+        match self {
+            RxRing::Blocks(_) => RxCursor::Blocks(BlockCursor::default()),
+            RxRing::Frames(_) => RxCursor::Frames(FrameCursor::default()),
         }
     }
 }

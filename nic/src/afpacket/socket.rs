@@ -8,13 +8,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use libc::{c_int, c_void, socklen_t};
 
-use super::sys::{TpacketReq3, TpacketStatsV3};
+use super::sys::{TpacketReq, TpacketReq3, TpacketStatsV3};
 
 /// Values that may cross `setsockopt` / `getsockopt` as raw bytes: plain `repr(C)` integers
 /// and structs without padding the kernel could leave uninitialized.
 pub(super) trait SockOptValue: Copy + Default {}
 impl SockOptValue for c_int {}
 impl SockOptValue for u32 {}
+impl SockOptValue for TpacketReq {}
 impl SockOptValue for TpacketReq3 {}
 impl SockOptValue for TpacketStatsV3 {}
 

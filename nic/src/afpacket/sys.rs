@@ -9,9 +9,11 @@ use std::mem::{offset_of, size_of};
 
 use libc::c_int;
 
-/// `setsockopt` level-`SOL_PACKET` option: configure the receive ring (`tpacket_req3`).
+/// `setsockopt` level-`SOL_PACKET` option: configure the receive ring (`tpacket_req` for
+/// TPACKET_V2, `tpacket_req3` for TPACKET_V3).
 pub(super) const PACKET_RX_RING: c_int = 5;
-/// `getsockopt`: `tpacket_stats_v3`, cleared by the read.
+/// `getsockopt`: `tpacket_stats_v3` (TPACKET_V3) or its first two fields, `tpacket_stats`
+/// (TPACKET_V2), cleared by the read.
 pub(super) const PACKET_STATISTICS: c_int = 6;
 /// Ring format version; must precede `PACKET_RX_RING`.
 pub(super) const PACKET_VERSION: c_int = 10;
@@ -34,12 +36,14 @@ pub(super) const PACKET_FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
 /// member's own, so the per-socket `PACKET_IGNORE_OUTGOING` no longer applies once joined).
 pub(super) const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 
+/// `enum tpacket_versions`: `TPACKET_V2` (one frame per fixed-size slot).
+pub(super) const TPACKET_V2: c_int = 1;
 /// `enum tpacket_versions`: `TPACKET_V3` (variable-size frames in blocks).
 pub(super) const TPACKET_V3: c_int = 2;
 
-/// Block (V3) owned by the kernel.
+/// Block (V3) or frame slot (V2) owned by the kernel.
 pub(super) const TP_STATUS_KERNEL: u32 = 0;
-/// Block (V3) handed to user space.
+/// Block (V3) or frame slot (V2) handed to user space.
 pub(super) const TP_STATUS_USER: u32 = 1 << 0;
 /// The frame's L4 checksum is partial (`CHECKSUM_PARTIAL`): the sender offloaded it.
 pub(super) const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
@@ -65,6 +69,34 @@ pub(super) struct TpacketReq3 {
     pub(super) tp_retire_blk_tov: u32,
     pub(super) tp_sizeof_priv: u32,
     pub(super) tp_feature_req_word: u32,
+}
+
+/// `struct tpacket_req`: the TPACKET_V2 receive ring's geometry (frames never straddle a
+/// block; `tp_frame_nr` must be exactly `tp_block_size / tp_frame_size * tp_block_nr`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct TpacketReq {
+    pub(super) tp_block_size: u32,
+    pub(super) tp_block_nr: u32,
+    pub(super) tp_frame_size: u32,
+    pub(super) tp_frame_nr: u32,
+}
+
+/// `struct tpacket2_hdr`: the header at the start of every TPACKET_V2 frame slot. It has no
+/// flow hash field (only TPACKET_V3's `tpacket_hdr_variant1` has `tp_rxhash`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Tpacket2Hdr {
+    pub(super) tp_status: u32,
+    pub(super) tp_len: u32,
+    pub(super) tp_snaplen: u32,
+    pub(super) tp_mac: u16,
+    pub(super) tp_net: u16,
+    pub(super) tp_sec: u32,
+    pub(super) tp_nsec: u32,
+    pub(super) tp_vlan_tci: u16,
+    pub(super) tp_vlan_tpid: u16,
+    pub(super) tp_padding: [u8; 4],
 }
 
 /// `struct tpacket_stats_v3`: counters since the last read.
@@ -131,10 +163,18 @@ pub(super) const BLOCK_STATUS_OFFSET: usize =
 
 /// The frame header length the kernel reserves (`TPACKET3_HDRLEN` without the sockaddr_ll).
 pub(super) const TPACKET3_HDR_LEN: usize = size_of::<Tpacket3Hdr>();
+/// The same for TPACKET_V2 (`TPACKET2_HDRLEN` without the sockaddr_ll).
+pub(super) const TPACKET2_HDR_LEN: usize = size_of::<Tpacket2Hdr>();
+/// Byte offset of `tp_status` from the start of a TPACKET_V2 frame slot.
+pub(super) const FRAME_STATUS_OFFSET: usize = offset_of!(Tpacket2Hdr, tp_status);
 
 // The layouts the kernel writes; a mismatch would misread every frame.
 const _: () = assert!(size_of::<TpacketReq3>() == 28);
 const _: () = assert!(size_of::<TpacketStatsV3>() == 12);
+const _: () = assert!(size_of::<TpacketReq>() == 16);
+const _: () = assert!(size_of::<Tpacket2Hdr>() == 32);
+const _: () = assert!(offset_of!(Tpacket2Hdr, tp_vlan_tci) == 24);
+const _: () = assert!(FRAME_STATUS_OFFSET == 0);
 const _: () = assert!(size_of::<Tpacket3Hdr>() == 48);
 const _: () = assert!(offset_of!(Tpacket3Hdr, tp_rxhash) == 28);
 const _: () = assert!(size_of::<TpacketHdrV1>() == 40);
