@@ -146,8 +146,12 @@ pub(crate) const ENGINE: SectionSpec = SectionSpec {
         one_of(
             "idle",
             Idle::NAMES,
-            "After an iteration that found no work: poll again, yield the core, or sleep \
-             `idle_sleep_us`.",
+            "After an iteration that found no work: poll again (`spin`: lowest latency while the \
+             thread has a core of its own, the core at 100%), yield the core, sleep \
+             `idle_sleep_us`, or `wait` until the receive queue has a frame, another thread \
+             hands one over or a protocol timer is due (afpacket only; a wake-up costs a few \
+             microseconds, an idle thread costs nothing: the choice when the stack threads \
+             share cores with other work).",
         ),
         text(
             "idle_sleep_us",

@@ -143,6 +143,9 @@ toml_enum! {
         Yield = "yield",
         /// Sleep `engine.idle_sleep_us` microseconds.
         Sleep = "sleep",
+        /// Sleep until the receive queue has a frame, another thread hands one over, or the
+        /// stack has a timer due (afpacket only): the kernel's own way of waiting.
+        Wait = "wait",
     }
 }
 

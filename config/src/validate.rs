@@ -19,7 +19,7 @@ use crate::schema;
 use crate::sections::{
     App, Engine, FlowTableCfg, Pool, Port, Stack, Swq, Traffic, MAX_ETHERNET_FRAME,
 };
-use crate::types::{AppKind, Balance, Driver, Profile, Rate};
+use crate::types::{AppKind, Balance, Driver, Idle, Profile, Rate};
 use crate::Config;
 
 const MAX_THREADS: u16 = 64;
@@ -537,6 +537,21 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
         }
     }
 
+    if engine.idle == Idle::Wait
+        && port.driver != Driver::AfPacket
+        && !out.any_rejected(&["engine.idle", "port.driver"])
+    {
+        out.reject(
+            "engine.idle",
+            format!(
+                "\"{}\" needs a port whose queues can wake a sleeping thread (port.driver \
+                 \"{}\"), got port.driver \"{}\"",
+                Idle::Wait,
+                Driver::AfPacket,
+                port.driver
+            ),
+        );
+    }
     if port.driver == Driver::AfPacket
         && traffic.profile != Profile::None
         && !out.any_rejected(&["port.driver", "traffic.profile"])

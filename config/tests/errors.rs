@@ -85,6 +85,15 @@ fn engine_idle_sleep_us_range() {
 }
 
 #[test]
+fn engine_idle_wait_needs_a_port_that_can_wake_a_thread() {
+    assert_eq!(
+        problem("[engine]\nidle = \"wait\""),
+        "engine.idle: \"wait\" needs a port whose queues can wake a sleeping thread \
+         (port.driver \"afpacket\"), got port.driver \"uveth\""
+    );
+}
+
+#[test]
 fn pool_buffers_range() {
     assert_eq!(
         problem("[pool]\nbuffers = 1000"),
@@ -985,7 +994,13 @@ fn every_enum_spelling_parses_and_prints_back() {
         "engine.miss",
         "",
     );
-    check_spellings(Idle::ALL, &["spin", "yield", "sleep"], "engine.idle", "");
+    // `wait` needs an afpacket port.
+    check_spellings(
+        Idle::ALL,
+        &["spin", "yield", "sleep", "wait"],
+        "engine.idle",
+        "[port]\ndriver = \"afpacket\"\ninterface = \"eth0\"\n[traffic]\nprofile = \"none\"",
+    );
     check_spellings(
         TableImpl::ALL,
         &["bucketized", "dashmap"],

@@ -32,6 +32,7 @@ use flowsteer_stack::{
 };
 use flowtable::{FlowTable, TableImpl, ThreadId};
 
+use crate::doorbell::Doorbell;
 use crate::metrics::MetricsServer;
 use crate::report::RunReport;
 use crate::sink::{Origin, VerifyingSink};
@@ -212,6 +213,9 @@ pub struct Shared {
     /// Per thread, the apps its stack runs and the stack's counters; empty when no stack runs
     /// (the verifying sink consumes the generator's packets instead).
     pub stacks: Vec<ThreadStack>,
+    /// Per thread, the doorbell that wakes it while it sleeps; empty unless `engine.idle` is
+    /// `wait`.
+    pub doorbells: Arc<[CachePadded<Doorbell>]>,
 }
 
 /// The protocol stack of one thread, as the exporter sees it.
@@ -291,6 +295,14 @@ impl Engine {
             }
         }
 
+        let doorbells: Arc<[CachePadded<Doorbell>]> = if config.engine.idle == Idle::Wait {
+            (0..threads)
+                .map(|_| Doorbell::new().map(CachePadded::new))
+                .collect::<Result<_, _>>()
+                .map_err(setup("doorbells (eventfd)"))?
+        } else {
+            Arc::from(Vec::new())
+        };
         let shared = Arc::new(Shared {
             config: config.clone(),
             table,
@@ -302,6 +314,7 @@ impl Engine {
                 .as_ref()
                 .map_or_else(|| Arc::from(Vec::new()), TrafficPlan::stats),
             stacks: thread_stacks,
+            doorbells,
         });
 
         let metrics = if serve_metrics && config.metrics.enabled {
@@ -395,6 +408,10 @@ impl Engine {
     /// Stops the threads, drains every queue and ring back into the pool and reports.
     pub fn stop(self) -> Result<RunReport, EngineError> {
         self.stop_rx.store(true, Ordering::Relaxed);
+        // Sleeping threads see the stop flag only once woken.
+        for doorbell in self.shared.doorbells.iter() {
+            doorbell.ring();
+        }
         let mut failures = Vec::new();
         for (t, h) in self.handles.into_iter().enumerate() {
             match h.join() {
@@ -581,6 +598,9 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
     let mut cache = shared.pool.cache(shared.config.pool.cache);
     let mut steering = Steering::new(ctx.me, threads, burst, cfg.miss, ctx.thread_reta.clone())
         .share_neighbors(ctx.stack.is_some());
+    if cfg.idle == Idle::Wait {
+        steering = steering.wake_owners(shared.doorbells.clone());
+    }
     let sink = VerifyingSink::new(ctx.me);
     let mut stack = ctx.stack.take();
     let tx_limit = 2 * burst.max(32);
@@ -651,6 +671,15 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
                 Idle::Spin => std::hint::spin_loop(),
                 Idle::Yield => thread::yield_now(),
                 Idle::Sleep => thread::sleep(Duration::from_micros(u64::from(cfg.idle_sleep_us))),
+                Idle::Wait => {
+                    let timer = stack.as_ref().and_then(|s| s.poll_delay());
+                    let limit = timer.map_or(WAIT_LIMIT, |t| t.min(WAIT_LIMIT));
+                    let doorbell = &shared.doorbells[usize::from(ctx.me)];
+                    // A refused wait is counted; the thread polls on rather than stops.
+                    if sleep_until_work(doorbell, queue.as_ref(), &ctx, limit).is_err() {
+                        stats.wait_errors.add(1);
+                    }
+                }
             }
         }
     }
@@ -684,6 +713,30 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
     }
     // A thread's exit deletes its rules, as a stack thread's exit would.
     table.remove_owner(ctx.me);
+}
+
+/// The longest a waiting thread sleeps when nothing wakes it: it checks the stop flag this often.
+const WAIT_LIMIT: Duration = Duration::from_millis(10);
+
+/// Sleeps until the thread's receive queue has a frame, another thread rings its doorbell, or
+/// `limit` passes; returns at once if packets were handed over meanwhile (see `doorbell`).
+fn sleep_until_work<Q: QueuePair>(
+    doorbell: &Doorbell,
+    queue: Option<&Q>,
+    ctx: &ThreadContext,
+    limit: Duration,
+) -> std::io::Result<()> {
+    doorbell.going_to_sleep();
+    if !ctx.consumer.is_empty() || ctx.stop.load(Ordering::Relaxed) {
+        doorbell.woke();
+        return Ok(());
+    }
+    let result = match queue.and_then(|q| q.rx_wait_fd()) {
+        Some(rx) => flowsteer_nic::wait::wait_readable(&[rx, doorbell.fd()], limit),
+        None => flowsteer_nic::wait::wait_readable(&[doorbell.fd()], limit),
+    };
+    doorbell.woke();
+    result.map(|_| ())
 }
 
 /// Transmits `tx` on the thread's queue; what the queue refuses (or all of it, for a thread

@@ -6,6 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod doorbell;
 pub mod engine;
 pub mod keys;
 pub mod metrics;

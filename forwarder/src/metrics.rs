@@ -480,6 +480,7 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
             .absolute(v);
     }
     counter!("flowsteer_idle_polls_total", "thread" => t.clone()).absolute(s.idle_polls);
+    counter!("flowsteer_idle_wait_errors_total", "thread" => t.clone()).absolute(s.wait_errors);
     counter!("flowsteer_polls_total", "thread" => t.clone()).absolute(s.polls);
     // ARP copies for the other threads' neighbour caches are made only when stacks run.
     if stack.is_some() {

@@ -87,6 +87,8 @@ pub struct ThreadStats {
     pub link_copies: Counter,
     /// Copies that found no free buffer.
     pub no_buffer: Counter,
+    /// Idle waits (`engine.idle = "wait"`) the kernel refused; the thread polled instead.
+    pub wait_errors: Counter,
     /// Flow-table lookups that hit an exact rule.
     pub lookup_exact: Counter,
     /// Lookups that hit a listen rule with a local address.
@@ -138,6 +140,7 @@ impl ThreadStats {
             ndp: Counter::default(),
             link_copies: Counter::default(),
             no_buffer: Counter::default(),
+            wait_errors: Counter::default(),
             lookup_exact: Counter::default(),
             lookup_listen: Counter::default(),
             lookup_listen_any: Counter::default(),
@@ -209,6 +212,7 @@ impl ThreadStats {
             },
             idle_polls: self.idle_polls.get(),
             polls: self.polls.get(),
+            wait_errors: self.wait_errors.get(),
         }
     }
 }
@@ -306,6 +310,8 @@ pub struct ThreadSnapshot {
     pub idle_polls: u64,
     /// Loop iterations.
     pub polls: u64,
+    /// Idle waits the kernel refused (`engine.idle = "wait"`).
+    pub wait_errors: u64,
 }
 
 impl ThreadSnapshot {

@@ -6,6 +6,9 @@
 //! packets. What does not fit a full queue is freed and counted as `swq_full`: the thread never
 //! blocks and never spins on another thread's queue.
 
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
 use flowsteer_config::MissPolicy;
 use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
@@ -13,6 +16,7 @@ use flowsteer_nic::rss::Reta;
 use flowsteer_nic::wire::{self, Classified};
 use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
 
+use crate::doorbell::Doorbell;
 use crate::keys::flow_key;
 use crate::stats::ThreadStats;
 
@@ -34,6 +38,8 @@ pub struct Steering {
     share_neighbors: bool,
     /// Scratch for the learning copy of a neighbour message.
     learning: Vec<u8>,
+    /// Every thread's doorbell when threads sleep while idle (`engine.idle = "wait"`).
+    doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
 }
 
 impl Steering {
@@ -57,7 +63,14 @@ impl Steering {
             refused: Vec::with_capacity(burst),
             share_neighbors: false,
             learning: Vec::new(),
+            doorbells: None,
         }
+    }
+
+    /// Wakes the owner of every burst handed over when it sleeps (`engine.idle = "wait"`).
+    pub fn wake_owners(mut self, doorbells: Arc<[CachePadded<Doorbell>]>) -> Self {
+        self.doorbells = Some(doorbells);
+        self
     }
 
     /// Copies received neighbour messages (ARP, IPv6 neighbour discovery) to the other threads
@@ -259,6 +272,9 @@ impl Steering {
             }
             let accepted = queues[dest].enqueue_burst(batch);
             stats.handed_off[dest].add(accepted as u64);
+            if let (Some(doorbells), true) = (&self.doorbells, accepted > 0) {
+                doorbells[dest].ring_if_sleeping();
+            }
             if !batch.is_empty() {
                 stats.swq_full[dest].add(batch.len() as u64);
                 self.refused.append(batch);

@@ -13,4 +13,5 @@ pub mod port;
 pub mod rss;
 pub mod uveth;
 pub mod vbridge;
+pub mod wait;
 pub mod wire;

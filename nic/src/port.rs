@@ -6,6 +6,8 @@
 //! one lcore owns a DPDK queue: no method synchronizes with another thread's queue pair.
 //! Buffers cross the interface as owned [`PktBuf`] handles, never copied.
 
+use std::os::fd::BorrowedFd;
+
 use crate::pool::{PktBuf, PoolCache};
 
 /// One queue pair of a port, owned by one stack thread.
@@ -21,6 +23,13 @@ pub trait QueuePair: Send {
 
     /// The queue index within its port.
     fn queue_id(&self) -> u16;
+
+    /// A descriptor that becomes readable when `rx_burst` has a frame to return, for an owner
+    /// that sleeps while idle ([`crate::wait::wait_readable`]); `None` (the default) when the
+    /// queue has none, and its owner must poll.
+    fn rx_wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Something that produces frames for one receive queue (the traffic generator, a peer).

@@ -226,6 +226,20 @@ impl Stack {
         self.rules.connections()
     }
 
+    /// How long the stack can go without a round when no frame arrives: until its next timer
+    /// (a retransmission, a delayed ACK, a timeout); `None` when it has none.
+    pub fn poll_delay(&self) -> Option<std::time::Duration> {
+        let at = self.next_poll?;
+        let now = self.now();
+        // smoltcp's `Instant - Instant` is an absolute difference: a timer already due waits 0.
+        let wait = if at > now {
+            (at - now).total_micros()
+        } else {
+            0
+        };
+        Some(std::time::Duration::from_micros(wait))
+    }
+
     fn now(&self) -> Instant {
         Instant::from_micros(self.epoch.elapsed().as_micros() as i64)
     }

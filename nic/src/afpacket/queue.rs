@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,26 +62,8 @@ impl AfPacketQueue {
     /// queues does not wake it: bound `timeout` by how long those may wait. Interrupted
     /// (EINTR) counts as a timeout.
     pub fn wait_rx(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pollfd = libc::pollfd {
-            fd: self.shared().rx_fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let spec = libc::timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: one valid pollfd and a valid timespec, both live across the call; no signal
-        // mask is passed.
-        let rc = unsafe { libc::ppoll(&mut pollfd, 1, &spec, std::ptr::null()) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            return match error.raw_os_error() {
-                Some(libc::EINTR) => Ok(false),
-                _ => Err(error),
-            };
-        }
-        Ok(rc > 0 && pollfd.revents & libc::POLLIN != 0)
+        let fd = self.shared().rx_fd.as_fd();
+        Ok(crate::wait::wait_readable(&[fd], timeout)? != 0)
     }
 
     /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics
@@ -196,6 +178,11 @@ impl QueuePair for AfPacketQueue {
         add_single_writer(&counters.rx, delivered as u64);
         add_single_writer(&counters.rx_dropped_invalid, invalid);
         delivered
+    }
+
+    /// The receive socket: readable when the ring has a frame for `rx_burst`.
+    fn rx_wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.shared().rx_fd.as_fd())
     }
 
     /// Sends the burst with one `sendmmsg` (more only if the kernel takes part of it); sent
