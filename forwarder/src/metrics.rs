@@ -506,9 +506,10 @@ fn publish_stack(s: &StackSnapshot) {
         .absolute(s.rules_deleted);
     counter!("flowsteer_stack_rules_add_failed_total", "thread" => t.clone())
         .absolute(s.rule_add_failed);
-    counter!("flowsteer_stack_fins_held_total", "thread" => t.clone()).absolute(s.fins_held);
-    counter!("flowsteer_stack_fins_held_expired_total", "thread" => t.clone())
-        .absolute(s.fins_held_expired);
+    counter!("flowsteer_stack_early_segments_held_total", "thread" => t.clone())
+        .absolute(s.early_segments_held);
+    counter!("flowsteer_stack_early_segments_expired_total", "thread" => t.clone())
+        .absolute(s.early_segments_expired);
     for app in &s.apps {
         let labels = [
             ("thread", t.clone()),

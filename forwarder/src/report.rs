@@ -178,10 +178,10 @@ pub struct StackSnapshot {
     pub rules_deleted: u64,
     /// Exact rules the flow table refused (full).
     pub rule_add_failed: u64,
-    /// FINs held back until the data before them arrived.
-    pub fins_held: u64,
-    /// Of those, FINs given up on after the hold limit.
-    pub fins_held_expired: u64,
+    /// Segments without data held back until what precedes them arrived.
+    pub early_segments_held: u64,
+    /// Of those, segments given up on after the hold limit.
+    pub early_segments_expired: u64,
     /// The thread's apps, in configuration order.
     pub apps: Vec<AppSnapshot>,
 }
@@ -200,8 +200,8 @@ impl StackSnapshot {
             rules_added: stats.rules_added.get(),
             rules_deleted: stats.rules_deleted.get(),
             rule_add_failed: stats.rule_add_failed.get(),
-            fins_held: stats.fins_held.get(),
-            fins_held_expired: stats.fins_held_expired.get(),
+            early_segments_held: stats.early_segments_held.get(),
+            early_segments_expired: stats.early_segments_expired.get(),
             apps: stack
                 .apps
                 .iter()
@@ -270,10 +270,10 @@ pub struct StackTotals {
     pub rules_deleted: u64,
     /// Exact rules the flow table refused.
     pub rule_add_failed: u64,
-    /// FINs held back until their data arrived.
-    pub fins_held: u64,
-    /// FINs given up on after the hold limit.
-    pub fins_held_expired: u64,
+    /// Segments without data held back until what precedes them arrived.
+    pub early_segments_held: u64,
+    /// Segments given up on after the hold limit.
+    pub early_segments_expired: u64,
     /// Connections set up.
     pub connections_opened: u64,
     /// Connections ended.
@@ -318,8 +318,8 @@ impl StackTotals {
             t.rules_added += s.rules_added;
             t.rules_deleted += s.rules_deleted;
             t.rule_add_failed += s.rule_add_failed;
-            t.fins_held += s.fins_held;
-            t.fins_held_expired += s.fins_held_expired;
+            t.early_segments_held += s.early_segments_held;
+            t.early_segments_expired += s.early_segments_expired;
             for a in &s.apps {
                 t.connections_opened += a.connections_opened;
                 t.connections_closed += a.connections_closed;
@@ -635,13 +635,13 @@ impl RunReport {
         );
         let _ = writeln!(
             out,
-            "stack timeouts: {} idle, {} keep-alive; {} TIME-WAIT sockets reused; {} FINs held for \
-             their data ({} in vain); {} udp replies dropped for an unknown link address",
+            "stack timeouts: {} idle, {} keep-alive; {} TIME-WAIT sockets reused; {} segments held for \
+             what precedes them ({} in vain); {} udp replies dropped for an unknown link address",
             tot.idle_timeouts,
             tot.keepalive_timeouts,
             tot.time_wait_reused,
-            tot.fins_held,
-            tot.fins_held_expired,
+            tot.early_segments_held,
+            tot.early_segments_expired,
             tot.unresolved_drops
         );
     }

@@ -219,10 +219,10 @@ fn serve_both_ports(ip: IpAddr) {
     // lb fanout deals a connection's FIN and its last data to different threads: the FIN waits
     // for the data, never in vain on a lossless veth.
     eprintln!(
-        "{ip}: {} FINs held for their data",
-        stack_sum(&engine, |s| s.fins_held.get())
+        "{ip}: {} segments held for what precedes them",
+        stack_sum(&engine, |s| s.early_segments_held.get())
     );
-    assert_eq!(stack_sum(&engine, |s| s.fins_held_expired.get()), 0);
+    assert_eq!(stack_sum(&engine, |s| s.early_segments_expired.get()), 0);
 
     let report = stop_and_check(engine);
     assert!(report.total.handed_off > 0, "{}", report.render_table());

@@ -30,7 +30,7 @@
 //! | step | cost |
 //! |---|---|
 //! | `process` with no frames and no timer due | one clock read |
-//! | per received frame | one header classification (ownership counters), one TCP segment parse and one hash map update (the FIN hold, `fin_hold`), smoltcp's processing; no copy |
+//! | per received frame | one header classification (ownership counters), one TCP segment parse and one hash map update (segments held for what precedes them, `early_segments`), smoltcp's processing; no copy |
 //! | per round with connections open | a look at each socket's queues for the idle timeouts |
 //! | per emitted frame | one buffer from the thread's pool cache, written once by smoltcp |
 //! | per round with frames | one pass over the apps' sockets |
@@ -48,7 +48,7 @@
 pub mod apps;
 mod config;
 mod device;
-mod fin_hold;
+mod early_segments;
 mod keys;
 mod outbound;
 pub mod ports;

@@ -14,7 +14,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use crate::apps::{Round, Service, TcpService, Timeouts, UdpService};
 use crate::config::{AppKind, StackConfig};
 use crate::device::{BurstDevice, CapabilitiesOnly};
-use crate::fin_hold::FinHold;
+use crate::early_segments::EarlySegments;
 use crate::keys::flow_key;
 use crate::outbound::Connector;
 use crate::rules::Rules;
@@ -110,8 +110,8 @@ pub struct Stack {
     syn_keys: Vec<(usize, flowtable::FlowKey)>,
     /// The apps' timeouts need a round at least this often; `None`: they need none.
     timeout_check: Option<smoltcp::time::Duration>,
-    /// FINs that arrived before their data.
-    fin_hold: FinHold,
+    /// Segments without data that arrived before what precedes them.
+    early: EarlySegments,
     /// Set by `shutdown`: nothing is held back any more.
     stopping: bool,
 }
@@ -210,7 +210,7 @@ impl Stack {
             syns: vec![0; config.apps.len()],
             syn_keys: Vec::new(),
             timeout_check,
-            fin_hold: FinHold::default(),
+            early: EarlySegments::default(),
             stopping: false,
             config,
         })
@@ -264,7 +264,7 @@ impl Stack {
         let stats = &*self.stats;
         if !self.stopping {
             let rules = &self.rules;
-            self.fin_hold
+            self.early
                 .screen(frames, now, |key| rules.has_connection(key), stats);
         }
         for &(i, key) in &self.syn_keys {
@@ -320,7 +320,7 @@ impl Stack {
             .timeout_check
             .filter(|_| self.rules.connections() > 0)
             .map(|every| now + every);
-        self.next_poll = [smoltcp_poll, timeout_poll, self.fin_hold.next_check()]
+        self.next_poll = [smoltcp_poll, timeout_poll, self.early.next_check()]
             .into_iter()
             .flatten()
             .min();
@@ -330,7 +330,7 @@ impl Stack {
     /// anything left go with the engine's `remove_owner` for this thread.
     pub fn shutdown(&mut self, tx: &mut Vec<PktBuf>, tx_limit: usize, cache: &mut PoolCache) {
         self.stopping = true;
-        self.fin_hold.release_all(cache);
+        self.early.release_all(cache);
         let stats = &*self.stats;
         for (service, app_stats) in self.services.iter_mut().zip(&stats.apps) {
             if let Service::Tcp(tcp) = service {

@@ -95,11 +95,11 @@ pub struct StackStats {
     pub rules_deleted: Counter,
     /// Exact rules the table refused (full); the connection still works where RSS delivers it.
     pub rule_add_failed: Counter,
-    /// FINs that arrived before the data they end (a flow spread over queues) and were held
-    /// back until it arrived.
-    pub fins_held: Counter,
-    /// Of those, FINs given to the protocol stack after the hold limit without their data.
-    pub fins_held_expired: Counter,
+    /// Segments without data (FINs, ACKs) that arrived before what precedes them (a flow spread
+    /// over queues) and were held back until it arrived.
+    pub early_segments_held: Counter,
+    /// Of those, segments given to the protocol stack after the hold limit without it.
+    pub early_segments_expired: Counter,
     /// Per app, in the order of the thread's app list.
     pub apps: Vec<AppStats>,
 }
@@ -116,8 +116,8 @@ impl StackStats {
             rules_added: Counter::default(),
             rules_deleted: Counter::default(),
             rule_add_failed: Counter::default(),
-            fins_held: Counter::default(),
-            fins_held_expired: Counter::default(),
+            early_segments_held: Counter::default(),
+            early_segments_expired: Counter::default(),
             apps: apps.iter().map(|_| AppStats::default()).collect(),
         }
     }

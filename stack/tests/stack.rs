@@ -489,13 +489,13 @@ fn a_fin_that_overtakes_the_last_data_waits_for_it() {
     );
     // The FIN reaches the server first (handed over by another thread), the data a round later.
     rig.deliver(fin);
-    assert_eq!(rig.stats().fins_held.get(), 1);
+    assert_eq!(rig.stats().early_segments_held.get(), 1);
     rig.deliver(data);
     rig.run(10);
     assert_eq!(rig.drain(handle), b"the last data");
     // The server saw the FIN in order: it closed too, without the client sending it again.
     assert!(!rig.tcp(handle).may_recv(), "the server's FIN arrived");
-    assert_eq!(rig.stats().fins_held_expired.get(), 0);
+    assert_eq!(rig.stats().early_segments_expired.get(), 0);
     rig.run(20);
     assert_eq!(rig.table.exact_len(), 0);
     rig.assert_pool_full();
@@ -511,10 +511,10 @@ fn a_fin_whose_data_never_comes_is_let_go_after_the_hold_limit() {
     rig.tcp(handle).close();
     let fin = rig.client_emits();
     rig.deliver(fin);
-    assert_eq!(rig.stats().fins_held.get(), 1);
+    assert_eq!(rig.stats().early_segments_held.get(), 1);
     std::thread::sleep(std::time::Duration::from_millis(40));
     rig.deliver(Vec::new());
-    assert_eq!(rig.stats().fins_held_expired.get(), 1);
+    assert_eq!(rig.stats().early_segments_expired.get(), 1);
     // The client's retransmission brings the data and the FIN again; the stack serves them.
     rig.run(3000);
     assert_eq!(rig.drain(handle), b"lost");
@@ -966,4 +966,35 @@ fn a_proxy_needs_an_upstream_and_a_way_back() {
     .unwrap_err();
     assert_eq!(error, StackError::Outbound);
     assert!(error.to_string().contains("RSS"), "{error}");
+}
+
+#[test]
+fn an_ack_that_overtakes_the_fin_before_it_waits_for_it() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    let handle = rig.tcp_client(7, 48100);
+    rig.run(10);
+    rig.tcp(handle).send_slice(b"early").unwrap();
+    let data = rig.client_emits();
+    rig.tcp(handle).close();
+    let fin = rig.client_emits();
+    rig.deliver(data);
+    // The echo reaches the client, which acknowledges it: that ACK carries the sequence number
+    // one past the client's FIN, and reaches the server before the FIN does.
+    rig.client_emits();
+    rig.now += smoltcp::time::Duration::from_millis(50);
+    let ack = rig.client_emits();
+    assert_eq!((fin.len(), ack.len()), (1, 1));
+    rig.deliver(ack);
+    rig.deliver(fin);
+    assert_eq!(rig.stats().early_segments_held.get(), 1);
+    rig.run(5);
+    assert_eq!(rig.drain(handle), b"early");
+    assert!(
+        !rig.tcp(handle).may_recv(),
+        "the server saw the FIN and closed too"
+    );
+    assert_eq!(rig.stats().early_segments_expired.get(), 0);
+    rig.run(20);
+    assert_eq!(rig.table.exact_len(), 0);
+    rig.assert_pool_full();
 }

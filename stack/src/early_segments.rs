@@ -1,16 +1,20 @@
-//! Keeps a FIN that arrives before the data it ends until that data is there.
+//! Keeps a segment without data (a FIN, an ACK) that arrives before what precedes it until that
+//! is there.
 //!
-//! When a flow's packets arrive on several queues (a NIC without RSS, `fanout = "lb"`), a FIN
-//! one thread hands over may reach the owner before the last data segment its own queue holds.
-//! smoltcp keeps out-of-order data but drops an out-of-order FIN, and the peer sends it again
-//! only after its retransmission timeout (200 ms and more on Linux): a short connection takes a
-//! hundred times longer. So the stack follows, per flow, where the data it has seen ends, and a
-//! FIN that starts beyond that point waits, as a frame, until a segment reaches it (then it goes
-//! to smoltcp right after that segment) or [`HOLD_LIMIT`] passes (then it goes anyway: the
-//! data before it is lost, not late, and smoltcp's retransmission logic takes over).
+//! When a flow's packets arrive on several queues (a NIC without RSS, `fanout = "lb"`), a segment
+//! one thread hands over may reach the owner before an earlier one its own queue holds. smoltcp
+//! keeps out-of-order data, but not an out-of-order FIN: it drops a FIN that comes before the
+//! last data, and a FIN that comes after the ACK the peer sent after it (that ACK's sequence
+//! number is one past the FIN) is ignored as well. The peer then sends the FIN again only after
+//! its retransmission timeout (200 ms and more on Linux): a short connection takes a hundred
+//! times longer. So the stack follows, per flow, where the sequence space it has seen ends (data,
+//! SYN and FIN), and a segment without data that starts beyond that point waits, as a frame,
+//! until a segment reaches it (then it goes to smoltcp right after that segment) or
+//! [`HOLD_LIMIT`] passes (then it goes anyway: what precedes it is lost, not late, and smoltcp's
+//! retransmission logic takes over). Data segments are never held: smoltcp orders them itself.
 //!
 //! State: one sequence number per flow this thread saw a SYN or a segment of, bounded (the map
-//! starts afresh beyond [`MAX_FLOWS`]: a FIN of a forgotten flow is simply not held), and the
+//! starts afresh beyond [`MAX_FLOWS`]: a segment of a forgotten flow is simply not held), and the
 //! held frames. Cost per TCP segment: one [`wire::tcp_segment`] pass and one hash map update.
 
 use std::collections::HashMap;
@@ -23,7 +27,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::keys::flow_key;
 use crate::stats::StackStats;
 
-/// A FIN waits at most this long for the data before it.
+/// A segment waits at most this long for what precedes it.
 pub const HOLD_LIMIT: Duration = Duration::from_millis(20);
 /// Flows followed at most.
 const MAX_FLOWS: usize = 1 << 16;
@@ -31,26 +35,28 @@ const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
 
-/// A FIN waiting for the data before it.
+/// A segment waiting for what precedes it.
 struct Held {
     frame: PktBuf,
     key: FlowKey,
     seq: u32,
+    /// A FIN: its release moves the flow's end one past it.
+    fin: bool,
     since: Instant,
 }
 
-/// The FINs one stack holds back, and where each flow's data ends.
+/// The segments one stack holds back, and where each flow's sequence space seen so far ends.
 #[derive(Default)]
-pub(crate) struct FinHold {
-    /// Per flow, the sequence number just past the SYN or the data seen so far.
+pub(crate) struct EarlySegments {
+    /// Per flow, the sequence number just past the SYN, data and FIN seen so far.
     next: HashMap<FlowKey, u32>,
     held: Vec<Held>,
 }
 
-impl FinHold {
-    /// Screens the round's `frames`: early FINs of the thread's flows (`ours`) are taken out and
-    /// held, FINs whose data arrived since (in this round or before) and FINs held too long are
-    /// appended after everything else.
+impl EarlySegments {
+    /// Screens the round's `frames`: early segments without data of the thread's flows (`ours`)
+    /// are taken out and held; held ones whose predecessors arrived since (in this round or
+    /// before) and ones held too long are appended after everything else, in arrival order.
     pub(crate) fn screen(
         &mut self,
         frames: &mut Vec<PktBuf>,
@@ -60,12 +66,13 @@ impl FinHold {
     ) {
         let mut i = 0;
         while i < frames.len() {
-            if let Some((key, seq)) = self.observe(&frames[i], &ours) {
-                stats.fins_held.add(1);
+            if let Some((key, seq, fin)) = self.observe(&frames[i], &ours) {
+                stats.early_segments_held.add(1);
                 self.held.push(Held {
                     frame: frames.remove(i),
                     key,
                     seq,
+                    fin,
                     since: now,
                 });
             } else {
@@ -75,6 +82,7 @@ impl FinHold {
         if self.held.is_empty() {
             return;
         }
+        // In arrival order: a FIN released here lets the ACK held behind it go in the same pass.
         let mut k = 0;
         while k < self.held.len() {
             let held = &self.held[k];
@@ -84,12 +92,16 @@ impl FinHold {
                 .is_some_and(|&next| !after(held.seq, next));
             let expired = now >= held.since + HOLD_LIMIT;
             if reached || expired {
-                let held = self.held.swap_remove(k);
+                let held = self.held.remove(k);
                 if expired && !reached {
-                    stats.fins_held_expired.add(1);
+                    stats.early_segments_expired.add(1);
                 }
-                self.next.remove(&held.key);
+                if held.fin {
+                    self.advance(held.key, held.seq.wrapping_add(1));
+                }
                 frames.push(held.frame);
+                // A release may reach a segment held before this one.
+                k = 0;
             } else {
                 k += 1;
             }
@@ -109,12 +121,12 @@ impl FinHold {
         self.next.clear();
     }
 
-    /// Notes `frame`'s segment; the flow and sequence number of a FIN to hold.
+    /// Notes `frame`'s segment; the flow, sequence number and FIN flag of one to hold.
     fn observe(
         &mut self,
         frame: &PktBuf,
         ours: &impl Fn(&FlowKey) -> bool,
-    ) -> Option<(FlowKey, u32)> {
+    ) -> Option<(FlowKey, u32, bool)> {
         let segment = wire::tcp_segment(frame.data())?;
         let key = flow_key(&segment.tuple)?;
         if segment.flags & TCP_RST != 0 {
@@ -129,21 +141,25 @@ impl FinHold {
         if !ours(&key) {
             return None;
         }
-        let end = segment.seq.wrapping_add(segment.payload_len);
+        let fin = segment.flags & TCP_FIN != 0;
         let next = self.next.get(&key).copied();
-        if segment.flags & TCP_FIN != 0 {
-            if next.is_some_and(|next| after(segment.seq, next)) {
-                return Some((key, segment.seq));
-            }
-            // The data before it is all here: the flow ends.
-            self.next.remove(&key);
-            return None;
+        if segment.payload_len == 0 && next.is_some_and(|next| after(segment.seq, next)) {
+            return Some((key, segment.seq, fin));
         }
-        match next {
-            Some(next) if !after(end, next) => {}
+        let end = segment
+            .seq
+            .wrapping_add(segment.payload_len)
+            .wrapping_add(u32::from(fin));
+        self.advance(key, end);
+        None
+    }
+
+    /// The flow's sequence space seen reaches `end` (if that is further than before).
+    fn advance(&mut self, key: FlowKey, end: u32) {
+        match self.next.get(&key) {
+            Some(&next) if !after(end, next) => {}
             _ => self.remember(key, end),
         }
-        None
     }
 
     fn remember(&mut self, key: FlowKey, next: u32) {
