@@ -5,7 +5,7 @@
 #
 #   flowsteer:  namespace $NS_C  veth 198.18.0.2/24  ====  veth (no address) flowsteer 198.18.0.1
 #   kernel:     namespace $NS_KC veth 198.18.0.2/24  ====  veth 198.18.0.1/24 namespace $NS_KS
-#                                                          (python3 echo server, TCP_NODELAY)
+#                                                          (C echo server, TCP_NODELAY)
 #
 # One client per side (python3, TCP_NODELAY, one connection each) sends 64 bytes and waits for
 # the 64 bytes back. After 500 warm-up round trips per side, the two sides take turns in chunks
@@ -17,13 +17,16 @@
 #
 # Usage (root): examples/veth-latency.sh [N]     N round trips per side, default 20000
 #   RX_RING=frames|blocks   port.rx_ring of flowsteer (default frames)
-#   IDLE=spin|yield|sleep   engine.idle of flowsteer (default spin)
+#   IDLE=spin|yield|sleep|wait  engine.idle of flowsteer (default spin)
+#   FAMILY=4|6              the address family of the connection (default 4)
 #   IDLE_SLEEP_US=us        engine.idle_sleep_us of flowsteer (default: the engine's default)
 #   BULK_MIB=M              then M MiB of bulk TCP into flowsteer's discard app (default 0: none),
 #                           its Mbit/s printed: what the ring kind costs when batching matters
 #   FLOWSTEER=path          that binary instead of building target/release/flowsteer
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/veth-rig.sh
+. examples/lib/veth-rig.sh
 
 N=${1:-20000}
 RX_RING=${RX_RING:-frames}
@@ -40,18 +43,17 @@ KS_IF=fsls$TAG
 KC_IF=fslk$TAG
 WORK=$(mktemp -d /tmp/flowsteer-latency.XXXXXX)
 
-die() {
-    echo "veth-latency: $*" >&2
-    exit 1
-}
+die() { rig_die "$@"; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, veth, AF_PACKET); run it with sudo"
-command -v ip >/dev/null || die "needs iproute2 (the ip command): apt-get install iproute2"
-command -v ethtool >/dev/null || die "needs ethtool: apt-get install ethtool"
-command -v python3 >/dev/null || die "needs python3 (the client and the kernel's echo server)"
+rig_require ip ethtool python3 cc
 [[ "$N" =~ ^[1-9][0-9]*$ ]] && [ "$N" -le 1000000 ] || die "N must be 1..=1000000, got '$N'"
 case "$RX_RING" in frames | blocks) ;; *) die "RX_RING must be frames or blocks, got '$RX_RING'" ;; esac
-case "$IDLE" in spin | yield | sleep) ;; *) die "IDLE must be spin, yield or sleep, got '$IDLE'" ;; esac
+case "$IDLE" in spin | yield | sleep | wait) ;; *) die "IDLE must be spin, yield, sleep or wait, got '$IDLE'" ;; esac
+case "${FAMILY:-4}" in
+    4) HOST=198.18.0.1 ;;
+    6) HOST=2001:db8::1 ;;
+    *) die "FAMILY must be 4 or 6, got '$FAMILY'" ;;
+esac
 [ -z "$IDLE_SLEEP_US" ] || [[ "$IDLE_SLEEP_US" =~ ^[0-9]+$ ]] || die "IDLE_SLEEP_US must be an integer, got '$IDLE_SLEEP_US'"
 [[ "$BULK_MIB" =~ ^[0-9]+$ ]] && [ "$BULK_MIB" -le 65536 ] || die "BULK_MIB must be 0..=65536, got '$BULK_MIB'"
 
@@ -69,10 +71,7 @@ cleanup() {
         kill "$SERVER" 2>/dev/null || true
         wait "$SERVER" 2>/dev/null || true
     fi
-    for ns in "$NS_C" "$NS_KS" "$NS_KC"; do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    ip link del "$ENGINE_IF" 2>/dev/null || true
+    rig_cleanup
     rm -rf "$WORK"
     exit "$rc"
 }
@@ -120,10 +119,10 @@ EOF
 # "p50 p99 p999" (µs) for flowsteer, then for the kernel.
 cat >"$WORK/turns.py" <<'EOF'
 import os, signal, subprocess, sys, time
-n, flowsteer_pid, ns_f, ns_k, client = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:6]
+n, flowsteer_pid, ns_f, ns_k, client, host = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:7]
 deadline = time.monotonic() + 600
 def start(ns):
-    p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", client, "198.18.0.1", "7"],
+    p = subprocess.Popen(["ip", "netns", "exec", ns, "python3", client, host, "7"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     if p.stdout.readline().strip() != "ready":
         sys.exit(f"the client in {ns} did not connect")
@@ -177,23 +176,62 @@ s.close()
 print(f"{mib * 8 * 1.048576 / elapsed:.0f}")
 EOF
 
-# The kernel's echo server: one connection at a time, TCP_NODELAY, recv and sendall.
-cat >"$WORK/server.py" <<'EOF'
-import socket, sys
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind((sys.argv[1], int(sys.argv[2])))
-ls.listen(4)
-while True:
-    c, _ = ls.accept()
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    while True:
-        data = c.recv(65536)
-        if not data:
-            break
-        c.sendall(data)
-    c.close()
+# The kernel's echo server, in C so that the kernel's side pays no interpreter: one connection
+# at a time, TCP_NODELAY, blocking recv and send.
+cat >"$WORK/echo.c" <<'EOF'
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    struct sockaddr_storage addr;
+    memset(&addr, 0, sizeof addr);
+    socklen_t len;
+    int family = strchr(argv[1], ':') ? AF_INET6 : AF_INET;
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&addr;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(atoi(argv[2]));
+        if (inet_pton(AF_INET6, argv[1], &a->sin6_addr) != 1) return 2;
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&addr;
+        a->sin_family = AF_INET;
+        a->sin_port = htons(atoi(argv[2]));
+        if (inet_pton(AF_INET, argv[1], &a->sin_addr) != 1) return 2;
+        len = sizeof *a;
+    }
+    int one = 1;
+    int ls = socket(family, SOCK_STREAM, 0);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(ls, (struct sockaddr *)&addr, len) != 0 || listen(ls, 16) != 0) {
+        perror("echo: bind/listen");
+        return 1;
+    }
+    char buf[65536];
+    for (;;) {
+        int c = accept(ls, NULL, NULL);
+        if (c < 0) continue;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ssize_t n;
+        while ((n = recv(c, buf, sizeof buf, 0)) > 0) {
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = send(c, buf + off, n - off, 0);
+                if (w <= 0) break;
+                off += w;
+            }
+        }
+        close(c);
+    }
+}
 EOF
+cc -O2 -o "$WORK/echo" "$WORK/echo.c" || die "cannot build the kernel's echo server (needs a C compiler: apt-get install gcc)"
 
 cat >"$WORK/flowsteer.toml" <<EOF
 [engine]
@@ -222,47 +260,18 @@ kind = "discard"
 port = 9
 EOF
 
-# A namespace with one veth end at 198.18.0.2/24 whose kernel sends full checksums (smoltcp
-# drops partial ones) and wire-sized segments.
-client_end() { # ns interface
-    ip -n "$1" link set dev lo up
-    ip -n "$1" link set dev "$2" addrgenmode none
-    ip -n "$1" addr add 198.18.0.2/24 dev "$2"
-    ip -n "$1" link set dev "$2" up
-    ip netns exec "$1" ethtool -K "$2" tx off >/dev/null
-}
-
-echo "== flowsteer: rx_ring = \"$RX_RING\", idle = \"$IDLE\", 1 thread, tcp-echo on 198.18.0.1:7"
-ip netns add "$NS_C"
-ip link add "$ENGINE_IF" type veth peer name "$CLIENT_IF" netns "$NS_C"
-ip link set dev "$ENGINE_IF" addrgenmode none
-ip link set dev "$ENGINE_IF" up
-ethtool -K "$ENGINE_IF" gro off >/dev/null
-client_end "$NS_C" "$CLIENT_IF"
+echo "== flowsteer: rx_ring = \"$RX_RING\", idle = \"$IDLE\", 1 thread, tcp-echo on $HOST port 7"
+rig_flowsteer_pair "$NS_C" "$ENGINE_IF" "$CLIENT_IF"
 "$FLOWSTEER" run --config "$WORK/flowsteer.toml" >"$WORK/flowsteer.log" 2>&1 &
 PID=$!
-ready=
-for _ in $(seq 1 50); do
-    kill -0 "$PID" 2>/dev/null || { cat "$WORK/flowsteer.log" >&2; die "flowsteer exited during start"; }
-    if ip netns exec "$NS_C" python3 -c 'import socket; socket.create_connection(("198.18.0.1", 7), timeout=1).close()' 2>/dev/null; then
-        ready=1
-        break
-    fi
-    sleep 0.2
-done
-[ -n "$ready" ] || { cat "$WORK/flowsteer.log" >&2; die "flowsteer did not answer on 198.18.0.1:7 within 10 s"; }
+rig_wait_tcp "$NS_C" "$HOST" 7 10 || {
+    cat "$WORK/flowsteer.log" >&2
+    die "flowsteer did not answer on $HOST port 7 within 10 s"
+}
 
-echo "== kernel: the same kind of veth, both ends in namespaces, python3 echo server on 198.18.0.1:7"
-ip netns add "$NS_KS"
-ip netns add "$NS_KC"
-ip link add "$KS_IF" netns "$NS_KS" type veth peer name "$KC_IF" netns "$NS_KC"
-ip -n "$NS_KS" link set dev lo up
-ip -n "$NS_KS" link set dev "$KS_IF" addrgenmode none
-ip -n "$NS_KS" addr add 198.18.0.1/24 dev "$KS_IF"
-ip -n "$NS_KS" link set dev "$KS_IF" up
-ip netns exec "$NS_KS" ethtool -K "$KS_IF" gro off >/dev/null
-client_end "$NS_KC" "$KC_IF"
-ip netns exec "$NS_KS" python3 "$WORK/server.py" 198.18.0.1 7 &
+echo "== kernel: the same kind of veth, both ends in namespaces, C echo server on $HOST port 7"
+rig_kernel_pair "$NS_KS" "$NS_KC" "$KS_IF" "$KC_IF"
+ip netns exec "$NS_KS" "$WORK/echo" "$HOST" 7 &
 SERVER=$!
 for _ in $(seq 1 50); do
     [ -n "$(ip netns exec "$NS_KS" ss -Htln 'sport = :7')" ] && break
@@ -270,7 +279,7 @@ for _ in $(seq 1 50); do
 done
 
 echo "== $N round trips per side, in turns of 1000"
-RESULT=$(timeout 660 python3 "$WORK/turns.py" "$N" "$PID" "$NS_C" "$NS_KC" "$WORK/client.py")
+RESULT=$(timeout 660 python3 "$WORK/turns.py" "$N" "$PID" "$NS_C" "$NS_KC" "$WORK/client.py" "$HOST")
 {
     read -r F50 F99 F999
     read -r K50 K99 K999
@@ -280,7 +289,7 @@ echo "   kernel    p50 $K50 µs, p99 $K99 µs, p99.9 $K999 µs"
 
 BULK=
 if [ "$BULK_MIB" -gt 0 ]; then
-    BULK=$(timeout 300 ip netns exec "$NS_C" python3 "$WORK/bulk.py" 198.18.0.1 9 "$BULK_MIB")
+    BULK=$(timeout 300 ip netns exec "$NS_C" python3 "$WORK/bulk.py" "$HOST" 9 "$BULK_MIB")
     echo "== flowsteer bulk: $BULK_MIB MiB into discard at $BULK Mbit/s"
 fi
 echo "== stopping flowsteer (SIGINT): its final table"
