@@ -19,6 +19,9 @@
 #   RX_RING=frames|blocks   port.rx_ring of flowsteer (default frames)
 #   IDLE=spin|yield|sleep|wait  engine.idle of flowsteer (default spin)
 #   FAMILY=4|6              the address family of the connection (default 4)
+#   THREADS=n               stack threads and queues of flowsteer, 1..=8 (default 1)
+#   FANOUT=hash|lb          port.fanout of flowsteer (default hash); with lb and 2 threads a
+#                           connection's frames arrive on both queues
 #   IDLE_SLEEP_US=us        engine.idle_sleep_us of flowsteer (default: the engine's default)
 #   BULK_MIB=M              then M MiB of bulk TCP into flowsteer's discard app (default 0: none),
 #                           its Mbit/s printed: what the ring kind costs when batching matters
@@ -49,6 +52,10 @@ rig_require ip ethtool python3 cc
 [[ "$N" =~ ^[1-9][0-9]*$ ]] && [ "$N" -le 1000000 ] || die "N must be 1..=1000000, got '$N'"
 case "$RX_RING" in frames | blocks) ;; *) die "RX_RING must be frames or blocks, got '$RX_RING'" ;; esac
 case "$IDLE" in spin | yield | sleep | wait) ;; *) die "IDLE must be spin, yield, sleep or wait, got '$IDLE'" ;; esac
+THREADS=${THREADS:-1}
+FANOUT=${FANOUT:-hash}
+[[ "$THREADS" =~ ^[1-8]$ ]] || die "THREADS must be 1..=8, got '$THREADS'"
+case "$FANOUT" in hash | lb) ;; *) die "FANOUT must be hash or lb, got '$FANOUT'" ;; esac
 case "${FAMILY:-4}" in
     4) HOST=198.18.0.1 ;;
     6) HOST=2001:db8::1 ;;
@@ -235,7 +242,7 @@ cc -O2 -o "$WORK/echo" "$WORK/echo.c" || die "cannot build the kernel's echo ser
 
 cat >"$WORK/flowsteer.toml" <<EOF
 [engine]
-threads = 1
+threads = $THREADS
 balance = "software"
 idle = "$IDLE"
 ${IDLE_SLEEP_US:+idle_sleep_us = $IDLE_SLEEP_US}
@@ -243,7 +250,8 @@ ${IDLE_SLEEP_US:+idle_sleep_us = $IDLE_SLEEP_US}
 [port]
 driver = "afpacket"
 interface = "$ENGINE_IF"
-queues = 1
+queues = $THREADS
+fanout = "$FANOUT"
 rx_ring = "$RX_RING"
 ipv4 = "198.18.0.1"
 ipv4_prefix = 24
@@ -260,7 +268,7 @@ kind = "discard"
 port = 9
 EOF
 
-echo "== flowsteer: rx_ring = \"$RX_RING\", idle = \"$IDLE\", 1 thread, tcp-echo on $HOST port 7"
+echo "== flowsteer: rx_ring = \"$RX_RING\", idle = \"$IDLE\", $THREADS thread(s), fanout $FANOUT, tcp-echo on $HOST port 7"
 rig_flowsteer_pair "$NS_C" "$ENGINE_IF" "$CLIENT_IF"
 "$FLOWSTEER" run --config "$WORK/flowsteer.toml" >"$WORK/flowsteer.log" 2>&1 &
 PID=$!
@@ -301,14 +309,14 @@ sed -n '/^ *thread /,$p' "$WORK/flowsteer.log" | sed 's/^/   /'
 
 echo
 echo "== $N round trips of 64 bytes per side, $(date -u '+%Y-%m-%d %H:%M UTC')"
-python3 - "$RX_RING" "$IDLE" "$F50" "$F99" "$F999" "$K50" "$K99" "$K999" <<'EOF'
+python3 - "$RX_RING" "$IDLE" "IPv${FAMILY:-4} threads=$THREADS fanout=$FANOUT" "$F50" "$F99" "$F999" "$K50" "$K99" "$K999" <<'EOF'
 import sys
-ring, idle = sys.argv[1:3]
-f = [float(x) for x in sys.argv[3:6]]
-k = [float(x) for x in sys.argv[6:9]]
+ring, idle, more = sys.argv[1:4]
+f = [float(x) for x in sys.argv[4:7]]
+k = [float(x) for x in sys.argv[7:10]]
 print(f"| side | p50 µs | p99 µs | p99.9 µs |")
 print(f"|---|---|---|---|")
-print(f"| flowsteer rx_ring={ring} idle={idle} | {f[0]:.1f} | {f[1]:.1f} | {f[2]:.1f} |")
+print(f"| flowsteer rx_ring={ring} idle={idle} {more} | {f[0]:.1f} | {f[1]:.1f} | {f[2]:.1f} |")
 print(f"| kernel | {k[0]:.1f} | {k[1]:.1f} | {k[2]:.1f} |")
 print(f"| ratio flowsteer / kernel | {f[0]/k[0]:.2f} | {f[1]/k[1]:.2f} | {f[2]/k[2]:.2f} |")
 EOF

@@ -30,7 +30,7 @@ use flowsteer_nic::uveth::{Uveth, UvethConfig};
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, SharedStackStats, Stack, StackConfig, StackStats,
 };
-use flowtable::{FlowTable, TableImpl, ThreadId};
+use flowtable::{FlowTable, Proto, TableImpl, ThreadId};
 
 use crate::doorbell::Doorbell;
 use crate::metrics::MetricsServer;
@@ -38,7 +38,7 @@ use crate::report::RunReport;
 use crate::sink::{Origin, VerifyingSink};
 use crate::stats::EngineStats;
 use crate::status::StatusPrinter;
-use crate::steer::Steering;
+use crate::steer::{ServedPorts, Steering};
 use crate::traffic::{SourceStats, TrafficPlan};
 
 /// How a run is driven from outside.
@@ -600,6 +600,26 @@ fn stack_thread<Q: QueuePair>(mut ctx: ThreadContext, mut queue: Option<Q>) {
         .share_neighbors(ctx.stack.is_some());
     if cfg.idle == Idle::Wait {
         steering = steering.wake_owners(shared.doorbells.clone());
+    }
+    // New flows stay on the queue the NIC chose when this thread serves their port; only when
+    // every thread has a queue, or the queue-less threads would never get a connection.
+    if ctx.stack.is_some() && shared.config.port.queues == cfg.threads {
+        let me = ctx.me;
+        let served = shared
+            .config
+            .stack
+            .app
+            .iter()
+            .filter(|app| app.runs_on(me))
+            .map(|app| {
+                let proto = if app.kind.is_tcp() {
+                    Proto::Tcp
+                } else {
+                    Proto::Udp
+                };
+                (proto, app.port)
+            });
+        steering = steering.keep_listened_flows(ServedPorts::new(served));
     }
     let sink = VerifyingSink::new(ctx.me);
     let mut stack = ctx.stack.take();

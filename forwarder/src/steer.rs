@@ -14,7 +14,7 @@ use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::wire::{self, Classified};
-use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
+use flowtable::{FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 use crate::doorbell::Doorbell;
 use crate::keys::flow_key;
@@ -40,6 +40,44 @@ pub struct Steering {
     learning: Vec<u8>,
     /// Every thread's doorbell when threads sleep while idle (`engine.idle = "wait"`).
     doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
+    /// The ports this thread's stack serves, when a flow that only a listen rule matches stays
+    /// on the thread that received it if that thread serves the port (see
+    /// [`Steering::keep_listened_flows`]).
+    served: Option<Box<ServedPorts>>,
+}
+
+/// A set of TCP and UDP ports: one bit per port and protocol (16 KiB).
+pub struct ServedPorts {
+    tcp: [u64; 1024],
+    udp: [u64; 1024],
+}
+
+impl ServedPorts {
+    /// The set of `ports`, each a (protocol, port) pair.
+    pub fn new(ports: impl IntoIterator<Item = (Proto, u16)>) -> Box<ServedPorts> {
+        let mut set = Box::new(ServedPorts {
+            tcp: [0; 1024],
+            udp: [0; 1024],
+        });
+        for (proto, port) in ports {
+            let words = match proto {
+                Proto::Tcp => &mut set.tcp,
+                Proto::Udp => &mut set.udp,
+            };
+            words[usize::from(port >> 6)] |= 1 << (port & 63);
+        }
+        set
+    }
+
+    /// True when `port` of `proto` is in the set.
+    #[inline]
+    pub fn contains(&self, proto: Proto, port: u16) -> bool {
+        let words = match proto {
+            Proto::Tcp => &self.tcp,
+            Proto::Udp => &self.udp,
+        };
+        words[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
 }
 
 impl Steering {
@@ -64,7 +102,19 @@ impl Steering {
             share_neighbors: false,
             learning: Vec::new(),
             doorbells: None,
+            served: None,
         }
+    }
+
+    /// A flow that only a listen rule matches (a new connection's SYN, a UDP datagram) stays on
+    /// this thread when its stack serves the port, instead of going to the owner the listen
+    /// rule's hash picks: with a NIC that keeps a flow on one queue (RSS, `fanout = "hash"`) its
+    /// every packet is then local, as under RSS balancing, and connections are still spread over
+    /// the threads by the NIC's hash. Only for ports in `served`, and only when every thread has
+    /// a queue (a thread without one would never be picked).
+    pub fn keep_listened_flows(mut self, served: Box<ServedPorts>) -> Self {
+        self.served = Some(served);
+        self
     }
 
     /// Wakes the owner of every burst handed over when it sleeps (`engine.idle = "wait"`).
@@ -128,7 +178,15 @@ impl Steering {
         let (mut exact, mut listen, mut listen_any, mut miss) = (0, 0, 0, 0);
         let (mut no_owner, mut owner_invalid) = (0, 0);
         let threads = self.outbound.len();
-        for (pkt, result) in self.keyed.drain(..).zip(&self.results[..n]) {
+        let served = self.served.as_deref();
+        let me = self.me;
+        // A listen rule's flow stays here when this thread serves the port (see
+        // `keep_listened_flows`).
+        let listened = |o: ThreadId, key: &FlowKey| match served {
+            Some(ports) if o != me && ports.contains(key.proto(), key.local_port()) => me,
+            _ => o,
+        };
+        for ((pkt, result), key) in self.keyed.drain(..).zip(&self.results[..n]).zip(&self.keys) {
             let owner = match *result {
                 Lookup::Exact(o) => {
                     exact += 1;
@@ -136,11 +194,11 @@ impl Steering {
                 }
                 Lookup::Listen(o) => {
                     listen += 1;
-                    o
+                    listened(o, key)
                 }
                 Lookup::ListenAny(o) => {
                     listen_any += 1;
-                    o
+                    listened(o, key)
                 }
                 Lookup::Miss => {
                     miss += 1;

@@ -317,3 +317,60 @@ fn the_sink_checks_ownership_and_closes_flows_on_their_last_packet() {
     assert_eq!(s.malformed.iter().map(|c| c.get()).sum::<u64>(), 1);
     rig.finish(&mut Vec::new());
 }
+
+/// New flows to a port both threads serve: the listen rule's hash sends about half of them to
+/// thread 1; with `keep_listened_flows` thread 0 keeps every one, since it serves the port too.
+/// A port only thread 1 serves still goes to thread 1, and an established flow to its owner.
+#[test]
+fn new_flows_to_a_port_this_thread_serves_stay_here() {
+    use forwarder::steer::ServedPorts;
+    for keep in [false, true] {
+        let mut rig = Rig::new(256);
+        rig.table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 80), 0)
+            .unwrap();
+        rig.table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 80), 1)
+            .unwrap();
+        rig.table
+            .listen_add(ListenKey::any_ip(Proto::Tcp, 81), 1)
+            .unwrap();
+        let established = tuple(IP_PROTO_TCP, 200, 5000, 80);
+        rig.table.insert(key_of(&established), 1).unwrap();
+        let mut steering = rig.steering(MissPolicy::Local);
+        if keep {
+            steering = steering
+                .keep_listened_flows(ServedPorts::new([(Proto::Tcp, 80), (Proto::Udp, 80)]));
+        }
+        let mut rx: Vec<PktBuf> = (0..32u8)
+            .map(|n| frame(tuple(IP_PROTO_TCP, n, 40_000, 80), None))
+            .chain([
+                frame(tuple(IP_PROTO_TCP, 100, 40_000, 81), None),
+                frame(established, None),
+            ])
+            .map(|f| rig.packet(&f))
+            .collect();
+        let mut local = Vec::new();
+        steering.steer(
+            &mut rx,
+            &mut local,
+            &*rig.table,
+            &rig.producers,
+            &mut rig.cache,
+            &rig.stats,
+        );
+        let handed = rig.drain(1);
+        if keep {
+            assert_eq!((local.len(), handed.len()), (32, 2));
+        } else {
+            assert!(
+                handed.len() > 2 && local.len() < 32,
+                "the hash spreads them"
+            );
+            assert_eq!(local.len() + handed.len(), 34);
+        }
+        let mut all = local;
+        all.extend(handed);
+        rig.finish(&mut all);
+    }
+}

@@ -393,9 +393,15 @@ impl Stack {
             if has_socket {
                 continue;
             }
+            // A connection another thread holds, or a new flow to a port another thread serves
+            // and this one does not: the packet reached the wrong thread. A new flow to a port
+            // this thread serves too is its to take (several threads serve the port).
+            let me = self.rules.me();
             match self.rules.table().lookup(&key) {
-                Lookup::Exact(owner) | Lookup::Listen(owner) | Lookup::ListenAny(owner)
-                    if owner != self.rules.me() =>
+                Lookup::Exact(owner) if owner != me => misdirected += 1,
+                Lookup::Listen(owner) | Lookup::ListenAny(owner)
+                    if owner != me
+                        && self.service_index(key.proto(), key.local_port()).is_none() =>
                 {
                     misdirected += 1
                 }
