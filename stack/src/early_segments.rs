@@ -15,7 +15,7 @@
 //!
 //! State: one sequence number per flow this thread saw a SYN or a segment of, bounded (the map
 //! starts afresh beyond [`MAX_FLOWS`]: a segment of a forgotten flow is simply not held), and the
-//! held frames. Cost per TCP segment: one [`wire::tcp_segment`] pass and one hash map update.
+//! held frames, at most [`MAX_HELD`]. Cost per TCP segment: one [`wire::tcp_segment`] pass and one hash map update.
 
 use std::collections::HashMap;
 
@@ -31,6 +31,9 @@ use crate::stats::StackStats;
 pub const HOLD_LIMIT: Duration = Duration::from_millis(20);
 /// Flows followed at most.
 const MAX_FLOWS: usize = 1 << 16;
+/// Segments held at once at most: beyond it an early segment goes to smoltcp as it is, so a peer
+/// sending segments ahead of its data cannot tie up the pool's buffers.
+pub const MAX_HELD: usize = 256;
 const TCP_FIN: u8 = 0x01;
 const TCP_SYN: u8 = 0x02;
 const TCP_RST: u8 = 0x04;
@@ -66,7 +69,8 @@ impl EarlySegments {
     ) {
         let mut i = 0;
         while i < frames.len() {
-            if let Some((key, seq, fin)) = self.observe(&frames[i], &ours) {
+            let early = self.observe(&frames[i], &ours);
+            if let (Some((key, seq, fin)), true) = (early, self.held.len() < MAX_HELD) {
                 stats.early_segments_held.add(1);
                 self.held.push(Held {
                     frame: frames.remove(i),

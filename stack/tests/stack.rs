@@ -998,3 +998,25 @@ fn an_ack_that_overtakes_the_fin_before_it_waits_for_it() {
     assert_eq!(rig.table.exact_len(), 0);
     rig.assert_pool_full();
 }
+
+#[test]
+fn early_segments_held_at_once_are_bounded() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    let handle = rig.tcp_client(7, 48200);
+    rig.run(10);
+    rig.tcp(handle).send_slice(b"never delivered").unwrap();
+    let _lost = rig.client_emits();
+    rig.tcp(handle).close();
+    let fin = rig.client_emits();
+    // A peer repeating a segment ahead of its data: only so many wait, the rest go at once.
+    let copies = 300;
+    rig.deliver(vec![fin[0].clone(); copies]);
+    assert_eq!(rig.stats().early_segments_held.get(), 256);
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    rig.deliver(Vec::new());
+    // The first goes for want of its data; the others are copies of it, and follow it.
+    assert_eq!(rig.stats().early_segments_expired.get(), 1);
+    rig.tcp(handle).abort();
+    rig.run(20);
+    rig.assert_pool_full();
+}
