@@ -16,10 +16,11 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mapping::RingMapping;
 use super::ring::{Next, Ring, RxFrame};
 use super::sys::{
     Tpacket3Hdr, TpacketBlockDesc, BLOCK_STATUS_OFFSET, TPACKET3_HDR_LEN, TP_STATUS_KERNEL,
@@ -41,43 +42,17 @@ pub(super) struct BlockCursor {
 /// The memory-mapped block ring. Shared (`Arc`) by the port and the queue owner; only the
 /// owner, through its cursor, walks and returns blocks.
 pub(super) struct BlockRing {
-    base: NonNull<u8>,
-    map_len: usize,
+    memory: RingMapping,
     block_size: usize,
     blocks: u32,
 }
 
-// SAFETY: the mapping is plain shared memory valid until `Drop`; reading and returning blocks
-// is done only by the single queue owner (enforced by the port's `taken` flag), and the
-// mapping itself is not tied to a thread.
-unsafe impl Send for BlockRing {}
-// SAFETY: as for `Send`: `&BlockRing` is held by the port and the owner, but only the owner
-// touches ring memory (the port only unmaps it in `Drop`, when no owner exists).
-unsafe impl Sync for BlockRing {}
-
 impl BlockRing {
     /// Maps the ring `fd` was configured with (`PACKET_RX_RING`): `blocks × block_size` bytes.
     pub(super) fn map(fd: &OwnedFd, block_size: usize, blocks: u32) -> io::Result<BlockRing> {
-        let map_len = block_size * blocks as usize;
-        // SAFETY: a fresh shared mapping of the socket's ring, at an address the kernel picks;
-        // no existing memory is affected. The result is checked against MAP_FAILED.
-        let raw = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(raw.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        let memory = RingMapping::map(fd, block_size * blocks as usize)?;
         Ok(BlockRing {
-            base,
-            map_len,
+            memory,
             block_size,
             blocks,
         })
@@ -86,7 +61,7 @@ impl BlockRing {
     fn block_ptr(&self, block: u32) -> *mut u8 {
         // SAFETY: block < blocks (every cursor index is reduced modulo `blocks`), so the offset
         // stays inside the mapping.
-        unsafe { self.base.as_ptr().add(block as usize * self.block_size) }
+        unsafe { self.memory.base().add(block as usize * self.block_size) }
     }
 
     fn status(&self, block: u32) -> &AtomicU32 {
@@ -192,16 +167,6 @@ impl Ring for BlockRing {
             self.release(cursor);
         } else {
             cursor.offset = cursor.offset.wrapping_add(frame.next_offset);
-        }
-    }
-}
-
-impl Drop for BlockRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created in `map` with this length and is unmapped once; no
-        // frame borrow outlives the ring (frames borrow `&BlockRing`).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.map_len);
         }
     }
 }

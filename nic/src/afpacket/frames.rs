@@ -23,10 +23,11 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use super::mapping::RingMapping;
 use super::ring::{Next, Ring, RxFrame};
 use super::sys::{
     Tpacket2Hdr, FRAME_STATUS_OFFSET, TPACKET2_HDR_LEN, TP_STATUS_KERNEL, TP_STATUS_USER,
@@ -43,48 +44,22 @@ pub(super) struct FrameCursor {
 /// The memory-mapped slot ring. Shared (`Arc`) by the port and the queue owner; only the owner,
 /// through its cursor, reads and returns slots.
 pub(super) struct FrameRing {
-    base: NonNull<u8>,
-    map_len: usize,
+    memory: RingMapping,
     frame_size: usize,
     frames: u32,
     /// The flow hash the V2 header lacks (see the module documentation).
     hash: SoftRss,
 }
 
-// SAFETY: the mapping is plain shared memory valid until `Drop`; reading and returning slots is
-// done only by the single queue owner (enforced by the port's `taken` flag), and the mapping
-// itself is not tied to a thread. `SoftRss` is immutable data.
-unsafe impl Send for FrameRing {}
-// SAFETY: as for `Send`: `&FrameRing` is held by the port and the owner, but only the owner
-// touches ring memory (the port only unmaps it in `Drop`, when no owner exists).
-unsafe impl Sync for FrameRing {}
-
 impl FrameRing {
     /// Maps the ring `fd` was configured with (`PACKET_RX_RING`, TPACKET_V2): `frames` slots of
     /// `frame_size` bytes, contiguous (the blocks are multiples of `frame_size` and are mapped
     /// back to back).
     pub(super) fn map(fd: &OwnedFd, frame_size: usize, frames: u32) -> io::Result<FrameRing> {
-        let map_len = frame_size * frames as usize;
-        // SAFETY: a fresh shared mapping of the socket's ring, at an address the kernel picks;
-        // no existing memory is affected. The result is checked against MAP_FAILED.
-        let raw = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(raw.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        let memory = RingMapping::map(fd, frame_size * frames as usize)?;
         let hash = SoftRss::new(&SYMMETRIC_KEY, 1, 1).map_err(io::Error::other)?;
         Ok(FrameRing {
-            base,
-            map_len,
+            memory,
             frame_size,
             frames,
             hash,
@@ -94,7 +69,7 @@ impl FrameRing {
     fn slot_ptr(&self, slot: u32) -> *mut u8 {
         // SAFETY: slot < frames (every cursor index wraps at `frames`), so the offset stays
         // inside the mapping.
-        unsafe { self.base.as_ptr().add(slot as usize * self.frame_size) }
+        unsafe { self.memory.base().add(slot as usize * self.frame_size) }
     }
 
     fn status(&self, slot: u32) -> &AtomicU32 {
@@ -194,14 +169,4 @@ fn prefetch(address: *const u8) {
     }
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     let _ = address;
-}
-
-impl Drop for FrameRing {
-    fn drop(&mut self) {
-        // SAFETY: the mapping was created in `map` with this length and is unmapped once; no
-        // frame borrow outlives the ring (frames borrow `&FrameRing`).
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.map_len);
-        }
-    }
 }

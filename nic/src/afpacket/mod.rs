@@ -143,6 +143,7 @@
 mod blocks;
 mod error;
 mod frames;
+mod mapping;
 mod queue;
 mod ring;
 mod socket;
