@@ -69,15 +69,8 @@ SERVER=
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -CONT "$PID" 2>/dev/null || true # it may be stopped mid-turn
-        kill -INT "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
-    if [ -n "$SERVER" ]; then
-        kill "$SERVER" 2>/dev/null || true
-        wait "$SERVER" 2>/dev/null || true
-    fi
+    rig_end "$PID" INT
+    rig_end "$SERVER" TERM
     rig_cleanup
     rm -rf "$WORK"
     exit "$rc"
@@ -85,12 +78,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -z "${FLOWSTEER:-}" ]; then
-    echo "== building flowsteer (release)"
-    cargo build --release -q -p forwarder
-    FLOWSTEER=${CARGO_TARGET_DIR:-target}/release/flowsteer
-fi
-[ -x "$FLOWSTEER" ] || die "$FLOWSTEER is not an executable"
+rig_flowsteer_binary
 
 # A client: one connection, TCP_NODELAY, 500 warm-up round trips of 64 bytes; then for every
 # number k read from stdin, k timed round trips, their times (ns) written as one line.
@@ -166,22 +154,7 @@ print(summary(f_rtts))
 print(summary(k_rtts))
 EOF
 
-# The bulk client: sends MIB mebibytes, half-closes, and stops the clock when the discard app
-# closes (it has read everything); prints Mbit/s.
-cat >"$WORK/bulk.py" <<'EOF'
-import socket, sys, time
-host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-chunk = bytes(range(256)) * 256  # 64 KiB
-s = socket.create_connection((host, port), timeout=10)
-start = time.monotonic()
-for _ in range(mib * 16):
-    s.sendall(chunk)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-elapsed = time.monotonic() - start
-s.close()
-print(f"{mib * 8 * 1.048576 / elapsed:.0f}")
-EOF
+rig_bulk_client "$WORK/bulk.py"
 
 # The kernel's echo server, in C so that the kernel's side pays no interpreter: one connection
 # at a time, TCP_NODELAY, blocking recv and send.

@@ -56,14 +56,9 @@ BACKGROUND=()
 cleanup() {
     local rc=$? p
     trap - EXIT INT TERM
-    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -CONT "$PID" 2>/dev/null || true
-        kill -INT "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-    fi
+    rig_end "$PID" INT
     for p in "${BACKGROUND[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
+        rig_end "$p" TERM
     done
     rig_cleanup
     rm -rf "$WORK"
@@ -72,12 +67,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [ -z "${FLOWSTEER:-}" ]; then
-    echo "== building flowsteer (release)"
-    cargo build --release -q -p forwarder
-    FLOWSTEER=${CARGO_TARGET_DIR:-target}/release/flowsteer
-fi
-[ -x "$FLOWSTEER" ] || rig_die "$FLOWSTEER is not an executable"
+rig_flowsteer_binary
 
 # The kernel's sink: reads every connection to its end, one thread per connection.
 cat >"$WORK/sink.c" <<'EOF'
@@ -128,19 +118,7 @@ int main(int argc, char **argv) {
 EOF
 cc -O2 -pthread -o "$WORK/sink" "$WORK/sink.c" || rig_die "cannot build the kernel's sink (needs gcc)"
 
-# The bulk client: MIB mebibytes, half-close, the clock stops when the sink closes; Mbit/s.
-cat >"$WORK/bulk.py" <<'EOF'
-import socket, sys, time
-host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-chunk = bytes(range(256)) * 256
-s = socket.create_connection((host, port), timeout=30)
-start = time.monotonic()
-for _ in range(mib * 16):
-    s.sendall(chunk)
-s.shutdown(socket.SHUT_WR)
-s.recv(1)
-print(f"{mib * 8 * 1.048576 / (time.monotonic() - start):.0f}")
-EOF
+rig_bulk_client "$WORK/bulk.py"
 
 cat >"$WORK/nginx.conf" <<EOF
 worker_processes 2;

@@ -95,3 +95,40 @@ rig_cleanup() {
         ip link del "$link" 2>/dev/null || true
     done
 }
+
+# rig_flowsteer_binary: sets FLOWSTEER to the binary to run: as given, or the release build.
+rig_flowsteer_binary() {
+    if [ -z "${FLOWSTEER:-}" ]; then
+        echo "== building flowsteer (release)"
+        cargo build --release -q -p forwarder
+        FLOWSTEER=${CARGO_TARGET_DIR:-target}/release/flowsteer
+    fi
+    [ -x "$FLOWSTEER" ] || rig_die "$FLOWSTEER is not an executable"
+}
+
+# rig_end PID SIGNAL: ends a process of the script (continued first: it may be stopped mid-turn)
+# and waits for it; flowsteer gets SIGINT, so that it prints its final table.
+rig_end() {
+    [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+    kill -CONT "$1" 2>/dev/null || true
+    kill "-$2" "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# rig_bulk_client FILE: writes the bulk client there: `python3 FILE HOST PORT MIB` sends MIB
+# mebibytes in 64 KiB writes, half-closes, stops the clock when the receiver closes (it has read
+# everything) and prints the Mbit/s.
+rig_bulk_client() {
+    cat >"$1" <<'PY'
+import socket, sys, time
+host, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+chunk = bytes(range(256)) * 256
+s = socket.create_connection((host, port), timeout=30)
+start = time.monotonic()
+for _ in range(mib * 16):
+    s.sendall(chunk)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(f"{mib * 8 * 1.048576 / (time.monotonic() - start):.0f}")
+PY
+}
