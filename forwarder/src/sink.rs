@@ -80,12 +80,6 @@ impl VerifyingSink {
                         stats.arp.add(1);
                     }
                 }
-                Ok(Classified::Neighbor { .. }) => {
-                    processed += 1;
-                    if !parsed_already {
-                        stats.ndp.add(1);
-                    }
-                }
                 Ok(Classified::Unkeyed(reason)) => {
                     processed += 1;
                     if !parsed_already {

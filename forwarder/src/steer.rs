@@ -13,7 +13,7 @@ use flowsteer_config::MissPolicy;
 use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
-use flowsteer_nic::wire::{self, Classified};
+use flowsteer_nic::wire::{self, Classified, UnkeyedReason};
 use flowtable::{FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 use crate::doorbell::Doorbell;
@@ -275,7 +275,11 @@ impl Steering {
                     self.copy_to_others(&pkt, cache, stats);
                 }
             }
-            Classified::Neighbor { .. } => {
+            // Neighbour discovery is ICMPv6, which the classifier leaves unkeyed (see
+            // `wire::neighbor_message`).
+            Classified::Unkeyed(UnkeyedReason::UnsupportedL4)
+                if wire::neighbor_message(pkt.data()).is_some() =>
+            {
                 stats.ndp.add(1);
                 if self.share_neighbors {
                     self.copy_to_others(&pkt, cache, stats);

@@ -263,10 +263,10 @@ impl Reta {
 ///
 /// Frames are hashed by kind:
 /// - TCP/UDP ([`Classified::Flow`]): [`Toeplitz::hash_tuple`] of the 4-tuple.
-/// - Other IP packets (non-first fragments, ICMP, neighbour discovery and other protocols):
-///   [`Toeplitz::hash_ips`] of the address pair, read at the fixed offsets of the IP header the
-///   classifier validated. As on a NIC, the fragments of one datagram land together, though
-///   not necessarily on the queue of its first fragment.
+/// - Other IP packets (non-first fragments, ICMP and other protocols): [`Toeplitz::hash_ips`] of
+///   the address pair, read at the fixed offsets of the IP header the classifier validated. As on
+///   a NIC, the fragments of one datagram land together, though not necessarily on the queue of
+///   its first fragment.
 /// - ARP, other ethertypes and malformed frames: hash 0, hence queue `reta.queue(0)`.
 ///
 /// Cost: one [`wire::dissect`] pass plus up to 36 table lookups. Immutable: share it freely.
@@ -308,10 +308,8 @@ impl SoftRss {
         };
         match dissection.classified {
             Classified::Flow { tuple, .. } => self.toeplitz.hash_tuple(&tuple),
-            Classified::Unkeyed(_) | Classified::Neighbor { .. } => {
-                ip_pair_at(frame, dissection.ethertype, dissection.l3_offset)
-                    .map_or(0, |ips| self.toeplitz.hash_ips(&ips))
-            }
+            Classified::Unkeyed(_) => ip_pair_at(frame, dissection.ethertype, dissection.l3_offset)
+                .map_or(0, |ips| self.toeplitz.hash_ips(&ips)),
             Classified::Arp { .. } => 0,
         }
     }

@@ -1,10 +1,10 @@
-//! Neighbour messages: the classifier's verdict on ARP and IPv6 neighbour discovery, and the
+//! Neighbour messages: ARP and IPv6 neighbour discovery as the steering sees them, and the
 //! learning copies the other threads get, checked against smoltcp's own parser (an independent
 //! implementation of RFC 826 and RFC 4861).
 
 use flowsteer_nic::wire::{
-    classify, make_learning_copy, Classified, UnkeyedReason, ARP_REPLY, ARP_REQUEST,
-    NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
+    classify, make_learning_copy, neighbor_message, Classified, UnkeyedReason, ARP_REPLY,
+    ARP_REQUEST, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
 };
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -102,45 +102,34 @@ fn parse_ndisc(frame: &[u8]) -> (Ipv6Repr, NdiscRepr<'_>) {
 }
 
 #[test]
-fn neighbor_solicitations_and_advertisements_are_classified() {
-    assert_eq!(
-        classify(&solicitation(Some(CLIENT_MAC))),
-        Ok(Classified::Neighbor {
-            message: NEIGHBOR_SOLICIT
-        })
-    );
-    assert_eq!(
-        classify(&advertisement()),
-        Ok(Classified::Neighbor {
-            message: NEIGHBOR_ADVERT
-        })
-    );
-    // Other ICMPv6 (an echo request) stays an unsupported L4 protocol.
+fn neighbor_solicitations_and_advertisements_are_recognised() {
+    let unsupported = Ok(Classified::Unkeyed(UnkeyedReason::UnsupportedL4));
+    // The classifier leaves ICMPv6 unkeyed; `neighbor_message` tells neighbour discovery apart.
+    let asked = solicitation(Some(CLIENT_MAC));
+    assert_eq!(classify(&asked), unsupported);
+    assert_eq!(neighbor_message(&asked), Some(NEIGHBOR_SOLICIT));
+    let told = advertisement();
+    assert_eq!(classify(&told), unsupported);
+    assert_eq!(neighbor_message(&told), Some(NEIGHBOR_ADVERT));
+    // Other ICMPv6 (an echo request) is none.
     let echo = Icmpv6Repr::EchoRequest {
         ident: 1,
         seq_no: 1,
         data: b"ping",
     };
-    assert_eq!(
-        classify(&icmpv6_frame(CLIENT_IP, ENGINE_IP, &echo)),
-        Ok(Classified::Unkeyed(UnkeyedReason::UnsupportedL4))
-    );
-    // A solicitation cut before its target address is not one.
+    let echo = icmpv6_frame(CLIENT_IP, ENGINE_IP, &echo);
+    assert_eq!(classify(&echo), unsupported);
+    assert_eq!(neighbor_message(&echo), None);
+    // A solicitation cut before its target address is none either.
     let whole = solicitation(None);
-    let cut = &whole[..whole.len() - 4];
-    assert!(!matches!(classify(cut), Ok(Classified::Neighbor { .. })));
+    assert_eq!(neighbor_message(&whole[..whole.len() - 4]), None);
 }
 
 #[test]
 fn a_solicitation_becomes_an_advertisement_of_its_sender() {
     let mut copy = solicitation(Some(CLIENT_MAC));
     assert!(make_learning_copy(&mut copy));
-    assert_eq!(
-        classify(&copy),
-        Ok(Classified::Neighbor {
-            message: NEIGHBOR_ADVERT
-        })
-    );
+    assert_eq!(neighbor_message(&copy), Some(NEIGHBOR_ADVERT));
     let (ip, ndisc) = parse_ndisc(&copy);
     assert_eq!(ip.src_addr, CLIENT_IP, "the sender stays the source");
     assert_eq!(ip.hop_limit, 255);

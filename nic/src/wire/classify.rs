@@ -15,7 +15,6 @@ use super::error::ParseError;
 use super::ethernet::{self, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, MAX_VLAN_TAGS};
 use super::ipv4;
 use super::ipv6;
-use super::neighbor::{self, IP_PROTO_ICMPV6};
 use super::tcp;
 use super::tcp::SEQ_OFFSET;
 use super::tuple::{FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
@@ -37,11 +36,6 @@ pub enum Classified {
     Arp {
         /// Operation: [`super::ARP_REQUEST`], [`super::ARP_REPLY`] or another non-zero value.
         op: u16,
-    },
-    /// An IPv6 neighbour solicitation or advertisement (ICMPv6, unfragmented).
-    Neighbor {
-        /// ICMPv6 type: [`super::NEIGHBOR_SOLICIT`] or [`super::NEIGHBOR_ADVERT`].
-        message: u8,
     },
     /// A valid frame that carries no flow key.
     Unkeyed(UnkeyedReason),
@@ -164,8 +158,7 @@ impl From<ipv6::Ipv6View> for IpLayer {
 
 /// Classifies one frame (without FCS) for steering.
 ///
-/// Ethernet II with up to two 802.1Q / 802.1ad tags; ARP; IPv6 neighbour solicitations and
-/// advertisements; IPv4 with options (the first fragment
+/// Ethernet II with up to two 802.1Q / 802.1ad tags; ARP; IPv4 with options (the first fragment
 /// is keyed by its ports, later fragments are [`UnkeyedReason::NonFirstFragment`]); IPv6 through
 /// hop-by-hop, routing, fragment and destination options headers; TCP and UDP. Link padding after
 /// the IP packet is ignored.
@@ -232,11 +225,6 @@ fn classify_upper(packet: &[u8], ip: &IpLayer) -> Result<Classified, ParseError>
     let upper = packet
         .get(ip.upper_offset..ip.end)
         .ok_or(ParseError::BadIpHeaderLength)?;
-    if ip.proto == IP_PROTO_ICMPV6 && !ip.fragmented && ip.short.is_none() {
-        if let Some(message) = neighbor::ndisc_type(upper) {
-            return Ok(Classified::Neighbor { message });
-        }
-    }
     let keyed = !ip.non_first_fragment && matches!(ip.proto, IP_PROTO_TCP | IP_PROTO_UDP);
     if !keyed {
         if let Some(error) = ip.short {

@@ -40,7 +40,9 @@ pub use ethernet::{
     ETHERTYPE_VLAN, MAX_VLAN_TAGS, VLAN_TAG_LEN,
 };
 pub use ipv6::MAX_IPV6_EXTENSION_HEADERS;
-pub use neighbor::{make_learning_copy, IP_PROTO_ICMPV6, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT};
+pub use neighbor::{
+    make_learning_copy, neighbor_message, IP_PROTO_ICMPV6, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
+};
 pub use tuple::{FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
 
 #[cfg(test)]
