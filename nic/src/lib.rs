@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod afpacket;
+mod hint;
 pub mod pool;
 pub mod port;
 pub mod rss;

@@ -32,6 +32,7 @@ use super::ring::{Next, Ring, RxFrame};
 use super::sys::{
     Tpacket2Hdr, FRAME_STATUS_OFFSET, TPACKET2_HDR_LEN, TP_STATUS_KERNEL, TP_STATUS_USER,
 };
+use crate::hint::prefetch;
 use crate::rss::{SoftRss, SYMMETRIC_KEY};
 
 /// Where the reader stands in a frame ring: the next slot to read. Plain data, kept by the
@@ -153,20 +154,4 @@ impl Ring for FrameRing {
     fn consume(&self, cursor: &mut FrameCursor, _frame: RxFrame<'_>) {
         self.release(cursor);
     }
-}
-
-/// A hint to load the cache line at `address`.
-#[inline]
-fn prefetch(address: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: a prefetch is a hint with no architectural effect: it never faults and reads
-    // nothing into the program, for any address. SSE is part of the x86-64 baseline, so the
-    // target feature the intrinsic requires is always present.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            address as *const i8,
-        );
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = address;
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::ptr::NonNull;
 
 use super::PoolError;
+use crate::hint::prefetch;
 
 /// Bytes of a cache line.
 pub(crate) const LINE_BYTES: usize = 64;
@@ -32,21 +33,6 @@ const _: () = assert!(std::mem::size_of::<SlotHeader>() == HEADER_BYTES);
 /// Lines [`PktBuf::prefetch`] loads: the metadata and the first 112 bytes of the frame (in a slot
 /// of one line the second is the next slot's, or past the allocation: harmless for a hint).
 const PREFETCH_LINES: usize = 2;
-
-#[inline(always)]
-fn prefetch(address: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: a prefetch is a hint with no architectural effect: it never faults and reads
-    // nothing into the program, for any address. SSE is part of the x86-64 baseline, so the
-    // target feature the intrinsic requires is always present.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-            address as *const i8,
-        );
-    }
-    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
-    let _ = address;
-}
 
 /// Owned handle to one buffer of a [`PacketPool`](super::PacketPool): one pointer wide.
 ///
