@@ -156,62 +156,7 @@ EOF
 
 rig_bulk_client "$WORK/bulk.py"
 
-# The kernel's echo server, in C so that the kernel's side pays no interpreter: one connection
-# at a time, TCP_NODELAY, blocking recv and send.
-cat >"$WORK/echo.c" <<'EOF'
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-int main(int argc, char **argv) {
-    if (argc != 3) return 2;
-    struct sockaddr_storage addr;
-    memset(&addr, 0, sizeof addr);
-    socklen_t len;
-    int family = strchr(argv[1], ':') ? AF_INET6 : AF_INET;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&addr;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(atoi(argv[2]));
-        if (inet_pton(AF_INET6, argv[1], &a->sin6_addr) != 1) return 2;
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&addr;
-        a->sin_family = AF_INET;
-        a->sin_port = htons(atoi(argv[2]));
-        if (inet_pton(AF_INET, argv[1], &a->sin_addr) != 1) return 2;
-        len = sizeof *a;
-    }
-    int one = 1;
-    int ls = socket(family, SOCK_STREAM, 0);
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(ls, (struct sockaddr *)&addr, len) != 0 || listen(ls, 16) != 0) {
-        perror("echo: bind/listen");
-        return 1;
-    }
-    char buf[65536];
-    for (;;) {
-        int c = accept(ls, NULL, NULL);
-        if (c < 0) continue;
-        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        ssize_t n;
-        while ((n = recv(c, buf, sizeof buf, 0)) > 0) {
-            for (ssize_t off = 0; off < n;) {
-                ssize_t w = send(c, buf + off, n - off, 0);
-                if (w <= 0) break;
-                off += w;
-            }
-        }
-        close(c);
-    }
-}
-EOF
-cc -O2 -o "$WORK/echo" "$WORK/echo.c" || die "cannot build the kernel's echo server (needs a C compiler: apt-get install gcc)"
+rig_kernel_server "$WORK/kernel-server"
 
 cat >"$WORK/flowsteer.toml" <<EOF
 [engine]
@@ -252,7 +197,7 @@ rig_wait_tcp "$NS_C" "$HOST" 7 10 || {
 
 echo "== kernel: the same kind of veth, both ends in namespaces, C echo server on $HOST port 7"
 rig_kernel_pair "$NS_KS" "$NS_KC" "$KS_IF" "$KC_IF"
-ip netns exec "$NS_KS" "$WORK/echo" "$HOST" 7 &
+ip netns exec "$NS_KS" "$WORK/kernel-server" echo "$HOST" 7 &
 SERVER=$!
 for _ in $(seq 1 50); do
     [ -n "$(ip netns exec "$NS_KS" ss -Htln 'sport = :7')" ] && break

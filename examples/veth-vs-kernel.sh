@@ -69,54 +69,7 @@ trap 'exit 130' INT TERM
 
 rig_flowsteer_binary
 
-# The kernel's sink: reads every connection to its end, one thread per connection.
-cat >"$WORK/sink.c" <<'EOF'
-#include <arpa/inet.h>
-#include <pthread.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-static void *drain(void *arg) {
-    int c = (int)(intptr_t)arg;
-    static __thread char buf[1 << 16];
-    while (recv(c, buf, sizeof buf, 0) > 0) {}
-    close(c);
-    return NULL;
-}
-
-int main(int argc, char **argv) {
-    if (argc != 3) return 2;
-    int family = strchr(argv[1], ':') ? AF_INET6 : AF_INET;
-    struct sockaddr_storage addr;
-    memset(&addr, 0, sizeof addr);
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&addr;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(atoi(argv[2]));
-        if (inet_pton(AF_INET6, argv[1], &a->sin6_addr) != 1) return 2;
-        len = sizeof *a;
-    } else {
-        struct sockaddr_in *a = (struct sockaddr_in *)&addr;
-        a->sin_family = AF_INET;
-        a->sin_port = htons(atoi(argv[2]));
-        if (inet_pton(AF_INET, argv[1], &a->sin_addr) != 1) return 2;
-        len = sizeof *a;
-    }
-    int one = 1, ls = socket(family, SOCK_STREAM, 0);
-    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(ls, (struct sockaddr *)&addr, len) != 0 || listen(ls, 64) != 0) return 1;
-    for (;;) {
-        int c = accept(ls, NULL, NULL);
-        pthread_t t;
-        if (c >= 0 && pthread_create(&t, NULL, drain, (void *)(intptr_t)c) == 0) pthread_detach(t);
-    }
-}
-EOF
-cc -O2 -pthread -o "$WORK/sink" "$WORK/sink.c" || rig_die "cannot build the kernel's sink (needs gcc)"
+rig_kernel_server "$WORK/kernel-server"
 
 rig_bulk_client "$WORK/bulk.py"
 
@@ -192,7 +145,7 @@ done
 ip netns exec "$NS_KS" nginx -c "$WORK/nginx.conf" -p "$WORK" >"$WORK/nginx.log" 2>&1 &
 BACKGROUND+=($!)
 for host in 198.18.0.1 2001:db8::1; do
-    ip netns exec "$NS_KS" "$WORK/sink" "$host" 9 &
+    ip netns exec "$NS_KS" "$WORK/kernel-server" sink "$host" 9 &
     BACKGROUND+=($!)
 done
 ip netns exec "$NS_KS" socat TCP4-LISTEN:5201,bind=198.18.0.1,fork,reuseaddr TCP4:198.18.0.2:5202 &

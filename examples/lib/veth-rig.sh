@@ -132,3 +132,10 @@ s.recv(1)
 print(f"{mib * 8 * 1.048576 / (time.monotonic() - start):.0f}")
 PY
 }
+
+# rig_kernel_server FILE: builds examples/lib/kernel-server.c (the kernel's echo server and sink)
+# into FILE.
+rig_kernel_server() {
+    cc -O2 -pthread -o "$1" examples/lib/kernel-server.c ||
+        rig_die "cannot build the kernel's server (needs a C compiler: apt-get install gcc)"
+}
