@@ -193,7 +193,7 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
             .into_iter()
             .enumerate()
             .map(|(t, consumer)| {
-                let (table, pool, stats, done) = (&*table, &pool, &stats, &dispatcher_done);
+                let (table, pool, stats, done) = (table.clone(), &pool, &stats, &dispatcher_done);
                 let cache_size = config.pool.cache;
                 let core = (stack_cpus > 0).then(|| cpus[1 + t % stack_cpus]);
                 thread::Builder::new()
@@ -484,7 +484,7 @@ fn route(
 fn stack_thread(
     me: ThreadId,
     mut consumer: Consumer<PktBuf>,
-    table: &dyn FlowTable,
+    table: Arc<dyn FlowTable>,
     pool: &Arc<PacketPool>,
     cache_size: u32,
     stats: &EngineStats,
@@ -493,7 +493,7 @@ fn stack_thread(
     (idle, idle_sleep_us): (Idle, u32),
 ) {
     let stats = stats.thread(usize::from(me));
-    let sink = VerifyingSink::new(me);
+    let sink = VerifyingSink::new(me, table.clone(), true);
     let mut cache = pool.cache(cache_size);
     let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
     loop {
@@ -501,7 +501,7 @@ fn stack_thread(
         let n = consumer.dequeue_burst(&mut handed, drain_limit);
         stats.polls.add(1);
         if n > 0 {
-            sink.process(&mut handed, Origin::Handoff, true, table, &mut cache, stats);
+            sink.consume(&mut handed, Origin::Handoff, true, &mut cache, stats);
         } else if done {
             break;
         } else {

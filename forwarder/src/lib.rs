@@ -8,11 +8,18 @@
 
 pub mod doorbell;
 pub mod engine;
+mod error;
 pub mod keys;
 pub mod metrics;
+mod pin;
+pub mod ports;
+pub mod processor;
 pub mod report;
+pub mod shared;
 pub mod sink;
+pub mod stacks;
 pub mod stats;
 pub mod status;
 pub mod steer;
+mod thread;
 pub mod traffic;

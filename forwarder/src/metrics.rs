@@ -46,8 +46,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 
 use flowsteer_nic::wire::UnkeyedReason;
 
-use crate::engine::Shared;
 use crate::report::StackSnapshot;
+use crate::shared::Shared;
 use crate::stats::{malformed_reasons, ThreadSnapshot};
 
 const MAX_REQUEST: usize = 8 * 1024;

@@ -24,7 +24,7 @@ use std::time::Duration;
 use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
-use crate::engine::{Shared, ThreadStack};
+use crate::shared::{Shared, ThreadStack};
 use crate::stats::{LookupCounts, ThreadSnapshot};
 
 /// Everything a run counted.

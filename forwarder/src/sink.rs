@@ -8,11 +8,14 @@
 //!
 //! The stamp, not a second table lookup, is the check: a lookup would agree with a wrong table.
 
+use std::sync::Arc;
+
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::wire::{self, Classified};
 use flowtable::{FlowTable, ThreadId};
 
 use crate::keys::flow_key;
+use crate::processor::Processor;
 use crate::stats::ThreadStats;
 use crate::traffic::Stamp;
 
@@ -28,12 +31,16 @@ pub enum Origin {
 /// The sink of one stack thread.
 pub struct VerifyingSink {
     me: ThreadId,
+    table: Arc<dyn FlowTable>,
+    /// Steering classified the local packets (software balancing).
+    steered: bool,
 }
 
 impl VerifyingSink {
-    /// The sink of thread `me`.
-    pub fn new(me: ThreadId) -> Self {
-        VerifyingSink { me }
+    /// The sink of thread `me`, closing flows in `table`; `steered` when steering classifies the
+    /// thread's received packets (software balancing).
+    pub fn new(me: ThreadId, table: Arc<dyn FlowTable>, steered: bool) -> Self {
+        VerifyingSink { me, table, steered }
     }
 
     /// Processes and frees every packet of `pkts` (drained).
@@ -41,15 +48,15 @@ impl VerifyingSink {
     /// `parsed_already` is true when steering has classified these packets (software balancing):
     /// malformed frames never reach the sink then. In RSS balancing nothing parsed them before, so
     /// the sink counts the malformed and unkeyed ones itself.
-    pub fn process(
+    pub fn consume(
         &self,
         pkts: &mut Vec<PktBuf>,
         origin: Origin,
         parsed_already: bool,
-        table: &dyn FlowTable,
         cache: &mut PoolCache,
         stats: &ThreadStats,
     ) {
+        let table = &*self.table;
         let (mut processed, mut misdirected, mut unverified, mut closed) = (0, 0, 0, 0);
         for pkt in pkts.iter() {
             match wire::classify(pkt.data()) {
@@ -100,5 +107,25 @@ impl VerifyingSink {
         stats.unverified.add(unverified);
         stats.flows_closed.add(closed);
         cache.free_bulk(pkts);
+    }
+}
+
+impl Processor for VerifyingSink {
+    const HOLDS_SOCKETS: bool = false;
+
+    fn process(
+        &mut self,
+        handed: &mut Vec<PktBuf>,
+        local: &mut Vec<PktBuf>,
+        _tx: &mut Vec<PktBuf>,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        if !local.is_empty() {
+            self.consume(local, Origin::Local, self.steered, cache, stats);
+        }
+        if !handed.is_empty() {
+            self.consume(handed, Origin::Handoff, true, cache, stats);
+        }
     }
 }

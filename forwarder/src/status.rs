@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::engine::Shared;
 use crate::report::StackSnapshot;
+use crate::shared::Shared;
 use crate::stats::ThreadSnapshot;
 
 /// Remembers the previous snapshot to print rates.

@@ -28,7 +28,7 @@ fn client(n: u8) -> Ipv4Addr {
 struct Rig {
     pool: Arc<PacketPool>,
     cache: PoolCache,
-    table: Box<dyn FlowTable>,
+    table: Arc<dyn FlowTable>,
     producers: Vec<Producer<PktBuf>>,
     consumers: Vec<Consumer<PktBuf>>,
     stats: ThreadStats,
@@ -44,7 +44,7 @@ impl Rig {
         Rig {
             pool,
             cache,
-            table: new_table(TableImpl::DashMap, 1024),
+            table: Arc::from(new_table(TableImpl::DashMap, 1024)),
             producers,
             consumers,
             stats: ThreadStats::new(THREADS),
@@ -297,15 +297,8 @@ fn the_sink_checks_ownership_and_closes_flows_on_their_last_packet() {
         frame(other, None)[..30].to_vec(),    // malformed, seen first by the sink in RSS mode
     ];
     let mut pkts: Vec<PktBuf> = frames.iter().map(|f| rig.packet(f)).collect();
-    let sink = VerifyingSink::new(0);
-    sink.process(
-        &mut pkts,
-        Origin::Local,
-        false,
-        &*rig.table,
-        &mut rig.cache,
-        &rig.stats,
-    );
+    let sink = VerifyingSink::new(0, rig.table.clone(), false);
+    sink.consume(&mut pkts, Origin::Local, false, &mut rig.cache, &rig.stats);
 
     assert!(pkts.is_empty(), "the sink frees what it processed");
     let s = &rig.stats;

@@ -1,14 +1,86 @@
-//! The queue-pair interface every NIC backend implements, and the frame source a receive queue
-//! may draw from.
+//! The interface every NIC backend implements: a [`Port`] (its control side, [`PortControl`])
+//! hands out [`QueuePair`]s, one per stack thread; and the frame source a receive queue may draw
+//! from.
 //!
-//! The engine loop is generic over [`QueuePair`] (monomorphized, no trait object on the
-//! per-packet path). One stack thread owns each queue pair (`Send`, used through `&mut self`), as
-//! one lcore owns a DPDK queue: no method synchronizes with another thread's queue pair.
-//! Buffers cross the interface as owned [`PktBuf`] handles, never copied.
+//! The engine loop is generic over [`Port::Queue`] (monomorphized, no trait object on the
+//! per-packet path); the exporters read the control side through `dyn PortControl`. One stack
+//! thread owns each queue pair (`Send`, used through `&mut self`), as one lcore owns a DPDK
+//! queue: no method synchronizes with another thread's queue pair.
+//!
+//! # Buffer ownership
+//!
+//! Buffers cross the interface as owned [`PktBuf`] handles, never copied by the interface:
+//! - **Receive.** A queue takes the buffers it fills from the caller's [`PoolCache`] (or hands
+//!   over buffers it already holds, as a DPDK driver hands over mbufs from its ring); each one
+//!   [`QueuePair::rx_burst`] appends belongs to the caller from then on.
+//! - **Transmit.** [`QueuePair::tx_burst`] takes the prefix of the caller's vector it accepts;
+//!   the port owns those buffers until they are sent, and then frees them into the cache it was
+//!   given (a port that copies frames into a kernel ring frees at once). What it refuses stays
+//!   in the vector, still the caller's, who frees and counts it (the engine's `tx_full`).
+//! - **Shutdown.** Once every queue's owner has stopped, [`PortControl::reclaim`] frees whatever
+//!   the port still holds (frames on its rings) so that the pool can be counted whole.
+//!
+//! # Drops
+//!
+//! A port may drop a frame before any owner received it (its ring was full, no buffer was free,
+//! the frame did not fit a buffer, the kernel's ring overflowed); it counts each such drop per
+//! queue and by reason, and [`PortControl::drops`] reports them. A frame `rx_burst` returned is
+//! never dropped by the port afterwards, and `tx_burst` never drops silently: a frame is either
+//! accepted (and the port's to send or count) or left to the caller.
 
 use std::os::fd::BorrowedFd;
 
 use crate::pool::{PktBuf, PoolCache};
+use crate::rss::SoftRss;
+
+/// The control side of a NIC port: what the engine reads while setting up and the exporters
+/// read while it runs. Object safe; every method may be called from any thread.
+pub trait PortControl: Send + Sync {
+    /// Number of queue pairs.
+    fn queues(&self) -> u16;
+
+    /// The port's link address.
+    fn mac(&self) -> [u8; 6];
+
+    /// One line for logs: the backend, its queues and what else a user needs to recognize it.
+    fn describe(&self) -> String;
+
+    /// Frames the port dropped before any owner received them, per queue, as (reason, count);
+    /// every queue lists the same reasons in the same order. Transmit refusals are not here:
+    /// the caller of [`QueuePair::tx_burst`] counts them.
+    fn drops(&self) -> Vec<Vec<(&'static str, u64)>>;
+
+    /// The receive-side hash and redirection table the port spreads flows with, when the
+    /// software can compute it exactly (to choose local ports whose replies land on a given
+    /// queue); `None` when the spread is not known (a kernel's fanout).
+    fn rss(&self) -> Option<&SoftRss> {
+        None
+    }
+
+    /// Frees into `cache` every buffer the port still holds (frames on its rings); returns how
+    /// many. Called once every queue's owner has stopped.
+    fn reclaim(&self, cache: &mut PoolCache) -> usize {
+        let _ = cache;
+        0
+    }
+}
+
+/// A link address as `aa:bb:cc:dd:ee:ff`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|b| format!("{b:02x}")).join(":")
+}
+
+/// A NIC port: its control side and its queue pairs, each taken by one owner.
+pub trait Port: PortControl + 'static {
+    /// One queue pair, owned by one stack thread.
+    type Queue: QueuePair + 'static;
+    /// Why a queue could not be taken.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Takes queue pair `queue` for one owner. Errors: out of range, or held by a live owner
+    /// (dropping the queue pair makes it available again).
+    fn take_queue(&self, queue: u16) -> Result<Self::Queue, Self::Error>;
+}
 
 /// One queue pair of a port, owned by one stack thread.
 pub trait QueuePair: Send {

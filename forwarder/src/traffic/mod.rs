@@ -36,7 +36,7 @@
 //! Files: `plan` (install, partition, rules), `source` (the per-queue fill), `frame` (templates
 //! and frame building), `flow` (flow state and shaping), `addresses` (the client tuple space),
 //! `pick` (uniform / Zipf flow choice), `rate` (token bucket), `rng` (seeded PRNG), `stamp`,
-//! `stats`, `error`.
+//! `stats`, `error`, and `port`, the uveth whose queues the sources feed.
 
 mod addresses;
 mod error;
@@ -44,6 +44,7 @@ mod flow;
 mod frame;
 mod pick;
 mod plan;
+mod port;
 mod rate;
 mod rng;
 mod source;
@@ -52,6 +53,7 @@ mod stats;
 
 pub use error::TrafficError;
 pub use plan::TrafficPlan;
+pub use port::GeneratedPort;
 pub use source::QueueSource;
 pub use stamp::Stamp;
 pub use stats::SourceStats;

@@ -167,6 +167,8 @@ use blocks::BlockRing;
 use frames::FrameRing;
 use ring::{RxCursor, RxRing};
 use stats::QueueCounters;
+
+use crate::port::{mac_text, Port, PortControl};
 use sys::{
     TpacketBlockDesc, TpacketReq, TpacketReq3, TpacketStatsV3, PACKET_FANOUT, PACKET_FANOUT_CPU,
     PACKET_FANOUT_FLAG_IGNORE_OUTGOING, PACKET_FANOUT_FLAG_UNIQUEID, PACKET_FANOUT_HASH,
@@ -491,6 +493,55 @@ impl AfPacketPort {
                 })
                 .collect(),
         }
+    }
+}
+
+impl PortControl for AfPacketPort {
+    fn queues(&self) -> u16 {
+        AfPacketPort::queues(self)
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "afpacket on {}, {} queues, fanout {:?}, mtu {}, mac {}",
+            self.interface,
+            self.queues(),
+            self.fanout,
+            self.mtu,
+            mac_text(self.mac)
+        )
+    }
+
+    fn drops(&self) -> Vec<Vec<(&'static str, u64)>> {
+        self.stats()
+            .queues
+            .iter()
+            .map(|q| {
+                vec![
+                    ("kernel_ring_full", q.kernel_drops),
+                    ("rx_no_buffer", q.rx_dropped_no_buffer),
+                    ("rx_oversize", q.rx_dropped_oversize),
+                    ("rx_invalid", q.rx_dropped_invalid),
+                ]
+            })
+            .collect()
+    }
+
+    // No `rss`: the kernel's fanout spreads the flows, by a hash the software cannot compute.
+    // No `reclaim`: a queue copies each frame out of the kernel's ring as it receives it and
+    // frees what it sends, so the port holds no buffer once the owners are gone.
+}
+
+impl Port for AfPacketPort {
+    type Queue = AfPacketQueue;
+    type Error = AfPacketError;
+
+    fn take_queue(&self, queue: u16) -> Result<AfPacketQueue, AfPacketError> {
+        AfPacketPort::take_queue(self, queue)
     }
 }
 

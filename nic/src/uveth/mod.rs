@@ -52,7 +52,7 @@ use std::sync::Arc;
 use crossbeam_queue::ArrayQueue;
 
 use crate::pool::{PktBuf, PoolCache};
-use crate::port::FrameSource;
+use crate::port::{mac_text, FrameSource, NoSource, Port, PortControl};
 use crate::rss::{SoftRss, MICROSOFT_KEY};
 use stats::{add_shared, QueueCounters};
 
@@ -272,6 +272,57 @@ impl Uveth {
                 .map(|state| state.counters.snapshot(state.rx.len(), state.tx.len()))
                 .collect(),
         }
+    }
+}
+
+impl PortControl for Uveth {
+    fn queues(&self) -> u16 {
+        Uveth::queues(self)
+    }
+
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "uveth, {} queues, mac {}",
+            self.queues(),
+            mac_text(self.mac)
+        )
+    }
+
+    fn drops(&self) -> Vec<Vec<(&'static str, u64)>> {
+        self.stats()
+            .queues
+            .iter()
+            .map(|q| {
+                vec![
+                    ("rx_ring_full", q.rx_dropped_full),
+                    ("rx_no_buffer", q.rx_dropped_no_buffer),
+                    ("rx_oversize", q.rx_dropped_oversize),
+                ]
+            })
+            .collect()
+    }
+
+    fn rss(&self) -> Option<&SoftRss> {
+        Some(&self.rss)
+    }
+
+    fn reclaim(&self, cache: &mut PoolCache) -> usize {
+        self.drain_into(cache)
+    }
+}
+
+/// Queues fed by injection only; a generator's queues are taken with
+/// [`Uveth::take_queue`]'s source.
+impl Port for Uveth {
+    type Queue = UvethQueue<NoSource>;
+    type Error = UvethError;
+
+    fn take_queue(&self, queue: u16) -> Result<Self::Queue, UvethError> {
+        Uveth::take_queue(self, queue, None)
     }
 }
 

@@ -1,0 +1,39 @@
+//! Pinning a stack thread to its core (`engine.cores`).
+
+/// Pins the calling thread to `core` and checks that the kernel applied exactly that set.
+pub(crate) fn pin_to_core(core: usize) -> Result<(), String> {
+    let error = |what: &str| {
+        format!(
+            "cannot pin to core {core} (engine.cores): {what}: {}",
+            std::io::Error::last_os_error()
+        )
+    };
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set; CPU_SET writes inside it
+    // for core < CPU_SETSIZE (config validation bounds cores below 1024 = CPU_SETSIZE), and
+    // sched_setaffinity only reads the set we pass with its exact size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if rc != 0 {
+        return Err(error("sched_setaffinity"));
+    }
+    // SAFETY: as above; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`,
+    // and CPU_ISSET/CPU_COUNT only read it.
+    let (rc, only_core) = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        (
+            rc,
+            libc::CPU_COUNT(&set) == 1 && libc::CPU_ISSET(core, &set),
+        )
+    };
+    match (rc, only_core) {
+        (0, true) => Ok(()),
+        (0, false) => Err(format!(
+            "cannot pin to core {core} (engine.cores): the kernel applied another CPU set"
+        )),
+        _ => Err(error("sched_getaffinity")),
+    }
+}

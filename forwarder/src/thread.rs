@@ -1,0 +1,212 @@
+//! One stack thread (ARCHITECTURE.md, "The data path of one stack thread"):
+//! rx burst from its NIC queue → (software balancing) key, bulk lookup, one burst enqueue per owner
+//! → drain its own software queue (prefetching the drained buffers' first lines, which another
+//! core wrote) → the processor takes the drained packets and the local ones → tx. Threads without
+//! a NIC queue (more threads than queues) only drain their software queue.
+//!
+//! Shutdown: the stop flag ends receiving; each thread then announces that it will enqueue no more
+//! and keeps draining its own queue until every thread has announced and its queue is empty, so no
+//! handed-off packet is left behind.
+//!
+//! Generic over the port's queue pair and the processor: one monomorphized loop per backend, no
+//! dynamic dispatch per packet or per burst.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use flowsteer_config::{Balance, Idle};
+use flowsteer_mpsc::Consumer;
+use flowsteer_nic::pool::{PktBuf, PoolCache};
+use flowsteer_nic::port::QueuePair;
+use flowtable::ThreadId;
+
+use crate::doorbell::Doorbell;
+use crate::error::{setup, EngineError};
+use crate::pin::pin_to_core;
+use crate::processor::Processor;
+use crate::shared::Shared;
+use crate::stats::ThreadStats;
+use crate::steer::Steering;
+
+/// The longest a waiting thread sleeps when nothing wakes it: it checks the stop flag this often.
+const WAIT_LIMIT: Duration = Duration::from_millis(10);
+
+/// What one stack thread owns.
+pub(crate) struct StackThread<Q, P> {
+    pub me: ThreadId,
+    pub shared: Arc<Shared>,
+    /// Its NIC queue; `None` for a thread beyond the port's queue count.
+    pub queue: Option<Q>,
+    /// Its own software queue.
+    pub consumer: Consumer<PktBuf>,
+    pub processor: P,
+    /// Set up for this thread's balancing, miss policy and processor.
+    pub steering: Steering,
+    /// Under RSS balancing, check the received frames (drop the malformed, share neighbour
+    /// messages) before the processor takes them: a stack needs it, the sink counts for itself.
+    pub screen: bool,
+    pub stop: Arc<AtomicBool>,
+    pub done_producing: Arc<AtomicUsize>,
+}
+
+/// Announces, once, that a thread will enqueue no more packets: on the normal path and when the
+/// thread unwinds, so the other threads' shutdown drain never waits for a dead producer.
+struct ProducingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for ProducingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
+    /// Starts the thread, pinned to `core` when one is given.
+    pub fn spawn(
+        self,
+        core: Option<u16>,
+    ) -> Result<thread::JoinHandle<Result<(), String>>, EngineError> {
+        thread::Builder::new()
+            .name(format!("fs-stack-{}", self.me))
+            .spawn(move || -> Result<(), String> {
+                if let Some(core) = core {
+                    if let Err(e) = pin_to_core(usize::from(core)) {
+                        self.done_producing.fetch_add(1, Ordering::Release);
+                        return Err(e);
+                    }
+                }
+                self.run();
+                Ok(())
+            })
+            .map_err(setup("spawning a stack thread"))
+    }
+
+    fn run(mut self) {
+        let done_producing = self.done_producing.clone();
+        let producing = ProducingGuard(&done_producing);
+        let shared = self.shared.clone();
+        let cfg = &shared.config.engine;
+        let burst = usize::from(cfg.burst);
+        let drain_limit = cfg.drain_limit as usize;
+        let software = cfg.balance == Balance::Software;
+        let stats = shared.stats.thread(usize::from(self.me));
+        let mut cache = shared.pool.cache(shared.config.pool.cache);
+        let mut rx: Vec<PktBuf> = Vec::with_capacity(burst);
+        let mut local: Vec<PktBuf> = Vec::with_capacity(burst + drain_limit);
+        let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
+        let mut tx: Vec<PktBuf> = Vec::with_capacity(2 * burst.max(32));
+
+        while !self.stop.load(Ordering::Relaxed) {
+            let received = match self.queue.as_mut() {
+                Some(q) => q.rx_burst(&mut cache, &mut rx, burst),
+                None => 0,
+            };
+            stats.rx.add(received as u64);
+            if received > 0 {
+                let queues = &shared.queues;
+                if software {
+                    let table = &*shared.table;
+                    (self.steering).steer(&mut rx, &mut local, table, queues, &mut cache, stats);
+                } else if self.screen {
+                    (self.steering).screen(&mut rx, &mut local, queues, &mut cache, stats);
+                } else {
+                    local.append(&mut rx);
+                }
+            }
+            let drained = self.consumer.dequeue_burst(&mut handed, drain_limit);
+            // Another core wrote these buffers: start pulling their lines over now, so that the
+            // local packets' processing covers part of the transfers.
+            for pkt in &handed {
+                pkt.prefetch();
+            }
+            (self.processor).process(&mut handed, &mut local, &mut tx, &mut cache, stats);
+            transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+            stats.polls.add(1);
+            if received == 0 && drained == 0 {
+                stats.idle_polls.add(1);
+                self.idle(&shared, stats);
+            }
+        }
+
+        self.processor.shutdown(&mut tx, &mut cache);
+        transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+        // No more receiving: announce that this thread enqueues no more, then drain until every
+        // producer has announced (their enqueues happen-before the Acquire below) and the queue
+        // is empty. What arrives now is processed (a stack answers it, e.g. with a reset).
+        drop(producing);
+        let threads = usize::from(cfg.threads);
+        loop {
+            let all_done = done_producing.load(Ordering::Acquire) == threads;
+            if self.consumer.dequeue_burst(&mut handed, drain_limit) > 0 {
+                (self.processor).process(&mut handed, &mut local, &mut tx, &mut cache, stats);
+                transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+            } else if all_done {
+                break;
+            } else {
+                thread::yield_now();
+            }
+        }
+        // A thread's exit deletes its rules, as a stack thread's exit would.
+        shared.table.remove_owner(self.me);
+    }
+
+    /// One idle iteration, as `engine.idle` says.
+    fn idle(&self, shared: &Shared, stats: &ThreadStats) {
+        let cfg = &shared.config.engine;
+        match cfg.idle {
+            Idle::Spin => std::hint::spin_loop(),
+            Idle::Yield => thread::yield_now(),
+            Idle::Sleep => thread::sleep(Duration::from_micros(u64::from(cfg.idle_sleep_us))),
+            Idle::Wait => {
+                let limit = self
+                    .processor
+                    .next_timer()
+                    .map_or(WAIT_LIMIT, |t| t.min(WAIT_LIMIT));
+                let doorbell = &shared.doorbells[usize::from(self.me)];
+                // A refused wait is counted; the thread polls on rather than stops.
+                if self.sleep_until_work(doorbell, limit).is_err() {
+                    stats.wait_errors.add(1);
+                }
+            }
+        }
+    }
+
+    /// Sleeps until the thread's receive queue has a frame, another thread rings its doorbell,
+    /// or `limit` passes; returns at once if packets were handed over meanwhile (see
+    /// `doorbell`).
+    fn sleep_until_work(&self, doorbell: &Doorbell, limit: Duration) -> std::io::Result<()> {
+        doorbell.going_to_sleep();
+        if !self.consumer.is_empty() || self.stop.load(Ordering::Relaxed) {
+            doorbell.woke();
+            return Ok(());
+        }
+        let result = match self.queue.as_ref().and_then(|q| q.rx_wait_fd()) {
+            Some(rx) => flowsteer_nic::wait::wait_readable(&[rx, doorbell.fd()], limit),
+            None => flowsteer_nic::wait::wait_readable(&[doorbell.fd()], limit),
+        };
+        doorbell.woke();
+        result.map(|_| ())
+    }
+}
+
+/// Transmits `tx` on the thread's queue; what the queue refuses (or all of it, for a thread
+/// without a queue) is freed and counted.
+fn transmit<Q: QueuePair>(
+    q: Option<&mut Q>,
+    tx: &mut Vec<PktBuf>,
+    cache: &mut PoolCache,
+    stats: &ThreadStats,
+) {
+    if tx.is_empty() {
+        return;
+    }
+    if let Some(q) = q {
+        let sent = q.tx_burst(cache, tx);
+        stats.tx.add(sent as u64);
+    }
+    if !tx.is_empty() {
+        stats.tx_full.add(tx.len() as u64);
+        cache.free_bulk(tx);
+    }
+}
