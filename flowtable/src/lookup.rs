@@ -37,7 +37,38 @@ impl Lookup {
             Lookup::Miss => None,
         }
     }
+
+    /// The lookup as one non-zero word, for a packet to carry to its processor (the packet
+    /// buffer's lookup note): the kind in bits 16..19, the owner in bits 0..16. 0 is no lookup.
+    #[inline]
+    pub fn note(self) -> u32 {
+        match self {
+            Lookup::Exact(owner) => NOTE_EXACT | u32::from(owner),
+            Lookup::Listen(owner) => NOTE_LISTEN | u32::from(owner),
+            Lookup::ListenAny(owner) => NOTE_LISTEN_ANY | u32::from(owner),
+            Lookup::Miss => NOTE_MISS,
+        }
+    }
+
+    /// The lookup [`Lookup::note`] made `note` from; `None` for 0 (no lookup) and for words it
+    /// never makes.
+    #[inline]
+    pub fn from_note(note: u32) -> Option<Lookup> {
+        let owner = note as ThreadId;
+        match note & !0xffff {
+            NOTE_EXACT => Some(Lookup::Exact(owner)),
+            NOTE_LISTEN => Some(Lookup::Listen(owner)),
+            NOTE_LISTEN_ANY => Some(Lookup::ListenAny(owner)),
+            NOTE_MISS if owner == 0 => Some(Lookup::Miss),
+            _ => None,
+        }
+    }
 }
+
+const NOTE_MISS: u32 = 1 << 16;
+const NOTE_EXACT: u32 = 2 << 16;
+const NOTE_LISTEN: u32 = 3 << 16;
+const NOTE_LISTEN_ANY: u32 = 4 << 16;
 
 /// The owner a flow with hash `hash` gets among `owners`; `None` when `owners` is empty.
 ///
@@ -115,6 +146,24 @@ impl OwnerSet {
 mod tests {
     use super::*;
     use crate::key::{FlowKey, Proto};
+
+    #[test]
+    fn every_lookup_survives_its_note_and_no_lookup_is_zero() {
+        for owner in [0, 1, 63, ThreadId::MAX] {
+            for lookup in [
+                Lookup::Exact(owner),
+                Lookup::Listen(owner),
+                Lookup::ListenAny(owner),
+                Lookup::Miss,
+            ] {
+                assert_ne!(lookup.note(), 0);
+                assert_eq!(Lookup::from_note(lookup.note()), Some(lookup));
+            }
+        }
+        assert_eq!(Lookup::from_note(0), None);
+        assert_eq!(Lookup::from_note(NOTE_MISS | 5), None);
+        assert_eq!(Lookup::from_note(9 << 16), None);
+    }
 
     fn client_keys(count: u32) -> impl Iterator<Item = FlowKey> {
         (0..count).map(|i| {

@@ -11,9 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{
-    Balance, Config, Driver, Idle, Profile, RingImpl, TableImpl as TableChoice,
-};
+use flowsteer_config::{Config, Driver, Idle, Profile, RingImpl, TableImpl as TableChoice};
 use flowsteer_mpsc::RingKind;
 use flowsteer_nic::pool::PacketPool;
 use flowsteer_nic::port::{Port, PortControl};
@@ -232,8 +230,7 @@ impl Engine {
             match stacks.next() {
                 Some(stack) => start.thread(me, consumer, StackProcessor::new(stack, tx_limit))?,
                 None => {
-                    let software = config.engine.balance == Balance::Software;
-                    let sink = VerifyingSink::new(me, shared.table.clone(), software);
+                    let sink = VerifyingSink::new(me, shared.table.clone());
                     start.thread(me, consumer, sink)?
                 }
             }

@@ -1,6 +1,7 @@
 //! The verifying sink: the consumer of steered packets until the protocol stack takes its place.
 //!
-//! It does what a stack's input path does with ownership and nothing else: it parses each packet,
+//! It does what a stack's input path does with ownership and nothing else: it classifies each
+//! packet (reusing steering's classification where the buffer carries one),
 //! reads the generator's stamp (the owner the flow's rule was installed for: the ground truth of
 //! which stack holds the socket), counts the packet as `misdirected` when this thread is not that
 //! owner, and, like a stack closing a connection, deletes the flow's exact rule when the owner
@@ -32,34 +33,39 @@ pub enum Origin {
 pub struct VerifyingSink {
     me: ThreadId,
     table: Arc<dyn FlowTable>,
-    /// Steering classified the local packets (software balancing).
-    steered: bool,
 }
 
 impl VerifyingSink {
-    /// The sink of thread `me`, closing flows in `table`; `steered` when steering classifies the
-    /// thread's received packets (software balancing).
-    pub fn new(me: ThreadId, table: Arc<dyn FlowTable>, steered: bool) -> Self {
-        VerifyingSink { me, table, steered }
+    /// The sink of thread `me`, closing flows in `table`.
+    pub fn new(me: ThreadId, table: Arc<dyn FlowTable>) -> Self {
+        VerifyingSink { me, table }
     }
 
     /// Processes and frees every packet of `pkts` (drained).
     ///
-    /// `parsed_already` is true when steering has classified these packets (software balancing):
-    /// malformed frames never reach the sink then. In RSS balancing nothing parsed them before, so
-    /// the sink counts the malformed and unkeyed ones itself.
+    /// A packet steering classified carries that classification ([`PktBuf::parsed`]): the sink
+    /// reuses it, and steering has counted its kind (ARP, unkeyed) already. A packet nobody
+    /// classified (RSS balancing without a stack, a copy) is parsed here, and its kind and a
+    /// malformed frame are counted here.
     pub fn consume(
         &self,
         pkts: &mut Vec<PktBuf>,
         origin: Origin,
-        parsed_already: bool,
         cache: &mut PoolCache,
         stats: &ThreadStats,
     ) {
-        let table = &*self.table;
         let (mut processed, mut misdirected, mut unverified, mut closed) = (0, 0, 0, 0);
+        let mut reused = 0;
         for pkt in pkts.iter() {
-            match wire::classify(pkt.data()) {
+            let classified = match pkt.classified() {
+                Some(class) => {
+                    reused += 1;
+                    Ok(class)
+                }
+                None => wire::classify(pkt.data()),
+            };
+            let counted = pkt.parsed().is_some();
+            match classified {
                 Ok(Classified::Flow {
                     tuple,
                     payload_offset,
@@ -72,7 +78,7 @@ impl VerifyingSink {
                         Some(stamp) => {
                             if stamp.last {
                                 if let Some(key) = flow_key(&tuple) {
-                                    if table.remove(&key).is_some() {
+                                    if self.table.remove(&key).is_some() {
                                         closed += 1;
                                     }
                                 }
@@ -83,18 +89,18 @@ impl VerifyingSink {
                 }
                 Ok(Classified::Arp { .. }) => {
                     processed += 1;
-                    if !parsed_already {
+                    if !counted {
                         stats.arp.add(1);
                     }
                 }
                 Ok(Classified::Unkeyed(reason)) => {
                     processed += 1;
-                    if !parsed_already {
+                    if !counted {
                         stats.count_unkeyed(reason);
                     }
                 }
                 Err(err) => {
-                    // Only reachable without steering: steering drops malformed frames itself.
+                    // Only a frame nobody classified: steering drops malformed frames itself.
                     stats.count_malformed(&err);
                 }
             }
@@ -106,6 +112,7 @@ impl VerifyingSink {
         stats.misdirected.add(misdirected);
         stats.unverified.add(unverified);
         stats.flows_closed.add(closed);
+        let _ = reused;
         cache.free_bulk(pkts);
     }
 }
@@ -122,10 +129,10 @@ impl Processor for VerifyingSink {
         stats: &ThreadStats,
     ) {
         if !local.is_empty() {
-            self.consume(local, Origin::Local, self.steered, cache, stats);
+            self.consume(local, Origin::Local, cache, stats);
         }
         if !handed.is_empty() {
-            self.consume(handed, Origin::Handoff, true, cache, stats);
+            self.consume(handed, Origin::Handoff, cache, stats);
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! Cost per burst: one parse and one hash per packet, one `hash_lookup_bulk` (the table hashes the
 //! keys as it starts loading their buckets), and one `enqueue_burst` per destination that has
-//! packets. What does not fit a full queue is freed and counted as `swq_full`: the thread never
+//! packets. The parse's result ([`PktBuf::parsed`]) and the lookup's answer
+//! ([`PktBuf::lookup_note`]) stay in the buffer's metadata, so the packet's processor, on this
+//! thread or its owner, parses and looks up nothing again. What does not fit a full queue is freed and counted as `swq_full`: the thread never
 //! blocks and never spins on another thread's queue.
 
 use std::sync::Arc;
@@ -142,19 +144,25 @@ impl Steering {
         stats: &ThreadStats,
     ) {
         self.keys.clear();
-        for pkt in rx.drain(..) {
-            match wire::classify(pkt.data()) {
-                Ok(Classified::Flow { tuple, .. }) => match flow_key(&tuple) {
-                    Some(key) => {
-                        self.keys.push(key);
-                        self.keyed.push(pkt);
+        for mut pkt in rx.drain(..) {
+            match wire::classify_parsed(pkt.data()) {
+                Ok((Classified::Flow { tuple, .. }, parsed)) => {
+                    pkt.set_parsed(parsed);
+                    match flow_key(&tuple) {
+                        Some(key) => {
+                            self.keys.push(key);
+                            self.keyed.push(pkt);
+                        }
+                        None => {
+                            stats.count_unkeyed(wire::UnkeyedReason::UnsupportedL4);
+                            local.push(pkt);
+                        }
                     }
-                    None => {
-                        stats.count_unkeyed(wire::UnkeyedReason::UnsupportedL4);
-                        local.push(pkt);
-                    }
-                },
-                Ok(other) => self.keep_unkeyed(pkt, other, local, cache, stats),
+                }
+                Ok((other, parsed)) => {
+                    pkt.set_parsed(parsed);
+                    self.keep_unkeyed(pkt, other, local, cache, stats);
+                }
                 Err(err) => {
                     stats.count_malformed(&err);
                     cache.free(pkt);
@@ -186,7 +194,10 @@ impl Steering {
             Some(ports) if o != me && ports.contains(key.proto(), key.local_port()) => me,
             _ => o,
         };
-        for ((pkt, result), key) in self.keyed.drain(..).zip(&self.results[..n]).zip(&self.keys) {
+        for ((mut pkt, result), key) in self.keyed.drain(..).zip(&self.results[..n]).zip(&self.keys)
+        {
+            // The owner's processor reuses the answer instead of looking the flow up again.
+            pkt.set_lookup_note(result.note());
             let owner = match *result {
                 Lookup::Exact(o) => {
                     exact += 1;
@@ -244,10 +255,16 @@ impl Steering {
         cache: &mut PoolCache,
         stats: &ThreadStats,
     ) {
-        for pkt in rx.drain(..) {
-            match wire::classify(pkt.data()) {
-                Ok(Classified::Flow { .. }) => local.push(pkt),
-                Ok(other) => self.keep_unkeyed(pkt, other, local, cache, stats),
+        for mut pkt in rx.drain(..) {
+            match wire::classify_parsed(pkt.data()) {
+                Ok((Classified::Flow { .. }, parsed)) => {
+                    pkt.set_parsed(parsed);
+                    local.push(pkt);
+                }
+                Ok((other, parsed)) => {
+                    pkt.set_parsed(parsed);
+                    self.keep_unkeyed(pkt, other, local, cache, stats);
+                }
                 Err(err) => {
                     stats.count_malformed(&err);
                     cache.free(pkt);

@@ -330,13 +330,13 @@ fn prefetching_any_buffer_changes_nothing() {
     assert_eq!(pool.available(), 4);
 }
 
-/// The frame starts 16 bytes into its slot's first line, after the metadata, so that a frame of
-/// up to 112 bytes and the metadata take two lines; slots are whole lines apart, so no line
+/// The frame starts 32 bytes into its slot's first line, after the metadata, so that a frame of
+/// up to 96 bytes and the metadata take two lines; slots are whole lines apart, so no line
 /// holds parts of two buffers.
 #[test]
 fn a_small_frame_shares_its_first_line_with_the_metadata_and_none_with_another_buffer() {
     const LINE: usize = 64;
-    for room in [1u16, 48, 49, 112, 2048] {
+    for room in [1u16, 32, 33, 96, 2048] {
         let pool = PacketPool::new(8, room).unwrap();
         let mut cache = pool.cache(0);
         let mut bufs: Vec<PktBuf> = (0..8).map(|_| cache.alloc().unwrap()).collect();
@@ -345,7 +345,7 @@ fn a_small_frame_shares_its_first_line_with_the_metadata_and_none_with_another_b
             let data = buf.buffer_mut();
             assert_eq!(data.len(), usize::from(room));
             let start = data.as_ptr() as usize;
-            assert_eq!(start % LINE, 16, "room {room}");
+            assert_eq!(start % LINE, 32, "room {room}");
             let first = start / LINE;
             let last = (start + data.len() - 1) / LINE;
             for line in first..=last {
@@ -354,10 +354,46 @@ fn a_small_frame_shares_its_first_line_with_the_metadata_and_none_with_another_b
                     "room {room}: line {line} holds two buffers"
                 );
             }
-            if data.len() >= 112 {
-                assert_eq!((start + 111) / LINE, first + 1, "room {room}");
+            if data.len() >= 96 {
+                assert_eq!((start + 95) / LINE, first + 1, "room {room}");
             }
         }
         cache.free_bulk(&mut bufs);
     }
+}
+
+/// The classification a buffer carries describes its frame as it is: writing the frame in any
+/// way forgets it, and a buffer's next owner gets neither it nor the lookup note.
+#[test]
+fn a_buffer_forgets_its_classification_when_its_frame_is_written_or_it_is_freed() {
+    use flowsteer_nic::wire::{classify_parsed, Parsed};
+
+    let pool = PacketPool::new(1, 256).unwrap();
+    let mut cache = pool.cache(0);
+    let mut frame = vec![0u8; 60];
+    frame[12..14].copy_from_slice(&0x88ccu16.to_be_bytes());
+    let (_, parsed) = classify_parsed(&frame).unwrap();
+    assert!(parsed.is_some());
+    let mut buf = cache.alloc().unwrap();
+    buf.write_frame(&frame).unwrap();
+    let writes: [fn(&mut PktBuf); 4] = [
+        |b| b.write_frame(&[0u8; 60]).unwrap(),
+        |b| b.set_len(60).unwrap(),
+        |b| b.data_mut()[0] = 1,
+        |b| b.buffer_mut()[0] = 1,
+    ];
+    for write in writes {
+        buf.set_parsed(parsed);
+        assert_eq!(buf.parsed(), parsed);
+        assert!(buf.classified().is_some());
+        write(&mut buf);
+        assert_eq!(buf.parsed(), Parsed::NONE);
+        assert_eq!(buf.classified(), None);
+    }
+    buf.set_parsed(parsed);
+    buf.set_lookup_note(0x2_0001);
+    cache.free(buf);
+    let buf = cache.alloc().unwrap();
+    assert_eq!((buf.parsed(), buf.lookup_note()), (Parsed::NONE, 0));
+    cache.free(buf);
 }

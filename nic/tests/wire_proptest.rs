@@ -1,13 +1,14 @@
 //! Property tests of `nic::wire`: the classifier never panics, whatever the bytes, and agrees
-//! with `dissect`; built frames round-trip; patching a payload incrementally gives the same bytes
+//! with `dissect`; the summary a packet carries (`Parsed`) gives back the same classification
+//! and TCP segment as parsing again; built frames round-trip; patching a payload incrementally gives the same bytes
 //! as building the patched frame from scratch.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use flowsteer_nic::wire::{
-    build_frame, classify, dissect, layout_of, make_learning_copy, neighbor_message, Classified,
-    FiveTuple, FrameSpec, ParseError, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP, NEIGHBOR_ADVERT,
-    NEIGHBOR_SOLICIT,
+    build_frame, classify, classify_parsed, dissect, layout_of, make_learning_copy,
+    neighbor_message, tcp_segment, Classified, FiveTuple, FrameSpec, ParseError, IP_PROTO_ICMPV6,
+    IP_PROTO_TCP, IP_PROTO_UDP, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
 };
 use proptest::prelude::*;
 
@@ -97,6 +98,17 @@ fn check_classification(frame: &[u8]) -> Result<(), TestCaseError> {
     let classified = classify(frame);
     let dissected = dissect(frame);
     prop_assert_eq!(classified, dissected.map(|d| d.classified));
+    match classify_parsed(frame) {
+        Ok((verdict, parsed)) => {
+            prop_assert_eq!(Ok(verdict), classified);
+            // Every frame under 64 KiB with its headers in the first 255 bytes is summarized.
+            prop_assert!(parsed.is_some());
+            prop_assert_eq!(parsed.classified(frame), Some(verdict));
+            prop_assert_eq!(parsed.tcp_segment(frame), tcp_segment(frame));
+            prop_assert_eq!(parsed.is_flow(), matches!(verdict, Classified::Flow { .. }));
+        }
+        Err(error) => prop_assert_eq!(Err(error), classified),
+    }
     match classified {
         Ok(Classified::Flow {
             tuple,

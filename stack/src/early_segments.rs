@@ -15,7 +15,7 @@
 //!
 //! State: one sequence number per flow this thread saw a SYN or a segment of, bounded (the map
 //! starts afresh beyond [`MAX_FLOWS`]: a segment of a forgotten flow is simply not held), and the
-//! held frames, at most [`MAX_HELD`]. Cost per TCP segment: one [`wire::tcp_segment`] pass and one hash map update.
+//! held frames, at most [`MAX_HELD`]. Cost per TCP segment: one hash map update, and one [`wire::tcp_segment`] pass unless the buffer carries steering's classification.
 
 use std::collections::HashMap;
 
@@ -131,7 +131,13 @@ impl EarlySegments {
         frame: &PktBuf,
         ours: &impl Fn(&FlowKey) -> bool,
     ) -> Option<(FlowKey, u32, bool)> {
-        let segment = wire::tcp_segment(frame.data())?;
+        // The classification steering kept with the frame, else a parse of our own.
+        let parsed = frame.parsed();
+        let segment = if parsed.is_some() {
+            parsed.tcp_segment(frame.data())?
+        } else {
+            wire::tcp_segment(frame.data())?
+        };
         let key = flow_key(&segment.tuple)?;
         if segment.flags & TCP_RST != 0 {
             self.next.remove(&key);

@@ -249,18 +249,21 @@ impl Stack {
     /// `tx` (the rest stays queued in the sockets for the next round).
     ///
     /// Cheap when there is nothing to do: with no frames and no timer due it returns at once.
+    ///
+    /// Returns how many of `frames` carried steering's classification ([`PktBuf::parsed`]),
+    /// which the stack used instead of parsing them again.
     pub fn process(
         &mut self,
         frames: &mut Vec<PktBuf>,
         tx: &mut Vec<PktBuf>,
         tx_limit: usize,
         cache: &mut PoolCache,
-    ) {
+    ) -> usize {
         let now = self.now();
         if frames.is_empty() && self.next_poll.is_none_or(|at| now < at) {
-            return;
+            return 0;
         }
-        self.count_ownership(frames);
+        let reused = self.count_ownership(frames);
         let stats = &*self.stats;
         if !self.stopping {
             let rules = &self.rules;
@@ -324,6 +327,7 @@ impl Stack {
             .into_iter()
             .flatten()
             .min();
+        reused
     }
 
     /// Ends every connection (resets sent into `tx`), deletes their rules. The listen rules and
@@ -356,14 +360,25 @@ impl Stack {
 
     /// Counts the TCP/UDP packets of this round this thread has no socket for (misdirected when
     /// the flow table names another owner, else no socket anywhere), and the SYNs per app.
-    fn count_ownership(&mut self, frames: &[PktBuf]) {
-        let (mut misdirected, mut no_socket) = (0, 0);
+    /// Returns how many frames carried their classification.
+    fn count_ownership(&mut self, frames: &[PktBuf]) -> usize {
+        let (mut misdirected, mut no_socket, mut reused) = (0, 0, 0);
         self.syns.iter_mut().for_each(|n| *n = 0);
         self.syn_keys.clear();
         for frame in frames {
-            let Ok(Classified::Flow {
+            let classified = match frame.classified() {
+                Some(class) => {
+                    reused += 1;
+                    class
+                }
+                None => match wire::classify(frame.data()) {
+                    Ok(class) => class,
+                    Err(_) => continue,
+                },
+            };
+            let Classified::Flow {
                 tuple, tcp_flags, ..
-            }) = wire::classify(frame.data())
+            } = classified
             else {
                 continue;
             };
@@ -397,7 +412,10 @@ impl Stack {
             // and this one does not: the packet reached the wrong thread. A new flow to a port
             // this thread serves too is its to take (several threads serve the port).
             let me = self.rules.me();
-            match self.rules.table().lookup(&key) {
+            // Steering's answer when it looked the flow up (an instant ago), else our own lookup.
+            let lookup = Lookup::from_note(frame.lookup_note())
+                .unwrap_or_else(|| self.rules.table().lookup(&key));
+            match lookup {
                 Lookup::Exact(owner) if owner != me => misdirected += 1,
                 Lookup::Listen(owner) | Lookup::ListenAny(owner)
                     if owner != me
@@ -410,6 +428,7 @@ impl Stack {
         }
         self.stats.misdirected.add(misdirected);
         self.stats.no_socket.add(no_socket);
+        reused
     }
 
     fn service_index(&self, proto: Proto, port: u16) -> Option<usize> {

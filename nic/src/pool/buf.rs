@@ -5,32 +5,36 @@ use std::ptr::NonNull;
 
 use super::PoolError;
 use crate::hint::prefetch;
+use crate::wire::{Classified, Parsed};
 
 /// Bytes of a cache line.
 pub(crate) const LINE_BYTES: usize = 64;
 
 /// Bytes of the buffer's metadata in front of its data room. The frame starts right after it, in
-/// the same line, so that a frame of up to 112 bytes (a TCP ACK, a small request) lies in two
-/// lines with its metadata: every core that touches the buffer (the one that fills it, the one
-/// that steers it, the owner it is handed to) moves two lines, not three. Slots are whole lines
-/// apart (see the pool's layout), so no two buffers share a line.
-pub(crate) const HEADER_BYTES: usize = 16;
+/// the same line, so that a frame of up to 96 bytes (a TCP ACK with timestamps, over IPv6 too)
+/// lies in two lines with its metadata: every core that touches the buffer (the one that fills
+/// it, the one that steers it, the owner it is handed to) moves two lines, not three. Slots are
+/// whole lines apart (see the pool's layout), so no two buffers share a line.
+pub(crate) const HEADER_BYTES: usize = 32;
 
 /// Metadata of one buffer, at the start of its slot (like an mbuf header in front of its data).
 ///
 /// `index` and `data_room` are written once when the pool is created and only read afterwards;
-/// `len` and `rss_hash` belong to whoever owns the buffer.
+/// the rest belongs to whoever owns the buffer. `parsed` and `lookup_note` describe the frame as
+/// it was when steering classified it: writing the frame resets `parsed`.
 #[repr(C, align(16))]
 pub(crate) struct SlotHeader {
     pub(crate) len: u32,
     pub(crate) rss_hash: u32,
     pub(crate) index: u32,
     pub(crate) data_room: u32,
+    pub(crate) parsed: Parsed,
+    pub(crate) lookup_note: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == HEADER_BYTES);
 
-/// Lines [`PktBuf::prefetch`] loads: the metadata and the first 112 bytes of the frame (in a slot
+/// Lines [`PktBuf::prefetch`] loads: the metadata and the first 96 bytes of the frame (in a slot
 /// of one line the second is the next slot's, or past the allocation: harmless for a hint).
 const PREFETCH_LINES: usize = 2;
 
@@ -74,6 +78,8 @@ impl PktBuf {
         let header = self.header_mut();
         header.len = 0;
         header.rss_hash = 0;
+        header.parsed = Parsed::NONE;
+        header.lookup_note = 0;
     }
 
     pub(crate) fn header_addr(&self) -> usize {
@@ -104,17 +110,20 @@ impl PktBuf {
         unsafe { std::slice::from_raw_parts(self.data_ptr(), len) }
     }
 
-    /// The frame, writable.
+    /// The frame, writable. Forgets the frame's classification ([`PktBuf::parsed`]).
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
+        self.header_mut().parsed = Parsed::NONE;
         let len = self.header().len as usize;
         // SAFETY: as in `data`, and `&mut self` makes this the only access to the bytes.
         unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
     }
 
-    /// The whole data room, for writing a frame before [`set_len`](Self::set_len).
+    /// The whole data room, for writing a frame before [`set_len`](Self::set_len). Forgets the
+    /// frame's classification.
     #[inline]
     pub fn buffer_mut(&mut self) -> &mut [u8] {
+        self.header_mut().parsed = Parsed::NONE;
         let room = self.header().data_room as usize;
         // SAFETY: the slot holds `data_room` bytes after its header; `&mut self` makes this the
         // only access.
@@ -134,6 +143,7 @@ impl PktBuf {
     }
 
     /// Sets the frame length; bytes beyond the old length keep whatever the data room held.
+    /// Forgets the frame's classification.
     #[inline]
     pub fn set_len(&mut self, len: usize) -> Result<(), PoolError> {
         let room = self.header().data_room;
@@ -144,7 +154,9 @@ impl PktBuf {
                 data_room: room as u16,
             });
         }
-        self.header_mut().len = len as u32;
+        let header = self.header_mut();
+        header.len = len as u32;
+        header.parsed = Parsed::NONE;
         Ok(())
     }
 
@@ -174,7 +186,7 @@ impl PktBuf {
         self.header_mut().rss_hash = hash;
     }
 
-    /// Starts loading the buffer's first two lines, its metadata and the first 112 bytes of the
+    /// Starts loading the buffer's first two lines, its metadata and the first 96 bytes of the
     /// frame (the protocol headers, and all of a small frame), into this core's cache.
     /// A hint: it reads nothing into the program and never faults.
     #[inline]
@@ -183,6 +195,42 @@ impl PktBuf {
         for line in 0..PREFETCH_LINES {
             prefetch(header.wrapping_add(line * LINE_BYTES));
         }
+    }
+
+    /// What steering's classification of the frame found ([`crate::wire::classify_parsed`]),
+    /// kept so that the packet's next processor does not parse it again; [`Parsed::NONE`] when
+    /// nobody classified the frame since it was last written.
+    #[inline]
+    pub fn parsed(&self) -> Parsed {
+        self.header().parsed
+    }
+
+    /// Keeps `parsed`, the classification of the frame as it is now.
+    #[inline]
+    pub fn set_parsed(&mut self, parsed: Parsed) {
+        self.header_mut().parsed = parsed;
+    }
+
+    /// The classification kept with the frame ([`PktBuf::parsed`]), its tuple read back from
+    /// the frame; `None` when none is kept.
+    #[inline]
+    pub fn classified(&self) -> Option<Classified> {
+        self.header().parsed.classified(self.data())
+    }
+
+    /// A word steering leaves for the packet's processor: its flow-table lookup's answer, encoded
+    /// by the flow table (`flowtable::Lookup::note`); 0 when no lookup was made. Unlike
+    /// [`PktBuf::parsed`] it survives writes to the frame: whoever writes a frame it did not
+    /// receive (a copy) sets it.
+    #[inline]
+    pub fn lookup_note(&self) -> u32 {
+        self.header().lookup_note
+    }
+
+    /// Sets the [`lookup_note`](Self::lookup_note).
+    #[inline]
+    pub fn set_lookup_note(&mut self, note: u32) {
+        self.header_mut().lookup_note = note;
     }
 
     /// Index of the buffer in its pool, `0..capacity`.

@@ -4,10 +4,11 @@
 //! # Layout
 //!
 //! One zeroed, cache-line aligned allocation holds every buffer. Slot `i` starts at
-//! `i × stride`; its first 16 bytes are the metadata (length, receive hash, index, data room),
-//! the data room follows in the same line, and the slot is rounded up to whole cache lines, so
-//! no two buffers share a line and writing one never slows a core reading its neighbour. A frame
-//! of up to 112 bytes lies in the slot's first two lines. A [`PktBuf`] is a pointer to its slot.
+//! `i × stride`; its first 32 bytes are the metadata (length, receive hash, index, data room,
+//! and what steering's classification found: [`PktBuf::parsed`], [`PktBuf::lookup_note`]), the
+//! data room follows in the same line, and the slot is rounded up to whole cache lines, so no two
+//! buffers share a line and writing one never slows a core reading its neighbour. A frame of up
+//! to 96 bytes lies in the slot's first two lines. A [`PktBuf`] is a pointer to its slot.
 //!
 //! # Ownership and concurrency
 //!
@@ -53,6 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 
+use crate::wire::Parsed;
 use buf::{SlotHeader, HEADER_BYTES, LINE_BYTES};
 
 /// A cache's count of buffers it holds; written only by the owning cache, read by
@@ -115,6 +117,8 @@ impl PacketPool {
                         rss_hash: 0,
                         index,
                         data_room: data_room as u32,
+                        parsed: Parsed::NONE,
+                        lookup_note: 0,
                     });
             }
             // The queue holds exactly `buffers` indices, each pushed once.

@@ -25,6 +25,7 @@ mod ethernet;
 mod ipv4;
 mod ipv6;
 mod neighbor;
+mod parsed;
 mod tcp;
 mod tuple;
 mod udp;
@@ -43,6 +44,7 @@ pub use ipv6::MAX_IPV6_EXTENSION_HEADERS;
 pub use neighbor::{
     make_learning_copy, neighbor_message, IP_PROTO_ICMPV6, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
 };
+pub use parsed::{classify_parsed, Parsed};
 pub use tuple::{FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
 
 #[cfg(test)]
