@@ -1,7 +1,7 @@
 //! The end-of-run report: every counter per thread and in total, the conservation check, the
 //! final table printed to the terminal and the JSON written by `--report`.
 //!
-//! Conservation (DESIGN.md): every received packet ends in exactly one counter. The copies of
+//! Conservation (ARCHITECTURE.md): every received packet ends in exactly one counter. The copies of
 //! ARP frames a thread makes for the others' neighbour caches enter the count like received
 //! frames (`link_copies`).
 //! - per thread: `rx + link_copies == processed_local + handed_off + dropped at receive`
