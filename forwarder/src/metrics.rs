@@ -426,15 +426,45 @@ fn publish(shared: &Shared, endpoint: Option<&Endpoint>, recorder: &PrometheusRe
     });
 }
 
+/// Sets the series of one declared counter: `labels` (the thread's, an app's), then its own.
+fn set_series(series: &crate::stats::Series, mut labels: Vec<(&'static str, String)>, value: u64) {
+    labels.extend(series.labels.iter().map(|&(k, v)| (k, v.to_string())));
+    if series.gauge {
+        gauge!(series.metric, &labels).set(value as f64);
+    } else {
+        counter!(series.metric, &labels).absolute(value);
+    }
+}
+
+/// Whether a series of `scope` exists on a thread that runs a stack or not, for `app` when it is
+/// an app's.
+fn exists(
+    scope: crate::stats::Scope,
+    stack: bool,
+    app: Option<&crate::report::AppSnapshot>,
+) -> bool {
+    use crate::stats::Scope;
+    let kind = |k: flowsteer_stack::AppKind| app.is_some_and(|a| a.kind == k.name());
+    match scope {
+        Scope::Always => true,
+        Scope::Stack => stack,
+        Scope::Tcp => app.is_some_and(|a| a.transport == "tcp"),
+        Scope::Udp => app.is_some_and(|a| a.transport == "udp"),
+        Scope::Http => kind(flowsteer_stack::AppKind::Http),
+        Scope::TcpProxy => kind(flowsteer_stack::AppKind::TcpProxy),
+    }
+}
+
 /// The engine series of one thread; `stack` is its stack when one runs.
 fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnapshot>) {
     let t = s.thread.to_string();
-    counter!("flowsteer_rx_packets_total", "thread" => t.clone()).absolute(s.rx);
-    counter!("flowsteer_tx_packets_total", "thread" => t.clone()).absolute(s.tx);
-    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "local")
-        .absolute(s.processed_local);
-    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "handoff")
-        .absolute(s.processed_handoff);
+    let with_stack = stack.is_some();
+    s.for_each_series(|series, v| {
+        if exists(series.scope, with_stack, None) {
+            set_series(series, vec![("thread", t.clone())], v);
+        }
+    });
+    // The rest is not in the declaration (`stats::ThreadStats` says why).
     counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
         .absolute(s.processed_handoff);
     for (to, v) in s.handed_off.iter().enumerate() {
@@ -451,25 +481,20 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
         counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => *reason)
             .absolute(c.get());
     }
-    for (reason, c) in [
-        ("swq_full", s.swq_full.iter().sum::<u64>()),
-        ("no_owner", stats.no_owner.get()),
-        ("owner_invalid", stats.owner_invalid.get()),
-        ("tx_full", stats.tx_full.get()),
-    ] {
-        counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
-            .absolute(c);
-    }
+    counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => "swq_full")
+        .absolute(s.swq_full.iter().sum::<u64>());
+    stats.for_each_drop(|reason, scope, c| {
+        if exists(scope, with_stack, None) {
+            counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
+                .absolute(c.get());
+        }
+    });
     for (reason, c) in UnkeyedReason::ALL.iter().zip(&stats.unkeyed) {
         counter!("flowsteer_unkeyed_packets_total", "thread" => t.clone(), "reason" => reason.as_str())
             .absolute(c.get());
     }
-    counter!("flowsteer_arp_packets_total", "thread" => t.clone()).absolute(s.arp);
-    counter!("flowsteer_ndp_packets_total", "thread" => t.clone()).absolute(s.ndp);
     counter!("flowsteer_misdirected_packets_total", "thread" => t.clone())
         .absolute(s.misdirected + stack.map_or(0, |st| st.misdirected));
-    counter!("flowsteer_unverified_packets_total", "thread" => t.clone()).absolute(s.unverified);
-    counter!("flowsteer_flows_closed_total", "thread" => t.clone()).absolute(s.flows_closed);
     for (result, v) in [
         ("exact", s.lookups.exact),
         ("listen", s.lookups.listen),
@@ -478,15 +503,6 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
     ] {
         counter!("flowsteer_flowtable_lookups_total", "thread" => t.clone(), "result" => result)
             .absolute(v);
-    }
-    counter!("flowsteer_idle_polls_total", "thread" => t.clone()).absolute(s.idle_polls);
-    counter!("flowsteer_idle_wait_errors_total", "thread" => t.clone()).absolute(s.wait_errors);
-    counter!("flowsteer_polls_total", "thread" => t.clone()).absolute(s.polls);
-    // ARP copies for the other threads' neighbour caches are made only when stacks run.
-    if stack.is_some() {
-        counter!("flowsteer_link_copies_total", "thread" => t.clone()).absolute(s.link_copies);
-        counter!("flowsteer_dropped_packets_total", "thread" => t, "reason" => "no_buffer")
-            .absolute(stats.no_buffer.get());
     }
 }
 
