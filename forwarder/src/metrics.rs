@@ -509,64 +509,24 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
 /// The series of one thread's stack and of each of its apps.
 fn publish_stack(s: &StackSnapshot) {
     let t = s.thread.to_string();
-    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "in")
-        .absolute(s.frames_in);
-    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "out")
-        .absolute(s.frames_out);
-    counter!("flowsteer_stack_tx_no_buffer_frames_total", "thread" => t.clone())
-        .absolute(s.tx_no_buffer);
-    counter!("flowsteer_stack_no_socket_packets_total", "thread" => t.clone())
-        .absolute(s.no_socket);
-    counter!("flowsteer_stack_rules_added_total", "thread" => t.clone()).absolute(s.rules_added);
-    counter!("flowsteer_stack_rules_deleted_total", "thread" => t.clone())
-        .absolute(s.rules_deleted);
-    counter!("flowsteer_stack_rules_add_failed_total", "thread" => t.clone())
-        .absolute(s.rule_add_failed);
-    counter!("flowsteer_stack_early_segments_held_total", "thread" => t.clone())
-        .absolute(s.early_segments_held);
-    counter!("flowsteer_stack_early_segments_expired_total", "thread" => t.clone())
-        .absolute(s.early_segments_expired);
+    s.for_each_series(|series, v| {
+        if exists(series.scope, true, None) {
+            set_series(series, vec![("thread", t.clone())], v);
+        }
+    });
     for app in &s.apps {
-        let labels = [
+        let labels = vec![
             ("thread", t.clone()),
             ("app", app.kind.to_string()),
             ("port", app.port.to_string()),
         ];
-        // UDP has no connections: a UDP app's connection series would be zeros forever.
-        if app.transport == "tcp" {
-            counter!("flowsteer_app_connections_opened_total", &labels)
-                .absolute(app.connections_opened);
-            counter!("flowsteer_app_connections_closed_total", &labels)
-                .absolute(app.connections_closed);
-            gauge!("flowsteer_app_active_connections", &labels).set(app.connections_active as f64);
-            counter!("flowsteer_app_listen_exhausted_total", &labels)
-                .absolute(app.listen_exhausted);
-            counter!("flowsteer_app_idle_timeouts_total", &labels).absolute(app.idle_timeouts);
-            counter!("flowsteer_app_time_wait_reused_total", &labels)
-                .absolute(app.time_wait_reused);
-        } else {
-            counter!("flowsteer_app_unresolved_drops_total", &labels)
-                .absolute(app.unresolved_drops);
-        }
-        if app.kind == flowsteer_stack::AppKind::Http.name() {
-            counter!("flowsteer_app_keepalive_timeouts_total", &labels)
-                .absolute(app.keepalive_timeouts);
-        }
-        // Only a proxy connects out.
-        if app.kind == flowsteer_stack::AppKind::TcpProxy.name() {
-            counter!("flowsteer_app_upstream_connects_total", &labels)
-                .absolute(app.upstream_connects);
-            counter!("flowsteer_app_upstream_failed_total", &labels).absolute(app.upstream_failed);
-        }
-        let with_direction = |direction: &'static str| {
-            let mut l = labels.to_vec();
-            l.push(("direction", direction.to_string()));
-            l
-        };
-        counter!("flowsteer_app_bytes_total", &with_direction("in")).absolute(app.bytes_in);
-        counter!("flowsteer_app_bytes_total", &with_direction("out")).absolute(app.bytes_out);
-        counter!("flowsteer_app_requests_total", &labels).absolute(app.requests);
-        counter!("flowsteer_app_errors_total", &labels).absolute(app.errors);
+        // A series that could only be zero for this kind of app (a UDP app's connections) is
+        // left out.
+        app.for_each_series(|series, v| {
+            if exists(series.scope, true, Some(app)) {
+                set_series(series, labels.clone(), v);
+            }
+        });
     }
 }
 
