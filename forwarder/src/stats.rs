@@ -241,6 +241,9 @@ thread_counters! {
         polls: counter "flowsteer_polls_total";
         /// Idle waits (`engine.idle = "wait"`) the kernel refused; the thread polled instead.
         wait_errors: counter "flowsteer_idle_wait_errors_total";
+        /// Packets whose steering classification, kept in the packet buffer, the stack or the
+        /// verifying sink reused instead of parsing again.
+        parse_reused: counter "flowsteer_parse_reused_total";
     }
     drops {
         /// Lookups missed with `miss = "drop"`.
