@@ -426,15 +426,45 @@ fn publish(shared: &Shared, endpoint: Option<&Endpoint>, recorder: &PrometheusRe
     });
 }
 
+/// Sets the series of one declared counter: `labels` (the thread's, an app's), then its own.
+fn set_series(series: &crate::stats::Series, mut labels: Vec<(&'static str, String)>, value: u64) {
+    labels.extend(series.labels.iter().map(|&(k, v)| (k, v.to_string())));
+    if series.gauge {
+        gauge!(series.metric, &labels).set(value as f64);
+    } else {
+        counter!(series.metric, &labels).absolute(value);
+    }
+}
+
+/// Whether a series of `scope` exists on a thread that runs a stack or not, for `app` when it is
+/// an app's.
+fn exists(
+    scope: crate::stats::Scope,
+    stack: bool,
+    app: Option<&crate::report::AppSnapshot>,
+) -> bool {
+    use crate::stats::Scope;
+    let kind = |k: flowsteer_stack::AppKind| app.is_some_and(|a| a.kind == k.name());
+    match scope {
+        Scope::Always => true,
+        Scope::Stack => stack,
+        Scope::Tcp => app.is_some_and(|a| a.transport == "tcp"),
+        Scope::Udp => app.is_some_and(|a| a.transport == "udp"),
+        Scope::Http => kind(flowsteer_stack::AppKind::Http),
+        Scope::TcpProxy => kind(flowsteer_stack::AppKind::TcpProxy),
+    }
+}
+
 /// The engine series of one thread; `stack` is its stack when one runs.
 fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnapshot>) {
     let t = s.thread.to_string();
-    counter!("flowsteer_rx_packets_total", "thread" => t.clone()).absolute(s.rx);
-    counter!("flowsteer_tx_packets_total", "thread" => t.clone()).absolute(s.tx);
-    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "local")
-        .absolute(s.processed_local);
-    counter!("flowsteer_processed_packets_total", "thread" => t.clone(), "path" => "handoff")
-        .absolute(s.processed_handoff);
+    let with_stack = stack.is_some();
+    s.for_each_series(|series, v| {
+        if exists(series.scope, with_stack, None) {
+            set_series(series, vec![("thread", t.clone())], v);
+        }
+    });
+    // The rest is not in the declaration (`stats::ThreadStats` says why).
     counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
         .absolute(s.processed_handoff);
     for (to, v) in s.handed_off.iter().enumerate() {
@@ -451,25 +481,20 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
         counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => *reason)
             .absolute(c.get());
     }
-    for (reason, c) in [
-        ("swq_full", s.swq_full.iter().sum::<u64>()),
-        ("no_owner", stats.no_owner.get()),
-        ("owner_invalid", stats.owner_invalid.get()),
-        ("tx_full", stats.tx_full.get()),
-    ] {
-        counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
-            .absolute(c);
-    }
+    counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => "swq_full")
+        .absolute(s.swq_full.iter().sum::<u64>());
+    stats.for_each_drop(|reason, scope, c| {
+        if exists(scope, with_stack, None) {
+            counter!("flowsteer_dropped_packets_total", "thread" => t.clone(), "reason" => reason)
+                .absolute(c.get());
+        }
+    });
     for (reason, c) in UnkeyedReason::ALL.iter().zip(&stats.unkeyed) {
         counter!("flowsteer_unkeyed_packets_total", "thread" => t.clone(), "reason" => reason.as_str())
             .absolute(c.get());
     }
-    counter!("flowsteer_arp_packets_total", "thread" => t.clone()).absolute(s.arp);
-    counter!("flowsteer_ndp_packets_total", "thread" => t.clone()).absolute(s.ndp);
     counter!("flowsteer_misdirected_packets_total", "thread" => t.clone())
         .absolute(s.misdirected + stack.map_or(0, |st| st.misdirected));
-    counter!("flowsteer_unverified_packets_total", "thread" => t.clone()).absolute(s.unverified);
-    counter!("flowsteer_flows_closed_total", "thread" => t.clone()).absolute(s.flows_closed);
     for (result, v) in [
         ("exact", s.lookups.exact),
         ("listen", s.lookups.listen),
@@ -479,78 +504,29 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
         counter!("flowsteer_flowtable_lookups_total", "thread" => t.clone(), "result" => result)
             .absolute(v);
     }
-    counter!("flowsteer_idle_polls_total", "thread" => t.clone()).absolute(s.idle_polls);
-    counter!("flowsteer_idle_wait_errors_total", "thread" => t.clone()).absolute(s.wait_errors);
-    counter!("flowsteer_polls_total", "thread" => t.clone()).absolute(s.polls);
-    // ARP copies for the other threads' neighbour caches are made only when stacks run.
-    if stack.is_some() {
-        counter!("flowsteer_link_copies_total", "thread" => t.clone()).absolute(s.link_copies);
-        counter!("flowsteer_dropped_packets_total", "thread" => t, "reason" => "no_buffer")
-            .absolute(stats.no_buffer.get());
-    }
 }
 
 /// The series of one thread's stack and of each of its apps.
 fn publish_stack(s: &StackSnapshot) {
     let t = s.thread.to_string();
-    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "in")
-        .absolute(s.frames_in);
-    counter!("flowsteer_stack_frames_total", "thread" => t.clone(), "direction" => "out")
-        .absolute(s.frames_out);
-    counter!("flowsteer_stack_tx_no_buffer_frames_total", "thread" => t.clone())
-        .absolute(s.tx_no_buffer);
-    counter!("flowsteer_stack_no_socket_packets_total", "thread" => t.clone())
-        .absolute(s.no_socket);
-    counter!("flowsteer_stack_rules_added_total", "thread" => t.clone()).absolute(s.rules_added);
-    counter!("flowsteer_stack_rules_deleted_total", "thread" => t.clone())
-        .absolute(s.rules_deleted);
-    counter!("flowsteer_stack_rules_add_failed_total", "thread" => t.clone())
-        .absolute(s.rule_add_failed);
-    counter!("flowsteer_stack_early_segments_held_total", "thread" => t.clone())
-        .absolute(s.early_segments_held);
-    counter!("flowsteer_stack_early_segments_expired_total", "thread" => t.clone())
-        .absolute(s.early_segments_expired);
+    s.for_each_series(|series, v| {
+        if exists(series.scope, true, None) {
+            set_series(series, vec![("thread", t.clone())], v);
+        }
+    });
     for app in &s.apps {
-        let labels = [
+        let labels = vec![
             ("thread", t.clone()),
             ("app", app.kind.to_string()),
             ("port", app.port.to_string()),
         ];
-        // UDP has no connections: a UDP app's connection series would be zeros forever.
-        if app.transport == "tcp" {
-            counter!("flowsteer_app_connections_opened_total", &labels)
-                .absolute(app.connections_opened);
-            counter!("flowsteer_app_connections_closed_total", &labels)
-                .absolute(app.connections_closed);
-            gauge!("flowsteer_app_active_connections", &labels).set(app.connections_active as f64);
-            counter!("flowsteer_app_listen_exhausted_total", &labels)
-                .absolute(app.listen_exhausted);
-            counter!("flowsteer_app_idle_timeouts_total", &labels).absolute(app.idle_timeouts);
-            counter!("flowsteer_app_time_wait_reused_total", &labels)
-                .absolute(app.time_wait_reused);
-        } else {
-            counter!("flowsteer_app_unresolved_drops_total", &labels)
-                .absolute(app.unresolved_drops);
-        }
-        if app.kind == flowsteer_stack::AppKind::Http.name() {
-            counter!("flowsteer_app_keepalive_timeouts_total", &labels)
-                .absolute(app.keepalive_timeouts);
-        }
-        // Only a proxy connects out.
-        if app.kind == flowsteer_stack::AppKind::TcpProxy.name() {
-            counter!("flowsteer_app_upstream_connects_total", &labels)
-                .absolute(app.upstream_connects);
-            counter!("flowsteer_app_upstream_failed_total", &labels).absolute(app.upstream_failed);
-        }
-        let with_direction = |direction: &'static str| {
-            let mut l = labels.to_vec();
-            l.push(("direction", direction.to_string()));
-            l
-        };
-        counter!("flowsteer_app_bytes_total", &with_direction("in")).absolute(app.bytes_in);
-        counter!("flowsteer_app_bytes_total", &with_direction("out")).absolute(app.bytes_out);
-        counter!("flowsteer_app_requests_total", &labels).absolute(app.requests);
-        counter!("flowsteer_app_errors_total", &labels).absolute(app.errors);
+        // A series that could only be zero for this kind of app (a UDP app's connections) is
+        // left out.
+        app.for_each_series(|series, v| {
+            if exists(series.scope, true, Some(app)) {
+                set_series(series, labels.clone(), v);
+            }
+        });
     }
 }
 

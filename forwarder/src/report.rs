@@ -61,7 +61,10 @@ pub struct RunReport {
     pub conservation: Conservation,
 }
 
-/// Sums over all threads.
+/// Sums over all threads: a summary, not every counter. It holds what the table's total row and
+/// the conservation check read, in the order the JSON has always had; a counter of the
+/// declaration in [`crate::stats`] is reported per thread and joins these only when the summary
+/// needs it (the stack's totals, [`StackTotals`], are all of its counters).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Totals {
     /// Frames received.
@@ -94,44 +97,134 @@ pub struct Totals {
     pub stack: Option<StackTotals>,
 }
 
-/// One app on one thread: what it is and what it counted.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct AppSnapshot {
-    /// The app (`tcp-echo`, `udp-echo`, `http`, `discard`), as in the configuration.
-    pub kind: &'static str,
-    /// `tcp` or `udp`: the connection counters of a UDP app stay zero.
-    pub transport: &'static str,
-    /// The port it listens on.
-    pub port: u16,
-    /// Connections set up (their exact rule added).
-    pub connections_opened: u64,
-    /// Connections ended (their exact rule deleted).
-    pub connections_closed: u64,
-    /// Connections open when the snapshot was taken.
-    pub connections_active: u64,
-    /// SYNs refused because every socket of the app was busy.
-    pub listen_exhausted: u64,
-    /// Connections closed after `stack.idle_timeout_s` without progress.
-    pub idle_timeouts: u64,
-    /// `http` connections closed after `stack.keepalive_timeout_s` without a next request.
-    pub keepalive_timeouts: u64,
-    /// Sockets taken out of TIME-WAIT early for a new connection.
-    pub time_wait_reused: u64,
-    /// `udp-echo` replies dropped because their destination's link address stayed unknown.
-    pub unresolved_drops: u64,
-    /// Payload bytes received from clients.
-    pub bytes_in: u64,
-    /// Payload bytes sent to clients.
-    pub bytes_out: u64,
-    /// Requests answered (http) or datagrams echoed (udp-echo).
-    pub requests: u64,
-    /// Malformed requests, datagrams not echoed, connections aborted.
-    pub errors: u64,
-    /// `tcp-proxy`: connections opened to the upstream.
-    pub upstream_connects: u64,
-    /// `tcp-proxy`: client connections reset because their upstream failed.
-    pub upstream_failed: u64,
+/// `StackTotals` with a field per counter of the stack's declaration but its gauges: the totals
+/// add up events, and a gauge is a level. Entries are taken one at a time because a repetition
+/// cannot leave out some of its fields.
+macro_rules! stack_totals {
+    ([$($fields:tt)*]) => {
+        /// Sums of the stack counters over all threads and apps.
+        #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+        pub struct StackTotals {
+            $($fields)*
+        }
+    };
+    ([$($fields:tt)*] $(#[doc = $doc:literal])* $field:ident gauge, $($rest:tt)*) => {
+        stack_totals! { [$($fields)*] $($rest)* }
+    };
+    ([$($fields:tt)*] $(#[doc = $doc:literal])* $field:ident $kind:ident, $($rest:tt)*) => {
+        stack_totals! { [$($fields)* $(#[doc = $doc])* pub $field: u64,] $($rest)* }
+    };
 }
+
+/// Adds `$value` to `$total` unless the counter is a gauge (see `stack_totals`).
+macro_rules! add_unless_gauge {
+    (gauge, $total:expr, $value:expr) => {};
+    ($kind:ident, $total:expr, $value:expr) => {
+        $total += $value
+    };
+}
+
+/// Makes, from the stack's declaration of its counters (`flowsteer_stack::stack_counters`), the
+/// snapshots of a thread's stack and of its apps (one `u64` field per counter, the report key
+/// being the field name), their sums, the reading of the counters and the visitors the metrics
+/// endpoint publishes them with.
+macro_rules! stack_snapshots {
+    (
+        stack { $(
+            $(#[doc = $sdoc:literal])*
+            $sfield:ident : $skind:ident $($smetric:literal)?
+                $({ $($slabel:ident = $svalue:literal),* })? $(if $sscope:ident)?;
+        )* }
+        app { $(
+            $(#[doc = $adoc:literal])*
+            $afield:ident : $akind:ident $($ametric:literal)?
+                $({ $($alabel:ident = $avalue:literal),* })? $(if $ascope:ident)?;
+        )* }
+    ) => {
+        /// One app on one thread: what it is and what it counted.
+        #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+        pub struct AppSnapshot {
+            /// The app (`tcp-echo`, `udp-echo`, `http`, `discard`), as in the configuration.
+            pub kind: &'static str,
+            /// `tcp` or `udp`: the connection counters of a UDP app stay zero.
+            pub transport: &'static str,
+            /// The port it listens on.
+            pub port: u16,
+            $( $(#[doc = $adoc])* pub $afield: u64, )*
+        }
+
+        /// A copy of one thread's stack counters (relaxed reads; exact once the thread has
+        /// stopped).
+        #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+        pub struct StackSnapshot {
+            /// Thread index.
+            pub thread: usize,
+            $( $(#[doc = $sdoc])* pub $sfield: u64, )*
+            /// The thread's apps, in configuration order.
+            pub apps: Vec<AppSnapshot>,
+        }
+
+        stack_totals! {
+            []
+            $( $(#[doc = $sdoc])* $sfield $skind, )*
+            $( $(#[doc = $adoc])* $afield $akind, )*
+        }
+
+        impl AppSnapshot {
+            /// The declared counters; what the app is is left at its default.
+            fn read_counters(stats: &AppStats) -> Self {
+                AppSnapshot {
+                    $( $afield: stats.$afield.get(), )*
+                    ..AppSnapshot::default()
+                }
+            }
+
+            /// Visits each declared counter with its series and value, except those published
+            /// by hand.
+            pub fn for_each_series(&self, mut f: impl FnMut(&crate::stats::Series, u64)) {
+                $(
+                    crate::stats::visit_series!(
+                        f, self.$afield, $akind $($ametric)?;
+                        [$($($alabel = $avalue),*)?]; $($ascope)?
+                    );
+                )*
+            }
+        }
+
+        impl StackSnapshot {
+            /// The declared counters; the thread and its apps are left at their default.
+            fn read_counters(stats: &StackStats) -> Self {
+                StackSnapshot {
+                    $( $sfield: stats.$sfield.get(), )*
+                    ..StackSnapshot::default()
+                }
+            }
+
+            /// Visits each declared counter with its series and value, except those published
+            /// by hand; the apps' are their own.
+            pub fn for_each_series(&self, mut f: impl FnMut(&crate::stats::Series, u64)) {
+                $(
+                    crate::stats::visit_series!(
+                        f, self.$sfield, $skind $($smetric)?;
+                        [$($($slabel = $svalue),*)?]; $($sscope)?
+                    );
+                )*
+            }
+        }
+
+        impl StackTotals {
+            /// Adds the counters of one thread's stack and of its apps.
+            fn add(&mut self, s: &StackSnapshot) {
+                $( add_unless_gauge!($skind, self.$sfield, s.$sfield); )*
+                for a in &s.apps {
+                    $( add_unless_gauge!($akind, self.$afield, a.$afield); )*
+                }
+            }
+        }
+    };
+}
+
+flowsteer_stack::stack_counters!(stack_snapshots);
 
 impl AppSnapshot {
     fn take(spec: &AppSpec, stats: &AppStats) -> Self {
@@ -139,51 +232,9 @@ impl AppSnapshot {
             kind: spec.kind.name(),
             transport: if spec.kind.is_tcp() { "tcp" } else { "udp" },
             port: spec.port,
-            connections_opened: stats.connections_opened.get(),
-            connections_closed: stats.connections_closed.get(),
-            connections_active: stats.connections_active.get(),
-            listen_exhausted: stats.listen_exhausted.get(),
-            idle_timeouts: stats.idle_timeouts.get(),
-            keepalive_timeouts: stats.keepalive_timeouts.get(),
-            time_wait_reused: stats.time_wait_reused.get(),
-            unresolved_drops: stats.unresolved_drops.get(),
-            bytes_in: stats.bytes_in.get(),
-            bytes_out: stats.bytes_out.get(),
-            requests: stats.requests.get(),
-            errors: stats.errors.get(),
-            upstream_connects: stats.upstream_connects.get(),
-            upstream_failed: stats.upstream_failed.get(),
+            ..AppSnapshot::read_counters(stats)
         }
     }
-}
-
-/// A copy of one thread's stack counters (relaxed reads; exact once the thread has stopped).
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct StackSnapshot {
-    /// Thread index.
-    pub thread: usize,
-    /// Frames given to the stack.
-    pub frames_in: u64,
-    /// Frames the stack emitted into the transmit burst.
-    pub frames_out: u64,
-    /// Frames the stack emitted while the pool had no buffer (dropped; TCP retransmits).
-    pub tx_no_buffer: u64,
-    /// TCP/UDP packets of flows another thread owns (answered with a reset for TCP).
-    pub misdirected: u64,
-    /// TCP/UDP packets of flows no thread has a socket for.
-    pub no_socket: u64,
-    /// Exact rules the thread added.
-    pub rules_added: u64,
-    /// Exact rules the thread deleted.
-    pub rules_deleted: u64,
-    /// Exact rules the flow table refused (full).
-    pub rule_add_failed: u64,
-    /// Segments without data held back until what precedes them arrived.
-    pub early_segments_held: u64,
-    /// Of those, segments given up on after the hold limit.
-    pub early_segments_expired: u64,
-    /// The thread's apps, in configuration order.
-    pub apps: Vec<AppSnapshot>,
 }
 
 impl StackSnapshot {
@@ -192,22 +243,13 @@ impl StackSnapshot {
         let stats: &StackStats = &stack.stats;
         StackSnapshot {
             thread,
-            frames_in: stats.frames_in.get(),
-            frames_out: stats.frames_out.get(),
-            tx_no_buffer: stats.tx_no_buffer.get(),
-            misdirected: stats.misdirected.get(),
-            no_socket: stats.no_socket.get(),
-            rules_added: stats.rules_added.get(),
-            rules_deleted: stats.rules_deleted.get(),
-            rule_add_failed: stats.rule_add_failed.get(),
-            early_segments_held: stats.early_segments_held.get(),
-            early_segments_expired: stats.early_segments_expired.get(),
             apps: stack
                 .apps
                 .iter()
                 .zip(&stats.apps)
                 .map(|(spec, app)| AppSnapshot::take(spec, app))
                 .collect(),
+            ..StackSnapshot::read_counters(stats)
         }
     }
 
@@ -251,57 +293,6 @@ impl StackSnapshot {
     }
 }
 
-/// Sums of the stack counters over all threads and apps.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct StackTotals {
-    /// Frames given to the stacks.
-    pub frames_in: u64,
-    /// Frames the stacks emitted.
-    pub frames_out: u64,
-    /// Emitted frames dropped for lack of a buffer.
-    pub tx_no_buffer: u64,
-    /// The stacks' misdirected packets (also included in `Totals::misdirected`).
-    pub misdirected: u64,
-    /// Packets of flows no thread has a socket for.
-    pub no_socket: u64,
-    /// Exact rules added.
-    pub rules_added: u64,
-    /// Exact rules deleted.
-    pub rules_deleted: u64,
-    /// Exact rules the flow table refused.
-    pub rule_add_failed: u64,
-    /// Segments without data held back until what precedes them arrived.
-    pub early_segments_held: u64,
-    /// Segments given up on after the hold limit.
-    pub early_segments_expired: u64,
-    /// Connections set up.
-    pub connections_opened: u64,
-    /// Connections ended.
-    pub connections_closed: u64,
-    /// SYNs refused because an app had every socket busy.
-    pub listen_exhausted: u64,
-    /// Connections closed for want of progress.
-    pub idle_timeouts: u64,
-    /// `http` connections closed waiting for a next request.
-    pub keepalive_timeouts: u64,
-    /// Sockets taken out of TIME-WAIT early.
-    pub time_wait_reused: u64,
-    /// `udp-echo` replies dropped for an unknown link address.
-    pub unresolved_drops: u64,
-    /// Payload bytes received.
-    pub bytes_in: u64,
-    /// Payload bytes sent.
-    pub bytes_out: u64,
-    /// Requests answered or datagrams echoed.
-    pub requests: u64,
-    /// App errors.
-    pub errors: u64,
-    /// Connections `tcp-proxy` apps opened to their upstream.
-    pub upstream_connects: u64,
-    /// Client connections reset because their upstream failed.
-    pub upstream_failed: u64,
-}
-
 impl StackTotals {
     /// The sums over `stacks`; `None` when there is no stack.
     pub fn of(stacks: &[StackSnapshot]) -> Option<StackTotals> {
@@ -310,31 +301,7 @@ impl StackTotals {
         }
         let mut t = StackTotals::default();
         for s in stacks {
-            t.frames_in += s.frames_in;
-            t.frames_out += s.frames_out;
-            t.tx_no_buffer += s.tx_no_buffer;
-            t.misdirected += s.misdirected;
-            t.no_socket += s.no_socket;
-            t.rules_added += s.rules_added;
-            t.rules_deleted += s.rules_deleted;
-            t.rule_add_failed += s.rule_add_failed;
-            t.early_segments_held += s.early_segments_held;
-            t.early_segments_expired += s.early_segments_expired;
-            for a in &s.apps {
-                t.connections_opened += a.connections_opened;
-                t.connections_closed += a.connections_closed;
-                t.listen_exhausted += a.listen_exhausted;
-                t.idle_timeouts += a.idle_timeouts;
-                t.keepalive_timeouts += a.keepalive_timeouts;
-                t.time_wait_reused += a.time_wait_reused;
-                t.unresolved_drops += a.unresolved_drops;
-                t.bytes_in += a.bytes_in;
-                t.bytes_out += a.bytes_out;
-                t.requests += a.requests;
-                t.errors += a.errors;
-                t.upstream_connects += a.upstream_connects;
-                t.upstream_failed += a.upstream_failed;
-            }
+            t.add(s);
         }
         Some(t)
     }

@@ -15,92 +15,246 @@ use serde::Serialize;
 /// The single-writer counter every per-thread block uses (the stack's, shared).
 pub use flowsteer_stack::Counter;
 
-/// Why a packet was dropped. Each reason is one label value of `flowsteer_dropped_packets_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// The frame failed to parse; the label is the parser's reason.
-    Malformed(&'static str),
-    /// The owner's software queue was full (counted at the sending thread).
-    SwqFull,
-    /// Lookup missed and `engine.miss = "drop"`.
-    NoOwner,
-    /// The flow table named an owner that is not a running stack thread.
-    OwnerInvalid,
-    /// The port's transmit queue was full.
-    TxFull,
-    /// A copy of a link broadcast (ARP) for another thread found no free buffer.
-    NoBuffer,
+/// How the series of one declared counter is published: what the visitors the declarations
+/// generate (`ThreadSnapshot::for_each_series`, and the stack's in [`crate::report`]) hand to the
+/// metrics endpoint, which then needs no list of counters of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// The Prometheus metric.
+    pub metric: &'static str,
+    /// Labels after the thread's (and an app's `app` and `port`), as declared.
+    pub labels: &'static [(&'static str, &'static str)],
+    /// A level, set rather than accumulated.
+    pub gauge: bool,
+    /// When the series exists.
+    pub scope: Scope,
 }
 
-impl DropReason {
-    /// The metric label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::Malformed(reason) => reason,
-            DropReason::SwqFull => "swq_full",
-            DropReason::NoOwner => "no_owner",
-            DropReason::OwnerInvalid => "owner_invalid",
-            DropReason::TxFull => "tx_full",
-            DropReason::NoBuffer => "no_buffer",
+/// When a declared series exists: a series that could only ever be zero is left out, so its
+/// absence tells what the run has (no stack, no TCP app) rather than a zero that looks measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Always.
+    Always,
+    /// Only when the threads run a stack (`[[stack.app]]` entries).
+    Stack,
+    /// Only for TCP apps.
+    Tcp,
+    /// Only for UDP apps.
+    Udp,
+    /// Only for `http` apps.
+    Http,
+    /// Only for `tcp-proxy` apps.
+    TcpProxy,
+}
+
+/// One declared counter's visit: `f(&series, value)`, or nothing for a counter the publisher
+/// folds into another series by hand (`by_hand`). Shared by the declarations of this module and
+/// of [`crate::report`], so that both read the one grammar `flowsteer_stack::stack_counters`
+/// describes.
+macro_rules! visit_series {
+    ($f:ident, $value:expr, by_hand; [$($label:ident = $lvalue:literal),*]; $($scope:ident)?) => {};
+    (
+        $f:ident, $value:expr, $kind:ident $metric:literal;
+        [$($label:ident = $lvalue:literal),*]; $($scope:ident)?
+    ) => {
+        $f(
+            &$crate::stats::Series {
+                metric: $metric,
+                labels: &[$((stringify!($label), $lvalue)),*],
+                gauge: $crate::stats::visit_series!(@gauge $kind),
+                scope: $crate::stats::visit_series!(@scope $($scope)?),
+            },
+            $value,
+        )
+    };
+    (@gauge counter) => { false };
+    (@gauge gauge) => { true };
+    (@scope) => { $crate::stats::Scope::Always };
+    (@scope stack) => { $crate::stats::Scope::Stack };
+    (@scope tcp) => { $crate::stats::Scope::Tcp };
+    (@scope udp) => { $crate::stats::Scope::Udp };
+    (@scope http) => { $crate::stats::Scope::Http };
+    (@scope tcp_proxy) => { $crate::stats::Scope::TcpProxy };
+}
+pub(crate) use visit_series;
+
+/// Declares the per-thread counters once and makes from the declaration [`ThreadStats`] (one
+/// plain [`Counter`] field each, which the owner thread writes as before), [`ThreadSnapshot`]
+/// (one `u64` field each, the report key being the field name), the reading of one into the
+/// other and the visitor of the metrics endpoint. A counter added to a `counters` block is thus
+/// counted, reported and published without another edit; only the README documents it.
+///
+/// A counter is `/// doc` `field: kind "metric" { label = "value", .. } if scope;`, the grammar
+/// of `flowsteer_stack::stack_counters` (`kind` is `counter` or `by_hand`; `if stack`: the
+/// series exists only when the threads run a stack). The `then` blocks are snapshot fields
+/// written by hand, in their place: the report's JSON keeps its order. `drops` are counters of
+/// `flowsteer_dropped_packets_total`, their field name the `reason` label and the key in the
+/// snapshot's `dropped`.
+macro_rules! thread_counters {
+    (
+        $(#[$stats_meta:meta])*
+        pub struct $stats:ident { $($stats_fields:tt)* }
+        $(#[$snap_meta:meta])*
+        pub struct $snap:ident { $($snap_fields:tt)* }
+        $(
+            counters { $(
+                $(#[doc = $doc:literal])*
+                $field:ident : $kind:ident $($metric:literal)?
+                    $({ $($label:ident = $value:literal),* })? $(if $scope:ident)?;
+            )* }
+            $( then { $($then:tt)* } )?
+        )*
+        drops { $(
+            $(#[doc = $drop_doc:literal])*
+            $drop:ident $(if $drop_scope:ident)?;
+        )* }
+    ) => {
+        $(#[$stats_meta])*
+        pub struct $stats {
+            $( $( $(#[doc = $doc])* pub $field: Counter, )* )*
+            $( $(#[doc = $drop_doc])* pub $drop: Counter, )*
+            $($stats_fields)*
         }
-    }
+
+        $(#[$snap_meta])*
+        pub struct $snap {
+            $($snap_fields)*
+            $( $( $(#[doc = $doc])* pub $field: u64, )* $( $($then)* )? )*
+        }
+
+        impl $stats {
+            /// The declared counters; the snapshot's other fields are left at their default.
+            fn read_counters(&self) -> $snap {
+                $snap {
+                    $( $( $field: self.$field.get(), )* )*
+                    ..Default::default()
+                }
+            }
+
+            /// Visits each drop counter: its reason, when its series exists, the counter.
+            pub fn for_each_drop(&self, mut f: impl FnMut(&'static str, Scope, &Counter)) {
+                $( f(stringify!($drop), visit_series!(@scope $($drop_scope)?), &self.$drop); )*
+            }
+        }
+
+        impl $snap {
+            /// Visits each declared counter with its series and value, except those published
+            /// by hand.
+            pub fn for_each_series(&self, mut f: impl FnMut(&Series, u64)) {
+                $( $(
+                    visit_series!(
+                        f, self.$field, $kind $($metric)?; [$($($label = $value),*)?]; $($scope)?
+                    );
+                )* )*
+            }
+        }
+    };
 }
 
-/// Counters of one stack thread.
-#[derive(Debug)]
-pub struct ThreadStats {
-    /// Frames received from the thread's NIC queue.
-    pub rx: Counter,
-    /// Frames transmitted on the thread's NIC queue.
-    pub tx: Counter,
-    /// Received frames this thread processed itself.
-    pub processed_local: Counter,
-    /// Frames taken from this thread's software queue and processed.
-    pub processed_handoff: Counter,
-    /// Frames this thread put on another thread's software queue, indexed by destination thread.
-    pub handed_off: Vec<Counter>,
-    /// Frames it could not hand off because the destination's queue was full, by destination.
-    pub swq_full: Vec<Counter>,
-    /// Processed frames whose flow belongs to another thread.
-    pub misdirected: Counter,
-    /// Processed frames that carried no generator stamp (injected frames); ownership not verifiable.
-    pub unverified: Counter,
-    /// Flows the owner closed (their exact rule deleted) when it processed the last packet.
-    pub flows_closed: Counter,
-    /// Malformed frames by parser reason (index into `MALFORMED_REASONS`).
-    pub malformed: Vec<Counter>,
-    /// Lookups missed with `miss = "drop"`.
-    pub no_owner: Counter,
-    /// Lookups that named a thread that does not exist.
-    pub owner_invalid: Counter,
-    /// Transmit drops.
-    pub tx_full: Counter,
-    /// Frames that cannot be keyed and were processed on the receiving thread, by reason.
-    pub unkeyed: [Counter; UnkeyedReason::ALL.len()],
-    /// ARP frames received (processed on the receiving thread).
-    pub arp: Counter,
-    /// IPv6 neighbour solicitations and advertisements received (processed on the receiving
-    /// thread).
-    pub ndp: Counter,
-    /// Copies of received neighbour messages (ARP, IPv6 neighbour discovery) made for the other
-    /// threads' neighbour caches; each copy is then handed off or dropped like a received frame.
-    pub link_copies: Counter,
-    /// Copies that found no free buffer.
-    pub no_buffer: Counter,
-    /// Idle waits (`engine.idle = "wait"`) the kernel refused; the thread polled instead.
-    pub wait_errors: Counter,
-    /// Flow-table lookups that hit an exact rule.
-    pub lookup_exact: Counter,
-    /// Lookups that hit a listen rule with a local address.
-    pub lookup_listen: Counter,
-    /// Lookups that hit a wildcard listen rule.
-    pub lookup_listen_any: Counter,
-    /// Lookups that found nothing.
-    pub lookup_miss: Counter,
-    /// Loop iterations that received nothing and drained nothing.
-    pub idle_polls: Counter,
-    /// Loop iterations.
-    pub polls: Counter,
+thread_counters! {
+    /// Counters of one stack thread.
+    #[derive(Debug, Default)]
+    pub struct ThreadStats {
+        // Outside the declaration: vectors by destination thread and by reason, published and
+        // reported one element each, and the lookups, a partition by result reported together
+        // (`LookupCounts`); `snapshot` and `metrics` spell them out.
+        /// Frames this thread put on another thread's software queue, indexed by destination
+        /// thread.
+        pub handed_off: Vec<Counter>,
+        /// Frames it could not hand off because the destination's queue was full, by destination.
+        pub swq_full: Vec<Counter>,
+        /// Malformed frames by parser reason (index into `MALFORMED_REASONS`).
+        pub malformed: Vec<Counter>,
+        /// Frames that cannot be keyed and were processed on the receiving thread, by reason.
+        pub unkeyed: [Counter; UnkeyedReason::ALL.len()],
+        /// Flow-table lookups that hit an exact rule.
+        pub lookup_exact: Counter,
+        /// Lookups that hit a listen rule with a local address.
+        pub lookup_listen: Counter,
+        /// Lookups that hit a wildcard listen rule.
+        pub lookup_listen_any: Counter,
+        /// Lookups that found nothing.
+        pub lookup_miss: Counter,
+    }
+
+    /// A copy of one thread's counters.
+    #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+    pub struct ThreadSnapshot {
+        /// Thread index.
+        pub thread: usize,
+    }
+
+    counters {
+        /// Frames received from the thread's NIC queue.
+        rx: counter "flowsteer_rx_packets_total";
+        /// Frames transmitted on the thread's NIC queue.
+        tx: counter "flowsteer_tx_packets_total";
+        /// Received frames this thread processed itself.
+        processed_local: counter "flowsteer_processed_packets_total" { path = "local" };
+        /// Frames taken from this thread's software queue and processed (`metrics` publishes them
+        /// a second time, as what the queue delivered).
+        processed_handoff: counter "flowsteer_processed_packets_total" { path = "handoff" };
+    }
+    then {
+        /// Frames handed to each destination thread.
+        pub handed_off: Vec<u64>,
+        /// Frames not handed off because the destination queue was full, per destination.
+        pub swq_full: Vec<u64>,
+    }
+    counters {
+        /// Processed frames whose flow belongs to another thread. Published with the stack's
+        /// misdirected packets added: one series says whether a packet reached a thread that
+        /// does not own its flow, whichever consumer ran.
+        misdirected: by_hand;
+        /// Processed frames that carried no generator stamp (injected frames); ownership not
+        /// verifiable.
+        unverified: counter "flowsteer_unverified_packets_total";
+        /// Flows the owner closed (their exact rule deleted) when it processed the last packet.
+        flows_closed: counter "flowsteer_flows_closed_total";
+    }
+    then {
+        /// Drops by reason (only non-zero reasons).
+        pub dropped: Vec<(String, u64)>,
+        /// Unkeyed frames by reason (processed locally; a subset of `processed_local`).
+        pub unkeyed: Vec<(String, u64)>,
+    }
+    counters {
+        /// ARP frames received (processed on the receiving thread).
+        arp: counter "flowsteer_arp_packets_total";
+        /// IPv6 neighbour solicitations and advertisements received (processed on the receiving
+        /// thread).
+        ndp: counter "flowsteer_ndp_packets_total";
+        /// Copies of received neighbour messages (ARP, IPv6 neighbour discovery) made for the
+        /// other threads' neighbour caches; each copy is then handed off or dropped like a
+        /// received frame. Only stacks have neighbour caches.
+        link_copies: counter "flowsteer_link_copies_total" if stack;
+    }
+    then {
+        /// Flow-table lookups by result.
+        pub lookups: LookupCounts,
+    }
+    counters {
+        /// Loop iterations that received nothing and drained nothing.
+        idle_polls: counter "flowsteer_idle_polls_total";
+        /// Loop iterations.
+        polls: counter "flowsteer_polls_total";
+        /// Idle waits (`engine.idle = "wait"`) the kernel refused; the thread polled instead.
+        wait_errors: counter "flowsteer_idle_wait_errors_total";
+        /// Packets whose steering classification, kept in the packet buffer, the stack or the
+        /// verifying sink reused instead of parsing again.
+        parse_reused: counter "flowsteer_parse_reused_total";
+    }
+    drops {
+        /// Lookups missed with `miss = "drop"`.
+        no_owner;
+        /// Lookups that named a thread that does not exist.
+        owner_invalid;
+        /// Frames the port's transmit queue had no room for.
+        tx_full;
+        /// Copies (`link_copies`) that found no free buffer; only stacks make copies.
+        no_buffer if stack;
+    }
 }
 
 /// Parser reasons, in the order of `ThreadStats::malformed`.
@@ -122,31 +276,10 @@ impl ThreadStats {
     pub fn new(threads: usize) -> Self {
         let counters = |n: usize| (0..n).map(|_| Counter::default()).collect::<Vec<_>>();
         ThreadStats {
-            rx: Counter::default(),
-            tx: Counter::default(),
-            processed_local: Counter::default(),
-            processed_handoff: Counter::default(),
             handed_off: counters(threads),
             swq_full: counters(threads),
-            misdirected: Counter::default(),
-            unverified: Counter::default(),
-            flows_closed: Counter::default(),
             malformed: counters(malformed_reasons().len()),
-            no_owner: Counter::default(),
-            owner_invalid: Counter::default(),
-            tx_full: Counter::default(),
-            unkeyed: Default::default(),
-            arp: Counter::default(),
-            ndp: Counter::default(),
-            link_copies: Counter::default(),
-            no_buffer: Counter::default(),
-            wait_errors: Counter::default(),
-            lookup_exact: Counter::default(),
-            lookup_listen: Counter::default(),
-            lookup_listen_any: Counter::default(),
-            lookup_miss: Counter::default(),
-            idle_polls: Counter::default(),
-            polls: Counter::default(),
+            ..ThreadStats::default()
         }
     }
 
@@ -163,56 +296,34 @@ impl ThreadStats {
     /// A consistent-enough copy for reports (exact once the thread has stopped).
     pub fn snapshot(&self, thread: usize) -> ThreadSnapshot {
         let mut dropped = Vec::new();
-        for (reason, c) in malformed_reasons().iter().zip(&self.malformed) {
-            if c.get() != 0 {
-                dropped.push((DropReason::Malformed(reason).label(), c.get()));
-            }
-        }
-        let swq_full: u64 = self.swq_full.iter().map(Counter::get).sum();
-        for (reason, v) in [
-            (DropReason::SwqFull, swq_full),
-            (DropReason::NoOwner, self.no_owner.get()),
-            (DropReason::OwnerInvalid, self.owner_invalid.get()),
-            (DropReason::TxFull, self.tx_full.get()),
-            (DropReason::NoBuffer, self.no_buffer.get()),
-        ] {
+        let mut push = |reason: &str, v: u64| {
             if v != 0 {
-                dropped.push((reason.label(), v));
+                dropped.push((reason.to_string(), v));
             }
+        };
+        for (reason, c) in malformed_reasons().iter().zip(&self.malformed) {
+            push(reason, c.get());
         }
+        push("swq_full", self.swq_full.iter().map(Counter::get).sum());
+        self.for_each_drop(|reason, _, c| push(reason, c.get()));
         ThreadSnapshot {
             thread,
-            rx: self.rx.get(),
-            tx: self.tx.get(),
-            processed_local: self.processed_local.get(),
-            processed_handoff: self.processed_handoff.get(),
             handed_off: self.handed_off.iter().map(Counter::get).collect(),
             swq_full: self.swq_full.iter().map(Counter::get).collect(),
-            misdirected: self.misdirected.get(),
-            unverified: self.unverified.get(),
-            flows_closed: self.flows_closed.get(),
-            dropped: dropped
-                .into_iter()
-                .map(|(r, v)| (r.to_string(), v))
-                .collect(),
+            dropped,
             unkeyed: UnkeyedReason::ALL
                 .iter()
                 .zip(&self.unkeyed)
                 .filter(|(_, c)| c.get() != 0)
                 .map(|(r, c)| (r.as_str().to_string(), c.get()))
                 .collect(),
-            arp: self.arp.get(),
-            ndp: self.ndp.get(),
-            link_copies: self.link_copies.get(),
             lookups: LookupCounts {
                 exact: self.lookup_exact.get(),
                 listen: self.lookup_listen.get(),
                 listen_any: self.lookup_listen_any.get(),
                 miss: self.lookup_miss.get(),
             },
-            idle_polls: self.idle_polls.get(),
-            polls: self.polls.get(),
-            wait_errors: self.wait_errors.get(),
+            ..self.read_counters()
         }
     }
 }
@@ -269,49 +380,6 @@ pub struct LookupCounts {
     pub listen_any: u64,
     /// Misses.
     pub miss: u64,
-}
-
-/// A copy of one thread's counters.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct ThreadSnapshot {
-    /// Thread index.
-    pub thread: usize,
-    /// Frames received from the NIC queue.
-    pub rx: u64,
-    /// Frames transmitted.
-    pub tx: u64,
-    /// Received frames processed by this thread.
-    pub processed_local: u64,
-    /// Frames taken from the software queue and processed.
-    pub processed_handoff: u64,
-    /// Frames handed to each destination thread.
-    pub handed_off: Vec<u64>,
-    /// Frames not handed off because the destination queue was full, per destination.
-    pub swq_full: Vec<u64>,
-    /// Processed frames of flows owned by another thread.
-    pub misdirected: u64,
-    /// Processed frames whose owner could not be verified (no stamp).
-    pub unverified: u64,
-    /// Flows closed by this thread.
-    pub flows_closed: u64,
-    /// Drops by reason (only non-zero reasons).
-    pub dropped: Vec<(String, u64)>,
-    /// Unkeyed frames by reason (processed locally; a subset of `processed_local`).
-    pub unkeyed: Vec<(String, u64)>,
-    /// ARP frames (a subset of `processed_local`).
-    pub arp: u64,
-    /// IPv6 neighbour solicitations and advertisements (a subset of `processed_local`).
-    pub ndp: u64,
-    /// Copies of neighbour messages made for the other threads.
-    pub link_copies: u64,
-    /// Flow-table lookups by result.
-    pub lookups: LookupCounts,
-    /// Idle loop iterations.
-    pub idle_polls: u64,
-    /// Loop iterations.
-    pub polls: u64,
-    /// Idle waits the kernel refused (`engine.idle = "wait"`).
-    pub wait_errors: u64,
 }
 
 impl ThreadSnapshot {
