@@ -75,7 +75,8 @@ impl Processor for StackProcessor {
         // often than not: it goes first, so a flow whose frames arrive on both queues (a NIC
         // without RSS) reaches the stack in order more often.
         handed.append(local);
-        self.stack.process(handed, tx, self.tx_limit, cache);
+        let reused = self.stack.process(handed, tx, self.tx_limit, cache);
+        stats.parse_reused.add(reused as u64);
     }
 
     fn next_timer(&self) -> Option<Duration> {

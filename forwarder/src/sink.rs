@@ -112,7 +112,7 @@ impl VerifyingSink {
         stats.misdirected.add(misdirected);
         stats.unverified.add(unverified);
         stats.flows_closed.add(closed);
-        let _ = reused;
+        stats.parse_reused.add(reused);
         cache.free_bulk(pkts);
     }
 }

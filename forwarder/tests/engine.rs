@@ -40,6 +40,15 @@ fn run_for(cfg: &Config, millis: u64) -> RunReport {
         report.flowtable.listen_rules, 0,
         "thread exit deletes every rule"
     );
+    // One parse per packet: under software balancing the sink reuses steering's classification
+    // of every packet; under RSS balancing nothing classified them before the sink.
+    for thread in &report.per_thread {
+        let expected = match cfg.engine.balance {
+            Balance::Software => thread.processed(),
+            Balance::Rss => 0,
+        };
+        assert_eq!(thread.parse_reused, expected, "{}", report.render_table());
+    }
     report
 }
 

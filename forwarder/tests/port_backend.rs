@@ -232,6 +232,10 @@ fn the_engine_runs_on_a_port_it_was_not_written_for() {
     // The datagram, and the ARP request's learning copy for thread 1's neighbour cache.
     assert_eq!(report.per_thread[0].link_copies, 1);
     assert_eq!(report.per_thread[0].handed_off[1], 2);
+    // Steering classified the request and the datagram, and their stacks reused that; the
+    // learning copy was written after it and is parsed again.
+    assert_eq!(report.per_thread[0].parse_reused, 1);
+    assert_eq!(report.per_thread[1].parse_reused, 1);
     assert_eq!(report.pool.available, report.pool.capacity);
 }
 
