@@ -57,26 +57,15 @@
 //!   before that, small frames are packed 160 bytes apart, and one status load and store serve
 //!   every frame of a block.
 //!
-//! Which to use, measured on a veth of a shared 2-core VM (`examples/veth-latency.sh`, one
-//! stack thread, 64-byte TCP echo round trips on one connection, the kernel's own stack with a
-//! python3 echo server on an identical veth in alternating turns):
-//!
-//! | ring | p50 round trip | p99 | one TCP connection, bulk | draining a backlog, per 64-byte / 1514-byte frame |
-//! |---|---|---|---|---|
-//! | frames, `idle = "spin"` or `"yield"` | 17–23 µs, 0.4–1.3× the kernel's | 36–700 µs, 0.6–10× the kernel's | 2.3–4.8 Gbit/s | 90–130 / 450–610 ns |
-//! | blocks, any idle mode | 998 µs, the 1 ms block timeout | 1.1–6 ms | 0.42 Gbit/s (window-limited by the timeout) | 63–69 / 330–450 ns |
-//!
-//! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
-//! descheduled for milliseconds now and then (every p99.9 of a polling run is 2–4 ms), while
-//! the kernel's echo server sleeps and is woken with priority. An idle mode that sleeps in
-//! [`AfPacketQueue::wait_rx`] until the kernel hands a frame over brought p99.9 to 150–360 µs in
-//! a trial (p50 24–55 µs); the engine does not offer it yet.
+//! Which to use: the frame ring costs a status word per frame, the block ring one per block
+//! (cheaper when frames queue up) but adds up to `block_timeout_ms` to every frame of a port
+//! that does not fill blocks. Measured latency, bulk throughput and per-frame cost of both are
+//! in BENCHMARKS.md ("AF_PACKET: the frame ring against the block ring").
 //!
 //! The frame ring is the default: a server in front of real clients answers requests, and a
 //! request's latency is what its client sees; a block ring adds up to `block_timeout_ms` to
 //! every packet of a flow that does not fill blocks, which also caps a window-limited TCP
-//! connection. The block ring is cheaper per frame when frames queue up (1.5–2× for small
-//! frames): choose it for floods of small frames or many busy flows, where the engine thread
+//! connection. The block ring is cheaper per frame when frames queue up: choose it for floods of small frames or many busy flows, where the engine thread
 //! is saturated and blocks fill long before their timeout.
 //!
 //! # Ring sizing
@@ -95,13 +84,10 @@
 //!   blocks fill (fewer when the 1 ms timer retires part-filled ones: 7 700 kept under a
 //!   3 Gbit/s flood), about 100 000 small ones.
 //!
-//! A 40 ms stall under a 3 Gbit/s flood of full-size frames (the ignored test
-//! `a_stalled_owner_with_each_ring_default`): the former default of 8 blocks (2 MiB) kept
-//! 1 265 frames, 6.5 ms, and dropped 8 463; 8192 slots keep 8 192 and drop 2 240; 64 blocks
-//! keep 7 719 and drop 2 457. TCP senders cannot have more in flight than the windows the
-//! stack advertises (`stack.tcp_rx_buffer` per connection, 64 KiB: 8192 slots hold the full
-//! windows of about 170 connections), so ring drops under TCP mean many busy connections or a
-//! stall longer than the ring.
+//! TCP senders cannot have more in flight than the windows the stack advertises
+//! (`stack.tcp_rx_buffer` per connection, 64 KiB: 8192 slots hold the full windows of about 170
+//! connections), so ring drops under TCP mean many busy connections or a stall longer than the
+//! ring. What each default keeps through a 40 ms stall is in BENCHMARKS.md.
 //!
 //! The memory is locked kernel memory, mapped (and populated) into the process, per queue:
 //! `queues × 16 MiB` with the defaults. Raise `frames` or `blocks` when `kernel_drops` grows
