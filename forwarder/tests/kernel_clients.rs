@@ -632,7 +632,7 @@ fn proxy_counts(report: &RunReport, port: u16) -> (u64, u64, u64) {
 
 #[test]
 fn software_balancing_proxies_the_kernels_connections_to_the_kernels_servers() {
-    if skip_without_client_net(&[PYTHON3, SS]) {
+    if skip_without_client_net(&[PYTHON3, SS, CURL]) {
         return;
     }
     let started = Instant::now();
