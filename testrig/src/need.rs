@@ -5,6 +5,7 @@
 //! standard error stream, `skipped: needs nc (apt-get install netcat-openbsd)`, and the test
 //! passes; under `CI=true`, where everything must run, they panic with the same message.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -59,10 +60,26 @@ impl Tool {
 
 /// The first executable file named `program` in the directories of `PATH`.
 pub fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
+    find_in(&std::env::var_os("PATH")?, program)
+}
+
+/// The first executable file named `program` in the directories of `path` (as `PATH` has them).
+fn find_in(path: &OsStr, program: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
         .filter(|dir| !dir.as_os_str().is_empty())
         .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// Where a program not in `PATH` may still be: a normal user's `PATH` on Debian lacks the sbin
+/// directories, where `ip` and `ethtool` are.
+const SBIN_DIRS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// The program in an sbin directory, when `PATH` does not have it.
+fn in_sbin(program: &str) -> Option<PathBuf> {
+    SBIN_DIRS
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
         .find(|candidate| is_executable(candidate))
 }
 
@@ -81,27 +98,49 @@ pub fn under_ci() -> bool {
 }
 
 /// What this machine lacks of root (when `root`) and `tools`, as the skip line says it:
-/// `needs root, nc, curl (apt-get install netcat-openbsd curl)`; `None` when nothing.
+/// `needs root, nc, curl (apt-get install netcat-openbsd curl)`, or for a program installed in
+/// an sbin directory that `PATH` lacks, `needs ethtool (not in PATH: /usr/sbin/ethtool)`;
+/// `None` when nothing.
 pub fn lacking(root: bool, tools: &[Tool]) -> Option<String> {
+    lacking_in(
+        &std::env::var_os("PATH").unwrap_or_default(),
+        root && !is_root(),
+        tools,
+    )
+}
+
+/// [`lacking`] with `path` for `PATH`, and root lacking or not.
+fn lacking_in(path: &OsStr, no_root: bool, tools: &[Tool]) -> Option<String> {
     let mut what: Vec<&str> = Vec::new();
-    if root && !is_root() {
+    if no_root {
         what.push("root");
     }
     let mut packages: Vec<&str> = Vec::new();
+    let mut off_path: Vec<String> = Vec::new();
     for tool in tools {
-        if tool.path().is_none() && !what.contains(&tool.program) {
-            what.push(tool.program);
-            if !packages.contains(&tool.package) {
-                packages.push(tool.package);
-            }
+        if find_in(path, tool.program).is_some() || what.contains(&tool.program) {
+            continue;
+        }
+        what.push(tool.program);
+        if let Some(found) = in_sbin(tool.program) {
+            off_path.push(found.display().to_string());
+        } else if !packages.contains(&tool.package) {
+            packages.push(tool.package);
         }
     }
     if what.is_empty() {
         return None;
     }
-    let mut text = format!("needs {}", what.join(", "));
+    let mut how = Vec::new();
     if !packages.is_empty() {
-        text.push_str(&format!(" (apt-get install {})", packages.join(" ")));
+        how.push(format!("apt-get install {}", packages.join(" ")));
+    }
+    if !off_path.is_empty() {
+        how.push(format!("not in PATH: {}", off_path.join(" ")));
+    }
+    let mut text = format!("needs {}", what.join(", "));
+    if !how.is_empty() {
+        text.push_str(&format!(" ({})", how.join("; ")));
     }
     Some(text)
 }
@@ -120,8 +159,10 @@ pub fn skip(why: &str) {
         .map(|name| format!(" [{name}]"))
         .unwrap_or_default();
     // Straight to the stream, not `eprintln!`: the harness keeps what a passing test prints
-    // with the macros to itself, and this line is for whoever runs the tests.
-    let _ = writeln!(std::io::stderr(), "skipped: {why}{test}");
+    // with the macros to itself, and this line is for whoever runs the tests. One write, so
+    // that the lines of tests running at once do not interleave.
+    let line = format!("skipped: {why}{test}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn skip_if_lacking(root: bool, tools: &[Tool]) -> bool {
@@ -196,5 +237,30 @@ mod tests {
             "{with_root}"
         );
         assert_eq!(lacking(true, &[]).is_some(), !is_root());
+    }
+
+    #[test]
+    fn a_program_in_an_sbin_directory_outside_path_is_named_not_installed() {
+        let sh = find_in_path("sh").expect("sh in PATH");
+        let bin = sh.parent().expect("a directory").as_os_str();
+        // ldconfig (libc-bin, essential) is in an sbin directory on every Debian machine.
+        let ldconfig = in_sbin("ldconfig").expect("ldconfig in an sbin directory");
+        let tool = Tool {
+            program: "ldconfig",
+            package: "libc-bin",
+        };
+        assert_eq!(
+            lacking_in(bin, true, &[tool, NOWHERE]).as_deref(),
+            Some(
+                format!(
+                    "needs root, ldconfig, flowsteer-no-such-program (apt-get install \
+                     flowsteer-no-such-package; not in PATH: {})",
+                    ldconfig.display()
+                )
+                .as_str()
+            )
+        );
+        let sbin = ldconfig.parent().expect("a directory").as_os_str();
+        assert_eq!(lacking_in(sbin, false, &[tool]), None);
     }
 }
