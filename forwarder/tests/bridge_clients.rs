@@ -33,11 +33,11 @@ use flowtable::{FlowTable, Lookup, Proto, ThreadId};
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use flowsteer_testrig::vbridge::PeerDevice;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 /// The engine port's address (the configuration's default).
 const PORT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -85,53 +85,6 @@ fn engine_config(balance: Balance) -> Config {
 
 // ---- the client hosts ----
 
-/// smoltcp's view of a bridge port: one `RxToken` per delivered frame, one `send` per
-/// transmitted frame (a refused send is a lost frame, which TCP recovers from and the UDP check
-/// would report).
-struct PeerDevice {
-    port: PeerPort,
-}
-
-struct PeerRx(Vec<u8>);
-
-struct PeerTx<'a>(&'a PeerPort);
-
-impl RxToken for PeerRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl TxToken for PeerTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
-        let result = f(&mut frame);
-        let _ = self.0.send(&frame);
-        result
-    }
-}
-
-impl Device for PeerDevice {
-    type RxToken<'a> = PeerRx;
-    type TxToken<'a> = PeerTx<'a>;
-
-    fn receive(&mut self, _: SmolInstant) -> Option<(PeerRx, PeerTx<'_>)> {
-        let frame = self.port.recv()?;
-        Some((PeerRx(frame), PeerTx(&self.port)))
-    }
-
-    fn transmit(&mut self, _: SmolInstant) -> Option<PeerTx<'_>> {
-        Some(PeerTx(&self.port))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
 /// One client machine on a bridge port.
 struct Host {
     ip: Ipv4Addr,
@@ -147,17 +100,9 @@ struct Host {
 
 impl Host {
     fn new(n: usize, port: PeerPort) -> Host {
-        let mut device = PeerDevice { port };
-        let mut config =
-            IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(client_mac(n))));
-        config.random_seed = 0x5eed + n as u64;
-        let mut iface = Interface::new(config, &mut device, SmolInstant::now());
+        let mut device = PeerDevice::new(port);
         let ip = client_ip(n);
-        iface.update_ip_addrs(|addrs| {
-            addrs
-                .push(IpCidr::new(IpAddress::Ipv4(ip), 24))
-                .expect("an interface holds one address");
-        });
+        let iface = device.interface(client_mac(n), ip, 24, 0x5eed + n as u64);
         Host {
             ip,
             iface,

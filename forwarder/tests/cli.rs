@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flowsteer_testrig::net::{ip, unique_name, Veth};
+use flowsteer_testrig::{skip_without_root_and, IP};
+
 fn flowsteer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flowsteer"))
 }
@@ -90,6 +93,14 @@ fn http(port: u16, request: &[u8]) -> String {
     out
 }
 
+/// Sends `sig` to `child`, which must not be reaped yet (its pid is still its own then).
+fn signal(child: &Child, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+    // SAFETY: kill takes no pointers; the pid is the unreaped child's.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill {pid}: {}", std::io::Error::last_os_error());
+}
+
 /// Waits for the metrics endpoint, which the engine opens as it starts its threads; returns when.
 fn wait_for_port(port: u16) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -109,11 +120,7 @@ fn stop_after_a_status_line(child: &Child, up: Instant) {
         std::thread::sleep(wait);
     }
     // The child is not reaped yet, so its pid is still its own.
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill(1) runs");
-    assert!(killed.success(), "kill -TERM failed");
+    signal(child, libc::SIGTERM);
 }
 
 #[test]
@@ -311,13 +318,9 @@ impl Running {
         }
     }
 
-    /// Sends `signal` (a kill(1) name) and waits for the exit: (code, stdout, stderr).
-    fn signal_and_wait(mut self, signal: &str) -> (Option<i32>, String, String) {
-        let killed = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .expect("kill(1) runs");
-        assert!(killed.success(), "kill -{signal} failed");
+    /// Sends `sig` (`libc::SIGTERM`, ...) and waits for the exit: (code, stdout, stderr).
+    fn signal_and_wait(mut self, sig: libc::c_int) -> (Option<i32>, String, String) {
+        signal(&self.child, sig);
         let mut stdout = String::new();
         self.child
             .stdout
@@ -332,7 +335,7 @@ impl Running {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("the run did not stop within 30 s of SIG{signal}");
+                panic!("the run did not stop within 30 s of signal {sig}");
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -370,7 +373,7 @@ fn run_with_metrics_port_0_prints_the_port_it_bound() {
     );
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
     // Loopback: no warning about other hosts.
-    let (code, _, stderr) = run.signal_and_wait("TERM");
+    let (code, _, stderr) = run.signal_and_wait(libc::SIGTERM);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
 }
@@ -385,7 +388,7 @@ fn sighup_stops_a_run_gracefully_with_the_final_table() {
     // Serving metrics means the threads run.
     wait_for_port(port);
     run.wait_line("flowsteer: ");
-    let (code, stdout, stderr) = run.signal_and_wait("HUP");
+    let (code, stdout, stderr) = run.signal_and_wait(libc::SIGHUP);
     assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
         stdout.contains("conservation:") && stdout.contains("ok"),
@@ -465,66 +468,26 @@ fn check_refuses_loopback_for_its_mtu() {
     );
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// A veth pair with unique names, deleted when dropped (also when the test fails).
-struct Veth(String);
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
-}
-
 #[test]
 fn check_refuses_an_interface_that_is_down() {
-    if !is_root() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true: this test needs root (it creates a veth pair)");
-        }
-        eprintln!("skipped: needs root");
+    if skip_without_root_and(&[IP]) {
         return;
     }
-    let id = std::process::id() % 100_000;
-    let veth = Veth(format!("fsdn{id}"));
-    let made = Command::new("ip")
-        .args([
-            "link",
-            "add",
-            &veth.0,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &format!("fsdp{id}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let out = check("down.toml", &afpacket_config(&veth.0));
+    let id = unique_name("fsdn");
+    let veth = Veth::new(format!("{id}a"), format!("{id}b"));
+    let out = check("down.toml", &afpacket_config(&veth.a));
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
             "port.interface: must be up (`ip link set {0} up`), got \"{0}\": the interface is down",
-            veth.0
+            veth.a
         )),
         "{err}"
     );
     // Up (without carrier: its peer is down) it passes.
-    let up = Command::new("ip")
-        .args(["link", "set", &veth.0, "up"])
-        .output()
-        .unwrap();
-    assert!(up.status.success());
-    let out = check("up.toml", &afpacket_config(&veth.0));
+    ip(&["link", "set", &veth.a, "up"]);
+    let out = check("up.toml", &afpacket_config(&veth.a));
     assert!(
         out.status.success(),
         "{}",
@@ -584,11 +547,7 @@ fn a_closed_terminal_stops_a_run_gracefully() {
     let _ = terminal.flush();
     // Hang up: the master goes away, the signal follows at once.
     drop(terminal);
-    let killed = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    signal(&child, libc::SIGHUP);
     // The streams that were the terminal are silenced as the signal arrives, long before the
     // run has stopped (the child is not reaped yet, so its /proc entry is its own).
     let fd2 = format!("/proc/{}/fd/2", child.id());

@@ -25,9 +25,11 @@
 //! deals the upstream's answers to both sockets too, they reach that thread only through the
 //! exact rule it added before the SYN left.
 //!
-//! The tests need root (namespaces, veth, AF_PACKET). They create uniquely named interfaces and
-//! namespaces and delete them on exit, also on failure. Without root they print
-//! "skipped: needs root", unless `CI=true`, where they fail.
+//! The tests need root (namespaces, veth, AF_PACKET) and iproute2's `ip` and `ss`, `ethtool`,
+//! and each its clients (`curl`, `nc` of netcat-openbsd, `python3`, `iperf3`). They create
+//! uniquely named interfaces and namespaces and delete them on exit, also on failure. Without
+//! root or a program they print what they need ("skipped: needs root", "skipped: needs nc
+//! (apt-get install netcat-openbsd)") and pass, unless `CI=true`, where they fail.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -40,6 +42,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_config::{App, AppKind, Balance, Config, Driver, Fanout, Idle, Profile};
+use flowsteer_testrig::{CURL, IPERF3, NC, PYTHON3, SS};
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
@@ -82,7 +85,7 @@ fn engine_config(interface: &str, balance: Balance) -> Config {
 
 #[test]
 fn software_balancing_serves_the_kernels_connections_on_both_ports() {
-    if skip_without_root() {
+    if skip_without_client_net(&[CURL, NC]) {
         return;
     }
     serve_both_ports(IpAddr::V4(ENGINE_IP));
@@ -93,7 +96,7 @@ fn software_balancing_serves_the_kernels_connections_on_both_ports() {
 /// queue), and each thread must learn the client from a solicitation the other one received.
 #[test]
 fn software_balancing_serves_the_kernels_ipv6_connections_on_both_ports() {
-    if skip_without_root() {
+    if skip_without_client_net(&[CURL, NC]) {
         return;
     }
     serve_both_ports(IpAddr::V6(ENGINE_IP6));
@@ -236,7 +239,7 @@ fn serve_both_ports(ip: IpAddr) {
 
 #[test]
 fn rss_balancing_misdirects_and_breaks_the_kernels_connections() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();
@@ -565,16 +568,6 @@ fn curl_blob(net: &ClientNet, blob: &[u8], out: &Path) -> Result<(), String> {
     }
 }
 
-/// True when `program` runs (`program --version` exits 0).
-fn installed(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// iperf3 through the proxy on 5201 (its control and its data connection both are proxied);
 /// returns the receiver's bits per second.
 fn iperf_through_proxy(net: &ClientNet) -> f64 {
@@ -639,7 +632,7 @@ fn proxy_counts(report: &RunReport, port: u16) -> (u64, u64, u64) {
 
 #[test]
 fn software_balancing_proxies_the_kernels_connections_to_the_kernels_servers() {
-    if skip_without_root() {
+    if skip_without_client_net(&[PYTHON3, SS, CURL]) {
         return;
     }
     let started = Instant::now();
@@ -821,7 +814,7 @@ fn send_after_the_upstream_closed(timeout: Duration) -> Result<String, String> {
 /// drains it, its window closes and the connection (and its rule) never ends.
 #[test]
 fn the_proxy_resets_a_half_closed_client_whose_upstream_reset() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();
@@ -854,15 +847,7 @@ fn the_proxy_resets_a_half_closed_client_whose_upstream_reset() {
 /// in a reset (counted as an upstream failure) rather than a close.
 #[test]
 fn iperf3_runs_through_the_proxy() {
-    if skip_without_root() {
-        return;
-    }
-    if !installed("iperf3") {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: iperf3 is not installed"
-        );
-        eprintln!("skipped: iperf3 is not installed");
+    if skip_without_client_net(&[IPERF3, SS]) {
         return;
     }
     let net = ClientNet::new();

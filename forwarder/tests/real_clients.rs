@@ -4,14 +4,17 @@
 //! veth pair through AF_PACKET, the clients in a network namespace on the other end (see
 //! `common`). Each test names the failure it guards against.
 //!
-//! The tests need root (namespaces, veth, AF_PACKET). Without root they print
-//! "skipped: needs root", unless `CI=true`, where they fail.
+//! The tests need root (namespaces, veth, AF_PACKET), iproute2's `ip`, `ethtool`, and some
+//! `ab` (apache2-utils) or `curl`. Without root or a program they print what they need
+//! ("skipped: needs root", "skipped: needs ab (apt-get install apache2-utils)") and pass,
+//! unless `CI=true`, where they fail.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use flowsteer_config::{App, AppKind, Balance, Config, Driver, Fanout, Idle, Profile};
+use flowsteer_testrig::{AB, CURL};
 use forwarder::engine::Engine;
 
 mod common;
@@ -74,7 +77,7 @@ fn ab(net: &ClientNet, ip: IpAddr, args: &[&str], limit: Duration) -> (u64, u64,
 /// connections the server closed, new ones were refused for seconds.
 #[test]
 fn server_closed_connections_never_use_up_the_connection_slots() {
-    if skip_without_root() {
+    if skip_without_client_net(&[AB]) {
         return;
     }
     let net = ClientNet::new();
@@ -109,7 +112,7 @@ fn server_closed_connections_never_use_up_the_connection_slots() {
 /// retried by the clients after a second.
 #[test]
 fn a_burst_of_new_connections_is_accepted_at_once() {
-    if skip_without_root() {
+    if skip_without_client_net(&[CURL]) {
         return;
     }
     let net = ClientNet::new();
@@ -170,7 +173,7 @@ fn a_burst_of_new_connections_is_accepted_at_once() {
 /// Issue: pipelined requests were answered once, then the connection was reset.
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();
@@ -212,7 +215,7 @@ fn pipelined_requests_are_answered_in_order() {
 /// other client out.
 #[test]
 fn idle_half_sent_and_kept_alive_connections_time_out() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();
@@ -356,7 +359,7 @@ fn datagram_from_nobody(engine_mac: [u8; 6], src: IpAddr, dst: IpAddr) -> Vec<u8
 /// blocked udp-echo's replies to every client, IPv4 and IPv6, until restart.
 #[test]
 fn a_neighbor_that_never_answers_blocks_no_udp_client() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();
@@ -414,7 +417,7 @@ fn a_neighbor_that_never_answers_blocks_no_udp_client() {
 /// after its retransmission timeout: a short echo connection took 200 ms instead of a few.
 #[test]
 fn short_connections_close_at_once_when_their_packets_arrive_on_both_queues() {
-    if skip_without_root() {
+    if skip_without_client_net(&[]) {
         return;
     }
     let net = ClientNet::new();

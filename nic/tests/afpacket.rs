@@ -3,14 +3,13 @@
 //!
 //! Tests that need root create their own veth pair (both ends in this namespace, link level
 //! only: no IP address, IPv6 address generation off) and delete it on exit, also on failure.
-//! Without root they print "skipped: needs root", unless `CI=true`, where they fail.
+//! Without root or `ip` (iproute2) they print "skipped: needs root" (or `ip`) and pass, unless
+//! `CI=true`, where they fail.
 
 use std::collections::{HashMap, HashSet};
 use std::mem::size_of;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,6 +20,8 @@ use flowsteer_nic::afpacket::{
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IP_PROTO_UDP};
+use flowsteer_testrig::net::{ip, mac_text, unique_name, Veth};
+use flowsteer_testrig::{skip_without_root_and, IP};
 
 const PEER_MAC: [u8; 6] = [0x02, 0x66, 0x73, 0, 0, 0x02];
 const PORT_MAC: [u8; 6] = [0x02, 0x66, 0x73, 0, 0, 0x01];
@@ -32,80 +33,27 @@ const DEADLINE: Duration = Duration::from_secs(5);
 // ---------------------------------------------------------------------------------------------
 // Environment
 
-fn is_root() -> bool {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+/// True when the test must not run: it makes a veth pair, which needs root and `ip`. Outside CI
+/// it prints why; under `CI=true` it fails instead.
+fn skip_without_a_veth() -> bool {
+    skip_without_root_and(&[IP])
 }
 
-/// True when the test must not run: not root and not under CI (where it must fail instead).
-fn skip_without_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: this test needs root (AF_PACKET sockets and veth pairs)");
-    }
-    eprintln!("skipped: needs root");
-    true
-}
-
-fn ip(args: &[&str]) {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run the ip command");
-    assert!(
-        output.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A veth pair in the current namespace, deleted on drop (also when the test panics).
-struct Veth {
-    a: String,
-    b: String,
-}
-
-impl Veth {
-    /// A new pair named uniquely for this process and test; both ends up unless `up` is false.
-    fn new(up: bool) -> Veth {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("fsap{}{n}", std::process::id() % 10000);
-        let veth = Veth {
-            a: format!("{id}a"),
-            b: format!("{id}b"),
-        };
-        // Delete a leftover of a crashed earlier run with the same pid.
-        let _ = Command::new("ip").args(["link", "del", &veth.a]).output();
-        ip(&[
-            "link", "add", &veth.a, "type", "veth", "peer", "name", &veth.b,
-        ]);
-        for (end, mac) in [(&veth.a, PORT_MAC), (&veth.b, PEER_MAC)] {
-            // No IPv6 link-local address: the link carries only the test's frames.
-            ip(&["link", "set", "dev", end, "addrgenmode", "none"]);
-            ip(&["link", "set", "dev", end, "address", &mac_text(mac)]);
-            if up {
-                ip(&["link", "set", "dev", end, "up"]);
-            }
+/// A veth pair named uniquely for this process and test, both ends in this namespace, link
+/// level only (no IPv6 link-local address: the link carries only the test's frames), the port's
+/// end `a` with [`PORT_MAC`], the peer's `b` with [`PEER_MAC`]; both up unless `up` is false.
+/// Deleted on drop, also when the test panics.
+fn veth(up: bool) -> Veth {
+    let id = unique_name("fsap");
+    let veth = Veth::new(format!("{id}a"), format!("{id}b"));
+    for (end, mac) in [(&veth.a, PORT_MAC), (&veth.b, PEER_MAC)] {
+        ip(&["link", "set", "dev", end, "addrgenmode", "none"]);
+        ip(&["link", "set", "dev", end, "address", &mac_text(mac)]);
+        if up {
+            ip(&["link", "set", "dev", end, "up"]);
         }
-        veth
     }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.a]).output();
-    }
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    veth
 }
 
 /// A plain AF_PACKET socket on the peer end: sends frames and receives what the port sent.
@@ -464,10 +412,10 @@ fn out_of_range_values_are_refused_on_an_existing_interface() {
 
 #[test]
 fn a_down_interface_is_refused_with_the_command_that_fixes_it() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(false);
+    let veth = veth(false);
     let error = AfPacketPort::open(config(&veth.a, 1, Fanout::Hash)).unwrap_err();
     assert_eq!(
         error,
@@ -485,10 +433,10 @@ fn a_down_interface_is_refused_with_the_command_that_fixes_it() {
 
 #[test]
 fn a_block_too_small_for_the_mtu_is_refused() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     ip(&["link", "set", "dev", &veth.a, "mtu", "9000"]);
     let cfg = AfPacketConfig {
         block_size: 4096,
@@ -510,10 +458,10 @@ fn a_block_too_small_for_the_mtu_is_refused() {
 
 #[test]
 fn a_frame_ring_sizes_its_slots_by_the_mtu_and_bounds_its_memory() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     for end in [&veth.a, &veth.b] {
         ip(&["link", "set", "dev", end, "mtu", "9000"]);
     }
@@ -571,10 +519,10 @@ fn a_frame_ring_sizes_its_slots_by_the_mtu_and_bounds_its_memory() {
 
 #[test]
 fn the_port_reports_the_interface_and_hands_each_queue_to_one_owner() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(config(&veth.a, 2, Fanout::Lb)).unwrap();
     assert_eq!(port.mac(), PORT_MAC);
     assert_eq!(port.mtu(), 1500);
@@ -610,7 +558,7 @@ fn the_port_reports_the_interface_and_hands_each_queue_to_one_owner() {
 
 #[test]
 fn lb_fanout_delivers_every_frame_once_over_both_queues_intact() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -619,7 +567,7 @@ fn lb_fanout_delivers_every_frame_once_over_both_queues_intact() {
 }
 
 fn lb_fanout_delivers_every_frame_once_over_both_queues_intact_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(ring_config(kind, &veth.a, 2, Fanout::Lb)).unwrap();
     let pool = PacketPool::new(1024, 2048).unwrap();
     let mut cache = pool.cache(64);
@@ -674,7 +622,7 @@ fn lb_fanout_delivers_every_frame_once_over_both_queues_intact_on(kind: RxRingKi
 
 #[test]
 fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -683,7 +631,7 @@ fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash() {
 }
 
 fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(ring_config(kind, &veth.a, 2, Fanout::Hash)).unwrap();
     let pool = PacketPool::new(1024, 2048).unwrap();
     let mut cache = pool.cache(64);
@@ -728,7 +676,7 @@ fn hash_fanout_keeps_each_flow_on_one_queue_with_its_hash_on(kind: RxRingKind) {
 
 #[test]
 fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -737,7 +685,7 @@ fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order() {
 }
 
 fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     // 16 KiB blocks hold 9 frames of 1514 bytes: 300 frames span more than 30 blocks. The
     // frame ring holds all 300 in its 512 slots.
     let cfg = AfPacketConfig {
@@ -804,7 +752,7 @@ fn bursts_larger_than_a_block_of_full_size_frames_arrive_in_order_on(kind: RxRin
 
 #[test]
 fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -813,7 +761,7 @@ fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops() {
 }
 
 fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(ring_config(kind, &veth.a, 1, Fanout::Hash)).unwrap();
     let pool = PacketPool::new(64, 512).unwrap();
     let mut cache = pool.cache(0);
@@ -857,7 +805,7 @@ fn frames_without_a_buffer_or_too_large_for_one_are_counted_drops_on(kind: RxRin
 
 #[test]
 fn a_full_ring_shows_in_the_kernel_drop_counters() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -866,7 +814,7 @@ fn a_full_ring_shows_in_the_kernel_drop_counters() {
 }
 
 fn a_full_ring_shows_in_the_kernel_drop_counters_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let page = 4096;
     let cfg = AfPacketConfig {
         block_size: page,
@@ -930,7 +878,7 @@ fn a_full_ring_shows_in_the_kernel_drop_counters_on(kind: RxRingKind) {
 
 #[test]
 fn the_ring_is_reused_after_it_wraps() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
@@ -939,7 +887,7 @@ fn the_ring_is_reused_after_it_wraps() {
 }
 
 fn the_ring_is_reused_after_it_wraps_on(kind: RxRingKind) {
-    let veth = Veth::new(true);
+    let veth = veth(true);
     // The smallest rings: 16 slots, or two 4 KiB blocks of about 14 frames of 200 bytes.
     let cfg = AfPacketConfig {
         frames: 16,
@@ -1000,11 +948,11 @@ fn the_ring_is_reused_after_it_wraps_on(kind: RxRingKind) {
 
 #[test]
 fn a_new_owner_continues_where_the_last_one_stopped() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
-        let veth = Veth::new(true);
+        let veth = veth(true);
         let cfg = AfPacketConfig {
             frames: 16,
             block_size: 4096,
@@ -1040,13 +988,13 @@ fn a_new_owner_continues_where_the_last_one_stopped() {
 
 #[test]
 fn a_lone_frame_is_visible_at_once_on_a_frame_ring_but_waits_for_the_block_timeout() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     // A block ring whose retire timer first fires 3 s after it opened hands over nothing
     // within 300 ms; a frame ring hands over the frame as soon as the kernel wrote it.
     for kind in KINDS {
-        let veth = Veth::new(true);
+        let veth = veth(true);
         let cfg = AfPacketConfig {
             block_timeout_ms: 3000,
             ..ring_config(kind, &veth.a, 1, Fanout::Hash)
@@ -1076,11 +1024,11 @@ fn a_lone_frame_is_visible_at_once_on_a_frame_ring_but_waits_for_the_block_timeo
 
 #[test]
 fn wait_rx_wakes_when_a_frame_is_handed_over_and_times_out_otherwise() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     for kind in KINDS {
-        let veth = Veth::new(true);
+        let veth = veth(true);
         let port = AfPacketPort::open(ring_config(kind, &veth.a, 1, Fanout::Hash)).unwrap();
         let pool = PacketPool::new(16, 2048).unwrap();
         let mut cache = pool.cache(4);
@@ -1127,10 +1075,10 @@ fn wait_rx_wakes_when_a_frame_is_handed_over_and_times_out_otherwise() {
 
 #[test]
 fn transmitted_frames_reach_the_peer_intact_and_are_not_received_back() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(config(&veth.a, 2, Fanout::Lb)).unwrap();
     let pool = PacketPool::new(512, 2048).unwrap();
     let mut cache = pool.cache(64);
@@ -1200,10 +1148,10 @@ fn transmitted_frames_reach_the_peer_intact_and_are_not_received_back() {
 
 #[test]
 fn a_frame_the_interface_refuses_stays_with_the_caller_and_is_counted() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let port = AfPacketPort::open(config(&veth.a, 1, Fanout::Hash)).unwrap();
     let pool = PacketPool::new(16, 4096).unwrap();
     let mut cache = pool.cache(0);
@@ -1236,10 +1184,10 @@ fn a_frame_the_interface_refuses_stays_with_the_caller_and_is_counted() {
 
 #[test]
 fn many_ports_open_and_close_without_leaking_descriptors() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
     for _ in 0..20 {
         let port = Arc::new(AfPacketPort::open(config(&veth.a, 2, Fanout::Cpu)).unwrap());
@@ -1308,10 +1256,10 @@ impl Drop for NetRawDropped {
 
 #[test]
 fn without_cap_net_raw_the_error_says_what_is_needed() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
-    let veth = Veth::new(true);
+    let veth = veth(true);
     set_net_raw_effective(false);
     let restore = NetRawDropped;
     let error = AfPacketPort::open(config(&veth.a, 2, Fanout::Hash)).unwrap_err();
@@ -1337,13 +1285,13 @@ fn without_cap_net_raw_the_error_says_what_is_needed() {
 #[test]
 #[ignore = "a measurement: prints the drain cost per frame of both ring kinds"]
 fn drain_cost_per_frame_of_both_ring_kinds() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     let count = 10_000u32;
     for len in [64usize, 1514] {
         for kind in KINDS {
-            let veth = Veth::new(true);
+            let veth = veth(true);
             let cfg = AfPacketConfig {
                 frames: 16384,
                 blocks: 128,
@@ -1387,7 +1335,7 @@ fn drain_cost_per_frame_of_both_ring_kinds() {
 #[test]
 #[ignore = "a measurement: prints what a 40 ms stall costs with each ring default"]
 fn a_stalled_owner_with_each_ring_default() {
-    if skip_without_root() {
+    if skip_without_a_veth() {
         return;
     }
     let defaults = AfPacketConfig::default();
@@ -1397,7 +1345,7 @@ fn a_stalled_owner_with_each_ring_default() {
         ("frames, 8192 slots", RxRingKind::Frames, defaults.blocks),
     ];
     for (name, kind, blocks) in cases {
-        let veth = Veth::new(true);
+        let veth = veth(true);
         let cfg = AfPacketConfig {
             blocks,
             ..ring_config(kind, &veth.a, 1, Fanout::Hash)

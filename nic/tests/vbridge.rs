@@ -17,11 +17,11 @@ use flowsteer_nic::vbridge::{
 };
 use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IP_PROTO_TCP};
 
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use flowsteer_testrig::vbridge::PeerDevice;
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
+use smoltcp::wire::IpAddress;
 
 const UVETH_MAC: MacAddr = [0x02, 0, 0, 0, 0, 0x01];
 
@@ -633,52 +633,6 @@ fn the_pump_thread_forwards_until_stopped_and_returns_the_bridge() {
 
 // ---- TCP between two smoltcp hosts, no kernel involved ----
 
-/// smoltcp's view of a peer port: each received frame is one `RxToken`, each transmitted one a
-/// `send` (a refused send is a lost frame, which TCP recovers from).
-struct PeerDevice {
-    port: PeerPort,
-}
-
-struct PeerRx(Vec<u8>);
-
-struct PeerTx<'a>(&'a PeerPort);
-
-impl RxToken for PeerRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl TxToken for PeerTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0u8; len];
-        let result = f(&mut frame);
-        let _ = self.0.send(&frame);
-        result
-    }
-}
-
-impl Device for PeerDevice {
-    type RxToken<'a> = PeerRx;
-    type TxToken<'a> = PeerTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(PeerRx, PeerTx<'_>)> {
-        let frame = self.port.recv()?;
-        Some((PeerRx(frame), PeerTx(&self.port)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<PeerTx<'_>> {
-        Some(PeerTx(&self.port))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
-
 /// One smoltcp host with one TCP socket, on a bridge port.
 struct Host {
     iface: Interface,
@@ -691,15 +645,8 @@ const TRANSFER: usize = 64 * 1024;
 const SERVER_PORT: u16 = 7000;
 
 fn host(port: PeerPort, n: u8) -> Host {
-    let mut device = PeerDevice { port };
-    let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac(n))));
-    config.random_seed = u64::from(n);
-    let mut iface = Interface::new(config, &mut device, Instant::now());
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(IpCidr::new(IpAddress::v4(198, 18, 0, n), 24))
-            .unwrap();
-    });
+    let mut device = PeerDevice::new(port);
+    let iface = device.interface(mac(n), Ipv4Addr::new(198, 18, 0, n), 24, u64::from(n));
     let socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 32 * 1024]),
         tcp::SocketBuffer::new(vec![0; 32 * 1024]),

@@ -4,15 +4,15 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::process::{Command, Output};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use flowsteer_testrig::net::{ip, run, unique_name, Netns, Veth};
+use flowsteer_testrig::{skip_without_root_and, Tool, ETHTOOL, IP};
 
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
@@ -46,172 +46,87 @@ pub fn url_host(ip: IpAddr) -> String {
     }
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+/// True when the test must not run: a [`ClientNet`] needs root, `ip` and `ethtool`, and the
+/// test's own clients `clients` (curl, nc, ...) must be in `PATH`. Outside CI it prints what is
+/// missing and the packages that bring it; under `CI=true` it fails instead.
+pub fn skip_without_client_net(clients: &[Tool]) -> bool {
+    let mut tools = vec![IP, ETHTOOL];
+    tools.extend_from_slice(clients);
+    skip_without_root_and(&tools)
 }
-
-/// True when the test must not run: not root and not under CI (where it must fail instead).
-pub fn skip_without_root() -> bool {
-    if is_root() {
-        return false;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true: this test needs root (network namespaces, veth pairs, AF_PACKET)");
-    }
-    eprintln!("skipped: needs root");
-    true
-}
-
-/// Runs `program args`, panicking with its stderr when it fails.
-pub fn must(program: &str, args: &[&str]) {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("run {program}: {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// Serializes `ip netns add` and `del` between the tests of this file.
-pub static NETNS_ADMIN: Mutex<()> = Mutex::new(());
 
 /// A namespace holding the client end of a veth pair (198.18.0.2/24 and 2001:db8::2/64, checksum
-/// offload off) and
-/// the engine end in this namespace (no address, up, GRO/LRO off). Dropping it deletes both
-/// (deleting the namespace deletes the client end, and with it the pair), also on panic.
+/// offload off) and the engine end in this namespace (no address, up, GRO/LRO off). Dropping it
+/// deletes both (deleting the namespace deletes the client end, and with it the pair), also on
+/// panic.
 pub struct ClientNet {
     pub ns: String,
     pub engine_if: String,
     pub client_if: String,
+    // Dropped in this order: the namespace (and with it the pair), then the engine end if the
+    // kernel has not deleted it yet.
+    netns: Netns,
+    _veth: Veth,
 }
 
 impl ClientNet {
     pub fn new() -> ClientNet {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("fskc{}{n}", std::process::id() % 100_000);
-        let net = ClientNet {
-            ns: id.clone(),
-            engine_if: format!("{id}e"),
-            client_if: format!("{id}c"),
-        };
-        // Leftovers of a crashed earlier run with the same pid.
-        let _ = Command::new("ip").args(["netns", "del", &net.ns]).output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &net.engine_if])
-            .output();
-
-        {
-            // The first `ip netns add` on a machine mounts /run/netns; two at once can stack two
-            // mounts and hide one namespace's file from its `ip netns del`.
-            let _serial = NETNS_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
-            must("ip", &["netns", "add", &net.ns]);
-        }
-        must(
-            "ip",
-            &[
-                "link",
-                "add",
-                &net.engine_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &net.client_if,
-                "netns",
-                &net.ns,
-            ],
-        );
+        let id = unique_name("fskc");
+        let netns = Netns::new(&id);
+        let veth = Veth::with_peer_in(format!("{id}e"), format!("{id}c"), &netns);
+        let (engine_if, client_if) = (veth.a.clone(), veth.b.clone());
         // The engine end: link level only. No IPv6 link-local address, so the kernel of this
         // namespace sends nothing on it; GRO off so AF_PACKET sees wire-sized frames.
-        must(
-            "ip",
-            &["link", "set", "dev", &net.engine_if, "addrgenmode", "none"],
-        );
-        must("ip", &["link", "set", "dev", &net.engine_if, "up"]);
-        must("ethtool", &["-K", &net.engine_if, "gro", "off"]);
+        ip(&["link", "set", "dev", &engine_if, "addrgenmode", "none"]);
+        ip(&["link", "set", "dev", &engine_if, "up"]);
+        run("ethtool", &["-K", &engine_if, "gro", "off"]);
         // veth has no LRO on most kernels; refusing to change it is fine.
         let _ = Command::new("ethtool")
-            .args(["-K", &net.engine_if, "lro", "off"])
+            .args(["-K", &engine_if, "lro", "off"])
             .output();
 
         // The client end: the kernel as a host on 198.18.0.0/24. Without tx checksum offload the
         // kernel writes full checksums (smoltcp drops frames with partial ones), and without it
         // scatter-gather and TSO go too, so segments are wire-sized.
-        let in_ns = |args: &[&str]| {
-            let mut all = vec!["netns", "exec", &net.ns];
-            all.extend_from_slice(args);
-            must("ip", &all);
-        };
-        in_ns(&["ip", "link", "set", "dev", "lo", "up"]);
-        in_ns(&[
+        netns.run("ip", &["link", "set", "dev", "lo", "up"]);
+        netns.run(
             "ip",
-            "link",
-            "set",
-            "dev",
-            &net.client_if,
-            "addrgenmode",
-            "none",
-        ]);
-        in_ns(&["ip", "addr", "add", CLIENT_CIDR, "dev", &net.client_if]);
+            &["link", "set", "dev", &client_if, "addrgenmode", "none"],
+        );
+        netns.run("ip", &["addr", "add", CLIENT_CIDR, "dev", &client_if]);
         // No duplicate address detection: the address is usable at once (nothing else on the
         // link could hold it).
-        in_ns(&[
+        netns.run(
             "ip",
-            "-6",
-            "addr",
-            "add",
-            CLIENT_CIDR6,
-            "dev",
-            &net.client_if,
-            "nodad",
-        ]);
-        in_ns(&["ip", "link", "set", "dev", &net.client_if, "up"]);
-        in_ns(&["ethtool", "-K", &net.client_if, "tx", "off"]);
-        net
+            &[
+                "-6",
+                "addr",
+                "add",
+                CLIENT_CIDR6,
+                "dev",
+                &client_if,
+                "nodad",
+            ],
+        );
+        netns.run("ip", &["link", "set", "dev", &client_if, "up"]);
+        netns.run("ethtool", &["-K", &client_if, "tx", "off"]);
+        ClientNet {
+            ns: id,
+            engine_if,
+            client_if,
+            netns,
+            _veth: veth,
+        }
     }
 
     /// `ip netns exec NS program args`, to be spawned.
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &self.ns, program])
-            .args(args);
-        command
+        self.netns.command(program, args)
     }
 
     /// `ip netns exec NS program args` with `input` on stdin, killed after `limit`.
     pub fn exec(&self, program: &str, args: &[&str], input: &[u8], limit: Duration) -> Output {
-        let mut child = self
-            .command(program, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {program} in {}: {e}", self.ns));
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        let input = input.to_vec();
-        let writer = thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let deadline = Instant::now() + limit;
-        while child.try_wait().expect("wait for the child").is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let output = child
-            .wait_with_output()
-            .expect("collect the child's output");
-        let _ = writer.join();
-        output
+        self.netns.exec(program, args, input, limit)
     }
 
     /// Runs `work` on a new thread inside the namespace.
@@ -220,26 +135,7 @@ impl ClientNet {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let path = format!("/var/run/netns/{}", self.ns);
-        thread::spawn(move || {
-            let ns = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-            // SAFETY: `ns` is an open namespace file; setns(CLONE_NEWNET) moves only the calling
-            // thread, which from here on creates its sockets in the client namespace.
-            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            work()
-        })
-    }
-}
-
-impl Drop for ClientNet {
-    fn drop(&mut self) {
-        let serial = NETNS_ADMIN.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        drop(serial);
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.engine_if])
-            .output();
+        self.netns.thread(work)
     }
 }
 

@@ -1,0 +1,19 @@
+//! What flowsteer's tests share, in one place, for the tests of every crate (a dev-dependency
+//! only: no product crate builds it outside its tests).
+//!
+//! - [`need`]: tests that need root or a program (`ip`, `nc`, `curl`, ...) tell "not available
+//!   here" from "failed". Outside CI they print one line, `skipped: needs nc (apt-get install
+//!   netcat-openbsd)`, and pass; under `CI=true` the same message fails them.
+//! - [`net`]: veth pairs and network namespaces made with iproute2's `ip`, named uniquely per
+//!   process, removed when dropped (also when the test panics).
+//! - `vbridge` (feature `vbridge`): a smoltcp device on a vbridge peer port.
+
+pub mod need;
+pub mod net;
+#[cfg(feature = "vbridge")]
+pub mod vbridge;
+
+pub use need::{
+    is_root, skip, skip_without, skip_without_root, skip_without_root_and, under_ci, Tool, AB,
+    CURL, ETHTOOL, IP, IPERF3, NC, PYTHON3, SS,
+};
