@@ -79,24 +79,6 @@ impl LtranReport {
     }
 }
 
-/// The flow-table implementation the configuration names.
-pub fn table_impl(config: &Config) -> Result<TableImpl, String> {
-    let name = config.flowtable.implementation.to_string();
-    TableImpl::ALL
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| format!("flowtable.implementation {name:?} is not a flowtable::TableImpl"))
-}
-
-/// The ring kind the configuration names.
-pub fn ring_kind(config: &Config) -> Result<RingKind, String> {
-    let name = config.swq.ring.to_string();
-    RingKind::ALL
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| format!("swq.ring {name:?} is not a flowsteer_mpsc::RingKind"))
-}
-
 /// Announces that the dispatcher enqueues no more, when dropped.
 struct DoneGuard<'a>(&'a AtomicBool);
 
@@ -128,7 +110,7 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     let burst = usize::from(config.engine.burst);
     let drain_limit = config.engine.drain_limit as usize;
     let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-        table_impl(config)?,
+        TableImpl::Bucketized,
         config.flowtable.capacity,
         config.flowtable.effective_ipv6_capacity(),
     ));
@@ -152,11 +134,10 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
                 .map_err(|e| format!("port queue {q}: {e}"))?,
         );
     }
-    let kind = ring_kind(config)?;
     let mut producers = Vec::with_capacity(threads);
     let mut consumers = Vec::with_capacity(threads);
     for _ in 0..threads {
-        let (p, c) = ring::<PktBuf>(config.swq.size, kind).map_err(|e| e.to_string())?;
+        let (p, c) = ring::<PktBuf>(config.swq.size, RingKind::Burst).map_err(|e| e.to_string())?;
         producers.push(p);
         consumers.push(c);
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_utils::CachePadded;
 use flowsteer_config::{
     AppKind as ConfigAppKind, Balance, Config, Driver, Fanout as ConfigFanout, Idle, Profile,
-    RingImpl, RxRing as ConfigRxRing, TableImpl as TableChoice, MAX_ETHERNET_FRAME,
+    RxRing as ConfigRxRing, MAX_ETHERNET_FRAME,
 };
 use flowsteer_mpsc::{Consumer, Producer, RingKind};
 use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
@@ -246,10 +246,7 @@ impl Engine {
         let queues = usize::from(config.port.queues);
 
         let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-            match config.flowtable.implementation {
-                TableChoice::Bucketized => TableImpl::Bucketized,
-                TableChoice::DashMap => TableImpl::DashMap,
-            },
+            TableImpl::Bucketized,
             config.flowtable.capacity,
             config.flowtable.effective_ipv6_capacity(),
         ));
@@ -263,10 +260,7 @@ impl Engine {
                 TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?,
             ),
         };
-        let ring_kind = match config.swq.ring {
-            RingImpl::Burst => RingKind::Burst,
-            RingImpl::Crossbeam => RingKind::Crossbeam,
-        };
+        let ring_kind = RingKind::Burst;
         let mut consumers = Vec::with_capacity(threads);
         let mut producers = Vec::with_capacity(threads);
         for _ in 0..threads {
