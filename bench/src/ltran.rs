@@ -35,7 +35,7 @@ use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::{Uveth, UvethConfig};
 use flowsteer_nic::wire::{self, Classified};
-use flowtable::{FlowKey, FlowTable, Lookup, TableImpl, ThreadId};
+use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
 use forwarder::keys::flow_key;
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::EngineStats;
@@ -110,7 +110,6 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     let burst = usize::from(config.engine.burst);
     let drain_limit = config.engine.drain_limit as usize;
     let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-        TableImpl::Bucketized,
         config.flowtable.capacity,
         config.flowtable.effective_ipv6_capacity(),
     ));

@@ -2,7 +2,8 @@
 //! each, with a ratio column (ours over the competitor, above 1 = ours faster).
 //!
 //! Experiments (one module each):
-//! - `flowtable`: `lookup_bulk` of 32 IPv4 keys, every [`flowtable::TableImpl`] and rte_hash;
+//! - `flowtable`: `lookup_bulk` of 32 IPv4 keys, flowsteer's table against the DashMap baseline,
+//!   papaya and rte_hash;
 //! - `swq`: burst enqueue/dequeue, every [`flowsteer_mpsc::RingKind`] and rte_ring MP/SC;
 //! - `softrss`: the Toeplitz hash per packet against `rte_softrss`;
 //! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
@@ -50,7 +51,7 @@ const USAGE: &str = "\
 usage: flowsteer-bench <experiment> [--seconds S] [--threads N]
 
 experiments:
-  flowtable   lookup_bulk of 32 IPv4 keys: every flow table implementation and rte_hash
+  flowtable   lookup_bulk of 32 IPv4 keys: flowsteer's table, dashmap, papaya and rte_hash
   swq         software queue burst enqueue/dequeue: every ring kind and rte_ring MP/SC
   softrss     Toeplitz hash per packet against rte_softrss
   engine      RSS and software balancing per traffic profile, and the ltran-style baseline

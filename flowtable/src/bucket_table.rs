@@ -90,7 +90,7 @@ pub struct BucketTable {
 }
 
 impl BucketTable {
-    /// The implementation's name in configuration and metrics.
+    /// The implementation's name, as reports and benchmark tables print it.
     pub const NAME: &'static str = "bucketized";
 
     /// A table for at most `capacity` exact rules (and `min(capacity, 4096)` listen rules), with

@@ -30,7 +30,7 @@ use flowsteer_nic::uveth::{Uveth, UvethConfig};
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, SharedStackStats, Stack, StackConfig, StackStats,
 };
-use flowtable::{FlowTable, Proto, TableImpl, ThreadId};
+use flowtable::{FlowTable, Proto, ThreadId};
 
 use crate::doorbell::Doorbell;
 use crate::metrics::MetricsServer;
@@ -246,7 +246,6 @@ impl Engine {
         let queues = usize::from(config.port.queues);
 
         let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-            TableImpl::Bucketized,
             config.flowtable.capacity,
             config.flowtable.effective_ipv6_capacity(),
         ));

@@ -12,7 +12,7 @@ use flowsteer_nic::wire::{
     build_frame, layout_of, FiveTuple, FrameSpec, IpPair, Layer, ParseError, IP_PROTO_TCP,
     IP_PROTO_UDP,
 };
-use flowtable::{new_table, FlowKey, FlowTable, ListenKey, Proto, TableImpl};
+use flowtable::{new_table, FlowKey, FlowTable, ListenKey, Proto};
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::ThreadStats;
 use forwarder::steer::Steering;
@@ -44,7 +44,7 @@ impl Rig {
         Rig {
             pool,
             cache,
-            table: new_table(TableImpl::DashMap, 1024),
+            table: new_table(1024),
             producers,
             consumers,
             stats: ThreadStats::new(THREADS),
