@@ -6,7 +6,7 @@
 //!
 //! It is built from the same parts as the engine run it is compared with: the same
 //! configuration, [`PacketPool`], [`Uveth`] with its software RSS, [`TrafficPlan`] (generator and
-//! installed rules), flow table, ring kind and burst sizes. The generator runs inline in
+//! installed rules), flow table, ring and burst sizes. The generator runs inline in
 //! `rx_burst` as in the engine, so here the dispatcher pays it for every queue.
 //!
 //! Threads: one dispatcher plus `engine.threads` stack threads. With at least 2 CPUs allowed, the
@@ -29,7 +29,7 @@ use std::thread;
 use std::time::Duration;
 
 use flowsteer_config::{Config, Idle};
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
@@ -136,7 +136,7 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     let mut producers = Vec::with_capacity(threads);
     let mut consumers = Vec::with_capacity(threads);
     for _ in 0..threads {
-        let (p, c) = ring::<PktBuf>(config.swq.size, RingKind::Burst).map_err(|e| e.to_string())?;
+        let (p, c) = ring::<PktBuf>(config.swq.size).map_err(|e| e.to_string())?;
         producers.push(p);
         consumers.push(c);
     }

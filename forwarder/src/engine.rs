@@ -21,7 +21,7 @@ use flowsteer_config::{
     AppKind as ConfigAppKind, Balance, Config, Driver, Fanout as ConfigFanout, Idle, Profile,
     RxRing as ConfigRxRing, MAX_ETHERNET_FRAME,
 };
-use flowsteer_mpsc::{Consumer, Producer, RingKind};
+use flowsteer_mpsc::{Consumer, Producer};
 use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
@@ -259,12 +259,10 @@ impl Engine {
                 TrafficPlan::install(config, uveth.soft_rss(), &table).map_err(setup("traffic"))?,
             ),
         };
-        let ring_kind = RingKind::Burst;
         let mut consumers = Vec::with_capacity(threads);
         let mut producers = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let (p, c) = flowsteer_mpsc::ring(config.swq.size, ring_kind)
-                .map_err(setup("software queue"))?;
+            let (p, c) = flowsteer_mpsc::ring(config.swq.size).map_err(setup("software queue"))?;
             producers.push(p);
             consumers.push(c);
         }

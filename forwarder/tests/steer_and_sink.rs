@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use flowsteer_config::MissPolicy;
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::wire::{
@@ -38,9 +38,7 @@ impl Rig {
     fn new(swq_size: usize) -> Rig {
         let pool = PacketPool::new(1024, 2048).unwrap();
         let cache = pool.cache(32);
-        let (producers, consumers) = (0..THREADS)
-            .map(|_| ring(swq_size, RingKind::Crossbeam).unwrap())
-            .unzip();
+        let (producers, consumers) = (0..THREADS).map(|_| ring(swq_size).unwrap()).unzip();
         Rig {
             pool,
             cache,
