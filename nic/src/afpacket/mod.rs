@@ -68,9 +68,10 @@
 //!
 //! The p99 spread is the machine: a polling thread shares the cores with other tenants and is
 //! descheduled for milliseconds now and then (every p99.9 of a polling run is 2–4 ms), while
-//! the kernel's echo server sleeps and is woken with priority. An idle mode that sleeps in
-//! [`AfPacketQueue::wait_rx`] until the kernel hands a frame over brought p99.9 to 150–360 µs in
-//! a trial (p50 24–55 µs); the engine does not offer it yet.
+//! the kernel's echo server sleeps and is woken with priority. An idle thread that sleeps in
+//! one `ppoll` on the receive socket until the kernel hands a frame over brought p99.9 to
+//! 150–360 µs in a trial (p50 24–55 µs), before the engine offered it as `engine.idle = "wait"`
+//! (which waits on [`QueuePair::rx_wait_fd`](crate::port::QueuePair::rx_wait_fd) and a doorbell).
 //!
 //! The frame ring is the default: a server in front of real clients answers requests, and a
 //! request's latency is what its client sees; a block ring adds up to `block_timeout_ms` to
@@ -135,7 +136,7 @@
 //! | `rx_burst` of n frames, frame ring | n acquire loads, n header reads + hashes + copies + buffer allocs, n release stores, a few counter stores |
 //! | `rx_burst` of n frames, block ring | one acquire load per block, n header reads + copies + buffer allocs, one release store per finished block, a few counter stores |
 //! | `rx_burst` on an idle queue | one acquire load |
-//! | `AfPacketQueue::wait_rx` | one `ppoll` system call (sleeps until a frame is handed over or the timeout) |
+//! | waiting on `rx_wait_fd` ([`crate::wait::wait_readable`]) | one `ppoll` system call (sleeps until a frame is handed over or the timeout) |
 //! | `tx_burst` of n frames | one `sendmmsg` system call (more only if the kernel takes part), n buffer frees |
 //! | `stats` | one `getsockopt` per queue, a few relaxed loads per queue |
 //! | `open` | per queue: 2 sockets, 5–6 `setsockopt`, 2 `bind`, one `mmap` of the ring (populated) |
