@@ -1,5 +1,6 @@
-//! The competitors that are not flowsteer's own: papaya's map (always built), and DPDK's, behind
-//! the `dpdk` cargo feature.
+//! The competitors that are not flowsteer's own: the DashMap-backed flow table and the crossbeam
+//! `ArrayQueue` ring (the engine's selectable baselines until the product kept one table and one
+//! ring), papaya's map (all three always built), and DPDK's, behind the `dpdk` cargo feature.
 //!
 //! Without the feature every DPDK entry point returns why the competitor did not run, so that the
 //! experiments print it instead of silently leaving rows out. With it, the EAL is initialized
@@ -13,10 +14,13 @@ use std::time::Duration;
 use crate::flow_table::{Contender, Keys};
 use crate::swq::Shape;
 
+pub mod crossbeam;
+mod dashmap;
 #[cfg(feature = "dpdk")]
 mod dpdk;
 mod papaya;
 
+pub use dashmap::DashMapTable;
 pub use papaya::PapayaContender;
 
 /// A hash under test over a range of the experiment's tuples: hashes each and folds them.

@@ -2,8 +2,8 @@
 //! profile, each run in the same process one after the other, and the ltran-style baseline
 //! ([`crate::ltran`]) on `listeners`, the profile where half the packets change threads.
 //!
-//! Each row names the flow table and ring implementation it ran with (the configuration's
-//! defaults). Conservation (`rx == processed + dropped`, per thread and in total, pool back to
+//! Each row names the flow table and ring implementation it ran with: the engine's, which has one
+//! of each (the baselines are measured by `flowtable` and `swq`). Conservation (`rx == processed + dropped`, per thread and in total, pool back to
 //! full) is checked on every run; a failure is printed and makes the command fail.
 
 use std::thread;
@@ -12,11 +12,11 @@ use std::time::Duration;
 use flowsteer_config::{Balance, Config, Profile};
 use forwarder::engine::Engine;
 
-use crate::ltran;
 use crate::measure::{Summary, REPS};
 use crate::table::{num, Align, Table};
 use crate::window::{Counts, Window, WARMUP};
 use crate::Options;
+use crate::{flow_table, ltran, swq};
 
 /// Traffic flows of every run.
 const FLOWS: u32 = 4096;
@@ -48,7 +48,6 @@ struct Point {
     config: Config,
     /// The measured window of every repetition that completed.
     windows: Vec<Window>,
-    table: String,
 }
 
 impl Point {
@@ -154,15 +153,12 @@ pub fn run(opts: &Options) -> Result<(), String> {
             threads
         };
         for balance in [Balance::Rss, Balance::Software] {
-            let config = config(threads, queues, profile, balance);
-            let table = ltran::table_impl(&config)?.name().to_string();
             points.push(Point {
                 profile,
                 balance,
                 queues,
-                config,
+                config: config(threads, queues, profile, balance),
                 windows: Vec::with_capacity(REPS),
-                table,
             });
         }
     }
@@ -192,8 +188,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
         table.row(vec![
             point.profile.to_string(),
             point.balance.to_string(),
-            point.table.clone(),
-            point.config.swq.ring.to_string(),
+            flow_table::ours_name().to_string(),
+            swq::ours_name().to_string(),
             point.queues.to_string(),
             summary.map_or("n/a".to_string(), |s| num(s.mops() / f64::from(threads), 3)),
             summary.map_or("n/a".to_string(), |s| num(s.spread_pct(), 0)),
@@ -284,8 +280,8 @@ fn baseline(opts: &Options, software: Option<Summary>) -> Result<bool, String> {
         opts.seconds
     ));
     table.describe("ratio = software Mpps / this row's Mpps, >1 = the software engine faster");
-    let table_name = ltran::table_impl(&cfg)?.name().to_string();
-    let ring_name = ltran::ring_kind(&cfg)?.name().to_string();
+    let table_name = flow_table::ours_name().to_string();
+    let ring_name = swq::ours_name().to_string();
     if let Some(s) = software {
         table.row(vec![
             "software".to_string(),

@@ -1,7 +1,8 @@
 //! `flowtable`: `lookup_bulk` of 32 IPv4 5-tuple keys, hit and miss, at 64 Ki and 1 Mi rules,
 //! with 1 and 2 reader threads, with and without a writer thread inserting and deleting rules.
 //!
-//! Every [`TableImpl`] in [`TableImpl::ALL`] runs, papaya's lock-free map (the Rust ecosystem's
+//! flowsteer's table runs, the DashMap-backed baseline table (behind the same [`FlowTable`]
+//! trait, [`competitors::DashMapTable`]), papaya's lock-free map (the Rust ecosystem's
 //! concurrent map with lock-free reads, one key per probe), and with `--features dpdk` DPDK's rte_hash
 //! (`RW_CONCURRENCY_LF`, `rte_hash_lookup_bulk_data`) twice: `rte_hash48` with the 40 bytes of
 //! [`FlowKey::words`] padded to 48 (the length of DPDK's l3fwd IPv6 key, for which rte_hash has
@@ -31,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
+use flowtable::{new_table, BucketTable, FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 use crate::competitors;
 use crate::measure::{parallel_rep, repeat_interleaved, SplitMix64, Summary, REPS};
@@ -194,19 +195,37 @@ pub trait ChurnWriter {
     }
 }
 
-/// A flowsteer table.
+/// A table behind flowsteer's [`FlowTable`] trait: flowsteer's own or the DashMap baseline.
 struct Ours<'k> {
     table: Box<dyn FlowTable>,
     keys: &'k Keys,
 }
 
 impl<'k> Ours<'k> {
-    fn build(kind: TableImpl, keys: &'k Keys) -> Result<Self, String> {
-        let table = new_table(kind, keys.rules.len() + CHURN_WINDOW + BURST);
+    /// Room for the rules, the writer's window and a burst.
+    fn capacity(keys: &Keys) -> usize {
+        keys.rules.len() + CHURN_WINDOW + BURST
+    }
+
+    /// The tables of the experiment, in the order of their rows: the DashMap baseline, then
+    /// flowsteer's.
+    fn all(keys: &'k Keys) -> Result<Vec<Self>, String> {
+        let capacity = Self::capacity(keys);
+        [
+            Box::new(competitors::DashMapTable::with_capacity(capacity)) as Box<dyn FlowTable>,
+            new_table(capacity),
+        ]
+        .into_iter()
+        .map(|table| Self::build(table, keys))
+        .collect()
+    }
+
+    /// `table`, holding `keys.rules`.
+    fn build(table: Box<dyn FlowTable>, keys: &'k Keys) -> Result<Self, String> {
         for (i, k) in keys.rules.iter().enumerate() {
             table
                 .insert(*k, owner_of(i))
-                .map_err(|e| format!("{}: installing rule {i}: {e}", kind.name()))?;
+                .map_err(|e| format!("{}: installing rule {i}: {e}", table.name()))?;
         }
         Ok(Ours { table, keys })
     }
@@ -413,15 +432,9 @@ pub fn measure_for_test(contender: &dyn Contender, keys: &Keys) -> u64 {
     writer.map_or(u64::MAX, |w| w.failures)
 }
 
-/// The implementation whose ratio against the others is printed: the last one that is not the
-/// `dashmap` baseline (the newest), or the baseline when it is alone.
+/// The table whose ratio against the others is printed: flowsteer's, the engine's only one.
 pub fn ours_name() -> &'static str {
-    TableImpl::ALL
-        .iter()
-        .rev()
-        .find(|k| **k != TableImpl::DashMap)
-        .unwrap_or(&TableImpl::ALL[0])
-        .name()
+    BucketTable::NAME
 }
 
 /// Runs the experiment and prints its table.
@@ -475,8 +488,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
     {
         let keys = Keys::new(size, sample);
         let mut contenders: Vec<Box<dyn Contender + '_>> = Vec::new();
-        for kind in TableImpl::ALL {
-            contenders.push(Box::new(Ours::build(kind, &keys)?));
+        for ours in Ours::all(&keys)? {
+            contenders.push(Box::new(ours));
         }
         contenders.push(Box::new(competitors::PapayaContender::build(&keys)));
         if dpdk.is_ok() {
@@ -635,8 +648,11 @@ mod tests {
     #[test]
     fn every_table_verifies_and_measures_with_a_writer() {
         let keys = Keys::new(2048, 2048);
-        for kind in TableImpl::ALL {
-            let ours = Ours::build(kind, &keys).unwrap();
+        let tables = Ours::all(&keys).unwrap();
+        let names: Vec<String> = tables.iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["dashmap", ours_name()]);
+        for ours in tables {
+            let name = ours.name();
             ours.verify(&keys).unwrap();
             let point = Point {
                 size: 2048,
@@ -645,10 +661,10 @@ mod tests {
                 writer: true,
             };
             let (summary, writer) = measure(&[&ours], &keys, point, Duration::from_millis(10))[0];
-            assert!(summary.unwrap().ops_per_sec > 0.0, "{}", kind.name());
-            assert_eq!(writer.unwrap().failures, 0, "{}", kind.name());
+            assert!(summary.unwrap().ops_per_sec > 0.0, "{name}");
+            assert_eq!(writer.unwrap().failures, 0, "{name}");
             // The writer removed what it inserted: the table holds the rules again.
-            assert_eq!(ours.table.exact_len(), 2048, "{}", kind.name());
+            assert_eq!(ours.table.exact_len(), 2048, "{name}");
             let found = ours.lookup_burst(true, 0, &mut Scratch::new());
             assert_eq!(found, BURST);
             assert_eq!(ours.lookup_burst(false, 0, &mut Scratch::new()), 0);

@@ -6,7 +6,7 @@
 //!
 //! It is built from the same parts as the engine run it is compared with: the same
 //! configuration, [`PacketPool`], [`Uveth`] with its software RSS, [`TrafficPlan`] (generator and
-//! installed rules), flow table, ring kind and burst sizes. The generator runs inline in
+//! installed rules), flow table, ring and burst sizes. The generator runs inline in
 //! `rx_burst` as in the engine, so here the dispatcher pays it for every queue.
 //!
 //! Threads: one dispatcher plus `engine.threads` stack threads. With at least 2 CPUs allowed, the
@@ -29,13 +29,13 @@ use std::thread;
 use std::time::Duration;
 
 use flowsteer_config::{Config, Idle};
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::{Uveth, UvethConfig};
 use flowsteer_nic::wire::{self, Classified};
-use flowtable::{FlowKey, FlowTable, Lookup, TableImpl, ThreadId};
+use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
 use forwarder::keys::flow_key;
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::EngineStats;
@@ -79,24 +79,6 @@ impl LtranReport {
     }
 }
 
-/// The flow-table implementation the configuration names.
-pub fn table_impl(config: &Config) -> Result<TableImpl, String> {
-    let name = config.flowtable.implementation.to_string();
-    TableImpl::ALL
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| format!("flowtable.implementation {name:?} is not a flowtable::TableImpl"))
-}
-
-/// The ring kind the configuration names.
-pub fn ring_kind(config: &Config) -> Result<RingKind, String> {
-    let name = config.swq.ring.to_string();
-    RingKind::ALL
-        .into_iter()
-        .find(|k| k.name() == name)
-        .ok_or_else(|| format!("swq.ring {name:?} is not a flowsteer_mpsc::RingKind"))
-}
-
 /// Announces that the dispatcher enqueues no more, when dropped.
 struct DoneGuard<'a>(&'a AtomicBool);
 
@@ -128,7 +110,6 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
     let burst = usize::from(config.engine.burst);
     let drain_limit = config.engine.drain_limit as usize;
     let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-        table_impl(config)?,
         config.flowtable.capacity,
         config.flowtable.effective_ipv6_capacity(),
     ));
@@ -152,11 +133,10 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
                 .map_err(|e| format!("port queue {q}: {e}"))?,
         );
     }
-    let kind = ring_kind(config)?;
     let mut producers = Vec::with_capacity(threads);
     let mut consumers = Vec::with_capacity(threads);
     for _ in 0..threads {
-        let (p, c) = ring::<PktBuf>(config.swq.size, kind).map_err(|e| e.to_string())?;
+        let (p, c) = ring::<PktBuf>(config.swq.size).map_err(|e| e.to_string())?;
         producers.push(p);
         consumers.push(c);
     }

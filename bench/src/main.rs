@@ -2,8 +2,10 @@
 //! each, with a ratio column (ours over the competitor, above 1 = ours faster).
 //!
 //! Experiments (one module each):
-//! - `flowtable`: `lookup_bulk` of 32 IPv4 keys, every [`flowtable::TableImpl`] and rte_hash;
-//! - `swq`: burst enqueue/dequeue, every [`flowsteer_mpsc::RingKind`] and rte_ring MP/SC;
+//! - `flowtable`: `lookup_bulk` of 32 IPv4 keys, flowsteer's table against the DashMap baseline,
+//!   papaya and rte_hash;
+//! - `swq`: burst enqueue/dequeue, flowsteer's ring against the crossbeam baseline and rte_ring
+//!   MP/SC;
 //! - `softrss`: the Toeplitz hash per packet against `rte_softrss`;
 //! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
 //! - `memory`: what a random cache line costs on this machine, by working set (no competitor:
@@ -50,8 +52,8 @@ const USAGE: &str = "\
 usage: flowsteer-bench <experiment> [--seconds S] [--threads N]
 
 experiments:
-  flowtable   lookup_bulk of 32 IPv4 keys: every flow table implementation and rte_hash
-  swq         software queue burst enqueue/dequeue: every ring kind and rte_ring MP/SC
+  flowtable   lookup_bulk of 32 IPv4 keys: flowsteer's table, dashmap, papaya and rte_hash
+  swq         software queue burst enqueue/dequeue: flowsteer's ring, crossbeam and rte_ring MP/SC
   softrss     Toeplitz hash per packet against rte_softrss
   engine      RSS and software balancing per traffic profile, and the ltran-style baseline
   memory      a random cache line's latency and burst throughput, by working set

@@ -1,8 +1,8 @@
 //! `swq`: the software queue. P producer threads (1 or 2) push bursts of 8 or 32 pointer-sized
 //! handles into one ring; one consumer thread drains it with bursts of up to the engine's
-//! `drain_limit`. Every [`RingKind`] in [`RingKind::ALL`] runs, and DPDK's rte_ring
-//! (`RING_F_SC_DEQ`, `rte_ring_mp_enqueue_burst` / `rte_ring_sc_dequeue_burst`) with
-//! `--features dpdk`.
+//! `drain_limit`. flowsteer's burst ring runs, the crossbeam `ArrayQueue` baseline
+//! ([`competitors::crossbeam`]), and DPDK's rte_ring (`RING_F_SC_DEQ`,
+//! `rte_ring_mp_enqueue_burst` / `rte_ring_sc_dequeue_burst`) with `--features dpdk`.
 //!
 //! What is measured: handles the consumer took per second, in a fixed wall time; ns/packet is its
 //! inverse, the cost per packet of the whole pipeline (producers and consumer run in parallel).
@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_config::Config;
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 
 use crate::competitors;
 use crate::measure::{repeat, Summary, REPS};
@@ -71,7 +71,7 @@ pub struct Shape {
     pub drain: usize,
 }
 
-/// Ring capacity used for every kind: the engine's default software queue size.
+/// Ring capacity used for every ring: the engine's default software queue size.
 pub fn ring_size() -> usize {
     Config::default().swq.size
 }
@@ -186,8 +186,21 @@ pub fn rep<P: Enqueue, C: Dequeue>(
     })
 }
 
-fn our_rep(kind: RingKind, shape: Shape, duration: Duration) -> Result<f64, String> {
-    let (producer, consumer) = ring::<usize>(ring_size(), kind).map_err(|e| e.to_string())?;
+/// flowsteer's ring, as the table names it.
+const OURS: &str = "burst";
+
+/// One repetition of the experiment on a fresh ring: the consumer's handles per second.
+type Rep = fn(Shape, Duration) -> Result<f64, String>;
+
+/// The rings of the experiment, in the order of their rows: flowsteer's, then the crossbeam
+/// baseline.
+const RINGS: [(&str, Rep); 2] = [
+    (OURS, our_rep),
+    (competitors::crossbeam::NAME, competitors::crossbeam::rep),
+];
+
+fn our_rep(shape: Shape, duration: Duration) -> Result<f64, String> {
+    let (producer, consumer) = ring::<usize>(ring_size()).map_err(|e| e.to_string())?;
     let producers = (0..shape.producers).map(|_| producer.clone()).collect();
     drop(producer);
     rep(producers, consumer, shape, duration)
@@ -210,15 +223,9 @@ fn summarize(mut one_rep: impl FnMut() -> Result<f64, String>) -> Result<Summary
     }
 }
 
-/// The kind whose ratio against the others is printed: the last that is not the crossbeam
-/// baseline, or the baseline when it is alone.
+/// The ring whose ratio against the others is printed: flowsteer's, the engine's only one.
 pub fn ours_name() -> &'static str {
-    RingKind::ALL
-        .iter()
-        .rev()
-        .find(|k| **k != RingKind::Crossbeam)
-        .unwrap_or(&RingKind::ALL[0])
-        .name()
+    OURS
 }
 
 /// Runs the experiment and prints its table.
@@ -259,10 +266,10 @@ pub fn run(opts: &Options) -> Result<(), String> {
                 drain,
             };
             let mut results: Vec<(String, Summary)> = Vec::new();
-            for kind in RingKind::ALL {
-                let s = summarize(|| our_rep(kind, shape, rep_time))
-                    .map_err(|e| format!("{kind} ring, {shape:?}: {e}"))?;
-                results.push((kind.name().to_string(), s));
+            for (name, one_rep) in RINGS {
+                let s = summarize(|| one_rep(shape, rep_time))
+                    .map_err(|e| format!("{name} ring, {shape:?}: {e}"))?;
+                results.push((name.to_string(), s));
             }
             if dpdk.is_ok() {
                 match summarize(|| competitors::rte_ring_rep(shape, rep_time)) {
@@ -313,15 +320,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_passes_the_order_check_with_two_producers() {
-        for kind in RingKind::ALL {
+    fn every_ring_passes_the_order_check_with_two_producers() {
+        assert_eq!(RINGS.map(|(name, _)| name), ["burst", "crossbeam"]);
+        for (name, one_rep) in RINGS {
             let shape = Shape {
                 producers: 2,
                 burst: 8,
                 drain: 64,
             };
-            let rate = our_rep(kind, shape, Duration::from_millis(30)).unwrap();
-            assert!(rate > 0.0, "{kind}");
+            let rate = one_rep(shape, Duration::from_millis(30)).unwrap();
+            assert!(rate > 0.0, "{name}");
         }
     }
 
@@ -366,7 +374,7 @@ mod tests {
 
     #[test]
     fn producer_count_is_checked() {
-        let (_, consumer) = ring::<usize>(8, RingKind::Crossbeam).unwrap();
+        let (_, consumer) = ring::<usize>(8).unwrap();
         let shape = Shape {
             producers: 0,
             burst: 8,

@@ -94,7 +94,7 @@ pub use sections::{
 };
 pub use types::{
     AppKind, Balance, Distribution, Driver, Fanout, Idle, InvalidValue, Mac, MissPolicy, Profile,
-    Rate, RingImpl, RssKey, RxRing, TableImpl,
+    Rate, RssKey, RxRing,
 };
 
 /// A whole flowsteer configuration, one field per TOML table.

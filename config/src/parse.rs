@@ -126,10 +126,9 @@ fn keys<T: DeserializeOwned + Default>(
                 out.count_omitted();
                 continue;
             }
-            out.report(
-                format!("{path}.{}", path_segment(name)),
-                unknown_key(&spec.key_names()),
-            );
+            let key_path = format!("{path}.{}", path_segment(name));
+            let message = unknown_key(&spec.key_names(), schema::removed_key(&key_path));
+            out.report(key_path, message);
         }
     }
 
@@ -207,8 +206,13 @@ fn apps(value: &Value, out: &mut Collector) -> Vec<App> {
         .collect()
 }
 
-fn unknown_key(allowed: &[&str]) -> String {
-    format!("unknown key (expected one of: {})", allowed.join(", "))
+/// The unknown-key message, followed by why the key went when it is a removed one.
+fn unknown_key(allowed: &[&str], removed: Option<&str>) -> String {
+    let message = format!("unknown key (expected one of: {})", allowed.join(", "));
+    match removed {
+        Some(why) => format!("{message}; removed: {why}"),
+        None => message,
+    }
 }
 
 /// A TOML value as it would be written in the file.

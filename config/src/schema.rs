@@ -8,7 +8,7 @@
 
 use crate::types::{
     quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy, Profile,
-    RingImpl, RxRing, TableImpl,
+    RxRing,
 };
 
 /// What a key accepts, in words.
@@ -191,7 +191,7 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
             "capacity",
             "an integer 1..=67108864",
             "Exact (5-tuple) rules the flow table holds; an insert beyond it fails. \
-             `bucketized` allocates and commits 100-210 bytes per rule of capacity at start \
+             The table allocates and commits 100-210 bytes per rule of capacity at start \
              (160 MiB for the default: its IPv4 and its IPv6 buckets are each sized for the \
              whole capacity, the IPv6 ones for `ipv6_capacity` when that is smaller), on \
              transparent huge pages where the kernel grants them.",
@@ -202,34 +202,19 @@ pub(crate) const FLOWTABLE: SectionSpec = SectionSpec {
             "Of the exact rules, IPv6 ones the flow table holds at most; an IPv6 insert beyond \
              it fails, counted in `flowsteer_stack_rules_add_failed_total`. Beyond `capacity` \
              (the default), `capacity` alone bounds them. An IPv4-only deployment sets 0: \
-             `bucketized` then commits one IPv6 bucket instead of 96 MiB at the default capacity.",
-        ),
-        one_of(
-            "implementation",
-            TableImpl::NAMES,
-            "The concurrent flow table: `bucketized` = fixed buckets with per-bucket sequence \
-             locks (one 64-byte line per IPv4 bucket), lookups take no lock; `dashmap` = sharded read/write-locked hash maps (the \
-             baseline).",
+             the table then commits one IPv6 bucket instead of 96 MiB at the default capacity.",
         ),
     ],
 };
 
 pub(crate) const SWQ: SectionSpec = SectionSpec {
     name: "swq",
-    keys: &[
-        text(
-            "size",
-            "a power of two 2..=1048576",
-            "Packets one thread's MPSC software queue holds; what does not fit is dropped and \
+    keys: &[text(
+        "size",
+        "a power of two 2..=1048576",
+        "Packets one thread's MPSC software queue holds; what does not fit is dropped and \
              counted.",
-        ),
-        one_of(
-            "ring",
-            RingImpl::NAMES,
-            "The MPSC ring of the software queues: `burst` = one atomic reservation per burst; \
-             `crossbeam` = one CAS per packet (the baseline).",
-        ),
-    ],
+    )],
 };
 
 pub(crate) const PORT: SectionSpec = SectionSpec {
@@ -543,6 +528,30 @@ pub(crate) const METRICS: SectionSpec = SectionSpec {
 /// Every section, in reference order.
 pub(crate) const SECTIONS: [SectionSpec; 8] =
     [ENGINE, POOL, FLOWTABLE, SWQ, PORT, STACK, TRAFFIC, METRICS];
+
+/// Keys that once selected a baseline implementation, with what an old file that still sets one
+/// is told after the unknown-key error: the engine has one table and one ring, and the baselines
+/// are measured by `flowsteer-bench`.
+pub(crate) const REMOVED_KEYS: [(&str, &str); 2] = [
+    (
+        "flowtable.implementation",
+        "the flow table is always the bucketized one; delete the line (the dashmap baseline is \
+         measured by flowsteer-bench)",
+    ),
+    (
+        "swq.ring",
+        "the software queues are always the burst ring; delete the line (the crossbeam baseline \
+         is measured by flowsteer-bench)",
+    ),
+];
+
+/// Why the key at `path` is no longer accepted, when it is a removed key.
+pub(crate) fn removed_key(path: &str) -> Option<&'static str> {
+    REMOVED_KEYS
+        .iter()
+        .find(|(removed, _)| *removed == path)
+        .map(|(_, why)| *why)
+}
 
 /// The names of [`SECTIONS`].
 pub(crate) fn section_names() -> Vec<&'static str> {

@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Profile, Rate, RingImpl,
-    RssKey, RxRing, TableImpl,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Profile, Rate, RssKey,
+    RxRing,
 };
 
 /// `[engine]`: the stack threads and their loop.
@@ -85,8 +85,6 @@ pub struct FlowTableCfg {
     /// Of those, IPv6 rules the table holds at most, 0..=67108864; beyond `capacity`,
     /// `capacity` is the bound (the default).
     pub ipv6_capacity: usize,
-    /// The implementation.
-    pub implementation: TableImpl,
 }
 
 impl FlowTableCfg {
@@ -101,7 +99,6 @@ impl Default for FlowTableCfg {
         FlowTableCfg {
             capacity: 1 << 20,
             ipv6_capacity: crate::validate::MAX_TABLE_CAPACITY,
-            implementation: TableImpl::Bucketized,
         }
     }
 }
@@ -112,16 +109,11 @@ impl Default for FlowTableCfg {
 pub struct Swq {
     /// Packets one queue holds, a power of two 2..=1048576.
     pub size: usize,
-    /// The ring implementation.
-    pub ring: RingImpl,
 }
 
 impl Default for Swq {
     fn default() -> Self {
-        Swq {
-            size: 1024,
-            ring: RingImpl::Burst,
-        }
+        Swq { size: 1024 }
     }
 }
 

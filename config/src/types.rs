@@ -150,30 +150,6 @@ toml_enum! {
 }
 
 toml_enum! {
-    /// The concurrent flow table implementation (`flowtable.implementation`).
-    pub enum TableImpl ("a flow table implementation") {
-        /// Fixed 8-slot buckets with two choices per key and per-bucket sequence locks: lookups
-        /// take no lock and write no shared memory.
-        #[default]
-        Bucketized = "bucketized",
-        /// Sharded reader-writer-locked hash maps (the `dashmap` crate): the baseline.
-        DashMap = "dashmap",
-    }
-}
-
-toml_enum! {
-    /// The MPSC software queue implementation (`swq.ring`).
-    pub enum RingImpl ("a ring implementation") {
-        /// One atomic reservation per burst; a producer preempted mid-enqueue stalls no other
-        /// producer.
-        #[default]
-        Burst = "burst",
-        /// `crossbeam-queue`'s `ArrayQueue`, one CAS per packet: the baseline.
-        Crossbeam = "crossbeam",
-    }
-}
-
-toml_enum! {
     /// The NIC backend (`port.driver`).
     pub enum Driver ("a port driver") {
         /// The user-space veth: software queues with software RSS; needs no NIC and no root.

@@ -1,9 +1,10 @@
-//! Bulk lookups of 32 IPv4 keys: the bucketized table against the DashMap baseline, in one run.
+//! Bulk lookups of 32 IPv4 keys in the flow table.
 //!
 //! `cargo bench -p flowtable --bench lookup` (add `-- 1Mi` to filter). Groups
 //! `lookup_bulk32/<entries>/<hit|miss|hit+writer>` (hashes computed before the timed loop) and
-//! `hash_lookup_bulk32/<entries>/<hit|miss>` (the table hashes, as in the engine), one function
-//! per implementation; compare the times within a group. The keys of each iteration come from a pool of 64 Ki distinct keys
+//! `hash_lookup_bulk32/<entries>/<hit|miss>` (the table hashes, as in the engine). The comparison
+//! with the baselines (dashmap, papaya, rte_hash) is `flowsteer-bench flowtable`, where they run
+//! side by side. The keys of each iteration come from a pool of 64 Ki distinct keys
 //! walked in order, so a burst is not served from the cache lines of the previous one (at 1 Mi
 //! entries the tables are far larger than the caches). `hit+writer` runs a thread that inserts
 //! and removes 100 000 other rules per second meanwhile, as flow set-up and teardown do.
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl};
+use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto};
 
 const BURST: usize = 32;
 const POOL: usize = 1 << 16;
@@ -40,9 +41,9 @@ fn pool(range: std::ops::Range<u32>) -> (Vec<FlowKey>, Vec<u64>) {
     (keys, hashes)
 }
 
-fn filled(kind: TableImpl, entries: u32) -> Box<dyn FlowTable> {
+fn filled(entries: u32) -> Box<dyn FlowTable> {
     // Room for the writer's rules on top of the resident ones.
-    let table = new_table(kind, entries as usize + 4096);
+    let table = new_table(entries as usize + 4096);
     for i in 0..entries {
         table
             .insert(key(i), (i % 4) as u16)
@@ -53,14 +54,13 @@ fn filled(kind: TableImpl, entries: u32) -> Box<dyn FlowTable> {
 
 fn bench_walk(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    kind: TableImpl,
     table: &dyn FlowTable,
     keys: &[FlowKey],
     hashes: &[u64],
 ) {
     let mut out = [Lookup::Miss; BURST];
     let mut cursor = 0;
-    group.bench_function(BenchmarkId::from_parameter(kind.name()), |b| {
+    group.bench_function(BenchmarkId::from_parameter(table.name()), |b| {
         b.iter(|| {
             table.lookup_bulk(
                 &keys[cursor..cursor + BURST],
@@ -76,14 +76,13 @@ fn bench_walk(
 /// As [`bench_walk`], the table hashing each burst (`hash_lookup_bulk`).
 fn bench_walk_hashing(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    kind: TableImpl,
     table: &dyn FlowTable,
     keys: &[FlowKey],
 ) {
     let mut hashes = [0u64; BURST];
     let mut out = [Lookup::Miss; BURST];
     let mut cursor = 0;
-    group.bench_function(BenchmarkId::from_parameter(kind.name()), |b| {
+    group.bench_function(BenchmarkId::from_parameter(table.name()), |b| {
         b.iter(|| {
             table.hash_lookup_bulk(&keys[cursor..cursor + BURST], &mut hashes, &mut out);
             cursor = (cursor + BURST) % POOL;
@@ -116,39 +115,30 @@ fn lookup_bulk(c: &mut Criterion) {
     for (label, entries) in [("64Ki", 1u32 << 16), ("1Mi", 1u32 << 20)] {
         let (hit_keys, hit_hashes) = pool(0..entries);
         let (miss_keys, miss_hashes) = pool(entries + 10_000..entries + 10_000 + (POOL as u32));
-        let tables: Vec<(TableImpl, Box<dyn FlowTable>)> = TableImpl::ALL
-            .into_iter()
-            .map(|kind| (kind, filled(kind, entries)))
-            .collect();
+        let table = filled(entries);
         for (case, keys, hashes) in [
             ("hit", &hit_keys, &hit_hashes),
             ("miss", &miss_keys, &miss_hashes),
         ] {
             let mut group = c.benchmark_group(format!("lookup_bulk32/{label}/{case}"));
             group.throughput(Throughput::Elements(BURST as u64));
-            for (kind, table) in &tables {
-                bench_walk(&mut group, *kind, table.as_ref(), keys, hashes);
-            }
+            bench_walk(&mut group, table.as_ref(), keys, hashes);
             group.finish();
             let mut group = c.benchmark_group(format!("hash_lookup_bulk32/{label}/{case}"));
             group.throughput(Throughput::Elements(BURST as u64));
-            for (kind, table) in &tables {
-                bench_walk_hashing(&mut group, *kind, table.as_ref(), keys);
-            }
+            bench_walk_hashing(&mut group, table.as_ref(), keys);
             group.finish();
         }
         let mut group = c.benchmark_group(format!("lookup_bulk32/{label}/hit+writer"));
         group.throughput(Throughput::Elements(BURST as u64));
-        for (kind, table) in &tables {
-            let stop = AtomicBool::new(false);
-            std::thread::scope(|scope| {
-                let table = table.as_ref();
-                let stop = &stop;
-                scope.spawn(move || writer(table, entries + 1_000_000, stop));
-                bench_walk(&mut group, *kind, table, &hit_keys, &hit_hashes);
-                stop.store(true, Ordering::Relaxed);
-            });
-        }
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let table = table.as_ref();
+            let stop = &stop;
+            scope.spawn(move || writer(table, entries + 1_000_000, stop));
+            bench_walk(&mut group, table, &hit_keys, &hit_hashes);
+            stop.store(true, Ordering::Relaxed);
+        });
         group.finish();
     }
 }

@@ -90,7 +90,7 @@ pub struct BucketTable {
 }
 
 impl BucketTable {
-    /// The implementation's name in configuration and metrics.
+    /// The implementation's name, as reports and benchmark tables print it.
     pub const NAME: &'static str = "bucketized";
 
     /// A table for at most `capacity` exact rules (and `min(capacity, 4096)` listen rules), with
@@ -141,12 +141,14 @@ impl BucketTable {
 
     /// Whether the IPv4 lines and the IPv6 buckets (heads and keys) lie on memory advised for
     /// transparent huge pages (arrays of 2 MiB or more, on Linux, with the kernel's consent).
+    /// Only the tests call it; it stays as the per-table answer to what
+    /// [`crate::huge_page_fallbacks`] counts for the whole process.
     pub fn on_huge_pages(&self) -> (bool, bool) {
         (self.v4.store.on_huge_pages(), self.v6.store.on_huge_pages())
     }
 
     /// Buckets of the IPv4 layout (3 slots each) and of the IPv6 layout (8 slots each), powers
-    /// of two.
+    /// of two. Only the tests call it, to check the sizing the module documentation states.
     pub fn buckets(&self) -> (usize, usize) {
         (self.v4.buckets(), self.v6.buckets())
     }

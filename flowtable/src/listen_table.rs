@@ -190,7 +190,8 @@ impl ListenTable {
         }
     }
 
-    /// Rules this table holds at most.
+    /// Rules this table holds at most. Only a test reads it (that a huge capacity is cut to
+    /// `LISTEN_RULES_MAX`); the writers compare against the field.
     #[cfg(test)]
     pub(crate) fn limit(&self) -> usize {
         self.limit

@@ -1,9 +1,10 @@
-//! The concurrent flow table interface and the choice of implementation.
+//! The concurrent flow table interface and the constructor of the table.
 //!
 //! Every stack thread looks up the table once per rx burst ([`FlowTable::lookup_bulk`]) while rules
 //! are added and removed from any thread (connect, accept, listen, close, thread exit). All methods
-//! take `&self`; readers and writers may run concurrently from any number of threads. What each
-//! implementation guarantees about blocking and progress is stated on the implementation.
+//! take `&self`; readers and writers may run concurrently from any number of threads. What an
+//! implementation guarantees about blocking and progress is stated on it ([`BucketTable`], the
+//! one [`new_table`] builds; the benchmark's baselines implement the trait too).
 //!
 //! Capacity bounds the number of exact rules (and, separately, the number of distinct listen rules):
 //! a full table refuses new rules with [`TableFull`] instead of growing without bound under a flood
@@ -12,7 +13,6 @@
 use std::fmt;
 
 use crate::bucket_table::BucketTable;
-use crate::dashmap_table::DashMapTable;
 use crate::key::{FlowKey, ListenKey, ThreadId};
 use crate::lookup::Lookup;
 
@@ -130,55 +130,21 @@ pub trait FlowTable: Send + Sync {
     /// capacity.
     fn ipv6_capacity(&self) -> usize;
 
-    /// Short name of the implementation, as used in configuration and metrics (`"dashmap"`).
+    /// Short name of the implementation, as reports and benchmark tables print it
+    /// (`"bucketized"`).
     fn name(&self) -> &'static str;
 }
 
-/// The available flow table implementations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TableImpl {
-    /// [`DashMapTable`]: sharded reader-writer locks; the baseline.
-    DashMap,
-    /// [`BucketTable`]: fixed 8-slot buckets, two choices per key with cuckoo moves, per-bucket
-    /// sequence locks; lookups take no lock and write no shared memory.
-    Bucketized,
+/// Builds the flow table ([`BucketTable`]) holding at most `capacity` exact rules, of either
+/// family. Callers that share it between threads turn it into an `Arc` with `Arc::from(box)`.
+pub fn new_table(capacity: usize) -> Box<dyn FlowTable> {
+    new_table_sized(capacity, capacity)
 }
 
-impl TableImpl {
-    /// Every implementation, for tests and benchmarks that cover them all.
-    pub const ALL: [TableImpl; 2] = [TableImpl::DashMap, TableImpl::Bucketized];
-
-    /// The implementation's name, identical to [`FlowTable::name`] of the table it builds.
-    pub fn name(self) -> &'static str {
-        match self {
-            TableImpl::DashMap => DashMapTable::NAME,
-            TableImpl::Bucketized => BucketTable::NAME,
-        }
-    }
-
-    /// The implementation called `name` (as [`TableImpl::name`] spells it), `None` for any other.
-    pub fn from_name(name: &str) -> Option<TableImpl> {
-        TableImpl::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-}
-
-/// Builds a table of the given kind holding at most `capacity` exact rules, of either family.
-/// Callers that share it between threads turn it into an `Arc` with `Arc::from(box)`.
-pub fn new_table(kind: TableImpl, capacity: usize) -> Box<dyn FlowTable> {
-    new_table_sized(kind, capacity, capacity)
-}
-
-/// Builds a table of the given kind holding at most `capacity` exact rules, of which at most
-/// `ipv6_capacity` IPv6 ones (beyond `capacity`, `capacity` is the bound). The bucketized
-/// table sizes its IPv6 buckets for the smaller of the two: an IPv4-only deployment sets 0 and
-/// commits no memory for IPv6 rules beyond one bucket.
-pub fn new_table_sized(
-    kind: TableImpl,
-    capacity: usize,
-    ipv6_capacity: usize,
-) -> Box<dyn FlowTable> {
-    match kind {
-        TableImpl::DashMap => Box::new(DashMapTable::with_capacities(capacity, ipv6_capacity)),
-        TableImpl::Bucketized => Box::new(BucketTable::with_capacities(capacity, ipv6_capacity)),
-    }
+/// Builds the flow table holding at most `capacity` exact rules, of which at most
+/// `ipv6_capacity` IPv6 ones (beyond `capacity`, `capacity` is the bound). The IPv6 buckets are
+/// sized for the smaller of the two: an IPv4-only deployment sets 0 and commits no memory for
+/// IPv6 rules beyond one bucket.
+pub fn new_table_sized(capacity: usize, ipv6_capacity: usize) -> Box<dyn FlowTable> {
+    Box::new(BucketTable::with_capacities(capacity, ipv6_capacity))
 }

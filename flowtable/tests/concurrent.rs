@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 
-use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
+use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 const PINNED_KEYS: u32 = 1_000;
 const KEYS_PER_WRITER: u32 = 1_000;
@@ -124,13 +124,7 @@ fn reader(table: &dyn FlowTable, writers_done: &AtomicBool, start: &Barrier, loo
 
 #[test]
 fn readers_never_see_a_foreign_owner_or_lose_a_pinned_key() {
-    for kind in TableImpl::ALL {
-        readers_never_see_a_foreign_owner_or_lose_a_pinned_key_in(kind);
-    }
-}
-
-fn readers_never_see_a_foreign_owner_or_lose_a_pinned_key_in(kind: TableImpl) {
-    let table = new_table(kind, 4 * 1024);
+    let table = new_table(4 * 1024);
     for i in 0..PINNED_KEYS {
         assert_eq!(table.insert(key(i), PINNED_OWNER), Ok(None));
     }

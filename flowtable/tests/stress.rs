@@ -1,4 +1,4 @@
-//! Stress of every table under concurrent inserters, removers, owner removal and bulk readers.
+//! Stress of the flow table under concurrent inserters, removers, owner removal and bulk readers.
 //!
 //! Owners encode their key (`owner_code(i, generation)`), so a reader detects a torn or misplaced
 //! owner; pinned keys stay in the table throughout and must always be found with their owner; keys
@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Barrier;
 
-use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, TableImpl, ThreadId};
+use flowtable::{new_table, FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 const PINNED: u32 = 4_000;
 const PER_WRITER: u32 = 2_000;
@@ -134,10 +134,11 @@ fn reader(table: &dyn FlowTable, done: &AtomicBool, start: &Barrier, lookups: &A
     lookups.fetch_add(count, Ordering::Relaxed);
 }
 
-fn stress(kind: TableImpl) {
+#[test]
+fn table_under_concurrent_writers_and_readers() {
     // Everything that can be present at once fits exactly: the table runs full.
     let capacity = (PINNED + WRITERS * PER_WRITER + CHURN_BATCH) as usize;
-    let table = new_table(kind, capacity);
+    let table = new_table(capacity);
     for i in 0..PINNED {
         assert_eq!(table.insert(key(i), owner_code(i, 0)), Ok(None));
     }
@@ -175,35 +176,26 @@ fn stress(kind: TableImpl) {
                 expected_len += 1;
                 Lookup::Exact(owner_code(i, last % 2))
             };
-            assert_eq!(table.lookup(&key(i)), expected, "{kind:?} key {i}");
+            assert_eq!(table.lookup(&key(i)), expected, "key {i}");
         }
     }
     for i in 0..PINNED {
         assert_eq!(table.lookup(&key(i)), Lookup::Exact(owner_code(i, 0)));
     }
-    assert_eq!(table.exact_len(), expected_len, "{kind:?}");
+    assert_eq!(table.exact_len(), expected_len);
     assert!(lookups.load(Ordering::Relaxed) >= readers as u64 * u64::from(churn_range().end));
-}
-
-#[test]
-fn bucketized_table_under_concurrent_writers_and_readers() {
-    stress(TableImpl::Bucketized);
-}
-
-#[test]
-fn dashmap_table_under_concurrent_writers_and_readers() {
-    stress(TableImpl::DashMap);
 }
 
 /// A connection's end races a new connection on the same 5-tuple: thread A ends its connection
 /// (an owner-checked remove) while thread B installs the rule of a new incarnation. Whichever
 /// comes first, B's rule must survive: A deletes only its own rule.
-fn owner_checked_remove_races_takeover(kind: TableImpl) {
+#[test]
+fn owner_checked_remove_races_takeover() {
     const OLD: ThreadId = 1;
     const NEW: ThreadId = 2;
     const KEYS: u32 = 2_000;
     const RACE_ROUNDS: u32 = 20;
-    let table = new_table(kind, 4 * KEYS as usize);
+    let table = new_table(4 * KEYS as usize);
     let table = &*table;
     let start = Barrier::new(2);
     let (mut old_won, mut new_won) = (0u64, 0u64);
@@ -241,15 +233,5 @@ fn owner_checked_remove_races_takeover(kind: TableImpl) {
         }
         assert_eq!(table.exact_len(), 0);
     }
-    eprintln!("{kind:?}: old owner removed first {old_won} times, takeover first {new_won}");
-}
-
-#[test]
-fn bucketized_owner_checked_remove_races_takeover() {
-    owner_checked_remove_races_takeover(TableImpl::Bucketized);
-}
-
-#[test]
-fn dashmap_owner_checked_remove_races_takeover() {
-    owner_checked_remove_races_takeover(TableImpl::DashMap);
+    eprintln!("old owner removed first {old_won} times, takeover first {new_won}");
 }

@@ -1,11 +1,11 @@
-//! Single-threaded semantics of every table implementation: lookup order, listen rules, owner
-//! removal, capacity and bulk lookup edge cases.
+//! Single-threaded semantics of the flow table: lookup order, listen rules, owner removal,
+//! capacity and bulk lookup edge cases.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowtable::{
-    new_table, new_table_sized, BucketTable, DashMapTable, FlowKey, FlowTable, ListenKey, Lookup,
-    Proto, TableFull, TableImpl,
+    new_table, new_table_sized, BucketTable, FlowKey, FlowTable, ListenKey, Lookup, Proto,
+    TableFull,
 };
 
 const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -21,18 +21,16 @@ fn client(i: u32) -> FlowKey {
     )
 }
 
-fn for_each_table(capacity: usize, check: impl Fn(&dyn FlowTable)) {
-    for kind in TableImpl::ALL {
-        let table = new_table(kind, capacity);
-        assert_eq!(table.name(), kind.name());
-        assert_eq!(table.capacity(), capacity);
-        check(table.as_ref());
-    }
+fn with_table(capacity: usize, check: impl Fn(&dyn FlowTable)) {
+    let table = new_table(capacity);
+    assert_eq!(table.name(), BucketTable::NAME);
+    assert_eq!(table.capacity(), capacity);
+    check(table.as_ref());
 }
 
 #[test]
 fn lookup_order_exact_then_listen_ip_then_listen_any_then_miss() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let key = client(1);
         let on_ip = ListenKey::on_ip(Proto::Tcp, IpAddr::V4(LOCAL4), 8000);
         let any = ListenKey::any_ip(Proto::Tcp, 8000);
@@ -53,7 +51,7 @@ fn lookup_order_exact_then_listen_ip_then_listen_any_then_miss() {
 
 #[test]
 fn listen_rules_match_only_their_protocol_address_and_family() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         table
             .listen_add(
                 ListenKey::on_ip(Proto::Tcp, IpAddr::V4(OTHER_LOCAL4), 8000),
@@ -101,7 +99,7 @@ fn listen_rules_match_only_their_protocol_address_and_family() {
 
 #[test]
 fn insert_replaces_and_reports_the_previous_owner() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let key = client(2);
         assert_eq!(table.insert(key, 4), Ok(None));
         assert_eq!(table.insert(key, 4), Ok(Some(4)));
@@ -116,7 +114,7 @@ fn insert_replaces_and_reports_the_previous_owner() {
 
 #[test]
 fn listen_add_is_idempotent_and_the_last_owner_removes_the_rule() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let rule = ListenKey::any_ip(Proto::Udp, 53);
         table.listen_add(rule, 1).unwrap();
         table.listen_add(rule, 1).unwrap();
@@ -142,7 +140,7 @@ fn listen_add_is_idempotent_and_the_last_owner_removes_the_rule() {
 
 #[test]
 fn multi_owner_listen_rule_spreads_new_flows_and_keeps_each_flow_on_one_owner() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let rule = ListenKey::on_ip(Proto::Tcp, IpAddr::V4(LOCAL4), 8000);
         for owner in [3, 1, 0, 2] {
             table.listen_add(rule, owner).unwrap();
@@ -173,7 +171,7 @@ fn multi_owner_listen_rule_spreads_new_flows_and_keeps_each_flow_on_one_owner() 
 
 #[test]
 fn remove_owner_counts_exact_rules_and_listen_memberships() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         for i in 0..3 {
             table.insert(client(i), 1).unwrap();
         }
@@ -207,7 +205,7 @@ fn remove_owner_counts_exact_rules_and_listen_memberships() {
 
 #[test]
 fn full_table_refuses_new_keys_but_replaces_existing_ones() {
-    for_each_table(3, |table| {
+    with_table(3, |table| {
         for i in 0..3 {
             assert_eq!(table.insert(client(i), 1), Ok(None));
         }
@@ -243,7 +241,7 @@ fn full_table_refuses_new_keys_but_replaces_existing_ones() {
 
 #[test]
 fn full_table_refuses_new_listen_rules_but_accepts_more_owners() {
-    for_each_table(2, |table| {
+    with_table(2, |table| {
         table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 0)
             .unwrap();
@@ -267,7 +265,7 @@ fn full_table_refuses_new_listen_rules_but_accepts_more_owners() {
 
 #[test]
 fn zero_capacity_table_refuses_every_rule() {
-    for_each_table(0, |table| {
+    with_table(0, |table| {
         assert_eq!(table.insert(client(0), 0), Err(TableFull::rules(0)));
         assert!(table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 1), 0)
@@ -278,7 +276,7 @@ fn zero_capacity_table_refuses_every_rule() {
 
 #[test]
 fn lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let keys: Vec<FlowKey> = (0..8).map(client).collect();
         for key in &keys {
             table.insert(*key, 6).unwrap();
@@ -307,7 +305,7 @@ fn lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
 
 #[test]
 fn lookup_agrees_with_lookup_bulk() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 1)
             .unwrap();
@@ -338,7 +336,7 @@ fn client_v6(i: u32) -> FlowKey {
 
 #[test]
 fn hash_lookup_bulk_hashes_and_finds_what_lookup_bulk_finds() {
-    for_each_table(1_000, |table| {
+    with_table(1_000, |table| {
         table
             .listen_add(ListenKey::any_ip(Proto::Tcp, 8000), 4)
             .unwrap();
@@ -397,7 +395,7 @@ fn hash_lookup_bulk_hashes_and_finds_what_lookup_bulk_finds() {
 
 #[test]
 fn hash_lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
-    for_each_table(64, |table| {
+    with_table(64, |table| {
         let keys: Vec<FlowKey> = (0..8).map(client).collect();
         for key in &keys {
             table.insert(*key, 6).unwrap();
@@ -434,78 +432,51 @@ fn hash_lookup_bulk_processes_the_shortest_slice_and_leaves_the_rest() {
 
 #[test]
 fn an_ipv6_capacity_bounds_the_ipv6_rules_inside_the_capacity() {
-    for kind in TableImpl::ALL {
-        let table = new_table_sized(kind, 10, 3);
-        let name = table.name();
-        assert_eq!((table.capacity(), table.ipv6_capacity()), (10, 3), "{name}");
-        for i in 0..3 {
-            assert_eq!(table.insert(client_v6(i), 1), Ok(None), "{name}");
-        }
-        assert_eq!(
-            table.insert(client_v6(3), 1),
-            Err(TableFull::ipv6_rules(3)),
-            "{name}"
-        );
-        assert_eq!(
-            TableFull::ipv6_rules(3).to_string(),
-            "flow table full: capacity of 3 IPv6 rules reached"
-        );
-        assert_eq!(
-            table.insert(client_v6(0), 2),
-            Ok(Some(1)),
-            "{name}: a replacement"
-        );
-        for i in 0..7 {
-            assert_eq!(table.insert(client(i), 1), Ok(None), "{name}");
-        }
-        assert_eq!(
-            table.insert(client(7), 1),
-            Err(TableFull::rules(10)),
-            "{name}"
-        );
-        // A removed IPv6 rule frees an IPv6 slot and one of all.
-        assert_eq!(table.remove(&client_v6(1)), Some(1), "{name}");
-        assert_eq!(table.exact_len(), 9, "{name}");
-        assert_eq!(table.insert(client(7), 1), Ok(None), "{name}");
-        // All ten taken, two of them IPv6: an IPv6 rule is refused by the capacity of all.
-        assert_eq!(
-            table.insert(client_v6(1), 1),
-            Err(TableFull::rules(10)),
-            "{name}"
-        );
-        assert_eq!(table.remove(&client(7)), Some(1), "{name}");
-        assert_eq!(table.insert(client_v6(1), 1), Ok(None), "{name}");
-        // Nine taken, three of them IPv6: the IPv6 capacity refuses, and the slot of all the
-        // insert took first is given back.
-        assert_eq!(table.remove(&client(6)), Some(1), "{name}");
-        assert_eq!(
-            table.insert(client_v6(4), 1),
-            Err(TableFull::ipv6_rules(3)),
-            "{name}"
-        );
-        assert_eq!(table.insert(client(6), 1), Ok(None), "{name}");
-        // The exit of an owner frees its IPv6 slots too.
-        assert_eq!(table.remove_owner(2), 1, "{name}");
-        assert_eq!(table.insert(client_v6(4), 1), Ok(None), "{name}");
-        assert_eq!(table.lookup(&client_v6(4)), Lookup::Exact(1), "{name}");
-        assert_eq!(table.remove_owner(1), 10, "{name}");
-        assert_eq!(table.exact_len(), 0, "{name}");
-
-        // No IPv6 rule at all; IPv4 ones up to the capacity.
-        let table = new_table_sized(kind, 4, 0);
-        assert_eq!(
-            table.insert(client_v6(0), 1),
-            Err(TableFull::ipv6_rules(0)),
-            "{name}"
-        );
-        for i in 0..4 {
-            assert_eq!(table.insert(client(i), 1), Ok(None), "{name}");
-        }
-        assert_eq!(table.lookup(&client_v6(0)), Lookup::Miss, "{name}");
-        // Beyond the capacity, the capacity bounds the IPv6 rules.
-        assert_eq!(new_table_sized(kind, 4, 100).ipv6_capacity(), 4, "{name}");
-        assert_eq!(new_table(kind, 4).ipv6_capacity(), 4, "{name}");
+    let table = new_table_sized(10, 3);
+    assert_eq!((table.capacity(), table.ipv6_capacity()), (10, 3));
+    for i in 0..3 {
+        assert_eq!(table.insert(client_v6(i), 1), Ok(None));
     }
+    assert_eq!(table.insert(client_v6(3), 1), Err(TableFull::ipv6_rules(3)));
+    assert_eq!(
+        TableFull::ipv6_rules(3).to_string(),
+        "flow table full: capacity of 3 IPv6 rules reached"
+    );
+    assert_eq!(table.insert(client_v6(0), 2), Ok(Some(1)), "a replacement");
+    for i in 0..7 {
+        assert_eq!(table.insert(client(i), 1), Ok(None));
+    }
+    assert_eq!(table.insert(client(7), 1), Err(TableFull::rules(10)));
+    // A removed IPv6 rule frees an IPv6 slot and one of all.
+    assert_eq!(table.remove(&client_v6(1)), Some(1));
+    assert_eq!(table.exact_len(), 9);
+    assert_eq!(table.insert(client(7), 1), Ok(None));
+    // All ten taken, two of them IPv6: an IPv6 rule is refused by the capacity of all.
+    assert_eq!(table.insert(client_v6(1), 1), Err(TableFull::rules(10)));
+    assert_eq!(table.remove(&client(7)), Some(1));
+    assert_eq!(table.insert(client_v6(1), 1), Ok(None));
+    // Nine taken, three of them IPv6: the IPv6 capacity refuses, and the slot of all the
+    // insert took first is given back.
+    assert_eq!(table.remove(&client(6)), Some(1));
+    assert_eq!(table.insert(client_v6(4), 1), Err(TableFull::ipv6_rules(3)));
+    assert_eq!(table.insert(client(6), 1), Ok(None));
+    // The exit of an owner frees its IPv6 slots too.
+    assert_eq!(table.remove_owner(2), 1);
+    assert_eq!(table.insert(client_v6(4), 1), Ok(None));
+    assert_eq!(table.lookup(&client_v6(4)), Lookup::Exact(1));
+    assert_eq!(table.remove_owner(1), 10);
+    assert_eq!(table.exact_len(), 0);
+
+    // No IPv6 rule at all; IPv4 ones up to the capacity.
+    let table = new_table_sized(4, 0);
+    assert_eq!(table.insert(client_v6(0), 1), Err(TableFull::ipv6_rules(0)));
+    for i in 0..4 {
+        assert_eq!(table.insert(client(i), 1), Ok(None));
+    }
+    assert_eq!(table.lookup(&client_v6(0)), Lookup::Miss);
+    // Beyond the capacity, the capacity bounds the IPv6 rules.
+    assert_eq!(new_table_sized(4, 100).ipv6_capacity(), 4);
+    assert_eq!(new_table(4).ipv6_capacity(), 4);
 }
 
 #[test]
@@ -516,43 +487,23 @@ fn an_ipv4_only_bucket_table_has_one_ipv6_bucket() {
 }
 
 #[test]
-fn dashmap_table_is_shareable_and_named() {
-    fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<DashMapTable>();
-    let table = DashMapTable::with_capacity(10);
-    assert_eq!(table.name(), "dashmap");
-    assert_eq!(TableImpl::DashMap.name(), "dashmap");
-    table.insert(client(0), 1).unwrap();
-    assert_eq!(
-        format!("{table:?}"),
-        "DashMapTable { exact_len: 1, listen_len: 0, capacity: 10 }"
-    );
-    let shared: std::sync::Arc<dyn FlowTable> =
-        std::sync::Arc::from(new_table(TableImpl::DashMap, 4));
-    assert_eq!(shared.capacity(), 4);
-}
-
-#[test]
 fn bucket_table_is_shareable_and_named() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<BucketTable>();
     let table = BucketTable::with_capacity(100);
     assert_eq!(table.name(), "bucketized");
-    assert_eq!(TableImpl::Bucketized.name(), "bucketized");
     table.insert(client(0), 1).unwrap();
     assert_eq!(
         format!("{table:?}"),
         "BucketTable { exact_len: 1, listen_len: 0, capacity: 100, ipv4_buckets: 128, ipv6_buckets: 16 }"
     );
-    for kind in TableImpl::ALL {
-        assert_eq!(TableImpl::from_name(kind.name()), Some(kind));
-    }
-    assert_eq!(TableImpl::from_name("cuckoo"), None);
+    let shared: std::sync::Arc<dyn FlowTable> = std::sync::Arc::from(new_table(4));
+    assert_eq!(shared.capacity(), 4);
 }
 
 #[test]
 fn ipv6_and_ipv4_keys_share_the_table() {
-    for_each_table(1_000, |table| {
+    with_table(1_000, |table| {
         let keys: Vec<FlowKey> = (0..400u32)
             .map(|i| {
                 if i % 2 == 0 {

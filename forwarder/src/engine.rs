@@ -11,14 +11,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{Config, Driver, Idle, Profile, RingImpl, TableImpl as TableChoice};
-use flowsteer_mpsc::RingKind;
+use flowsteer_config::{Config, Driver, Idle, Profile};
 use flowsteer_nic::pool::PacketPool;
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::Uveth;
 use flowsteer_stack::{SharedStackStats, Stack, StackStats};
-use flowtable::{FlowTable, TableImpl, ThreadId};
+use flowtable::{FlowTable, ThreadId};
 
 use crate::doorbell::Doorbell;
 use crate::error::setup;
@@ -74,10 +73,6 @@ pub struct Engine {
 /// The flow table `[flowtable]` describes.
 pub fn flow_table(config: &Config) -> Arc<dyn FlowTable> {
     Arc::from(flowtable::new_table_sized(
-        match config.flowtable.implementation {
-            TableChoice::Bucketized => TableImpl::Bucketized,
-            TableChoice::DashMap => TableImpl::DashMap,
-        },
         config.flowtable.capacity,
         config.flowtable.effective_ipv6_capacity(),
     ))
@@ -152,15 +147,10 @@ impl Engine {
         }
         let pool =
             PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;
-        let ring_kind = match config.swq.ring {
-            RingImpl::Burst => RingKind::Burst,
-            RingImpl::Crossbeam => RingKind::Crossbeam,
-        };
         let mut consumers = Vec::with_capacity(threads);
         let mut producers = Vec::with_capacity(threads);
         for _ in 0..threads {
-            let (p, c) = flowsteer_mpsc::ring(config.swq.size, ring_kind)
-                .map_err(setup("software queue"))?;
+            let (p, c) = flowsteer_mpsc::ring(config.swq.size).map_err(setup("software queue"))?;
             producers.push(p);
             consumers.push(c);
         }

@@ -5,14 +5,14 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use flowsteer_config::MissPolicy;
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::wire::{
     build_frame, layout_of, FiveTuple, FrameSpec, IpPair, Layer, ParseError, IP_PROTO_TCP,
     IP_PROTO_UDP,
 };
-use flowtable::{new_table, FlowKey, FlowTable, ListenKey, Proto, TableImpl};
+use flowtable::{new_table, FlowKey, FlowTable, ListenKey, Proto};
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::ThreadStats;
 use forwarder::steer::Steering;
@@ -38,13 +38,11 @@ impl Rig {
     fn new(swq_size: usize) -> Rig {
         let pool = PacketPool::new(1024, 2048).unwrap();
         let cache = pool.cache(32);
-        let (producers, consumers) = (0..THREADS)
-            .map(|_| ring(swq_size, RingKind::Crossbeam).unwrap())
-            .unzip();
+        let (producers, consumers) = (0..THREADS).map(|_| ring(swq_size).unwrap()).unzip();
         Rig {
             pool,
             cache,
-            table: Arc::from(new_table(TableImpl::DashMap, 1024)),
+            table: Arc::from(new_table(1024)),
             producers,
             consumers,
             stats: ThreadStats::new(THREADS),

@@ -1,10 +1,11 @@
-//! Burst enqueue / dequeue throughput of every ring kind, in the shape of the engine's handoff:
+//! Burst enqueue / dequeue throughput of the ring, in the shape of the engine's handoff:
 //! 1 or 2 producer threads push bursts of 8 or 32 packet handles into one ring of 1024 slots
 //! (the default `swq.size`) drained by one consumer thread in bursts of the same size.
 //!
 //! `cargo bench -p flowsteer-mpsc --bench burst` runs the criterion groups, then prints one
-//! table of nanoseconds per packet and the ratio of each kind to crossbeam, measured alternately
-//! in the same process (pass `-- --summary-only` to skip criterion). Criterion's "time" is per iteration,
+//! table of nanoseconds per packet (pass `-- --summary-only` to skip criterion). The comparison
+//! with the baselines (crossbeam's `ArrayQueue`, rte_ring) is `flowsteer-bench swq`, where they
+//! run side by side. Criterion's "time" is per iteration,
 //! and one iteration is one burst per producer, so divide by `burst * producers` for time per
 //! packet (the `thrpt` line is packets per second).
 //!
@@ -19,9 +20,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use flowsteer_mpsc::{ring, RingKind};
+use flowsteer_mpsc::ring;
 
 const CAPACITY: usize = 1024;
+/// The ring's name in the criterion groups (as `flowsteer-bench swq` names it).
+const NAME: &str = "burst";
 const BURSTS: [usize; 2] = [8, 32];
 const PRODUCERS: [usize; 2] = [1, 2];
 
@@ -30,8 +33,8 @@ type Handle = usize;
 
 /// Every producer sends `bursts` bursts of `burst` handles; returns the time until the consumer
 /// (this thread) received all of them.
-fn run(kind: RingKind, producers: usize, burst: usize, bursts: u64) -> Duration {
-    let (producer, mut consumer) = ring::<Handle>(CAPACITY, kind).expect("valid capacity");
+fn run(producers: usize, burst: usize, bursts: u64) -> Duration {
+    let (producer, mut consumer) = ring::<Handle>(CAPACITY).expect("valid capacity");
     let start = Arc::new(Barrier::new(producers + 1));
     let senders: Vec<_> = (0..producers)
         .map(|_| {
@@ -73,9 +76,9 @@ fn run(kind: RingKind, producers: usize, burst: usize, bursts: u64) -> Duration 
     elapsed
 }
 
-/// One thread, no contention: enqueue one burst, dequeue it. The floor of each kind's cost.
-fn round_trip(kind: RingKind, burst: usize, iters: u64) -> Duration {
-    let (producer, mut consumer) = ring::<Handle>(CAPACITY, kind).expect("valid capacity");
+/// One thread, no contention: enqueue one burst, dequeue it. The floor of the ring's cost.
+fn round_trip(burst: usize, iters: u64) -> Duration {
+    let (producer, mut consumer) = ring::<Handle>(CAPACITY).expect("valid capacity");
     let mut items: Vec<Handle> = Vec::with_capacity(burst);
     let mut out: Vec<Handle> = Vec::with_capacity(burst);
     let began = Instant::now();
@@ -96,13 +99,9 @@ fn criterion_groups(c: &mut Criterion) {
         group.warm_up_time(Duration::from_secs(1));
         for burst in BURSTS {
             group.throughput(Throughput::Elements((burst * producers) as u64));
-            for kind in RingKind::ALL {
-                group.bench_with_input(
-                    BenchmarkId::new(kind.name(), burst),
-                    &burst,
-                    |b, &burst| b.iter_custom(|iters| run(kind, producers, burst, iters)),
-                );
-            }
+            group.bench_with_input(BenchmarkId::new(NAME, burst), &burst, |b, &burst| {
+                b.iter_custom(|iters| run(producers, burst, iters))
+            });
         }
         group.finish();
     }
@@ -110,11 +109,9 @@ fn criterion_groups(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(2));
     for burst in BURSTS {
         group.throughput(Throughput::Elements(burst as u64));
-        for kind in RingKind::ALL {
-            group.bench_with_input(BenchmarkId::new(kind.name(), burst), &burst, |b, &burst| {
-                b.iter_custom(|iters| round_trip(kind, burst, iters))
-            });
-        }
+        group.bench_with_input(BenchmarkId::new(NAME, burst), &burst, |b, &burst| {
+            b.iter_custom(|iters| round_trip(burst, iters))
+        });
     }
     group.finish();
 }
@@ -124,55 +121,26 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-/// The same-run comparison the issue asks for: every kind at every shape, and its ratio to
-/// crossbeam (crossbeam's time divided by the kind's: above 1 is faster).
-///
-/// The machine is shared, so the kinds are measured alternately (crossbeam, then each other
-/// kind, repeated) and the ratio is the median of the per-round ratios: a burst of load from
-/// elsewhere then hits both sides of a ratio alike.
+/// Nanoseconds per packet at every shape: the median of rounds of a fixed number of packets, so
+/// that a burst of load from elsewhere on a shared machine moves one round, not the figure.
 fn summary() {
     const PACKETS: u64 = 2_000_000;
     const ROUNDS: usize = 9;
     println!();
     println!(
-        "mpsc summary: ring of {CAPACITY}, {ROUNDS} alternating rounds of {PACKETS} packets, \
-         median ns/packet"
+        "mpsc summary: ring of {CAPACITY}, {ROUNDS} rounds of {PACKETS} packets, median ns/packet"
     );
-    println!(
-        "{:<10} {:>6} {:>10} {:>10} {:>14}",
-        "producers", "burst", "kind", "ns/pkt", "vs crossbeam"
-    );
-    let ns_per_packet = |kind, producers, burst| {
-        let bursts = PACKETS / (producers * burst) as u64;
-        let elapsed = run(kind, producers, burst, bursts);
-        elapsed.as_nanos() as f64 / (bursts * (producers * burst) as u64) as f64
-    };
+    println!("{:<10} {:>6} {:>10}", "producers", "burst", "ns/pkt");
     for producers in PRODUCERS {
         for burst in BURSTS {
-            let mut times: Vec<Vec<f64>> = vec![Vec::new(); RingKind::ALL.len()];
-            let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); RingKind::ALL.len()];
-            for _ in 0..ROUNDS {
-                let baseline = ns_per_packet(RingKind::Crossbeam, producers, burst);
-                for (i, kind) in RingKind::ALL.into_iter().enumerate() {
-                    let ns = if kind == RingKind::Crossbeam {
-                        baseline
-                    } else {
-                        ns_per_packet(kind, producers, burst)
-                    };
-                    times[i].push(ns);
-                    ratios[i].push(baseline / ns);
-                }
-            }
-            for (i, kind) in RingKind::ALL.into_iter().enumerate() {
-                println!(
-                    "{:<10} {:>6} {:>10} {:>10.2} {:>13.2}x",
-                    producers,
-                    burst,
-                    kind.name(),
-                    median(times[i].clone()),
-                    median(ratios[i].clone())
-                );
-            }
+            let bursts = PACKETS / (producers * burst) as u64;
+            let times: Vec<f64> = (0..ROUNDS)
+                .map(|_| {
+                    let elapsed = run(producers, burst, bursts);
+                    elapsed.as_nanos() as f64 / (bursts * (producers * burst) as u64) as f64
+                })
+                .collect();
+            println!("{:<10} {:>6} {:>10.2}", producers, burst, median(times));
         }
     }
 }

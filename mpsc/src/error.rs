@@ -3,24 +3,17 @@
 use std::error::Error;
 use std::fmt;
 
-use crate::RingKind;
-
-/// The requested capacity is 0 or larger than the chosen [`RingKind`] can represent
-/// (see [`RingKind::max_capacity`]).
+/// The requested capacity is 0 or larger than the ring can represent for its element type
+/// (see [`max_capacity`](crate::max_capacity)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapacityError {
     requested: usize,
     max: usize,
-    kind: RingKind,
 }
 
 impl CapacityError {
-    pub(crate) fn new(requested: usize, max: usize, kind: RingKind) -> Self {
-        CapacityError {
-            requested,
-            max,
-            kind,
-        }
+    pub(crate) fn new(requested: usize, max: usize) -> Self {
+        CapacityError { requested, max }
     }
 
     /// The capacity that was asked for.
@@ -28,14 +21,9 @@ impl CapacityError {
         self.requested
     }
 
-    /// The largest capacity the kind accepts for this element type.
+    /// The largest capacity the ring accepts for this element type.
     pub fn max(&self) -> usize {
         self.max
-    }
-
-    /// The kind that rejected the capacity.
-    pub fn kind(&self) -> RingKind {
-        self.kind
     }
 }
 
@@ -43,8 +31,8 @@ impl fmt::Display for CapacityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "ring capacity must be 1..={} for the {} ring, got {}",
-            self.max, self.kind, self.requested
+            "ring capacity must be 1..={}, got {}",
+            self.max, self.requested
         )
     }
 }

@@ -12,23 +12,21 @@
 //!   blocking and never waiting for room. A full ring is the caller's decision to drop and count.
 //! - Consumer: single-consumer, enforced by types: one [`Consumer`] per ring, not `Clone`, not
 //!   `Sync`, dequeue through `&mut self`.
-//! - Kinds ([`RingKind`]): [`RingKind::Burst`] claims a whole burst with one CAS on the shared
-//!   tail and publishes it with one release store into a per-run header, so that a producer
-//!   preempted mid-burst never stalls the other producers (the design, and why DPDK's classic
-//!   multi-producer mode does not have that property, is documented in `src/burst_ring.rs`).
-//!   [`RingKind::Crossbeam`] is `crossbeam_queue::ArrayQueue` driven one element at a
-//!   time; a burst is not atomic (it may be accepted in part and may interleave with other
-//!   producers' bursts). It stays selectable as the baseline.
+//! - Ring: one CAS on the shared tail claims a whole burst and one release store into a per-run
+//!   header publishes it, so that a producer preempted mid-burst never stalls the other producers
+//!   (the design, and why DPDK's classic multi-producer mode does not have that property, is
+//!   documented in `src/burst_ring.rs`). The crossbeam `ArrayQueue` baseline it is measured
+//!   against (one CAS per element) lives in `flowsteer-bench` (`bench/src/competitors/crossbeam.rs`).
 //!
 //! # Costs
 //!
-//! | operation | [`RingKind::Burst`] | [`RingKind::Crossbeam`] |
-//! |---|---|---|
-//! | `enqueue_burst` of n | 1 CAS on the shared tail (retried under contention) + 1 release store; the consumer's head is read only when the handle's cached copy shows too little room | n CAS on the shared tail (retried under contention) + n release stores |
-//! | `dequeue_burst` of n | 1 acquire load per producer run taken + 1 release store of the head | n uncontended CAS on the head + n release stores |
-//! | element copies | one `memcpy` per run (two where it wraps) | one move per element |
-//! | `len` / `is_empty` | 3 sequentially consistent loads, retried (boundedly) while both ends move | 3 / 2 sequentially consistent loads of shared indices |
-//! | `ring` | two allocations: `capacity` rounded up to a power of two cells, and as many 16-byte run headers | one allocation of `capacity` slots; none afterwards |
+//! | operation | cost |
+//! |---|---|
+//! | `enqueue_burst` of n | 1 CAS on the shared tail (retried under contention) + 1 release store; the consumer's head is read only when the handle's cached copy shows too little room |
+//! | `dequeue_burst` of n | 1 acquire load per producer run taken + 1 release store of the head |
+//! | element copies | one `memcpy` per run (two where it wraps) |
+//! | `len` / `is_empty` | 3 sequentially consistent loads, retried (boundedly) while both ends move |
+//! | `ring` | two allocations: `capacity` rounded up to a power of two cells, and as many 16-byte run headers |
 //!
 //! # Invariants
 //!
@@ -40,24 +38,20 @@
 //! - The accepted part of a burst is always a prefix of it; the remainder keeps its order.
 //! - Progress: producers are lock-free and never wait for each other or for room. A producer
 //!   preempted after claiming slots but before publishing them holds back the consumer at those
-//!   slots until it runs again; with [`RingKind::Burst`] the consumer returns at once with what
-//!   precedes them and the other producers go on publishing behind them (the ring may fill, and
-//!   they then drop), whereas an `rte_ring` multi-producer tail update makes the later producers
-//!   spin. With [`RingKind::Crossbeam`] the consumer spins briefly, then yields.
+//!   slots until it runs again; the consumer returns at once with what precedes them and the
+//!   other producers go on publishing behind them (the ring may fill, and they then drop),
+//!   whereas an `rte_ring` multi-producer tail update makes the later producers spin.
 //! - The ring lives as long as any handle. Enqueueing after the consumer is gone succeeds while
 //!   room remains; those elements are dropped with the last producer.
 
 #![deny(unsafe_op_in_unsafe_fn)]
-// Every kind so far is safe code; a lock-free kind opts in for its own module only.
+// Safe code everywhere but the burst ring's cells, whose module opts in.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod burst_ring;
-mod crossbeam_ring;
 mod error;
-mod kind;
 mod ring;
 
 pub use error::CapacityError;
-pub use kind::{RingKind, MAX_CAPACITY};
-pub use ring::{ring, Consumer, Producer};
+pub use ring::{max_capacity, ring, Consumer, Producer, MAX_CAPACITY};

@@ -1,6 +1,6 @@
 //! The shared ring and its two kinds of handle: [`Producer`] (many) and [`Consumer`] (one).
 //!
-//! Both handles hold an `Arc` of the same [`RingImpl`]; the ring and every element still in it are
+//! Both handles hold an `Arc` of the same [`BurstRing`]; the ring and every element still in it are
 //! dropped when the last handle goes, whichever side that is. Single-consumer is enforced by the
 //! type system rather than by a runtime check: [`ring`] returns exactly one `Consumer`, which is
 //! neither `Clone` nor `Sync`, and dequeuing needs `&mut Consumer`.
@@ -8,6 +8,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::size_of;
 // Under loom the handles' reference count is modelled too, so that the ring's `Drop` is
 // ordered after the last use through any handle.
 #[cfg(loom)]
@@ -15,74 +16,29 @@ use loom::sync::Arc;
 #[cfg(not(loom))]
 use std::sync::Arc;
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::burst_ring::{BurstRing, HeadCache};
-use crate::{crossbeam_ring, CapacityError, RingKind};
+use crate::CapacityError;
 
-/// The ring behind the handles, one variant per [`RingKind`].
+/// Largest capacity [`ring`] accepts.
 ///
-/// Every operation is one `match` here, so adding a kind means one new variant, one arm per
-/// method below and one backend module.
-enum RingImpl<T> {
-    Burst(BurstRing<T>),
-    Crossbeam(ArrayQueue<T>),
-}
+/// Far above the configuration's `swq.size` limit (2^20); the bound exists so that index
+/// arithmetic can never overflow and a typo such as `usize::MAX` is an error instead of an
+/// allocation abort.
+pub const MAX_CAPACITY: usize = 1 << 30;
 
-impl<T> RingImpl<T> {
-    fn new(capacity: usize, kind: RingKind) -> Result<Self, CapacityError> {
-        let max = kind.max_capacity::<T>();
-        if capacity == 0 || capacity > max {
-            return Err(CapacityError::new(capacity, max, kind));
-        }
-        Ok(match kind {
-            RingKind::Burst => RingImpl::Burst(BurstRing::new(capacity)),
-            RingKind::Crossbeam => RingImpl::Crossbeam(ArrayQueue::new(capacity)),
-        })
-    }
-
-    fn kind(&self) -> RingKind {
-        match self {
-            RingImpl::Burst(_) => RingKind::Burst,
-            RingImpl::Crossbeam(_) => RingKind::Crossbeam,
-        }
-    }
-
-    /// `cache` belongs to the calling [`Producer`] handle; kinds without one ignore it.
-    fn enqueue_burst(&self, items: &mut Vec<T>, cache: &HeadCache) -> usize {
-        match self {
-            RingImpl::Burst(ring) => ring.enqueue_burst(items, cache),
-            RingImpl::Crossbeam(queue) => crossbeam_ring::enqueue_burst(queue, items),
-        }
-    }
-
-    /// Only [`Consumer::dequeue_burst`] calls this, which makes the caller the single consumer.
-    fn dequeue_burst(&self, out: &mut Vec<T>, max: usize) -> usize {
-        match self {
-            RingImpl::Burst(ring) => ring.dequeue_burst(out, max),
-            RingImpl::Crossbeam(queue) => crossbeam_ring::dequeue_burst(queue, out, max),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            RingImpl::Burst(ring) => ring.len(),
-            RingImpl::Crossbeam(queue) => queue.len(),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        match self {
-            RingImpl::Burst(ring) => ring.is_empty(),
-            RingImpl::Crossbeam(queue) => queue.is_empty(),
-        }
-    }
-
-    fn capacity(&self) -> usize {
-        match self {
-            RingImpl::Burst(ring) => ring.capacity(),
-            RingImpl::Crossbeam(queue) => queue.capacity(),
-        }
+/// Largest capacity [`ring`] accepts for elements of type `T`: the lesser of [`MAX_CAPACITY`]
+/// and the largest power of two of cells whose total size still fits in `isize::MAX` bytes (the
+/// limit of one Rust allocation).
+pub fn max_capacity<T>() -> usize {
+    // Cells are `MaybeUninit<T>` in one allocation of `capacity` rounded up to a power of two
+    // (run headers are a second allocation of 16 bytes per cell, far below the limit for any
+    // capacity up to MAX_CAPACITY). So the answer is the largest power of two whose cells still
+    // fit.
+    let fit = isize::MAX as usize / size_of::<T>().max(1);
+    if fit >= MAX_CAPACITY {
+        MAX_CAPACITY
+    } else {
+        1 << (usize::BITS - 1 - fit.leading_zeros())
     }
 }
 
@@ -91,14 +47,13 @@ impl<T> RingImpl<T> {
 /// `T` is an owned packet handle: elements are moved in and out, never copied or cloned. Returns
 /// the producer side (clone it for every producing thread) and the one consumer side.
 ///
-/// Errors with [`CapacityError`] when `capacity` is 0 or above
-/// [`RingKind::max_capacity`]`::<T>()`. Allocates the whole ring up front; nothing allocates
-/// afterwards.
+/// Errors with [`CapacityError`] when `capacity` is 0 or above [`max_capacity`]`::<T>()`.
+/// Allocates the whole ring up front; nothing allocates afterwards.
 ///
 /// ```
-/// use flowsteer_mpsc::{ring, RingKind};
+/// use flowsteer_mpsc::ring;
 ///
-/// let (producer, mut consumer) = ring::<Box<u32>>(4, RingKind::Burst)?;
+/// let (producer, mut consumer) = ring::<Box<u32>>(4)?;
 /// let mut burst: Vec<Box<u32>> = (0..6).map(Box::new).collect();
 /// assert_eq!(producer.enqueue_burst(&mut burst), 4);
 /// // What did not fit stays with the caller, in order, to be freed and counted.
@@ -109,11 +64,12 @@ impl<T> RingImpl<T> {
 /// assert_eq!(received, (0..4).map(Box::new).collect::<Vec<_>>());
 /// # Ok::<(), flowsteer_mpsc::CapacityError>(())
 /// ```
-pub fn ring<T: Send>(
-    capacity: usize,
-    kind: RingKind,
-) -> Result<(Producer<T>, Consumer<T>), CapacityError> {
-    let shared = Arc::new(RingImpl::new(capacity, kind)?);
+pub fn ring<T: Send>(capacity: usize) -> Result<(Producer<T>, Consumer<T>), CapacityError> {
+    let max = max_capacity::<T>();
+    if capacity == 0 || capacity > max {
+        return Err(CapacityError::new(capacity, max));
+    }
+    let shared = Arc::new(BurstRing::new(capacity));
     let producer = Producer {
         ring: Arc::clone(&shared),
         head_cache: HeadCache::new(),
@@ -130,12 +86,12 @@ pub fn ring<T: Send>(
 /// Concurrency: any number of threads may call [`enqueue_burst`](Producer::enqueue_burst) on
 /// clones of (or references to) the same producer at once.
 ///
-/// Each handle carries a private copy of the consumer's position ([`RingKind::Burst`]), so that
+/// Each handle carries a private copy of the consumer's position, so that
 /// enqueueing does not read the cache line the consumer writes; give every producing thread its
 /// own clone. Sharing one handle by reference between threads stays correct (the copy is an
 /// atomic lower bound) but makes those threads write one line when they refresh it.
 pub struct Producer<T> {
-    ring: Arc<RingImpl<T>>,
+    ring: Arc<BurstRing<T>>,
     head_cache: HeadCache,
 }
 
@@ -154,22 +110,16 @@ impl<T: Send> Producer<T> {
     /// returns its length. What did not fit stays in `items`, in its original order, for the
     /// caller to free and count (or to retry later). Never blocks, never waits for room.
     ///
-    /// Atomicity depends on the kind. With [`RingKind::Burst`] the accepted part is claimed at
-    /// once and occupies consecutive positions; it is shorter than `items` only if the ring was
-    /// full at some instant during the call. With [`RingKind::Crossbeam`] a burst is not
-    /// atomic: it may be accepted in part when the ring fills meanwhile, and its elements may
-    /// interleave with other producers' elements. With either, elements of one producer keep
-    /// their FIFO order: a producer's accepted elements are dequeued in the order it enqueued
-    /// them.
+    /// The accepted part is claimed at once and occupies consecutive positions; it is shorter
+    /// than `items` only if the ring was full at some instant during the call. Elements of one
+    /// producer keep their FIFO order: a producer's accepted elements are dequeued in the order
+    /// it enqueued them.
     ///
-    /// Cost ([`RingKind::Burst`]): one CAS on the shared tail per burst (retried only when
+    /// Cost: one CAS on the shared tail per burst (retried only when
     /// another producer reserved in between), a `memcpy` of the accepted elements, one release
     /// store to publish them and a `memmove` of the rest of `items`; the consumer's position is
     /// read only when this handle's copy of it shows too little room. Never waits for another
     /// producer, even one preempted in the middle of its own burst.
-    ///
-    /// Cost ([`RingKind::Crossbeam`]): one CAS on the shared tail per accepted element, retried
-    /// under contention, plus two in-place reversals of `items`; no allocation.
     pub fn enqueue_burst(&self, items: &mut Vec<T>) -> usize {
         self.ring.enqueue_burst(items, &self.head_cache)
     }
@@ -177,8 +127,7 @@ impl<T: Send> Producer<T> {
     /// Elements in the ring at some instant during the call; never above
     /// [`capacity`](Producer::capacity). Stale as soon as it returns while others run.
     ///
-    /// With [`RingKind::Burst`] the count includes slots a producer has reserved but not yet
-    /// published.
+    /// The count includes slots a producer has reserved but not yet published.
     ///
     /// Cost: reads both shared indices (three sequentially consistent loads, retried while both
     /// move): a statistic, not something to call per packet.
@@ -195,17 +144,11 @@ impl<T: Send> Producer<T> {
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
-
-    /// The implementation behind this ring.
-    pub fn kind(&self) -> RingKind {
-        self.ring.kind()
-    }
 }
 
 impl<T> fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Producer")
-            .field("kind", &self.ring.kind())
             .field("capacity", &self.ring.capacity())
             .field("len", &self.ring.len())
             .finish()
@@ -215,8 +158,8 @@ impl<T> fmt::Debug for Producer<T> {
 /// The dequeue side of a ring: `Send`, not `Clone`, not `Sync`; exactly one exists per ring.
 ///
 /// ```compile_fail
-/// use flowsteer_mpsc::{ring, RingKind};
-/// let (_producer, consumer) = ring::<u32>(8, RingKind::Crossbeam).unwrap();
+/// use flowsteer_mpsc::ring;
+/// let (_producer, consumer) = ring::<u32>(8).unwrap();
 /// let _second = consumer.clone(); // a second consumer cannot exist
 /// ```
 ///
@@ -226,9 +169,10 @@ impl<T> fmt::Debug for Producer<T> {
 /// shared_between_threads::<Consumer<u32>>();
 /// ```
 pub struct Consumer<T> {
-    ring: Arc<RingImpl<T>>,
-    // `Cell` is Send but not Sync: it keeps `&Consumer` on one thread so that a later kind may
-    // cache consumer-side state (a local head index) in plain, non-atomic fields.
+    ring: Arc<BurstRing<T>>,
+    // `Cell` is Send but not Sync: it keeps `&Consumer` on one thread, so that consumer-side
+    // state (a local head index) may later be cached in plain, non-atomic fields without
+    // changing the handle's contract.
     not_sync: PhantomData<Cell<()>>,
 }
 
@@ -237,19 +181,16 @@ impl<T: Send> Consumer<T> {
     /// the ring is empty or `max` is 0. Elements of each producer come out in the order that
     /// producer enqueued them.
     ///
-    /// Cost ([`RingKind::Burst`]): one acquire load of a run header per producer burst taken,
-    /// one `memcpy` per run, one release store of the head per call; no atomic
-    /// read-modify-write. Cost ([`RingKind::Crossbeam`]): one uncontended CAS on the head per
-    /// element. `out` grows only if its spare capacity is below the number taken; keep one
-    /// `Vec` with capacity `max` per thread to make this allocation-free.
+    /// Cost: one acquire load of a run header per producer burst taken, one `memcpy` per run,
+    /// one release store of the head per call; no atomic read-modify-write. `out` grows only if
+    /// its spare capacity is below the number taken; keep one `Vec` with capacity `max` per
+    /// thread to make this allocation-free.
     ///
-    /// Waiting, when a producer has claimed the next slot but not yet published it (it was
-    /// preempted mid-enqueue): [`RingKind::Burst`] never waits; it returns what was published
-    /// before that slot (possibly nothing), and the rest comes out on a later call once the
-    /// producer publishes. [`RingKind::Crossbeam`] may spin briefly, then yield, until the slot
-    /// is published. Neither waits for a producer to start an enqueue. With
-    /// [`RingKind::Burst`], if `out` cannot grow (allocation failure) the call stops early
-    /// instead of panicking; the elements not taken stay in the ring.
+    /// Never waits: when a producer has claimed the next slot but not yet published it (it was
+    /// preempted mid-enqueue), the call returns what was published before that slot (possibly
+    /// nothing), and the rest comes out on a later call once the producer publishes. If `out`
+    /// cannot grow (allocation failure) the call stops early instead of panicking; the elements
+    /// not taken stay in the ring.
     pub fn dequeue_burst(&mut self, out: &mut Vec<T>, max: usize) -> usize {
         self.ring.dequeue_burst(out, max)
     }
@@ -269,17 +210,11 @@ impl<T: Send> Consumer<T> {
     pub fn capacity(&self) -> usize {
         self.ring.capacity()
     }
-
-    /// The implementation behind this ring.
-    pub fn kind(&self) -> RingKind {
-        self.ring.kind()
-    }
 }
 
 impl<T> fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Consumer")
-            .field("kind", &self.ring.kind())
             .field("capacity", &self.ring.capacity())
             .field("len", &self.ring.len())
             .finish()

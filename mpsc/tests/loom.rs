@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use flowsteer_mpsc::{ring, RingKind};
+use flowsteer_mpsc::ring;
 use loom::thread;
 
 /// Tracks live elements so that the models also check "dropped exactly once".
@@ -72,7 +72,7 @@ fn check_order(received: &[Tracked], accepted: &[usize]) {
 fn two_producers_one_consumer_small_ring() {
     model(|| {
         let live = Arc::new(AtomicUsize::new(0));
-        let (producer, mut consumer) = ring::<Tracked>(3, RingKind::Burst).unwrap();
+        let (producer, mut consumer) = ring::<Tracked>(3).unwrap();
         let producers: Vec<_> = (0..2)
             .map(|id| {
                 let producer = producer.clone();
@@ -111,7 +111,7 @@ fn two_producers_one_consumer_small_ring() {
 fn slot_reuse_across_laps() {
     model(|| {
         let live = Arc::new(AtomicUsize::new(0));
-        let (producer, mut consumer) = ring::<Tracked>(2, RingKind::Burst).unwrap();
+        let (producer, mut consumer) = ring::<Tracked>(2).unwrap();
         let first = {
             let producer = producer.clone();
             let live = Arc::clone(&live);
@@ -157,7 +157,7 @@ fn slot_reuse_across_laps() {
 fn drop_with_elements_left() {
     model(|| {
         let live = Arc::new(AtomicUsize::new(0));
-        let (producer, mut consumer) = ring::<Tracked>(3, RingKind::Burst).unwrap();
+        let (producer, mut consumer) = ring::<Tracked>(3).unwrap();
         let sender = {
             let live = Arc::clone(&live);
             thread::spawn(move || {

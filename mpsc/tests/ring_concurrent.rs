@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::SeededRng;
-use flowsteer_mpsc::{ring, Consumer, Producer, RingKind};
+use flowsteer_mpsc::{ring, Consumer, Producer};
 
 /// Not Copy and not Clone, like a packet handle: the ring can only move it.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,10 +103,10 @@ fn consume_all(mut consumer: Consumer<Numbered>, producers: usize, per_producer:
     assert!(consumer.is_empty());
 }
 
-fn stress(kind: RingKind, producers: usize) {
+fn stress(producers: usize) {
     const PER_PRODUCER: u32 = if cfg!(miri) { 100 } else { 200_000 };
     // Small against producers * MAX_BURST so full-ring partial bursts are frequent.
-    let (producer, consumer) = ring::<Numbered>(256, kind).unwrap();
+    let (producer, consumer) = ring::<Numbered>(256).unwrap();
     let senders: Vec<_> = (0..producers)
         .map(|id| {
             let producer = producer.clone();
@@ -116,21 +116,17 @@ fn stress(kind: RingKind, producers: usize) {
     drop(producer);
     consume_all(consumer, producers, PER_PRODUCER);
     let partial_bursts: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
-    eprintln!("{kind}, {producers} producers: {partial_bursts} partly accepted bursts");
+    eprintln!("{producers} producers: {partial_bursts} partly accepted bursts");
 }
 
 #[test]
 fn two_producers_lose_duplicate_and_reorder_nothing() {
-    for kind in RingKind::ALL {
-        stress(kind, 2);
-    }
+    stress(2);
 }
 
 #[test]
 fn four_producers_lose_duplicate_and_reorder_nothing() {
-    for kind in RingKind::ALL {
-        stress(kind, 4);
-    }
+    stress(4);
 }
 
 /// Samples `len()` from its own thread until `stop`; returns the samples taken and the largest.
@@ -157,61 +153,59 @@ fn racing_producers_fill_exactly_to_capacity_and_never_beyond() {
     const CAPACITY: usize = 100;
     const PRODUCERS: usize = 4;
     const OFFERED: u32 = 1000;
-    for kind in RingKind::ALL {
-        let (producer, mut consumer) = ring::<Numbered>(CAPACITY, kind).unwrap();
-        let start = Arc::new(Barrier::new(PRODUCERS));
-        let stop = Arc::new(AtomicBool::new(false));
-        let observer = {
+    let (producer, mut consumer) = ring::<Numbered>(CAPACITY).unwrap();
+    let start = Arc::new(Barrier::new(PRODUCERS));
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let producer = producer.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || observe_len(producer, stop))
+    };
+    let senders: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
             let producer = producer.clone();
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || observe_len(producer, stop))
-        };
-        let senders: Vec<_> = (0..PRODUCERS)
-            .map(|id| {
-                let producer = producer.clone();
-                let start = Arc::clone(&start);
-                thread::spawn(move || {
-                    let mut rng = SeededRng::new(id as u64);
-                    let mut accepted_total = 0u32;
-                    start.wait();
-                    // No consumer runs, so the first rejection means the ring is full for good.
-                    while accepted_total < OFFERED {
-                        let burst = rng.in_range(1, MAX_BURST) as u32;
-                        let end = (accepted_total + burst).min(OFFERED);
-                        let mut pending: Vec<Numbered> = (accepted_total..end)
-                            .map(|seq| Numbered { producer: id, seq })
-                            .collect();
-                        let offered = pending.len();
-                        let accepted = producer.enqueue_burst(&mut pending);
-                        accepted_total += accepted as u32;
-                        assert!(producer.len() <= CAPACITY);
-                        if accepted < offered {
-                            assert_eq!(pending[0].seq, accepted_total, "rest kept in order");
-                            break;
-                        }
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                let mut rng = SeededRng::new(id as u64);
+                let mut accepted_total = 0u32;
+                start.wait();
+                // No consumer runs, so the first rejection means the ring is full for good.
+                while accepted_total < OFFERED {
+                    let burst = rng.in_range(1, MAX_BURST) as u32;
+                    let end = (accepted_total + burst).min(OFFERED);
+                    let mut pending: Vec<Numbered> = (accepted_total..end)
+                        .map(|seq| Numbered { producer: id, seq })
+                        .collect();
+                    let offered = pending.len();
+                    let accepted = producer.enqueue_burst(&mut pending);
+                    accepted_total += accepted as u32;
+                    assert!(producer.len() <= CAPACITY);
+                    if accepted < offered {
+                        assert_eq!(pending[0].seq, accepted_total, "rest kept in order");
+                        break;
                     }
-                    accepted_total
-                })
+                }
+                accepted_total
             })
-            .collect();
-        let accepted: Vec<u32> = senders.into_iter().map(|s| s.join().unwrap()).collect();
-        stop.store(true, Ordering::Release);
-        let (samples, largest) = observer.join().unwrap();
-        assert!(samples > 0 && largest <= CAPACITY);
+        })
+        .collect();
+    let accepted: Vec<u32> = senders.into_iter().map(|s| s.join().unwrap()).collect();
+    stop.store(true, Ordering::Release);
+    let (samples, largest) = observer.join().unwrap();
+    assert!(samples > 0 && largest <= CAPACITY);
 
-        assert_eq!(accepted.iter().sum::<u32>() as usize, CAPACITY);
-        assert_eq!(consumer.len(), CAPACITY);
+    assert_eq!(accepted.iter().sum::<u32>() as usize, CAPACITY);
+    assert_eq!(consumer.len(), CAPACITY);
 
-        // What each producer got in is exactly its first `accepted` elements, in order.
-        let mut out = Vec::new();
-        assert_eq!(consumer.dequeue_burst(&mut out, usize::MAX), CAPACITY);
-        let mut next_expected = [0u32; PRODUCERS];
-        for item in out {
-            assert_eq!(item.seq, next_expected[item.producer]);
-            next_expected[item.producer] += 1;
-        }
-        assert_eq!(next_expected.to_vec(), accepted);
+    // What each producer got in is exactly its first `accepted` elements, in order.
+    let mut out = Vec::new();
+    assert_eq!(consumer.dequeue_burst(&mut out, usize::MAX), CAPACITY);
+    let mut next_expected = [0u32; PRODUCERS];
+    for item in out {
+        assert_eq!(item.seq, next_expected[item.producer]);
+        next_expected[item.producer] += 1;
     }
+    assert_eq!(next_expected.to_vec(), accepted);
 }
 
 #[test]
@@ -219,71 +213,69 @@ fn len_stays_within_capacity_while_producers_and_consumer_race() {
     const CAPACITY: usize = 64;
     const PRODUCERS: usize = 3;
     const ROUNDS: usize = if cfg!(miri) { 30 } else { 20_000 };
-    for kind in RingKind::ALL {
-        let (producer, mut consumer) = ring::<Numbered>(CAPACITY, kind).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted_total = Arc::new(AtomicUsize::new(0));
-        let observer = {
+    let (producer, mut consumer) = ring::<Numbered>(CAPACITY).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted_total = Arc::new(AtomicUsize::new(0));
+    let observer = {
+        let producer = producer.clone();
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || observe_len(producer, stop))
+    };
+    let senders: Vec<_> = (0..PRODUCERS)
+        .map(|id| {
             let producer = producer.clone();
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || observe_len(producer, stop))
-        };
-        let senders: Vec<_> = (0..PRODUCERS)
-            .map(|id| {
-                let producer = producer.clone();
-                let accepted_total = Arc::clone(&accepted_total);
-                thread::spawn(move || {
-                    let mut rng = SeededRng::new(100 + id as u64);
-                    let mut pending = Vec::with_capacity(MAX_BURST);
-                    for round in 0..ROUNDS {
-                        pending.clear();
-                        let burst = rng.in_range(1, MAX_BURST);
-                        pending.extend((0..burst).map(|_| Numbered {
-                            producer: id,
-                            seq: round as u32,
-                        }));
-                        let accepted = producer.enqueue_burst(&mut pending);
-                        accepted_total.fetch_add(accepted, Ordering::Relaxed);
-                        assert!(producer.len() <= CAPACITY);
-                    }
-                })
+            let accepted_total = Arc::clone(&accepted_total);
+            thread::spawn(move || {
+                let mut rng = SeededRng::new(100 + id as u64);
+                let mut pending = Vec::with_capacity(MAX_BURST);
+                for round in 0..ROUNDS {
+                    pending.clear();
+                    let burst = rng.in_range(1, MAX_BURST);
+                    pending.extend((0..burst).map(|_| Numbered {
+                        producer: id,
+                        seq: round as u32,
+                    }));
+                    let accepted = producer.enqueue_burst(&mut pending);
+                    accepted_total.fetch_add(accepted, Ordering::Relaxed);
+                    assert!(producer.len() <= CAPACITY);
+                }
             })
-            .collect();
-        // Drain slowly enough that the ring is full much of the time.
-        let mut dequeued = 0;
-        let mut out = Vec::new();
-        while senders.iter().any(|s| !s.is_finished()) {
-            out.clear();
-            dequeued += consumer.dequeue_burst(&mut out, 8);
-            assert!(consumer.len() <= CAPACITY);
-            thread::yield_now();
-        }
-        for sender in senders {
-            sender.join().unwrap();
-        }
-        stop.store(true, Ordering::Release);
-        let (_, largest) = observer.join().unwrap();
-        assert!(largest <= CAPACITY);
-
+        })
+        .collect();
+    // Drain slowly enough that the ring is full much of the time.
+    let mut dequeued = 0;
+    let mut out = Vec::new();
+    while senders.iter().any(|s| !s.is_finished()) {
         out.clear();
-        let remaining = consumer.dequeue_burst(&mut out, usize::MAX);
-        assert!(remaining <= CAPACITY);
-        assert_eq!(
-            dequeued + remaining,
-            accepted_total.load(Ordering::Relaxed),
-            "every accepted element came out exactly once"
-        );
+        dequeued += consumer.dequeue_burst(&mut out, 8);
+        assert!(consumer.len() <= CAPACITY);
+        thread::yield_now();
     }
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    let (_, largest) = observer.join().unwrap();
+    assert!(largest <= CAPACITY);
+
+    out.clear();
+    let remaining = consumer.dequeue_burst(&mut out, usize::MAX);
+    assert!(remaining <= CAPACITY);
+    assert_eq!(
+        dequeued + remaining,
+        accepted_total.load(Ordering::Relaxed),
+        "every accepted element came out exactly once"
+    );
 }
 
-/// Burst kind only: the accepted part of a burst is one reservation, so it comes out as one
+/// The accepted part of a burst is one reservation, so it comes out as one
 /// contiguous run, never interleaved with another producer's elements.
 #[test]
-fn burst_kind_keeps_each_accepted_burst_contiguous() {
+fn each_accepted_burst_stays_contiguous() {
     const PRODUCERS: usize = 3;
     const BURSTS: u32 = if cfg!(miri) { 20 } else { 20_000 };
     const BURST: u32 = 8;
-    let (producer, mut consumer) = ring::<Numbered>(64, RingKind::Burst).unwrap();
+    let (producer, mut consumer) = ring::<Numbered>(64).unwrap();
     let senders: Vec<_> = (0..PRODUCERS)
         .map(|id| {
             let producer = producer.clone();

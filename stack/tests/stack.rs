@@ -12,7 +12,7 @@ use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair, IP_PROTO_TC
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, Stack, StackConfig, StackError, StackStats,
 };
-use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto, TableImpl};
+use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
@@ -126,7 +126,7 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) 
 
 impl Rig {
     fn new(apps: Vec<AppSpec>, max_connections: usize) -> Rig {
-        let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+        let table: Arc<dyn FlowTable> = Arc::from(new_table(1024));
         Rig::with_table(apps, max_connections, table, 0, with_rules())
     }
 
@@ -670,7 +670,7 @@ fn udp_echo_returns_each_datagram_to_its_sender() {
 
 #[test]
 fn a_syn_for_another_threads_port_is_misdirected_and_reset() {
-    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(1024));
     // Thread 1 listens on 8001; this rig is thread 0, listening on 8000.
     table
         .listen_add(ListenKey::any_ip(Proto::Tcp, 8001), 1)
@@ -827,7 +827,7 @@ fn tcp_proxy_relays_both_ways_and_both_rules_follow_their_connections() {
 
 #[test]
 fn tcp_proxy_under_rss_picks_a_port_rss_brings_back_and_adds_no_rule() {
-    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(1024));
     let rss = SoftRss::new(&MICROSOFT_KEY, 128, 2).unwrap();
     let outbound = Outbound {
         rule: false,
@@ -937,7 +937,7 @@ fn a_client_reset_resets_the_upstream() {
 
 #[test]
 fn a_proxy_needs_an_upstream_and_a_way_back() {
-    let table: Arc<dyn FlowTable> = Arc::from(new_table(TableImpl::Bucketized, 1024));
+    let table: Arc<dyn FlowTable> = Arc::from(new_table(1024));
     let stats = |apps: &[AppSpec]| Arc::new(CachePadded::new(StackStats::new(apps)));
     let no_upstream = vec![app(AppKind::TcpProxy, PROXY_PORT)];
     let error = Stack::new(

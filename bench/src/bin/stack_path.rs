@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use flowsteer_config::{App, AppKind, Config, MissPolicy, Profile};
-use flowsteer_mpsc::{Producer, RingKind};
+use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
 use flowtable::FlowTable;
@@ -136,8 +136,7 @@ fn run(connections: usize, exchanges: usize) -> Result<Counts, String> {
         .map_err(|e| e.to_string())?;
     let burst = usize::from(config.engine.burst);
     let tx_limit = 2 * burst.max(32);
-    let (producer, _consumer) =
-        flowsteer_mpsc::ring(1024, RingKind::Burst).map_err(|e| e.to_string())?;
+    let (producer, _consumer) = flowsteer_mpsc::ring(1024).map_err(|e| e.to_string())?;
     let mut server = Server {
         steering: Steering::new(0, 1, burst, MissPolicy::Local, Reta::new(64, 1).unwrap()),
         processor: StackProcessor::new(Box::new(stack), tx_limit),

@@ -9,7 +9,7 @@ use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
 use flowsteer_nic::port::FrameSource;
 use flowsteer_nic::rss::SoftRss;
 use flowsteer_nic::wire::{classify, Classified, FiveTuple, IpPair, IP_PROTO_TCP, IP_PROTO_UDP};
-use flowtable::{FlowKey, FlowTable, Lookup, Proto, TableImpl};
+use flowtable::{FlowKey, FlowTable, Lookup, Proto};
 
 use super::frame::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_SYN};
 use super::*;
@@ -30,7 +30,7 @@ fn soft_rss(c: &Config) -> SoftRss {
 }
 
 fn table(capacity: usize) -> Arc<dyn FlowTable> {
-    Arc::from(flowtable::new_table(TableImpl::DashMap, capacity))
+    Arc::from(flowtable::new_table(capacity))
 }
 
 struct Rig {
@@ -585,8 +585,7 @@ fn install_errors_roll_back_every_rule() {
     let mut ipv6 = c.clone();
     ipv6.traffic.ipv6_share = 0.5;
     ipv6.traffic.packet_size = 128;
-    let ipv4_only: Arc<dyn FlowTable> =
-        Arc::from(flowtable::new_table_sized(TableImpl::DashMap, 1000, 0));
+    let ipv4_only: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(1000, 0));
     let err = TrafficPlan::install(&ipv6, &rss, &ipv4_only).expect_err("no IPv6 rules");
     assert!(matches!(err, TrafficError::RuleTableFull { .. }), "{err}");
     assert!(

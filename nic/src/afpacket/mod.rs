@@ -121,7 +121,7 @@
 //! | `rx_burst` of n frames, frame ring | n acquire loads, n header reads + hashes + copies + buffer allocs, n release stores, a few counter stores |
 //! | `rx_burst` of n frames, block ring | one acquire load per block, n header reads + copies + buffer allocs, one release store per finished block, a few counter stores |
 //! | `rx_burst` on an idle queue | one acquire load |
-//! | `AfPacketQueue::wait_rx` | one `ppoll` system call (sleeps until a frame is handed over or the timeout) |
+//! | waiting on `rx_wait_fd` ([`crate::wait::wait_readable`]) | one `ppoll` system call (sleeps until a frame is handed over or the timeout) |
 //! | `tx_burst` of n frames | one `sendmmsg` system call (more only if the kernel takes part), n buffer frees |
 //! | `stats` | one `getsockopt` per queue, a few relaxed loads per queue |
 //! | `open` | per queue: 2 sockets, 5–6 `setsockopt`, 2 `bind`, one `mmap` of the ring (populated) |

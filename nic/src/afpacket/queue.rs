@@ -2,11 +2,9 @@
 //! transmit.
 
 use std::fmt;
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::ring::{Next, Ring, RxCursor, RxFrame, RxRing};
 use super::stats::add_single_writer;
@@ -53,17 +51,6 @@ impl AfPacketQueue {
     fn shared(&self) -> &QueueShared {
         // `take_queue` checked the index against this same slice.
         &self.queues[self.queue as usize]
-    }
-
-    /// Sleeps until the receive ring has a frame for `rx_burst` or `timeout` passed (one
-    /// `ppoll` on the receive socket); returns whether the ring is readable. The kernel wakes
-    /// the sleeper as soon as it hands a frame over: at once on a frame ring, when a block is
-    /// full or retired on a block ring. What other threads hand this one through software
-    /// queues does not wake it: bound `timeout` by how long those may wait. Interrupted
-    /// (EINTR) counts as a timeout.
-    pub fn wait_rx(&self, timeout: Duration) -> io::Result<bool> {
-        let fd = self.shared().rx_fd.as_fd();
-        Ok(crate::wait::wait_readable(&[fd], timeout)? != 0)
     }
 
     /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics

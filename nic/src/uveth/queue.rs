@@ -37,11 +37,6 @@ impl<S> UvethQueue<S> {
     pub fn source(&self) -> Option<&S> {
         self.source.as_ref()
     }
-
-    /// The source, mutably (to reconfigure a generator between runs).
-    pub fn source_mut(&mut self) -> Option<&mut S> {
-        self.source.as_mut()
-    }
 }
 
 impl<S: FrameSource> QueuePair for UvethQueue<S> {

@@ -43,14 +43,6 @@ impl IpPair {
         }
     }
 
-    /// The destination address.
-    pub fn dst_ip(&self) -> IpAddr {
-        match self {
-            IpPair::V4 { dst, .. } => IpAddr::V4(Ipv4Addr::from(*dst)),
-            IpPair::V6 { dst, .. } => IpAddr::V6(Ipv6Addr::from(*dst)),
-        }
-    }
-
     /// The pair seen from the other end: source and destination swapped.
     pub fn reversed(&self) -> IpPair {
         match *self {

@@ -1,4 +1,6 @@
-//! The baseline flow table: two sharded DashMaps, one for exact rules and one for listen rules.
+//! The baseline flow table: two sharded DashMaps, one for exact rules and one for listen rules,
+//! behind flowsteer's [`FlowTable`] trait, so that the `flowtable` experiment runs it exactly as it
+//! runs flowsteer's table. It was selectable in the engine until the product kept its one table.
 //!
 //! Concurrency: every operation takes a per-shard reader-writer lock (DashMap's own spin-then-park
 //! lock). Lookups take shard read locks, so they run in parallel with each other, but a lookup waits
@@ -28,9 +30,7 @@ use crossbeam_utils::CachePadded;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use crate::key::{FlowKey, ListenKey, ThreadId};
-use crate::lookup::{Lookup, OwnerSet};
-use crate::table::{FlowTable, TableFull};
+use flowtable::{FlowKey, FlowTable, ListenKey, Lookup, OwnerSet, TableFull, ThreadId};
 
 /// Up to this many exact rules are allocated up front; beyond it the maps grow on demand. Growing
 /// rehashes a shard under its write lock (a reader stall), so the common sizes are preallocated,
@@ -52,7 +52,7 @@ pub struct DashMapTable {
 }
 
 impl DashMapTable {
-    /// The implementation's name in configuration and metrics.
+    /// The implementation's name in the experiments' tables.
     pub const NAME: &'static str = "dashmap";
 
     /// A table for at most `capacity` exact rules and at most `capacity` listen rules.
@@ -250,5 +250,103 @@ impl fmt::Debug for DashMapTable {
             .field("listen_len", &self.listen_len())
             .field("capacity", &self.capacity)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use flowtable::{new_table_sized, Proto};
+
+    use super::*;
+    use crate::measure::SplitMix64;
+
+    const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+    const LOCAL6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+
+    /// Key `i` of a pool of 16: both families, two local ports.
+    fn key(i: usize) -> FlowKey {
+        let port = 8000 + (i % 2) as u16;
+        let remote = 1024 + i as u16;
+        if i % 4 == 3 {
+            FlowKey::v6(Proto::Tcp, LOCAL6, port, LOCAL6, remote)
+        } else {
+            FlowKey::v4(Proto::Tcp, LOCAL4, port, Ipv4Addr::new(10, 0, 0, 1), remote)
+        }
+    }
+
+    /// Listen rule `i` of a pool of 6: on the local address or any, per port and family.
+    fn rule(i: usize) -> ListenKey {
+        let port = 8000 + (i % 2) as u16;
+        match i / 2 {
+            0 => ListenKey::on_ip(Proto::Tcp, IpAddr::V4(LOCAL4), port),
+            1 => ListenKey::on_ip(Proto::Tcp, IpAddr::V6(LOCAL6), port),
+            _ => ListenKey::any_ip(Proto::Tcp, port),
+        }
+    }
+
+    #[test]
+    fn is_shareable_and_named() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<DashMapTable>();
+        let table = DashMapTable::with_capacity(10);
+        assert_eq!(table.name(), "dashmap");
+        table.insert(key(0), 1).unwrap();
+        assert_eq!(
+            format!("{table:?}"),
+            "DashMapTable { exact_len: 1, listen_len: 0, capacity: 10 }"
+        );
+    }
+
+    /// The baseline answers every call as flowsteer's table does, over random rule changes that
+    /// fill both tables and reach the listen rules (flowsteer's table is checked against a
+    /// reference model in the flowtable crate's tests): a measured baseline that misbehaved
+    /// would make its figures meaningless.
+    #[test]
+    fn answers_as_the_flow_table_does() {
+        let mut rng = SplitMix64::new(17);
+        for round in 0..20 {
+            let ours = new_table_sized(6, 3);
+            let baseline = DashMapTable::with_capacities(6, 3);
+            for step in 0..400 {
+                let (k, r) = (key(rng.below(16)), rule(rng.below(6)));
+                let owner = rng.below(4) as ThreadId;
+                let at = format!("round {round} step {step}");
+                match rng.below(7) {
+                    0 | 1 => assert_eq!(ours.insert(k, owner), baseline.insert(k, owner), "{at}"),
+                    2 => assert_eq!(ours.remove(&k), baseline.remove(&k), "{at}"),
+                    3 => assert_eq!(
+                        ours.remove_owned(&k, owner),
+                        baseline.remove_owned(&k, owner),
+                        "{at}"
+                    ),
+                    4 => assert_eq!(
+                        ours.listen_add(r, owner),
+                        baseline.listen_add(r, owner),
+                        "{at}"
+                    ),
+                    5 => assert_eq!(
+                        ours.listen_remove(&r, owner),
+                        baseline.listen_remove(&r, owner),
+                        "{at}"
+                    ),
+                    _ if step % 50 == 0 => assert_eq!(
+                        ours.remove_owner(owner),
+                        baseline.remove_owner(owner),
+                        "{at}"
+                    ),
+                    _ => {}
+                }
+                assert_eq!(ours.exact_len(), baseline.exact_len(), "{at}");
+                assert_eq!(ours.listen_len(), baseline.listen_len(), "{at}");
+                let keys: Vec<FlowKey> = (0..16).map(key).collect();
+                let hashes: Vec<u64> = keys.iter().map(FlowKey::hash).collect();
+                let (mut expected, mut found) = ([Lookup::Miss; 16], [Lookup::Miss; 16]);
+                ours.lookup_bulk(&keys, &hashes, &mut expected);
+                baseline.lookup_bulk(&keys, &hashes, &mut found);
+                assert_eq!(expected, found, "{at}");
+            }
+        }
     }
 }
