@@ -473,7 +473,7 @@ fn stack_thread(
     (idle, idle_sleep_us): (Idle, u32),
 ) {
     let stats = stats.thread(usize::from(me));
-    let sink = VerifyingSink::new(me, table.clone());
+    let sink = VerifyingSink::new(me, table.clone(), false);
     let mut cache = pool.cache(cache_size);
     let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
     loop {
@@ -481,7 +481,7 @@ fn stack_thread(
         let n = consumer.dequeue_burst(&mut handed, drain_limit);
         stats.polls.add(1);
         if n > 0 {
-            sink.consume(&mut handed, Origin::Handoff, &mut cache, stats);
+            sink.consume(&mut handed, Origin::Handoff, false, &mut cache, stats);
         } else if done {
             break;
         } else {

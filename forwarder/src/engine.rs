@@ -1,5 +1,5 @@
 //! The engine: builds the flow table, the pool, the software queues, the stacks and the port's
-//! queues from the configuration, runs one stack thread per configured thread ([`crate::thread`]),
+//! queues from the configuration, runs one stack thread per configured thread (`thread.rs`),
 //! stops them cleanly and accounts for every packet.
 //!
 //! [`Engine::start`] opens the port `port.driver` names; [`Engine::start_on`] runs on any
@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{Config, Driver, Idle, Profile};
+use flowsteer_config::{Balance, Config, Driver, Idle, Profile};
 use flowsteer_nic::pool::PacketPool;
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
@@ -220,7 +220,8 @@ impl Engine {
             match stacks.next() {
                 Some(stack) => start.thread(me, consumer, StackProcessor::new(stack, tx_limit))?,
                 None => {
-                    let sink = VerifyingSink::new(me, shared.table.clone());
+                    let steered = config.engine.balance == Balance::Software;
+                    let sink = VerifyingSink::new(me, shared.table.clone(), steered);
                     start.thread(me, consumer, sink)?
                 }
             }

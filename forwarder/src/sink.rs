@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use flowsteer_nic::pool::{PktBuf, PoolCache};
-use flowsteer_nic::wire::{self, Classified};
+use flowsteer_nic::wire::{self, Classified, FiveTuple};
 use flowtable::{FlowTable, ThreadId};
 
 use crate::keys::flow_key;
@@ -33,88 +33,129 @@ pub enum Origin {
 pub struct VerifyingSink {
     me: ThreadId,
     table: Arc<dyn FlowTable>,
+    /// Steering classifies the thread's received packets (software balancing).
+    steered: bool,
 }
 
 impl VerifyingSink {
-    /// The sink of thread `me`, closing flows in `table`.
-    pub fn new(me: ThreadId, table: Arc<dyn FlowTable>) -> Self {
-        VerifyingSink { me, table }
+    /// The sink of thread `me`, closing flows in `table`; `steered` when steering classifies
+    /// the thread's received packets (software balancing).
+    pub fn new(me: ThreadId, table: Arc<dyn FlowTable>, steered: bool) -> Self {
+        VerifyingSink { me, table, steered }
     }
 
     /// Processes and frees every packet of `pkts` (drained).
     ///
-    /// A packet steering classified carries that classification ([`PktBuf::parsed`]): the sink
-    /// reuses it, and steering has counted its kind (ARP, unkeyed) already. A packet nobody
-    /// classified (RSS balancing without a stack, a copy) is parsed here, and its kind and a
-    /// malformed frame are counted here.
+    /// `steered`: steering classified these packets (software balancing, or handed over). Each
+    /// then carries its classification ([`PktBuf::parsed`]), which the sink reuses, and steering
+    /// has counted its kind (ARP, unkeyed) already. Otherwise (RSS balancing without a stack)
+    /// the sink parses each packet and counts its kind, and a malformed frame, itself; so does
+    /// it for a steered packet that carries no classification.
     pub fn consume(
         &self,
         pkts: &mut Vec<PktBuf>,
         origin: Origin,
+        steered: bool,
         cache: &mut PoolCache,
         stats: &ThreadStats,
     ) {
-        let (mut processed, mut misdirected, mut unverified, mut closed) = (0, 0, 0, 0);
-        let mut reused = 0;
-        for pkt in pkts.iter() {
-            let classified = match pkt.classified() {
-                Some(class) => {
-                    reused += 1;
-                    Ok(class)
+        let mut counts = Counts::default();
+        // One loop per case: a check for a kept classification inside the parsing loop changed
+        // how the parse inlined and cost it more than the check (BENCHMARKS.md, "One parse per
+        // packet").
+        if steered {
+            for pkt in pkts.iter() {
+                let parsed = pkt.parsed();
+                if !parsed.is_some() {
+                    self.parse_and_verify(pkt, &mut counts, stats);
+                    continue;
                 }
-                None => wire::classify(pkt.data()),
-            };
-            let counted = pkt.parsed().is_some();
-            match classified {
-                Ok(Classified::Flow {
-                    tuple,
-                    payload_offset,
-                    ..
-                }) => {
-                    processed += 1;
-                    let payload = pkt.data().get(payload_offset..).unwrap_or(&[]);
-                    match Stamp::read(payload) {
-                        Some(stamp) if stamp.owner != self.me => misdirected += 1,
-                        Some(stamp) => {
-                            if stamp.last {
-                                if let Some(key) = flow_key(&tuple) {
-                                    if self.table.remove(&key).is_some() {
-                                        closed += 1;
-                                    }
-                                }
-                            }
+                counts.reused += 1;
+                counts.processed += 1;
+                if parsed.is_flow() {
+                    self.verify(pkt, parsed.payload_offset(), &mut counts, || {
+                        match parsed.classified(pkt.data()) {
+                            Some(Classified::Flow { tuple, .. }) => Some(tuple),
+                            _ => None,
                         }
-                        None => unverified += 1,
-                    }
+                    });
                 }
-                Ok(Classified::Arp { .. }) => {
-                    processed += 1;
-                    if !counted {
-                        stats.arp.add(1);
-                    }
-                }
-                Ok(Classified::Unkeyed(reason)) => {
-                    processed += 1;
-                    if !counted {
-                        stats.count_unkeyed(reason);
-                    }
-                }
-                Err(err) => {
-                    // Only a frame nobody classified: steering drops malformed frames itself.
-                    stats.count_malformed(&err);
-                }
+            }
+        } else {
+            for pkt in pkts.iter() {
+                self.parse_and_verify(pkt, &mut counts, stats);
             }
         }
         match origin {
-            Origin::Local => stats.processed_local.add(processed),
-            Origin::Handoff => stats.processed_handoff.add(processed),
+            Origin::Local => stats.processed_local.add(counts.processed),
+            Origin::Handoff => stats.processed_handoff.add(counts.processed),
         }
-        stats.misdirected.add(misdirected);
-        stats.unverified.add(unverified);
-        stats.flows_closed.add(closed);
-        stats.parse_reused.add(reused);
+        stats.misdirected.add(counts.misdirected);
+        stats.unverified.add(counts.unverified);
+        stats.flows_closed.add(counts.closed);
+        stats.parse_reused.add(counts.reused);
         cache.free_bulk(pkts);
     }
+
+    /// A packet nobody classified: parsed here, its kind counted here.
+    #[inline(always)]
+    fn parse_and_verify(&self, pkt: &PktBuf, counts: &mut Counts, stats: &ThreadStats) {
+        match wire::classify(pkt.data()) {
+            Ok(Classified::Flow {
+                tuple,
+                payload_offset,
+                ..
+            }) => {
+                counts.processed += 1;
+                self.verify(pkt, payload_offset, counts, || Some(tuple));
+            }
+            Ok(Classified::Arp { .. }) => {
+                counts.processed += 1;
+                stats.arp.add(1);
+            }
+            Ok(Classified::Unkeyed(reason)) => {
+                counts.processed += 1;
+                stats.count_unkeyed(reason);
+            }
+            // Only without steering: steering drops malformed frames itself.
+            Err(err) => stats.count_malformed(&err),
+        }
+    }
+
+    /// Checks one flow packet's stamp against this thread; closes the flow (deletes its exact
+    /// rule) on its last packet, whose tuple `tuple` gives.
+    #[inline(always)]
+    fn verify(
+        &self,
+        pkt: &PktBuf,
+        payload_offset: usize,
+        counts: &mut Counts,
+        tuple: impl FnOnce() -> Option<FiveTuple>,
+    ) {
+        let payload = pkt.data().get(payload_offset..).unwrap_or(&[]);
+        match Stamp::read(payload) {
+            Some(stamp) if stamp.owner != self.me => counts.misdirected += 1,
+            Some(stamp) if stamp.last => {
+                if let Some(key) = tuple().as_ref().and_then(flow_key) {
+                    if self.table.remove(&key).is_some() {
+                        counts.closed += 1;
+                    }
+                }
+            }
+            Some(_) => {}
+            None => counts.unverified += 1,
+        }
+    }
+}
+
+/// What one [`VerifyingSink::consume`] counted, published once at its end.
+#[derive(Default)]
+struct Counts {
+    processed: u64,
+    misdirected: u64,
+    unverified: u64,
+    closed: u64,
+    reused: u64,
 }
 
 impl Processor for VerifyingSink {
@@ -129,10 +170,10 @@ impl Processor for VerifyingSink {
         stats: &ThreadStats,
     ) {
         if !local.is_empty() {
-            self.consume(local, Origin::Local, cache, stats);
+            self.consume(local, Origin::Local, self.steered, cache, stats);
         }
         if !handed.is_empty() {
-            self.consume(handed, Origin::Handoff, cache, stats);
+            self.consume(handed, Origin::Handoff, true, cache, stats);
         }
     }
 }

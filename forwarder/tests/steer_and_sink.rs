@@ -295,8 +295,8 @@ fn the_sink_checks_ownership_and_closes_flows_on_their_last_packet() {
         frame(other, None)[..30].to_vec(),    // malformed, seen first by the sink in RSS mode
     ];
     let mut pkts: Vec<PktBuf> = frames.iter().map(|f| rig.packet(f)).collect();
-    let sink = VerifyingSink::new(0, rig.table.clone());
-    sink.consume(&mut pkts, Origin::Local, &mut rig.cache, &rig.stats);
+    let sink = VerifyingSink::new(0, rig.table.clone(), false);
+    sink.consume(&mut pkts, Origin::Local, false, &mut rig.cache, &rig.stats);
 
     assert!(pkts.is_empty(), "the sink frees what it processed");
     let s = &rig.stats;

@@ -52,7 +52,7 @@ struct Held {
 #[derive(Default)]
 pub(crate) struct EarlySegments {
     /// Per flow, the sequence number just past the SYN, data and FIN seen so far.
-    next: HashMap<FlowKey, u32>,
+    next: HashMap<FlowKey, u32, ahash::RandomState>,
     held: Vec<Held>,
 }
 

@@ -78,7 +78,7 @@ impl PktBuf {
         let header = self.header_mut();
         header.len = 0;
         header.rss_hash = 0;
-        header.parsed = Parsed::NONE;
+        header.parsed.forget();
         header.lookup_note = 0;
     }
 
@@ -113,7 +113,7 @@ impl PktBuf {
     /// The frame, writable. Forgets the frame's classification ([`PktBuf::parsed`]).
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        self.header_mut().parsed = Parsed::NONE;
+        self.header_mut().parsed.forget();
         let len = self.header().len as usize;
         // SAFETY: as in `data`, and `&mut self` makes this the only access to the bytes.
         unsafe { std::slice::from_raw_parts_mut(self.data_ptr(), len) }
@@ -123,7 +123,7 @@ impl PktBuf {
     /// frame's classification.
     #[inline]
     pub fn buffer_mut(&mut self) -> &mut [u8] {
-        self.header_mut().parsed = Parsed::NONE;
+        self.header_mut().parsed.forget();
         let room = self.header().data_room as usize;
         // SAFETY: the slot holds `data_room` bytes after its header; `&mut self` makes this the
         // only access.
@@ -156,7 +156,7 @@ impl PktBuf {
         }
         let header = self.header_mut();
         header.len = len as u32;
-        header.parsed = Parsed::NONE;
+        header.parsed.forget();
         Ok(())
     }
 
@@ -198,8 +198,8 @@ impl PktBuf {
     }
 
     /// What steering's classification of the frame found ([`crate::wire::classify_parsed`]),
-    /// kept so that the packet's next processor does not parse it again; [`Parsed::NONE`] when
-    /// nobody classified the frame since it was last written.
+    /// kept so that the packet's next processor does not parse it again; one that is not
+    /// [`is_some`](Parsed::is_some) when nobody classified the frame since it was last written.
     #[inline]
     pub fn parsed(&self) -> Parsed {
         self.header().parsed

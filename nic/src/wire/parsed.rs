@@ -55,10 +55,18 @@ impl Parsed {
         arp_op: 0,
     };
 
-    /// True unless this is [`Parsed::NONE`].
+    /// False for [`Parsed::NONE`] and for a forgotten one.
     #[inline]
     pub fn is_some(&self) -> bool {
         self.kind != NONE
+    }
+
+    /// Makes this record nothing: one byte written, the other fields left as they are (no
+    /// reader looks at them once the kind says nothing), so that every write to a frame can
+    /// afford it.
+    #[inline]
+    pub(crate) fn forget(&mut self) {
+        self.kind = NONE;
     }
 
     /// The summary of `dissection`; `NONE` when an offset does not fit (a frame longer than

@@ -120,7 +120,7 @@ pub(crate) struct TcpService {
     timeouts: Timeouts,
     /// Slots whose socket is in TIME-WAIT, by the connection it held, and in the order they
     /// entered it (entries of slots that left TIME-WAIT since are skipped when met).
-    time_wait: HashMap<FlowKey, usize>,
+    time_wait: HashMap<FlowKey, usize, ahash::RandomState>,
     time_wait_order: VecDeque<usize>,
 }
 
@@ -153,7 +153,7 @@ impl TcpService {
             response: Vec::new(),
             upstreams,
             timeouts,
-            time_wait: HashMap::new(),
+            time_wait: HashMap::default(),
             time_wait_order: VecDeque::new(),
         }
     }
