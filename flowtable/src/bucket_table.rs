@@ -12,11 +12,9 @@
 //! Why two layouts: an IPv4 5-tuple fits 16 bytes (VPP keeps IPv4 flows in a 16-byte bihash and
 //! IPv6 ones in a 40-byte one, DPDK's l3fwd in two tables), so three keys fit a line together
 //! with their version and owners, and a lookup reads one line where the 8-slot layout reads a
-//! head and then a key line. At 1 Mi rules, in alternated single-thread runs of the crate's
-//! `lookup_count` example pinned to either core (the same IPv4 keys; the example's own hashing
-//! and key reads, about 9 ns, included), hits took 20.5–22.9 ns in one-line buckets against
-//! 35.2–35.7 in the 8-slot layout, misses 20.3–24.7 against 21.9–23.8. A 40-byte key leaves no
-//! room for a useful bucket in one line, so IPv6 keeps the 8-slot layout.
+//! head and then a key line (the two layouts timed on the same IPv4 keys: BENCHMARKS.md,
+//! "flowtable: the bucket layouts"). A 40-byte key leaves no room for a useful bucket in one
+//! line, so IPv6 keeps the 8-slot layout.
 //!
 //! Every stored rule is in exactly one layout, chosen by its family, and a lookup reads only
 //! that layout. [`BucketTable::lookup_bulk`] hands a burst of one family to its layout whole; a
@@ -45,20 +43,19 @@
 //! allocated zeroed and committed at creation; arrays of 2 MiB or more on transparent huge pages
 //! (`bucket_array`; [`BucketTable::on_huge_pages`], [`crate::huge_page_fallbacks`]).
 //!
-//! Per IPv4 key, `hash_lookup_bulk` costs no allocation, no lock, no store to shared memory, and
+//! Per IPv4 key, `hash_lookup_bulk` costs the key's [`FlowKey::hash`] (about 20 instructions),
+//! no allocation, no lock, no store to shared memory, and
 //!
-//! | outcome                                    | cache lines read                          | instructions (64 Ki rules) |
-//! |--------------------------------------------|-------------------------------------------|----------------------------|
-//! | hit                                        | 1 line (2 for a rule in its secondary)    | 99                         |
-//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word | 118    |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines | 256                 |
+//! | outcome                                    | cache lines read                                        |
+//! |--------------------------------------------|---------------------------------------------------------|
+//! | hit                                        | 1 line (2 for a rule in its secondary)                  |
+//! | miss, no listen rule on the local port     | 1 line (2 if the primary has a displaced rule), 1 filter word |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines        |
 //!
-//! Instructions include the key's [`FlowKey::hash`] (about 20 of them; `hash_lookup_bulk` looks
-//! for the CPU's `crc32` instruction once per burst, so `lookup_bulk` after a caller's loop of
-//! `FlowKey::hash`, which looks once per key, costs about 6 more) and are counted by the
-//! crate's `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable`
-//! benchmark). In the 8-slot layout the same keys took 204, 167 and 303 (`wide_buckets` tells
-//! how that layout got there).
+//! It looks for the CPU's `crc32` instruction once per burst, where a caller's loop of
+//! `FlowKey::hash` before `lookup_bulk` looks once per key. The instructions of each outcome in
+//! both layouts, counted by the crate's `lookup_count` example under callgrind, are in
+//! BENCHMARKS.md, "flowtable: instructions per lookup".
 
 use std::fmt;
 

@@ -75,8 +75,8 @@ pub(crate) fn two_lanes(words: &[u64; 5], seeds: (u32, u32)) -> u64 {
 }
 
 /// A path of [`two_lanes`], chosen once for a loop over many keys: a loop generic over it has no
-/// detection per key (a load and two branches; a bulk lookup's hit took 105 instructions with it
-/// and takes 99 without).
+/// detection per key (the detection is a load and two branches; what that saves a bulk lookup is
+/// in BENCHMARKS.md, "flowtable: instructions per lookup").
 pub(crate) trait Lanes: Copy {
     /// [`two_lanes`] by this path.
     fn two_lanes(self, words: &[u64; 5], seeds: (u32, u32)) -> u64;
@@ -154,9 +154,9 @@ pub(crate) mod hardware {
     /// keeps it (its result is zero-extended), so that chained steps need no conversions.
     ///
     /// Inline assembly rather than `_mm_crc32_u64`: the intrinsic needs a `#[target_feature]`
-    /// function, which is never inlined into the (baseline x86-64) lookup loop, and the call
-    /// costs as much as the hash (measured: 3.7 ns per key through a call, 2.5–3.1 ns inlined,
-    /// 4.1 ns for the former ahash, bursts of 32 keys in L1).
+    /// function, which is never inlined into the (baseline x86-64) lookup loop, and a call per
+    /// key takes back most of what the hash gains over the ahash it replaced (measured in
+    /// BENCHMARKS.md, "flowtable: the key hash").
     ///
     /// # Safety
     ///

@@ -38,9 +38,11 @@
 //! lanes. Cost: five `crc32` instructions in two independent chains (SSE4.2, the instruction
 //! rte_hash hashes with), one multiply and the cached CPU-feature check, about 20 instructions
 //! and 12 cycles of latency per key. That is as many instructions as the ahash this replaced, but
-//! ahash chained five 64×64→128-bit multiplies per key, and bursts of 32 keys hash 25–35% faster
-//! (2.5–3.1 against 4.1 ns per key, measured side by side). On CPUs without SSE4.2 a
-//! table-driven CRC32C gives the same value, about 8× slower (see `crc32c`). Why two lanes: CRC is linear, and one 32-bit CRC cannot fill 64 bits; each lane is
+//! ahash chained five 64×64→128-bit multiplies per key in one dependency chain, where this hash
+//! runs two short chains side by side and multiplies once (the two timed side by side:
+//! BENCHMARKS.md, "flowtable: the key hash"). On CPUs without SSE4.2 a table-driven CRC32C gives
+//! the same value, with eight table loads per word where the instruction is one (see `crc32c`).
+//! Why two lanes: CRC is linear, and one 32-bit CRC cannot fill 64 bits; each lane is
 //! injective on any 32-bit field of its words (a CRC detects every error burst of up to 32 bits),
 //! so keys that differ only in their ports (lane A) or only in one IPv4 address (lane B) never
 //! collide before the multiply, and the multiply spreads both lanes over the bits the tables take

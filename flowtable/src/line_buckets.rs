@@ -14,8 +14,8 @@
 //! the key's port-and-protocol word, whose protocol byte is 6 or 17. So the layout needs no
 //! signatures: a probe compares its key with the three slots directly (six word compares, no
 //! branch: the compares are ORed into a 3-bit mask and the owner is taken from the lane of its
-//! lowest bit; a branch on which slot matched, which is random, made 1 Mi-rule hits about a
-//! fifth slower in a first build).
+//! lowest bit; which slot matched is random, so a branch on it mispredicts often, and a first
+//! build with one was slower: BENCHMARKS.md, "flowtable: the bucket layouts").
 //!
 //! Why one line: a hit in the 8-slot layout of `wide_buckets` reads a head line, then (after its
 //! signature match) a key line elsewhere; here it reads one line, the same line a miss reads.
@@ -31,9 +31,8 @@
 //! Why hash in stage 1: at 1 Mi rules the lines come from the last-level cache or memory, and a
 //! key's line starts loading as soon as that key is hashed, while the next keys hash; hashed
 //! first by the caller, no line starts loading before the whole burst is hashed. The instructions
-//! were the same (105 per hit either way, before the CRC path was chosen once per burst); in
-//! alternated single-thread runs of `lookup_count` at 1 Mi rules, hits took 4–12% less time
-//! (19.0–25.3 ns against 21.6–28.2).
+//! are the same either way; the time it saves is in BENCHMARKS.md, "flowtable: the bucket
+//! layouts".
 //!
 //! The price is three slots per bucket where the wide layout has eight, so more rules sit in
 //! their secondary at the same load: 13% at 67% (as many hits then read two lines), 2.4%
@@ -46,12 +45,11 @@
 //! rule of one primary into its secondary is refused as if both buckets were full (with 3-slot
 //! buckets and a keyed hash, a count beyond a handful is not expected).
 //!
-//! Cost of a bulk lookup per key: the table of `BucketTable` (cache lines and instructions). Of
-//! the 99 instructions of a hit, the key compares are about 15 and the hash about 20. Stage 1
-//! keeps the hash and a reference to the primary line of each key, so that stage 2
-//! bounds-checks no index again (113 → 105 per hit against keeping the index, before the CRC
-//! path was chosen once per burst), and works out the secondary only for the keys that read
-//! it; recomputing the primary in stage 2 instead of keeping it cost 7 more.
+//! Cost of a bulk lookup per key: the table of `BucketTable` (cache lines). Stage 1 keeps the
+//! hash and a reference to the primary line of each key, so that stage 2 neither recomputes the
+//! primary nor bounds-checks its index again, and works out the secondary only for the keys that
+//! read it (the instructions each of these saves: BENCHMARKS.md, "flowtable: instructions per
+//! lookup").
 //!
 //! Memory: 64 bytes per bucket, 21 per slot; on transparent huge pages from 32 Ki buckets (2 MiB)
 //! on (`bucket_array`).

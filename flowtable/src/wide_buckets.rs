@@ -11,13 +11,14 @@
 //!
 //! The heads are dense (64 bytes apart) because a probe reads a head first and a key only after a
 //! signature match: a miss reads heads only, and the heads of 1 Mi rules span 16 MiB, where heads
-//! interleaved with their keys in 384-byte buckets spread over 96 MiB. The split pays off together
-//! with primary-first placement (`cuckoo`), which lets most hits read one head and one key block:
-//! with lookups that read both heads, the split alone made 1 Mi-rule hits slower (a key block is a
-//! page of its own, where an interleaved bucket's keys share its head's page). The layout can
-//! store IPv4 keys too, in two words (`key`'s short form) at the first 16-byte-aligned pair of
-//! their slot, so that an IPv4 key reads one key line; [`crate::BucketTable`] gives them the
-//! one-line layout of `line_buckets` instead, and this one holds them only in its own tests.
+//! interleaved with their keys in 384-byte buckets spread over 96 MiB. The split pays off only
+//! together with primary-first placement (`cuckoo`), which lets most hits read one head and one
+//! key block: a key block is a page of its own, where an interleaved bucket's keys share its
+//! head's page, so with lookups that read both heads the split alone made 1 Mi-rule hits slower
+//! (BENCHMARKS.md, "flowtable: the bucket layouts"). The layout can store IPv4 keys too, in two
+//! words (`key`'s short form) at the first 16-byte-aligned pair of their slot, so that an IPv4
+//! key reads one key line; [`crate::BucketTable`] gives them the one-line layout of
+//! `line_buckets` instead, and this one holds them only in its own tests.
 //! The signature's low bit is the key's family, so a lookup compares only slots of its own form
 //! and a writer moving a key knows which form to read. Keys are stored inline in their block, not behind pointers: a removed or moved entry is
 //! overwritten in place and nothing is ever freed while a reader may look at it, so no memory
@@ -38,40 +39,29 @@
 //! key lines of a rule in its secondary are not prefetched (1% of the rules at 50% load). Reads
 //! stay open across the stages, which only widens the window in which a writer makes one retry;
 //! a read that fails validation or met a held lock is redone alone by the single-key search.
-//! Prefetching both heads of every key in stage 1, as rte_hash's bulk lookup does, was measured
-//! and dropped: it adds a line per hit, and at 1 Mi rules it made misses slower too (0.45×
-//! rte_hash against 0.7×), the extra 32 loads in flight stalling stage 1 rather than hiding the
-//! secondary's.
+//! Stage 1 prefetches the primary heads only, not both heads as rte_hash's bulk lookup does:
+//! prefetching both adds a line per hit, and at 1 Mi rules the extra 32 loads in flight stalled
+//! stage 1 rather than hiding the secondary's, which made misses slower too (tried and dropped:
+//! BENCHMARKS.md, "Earlier: dense heads, primary-first lookup, huge-page heads").
 //!
 //! Cost of a bulk lookup per key: no allocation, no lock, no store to shared memory, and
 //!
-//! | outcome                                   | cache lines read                                   | instructions (64 Ki rules) |
-//! |-------------------------------------------|----------------------------------------------------|----------------------------|
-//! | hit, in the primary (99% at 50% load)     | 1 head, 1 key line (IPv4) or 1–2 (IPv6)            | 204                        |
-//! | hit, in the secondary                     | 2 heads, the same key lines per signature match    | —                          |
-//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 15-bit signature collision) | 167 |
-//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  | 303                        |
+//! | outcome                                   | cache lines read                                   |
+//! |-------------------------------------------|----------------------------------------------------|
+//! | hit, in the primary (99% at 50% load)     | 1 head, 1 key line (IPv4) or 1–2 (IPv6)            |
+//! | hit, in the secondary                     | 2 heads, the same key lines per signature match    |
+//! | miss, no listen rule on the local port    | 1 head (2 if the primary has a displaced rule), 1 filter word (+ a key line on a 15-bit signature collision) |
+//! | miss to a listened port (a new connection) | as above + the listen version and 1–2 slot lines  |
 //!
-//! Instructions were counted with IPv4 keys, when this layout held them, by the crate's
-//! `lookup_count` example under callgrind (bursts of 32, keys of the `flowtable` benchmark) and
-//! include the caller's [`FlowKey::hash`] (about 20 of them). With interleaved 384-byte buckets,
-//! both heads read by every lookup and a two-choice insert they were 246, 230 and 336, and with
-//! primary-first reads and a SWAR signature compare 224, 250 and 356: reading the primary first
-//! saves instructions on hits and costs some on misses (two stages and a separately
-//! bounds-checked key block), which the SSE2 compare (one per bucket read) more than paid back.
-//! The displaced count took misses from 210 to 168 (one head, no fourth stage, the listen port
-//! filter inlined and the rest of the listen lookup out of line) and costs hits 3 (hits read it
-//! only on a signature collision), 209 to 212. The IPv4 short form takes hits to 208 (two word
-//! compares instead of five) and misses to 171 (the family bit in the signature); resolving the
-//! secondary head only where a stage reads it, to 204 and 167.
+//! The instructions of each outcome, counted with IPv4 keys when this layout held them, and how
+//! each step of the design above changed them, are in BENCHMARKS.md, "flowtable: instructions
+//! per lookup".
 //!
 //! Memory: 384 bytes per bucket (a 64-byte head and a 320-byte key block), 48 bytes per slot. A
 //! head array of 2 MiB or more (32 Ki buckets) lives on transparent huge pages (`bucket_array`),
 //! and so does a key array of 2 MiB or more (8 Ki buckets): every lookup reads a head and a key
-//! line at random places, and on 4 KiB pages nearly every one costs a page walk. Over 12
-//! alternated single-thread runs of `lookup_count` at 1 Mi rules, hits took (medians) 63.7 ns
-//! with 40-byte keys on 4 KiB pages, 62.5 with the IPv4 short form, 58.0 with the key blocks on
-//! huge pages and 52.0 with both.
+//! line at random places, and on 4 KiB pages nearly every one costs a page walk (what the key
+//! blocks' huge pages saved: BENCHMARKS.md, "flowtable: the bucket layouts").
 
 use std::sync::atomic::Ordering;
 

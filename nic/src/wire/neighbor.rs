@@ -10,9 +10,10 @@
 //! they are, so a thread whose request another queue received the answer to still learns it.
 //!
 //! IPv6 neighbour discovery is not a class of [`classify`](super::classify): a check for it on
-//! the steering's hot path cost the engine 10–15% in every profile (it changed how the whole
-//! classification inlined), so [`neighbor_message`] looks at the frames the classifier calls
-//! `Unkeyed(UnsupportedL4)`, which are rare.
+//! the steering's hot path changed how the whole classification inlined and slowed every
+//! profile of the engine (BENCHMARKS.md, "The engine's own rows after these changes"), so
+//! [`neighbor_message`] looks at the frames the classifier calls `Unkeyed(UnsupportedL4)`,
+//! which are rare.
 //!
 //! Cost: [`neighbor_message`] is one [`dissect`] pass; [`make_learning_copy`] dissects the copy
 //! once and changes at most three 16-bit words (checksum updated incrementally, RFC 1624); a
