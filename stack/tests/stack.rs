@@ -1,7 +1,6 @@
 //! A stack thread served by real TCP/UDP clients: smoltcp client interfaces exchanging frames
 //! with a [`Stack`] in memory (ARP included), no kernel, no threads.
 
-use std::collections::VecDeque;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -12,9 +11,9 @@ use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair, IP_PROTO_TC
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, Stack, StackConfig, StackError, StackStats,
 };
+use flowsteer_testrig::memory::{ClientDevice, Wire};
 use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
@@ -26,61 +25,6 @@ const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const POOL_BUFFERS: u32 = 4096;
 /// How long a udp-echo reply waits for its destination's link address in these tests.
 const NEIGHBOR_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// Frames in flight from the client to the server and back.
-#[derive(Default)]
-struct Wire {
-    to_server: VecDeque<Vec<u8>>,
-    to_client: VecDeque<Vec<u8>>,
-}
-
-/// The client's device: the client's half of the wire.
-struct ClientDevice<'a>(&'a mut Wire);
-
-struct ClientRx(Vec<u8>);
-struct ClientTx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::RxToken for ClientRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for ClientTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl phy::Device for ClientDevice<'_> {
-    type RxToken<'t>
-        = ClientRx
-    where
-        Self: 't;
-    type TxToken<'t>
-        = ClientTx<'t>
-    where
-        Self: 't;
-
-    fn receive(&mut self, _: Instant) -> Option<(ClientRx, ClientTx<'_>)> {
-        let frame = self.0.to_client.pop_front()?;
-        Some((ClientRx(frame), ClientTx(&mut self.0.to_server)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<ClientTx<'_>> {
-        Some(ClientTx(&mut self.0.to_server))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
-}
 
 /// One server thread and one client host on a wire, with a simulated clock.
 struct Rig {

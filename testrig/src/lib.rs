@@ -1,5 +1,5 @@
 //! What flowsteer's tests share, in one place, for the tests of every crate (a dev-dependency
-//! only: no product crate builds it outside its tests).
+//! of the product crates: none builds it outside its tests; the benchmarks use it too).
 //!
 //! - [`need`]: tests that need root or a program (`ip`, `nc`, `curl`, ...) tell "not available
 //!   here" from "failed". Outside CI they print one line, `skipped: needs nc (apt-get install
@@ -7,7 +7,11 @@
 //! - [`net`]: veth pairs and network namespaces made with iproute2's `ip`, named uniquely per
 //!   process, removed when dropped (also when the test panics).
 //! - `vbridge` (feature `vbridge`): a smoltcp device on a vbridge peer port.
+//! - `memory` (feature `memory`): a wire in memory between smoltcp clients and a server driven
+//!   by hand (the stack's tests, the benchmarks' `stack-path`).
 
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod need;
 pub mod net;
 #[cfg(feature = "vbridge")]

@@ -13,7 +13,6 @@
 //! `server_round` is measured: the steering step (classification, bulk lookup) and the stack's
 //! round (ownership count, segment screen, smoltcp, the tcp-echo app), not the clients.
 
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,12 +21,12 @@ use flowsteer_config::{App, AppKind, Config, MissPolicy, Profile};
 use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::rss::Reta;
+use flowsteer_testrig::memory::{ClientDevice, Wire};
 use flowtable::FlowTable;
 use forwarder::processor::{Processor, StackProcessor};
 use forwarder::stats::{EngineStats, ThreadStats};
 use forwarder::steer::Steering;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -232,59 +231,4 @@ fn run(connections: usize, exchanges: usize) -> Result<Counts, String> {
     }
     counts.echoed = clients.iter().map(|(_, _, received)| received).sum();
     Ok(counts)
-}
-
-/// Frames in flight between the clients and the server.
-#[derive(Default)]
-struct Wire {
-    to_server: VecDeque<Vec<u8>>,
-    to_client: VecDeque<Vec<u8>>,
-}
-
-/// The clients' device: their half of the wire.
-struct ClientDevice<'a>(&'a mut Wire);
-
-struct ClientRx(Vec<u8>);
-struct ClientTx<'a>(&'a mut VecDeque<Vec<u8>>);
-
-impl phy::RxToken for ClientRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for ClientTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push_back(frame);
-        r
-    }
-}
-
-impl phy::Device for ClientDevice<'_> {
-    type RxToken<'t>
-        = ClientRx
-    where
-        Self: 't;
-    type TxToken<'t>
-        = ClientTx<'t>
-    where
-        Self: 't;
-
-    fn receive(&mut self, _: Instant) -> Option<(ClientRx, ClientTx<'_>)> {
-        let frame = self.0.to_client.pop_front()?;
-        Some((ClientRx(frame), ClientTx(&mut self.0.to_server)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<ClientTx<'_>> {
-        Some(ClientTx(&mut self.0.to_server))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
-        caps
-    }
 }
