@@ -88,7 +88,7 @@ impl Engine {
             Driver::Uveth => {
                 let uveth = open_uveth(config)?;
                 let mut engine = if config.traffic.profile == Profile::None {
-                    Engine::start_on(config, uveth.clone(), table, serve_metrics)?
+                    Engine::start_with(config, uveth.clone(), table, Arc::from([]), serve_metrics)?
                 } else {
                     let plan = TrafficPlan::install(config, uveth.soft_rss(), &table)
                         .map_err(setup("traffic"))?;
@@ -101,7 +101,8 @@ impl Engine {
             }
             // Validation refuses the generator with any driver but uveth.
             Driver::AfPacket => {
-                Engine::start_on(config, open_afpacket(config)?, table, serve_metrics)
+                let port = open_afpacket(config)?;
+                Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
             }
         }
     }
@@ -117,6 +118,7 @@ impl Engine {
         table: Arc<dyn FlowTable>,
         serve_metrics: bool,
     ) -> Result<Engine, EngineError> {
+        validate(config)?;
         if config.traffic.profile != Profile::None {
             return Err(EngineError::Setup(format!(
                 "traffic.profile = \"{}\": the generator feeds only the uveth port \
@@ -125,9 +127,10 @@ impl Engine {
                 port.describe()
             )));
         }
-        Engine::start_with(config, port, table, Arc::from(Vec::new()), serve_metrics)
+        Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
     }
 
+    /// [`Engine::start_on`] for a validated `config`, with the generator's counters.
     fn start_with<P: Port>(
         config: &Config,
         port: Arc<P>,
@@ -135,7 +138,6 @@ impl Engine {
         traffic: Arc<[SourceStats]>,
         serve_metrics: bool,
     ) -> Result<Engine, EngineError> {
-        validate(config)?;
         let threads = usize::from(config.engine.threads);
         if port.queues() < config.port.queues {
             return Err(EngineError::Setup(format!(

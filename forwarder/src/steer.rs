@@ -5,8 +5,9 @@
 //! keys as it starts loading their buckets), and one `enqueue_burst` per destination that has
 //! packets. The parse's result ([`PktBuf::parsed`]) and the lookup's answer
 //! ([`PktBuf::lookup_note`]) stay in the buffer's metadata, so the packet's processor, on this
-//! thread or its owner, parses and looks up nothing again. What does not fit a full queue is freed and counted as `swq_full`: the thread never
-//! blocks and never spins on another thread's queue.
+//! thread or its owner, parses and looks up nothing again. What does not fit a full queue is
+//! freed and counted as `swq_full`: the thread never blocks and never spins on another thread's
+//! queue.
 
 use std::sync::Arc;
 
