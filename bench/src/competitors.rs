@@ -1,6 +1,7 @@
 //! The competitors that are not flowsteer's own: the DashMap-backed flow table and the crossbeam
 //! `ArrayQueue` ring (the engine's selectable baselines until the product kept one table and one
-//! ring), papaya's map (all three always built), and DPDK's, behind the `dpdk` cargo feature.
+//! ring), papaya's map (all three always built), and DPDK's (rte_hash, rte_ring, rte_softrss,
+//! rte_mempool), behind the `dpdk` cargo feature.
 //!
 //! Without the feature every DPDK entry point returns why the competitor did not run, so that the
 //! experiments print it instead of silently leaving rows out. With it, the EAL is initialized
@@ -12,12 +13,15 @@ use std::ops::Range;
 use std::time::Duration;
 
 use crate::flow_table::{Contender, Keys};
+use crate::pool::{self, Failure, Params, Pattern};
 use crate::swq::Shape;
 
 pub mod crossbeam;
 mod dashmap;
 #[cfg(feature = "dpdk")]
 mod dpdk;
+#[cfg(feature = "dpdk")]
+mod mempool;
 mod papaya;
 
 pub use dashmap::DashMapTable;
@@ -97,5 +101,54 @@ pub fn softrss_hashers<'a>(
     {
         let _ = (words, key);
         Err("built without --features dpdk".to_string())
+    }
+}
+
+/// One repetition of the pool experiment on a fresh rte_mempool (an mbuf pool of `params`),
+/// reached the way `contender` names.
+pub fn mempool_rep(
+    contender: pool::Contender,
+    pattern: Pattern,
+    burst: usize,
+    params: Params,
+    duration: Duration,
+) -> Result<f64, Failure> {
+    dpdk_ready().map_err(Failure::Setup)?;
+    #[cfg(feature = "dpdk")]
+    {
+        mempool::rep(contender, pattern, burst, params, duration)
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = (contender, pattern, burst, params, duration);
+        Err(Failure::Setup("built without --features dpdk".to_string()))
+    }
+}
+
+/// The EAL lcore id of the calling thread; `None` for a thread the EAL did not create or register,
+/// or without the DPDK competitors.
+pub fn calling_lcore() -> Option<u32> {
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk_sys::eal::lcore_id()
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        None
+    }
+}
+
+/// What one element of the pool experiment's rte_mempool holds, and where its memory is; `None`
+/// without the DPDK competitors.
+pub fn mempool_layout(params: Params) -> Option<String> {
+    #[cfg(feature = "dpdk")]
+    {
+        dpdk_ready().ok()?;
+        Some(mempool::layout(params))
+    }
+    #[cfg(not(feature = "dpdk"))]
+    {
+        let _ = params;
+        None
     }
 }

@@ -7,10 +7,13 @@
 //! - `swq`: burst enqueue/dequeue, flowsteer's ring against the crossbeam baseline and rte_ring
 //!   MP/SC;
 //! - `softrss`: the Toeplitz hash per packet against `rte_softrss`;
+//! - `pool`: packet buffers allocated and freed in bursts, on one thread and handed from one
+//!   thread to another, flowsteer's pool and per-thread cache against rte_mempool (a user-owned
+//!   cache, and the mbuf API on an lcore's cache);
 //! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
 //! - `memory`: what a random cache line costs on this machine, by working set (no competitor:
 //!   the yardstick of the flow table rows);
-//! - `all`: the five, `memory` first.
+//! - `all`: the six, `memory` first.
 //!
 //! DPDK competitors run only when built with `--features dpdk` and when the EAL starts; every
 //! table says which competitor did not run and why.
@@ -23,6 +26,7 @@ mod flow_table;
 mod ltran;
 mod measure;
 mod memory;
+mod pool;
 mod softrss;
 mod swq;
 mod table;
@@ -55,6 +59,7 @@ experiments:
   flowtable   lookup_bulk of 32 IPv4 keys: flowsteer's table, dashmap, papaya and rte_hash
   swq         software queue burst enqueue/dequeue: flowsteer's ring, crossbeam and rte_ring MP/SC
   softrss     Toeplitz hash per packet against rte_softrss
+  pool        buffer pool alloc/free bursts, one thread and handed off: flowsteer's pool and rte_mempool
   engine      RSS and software balancing per traffic profile, and the ltran-style baseline
   memory      a random cache line's latency and burst throughput, by working set
   all         all of the above, memory first
@@ -75,9 +80,27 @@ enum Experiment {
     FlowTable,
     Swq,
     SoftRss,
+    Pool,
     Engine,
     Memory,
     All,
+}
+
+impl Experiment {
+    /// The experiments this one runs, in order: `all` runs every one, `memory` first.
+    fn expand(self) -> Vec<Experiment> {
+        match self {
+            Experiment::All => vec![
+                Experiment::Memory,
+                Experiment::FlowTable,
+                Experiment::Swq,
+                Experiment::SoftRss,
+                Experiment::Pool,
+                Experiment::Engine,
+            ],
+            one => vec![one],
+        }
+    }
 }
 
 fn parse_args(args: &[String]) -> Result<Invocation, String> {
@@ -119,12 +142,13 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     "flowtable" => Experiment::FlowTable,
                     "swq" => Experiment::Swq,
                     "softrss" => Experiment::SoftRss,
+                    "pool" => Experiment::Pool,
                     "engine" => Experiment::Engine,
                     "memory" => Experiment::Memory,
                     "all" => Experiment::All,
                     other => {
                         return Err(format!(
-                        "unknown experiment {other:?}: expected flowtable, swq, softrss, engine, memory or all"
+                        "unknown experiment {other:?}: expected flowtable, swq, softrss, pool, engine, memory or all"
                     ))
                     }
                 });
@@ -152,22 +176,14 @@ fn main() -> ExitCode {
         }
     };
     let opts = invocation.options;
-    let experiments = match invocation.experiment {
-        Experiment::All => vec![
-            Experiment::Memory,
-            Experiment::FlowTable,
-            Experiment::Swq,
-            Experiment::SoftRss,
-            Experiment::Engine,
-        ],
-        one => vec![one],
-    };
+    let experiments = invocation.experiment.expand();
     let mut ok = true;
     for experiment in experiments {
         let result = match experiment {
             Experiment::FlowTable => flow_table::run(&opts),
             Experiment::Swq => swq::run(&opts),
             Experiment::SoftRss => softrss::run(&opts),
+            Experiment::Pool => pool::run(&opts),
             Experiment::Memory => memory::run(&opts),
             Experiment::Engine | Experiment::All => engine::run(&opts),
         };
@@ -202,6 +218,29 @@ mod tests {
         let inv = parse_args(&args(&["--seconds", "2", "all"])).unwrap();
         assert_eq!(inv.experiment, Experiment::All);
         assert_eq!(inv.options.threads, 2);
+    }
+
+    #[test]
+    fn pool_parses_and_runs_in_all_before_the_engine() {
+        let inv = parse_args(&args(&["pool", "--seconds", "0.2"])).unwrap();
+        assert_eq!(inv.experiment, Experiment::Pool);
+        assert_eq!(inv.options.seconds, 0.2);
+        assert_eq!(Experiment::Pool.expand(), vec![Experiment::Pool]);
+        assert_eq!(
+            Experiment::All.expand(),
+            vec![
+                Experiment::Memory,
+                Experiment::FlowTable,
+                Experiment::Swq,
+                Experiment::SoftRss,
+                Experiment::Pool,
+                Experiment::Engine,
+            ]
+        );
+        assert!(USAGE.contains("\n  pool "));
+        assert!(parse_args(&args(&["nope"]))
+            .unwrap_err()
+            .contains("softrss, pool, engine"));
     }
 
     #[test]

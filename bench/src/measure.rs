@@ -119,6 +119,21 @@ pub fn timed_loop(stop: &AtomicBool, mut body: impl FnMut() -> u64) -> (u64, Dur
     (ops, start.elapsed())
 }
 
+/// Runs `body` on the calling thread for `duration` (a sleeping helper thread sets the stop
+/// flag); returns the operations it reported and its own elapsed time. For contenders bound to
+/// the calling thread, such as DPDK's per-lcore cache of the EAL main lcore.
+pub fn calling_thread_rep(duration: Duration, body: impl FnMut() -> u64) -> (u64, Duration) {
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            thread::sleep(duration);
+            stop.store(true, Ordering::Relaxed);
+        });
+        timed_loop(stop, body)
+    })
+}
+
 /// One repetition of `workers` threads running for `duration`: `make(i)` builds worker i's loop
 /// body on its own thread (outside the timed part); the bodies start together. Returns the sum
 /// of the workers' rates (operations per second).
@@ -223,6 +238,19 @@ mod tests {
         assert!(rate > 0.0);
         let summary = repeat(1, || 10.0).unwrap();
         assert_eq!(summary.ops_per_sec, 10.0);
+    }
+
+    #[test]
+    fn calling_thread_rep_runs_here_until_the_time_is_up() {
+        let here = thread::current().id();
+        let mut elsewhere = false;
+        let (ops, elapsed) = calling_thread_rep(Duration::from_millis(20), || {
+            elsewhere |= thread::current().id() != here;
+            1
+        });
+        assert!(!elsewhere);
+        assert!(ops > 0);
+        assert!(elapsed >= Duration::from_millis(20));
     }
 
     #[test]

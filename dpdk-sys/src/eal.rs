@@ -7,6 +7,7 @@
 //! and call [`init`] from a thread whose pinning does not matter.
 
 use std::ffi::{CStr, CString, OsString};
+use std::marker::PhantomData;
 use std::os::raw::c_char;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -130,6 +131,71 @@ pub fn lcore_id() -> Option<u32> {
     // SAFETY: reads the calling thread's TLS lcore id; valid before and after init.
     let id = unsafe { ffi::dpdk_sys_lcore_id() };
     (id != ffi::LCORE_ID_ANY).then_some(id)
+}
+
+/// The calling thread registered as an EAL lcore ([`register_thread`]) until this is dropped
+/// (`rte_thread_unregister`, which releases the lcore id). Neither `Send` nor `Sync`: the
+/// registration belongs to the thread that made it.
+#[derive(Debug)]
+pub struct ThreadRegistration {
+    lcore: u32,
+    not_send: PhantomData<*const ()>,
+}
+
+impl ThreadRegistration {
+    /// The lcore id the thread was given.
+    pub fn lcore(&self) -> u32 {
+        self.lcore
+    }
+}
+
+impl Drop for ThreadRegistration {
+    fn drop(&mut self) {
+        // SAFETY: runs on the thread that registered (the type is not Send), which still holds
+        // the lcore id it was given; rte_thread_unregister releases exactly that id.
+        unsafe { ffi::rte_thread_unregister() }
+    }
+}
+
+/// Registers the calling thread, one the EAL did not create, as an lcore
+/// (`rte_thread_register`): it gets a free lcore id and so the per-lcore caches of mempools
+/// (`rte_pktmbuf_alloc` and friends stop going to the shared ring every time). The thread's CPU
+/// set is left as it is.
+///
+/// Fails before [`init`], on a thread that already has an lcore id (an EAL thread, or one
+/// registered already), when every lcore id is taken (`RTE_MAX_LCORE`), or when the process
+/// uses DPDK's multi-process support. The lcore id is released when the returned value is
+/// dropped; per-lcore mempool caches keep what they hold with the id, so flush them first
+/// ([`PktmbufPool::flush_lcore_cache`](crate::PktmbufPool::flush_lcore_cache)).
+///
+/// Cost: a lock and a scan of the lcore table; once per thread, not per packet.
+pub fn register_thread() -> Result<ThreadRegistration, Error> {
+    const OP: &str = "rte_thread_register";
+    ensure(OP)?;
+    if let Some(lcore) = lcore_id() {
+        return Err(Error::invalid(
+            OP,
+            format!("the calling thread already is lcore {lcore}"),
+        ));
+    }
+    // SAFETY: the EAL is initialised and the calling thread has no lcore id: registering only
+    // writes this thread's TLS and the EAL's lcore table under its lock.
+    let rc = unsafe { ffi::rte_thread_register() };
+    if rc != 0 {
+        return Err(Error::last(OP));
+    }
+    // From here on the value unregisters on drop, on the error path too.
+    let registration = ThreadRegistration {
+        lcore: lcore_id().unwrap_or(ffi::LCORE_ID_ANY),
+        not_send: PhantomData,
+    };
+    if registration.lcore == ffi::LCORE_ID_ANY {
+        return Err(Error::invalid(
+            OP,
+            "registered, but the thread has no lcore id".to_owned(),
+        ));
+    }
+    Ok(registration)
 }
 
 /// The time stamp counter (`rte_get_tsc_cycles`). Not serialising.

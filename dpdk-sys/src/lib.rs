@@ -52,7 +52,8 @@
 //!
 //! # Safe layer
 //!
-//! [`eal`] (once-per-process init), [`PktmbufPool`], [`ethdev`] (port set-up, rx/tx burst),
+//! [`eal`] (once-per-process init, registering non-EAL threads), [`PktmbufPool`] and
+//! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up, rx/tx burst),
 //! [`Ring`] (MP/SC and SP/SC bursts), [`Hash`](struct@Hash) / [`QsbrHash`] (`rte_hash` with
 //! lock-free readers, with and without RCU reclamation) and [`rss`] (`rte_softrss`). Each type
 //! documents its concurrency contract and its cost; everything else is reachable through
@@ -102,7 +103,10 @@ pub use error::Error;
 #[cfg(feature = "dpdk")]
 pub use hash::{Hash, HashConfig, QsbrHash, QsbrReader};
 #[cfg(feature = "dpdk")]
-pub use mempool::{pktmbuf_append, pktmbuf_data, pktmbuf_free, pktmbuf_free_bulk, PktmbufPool};
+pub use mempool::{
+    pktmbuf_append, pktmbuf_data, pktmbuf_free, pktmbuf_free_bulk, pktmbuf_mtod, MempoolCache,
+    PktmbufPool,
+};
 #[cfg(feature = "dpdk")]
 pub use ring::{MpProducer, Ring, RingConsumer, SpProducer};
 

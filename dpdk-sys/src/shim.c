@@ -40,6 +40,23 @@ char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len) { return rte_pkt
 
 void dpdk_sys_pktmbuf_reset(struct rte_mbuf *m) { rte_pktmbuf_reset(m); }
 
+int dpdk_sys_mempool_generic_get(struct rte_mempool *mp, void **obj_table, unsigned int n,
+                                 struct rte_mempool_cache *cache)
+{
+	return rte_mempool_generic_get(mp, obj_table, n, cache);
+}
+
+void dpdk_sys_mempool_generic_put(struct rte_mempool *mp, void *const *obj_table, unsigned int n,
+                                  struct rte_mempool_cache *cache)
+{
+	rte_mempool_generic_put(mp, obj_table, n, cache);
+}
+
+void dpdk_sys_mempool_cache_flush(struct rte_mempool_cache *cache, struct rte_mempool *mp)
+{
+	rte_mempool_cache_flush(cache, mp);
+}
+
 unsigned int dpdk_sys_ring_mp_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n,
                                             unsigned int *free_space)
 {

@@ -16,6 +16,7 @@
 
 struct rte_mbuf;
 struct rte_mempool;
+struct rte_mempool_cache;
 struct rte_ring;
 struct rte_rcu_qsbr;
 
@@ -49,6 +50,18 @@ void *dpdk_sys_pktmbuf_mtod(struct rte_mbuf *m);
 char *dpdk_sys_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 /* rte_pktmbuf_reset: back to an empty single-segment packet. */
 void dpdk_sys_pktmbuf_reset(struct rte_mbuf *m);
+
+/* rte_mempool_generic_get: all or nothing, 0 on success, -ENOENT when the pool has too few. Through
+ * `cache` (a user-owned cache, or NULL for none): the cache must be used by one thread at a time;
+ * the pool itself is MP/MC with the default ring ops. */
+int dpdk_sys_mempool_generic_get(struct rte_mempool *mp, void **obj_table, unsigned int n,
+                                 struct rte_mempool_cache *cache);
+/* rte_mempool_generic_put: never fails; `cache` as for generic_get. */
+void dpdk_sys_mempool_generic_put(struct rte_mempool *mp, void *const *obj_table, unsigned int n,
+                                  struct rte_mempool_cache *cache);
+/* rte_mempool_cache_flush: returns everything `cache` holds to the pool in one bulk enqueue; NULL
+ * flushes the calling thread's per-lcore cache (nothing for an unregistered non-EAL thread). */
+void dpdk_sys_mempool_cache_flush(struct rte_mempool_cache *cache, struct rte_mempool *mp);
 
 /* rte_ring_mp_enqueue_burst: any number of threads at once; one CAS on the producer head per call. */
 unsigned int dpdk_sys_ring_mp_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n,

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use std::thread;
 
 use dpdk_sys::{
-    eal, ethdev, ffi, pktmbuf_append, pktmbuf_data, pktmbuf_free_bulk, rss, Hash, HashConfig,
-    PktmbufPool, QsbrHash, Ring,
+    eal, ethdev, ffi, pktmbuf_append, pktmbuf_data, pktmbuf_free_bulk, pktmbuf_mtod, rss, Hash,
+    HashConfig, MempoolCache, PktmbufPool, QsbrHash, Ring,
 };
 
 const VDEV: &str = "net_ring0";
@@ -437,4 +437,132 @@ fn mempool_errors_carry_dpdk_messages() {
     // SAFETY: every mbuf was allocated above and is freed once.
     unsafe { pktmbuf_free_bulk(&mut all) };
     assert_eq!(pool.available(), 63);
+}
+
+/// Objects in the per-lcore cache of `lcore` of `pool` (a pool created with a cache).
+fn lcore_cache_len(pool: &PktmbufPool, lcore: u32) -> u32 {
+    assert!(pool.cache_size() > 0 && lcore < ffi::RTE_MAX_LCORE);
+    // SAFETY: the pool is alive and has per-lcore caches, an array of RTE_MAX_LCORE; `len` of
+    // the calling thread's own cache is read by that thread.
+    unsafe { (*(*pool.as_ptr()).local_cache.add(lcore as usize)).len }
+}
+
+#[test]
+fn user_cache_refills_flushes_and_gives_everything_back() {
+    if !eal_ready() {
+        return;
+    }
+    const N: u32 = 1023;
+    const CACHE: u32 = 64;
+    const BURST: usize = 32;
+    let pool = PktmbufPool::new(
+        "t_ucache_pool",
+        N,
+        0,
+        ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        -1,
+    )
+    .expect("pool");
+    assert_eq!((pool.size(), pool.cache_size()), (N, 0));
+    assert!(MempoolCache::new(&pool, 0).is_err(), "a cache of 0 objects");
+    assert!(
+        MempoolCache::new(&pool, ffi::RTE_MEMPOOL_CACHE_MAX_SIZE + 1).is_err(),
+        "a cache above RTE_MEMPOOL_CACHE_MAX_SIZE"
+    );
+    // Without per-lcore caches, what is available is what the ring holds.
+    // A thread the EAL did not create: the user cache is its only cache.
+    thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(eal::lcore_id(), None);
+            let mut cache = MempoolCache::new(&pool, CACHE).expect("cache");
+            assert_eq!((cache.size(), cache.len()), (CACHE, 0));
+            let mut held = Vec::new();
+            let mut burst = [std::ptr::null_mut(); BURST];
+            // The first get refills the cache with size + burst in one dequeue.
+            cache.get_bulk(&mut burst).expect("get");
+            assert_eq!(cache.len(), CACHE);
+            assert_eq!(pool.available(), N - CACHE - BURST as u32);
+            for &m in &burst {
+                // SAFETY: m was just taken from the pool and is owned here.
+                let (ours, theirs) = unsafe { (pktmbuf_mtod(m), ffi::dpdk_sys_pktmbuf_mtod(m)) };
+                assert_eq!(ours, theirs.cast::<u8>());
+                // SAFETY: the first data byte of an owned mbuf with its default headroom.
+                unsafe { ours.write(0xa5) };
+            }
+            held.extend_from_slice(&burst);
+            // The next ones come from the cache alone.
+            cache.get_bulk(&mut burst).expect("get");
+            assert_eq!(cache.len(), CACHE - BURST as u32);
+            held.extend_from_slice(&burst);
+            let distinct: std::collections::HashSet<_> = held.iter().collect();
+            assert_eq!(distinct.len(), held.len(), "an object handed out twice");
+            // All or nothing: more than the pool holds takes nothing.
+            let mut too_many = vec![std::ptr::null_mut(); N as usize];
+            assert!(cache.get_bulk(&mut too_many).is_err());
+            assert_eq!(cache.len(), CACHE - BURST as u32);
+            // Puts fill the cache up to 1.5 x its size, then flush it whole.
+            // SAFETY: every entry was taken above, is owned here and is put back once.
+            unsafe { cache.put_bulk(&held) };
+            assert_eq!(cache.len(), CACHE - BURST as u32 + 2 * BURST as u32);
+            assert_eq!(
+                pool.available() + cache.len(),
+                N,
+                "objects are in the ring or the cache"
+            );
+            cache.flush();
+            assert_eq!(cache.len(), 0);
+            assert_eq!(pool.available(), N);
+            cache.get_bulk(&mut burst).expect("get after flush");
+            // Dropping the cache (with objects in it) flushes it.
+            // SAFETY: the burst was just taken and is put back once.
+            unsafe { cache.put_bulk(&burst) };
+            assert!(!cache.is_empty());
+        });
+    });
+    assert_eq!(
+        pool.available(),
+        N,
+        "dropping the cache gave everything back"
+    );
+}
+
+#[test]
+fn a_registered_thread_gets_an_lcore_cache_and_flushes_it() {
+    if !eal_ready() {
+        return;
+    }
+    const N: u32 = 1023;
+    const CACHE: u32 = 64;
+    let pool = PktmbufPool::new(
+        "t_lcore_pool",
+        N,
+        CACHE,
+        ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        -1,
+    )
+    .expect("pool");
+    thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(eal::lcore_id(), None);
+            let registration = eal::register_thread().expect("register");
+            let lcore = registration.lcore();
+            assert_eq!(eal::lcore_id(), Some(lcore));
+            assert!(eal::register_thread().is_err(), "registered twice");
+            let mut burst = [std::ptr::null_mut(); 32];
+            pool.alloc_bulk(&mut burst).expect("alloc");
+            // SAFETY: the burst was just allocated, is owned here and freed once.
+            unsafe { pktmbuf_free_bulk(&mut burst) };
+            // The lcore cache holds what was refilled and freed; it counts as available.
+            assert_eq!(lcore_cache_len(&pool, lcore), CACHE + 32);
+            assert_eq!(pool.available(), N);
+            pool.flush_lcore_cache();
+            assert_eq!(lcore_cache_len(&pool, lcore), 0);
+            assert_eq!(pool.available(), N);
+            drop(registration);
+            assert_eq!(eal::lcore_id(), None);
+            // Without an lcore id there is no cache to flush: a no-op.
+            pool.flush_lcore_cache();
+        });
+    });
+    assert_eq!(pool.available(), N);
 }

@@ -64,7 +64,7 @@ const EAL_ARGS: &[&str] = &[
 /// Makes object names unique in the process (DPDK keys rings and hashes by name).
 static NAME_SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn unique_name(prefix: &str) -> String {
+pub(super) fn unique_name(prefix: &str) -> String {
     format!("{prefix}{}", NAME_SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
