@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{CachedCount, PacketPool, PktBuf};
 
-/// One thread's stack of free buffer indices of one [`PacketPool`].
+/// One thread's stack of free buffers of one [`PacketPool`] (their handles).
 ///
 /// `Send`, not `Sync`: it moves to its thread and is used only there. Allocation pops the most
 /// recently freed buffer (still warm in this core's cache). An empty cache refills `size / 2`
@@ -16,7 +16,7 @@ use super::{CachedCount, PacketPool, PktBuf};
 /// Dropping the cache returns everything it holds to the pool.
 pub struct PoolCache {
     pool: Arc<PacketPool>,
-    local: Vec<u32>,
+    local: Vec<PktBuf>,
     size: usize,
     cached: CachedCount,
     not_sync: PhantomData<Cell<()>>,
@@ -37,8 +37,8 @@ impl PoolCache {
     /// list are both empty.
     #[inline]
     pub fn alloc(&mut self) -> Option<PktBuf> {
-        let index = match self.local.pop() {
-            Some(index) => index,
+        let mut buf = match self.local.pop() {
+            Some(buf) => buf,
             None if self.size == 0 => self.pool.free.pop()?,
             None => {
                 self.refill(self.refill_count());
@@ -46,9 +46,8 @@ impl PoolCache {
             }
         };
         self.publish();
-        // SAFETY: the index came off this pool's free list (directly or through this cache,
-        // which only holds such indices), so it is in range and this is its only owner.
-        Some(unsafe { self.pool.slot(index) })
+        buf.reset();
+        Some(buf)
     }
 
     /// Appends up to `n` empty buffers to `out`; returns how many (fewer only when the pool runs
@@ -58,25 +57,25 @@ impl PoolCache {
         out.reserve(n.min(self.pool.capacity() as usize));
         let mut got = 0;
         while got < n {
-            let index = match self.local.pop() {
-                Some(index) => index,
+            let mut buf = match self.local.pop() {
+                Some(buf) => buf,
                 // A request at least as large as a refill would only pass through the cache.
                 None if self.size == 0 || n - got >= self.refill_count() => {
                     match self.pool.free.pop() {
-                        Some(index) => index,
+                        Some(buf) => buf,
                         None => break,
                     }
                 }
                 None => {
                     self.refill(self.refill_count());
                     match self.local.pop() {
-                        Some(index) => index,
+                        Some(buf) => buf,
                         None => break,
                     }
                 }
             };
-            // SAFETY: as in `alloc`: a free-list index owned by this cache.
-            out.push(unsafe { self.pool.slot(index) });
+            buf.reset();
+            out.push(buf);
             got += 1;
         }
         self.publish();
@@ -122,21 +121,22 @@ impl PoolCache {
         self.size
     }
 
+    /// Takes `buf` without reading it: a buffer another core wrote last stays out of this
+    /// core's cache until it is allocated again.
     #[inline]
     fn free_one(&mut self, buf: PktBuf) {
         if !self.pool.owns(&buf) {
             self.pool.foreign_frees.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let index = buf.index();
         if self.size == 0 {
-            self.pool.release(index);
+            self.pool.release(buf);
             return;
         }
         if self.local.len() >= self.size {
             self.flush_to(self.size / 2);
         }
-        self.local.push(index);
+        self.local.push(buf);
     }
 
     fn refill_count(&self) -> usize {
@@ -146,7 +146,7 @@ impl PoolCache {
     fn refill(&mut self, count: usize) {
         for _ in 0..count {
             match self.pool.free.pop() {
-                Some(index) => self.local.push(index),
+                Some(buf) => self.local.push(buf),
                 None => break,
             }
         }
@@ -158,8 +158,8 @@ impl PoolCache {
             return;
         }
         let excess = self.local.len() - keep;
-        for index in self.local.drain(..excess) {
-            self.pool.release(index);
+        for buf in self.local.drain(..excess) {
+            self.pool.release(buf);
         }
     }
 

@@ -13,8 +13,8 @@
 //! # Ownership and concurrency
 //!
 //! - Every buffer is in exactly one place: the global free list (a bounded lock-free MPMC queue
-//!   of indices), the local stack of one [`PoolCache`], or one [`PktBuf`] handle. The free list
-//!   hands each index to one owner, handles are never cloned, and freeing moves the handle: no
+//!   of handles), the local stack of one [`PoolCache`], or one [`PktBuf`] owner. The free list
+//!   hands each handle to one owner, handles are never cloned, and freeing moves the handle: no
 //!   buffer has two owners and none can be freed twice.
 //! - A [`PoolCache`] belongs to one thread (`Send`, not `Sync`, `&mut self` methods). Its fast
 //!   path touches only its own stack and one counter written only by itself: no shared atomic
@@ -32,8 +32,9 @@
 //!
 //! | operation | cost |
 //! |---|---|
-//! | [`PoolCache::alloc`] / [`PoolCache::free`] from/to the cache | a `Vec` pop/push, one metadata write (the slot's first line), one relaxed store |
-//! | refill / flush of `size / 2` buffers | `size / 2` pops/pushes on the lock-free free list |
+//! | [`PoolCache::alloc`] from the cache | a `Vec` pop, one metadata write (the slot's first line), one relaxed store |
+//! | [`PoolCache::free`] to the cache | an address compare and a `Vec` push of the handle (the buffer itself is not read), one relaxed store |
+//! | refill / flush of `size / 2` buffers | `size / 2` pops/pushes of handles on the lock-free free list |
 //! | [`PacketPool::available`] | a mutex over the cache registry + one load per cache; not for the data path |
 //! | [`PacketPool::new`] | one allocation, one write per buffer header, one free-list push per buffer |
 
@@ -68,17 +69,18 @@ type CachedCount = Arc<CachePadded<AtomicU32>>;
 pub struct PacketPool {
     base: NonNull<u8>,
     layout: Layout,
-    stride: usize,
     buffers: u32,
     data_room: u16,
-    free: ArrayQueue<u32>,
+    /// The free buffers' handles (not indices: a cache that frees a buffer another core wrote
+    /// moves its handle without reading the buffer).
+    free: ArrayQueue<PktBuf>,
     caches: Mutex<Vec<CachedCount>>,
     foreign_frees: AtomicU64,
 }
 
 // SAFETY: the pool itself touches slot memory only in `new`, before it is shared; afterwards slots
-// are reached only through `PktBuf` handles (unique owners) or by a cache that popped the slot's
-// index from the free list (the unique owner of that index). All other fields are `Sync`.
+// are reached only through `PktBuf` handles, each of which exists once (on the free list, in one
+// cache, or with one owner). All other fields are `Sync`.
 unsafe impl Send for PacketPool {}
 // SAFETY: see `Send`: shared access never touches slot memory.
 unsafe impl Sync for PacketPool {}
@@ -108,27 +110,28 @@ impl PacketPool {
         for index in 0..buffers {
             // SAFETY: slot `index` lies inside the allocation (index < buffers), is aligned to
             // 64 bytes (base and stride are), and nothing else refers to it yet.
-            unsafe {
-                base.as_ptr()
-                    .add(index as usize * stride)
-                    .cast::<SlotHeader>()
-                    .write(SlotHeader {
-                        len: 0,
-                        rss_hash: 0,
-                        index,
-                        data_room: data_room as u32,
-                        parsed: Parsed::NONE,
-                        lookup_note: 0,
-                    });
-            }
-            // The queue holds exactly `buffers` indices, each pushed once.
-            let pushed = free.push(index);
+            let header = unsafe {
+                let header = base.as_ptr().add(index as usize * stride).cast::<SlotHeader>();
+                header.write(SlotHeader {
+                    len: 0,
+                    rss_hash: 0,
+                    index,
+                    data_room: data_room as u32,
+                    parsed: Parsed::NONE,
+                    lookup_note: 0,
+                });
+                NonNull::new_unchecked(header)
+            };
+            // SAFETY: the slot was just written and this is the one handle ever made for it:
+            // from here on it moves between the free list, caches and owners, never copied.
+            let buf = unsafe { PktBuf::from_slot(header) };
+            // The queue holds exactly `buffers` handles, each pushed once.
+            let pushed = free.push(buf);
             debug_assert!(pushed.is_ok(), "free list sized for every buffer");
         }
         Ok(Arc::new(PacketPool {
             base,
             layout,
-            stride,
             buffers,
             data_room,
             free,
@@ -204,30 +207,10 @@ impl PacketPool {
             .is_some_and(|offset| offset < self.layout.size())
     }
 
-    /// The handle for `index`, just popped from the free list by the caller.
-    ///
-    /// # Safety
-    ///
-    /// `index < capacity`, and the caller is the index's only owner (it came off the free list
-    /// and no handle for it exists).
-    unsafe fn slot(&self, index: u32) -> PktBuf {
-        debug_assert!(index < self.buffers);
-        // SAFETY: index < buffers keeps the offset inside the allocation; the result is non-null
-        // and 64-byte aligned like the base.
-        let header = unsafe {
-            NonNull::new_unchecked(self.base.as_ptr().add(index as usize * self.stride))
-                .cast::<SlotHeader>()
-        };
-        // SAFETY: the caller owns the index, so this is the only handle.
-        let mut buf = unsafe { PktBuf::from_slot(header) };
-        buf.reset();
-        buf
-    }
-
-    /// Returns `index` to the global free list.
-    fn release(&self, index: u32) {
-        // Each index is owned once and the queue has room for all of them: cannot be full.
-        let pushed = self.free.push(index);
+    /// Returns `buf` to the global free list.
+    fn release(&self, buf: PktBuf) {
+        // Each handle exists once and the queue has room for all of them: cannot be full.
+        let pushed = self.free.push(buf);
         debug_assert!(pushed.is_ok(), "free list sized for every buffer");
     }
 }
