@@ -17,6 +17,7 @@ const NEVER: u8 = 0;
 const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 const FAILED: u8 = 3;
+const CLEANED: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(NEVER);
 
@@ -57,6 +58,7 @@ where
         let why = match state {
             DONE => "the EAL is already initialised in this process",
             FAILED => "an earlier rte_eal_init failed; the EAL cannot be initialised twice",
+            CLEANED => "the EAL was cleaned up (rte_eal_cleanup); it cannot be initialised again",
             _ => "another thread is initialising the EAL",
         };
         return Err(Error::invalid("rte_eal_init", why.to_owned()));
@@ -84,9 +86,60 @@ where
     Ok(usize::try_from(consumed).unwrap_or(0))
 }
 
-/// Whether [`init`] has completed successfully in this process.
+/// Whether [`init`] has completed successfully in this process (and [`cleanup`] has not run).
 pub fn is_initialized() -> bool {
     STATE.load(Ordering::Acquire) == DONE
+}
+
+/// Sends the EAL's log to the standard error stream alone, for the rest of the process
+/// (`rte_openlog_stream(stderr)`; by default each line also goes to syslog). Call it before
+/// [`init`], so that the EAL's own messages during initialisation go there too.
+///
+/// Fails, changing nothing, once [`init`] has started in this process: the log stream is a
+/// plain global that EAL threads read without synchronisation. Cost: one store.
+pub fn log_to_stderr() -> Result<(), Error> {
+    const OP: &str = "rte_openlog_stream";
+    // Holding RUNNING keeps a concurrent init out while the stream changes.
+    STATE
+        .compare_exchange(NEVER, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| Error::invalid(OP, "call it before dpdk_sys::eal::init".to_owned()))?;
+    // SAFETY: before rte_eal_init no EAL thread exists, and the RUNNING state keeps init (and so
+    // any EAL thread) from starting until the store is done; the shim passes the C library's
+    // stderr, which lives for the whole process.
+    let rc = unsafe { ffi::dpdk_sys_log_to_stderr() };
+    STATE.store(NEVER, Ordering::Release);
+    if rc < 0 {
+        return Err(Error::from_code(OP, rc));
+    }
+    Ok(())
+}
+
+/// Releases what the EAL holds (`rte_eal_cleanup`): the buses' devices (22.11 removes the
+/// vdevs and PCI devices it probed), its services, its memory. The runtime directory the EAL
+/// made at [`init`] stays, empty when the EAL ran with `--in-memory` (or `--no-shconf`) and
+/// `--no-telemetry`: [`runtime_dir`], read before, names it for the caller to remove. Afterwards
+/// [`is_initialized`] is false and [`init`] refuses: DPDK does not support a second
+/// initialisation.
+///
+/// Stop and close the ports the caller used first ([`crate::ethdev::stop`],
+/// [`crate::ethdev::close`]), as DPDK's examples do.
+///
+/// # Safety
+/// No DPDK object made through this crate or [`crate::ffi`] (pool, ring, hash, started port)
+/// may be used or dropped after this call, and no other thread may be inside a DPDK call
+/// during it.
+pub unsafe fn cleanup() -> Result<(), Error> {
+    const OP: &str = "rte_eal_cleanup";
+    STATE
+        .compare_exchange(DONE, CLEANED, Ordering::AcqRel, Ordering::Acquire)
+        .map_err(|_| Error::invalid(OP, "the EAL is not initialised".to_owned()))?;
+    // SAFETY: the EAL is initialised (the state was DONE, now CLEANED so no safe constructor
+    // starts meanwhile); the caller guarantees that nothing uses DPDK during or after the call.
+    let rc = unsafe { ffi::rte_eal_cleanup() };
+    if rc < 0 {
+        return Err(Error::from_code(OP, rc));
+    }
+    Ok(())
 }
 
 /// Fails unless the EAL is initialised: DPDK objects created before `rte_eal_init` crash inside

@@ -24,18 +24,11 @@ impl Error {
     /// An error from a DPDK return value of `-errno` or an errno value (the sign is dropped).
     pub(crate) fn from_code(op: &'static str, code: i32) -> Self {
         let code = code.saturating_abs();
-        // SAFETY: rte_strerror accepts any int and returns a pointer to a NUL-terminated string,
-        // static or in a per-thread buffer, valid until the next call on this thread; it is
-        // copied at once.
-        let message = unsafe {
-            let text = ffi::rte_strerror(code);
-            if text.is_null() {
-                format!("unknown error {code}")
-            } else {
-                CStr::from_ptr(text).to_string_lossy().into_owned()
-            }
-        };
-        Error { op, code, message }
+        Error {
+            op,
+            code,
+            message: strerror(code),
+        }
     }
 
     /// An error detected on the Rust side before calling DPDK (bad argument, wrong state).
@@ -60,6 +53,25 @@ impl Error {
     /// DPDK's description of the error, or what was wrong with the argument.
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+/// DPDK's text for the errno value `code` (`rte_strerror`): the C library's text for system
+/// codes, DPDK's own for the EAL's codes from `E_RTE_SECONDARY` on (`E_RTE_NO_CONFIG`: "Missing
+/// rte_config structure"). The sign is ignored. Needs no EAL; thread-safe (DPDK formats unknown
+/// codes in a per-thread buffer, copied here at once).
+pub fn strerror(code: i32) -> String {
+    let code = code.saturating_abs();
+    // SAFETY: rte_strerror accepts any int and returns a pointer to a NUL-terminated string,
+    // static or in a per-thread buffer, valid until the next call on this thread; it is copied
+    // before anything else runs on this thread.
+    unsafe {
+        let text = ffi::rte_strerror(code);
+        if text.is_null() {
+            format!("unknown error {code}")
+        } else {
+            CStr::from_ptr(text).to_string_lossy().into_owned()
+        }
     }
 }
 

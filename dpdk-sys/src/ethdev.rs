@@ -1,13 +1,21 @@
 //! The few ethdev calls a benchmark or test needs to run a port (a `net_ring` or `net_null`
-//! vdev, or a real NIC) with default configuration, and its rx/tx bursts.
+//! vdev, or a real NIC) with default configuration, and its rx/tx bursts; and the queries that
+//! describe a port as testpmd's `show port info` does ([`ports`], [`name`], [`info`],
+//! [`link_nowait`], [`mtu`], [`mac_addr`], [`socket_id`], [`rx_offload_names`],
+//! [`tx_offload_names`]).
 //!
-//! Concurrency: the control calls ([`port_by_name`], [`start`], [`stop`], [`close`]) are not
-//! thread-safe against each other or against bursts on the same port (DPDK's rule); a queue is
-//! polled by one thread at a time, which the `unsafe` burst functions leave to the caller.
+//! Concurrency: the control calls ([`port_by_name`], [`start`], [`stop`], [`close`] and the
+//! queries) are not thread-safe against each other or against bursts on the same port (DPDK's
+//! rule); a queue is polled by one thread at a time, which the `unsafe` burst functions leave to
+//! the caller.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::os::raw::c_char;
 
 use crate::{ffi, Error, PktmbufPool};
+
+/// ENODEV without a libc dependency: 19 on every Linux architecture DPDK supports.
+const ENODEV: i32 = 19;
 
 fn check(op: &'static str, rc: i32) -> Result<(), Error> {
     if rc < 0 {
@@ -122,4 +130,288 @@ pub unsafe fn tx_burst(port: u16, queue: u16, pkts: &mut [*mut ffi::rte_mbuf]) -
     let n = u16::try_from(pkts.len()).unwrap_or(u16::MAX);
     // SAFETY: the caller's contract; pkts holds n owned mbufs.
     usize::from(unsafe { ffi::dpdk_sys_eth_tx_burst(port, queue, pkts.as_mut_ptr(), n) })
+}
+
+/// The ports that exist and that no DPDK component owns (`RTE_ETH_FOREACH_DEV`: the ports
+/// testpmd lists; a bonding or fail-safe device's members are owned by it and left out), in
+/// port-id order. Cost: one call per port.
+pub fn ports() -> Result<Vec<u16>, Error> {
+    const OP: &str = "rte_eth_find_next_owned_by";
+    crate::eal::ensure(OP)?;
+    let end = u64::from(ffi::RTE_MAX_ETHPORTS);
+    let mut ports = Vec::new();
+    let mut from = 0u16;
+    loop {
+        // SAFETY: the EAL is initialised; the call only reads the port table and returns the
+        // first port id from `from` on with no owner, or RTE_MAX_ETHPORTS.
+        let next =
+            unsafe { ffi::rte_eth_find_next_owned_by(from, u64::from(ffi::RTE_ETH_DEV_NO_OWNER)) };
+        // Below RTE_MAX_ETHPORTS (32 in Debian's build), so it and its successor fit a u16.
+        match u16::try_from(next) {
+            Ok(port) if next < end => {
+                ports.push(port);
+                from = port + 1;
+            }
+            _ => return Ok(ports),
+        }
+    }
+}
+
+/// The port's name: the device's as given to `--vdev` (`"net_null0"`) or its PCI address.
+pub fn name(port: u16) -> Result<String, Error> {
+    const OP: &str = "rte_eth_dev_get_name_by_port";
+    crate::eal::ensure(OP)?;
+    let mut buf = [0 as c_char; ffi::RTE_ETH_NAME_MAX_LEN as usize];
+    // SAFETY: buf has RTE_ETH_NAME_MAX_LEN bytes, the size the function writes at most
+    // (NUL included); DPDK validates the port id.
+    check(OP, unsafe {
+        ffi::rte_eth_dev_get_name_by_port(port, buf.as_mut_ptr())
+    })?;
+    // SAFETY: on success buf holds a NUL-terminated string within its length.
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// A port's descriptor limits per queue (`struct rte_eth_desc_lim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DescLimits {
+    /// Most descriptors a queue takes.
+    pub max: u16,
+    /// Fewest descriptors a queue takes.
+    pub min: u16,
+    /// The number of descriptors must be a multiple of this.
+    pub align: u16,
+    /// Most segments of one packet (scattered or TSO).
+    pub seg_max: u16,
+    /// Most segments of one packet of MTU size.
+    pub mtu_seg_max: u16,
+}
+
+impl From<ffi::rte_eth_desc_lim> for DescLimits {
+    fn from(lim: ffi::rte_eth_desc_lim) -> Self {
+        DescLimits {
+            max: lim.nb_max,
+            min: lim.nb_min,
+            align: lim.nb_align,
+            seg_max: lim.nb_seg_max,
+            mtu_seg_max: lim.nb_mtu_seg_max,
+        }
+    }
+}
+
+/// What a port's driver says it can do (`rte_eth_dev_info_get`), the fields testpmd's
+/// `show port info` prints, owned.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DevInfo {
+    /// The driver (`"net_null"`, `"net_af_packet"`, `"net_ice"`).
+    pub driver_name: String,
+    /// The kernel interface the port is attached to, when the driver names one (0: none).
+    pub if_index: u32,
+    /// Smallest and largest MTU the port accepts.
+    pub min_mtu: u16,
+    /// See `min_mtu`.
+    pub max_mtu: u16,
+    /// Longest frame the port can receive, bytes.
+    pub max_rx_pktlen: u32,
+    /// Smallest receive buffer the port accepts, bytes.
+    pub min_rx_bufsize: u32,
+    /// Most receive and transmit queues a configuration may ask for.
+    pub max_rx_queues: u16,
+    /// See `max_rx_queues`.
+    pub max_tx_queues: u16,
+    /// Queues configured now (0 before `rte_eth_dev_configure`).
+    pub nb_rx_queues: u16,
+    /// See `nb_rx_queues`.
+    pub nb_tx_queues: u16,
+    /// How many unicast MAC addresses the port can filter on.
+    pub max_mac_addrs: u32,
+    /// Receive and transmit offloads of the port (`RTE_ETH_RX_OFFLOAD_*`, `RTE_ETH_TX_OFFLOAD_*`).
+    pub rx_offload_capa: u64,
+    /// See `rx_offload_capa`.
+    pub tx_offload_capa: u64,
+    /// The offloads that can be set per queue (a subset of the port's).
+    pub rx_queue_offload_capa: u64,
+    /// See `rx_queue_offload_capa`.
+    pub tx_queue_offload_capa: u64,
+    /// Entries of the RSS redirection table (0: no RSS).
+    pub reta_size: u16,
+    /// Length of the RSS hash key, bytes (0: no RSS, or the driver does not say).
+    pub hash_key_size: u8,
+    /// The flow types the port can hash for RSS (`RTE_ETH_RSS_*`; 0: no RSS);
+    /// [`crate::rss::flow_type_names`] names them.
+    pub flow_type_rss_offloads: u64,
+    /// Descriptor limits of a receive and of a transmit queue.
+    pub rx_desc_lim: DescLimits,
+    /// See `rx_desc_lim`.
+    pub tx_desc_lim: DescLimits,
+    /// Link speeds the port supports (`RTE_ETH_LINK_SPEED_*`).
+    pub speed_capa: u32,
+    /// Device capabilities (`RTE_ETH_DEV_CAPA_*`).
+    pub dev_capa: u64,
+}
+
+/// What the driver of `port` says it can do (`rte_eth_dev_info_get`). Cost: one driver
+/// callback, no I/O for the vdevs; safe before the port is configured.
+pub fn info(port: u16) -> Result<DevInfo, Error> {
+    const OP: &str = "rte_eth_dev_info_get";
+    crate::eal::ensure(OP)?;
+    let mut raw = ffi::rte_eth_dev_info::default();
+    // SAFETY: raw is a valid out-parameter the call fills; DPDK validates the port id.
+    check(OP, unsafe { ffi::rte_eth_dev_info_get(port, &mut raw) })?;
+    let driver_name = if raw.driver_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: on success driver_name points to the driver's static NUL-terminated name,
+        // copied here at once.
+        unsafe { CStr::from_ptr(raw.driver_name) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok(DevInfo {
+        driver_name,
+        if_index: raw.if_index,
+        min_mtu: raw.min_mtu,
+        max_mtu: raw.max_mtu,
+        max_rx_pktlen: raw.max_rx_pktlen,
+        min_rx_bufsize: raw.min_rx_bufsize,
+        max_rx_queues: raw.max_rx_queues,
+        max_tx_queues: raw.max_tx_queues,
+        nb_rx_queues: raw.nb_rx_queues,
+        nb_tx_queues: raw.nb_tx_queues,
+        max_mac_addrs: raw.max_mac_addrs,
+        rx_offload_capa: raw.rx_offload_capa,
+        tx_offload_capa: raw.tx_offload_capa,
+        rx_queue_offload_capa: raw.rx_queue_offload_capa,
+        tx_queue_offload_capa: raw.tx_queue_offload_capa,
+        reta_size: raw.reta_size,
+        hash_key_size: raw.hash_key_size,
+        flow_type_rss_offloads: raw.flow_type_rss_offloads,
+        rx_desc_lim: raw.rx_desc_lim.into(),
+        tx_desc_lim: raw.tx_desc_lim.into(),
+        speed_capa: raw.speed_capa,
+        dev_capa: raw.dev_capa,
+    })
+}
+
+/// A port's link as the driver last saw it (`struct rte_eth_link`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Link {
+    /// Mbit/s; 0 (`RTE_ETH_SPEED_NUM_NONE`) when none, `u32::MAX`
+    /// (`RTE_ETH_SPEED_NUM_UNKNOWN`) when the driver cannot tell.
+    pub speed_mbps: u32,
+    /// Full duplex (else half).
+    pub full_duplex: bool,
+    /// Speed and duplex negotiated (else fixed).
+    pub autoneg: bool,
+    /// The link is up.
+    pub up: bool,
+}
+
+impl Link {
+    /// The speed as testpmd prints it: `"10 Gbps"`, `"2.5 Gbps"`, `"100 Mbps"`, `"None"`,
+    /// `"Unknown"`.
+    pub fn speed_text(&self) -> String {
+        match self.speed_mbps {
+            0 => "None".to_owned(),
+            u32::MAX => "Unknown".to_owned(),
+            mbps if mbps < 1000 => format!("{mbps} Mbps"),
+            mbps if mbps % 1000 == 0 => format!("{} Gbps", mbps / 1000),
+            mbps => format!("{} Gbps", f64::from(mbps) / 1000.0),
+        }
+    }
+}
+
+/// The port's link without waiting for it (`rte_eth_link_get_nowait`: what the driver knows
+/// now; a NIC still negotiating reads down). Cost: one driver callback, at most a register
+/// read or an ioctl.
+pub fn link_nowait(port: u16) -> Result<Link, Error> {
+    const OP: &str = "rte_eth_link_get_nowait";
+    crate::eal::ensure(OP)?;
+    let mut raw = ffi::rte_eth_link::default();
+    // SAFETY: raw is a valid out-parameter the call fills; DPDK validates the port id.
+    check(OP, unsafe { ffi::rte_eth_link_get_nowait(port, &mut raw) })?;
+    Ok(Link {
+        speed_mbps: raw.link_speed,
+        full_duplex: u32::from(raw.link_duplex()) == ffi::RTE_ETH_LINK_FULL_DUPLEX,
+        autoneg: u32::from(raw.link_autoneg()) == ffi::RTE_ETH_LINK_AUTONEG,
+        up: u32::from(raw.link_status()) == ffi::RTE_ETH_LINK_UP,
+    })
+}
+
+/// The port's current MTU (`rte_eth_dev_get_mtu`; 1500 until configured otherwise).
+pub fn mtu(port: u16) -> Result<u16, Error> {
+    const OP: &str = "rte_eth_dev_get_mtu";
+    crate::eal::ensure(OP)?;
+    let mut mtu = 0u16;
+    // SAFETY: mtu is a valid out-parameter; DPDK validates the port id.
+    check(OP, unsafe { ffi::rte_eth_dev_get_mtu(port, &mut mtu) })?;
+    Ok(mtu)
+}
+
+/// The port's default MAC address (`rte_eth_macaddr_get`).
+pub fn mac_addr(port: u16) -> Result<[u8; 6], Error> {
+    const OP: &str = "rte_eth_macaddr_get";
+    crate::eal::ensure(OP)?;
+    let mut addr = ffi::rte_ether_addr::default();
+    // SAFETY: addr is a valid out-parameter; DPDK validates the port id.
+    check(OP, unsafe { ffi::rte_eth_macaddr_get(port, &mut addr) })?;
+    Ok(addr.addr_bytes)
+}
+
+/// The NUMA socket the port is attached to, `None` when unknown (`SOCKET_ID_ANY`: every vdev,
+/// and a NIC on a machine without NUMA information).
+pub fn socket_id(port: u16) -> Result<Option<u32>, Error> {
+    const OP: &str = "rte_eth_dev_socket_id";
+    crate::eal::ensure(OP)?;
+    // rte_eth_dev_socket_id of 22.11 reads the port's data pointer, NULL for a port id never
+    // allocated, before checking anything: the port is validated first.
+    // SAFETY: rte_eth_dev_is_valid_port only compares the id with RTE_MAX_ETHPORTS and reads
+    // the state of an entry of the static port table.
+    if unsafe { ffi::rte_eth_dev_is_valid_port(port) } == 0 {
+        return Err(Error::from_code(OP, ENODEV));
+    }
+    // SAFETY: the port is allocated (checked just above; ports are allocated and released on
+    // the control path, which this module's callers do not run concurrently), so its data
+    // pointer is valid; a query.
+    let socket = unsafe { ffi::rte_eth_dev_socket_id(port) };
+    if socket >= 0 {
+        return Ok(u32::try_from(socket).ok());
+    }
+    // SAFETY: reads the calling thread's rte_errno, set by the call above when it failed.
+    match unsafe { ffi::dpdk_sys_errno() } {
+        0 => Ok(None),
+        code => Err(Error::from_code(OP, code)),
+    }
+}
+
+/// The names DPDK gives the offload bits set in `mask`, lowest bit first, `bit N` for one it
+/// does not name. `name_of` is `rte_eth_dev_rx_offload_name` or `_tx_`.
+fn offload_names(mask: u64, name_of: unsafe extern "C" fn(u64) -> *const c_char) -> Vec<String> {
+    (0..64)
+        .filter(|bit| mask & (1u64 << bit) != 0)
+        .map(|bit| {
+            // SAFETY: the function needs no EAL and returns a pointer into its static table of
+            // names or to the literal "UNKNOWN", never NULL; copied at once.
+            let name = unsafe { CStr::from_ptr(name_of(1u64 << bit)) }.to_string_lossy();
+            if name == "UNKNOWN" {
+                format!("bit {bit}")
+            } else {
+                name.into_owned()
+            }
+        })
+        .collect()
+}
+
+/// The names of the receive offloads in `mask` (`rte_eth_dev_rx_offload_name`: `"VLAN_STRIP"`,
+/// `"IPV4_CKSUM"`, `"RSS_HASH"`, ...), lowest bit first; `bit N` for one DPDK does not name.
+/// Needs no EAL.
+pub fn rx_offload_names(mask: u64) -> Vec<String> {
+    offload_names(mask, ffi::rte_eth_dev_rx_offload_name)
+}
+
+/// The names of the transmit offloads in `mask` (`rte_eth_dev_tx_offload_name`:
+/// `"MULTI_SEGS"`, `"TCP_TSO"`, ...), as [`rx_offload_names`].
+pub fn tx_offload_names(mask: u64) -> Vec<String> {
+    offload_names(mask, ffi::rte_eth_dev_tx_offload_name)
 }

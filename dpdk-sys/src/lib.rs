@@ -52,10 +52,11 @@
 //!
 //! # Safe layer
 //!
-//! [`eal`] (once-per-process init, registering non-EAL threads), [`PktmbufPool`] and
-//! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up, rx/tx burst),
-//! [`Ring`] (MP/SC and SP/SC bursts), [`Hash`](struct@Hash) / [`QsbrHash`] (`rte_hash` with
-//! lock-free readers, with and without RCU reclamation) and [`rss`] (`rte_softrss`). Each type
+//! [`eal`] (once-per-process init and cleanup, registering non-EAL threads), [`PktmbufPool`] and
+//! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up, rx/tx burst, and the
+//! queries testpmd's `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts),
+//! [`Hash`](struct@Hash) / [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU
+//! reclamation) and [`rss`] (`rte_softrss`, the names of the RSS flow types). Each type
 //! documents its concurrency contract and its cost; everything else is reachable through
 //! [`ffi`].
 // Without the feature the items the crate doc links to do not exist.
@@ -99,7 +100,7 @@ mod ring;
 pub mod rss;
 
 #[cfg(feature = "dpdk")]
-pub use error::Error;
+pub use error::{strerror, Error};
 #[cfg(feature = "dpdk")]
 pub use hash::{Hash, HashConfig, QsbrHash, QsbrReader};
 #[cfg(feature = "dpdk")]

@@ -4,8 +4,60 @@
 //! Input is a tuple of host-order 32-bit words as in `struct rte_ipv4_tuple`: source address,
 //! destination address, then `(source port << 16) | destination port`; IPv6 is 4 + 4 + 1 words.
 //! The key is the 40-byte RSS key as a NIC takes it (network order, e.g. the Microsoft key).
+//!
+//! Also the names of the RSS flow types a port can hash ([`flow_types`], [`flow_type_names`]),
+//! for `flow_type_rss_offloads` and `rss_hf` masks.
+
+use std::ffi::CStr;
+use std::sync::OnceLock;
 
 use crate::{ffi, Error};
+
+/// The RSS flow types of DPDK 22.11 (`RTE_ETH_RSS_*` of `rte_ethdev.h`), each with the name
+/// testpmd gives it (`ipv4`, `ipv4-frag`, `ipv4-tcp`, ..., `ipv6-udp`, ..., `l3-src-only`) and
+/// its bit, in testpmd's order; the bits come from the headers through the C shim. Group names
+/// (`ip`, `tcp`, `all`) are not listed. Needs no EAL; built once.
+pub fn flow_types() -> &'static [(&'static str, u64)] {
+    static TYPES: OnceLock<Vec<(&'static str, u64)>> = OnceLock::new();
+    TYPES.get_or_init(|| {
+        let mut types = Vec::new();
+        for index in 0.. {
+            let mut bit = 0u64;
+            // SAFETY: the shim reads its static table; bit is a valid out-parameter.
+            let name = unsafe { ffi::dpdk_sys_rss_flow_type(index, &mut bit) };
+            if name.is_null() {
+                break;
+            }
+            // SAFETY: a non-NULL name points to a string literal of the shim: NUL-terminated,
+            // static, ASCII.
+            let name = unsafe { CStr::from_ptr(name) };
+            types.push((name.to_str().unwrap_or("?"), bit));
+        }
+        types
+    })
+}
+
+/// The names of the flow types set in `mask` (a port's `flow_type_rss_offloads`, an `rss_hf`),
+/// in [`flow_types`] order, then `bit N` for each bit no type names (such as the
+/// `RTE_ETH_RSS_LEVEL_*` bits 50 and 51). Empty for 0: the port has no RSS.
+pub fn flow_type_names(mask: u64) -> Vec<String> {
+    let mut named = 0u64;
+    let mut names: Vec<String> = flow_types()
+        .iter()
+        .filter(|&&(_, bit)| mask & bit == bit && bit != 0)
+        .map(|&(name, bit)| {
+            named |= bit;
+            name.to_owned()
+        })
+        .collect();
+    let rest = mask & !named;
+    names.extend(
+        (0..64)
+            .filter(|bit| rest & (1u64 << bit) != 0)
+            .map(|bit| format!("bit {bit}")),
+    );
+    names
+}
 
 /// Length of an RSS key: 40 bytes hash tuples of up to [`MAX_TUPLE_WORDS`] words.
 pub const KEY_LEN: usize = 40;

@@ -25,6 +25,11 @@ int dpdk_sys_errno(void);
 /* Sets rte_errno of the calling thread. */
 void dpdk_sys_set_errno(int value);
 
+/* rte_openlog_stream(stderr): the EAL's log to the standard error stream alone (the default
+ * stream also copies every line to syslog). Not thread-safe against logging threads: call it
+ * before rte_eal_init. */
+int dpdk_sys_log_to_stderr(void);
+
 /* rte_lcore_id(): the EAL lcore of the calling thread, or LCORE_ID_ANY for a non-EAL thread. */
 unsigned int dpdk_sys_lcore_id(void);
 /* rte_get_tsc_cycles() / rte_rdtsc(): the time stamp counter, no serialisation. */
@@ -37,6 +42,11 @@ uint16_t dpdk_sys_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_m
  * caller's. */
 uint16_t dpdk_sys_eth_tx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **tx_pkts,
                                uint16_t nb_pkts);
+
+/* The RSS flow types of rte_ethdev.h (RTE_ETH_RSS_*, RTE_BIT64 macros that bindgen cannot evaluate),
+ * one per index from 0: its bit through *bit and the name testpmd gives it (the individual types of
+ * rss_type_table, app/test-pmd/config.c); NULL past the last. Pure, thread-safe. */
+const char *dpdk_sys_rss_flow_type(unsigned int index, uint64_t *bit);
 
 /* rte_pktmbuf_alloc: NULL when the pool is empty. Thread-safe (mempool MP/MC by default). */
 struct rte_mbuf *dpdk_sys_pktmbuf_alloc(struct rte_mempool *mp);

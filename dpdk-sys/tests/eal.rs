@@ -566,3 +566,67 @@ fn a_registered_thread_gets_an_lcore_cache_and_flushes_it() {
     });
     assert_eq!(pool.available(), N);
 }
+
+#[test]
+fn ports_are_listed_and_described() {
+    if !eal_ready() {
+        return;
+    }
+    let ring = ethdev::port_by_name(VDEV).expect("net_ring0");
+    let null = ethdev::port_by_name(PLUGIN_VDEV).expect("net_null0");
+    let ports = ethdev::ports().expect("ports");
+    assert!(ports.contains(&ring) && ports.contains(&null), "{ports:?}");
+    assert!(ports.windows(2).all(|w| w[0] < w[1]), "{ports:?} in order");
+    assert_eq!(ethdev::name(ring).expect("name"), VDEV);
+    assert_eq!(ethdev::name(null).expect("name"), PLUGIN_VDEV);
+
+    // The details of net_null0 only: the net_ring port is configured and started by another
+    // test meanwhile, and ethdev control calls on one port do not mix across threads.
+    let info = ethdev::info(null).expect("dev info");
+    assert_eq!(info.driver_name, "net_null");
+    assert_eq!(info.max_rx_queues, 1024, "RTE_MAX_QUEUES_PER_PORT");
+    assert_eq!(info.max_tx_queues, 1024);
+    assert!(info.rx_desc_lim.max >= info.rx_desc_lim.min);
+    assert_eq!(info.rx_desc_lim.align, 1);
+    // net_null emulates RSS: a redirection table of 128 and the IP flow types.
+    assert_eq!(info.reta_size, 128);
+    let names = rss::flow_type_names(info.flow_type_rss_offloads);
+    for expected in [
+        "ipv4", "ipv4-tcp", "ipv4-udp", "ipv6", "ipv6-tcp", "ipv6-udp",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
+    }
+    assert!(info.min_mtu <= 1500 && 1500 <= info.max_mtu, "{info:?}");
+    assert_eq!(ethdev::mtu(null).expect("mtu"), 1500);
+    ethdev::mac_addr(null).expect("mac");
+    ethdev::socket_id(null).expect("socket id");
+    let link = ethdev::link_nowait(null).expect("link");
+    assert_eq!(link.speed_mbps, 10_000, "net_null says 10G");
+    assert!(link.full_duplex);
+
+    // A port id with no device: DPDK's error, for each query.
+    let none = ffi::RTE_MAX_ETHPORTS as u16 - 1;
+    assert!(!ports.contains(&none));
+    let err = ethdev::info(none).expect_err("no such port");
+    assert_eq!(
+        (err.op(), err.message()),
+        ("rte_eth_dev_info_get", "No such device")
+    );
+    assert!(ethdev::name(none).is_err());
+    assert!(ethdev::link_nowait(none).is_err());
+    assert!(ethdev::mtu(none).is_err());
+    assert!(ethdev::mac_addr(none).is_err());
+    assert!(ethdev::socket_id(none).is_err());
+}
+
+#[test]
+fn the_log_stream_is_set_before_init_only() {
+    if !eal_ready() {
+        return;
+    }
+    let err = eal::log_to_stderr().expect_err("after init");
+    assert!(err.message().contains("before"), "{err}");
+}

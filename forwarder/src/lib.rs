@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod doorbell;
+pub mod dpdk_ports;
 pub mod engine;
 mod error;
 pub mod keys;

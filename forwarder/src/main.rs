@@ -1,4 +1,4 @@
-//! The `flowsteer` command line: `run` and `check`.
+//! The `flowsteer` command line: `run`, `check` and `ports`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -47,7 +47,40 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// List the DPDK ports an EAL command line creates (needs a build with `--features dpdk`).
+    ///
+    /// Each port as testpmd's `show port info` prints it: driver, MAC, link, MTU, queue and
+    /// descriptor limits, RSS flow types, RETA and key size, offloads.
+    #[command(after_help = PORTS_HELP)]
+    Ports {
+        /// The EAL's log level, on stderr (the EAL's own messages).
+        #[arg(long, value_name = "LEVEL", default_value = "warning",
+              value_parser = clap::builder::PossibleValuesParser::new(forwarder::dpdk_ports::LOG_LEVELS))]
+        log_level: String,
+        /// EAL arguments, after `--`: `--vdev=...` and `-a PCI` select the devices.
+        #[arg(last = true, value_name = "EAL ARGS")]
+        eal: Vec<String>,
+    },
 }
+
+const PORTS_HELP: &str = "\
+Devices: --vdev=<driver><n>[,key=value...] makes a virtual one (net_null0, net_ring0,
+net_tap0, net_af_packet0,iface=eth0,qpairs=2); -a <PCI address> probes a NIC bound to vfio-pci.
+Example: flowsteer ports -- --vdev=net_null0 --vdev=net_af_packet0,iface=eth0,qpairs=2
+
+flowsteer puts its defaults before the EAL ARGS, each left out when they hold an option of its
+kind: --no-huge (left out for --in-memory, --socket-mem, --socket-limit, --huge-dir,
+--huge-unlink, --huge-worker-stack, --match-allocations, which ask for huge pages; then
+--in-memory is added, unless --proc-type or --legacy-mem), --no-shconf (for --in-memory,
+--proc-type), --no-pci (for -a/--allow, -b/--block), --no-telemetry (for --telemetry),
+-l <first CPU allowed> (for -l, -c, --lcores), --file-prefix=flowsteer-ports-<pid> (for
+--file-prefix), --log-level=<LEVEL> (a later --log-level in the EAL ARGS applies after it).
+The first line printed shows them all. With the defaults the run leaves nothing in
+/var/run/dpdk.
+
+Exit codes: 0 listed (also when there is no port), 1 the EAL failed (DPDK's text and what to
+do on stderr), a --vdev made no port or a port could not be read, 2 bad arguments or a build
+without the dpdk feature.";
 
 /// The configuration in `path`, or the built-in default, checked against this host (the
 /// afpacket interface exists, is up, its MTU fits); the error is the message to print.
@@ -116,9 +149,22 @@ fn exposure_warning(addr: std::net::SocketAddr) -> Option<String> {
     })
 }
 
+/// `flowsteer ports`: the listing, or in a build without DPDK, how to make one with it.
+#[cfg(feature = "dpdk")]
+fn ports(eal: &[String], log_level: &str) -> ExitCode {
+    ExitCode::from(forwarder::dpdk_ports::list(eal, log_level))
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn ports(_eal: &[String], _log_level: &str) -> ExitCode {
+    eprintln!("{}", forwarder::dpdk_ports::NEEDS_DPDK);
+    ExitCode::from(2)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Ports { log_level, eal } => ports(&eal, &log_level),
         Command::Check { config } => match load(Some(&config)) {
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_string());

@@ -37,3 +37,17 @@ pub(crate) fn pin_to_core(core: usize) -> Result<(), String> {
         _ => Err(error("sched_getaffinity")),
     }
 }
+
+/// The lowest-numbered CPU the calling thread may run on, `None` when the kernel does not say.
+pub(crate) fn first_allowed_core() -> Option<usize> {
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set; sched_getaffinity
+    // writes at most size_of::<cpu_set_t>() bytes into it, and CPU_ISSET reads it for cores
+    // below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        (0..libc::CPU_SETSIZE as usize).find(|&core| libc::CPU_ISSET(core, &set))
+    }
+}

@@ -111,7 +111,10 @@ impl PacketPool {
             // SAFETY: slot `index` lies inside the allocation (index < buffers), is aligned to
             // 64 bytes (base and stride are), and nothing else refers to it yet.
             let header = unsafe {
-                let header = base.as_ptr().add(index as usize * stride).cast::<SlotHeader>();
+                let header = base
+                    .as_ptr()
+                    .add(index as usize * stride)
+                    .cast::<SlotHeader>();
                 header.write(SlotHeader {
                     len: 0,
                     rss_hash: 0,
