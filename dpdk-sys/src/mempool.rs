@@ -43,14 +43,35 @@ impl PktmbufPool {
         data_room: u16,
         socket_id: i32,
     ) -> Result<Self, Error> {
+        PktmbufPool::with_private_area(name, n, cache_size, 0, data_room, socket_id)
+    }
+
+    /// As [`new`](Self::new), with `priv_size` bytes of application area between each
+    /// `rte_mbuf` and its buffer (a multiple of `RTE_MBUF_PRIV_ALIGN`, 8). It moves where the
+    /// data starts: `sizeof(rte_mbuf) + priv_size + RTE_PKTMBUF_HEADROOM` bytes after the mbuf.
+    pub fn with_private_area(
+        name: &str,
+        n: u32,
+        cache_size: u32,
+        priv_size: u16,
+        data_room: u16,
+        socket_id: i32,
+    ) -> Result<Self, Error> {
         const OP: &str = "rte_pktmbuf_pool_create";
         eal::ensure(OP)?;
         let cname = CString::new(name)
             .map_err(|_| Error::invalid(OP, format!("name {name:?} contains a NUL byte")))?;
         // SAFETY: the EAL is initialised and cname is a valid C string for the call's duration
-        // (DPDK copies the name).
+        // (DPDK copies the name); DPDK checks priv_size's alignment and fails with EINVAL.
         let raw = unsafe {
-            ffi::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache_size, 0, data_room, socket_id)
+            ffi::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache_size,
+                priv_size,
+                data_room,
+                socket_id,
+            )
         };
         NonNull::new(raw)
             .map(|ptr| PktmbufPool { ptr })

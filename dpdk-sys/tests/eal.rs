@@ -630,3 +630,40 @@ fn the_log_stream_is_set_before_init_only() {
     let err = eal::log_to_stderr().expect_err("after init");
     assert!(err.message().contains("before"), "{err}");
 }
+
+/// The layout the engine's DPDK buffers rely on (issue: mbufs end to end): with a 32-byte private
+/// area the data of every mbuf starts 32 bytes into a cache line, 288 bytes after the mbuf, so a
+/// 32-byte header in the headroom's last bytes shares the frame's first line; a private area of
+/// 0 puts the data on a line boundary, the header in the line before.
+#[test]
+fn a_private_area_of_32_bytes_puts_the_data_32_bytes_into_a_line() {
+    if !eal_ready() {
+        return;
+    }
+    let data_room = ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
+    for (name, private, offset, in_line) in [
+        ("t_priv32", 32u16, 288usize, 32usize),
+        ("t_priv0", 0, 256, 0),
+    ] {
+        let pool =
+            PktmbufPool::with_private_area(name, 63, 0, private, data_room, -1).expect("pool");
+        let mut held = Vec::new();
+        while let Some(m) = pool.alloc() {
+            let m = m.as_ptr();
+            // SAFETY: an mbuf just taken from the pool, owned here.
+            let (data, data_off) = unsafe { (pktmbuf_mtod(m), (*m).data_off) };
+            assert_eq!(u32::from(data_off), ffi::RTE_PKTMBUF_HEADROOM, "{name}");
+            assert_eq!(data as usize - m as usize, offset, "{name}");
+            assert_eq!(data as usize % 64, in_line, "{name}");
+            held.push(m);
+        }
+        assert_eq!(held.len(), 63, "{name}: every mbuf checked");
+        // SAFETY: every mbuf was taken above, is owned here and listed once.
+        unsafe { pktmbuf_free_bulk(&mut held) };
+        assert_eq!(pool.available(), 63, "{name}");
+    }
+    assert!(
+        PktmbufPool::with_private_area("t_priv_odd", 63, 0, 20, data_room, -1).is_err(),
+        "a private area that is not a multiple of 8"
+    );
+}
