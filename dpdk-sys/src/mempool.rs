@@ -78,6 +78,49 @@ impl PktmbufPool {
             .ok_or_else(|| Error::last(OP))
     }
 
+    /// Fills `out` with raw mbufs, all or nothing, past every cache (`rte_mempool_generic_get`
+    /// with no cache): the mbufs come as they were put back, not reset. False (nothing taken)
+    /// when the pool holds fewer.
+    pub fn get_raw(&self, out: &mut [*mut ffi::rte_mbuf]) -> bool {
+        let Ok(n) = u32::try_from(out.len()) else {
+            return false;
+        };
+        if n == 0 {
+            return true;
+        }
+        // SAFETY: the pool is alive and thread-safe; `out` has room for n pointers, which DPDK
+        // writes only on success; a NULL cache means the pool's ring itself.
+        let rc = unsafe {
+            ffi::dpdk_sys_mempool_generic_get(
+                self.ptr.as_ptr(),
+                out.as_mut_ptr().cast::<*mut c_void>(),
+                n,
+                std::ptr::null_mut(),
+            )
+        };
+        rc == 0
+    }
+
+    /// Puts `mbufs` back raw, past every cache (`rte_mempool_generic_put` with no cache): no
+    /// reference count or segment is looked at.
+    ///
+    /// # Safety
+    /// Every entry must be an mbuf of this pool that the caller owns, in the state the pool
+    /// hands out (one segment, reference count 1), listed once, and not used afterwards.
+    pub unsafe fn put_raw(&self, mbufs: &[*mut ffi::rte_mbuf]) {
+        for chunk in mbufs.chunks(u32::MAX as usize) {
+            // SAFETY: the caller's contract; the pool is alive; DPDK only reads the table.
+            unsafe {
+                ffi::dpdk_sys_mempool_generic_put(
+                    self.ptr.as_ptr(),
+                    chunk.as_ptr().cast::<*mut c_void>(),
+                    chunk.len() as u32,
+                    std::ptr::null_mut(),
+                )
+            }
+        }
+    }
+
     /// The underlying `rte_mempool`, for the raw API (port queue set-up).
     pub fn as_ptr(&self) -> *mut ffi::rte_mempool {
         self.ptr.as_ptr()

@@ -86,6 +86,11 @@ impl PktBuf {
         self.header.as_ptr() as usize
     }
 
+    #[cfg(feature = "dpdk")]
+    pub(crate) fn header_ptr(&self) -> *mut u8 {
+        self.header.as_ptr().cast::<u8>()
+    }
+
     fn header(&self) -> &SlotHeader {
         // SAFETY: the slot is valid for the handle's whole life and owned by it (see `Send`).
         unsafe { self.header.as_ref() }

@@ -39,7 +39,6 @@ impl PoolCache {
     pub fn alloc(&mut self) -> Option<PktBuf> {
         let mut buf = match self.local.pop() {
             Some(buf) => buf,
-            None if self.size == 0 => self.pool.free.pop()?,
             None => {
                 self.refill(self.refill_count());
                 self.local.pop()?
@@ -55,17 +54,19 @@ impl PoolCache {
     pub fn alloc_bulk(&mut self, out: &mut Vec<PktBuf>, n: usize) -> usize {
         // Never more than the pool holds, so an absurd `n` cannot overflow the reservation.
         out.reserve(n.min(self.pool.capacity() as usize));
-        let mut got = 0;
+        let start = out.len();
+        // What a refill could not hold goes past the cache.
+        let direct = n.saturating_sub(self.refill_count().max(self.local.len()));
+        if direct > 0 {
+            self.pool.take(out, direct);
+            for buf in &mut out[start..] {
+                buf.reset();
+            }
+        }
+        let mut got = out.len() - start;
         while got < n {
             let mut buf = match self.local.pop() {
                 Some(buf) => buf,
-                // A request at least as large as a refill would only pass through the cache.
-                None if self.size == 0 || n - got >= self.refill_count() => {
-                    match self.pool.free.pop() {
-                        Some(buf) => buf,
-                        None => break,
-                    }
-                }
                 None => {
                     self.refill(self.refill_count());
                     match self.local.pop() {
@@ -130,7 +131,7 @@ impl PoolCache {
             return;
         }
         if self.size == 0 {
-            self.pool.release(buf);
+            self.pool.give(std::iter::once(buf));
             return;
         }
         if self.local.len() >= self.size {
@@ -139,17 +140,13 @@ impl PoolCache {
         self.local.push(buf);
     }
 
+    /// Half the cache; 1 for a pool without caches, which takes and gives one buffer a time.
     fn refill_count(&self) -> usize {
         (self.size / 2).max(1)
     }
 
     fn refill(&mut self, count: usize) {
-        for _ in 0..count {
-            match self.pool.free.pop() {
-                Some(buf) => self.local.push(buf),
-                None => break,
-            }
-        }
+        self.pool.take(&mut self.local, count);
     }
 
     /// Returns the oldest buffers to the pool until `keep` remain (the newest are the warmest).
@@ -158,9 +155,7 @@ impl PoolCache {
             return;
         }
         let excess = self.local.len() - keep;
-        for buf in self.local.drain(..excess) {
-            self.pool.release(buf);
-        }
+        self.pool.give(self.local.drain(..excess));
     }
 
     /// Makes this cache's count visible to `available`. Single writer: a plain store, no

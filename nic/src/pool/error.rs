@@ -21,6 +21,8 @@ pub enum PoolError {
         /// Bytes requested.
         bytes: usize,
     },
+    /// DPDK refused the pool, or made it unlike what the pool relies on (feature `dpdk`).
+    Dpdk(String),
     /// A frame length beyond the buffer's data room.
     LenTooLarge {
         /// Requested length.
@@ -44,6 +46,7 @@ impl fmt::Display for PoolError {
             PoolError::OutOfMemory { bytes } => {
                 write!(f, "packet pool: cannot allocate {bytes} bytes")
             }
+            PoolError::Dpdk(why) => write!(f, "packet pool in DPDK memory: {why}"),
             PoolError::LenTooLarge { len, data_room } => write!(
                 f,
                 "packet buffer: length must be at most the data room of {data_room} bytes, got {len}"

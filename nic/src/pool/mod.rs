@@ -28,6 +28,14 @@
 //! - Dropping the last `Arc` of a pool with buffers still out leaks the buffer memory instead of
 //!   freeing it, so a stray handle never points to freed memory.
 //!
+//! # Backing
+//!
+//! [`PacketPool::new`] puts the buffers in one heap allocation. With the `dpdk` feature,
+//! `PacketPool::with_mbufs` puts them in the mbufs of a DPDK mempool instead, each buffer's
+//! header in its mbuf's headroom, so a DPDK port receives into the same buffers and sends from
+//! them without a copy (`PktBuf::from_mbuf`, `PktBuf::into_mbuf`; see `mbufs.rs`). Handles,
+//! caches and every method are the same for both: only refills and flushes reach the backing.
+//!
 //! # Costs
 //!
 //! | operation | cost |
@@ -41,6 +49,8 @@
 mod buf;
 mod cache;
 mod error;
+#[cfg(feature = "dpdk")]
+mod mbufs;
 
 pub use buf::PktBuf;
 pub use cache::PoolCache;
@@ -67,15 +77,30 @@ type CachedCount = Arc<CachePadded<AtomicU32>>;
 /// Threads allocate and free through their own [`PoolCache`] (see [`PacketPool::cache`]). See the
 /// module documentation for the layout, the ownership rules and the costs.
 pub struct PacketPool {
-    base: NonNull<u8>,
-    layout: Layout,
+    backing: Backing,
     buffers: u32,
     data_room: u16,
-    /// The free buffers' handles (not indices: a cache that frees a buffer another core wrote
-    /// moves its handle without reading the buffer).
-    free: ArrayQueue<PktBuf>,
     caches: Mutex<Vec<CachedCount>>,
     foreign_frees: AtomicU64,
+}
+
+/// Where the buffers live and where the free ones wait between caches. The caches' fast path
+/// never looks at it: only refills and flushes (half a cache at a time) and frees to a pool
+/// without caches do.
+// One per pool: the size of the heap variant's cache-padded queue costs nothing, and boxing it
+// would add a pointer chase to every refill and flush.
+#[allow(clippy::large_enum_variant)]
+enum Backing {
+    /// One heap allocation; the free buffers' handles on a lock-free queue (handles, not
+    /// indices: a cache that frees a buffer another core wrote moves it without reading it).
+    Heap {
+        base: NonNull<u8>,
+        layout: Layout,
+        free: ArrayQueue<PktBuf>,
+    },
+    /// The mbufs of a DPDK mempool, each with its header in the mbuf's headroom (see `mbufs`).
+    #[cfg(feature = "dpdk")]
+    Mbufs(mbufs::MbufSlots),
 }
 
 // SAFETY: the pool itself touches slot memory only in `new`, before it is shared; afterwards slots
@@ -132,15 +157,11 @@ impl PacketPool {
             let pushed = free.push(buf);
             debug_assert!(pushed.is_ok(), "free list sized for every buffer");
         }
-        Ok(Arc::new(PacketPool {
-            base,
-            layout,
+        Ok(PacketPool::with_backing(
+            Backing::Heap { base, layout, free },
             buffers,
             data_room,
-            free,
-            caches: Mutex::new(Vec::new()),
-            foreign_frees: AtomicU64::new(0),
-        }))
+        ))
     }
 
     /// Total number of buffers.
@@ -159,7 +180,7 @@ impl PacketPool {
             .iter()
             .map(|count| u64::from(count.load(Ordering::Relaxed)))
             .sum();
-        let total = self.free.len() as u64 + cached;
+        let total = self.free_count() as u64 + cached;
         total.min(u64::from(self.buffers)) as u32
     }
 
@@ -201,30 +222,90 @@ impl PacketPool {
         self.registry().retain(|c| !Arc::ptr_eq(c, count));
     }
 
+    fn with_backing(backing: Backing, buffers: u32, data_room: u16) -> Arc<PacketPool> {
+        Arc::new(PacketPool {
+            backing,
+            buffers,
+            data_room,
+            caches: Mutex::new(Vec::new()),
+            foreign_frees: AtomicU64::new(0),
+        })
+    }
+
     /// Whether `buf` is a slot of this pool. Only compares addresses: a foreign handle is never
     /// dereferenced here.
     fn owns(&self, buf: &PktBuf) -> bool {
-        let start = self.base.as_ptr() as usize;
-        buf.header_addr()
-            .checked_sub(start)
-            .is_some_and(|offset| offset < self.layout.size())
+        match &self.backing {
+            Backing::Heap { base, layout, .. } => buf
+                .header_addr()
+                .checked_sub(base.as_ptr() as usize)
+                .is_some_and(|offset| offset < layout.size()),
+            #[cfg(feature = "dpdk")]
+            Backing::Mbufs(slots) => slots.owns(buf),
+        }
     }
 
-    /// Returns `buf` to the global free list.
-    fn release(&self, buf: PktBuf) {
-        // Each handle exists once and the queue has room for all of them: cannot be full.
-        let pushed = self.free.push(buf);
-        debug_assert!(pushed.is_ok(), "free list sized for every buffer");
+    /// Free buffers outside every cache.
+    fn free_count(&self) -> usize {
+        match &self.backing {
+            Backing::Heap { free, .. } => free.len(),
+            #[cfg(feature = "dpdk")]
+            Backing::Mbufs(slots) => slots.free_count(),
+        }
+    }
+
+    /// Moves up to `n` free buffers (not reset) onto `out`; returns how many.
+    fn take(&self, out: &mut Vec<PktBuf>, n: usize) -> usize {
+        match &self.backing {
+            Backing::Heap { free, .. } => {
+                let mut taken = 0;
+                while taken < n {
+                    let Some(buf) = free.pop() else { break };
+                    out.push(buf);
+                    taken += 1;
+                }
+                taken
+            }
+            #[cfg(feature = "dpdk")]
+            Backing::Mbufs(slots) => slots.take(out, n),
+        }
+    }
+
+    /// Returns every buffer of `bufs` to the free buffers.
+    fn give(&self, bufs: impl Iterator<Item = PktBuf>) {
+        match &self.backing {
+            Backing::Heap { free, .. } => {
+                for buf in bufs {
+                    // Each handle exists once and the queue has room for all: cannot be full.
+                    let pushed = free.push(buf);
+                    debug_assert!(pushed.is_ok(), "free list sized for every buffer");
+                }
+            }
+            #[cfg(feature = "dpdk")]
+            Backing::Mbufs(slots) => slots.give(bufs),
+        }
     }
 }
 
 impl Drop for PacketPool {
     fn drop(&mut self) {
-        // No cache exists (each holds an Arc), so the free list is the whole count. Buffers still
-        // out keep pointing into the allocation: leak it rather than leave them dangling.
-        if self.free.len() == self.buffers as usize {
-            // SAFETY: allocated in `new` with this layout, freed once, no handle refers to it.
-            unsafe { alloc::dealloc(self.base.as_ptr(), self.layout) };
+        // No cache exists (each holds an Arc), so the free buffers are the whole count. Buffers
+        // still out keep pointing into the memory: leak it rather than leave them dangling.
+        let all_back = self.free_count() == self.buffers as usize;
+        match &mut self.backing {
+            Backing::Heap { base, layout, .. } => {
+                if all_back {
+                    // SAFETY: allocated in `new` with this layout, freed once, no handle refers
+                    // to it.
+                    unsafe { alloc::dealloc(base.as_ptr(), *layout) };
+                }
+            }
+            #[cfg(feature = "dpdk")]
+            Backing::Mbufs(slots) => {
+                if !all_back {
+                    slots.leak();
+                }
+            }
         }
     }
 }

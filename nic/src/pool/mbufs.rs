@@ -1,0 +1,288 @@
+//! A pool whose buffers are the mbufs of a DPDK mempool, so that a DPDK port receives into them
+//! and sends from them without a copy (feature `dpdk`).
+//!
+//! # Layout
+//!
+//! The mempool is an `rte_pktmbuf` pool with a private area of [`PRIVATE_BYTES`] (32) per mbuf.
+//! An mbuf's data then starts `sizeof(rte_mbuf) + 32 + RTE_PKTMBUF_HEADROOM` = 288 bytes after
+//! the mbuf, 32 bytes into a cache line, and the buffer's [`SlotHeader`] fills the last 32 bytes
+//! of the headroom: the same line as the frame's first bytes, as in the heap pool. A [`PktBuf`]
+//! is a pointer to that header, [`MBUF_TO_HEADER`] (256) bytes after its mbuf, so the two convert
+//! by a constant offset while `data_off` is `RTE_PKTMBUF_HEADROOM`, which every buffer of this
+//! pool keeps: the pool writes it on the way out ([`PktBuf::into_mbuf`]) and refuses mbufs with
+//! another on the way in ([`PktBuf::from_mbuf`]). Drivers never write the headroom.
+//!
+//! # Cost
+//!
+//! Refill and flush are one `rte_mempool_generic_get`/`put` of up to half a cache (no cache of
+//! DPDK's in between: the pool's own caches are in front), one compare-and-swap on the mempool's
+//! ring per bulk. Converting between a handle and an mbuf is an addition; [`PktBuf::from_mbuf`]
+//! reads the mbuf's first line (length, offset, flags, hash), as a driver has just written it.
+
+use std::mem::size_of;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use dpdk_sys::{ffi, PktmbufPool};
+
+use super::buf::{SlotHeader, HEADER_BYTES};
+use super::{Backing, PacketPool, PktBuf, PoolError};
+use crate::wire::Parsed;
+
+/// Bytes of application area between an mbuf and its buffer: what puts the data 32 bytes into
+/// a line.
+pub const PRIVATE_BYTES: u16 = 32;
+
+/// The headroom every buffer of the pool keeps in front of its data.
+const HEADROOM: usize = ffi::RTE_PKTMBUF_HEADROOM as usize;
+
+/// From an mbuf to the buffer's header, the last [`HEADER_BYTES`] of its headroom.
+pub const MBUF_TO_HEADER: usize =
+    size_of::<ffi::rte_mbuf>() + PRIVATE_BYTES as usize + HEADROOM - HEADER_BYTES;
+
+/// `RTE_MBUF_F_RX_RSS_HASH`: the driver stored the NIC's RSS hash in `hash.rss`.
+const RX_RSS_HASH: u64 = ffi::RTE_MBUF_F_RX_RSS_HASH as u64;
+
+/// The mempool and the address range of its mbufs.
+pub(super) struct MbufSlots {
+    /// `None` once leaked (buffers were still out when the pool was dropped).
+    mempool: Option<PktmbufPool>,
+    /// Lowest and one past the highest header address of the pool's buffers.
+    headers: (usize, usize),
+}
+
+impl MbufSlots {
+    /// Whether `buf`'s header lies among this pool's: an address compare, nothing read. The range
+    /// spans the mempool's memory chunks; with several chunks another pool's chunk could lie in
+    /// between, which the check would not see.
+    pub(super) fn owns(&self, buf: &PktBuf) -> bool {
+        let addr = buf.header_addr();
+        addr >= self.headers.0 && addr < self.headers.1
+    }
+
+    pub(super) fn free_count(&self) -> usize {
+        self.mempool.as_ref().map_or(0, |m| m.available() as usize)
+    }
+
+    /// Takes up to `n` mbufs as handles; the mempool gives all of a request or nothing, so a
+    /// short pool is drained in halves.
+    pub(super) fn take(&self, out: &mut Vec<PktBuf>, n: usize) -> usize {
+        let Some(mempool) = &self.mempool else {
+            return 0;
+        };
+        let mut mbufs = [std::ptr::null_mut::<ffi::rte_mbuf>(); 64];
+        let mut taken = 0;
+        let mut want = n.min(mbufs.len());
+        while taken < n && want > 0 {
+            let chunk = want.min(n - taken);
+            if !mempool.get_raw(&mut mbufs[..chunk]) {
+                want /= 2;
+                continue;
+            }
+            for &m in &mbufs[..chunk] {
+                // SAFETY: an mbuf of this pool just taken from the mempool: its header was
+                // written when the pool was made, and this is now its only handle.
+                out.push(unsafe { header_of(m) });
+            }
+            taken += chunk;
+        }
+        taken
+    }
+
+    pub(super) fn give(&self, bufs: impl Iterator<Item = PktBuf>) {
+        let Some(mempool) = &self.mempool else {
+            // Leaked: its buffers are never reused.
+            bufs.for_each(drop);
+            return;
+        };
+        let mut mbufs = [std::ptr::null_mut::<ffi::rte_mbuf>(); 64];
+        let mut n = 0;
+        for buf in bufs {
+            mbufs[n] = buf.mbuf_of();
+            n += 1;
+            if n == mbufs.len() {
+                // SAFETY: each entry came from a handle of this pool, now consumed: owned,
+                // listed once, one segment with reference count 1 (the pool's state).
+                unsafe { mempool.put_raw(&mbufs[..n]) };
+                n = 0;
+            }
+        }
+        // SAFETY: as above.
+        unsafe { mempool.put_raw(&mbufs[..n]) };
+    }
+
+    /// Gives up the mempool without freeing it: handles still out keep pointing into it.
+    pub(super) fn leak(&mut self) {
+        std::mem::forget(self.mempool.take());
+    }
+}
+
+/// The handle of mbuf `m`'s buffer.
+///
+/// # Safety
+///
+/// `m` is an mbuf of a pool made by [`PacketPool::with_mbufs`], owned by the caller, who makes
+/// no other handle for it.
+unsafe fn header_of(m: *mut ffi::rte_mbuf) -> PktBuf {
+    // SAFETY: the pool's layout puts the header MBUF_TO_HEADER bytes after the mbuf, inside the
+    // same element; the caller owns the mbuf and makes one handle.
+    unsafe {
+        let header =
+            NonNull::new_unchecked(m.cast::<u8>().add(MBUF_TO_HEADER).cast::<SlotHeader>());
+        PktBuf::from_slot(header)
+    }
+}
+
+impl PacketPool {
+    /// A pool of `buffers` mbufs of `data_room` bytes each (the headroom comes on top), made in
+    /// DPDK's memory: a mempool named `name` (unique among the process's mempools, at most 25
+    /// bytes). The EAL must be initialised. A DPDK port's queues receive into these buffers and
+    /// send from them (see the module documentation for the layout).
+    ///
+    /// Errors: no buffers or data room, or DPDK's own error (no memory, a name in use), or an
+    /// mbuf layout other than this pool relies on.
+    pub fn with_mbufs(
+        name: &str,
+        buffers: u32,
+        data_room: u16,
+    ) -> Result<Arc<PacketPool>, PoolError> {
+        if buffers == 0 {
+            return Err(PoolError::ZeroBuffers);
+        }
+        if data_room == 0 {
+            return Err(PoolError::ZeroDataRoom);
+        }
+        let too_large = PoolError::TooLarge { buffers, data_room };
+        let room = u16::try_from(HEADROOM + usize::from(data_room)).map_err(|_| too_large)?;
+        let mempool = PktmbufPool::with_private_area(
+            name,
+            buffers,
+            0,
+            PRIVATE_BYTES,
+            room,
+            ffi::SOCKET_ID_ANY,
+        )
+        .map_err(|e| PoolError::Dpdk(e.to_string()))?;
+        // Every mbuf once: write its header and learn the range of their addresses.
+        let mut all = vec![std::ptr::null_mut::<ffi::rte_mbuf>(); buffers as usize];
+        if !mempool.get_raw(&mut all) {
+            return Err(PoolError::Dpdk(format!(
+                "{name}: the new mempool does not hand out its {buffers} mbufs"
+            )));
+        }
+        let mut headers = (usize::MAX, 0);
+        let mut layout_error = None;
+        for (index, &m) in all.iter().enumerate() {
+            // SAFETY: m is an mbuf of the new pool, taken above and owned here; its element holds
+            // the mbuf, the 32-byte private area and the buffer, whose headroom the header
+            // fills, so the write stays inside the element.
+            let data = unsafe {
+                let header = m.cast::<u8>().add(MBUF_TO_HEADER).cast::<SlotHeader>();
+                header.write(SlotHeader {
+                    len: 0,
+                    rss_hash: 0,
+                    index: index as u32,
+                    data_room: u32::from(data_room),
+                    parsed: Parsed::NONE,
+                    lookup_note: 0,
+                });
+                headers.0 = headers.0.min(header as usize);
+                headers.1 = headers.1.max(header as usize + 1);
+                (*m).buf_addr as usize + usize::from((*m).data_off)
+            };
+            if data != m as usize + MBUF_TO_HEADER + HEADER_BYTES {
+                layout_error = Some(data - m as usize);
+            }
+        }
+        // SAFETY: every mbuf was taken above, is owned here and listed once, untouched but for
+        // its headroom.
+        unsafe { mempool.put_raw(&all) };
+        if let Some(offset) = layout_error {
+            return Err(PoolError::Dpdk(format!(
+                "{name}: an mbuf's data starts {offset} bytes after it, not {}",
+                MBUF_TO_HEADER + HEADER_BYTES
+            )));
+        }
+        let slots = MbufSlots {
+            mempool: Some(mempool),
+            headers,
+        };
+        Ok(PacketPool::with_backing(
+            Backing::Mbufs(slots),
+            buffers,
+            data_room,
+        ))
+    }
+}
+
+impl PacketPool {
+    /// The DPDK mempool behind a pool made by [`PacketPool::with_mbufs`] (a port's receive
+    /// queues are set up with it); `None` for a heap pool.
+    pub fn mempool(&self) -> Option<&PktmbufPool> {
+        match &self.backing {
+            Backing::Mbufs(slots) => slots.mempool.as_ref(),
+            Backing::Heap { .. } => None,
+        }
+    }
+}
+
+impl PktBuf {
+    /// The buffer of mbuf `m`, which a DPDK port received: its length and receive hash are
+    /// taken from the mbuf. `None` (the mbuf is still the caller's) when it is not in the form
+    /// this pool keeps: more than one segment, or data that does not start at the headroom's end.
+    ///
+    /// # Safety
+    ///
+    /// `m` is an mbuf of a pool made by [`PacketPool::with_mbufs`], owned by the caller (a
+    /// driver just returned it), and no other handle for it exists.
+    pub unsafe fn from_mbuf(m: NonNull<ffi::rte_mbuf>) -> Option<PktBuf> {
+        let m = m.as_ptr();
+        // SAFETY: the caller owns m; these are plain fields of its first line.
+        let (segments, data_off, len, flags) =
+            unsafe { ((*m).nb_segs, (*m).data_off, (*m).data_len, (*m).ol_flags) };
+        if segments != 1 || usize::from(data_off) != HEADROOM {
+            return None;
+        }
+        // SAFETY: the caller's contract is header_of's.
+        let mut buf = unsafe { header_of(m) };
+        let hash = if flags & RX_RSS_HASH != 0 {
+            // SAFETY: the flag says the driver wrote the `rss` member of the hash union.
+            unsafe { (*m).__bindgen_anon_2.hash.rss }
+        } else {
+            0
+        };
+        buf.reset();
+        // The pool's data room is the mbuf's buffer beyond the headroom, so a driver's length fits.
+        if buf.set_len(usize::from(len)).is_err() {
+            return None;
+        }
+        buf.set_rss_hash(hash);
+        Some(buf)
+    }
+
+    /// The buffer as the mbuf a DPDK port sends: length, offset and segment fields written from
+    /// the handle. For buffers of a pool made by [`PacketPool::with_mbufs`] only; the mbuf is the
+    /// caller's to send or free (with DPDK's calls: it goes back to this pool's mempool).
+    pub fn into_mbuf(self) -> NonNull<ffi::rte_mbuf> {
+        let m = self.mbuf_of();
+        let len = self.len() as u16;
+        // SAFETY: the handle is the buffer's only owner and its mbuf lies MBUF_TO_HEADER bytes
+        // before its header (a buffer of a `with_mbufs` pool); these are plain mbuf fields.
+        unsafe {
+            (*m).data_off = HEADROOM as u16;
+            (*m).data_len = len;
+            (*m).pkt_len = u32::from(len);
+            (*m).nb_segs = 1;
+            (*m).next = std::ptr::null_mut();
+            (*m).ol_flags = 0;
+            NonNull::new_unchecked(m)
+        }
+    }
+
+    /// The mbuf this buffer's header is in (a buffer of a `with_mbufs` pool).
+    fn mbuf_of(&self) -> *mut ffi::rte_mbuf {
+        self.header_ptr()
+            .wrapping_sub(MBUF_TO_HEADER)
+            .cast::<ffi::rte_mbuf>()
+    }
+}

@@ -1,0 +1,189 @@
+//! The pool in DPDK's memory: buffers that are mbufs, through the pool's caches and through a
+//! DPDK port (`net_ring`, whose transmit ring is its receive ring) without a copy. The EAL needs
+//! root: without it these print "skipped: needs root" and pass, except under `CI=true`.
+#![cfg(feature = "dpdk")]
+
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use dpdk_sys::{eal, ethdev, ffi, pktmbuf_mtod};
+use flowsteer_nic::pool::{PacketPool, PktBuf};
+
+const VDEV: &str = "net_ring0";
+const BUFFERS: u32 = 1023;
+
+fn eal_ready() -> bool {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    if flowsteer_testrig::skip_without_root() {
+        return false;
+    }
+    let result = INIT.get_or_init(|| {
+        let args = vec![
+            "--no-huge".to_string(),
+            "--no-pci".into(),
+            "--no-shconf".into(),
+            "--no-telemetry".into(),
+            "-m".into(),
+            "256".into(),
+            "-l".into(),
+            "0".into(),
+            format!("--file-prefix=nic-mbuf-test-{}", std::process::id()),
+            format!("--vdev={VDEV}"),
+            "--log-level=error".into(),
+        ];
+        eal::init(args).map_err(|e| e.to_string())?;
+        if let Some(dir) = eal::runtime_dir() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("EAL initialisation failed: {e}");
+    }
+    true
+}
+
+fn frame(i: usize) -> Vec<u8> {
+    (0..60 + i).map(|b| (b as u8) ^ (i as u8)).collect()
+}
+
+#[test]
+fn every_buffer_is_an_mbuf_whose_data_is_the_frame() {
+    if !eal_ready() {
+        return;
+    }
+    let pool = PacketPool::with_mbufs("t_nic_layout", BUFFERS, 2048).expect("pool");
+    assert_eq!((pool.capacity(), pool.available()), (BUFFERS, BUFFERS));
+    assert!(pool.mempool().is_some());
+    let mut cache = pool.cache(64);
+    let mut bufs = Vec::new();
+    assert_eq!(
+        cache.alloc_bulk(&mut bufs, BUFFERS as usize + 5),
+        BUFFERS as usize
+    );
+    assert!(cache.alloc().is_none(), "every buffer is out");
+    let mut mbufs = Vec::new();
+    for (i, mut buf) in bufs.drain(..).enumerate() {
+        assert_eq!(buf.data_room(), 2048);
+        buf.write_frame(&frame(i)).expect("fits");
+        let data = buf.data().as_ptr();
+        let m = buf.into_mbuf();
+        // SAFETY: m is this buffer's mbuf, owned here.
+        let (mtod, len) = unsafe { (pktmbuf_mtod(m.as_ptr()), (*m.as_ptr()).data_len) };
+        assert_eq!(
+            mtod.cast_const(),
+            data,
+            "buffer {i}: the mbuf's data is the frame"
+        );
+        assert_eq!(usize::from(len), 60 + i);
+        mbufs.push(m);
+    }
+    for (i, m) in mbufs.into_iter().enumerate() {
+        // SAFETY: an mbuf of this pool, owned here, one handle made.
+        let buf = unsafe { PktBuf::from_mbuf(m) }.expect("the pool's form");
+        assert_eq!(buf.data(), &frame(i)[..]);
+        bufs.push(buf);
+    }
+    cache.free_bulk(&mut bufs);
+    drop(cache);
+    assert_eq!(pool.available(), BUFFERS);
+    assert_eq!(pool.foreign_frees(), 0);
+}
+
+#[test]
+fn a_buffer_of_another_pool_is_counted_not_taken() {
+    if !eal_ready() {
+        return;
+    }
+    let mbufs = PacketPool::with_mbufs("t_nic_foreign", 63, 256).expect("pool");
+    let heap = PacketPool::new(63, 256).expect("heap pool");
+    let (mut to_mbufs, mut to_heap) = (mbufs.cache(8), heap.cache(8));
+    let from_heap = to_heap.alloc().expect("heap buffer");
+    let from_mbufs = to_mbufs.alloc().expect("mbuf buffer");
+    to_mbufs.free(from_heap);
+    to_heap.free(from_mbufs);
+    assert_eq!((mbufs.foreign_frees(), heap.foreign_frees()), (1, 1));
+    assert_eq!((mbufs.in_use(), heap.in_use()), (1, 1));
+}
+
+#[test]
+fn an_mbuf_in_another_form_is_refused_and_stays_the_callers() {
+    if !eal_ready() {
+        return;
+    }
+    let pool = PacketPool::with_mbufs("t_nic_form", 63, 256).expect("pool");
+    let mut cache = pool.cache(8);
+    let mut buf = cache.alloc().expect("buffer");
+    buf.write_frame(&frame(0)).expect("fits");
+    let m = buf.into_mbuf();
+    // SAFETY: m is owned here; its offset is moved and put back before the pool sees it again.
+    unsafe {
+        (*m.as_ptr()).data_off -= 16;
+        assert!(
+            PktBuf::from_mbuf(m).is_none(),
+            "data not at the headroom's end"
+        );
+        (*m.as_ptr()).data_off += 16;
+        (*m.as_ptr()).nb_segs = 2;
+        assert!(PktBuf::from_mbuf(m).is_none(), "two segments");
+        (*m.as_ptr()).nb_segs = 1;
+    }
+    // SAFETY: as above, back in the pool's form.
+    let buf = unsafe { PktBuf::from_mbuf(m) }.expect("the pool's form");
+    cache.free(buf);
+    drop(cache);
+    assert_eq!(pool.available(), 63);
+}
+
+#[test]
+fn frames_go_through_a_dpdk_port_and_back_without_a_copy() {
+    if !eal_ready() {
+        return;
+    }
+    const BURST: usize = 32;
+    let pool = PacketPool::with_mbufs("t_nic_port", BUFFERS, 2048).expect("pool");
+    let port = ethdev::port_by_name(VDEV).expect("the --vdev port");
+    ethdev::start(port, 1, 1, 256, pool.mempool().expect("mbuf pool")).expect("port start");
+    let mut cache = pool.cache(64);
+
+    let mut sent_data = Vec::new();
+    let mut tx: Vec<*mut ffi::rte_mbuf> = Vec::new();
+    for i in 0..BURST {
+        let mut buf = cache.alloc().expect("buffer");
+        buf.write_frame(&frame(i)).expect("fits");
+        sent_data.push(buf.data().as_ptr());
+        tx.push(buf.into_mbuf().as_ptr());
+    }
+    // SAFETY: the port is started with tx queue 0, used by this thread only; tx holds owned
+    // mbufs.
+    let sent = unsafe { ethdev::tx_burst(port, 0, &mut tx) };
+    assert_eq!(sent, BURST);
+
+    let mut rx = [std::ptr::null_mut(); BURST * 2];
+    let mut got = 0;
+    for _ in 0..100 {
+        // SAFETY: rx queue 0 of the started port, polled by this thread only.
+        got += unsafe { ethdev::rx_burst(port, 0, &mut rx[got..]) };
+        if got >= BURST {
+            break;
+        }
+    }
+    assert_eq!(got, BURST);
+    let mut received = Vec::new();
+    for (i, &m) in rx[..got].iter().enumerate() {
+        // SAFETY: received from the port, so owned here; an mbuf of this pool.
+        let buf = unsafe { PktBuf::from_mbuf(NonNull::new(m).expect("an mbuf")) }
+            .expect("the pool's form");
+        assert_eq!(buf.data(), &frame(i)[..], "frame {i}");
+        assert_eq!(
+            buf.data().as_ptr(),
+            sent_data[i],
+            "frame {i} was not copied"
+        );
+        received.push(buf);
+    }
+    cache.free_bulk(&mut received);
+    drop(cache);
+    ethdev::stop(port).expect("stop");
+    assert_eq!(pool.available(), BUFFERS, "a buffer leaked");
+}
