@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::OnceLock;
 use std::thread;
 
 use dpdk_sys::{
@@ -18,46 +17,13 @@ const VDEV: &str = "net_ring0";
 /// directory, which shows that the dynamic EAL loads drivers without `-d`.
 const PLUGIN_VDEV: &str = "net_null0";
 
-/// The EAL arguments: no hugepages, PCI or shared config (nothing outside the process), a
-/// file prefix unique to this process so concurrent runs cannot collide, one lcore (no EAL
-/// worker threads), no telemetry socket, and only errors logged.
-fn eal_args() -> Vec<String> {
-    vec![
-        "--no-huge".into(),
-        "--no-pci".into(),
-        "--no-shconf".into(),
-        "--no-telemetry".into(),
-        "-m".into(),
-        "256".into(),
-        "-l".into(),
-        "0".into(),
-        format!("--file-prefix=dpdk-sys-test-{}", std::process::id()),
-        format!("--vdev={VDEV}"),
-        format!("--vdev={PLUGIN_VDEV}"),
-        "--log-level=error".into(),
-    ]
-}
-
-/// Initialises the EAL once for the whole binary. `false` means "skip": not root and not CI.
+/// Starts the EAL once for the whole binary, with both vdevs. `false` means "skip": not root and
+/// not CI.
 fn eal_ready() -> bool {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    if flowsteer_testrig::skip_without_root() {
-        return false;
-    }
-    let result = INIT.get_or_init(|| {
-        eal::init(eal_args()).map_err(|e| e.to_string())?;
-        // With --no-shconf the EAL leaves its runtime directory empty and never uses it again;
-        // remove it so repeated runs do not accumulate directories (fails harmlessly if not
-        // empty).
-        if let Some(dir) = eal::runtime_dir() {
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("EAL initialisation failed: {e}");
-    }
-    true
+    flowsteer_testrig::eal::eal_ready("dpdk-sys-test", &[VDEV, PLUGIN_VDEV], |args| {
+        eal::init(args).map_err(|e| e.to_string())?;
+        Ok(eal::runtime_dir())
+    })
 }
 
 #[test]

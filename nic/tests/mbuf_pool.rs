@@ -4,7 +4,6 @@
 #![cfg(feature = "dpdk")]
 
 use std::ptr::NonNull;
-use std::sync::OnceLock;
 
 use dpdk_sys::{eal, ethdev, ffi, pktmbuf_mtod};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
@@ -13,34 +12,10 @@ const VDEV: &str = "net_ring0";
 const BUFFERS: u32 = 1023;
 
 fn eal_ready() -> bool {
-    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
-    if flowsteer_testrig::skip_without_root() {
-        return false;
-    }
-    let result = INIT.get_or_init(|| {
-        let args = vec![
-            "--no-huge".to_string(),
-            "--no-pci".into(),
-            "--no-shconf".into(),
-            "--no-telemetry".into(),
-            "-m".into(),
-            "256".into(),
-            "-l".into(),
-            "0".into(),
-            format!("--file-prefix=nic-mbuf-test-{}", std::process::id()),
-            format!("--vdev={VDEV}"),
-            "--log-level=error".into(),
-        ];
+    flowsteer_testrig::eal::eal_ready("nic-mbuf-test", &[VDEV], |args| {
         eal::init(args).map_err(|e| e.to_string())?;
-        if let Some(dir) = eal::runtime_dir() {
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
-    });
-    if let Err(e) = result {
-        panic!("EAL initialisation failed: {e}");
-    }
-    true
+        Ok(eal::runtime_dir())
+    })
 }
 
 fn frame(i: usize) -> Vec<u8> {

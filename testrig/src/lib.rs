@@ -7,9 +7,11 @@
 //! - [`net`]: veth pairs and network namespaces made with iproute2's `ip`, named uniquely per
 //!   process, removed when dropped (also when the test panics).
 //! - `vbridge` (feature `vbridge`): a smoltcp device on a vbridge peer port.
+//! - [`eal`]: the DPDK EAL started once per test binary, for root only.
 //! - `memory` (feature `memory`): a wire in memory between smoltcp clients and a server driven
 //!   by hand (the stack's tests, the benchmarks' `stack-path`).
 
+pub mod eal;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod need;
