@@ -10,6 +10,8 @@
 #![warn(missing_docs)]
 
 pub mod afpacket;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 mod hint;
 pub mod pool;
 pub mod port;

@@ -1,18 +1,25 @@
-//! The pool in DPDK's memory: buffers that are mbufs, through the pool's caches and through a
-//! DPDK port (`net_ring`, whose transmit ring is its receive ring) without a copy. The EAL needs
+//! The pool in DPDK's memory: buffers that are mbufs, through the pool's caches, through a DPDK
+//! port (`net_ring`, whose transmit ring is its receive ring) and through `DpdkPort`, the port
+//! interface over it, without a copy. The EAL needs
 //! root: without it these print "skipped: needs root" and pass, except under `CI=true`.
 #![cfg(feature = "dpdk")]
 
 use std::ptr::NonNull;
 
 use dpdk_sys::{eal, ethdev, ffi, pktmbuf_mtod};
+use flowsteer_nic::dpdk::DpdkPort;
 use flowsteer_nic::pool::{PacketPool, PktBuf};
+use flowsteer_nic::port::{Port, PortControl, QueuePair};
 
 const VDEV: &str = "net_ring0";
+/// The port `DpdkPort` runs on (net_ring: what it sends on a queue it receives on the same one).
+const PORT_VDEV: &str = "net_ring1";
+/// A port that is left to fill up.
+const VDEV_FULL: &str = "net_ring2";
 const BUFFERS: u32 = 1023;
 
 fn eal_ready() -> bool {
-    flowsteer_testrig::eal::eal_ready("nic-mbuf-test", &[VDEV], |args| {
+    flowsteer_testrig::eal::eal_ready("nic-mbuf-test", &[VDEV, PORT_VDEV, VDEV_FULL], |args| {
         eal::init(args).map_err(|e| e.to_string())?;
         Ok(eal::runtime_dir())
     })
@@ -161,4 +168,104 @@ fn frames_go_through_a_dpdk_port_and_back_without_a_copy() {
     drop(cache);
     ethdev::stop(port).expect("stop");
     assert_eq!(pool.available(), BUFFERS, "a buffer leaked");
+}
+
+#[test]
+fn a_dpdk_port_sends_and_receives_the_pools_buffers_as_they_are() {
+    if !eal_ready() {
+        return;
+    }
+    const BURST: usize = 100;
+    let pool = PacketPool::with_mbufs("t_nic_dpdkport", BUFFERS, 2048).expect("pool");
+    let heap = PacketPool::new(8, 2048).expect("heap pool");
+    assert!(
+        DpdkPort::open(0, 1, 256, heap).is_err(),
+        "a pool whose buffers are not mbufs is refused"
+    );
+    let id = ethdev::port_by_name(PORT_VDEV).expect("the --vdev port");
+    let port = DpdkPort::open(id, 1, 256, pool.clone()).expect("open");
+    assert_eq!(port.queues(), 1);
+    assert!(port.describe().contains(PORT_VDEV), "{}", port.describe());
+    let mut queue = port.take_queue(0).expect("queue 0");
+    assert!(port.take_queue(0).is_err(), "one owner per queue");
+    assert!(port.take_queue(1).is_err(), "no queue 1");
+
+    let mut cache = pool.cache(64);
+    let mut tx = Vec::new();
+    let mut sent_data = Vec::new();
+    for i in 0..BURST {
+        let mut buf = cache.alloc().expect("buffer");
+        buf.write_frame(&frame(i)).expect("fits");
+        sent_data.push(buf.data().as_ptr());
+        tx.push(buf);
+    }
+    // More than one driver call's worth: the port splits it.
+    assert_eq!(queue.tx_burst(&mut cache, &mut tx), BURST);
+    assert!(tx.is_empty(), "every buffer sent");
+
+    let mut rx = Vec::new();
+    for _ in 0..100 {
+        let want = BURST - rx.len();
+        queue.rx_burst(&mut cache, &mut rx, want);
+        if rx.len() == BURST {
+            break;
+        }
+    }
+    assert_eq!(rx.len(), BURST);
+    for (i, buf) in rx.iter().enumerate() {
+        assert_eq!(buf.data(), &frame(i)[..], "frame {i}");
+        assert_eq!(buf.data().as_ptr(), sent_data[i], "frame {i} was copied");
+    }
+    cache.free_bulk(&mut rx);
+    assert_eq!(port.drops(), vec![vec![("rx_unusable", 0)]]);
+    drop(queue);
+    port.take_queue(0)
+        .expect("a dropped queue can be taken again");
+    port.reclaim(&mut cache);
+    drop(cache);
+    assert_eq!(
+        pool.available(),
+        BUFFERS,
+        "the device's rings gave their mbufs back"
+    );
+}
+
+#[test]
+fn what_a_full_device_refuses_stays_the_callers_in_order() {
+    if !eal_ready() {
+        return;
+    }
+    const MANY: u32 = 8191;
+    let pool = PacketPool::with_mbufs("t_nic_refused", MANY, 256).expect("pool");
+    let id = ethdev::port_by_name(VDEV_FULL).expect("the --vdev port");
+    let port = DpdkPort::open(id, 1, 256, pool.clone()).expect("open");
+    let mut queue = port.take_queue(0).expect("queue 0");
+    let mut cache = pool.cache(64);
+    let mut tx = Vec::new();
+    for i in 0..MANY as usize - 64 {
+        let mut buf = cache.alloc().expect("buffer");
+        buf.write_frame(&frame(i % 64)).expect("fits");
+        tx.push(buf);
+    }
+    let offered = tx.len();
+    // Nobody receives: the device's ring fills and it refuses the rest.
+    let sent = queue.tx_burst(&mut cache, &mut tx);
+    assert!(sent > 0 && sent < offered, "sent {sent} of {offered}");
+    assert_eq!(tx.len(), offered - sent, "the refused stay");
+    for (k, buf) in tx.iter().enumerate() {
+        assert_eq!(
+            buf.data(),
+            &frame((sent + k) % 64)[..],
+            "refused buffer {k} in order, intact"
+        );
+    }
+    cache.free_bulk(&mut tx);
+    let mut rx = Vec::new();
+    while queue.rx_burst(&mut cache, &mut rx, 64) > 0 {
+        cache.free_bulk(&mut rx);
+    }
+    drop(queue);
+    port.reclaim(&mut cache);
+    drop(cache);
+    assert_eq!(pool.available(), MANY);
 }

@@ -263,7 +263,14 @@ impl PktBuf {
     /// The buffer as the mbuf a DPDK port sends: length, offset and segment fields written from
     /// the handle. For buffers of a pool made by [`PacketPool::with_mbufs`] only; the mbuf is the
     /// caller's to send or free (with DPDK's calls: it goes back to this pool's mempool).
-    pub fn into_mbuf(self) -> NonNull<ffi::rte_mbuf> {
+    pub fn into_mbuf(mut self) -> NonNull<ffi::rte_mbuf> {
+        self.mbuf_to_send()
+    }
+
+    /// [`into_mbuf`](Self::into_mbuf) without giving up the handle: for a burst the driver may
+    /// take only part of. The handle of an mbuf the driver took must then be dropped, not freed
+    /// (the driver frees the mbuf); the handle of one it refused stays valid as it was.
+    pub fn mbuf_to_send(&mut self) -> NonNull<ffi::rte_mbuf> {
         let m = self.mbuf_of();
         let len = self.len() as u16;
         // SAFETY: the handle is the buffer's only owner and its mbuf lies MBUF_TO_HEADER bytes
