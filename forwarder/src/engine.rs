@@ -147,8 +147,19 @@ impl Engine {
                 config.port.queues
             )));
         }
-        let pool =
-            PacketPool::new(config.pool.buffers, config.pool.data_room).map_err(setup("pool"))?;
+        let pool = match port.buffers() {
+            Some(pool) if pool.data_room() < config.pool.data_room => {
+                return Err(EngineError::Setup(format!(
+                    "pool: {} brings buffers of {} bytes, pool.data_room is {}",
+                    port.describe(),
+                    pool.data_room(),
+                    config.pool.data_room
+                )))
+            }
+            Some(pool) => pool,
+            None => PacketPool::new(config.pool.buffers, config.pool.data_room)
+                .map_err(setup("pool"))?,
+        };
         let mut consumers = Vec::with_capacity(threads);
         let mut producers = Vec::with_capacity(threads);
         for _ in 0..threads {

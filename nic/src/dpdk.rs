@@ -137,6 +137,10 @@ impl PortControl for DpdkPort {
             .collect()
     }
 
+    fn buffers(&self) -> Option<Arc<PacketPool>> {
+        Some(self.pool.clone())
+    }
+
     /// Stops the device, which returns the mbufs of its receive rings to the pool. Called once
     /// every queue's owner has stopped.
     fn reclaim(&self, _cache: &mut PoolCache) -> usize {

@@ -30,7 +30,9 @@
 
 use std::os::fd::BorrowedFd;
 
-use crate::pool::{PktBuf, PoolCache};
+use std::sync::Arc;
+
+use crate::pool::{PacketPool, PktBuf, PoolCache};
 use crate::rss::SoftRss;
 
 /// The control side of a NIC port: what the engine reads while setting up and the exporters
@@ -54,6 +56,14 @@ pub trait PortControl: Send + Sync {
     /// software can compute it exactly (to choose local ports whose replies land on a given
     /// queue); `None` when the spread is not known (a kernel's fanout).
     fn rss(&self) -> Option<&SoftRss> {
+        None
+    }
+
+    /// The pool the port's receive queues fill, when the port brings its own (a DPDK port
+    /// receives into the mbufs of the mempool its queues were set up with); the engine then
+    /// takes every buffer from it. `None` (the default): the engine makes the pool and the
+    /// port copies received frames into buffers of the caller's cache.
+    fn buffers(&self) -> Option<Arc<PacketPool>> {
         None
     }
 
