@@ -159,12 +159,11 @@ impl Port for DpdkPort {
     type Error = DpdkPortError;
 
     fn take_queue(&self, queue: u16) -> Result<DpdkQueue, DpdkPortError> {
-        let error = DpdkPortError::Queue {
-            queue,
-            queues: self.queues(),
-        };
-        let state = self.queues.get(usize::from(queue)).ok_or(error)?;
-        if state.taken.swap(true, Ordering::AcqRel) {
+        let free = self
+            .queues
+            .get(usize::from(queue))
+            .is_some_and(|state| !state.taken.swap(true, Ordering::AcqRel));
+        if !free {
             return Err(DpdkPortError::Queue {
                 queue,
                 queues: self.queues(),
