@@ -152,6 +152,7 @@ mod listing {
 
     use dpdk_sys::ethdev::{self, DescLimits, DevInfo, Link};
     use dpdk_sys::{eal, rss};
+    use flowsteer_nic::port::mac_text;
 
     use super::{eal_args, gives, own_file_prefix};
 
@@ -225,7 +226,11 @@ mod listing {
             match &self.info {
                 Ok(info) => render_info(&mut out, info, self),
                 Err(e) => {
-                    line(&mut out, "MAC address", &text(&self.mac, mac_text));
+                    line(
+                        &mut out,
+                        "MAC address",
+                        &text(&self.mac, |mac| mac_text(*mac)),
+                    );
                     line(&mut out, "link", &text(&self.link, link_text));
                     line(&mut out, "MTU", &text(&self.mtu, u16::to_string));
                     line(&mut out, "device info", &unreadable(e));
@@ -267,13 +272,6 @@ mod listing {
             column += word.len();
         }
         text
-    }
-
-    fn mac_text(mac: &[u8; 6]) -> String {
-        mac.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
     }
 
     fn link_text(link: &Link) -> String {
@@ -319,7 +317,7 @@ mod listing {
 
     fn render_info(out: &mut String, info: &DevInfo, facts: &PortFacts) {
         line(out, "driver", &info.driver_name);
-        line(out, "MAC address", &text(&facts.mac, mac_text));
+        line(out, "MAC address", &text(&facts.mac, |mac| mac_text(*mac)));
         line(
             out,
             "NUMA socket",
