@@ -225,7 +225,9 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
             Driver::NAMES,
             "The NIC backend: `uveth` = user-space veth with software RSS (no NIC, no root); \
              `afpacket` = the Linux interface `interface` through AF_PACKET sockets, one per queue \
-             (needs root or CAP_NET_RAW).",
+             (needs root or CAP_NET_RAW); `dpdk` = the DPDK device `device`, its queues receiving \
+             into and sending from buffers in DPDK's memory without a copy (needs a build with \
+             the `dpdk` feature, and usually root).",
         ),
         text(
             "interface",
@@ -312,6 +314,31 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
             "true or false",
             "afpacket only: transmit straight to the driver, bypassing the interface's queueing \
              discipline (PACKET_QDISC_BYPASS).",
+        ),
+        text(
+            "device",
+            "a DPDK device name, such as \"net_af_packet0\" or a PCI address \"0000:3b:00.0\"",
+            "dpdk only: the device the port runs on, as the EAL arguments create or allow it \
+             (`flowsteer ports` lists them). Required with `dpdk`; must be empty otherwise.",
+        ),
+        text(
+            "eal_args",
+            "an array of strings, none empty",
+            "dpdk only: arguments for rte_eal_init after the engine's defaults (`--no-huge \
+             --no-shconf --no-pci --no-telemetry`, one lcore, a file prefix of the process), \
+             which an argument of the same kind replaces (see `flowsteer ports --help`), and \
+             `-m` with room for `[pool]` unless `-m` or `--socket-mem` is given; \
+             `--vdev=...` creates a virtual device, `-a PCI` allows a NIC.",
+        ),
+        text(
+            "rx_descriptors",
+            "an integer 32..=32768",
+            "dpdk only: descriptors of each receive queue (the device may round them).",
+        ),
+        text(
+            "tx_descriptors",
+            "an integer 32..=32768",
+            "dpdk only: descriptors of each transmit queue (the device may round them).",
         ),
         text(
             "mac",

@@ -122,7 +122,8 @@ impl Default for Swq {
 /// `ring_size` and `mac` apply to the `uveth` driver; `interface`, `fanout`, `rx_ring`,
 /// `frames`, `block_size`, `blocks`, `block_timeout_ms` and `qdisc_bypass` to `afpacket` (which
 /// uses the interface's own MAC address); `frames` to its frame rings, the `block*` keys to its
-/// block rings.
+/// block rings; `device`, `eal_args`, `rx_descriptors` and `tx_descriptors` to `dpdk` (which uses
+/// the device's MAC address).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Port {
@@ -153,6 +154,14 @@ pub struct Port {
     pub block_timeout_ms: u32,
     /// AF_PACKET transmit bypasses the interface's qdisc (`PACKET_QDISC_BYPASS`).
     pub qdisc_bypass: bool,
+    /// The DPDK device of `dpdk`, by name (a vdev's name, a PCI address); empty otherwise.
+    pub device: String,
+    /// `dpdk`: arguments for `rte_eal_init` beyond the engine's defaults.
+    pub eal_args: Vec<String>,
+    /// `dpdk`: descriptors of each receive queue, 32..=32768.
+    pub rx_descriptors: u16,
+    /// `dpdk`: descriptors of each transmit queue, 32..=32768.
+    pub tx_descriptors: u16,
     /// The uveth port's unicast MAC address.
     pub mac: Mac,
     /// The port's IPv4 address (unicast).
@@ -181,6 +190,10 @@ impl Default for Port {
             blocks: 64,
             block_timeout_ms: 1,
             qdisc_bypass: true,
+            device: String::new(),
+            eal_args: Vec::new(),
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
             mac: Mac::default(),
             ipv4: Ipv4Addr::new(198, 18, 0, 1),
             ipv4_prefix: 24,

@@ -158,6 +158,9 @@ toml_enum! {
         /// A Linux interface (`port.interface`) through AF_PACKET sockets, one per queue, joined
         /// in one fanout group; needs root or `CAP_NET_RAW`.
         AfPacket = "afpacket",
+        /// A DPDK device (`port.device`) through its ethdev queues, buffers in DPDK's memory; needs
+        /// a build with the `dpdk` feature.
+        Dpdk = "dpdk",
     }
 }
 

@@ -23,6 +23,9 @@ use crate::types::{AppKind, Balance, Driver, Idle, Profile, Rate};
 use crate::Config;
 
 const MAX_THREADS: u16 = 64;
+/// Descriptors of a DPDK queue: what drivers accept in practice (each may round or refuse within).
+const MIN_DESCRIPTORS: u16 = 32;
+const MAX_DESCRIPTORS: u16 = 32768;
 const MAX_CORE: u16 = 1023;
 const MAX_BURST: u16 = 256;
 const MAX_IDLE_SLEEP_US: u32 = 100_000;
@@ -186,6 +189,40 @@ fn check_port(port: &Port, out: &mut Collector) {
         1,
         MAX_BLOCK_TIMEOUT_MS,
     );
+    in_range(
+        out,
+        "port.rx_descriptors",
+        port.rx_descriptors,
+        MIN_DESCRIPTORS,
+        MAX_DESCRIPTORS,
+    );
+    in_range(
+        out,
+        "port.tx_descriptors",
+        port.tx_descriptors,
+        MIN_DESCRIPTORS,
+        MAX_DESCRIPTORS,
+    );
+    if port.device.contains('\0') || port.device.chars().any(char::is_whitespace) {
+        out.reject(
+            "port.device",
+            format!(
+                "must be a device name without whitespace or NUL, got {}",
+                quoted(&port.device)
+            ),
+        );
+    }
+    for (i, arg) in port.eal_args.iter().enumerate() {
+        if arg.is_empty() || arg.contains('\0') {
+            out.reject(
+                format!("port.eal_args[{i}]"),
+                format!(
+                    "must be a non-empty argument without NUL, got {}",
+                    quoted(arg)
+                ),
+            );
+        }
+    }
     let mac = port.mac;
     if mac.is_multicast() || mac.0 == [0; 6] {
         out.reject(
@@ -533,7 +570,39 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     quoted(&port.interface)
                 ),
             ),
-            Driver::AfPacket | Driver::Uveth => {}
+            Driver::Dpdk if !port.interface.is_empty() => out.reject(
+                "port.interface",
+                format!(
+                    "must be empty for port.driver \"{}\" (port.device names the DPDK device), \
+                     got {}",
+                    port.driver,
+                    quoted(&port.interface)
+                ),
+            ),
+            Driver::AfPacket | Driver::Uveth | Driver::Dpdk => {}
+        }
+    }
+    if !out.any_rejected(&["port.driver", "port.device"]) {
+        match port.driver {
+            Driver::Dpdk if port.device.is_empty() => out.reject(
+                "port.device",
+                format!(
+                    "must name the DPDK device for port.driver \"{}\" (a vdev's name as in \
+                     --vdev=net_af_packet0,iface=eth1 in port.eal_args, or a PCI address; \
+                     `flowsteer ports` lists them), got \"\"",
+                    port.driver
+                ),
+            ),
+            Driver::AfPacket | Driver::Uveth if !port.device.is_empty() => out.reject(
+                "port.device",
+                format!(
+                    "must be empty for port.driver \"{}\" (only a DPDK port has a DPDK \
+                     device), got {}",
+                    port.driver,
+                    quoted(&port.device)
+                ),
+            ),
+            _ => {}
         }
     }
 
@@ -552,7 +621,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             ),
         );
     }
-    if port.driver == Driver::AfPacket
+    if port.driver != Driver::Uveth
         && traffic.profile != Profile::None
         && !out.any_rejected(&["port.driver", "traffic.profile"])
     {
@@ -600,7 +669,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
 
     if !out.any_rejected(&["pool.data_room", "port.driver"]) && pool.data_room < MAX_ETHERNET_FRAME
     {
-        let cause = if port.driver == Driver::AfPacket {
+        let cause = if port.driver != Driver::Uveth {
             Some(format!("port.driver \"{}\"", port.driver))
         } else if !stack.app.is_empty() {
             Some(String::from("[[stack.app]] entries"))

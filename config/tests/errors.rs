@@ -478,7 +478,8 @@ fn unknown_key_in_every_section() {
         (
             "port",
             "driver, interface, queues, fanout, rss_key, reta_size, ring_size, rx_ring, frames, \
-             block_size, blocks, block_timeout_ms, qdisc_bypass, mac, ipv4, ipv4_prefix, ipv6, \
+             block_size, blocks, block_timeout_ms, qdisc_bypass, device, eal_args, rx_descriptors, \
+             tx_descriptors, mac, ipv4, ipv4_prefix, ipv6, \
              ipv6_prefix",
         ),
         (
@@ -965,7 +966,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 2 + 1 + 18 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 3 + 2 + 1 + 22 + 8 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")
@@ -1023,13 +1024,22 @@ fn every_enum_spelling_parses_and_prints_back() {
         "[port]\ndriver = \"afpacket\"\ninterface = \"eth0\"\n[traffic]\nprofile = \"none\"",
     );
     // Each driver needs its own interface setting, so the two are checked one at a time.
-    assert_eq!(Driver::ALL, &[Driver::Uveth, Driver::AfPacket]);
+    assert_eq!(
+        Driver::ALL,
+        &[Driver::Uveth, Driver::AfPacket, Driver::Dpdk]
+    );
     check_spellings(&[Driver::Uveth], &["uveth"], "port.driver", "");
     check_spellings(
         &[Driver::AfPacket],
         &["afpacket"],
         "port.driver",
         "interface = \"eth0\"\n[traffic]\nprofile = \"none\"",
+    );
+    check_spellings(
+        &[Driver::Dpdk],
+        &["dpdk"],
+        "port.driver",
+        "device = \"net_null0\"\n[traffic]\nprofile = \"none\"",
     );
     check_spellings(
         Profile::ALL,
@@ -1226,4 +1236,60 @@ fn mac_forms_and_errors() {
         problem("[port]\nmac = \"nope\""),
         "port.mac: must be a unicast MAC address such as \"02:00:00:00:00:01\", got \"nope\""
     );
+}
+
+#[test]
+fn a_dpdk_port_names_its_device_and_only_it_does() {
+    let errors = problems("[port]\ndriver = \"dpdk\"\n[traffic]\nprofile = \"none\"");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("port.device: must name the DPDK device")),
+        "{errors:?}"
+    );
+    let errors = problems("[port]\ndevice = \"net_null0\"");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("port.device: must be empty for port.driver \"uveth\"")),
+        "{errors:?}"
+    );
+    let errors = problems(
+        "[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"\ninterface = \"eth0\"\n\
+         [traffic]\nprofile = \"none\"",
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("port.interface: must be empty for port.driver \"dpdk\"")),
+        "{errors:?}"
+    );
+    // The generator feeds uveth queues only.
+    let errors = problems("[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("traffic.profile: must be \"none\" for port.driver \"dpdk\"")),
+        "{errors:?}"
+    );
+    let errors = problems(
+        "[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"\nrx_descriptors = 16\n\
+         tx_descriptors = 65535\neal_args = [\"--vdev=net_null0\", \"\"]\n\
+         [traffic]\nprofile = \"none\"",
+    );
+    for expected in [
+        "port.rx_descriptors: must be 32..=32768, got 16",
+        "port.tx_descriptors: must be 32..=32768, got 65535",
+        "port.eal_args[1]: must be a non-empty argument without NUL, got \"\"",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "{expected} in {errors:?}"
+        );
+    }
+    let ok = valid(
+        "[port]\ndriver = \"dpdk\"\ndevice = \"net_af_packet0\"\n\
+         eal_args = [\"--vdev=net_af_packet0,iface=eth1\"]\n[traffic]\nprofile = \"none\"",
+    );
+    assert_eq!(ok.port.eal_args, ["--vdev=net_af_packet0,iface=eth1"]);
 }

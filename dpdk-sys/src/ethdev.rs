@@ -48,6 +48,22 @@ pub fn start(
     descriptors: u16,
     pool: &PktmbufPool,
 ) -> Result<(), Error> {
+    start_with(
+        port,
+        (rx_queues, descriptors),
+        (tx_queues, descriptors),
+        pool,
+    )
+}
+
+/// [`start`] with its own descriptor count per direction: `rx` and `tx` are (queues,
+/// descriptors per queue).
+pub fn start_with(
+    port: u16,
+    (rx_queues, rx_descriptors): (u16, u16),
+    (tx_queues, tx_descriptors): (u16, u16),
+    pool: &PktmbufPool,
+) -> Result<(), Error> {
     crate::eal::ensure("rte_eth_dev_configure")?;
     let conf = ffi::rte_eth_conf::default();
     // SAFETY: conf is a zeroed (default) configuration, valid for every PMD; the call copies it.
@@ -66,7 +82,7 @@ pub fn start(
             ffi::rte_eth_rx_queue_setup(
                 port,
                 q,
-                descriptors,
+                rx_descriptors,
                 socket,
                 std::ptr::null(),
                 pool.as_ptr(),
@@ -76,7 +92,7 @@ pub fn start(
     for q in 0..tx_queues {
         // SAFETY: as above, NULL txconf selects the PMD default.
         check("rte_eth_tx_queue_setup", unsafe {
-            ffi::rte_eth_tx_queue_setup(port, q, descriptors, socket, std::ptr::null())
+            ffi::rte_eth_tx_queue_setup(port, q, tx_descriptors, socket, std::ptr::null())
         })?;
     }
     // SAFETY: every queue is set up.

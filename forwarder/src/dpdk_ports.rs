@@ -36,7 +36,7 @@ struct EalDefault {
 }
 
 /// Whether `user` holds the option `opt` (`--long` or `-s`) in any form.
-fn gives(user: &[String], opt: &str) -> bool {
+pub(crate) fn gives(user: &[String], opt: &str) -> bool {
     user.iter().any(|arg| {
         if opt.starts_with("--") {
             arg == opt || arg.strip_prefix(opt).is_some_and(|v| v.starts_with('='))
@@ -143,7 +143,7 @@ pub fn eal_args(user: &[String], log_level: &str) -> Vec<String> {
 }
 
 #[cfg(feature = "dpdk")]
-pub use listing::list;
+pub use listing::{end_eal, list, start_eal};
 
 #[cfg(feature = "dpdk")]
 mod listing {
@@ -466,6 +466,55 @@ mod listing {
         if !base_existed {
             // Fails, harmlessly, when another DPDK process made its own directory there since.
             let _ = std::fs::remove_dir(base);
+        }
+    }
+
+    /// Starts the EAL for the engine's DPDK port with [`eal_args`] of `user` (`port.eal_args`),
+    /// its log on stderr at warning level; nothing when it runs already in this process (a
+    /// second engine). The error says what failed and what to do.
+    pub fn start_eal(user: &[String]) -> Result<(), String> {
+        if eal::is_initialized() {
+            return Ok(());
+        }
+        let args = eal_args(user, "warning");
+        // Only possible before the EAL starts, which it has not.
+        let _ = eal::log_to_stderr();
+        eal::init(&args).map_err(|e| {
+            format!(
+                "the EAL did not start with {}: {} ({}, errno {}); {}",
+                args.join(" "),
+                e.message(),
+                e.op(),
+                e.code(),
+                eal_hint(e.code(), &args, user)
+            )
+        })?;
+        // Without a shared configuration the EAL leaves its runtime directory empty and never
+        // uses it again: remove it now, so that a process that never reaches `end_eal` (a test,
+        // a crash) leaves nothing behind (fails harmlessly when not empty).
+        if args.iter().any(|a| a == "--no-shconf") {
+            if let Some(dir) = eal::runtime_dir() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the EAL once the engine's DPDK port is stopped and no thread uses DPDK any more
+    /// (`rte_eal_cleanup`, which also closes the devices), and removes the runtime directory
+    /// made under this process's file prefix. Nothing when the EAL never started.
+    pub fn end_eal() {
+        if !eal::is_initialized() {
+            return;
+        }
+        let dir = eal::runtime_dir();
+        // SAFETY: called by main after the engine stopped: its threads have ended, its port is
+        // stopped and its pool unused, so no DPDK object is used after the cleanup.
+        if let Err(e) = unsafe { eal::cleanup() } {
+            eprintln!("flowsteer: {e}");
+        }
+        if let Some(dir) = dir {
+            let _ = std::fs::remove_dir(dir);
         }
     }
 

@@ -104,6 +104,15 @@ impl Engine {
                 let port = open_afpacket(config)?;
                 Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
             }
+            #[cfg(feature = "dpdk")]
+            Driver::Dpdk => {
+                let port = crate::ports::open_dpdk(config)?;
+                Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
+            }
+            #[cfg(not(feature = "dpdk"))]
+            Driver::Dpdk => Err(EngineError::Setup(
+                crate::ports::NEEDS_DPDK_DRIVER.to_owned(),
+            )),
         }
     }
 

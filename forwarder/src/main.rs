@@ -161,11 +161,26 @@ fn ports(_eal: &[String], _log_level: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A configuration this build cannot run: a DPDK port without the `dpdk` feature.
+fn needs_dpdk(cfg: &Config) -> bool {
+    cfg.port.driver == flowsteer_config::Driver::Dpdk && !cfg!(feature = "dpdk")
+}
+
+/// Ends the EAL if a DPDK port started it (nothing otherwise, and in a build without DPDK).
+fn end_dpdk() {
+    #[cfg(feature = "dpdk")]
+    forwarder::dpdk_ports::end_eal();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Ports { log_level, eal } => ports(&eal, &log_level),
         Command::Check { config } => match load(Some(&config)) {
+            Ok(cfg) if needs_dpdk(&cfg) => {
+                eprintln!("flowsteer: {}", forwarder::ports::NEEDS_DPDK_DRIVER);
+                ExitCode::from(2)
+            }
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_string());
                 ExitCode::SUCCESS
@@ -181,6 +196,10 @@ fn main() -> ExitCode {
             report,
         } => {
             let cfg = match load(config.as_ref()) {
+                Ok(cfg) if needs_dpdk(&cfg) => {
+                    eprintln!("flowsteer: {}", forwarder::ports::NEEDS_DPDK_DRIVER);
+                    return ExitCode::from(2);
+                }
                 Ok(cfg) => cfg,
                 Err(e) => {
                     eprintln!("{e}");
@@ -234,6 +253,7 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => {
                     eprintln!("flowsteer: {e}");
+                    end_dpdk();
                     return ExitCode::FAILURE;
                 }
             };
@@ -253,7 +273,10 @@ fn main() -> ExitCode {
             if let Some(warning) = engine.metrics_addr().and_then(exposure_warning) {
                 eprintln!("{warning}");
             }
-            match engine::drive(engine, opts) {
+            let outcome = engine::drive(engine, opts);
+            // The port is stopped and the threads are gone: DPDK is no longer in use.
+            end_dpdk();
+            match outcome {
                 Ok(run) => {
                     // The terminal may be gone (SIGHUP): a failed write must not stop the
                     // report and the conservation check.

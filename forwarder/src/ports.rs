@@ -46,3 +46,83 @@ pub fn open_afpacket(config: &Config) -> Result<Arc<AfPacketPort>, EngineError> 
     .map_err(setup("port (afpacket)"))?;
     Ok(Arc::new(afpacket))
 }
+
+/// The DPDK port `port` describes (`driver = "dpdk"`): the EAL started with `port.eal_args`
+/// after flowsteer's defaults (once per process: a later engine finds it started), the device
+/// `port.device` looked up and checked against `port.queues` and the descriptor keys, a pool of
+/// `pool.buffers` mbufs in DPDK's memory, and the device started receiving into it.
+#[cfg(feature = "dpdk")]
+pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, EngineError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use dpdk_sys::ethdev;
+    use flowsteer_nic::dpdk::DpdkPort;
+    use flowsteer_nic::pool::PacketPool;
+
+    let port = &config.port;
+    start_eal(config)?;
+    let id = ethdev::port_by_name(&port.device).map_err(|e| {
+        EngineError::Setup(format!(
+            "port.device: no DPDK device {:?} ({e}); `flowsteer ports -- <port.eal_args>` lists              the devices the EAL arguments create",
+            port.device
+        ))
+    })?;
+    let info = ethdev::info(id).map_err(setup("port (dpdk)"))?;
+    let queues = info.max_rx_queues.min(info.max_tx_queues);
+    if port.queues > queues {
+        return Err(EngineError::Setup(format!(
+            "port.queues: {} has {queues} queue pairs at most, got {}",
+            port.device, port.queues
+        )));
+    }
+    for (key, value, limits) in [
+        (
+            "port.rx_descriptors",
+            port.rx_descriptors,
+            &info.rx_desc_lim,
+        ),
+        (
+            "port.tx_descriptors",
+            port.tx_descriptors,
+            &info.tx_desc_lim,
+        ),
+    ] {
+        let align = limits.align.max(1);
+        if value < limits.min || value > limits.max || value % align != 0 {
+            return Err(EngineError::Setup(format!(
+                "{key}: {} takes {}..={} descriptors in multiples of {align}, got {value}",
+                port.device, limits.min, limits.max
+            )));
+        }
+    }
+    // One mempool per engine: a name the process has not used.
+    static POOLS: AtomicU32 = AtomicU32::new(0);
+    let name = format!("flowsteer{}", POOLS.fetch_add(1, Ordering::Relaxed));
+    let pool = PacketPool::with_mbufs(&name, config.pool.buffers, config.pool.data_room)
+        .map_err(setup("pool"))?;
+    let queues = port.queues;
+    DpdkPort::open_with(id, queues, (port.rx_descriptors, port.tx_descriptors), pool)
+        .map(Arc::new)
+        .map_err(setup("port (dpdk)"))
+}
+
+/// Starts the EAL for `config`'s DPDK port, once per process: flowsteer's defaults, then
+/// `port.eal_args`, and, unless those set the memory, `-m` with room for `[pool]`.
+#[cfg(feature = "dpdk")]
+pub fn start_eal(config: &Config) -> Result<(), EngineError> {
+    let mut eal_args = config.port.eal_args.clone();
+    // Without huge pages the EAL reserves 64 MiB unless told: room for the pool twice over (the
+    // mempool's headers, the device's rings), and 128 MiB besides.
+    let gives = |opt| crate::dpdk_ports::gives(&config.port.eal_args, opt);
+    if !gives("-m") && !gives("--socket-mem") {
+        let buffer = u64::from(config.pool.data_room) + 512;
+        let megabytes = 2 * u64::from(config.pool.buffers) * buffer / (1 << 20) + 128;
+        eal_args.extend(["-m".to_owned(), megabytes.to_string()]);
+    }
+    crate::dpdk_ports::start_eal(&eal_args).map_err(setup("port (dpdk)"))
+}
+
+/// What a build without the `dpdk` feature says to `port.driver = "dpdk"`.
+pub const NEEDS_DPDK_DRIVER: &str = "port.driver = \"dpdk\" needs a flowsteer built with DPDK: \
+     cargo build --release -p forwarder --features dpdk (Debian/Ubuntu: apt-get install \
+     libdpdk-dev libclang-dev clang pkg-config)";

@@ -62,6 +62,34 @@ fn check_rejects_bad_values_and_unknown_keys_with_the_key_path() {
     );
 }
 
+/// A DPDK port in a build without DPDK: a configuration error that says how to build it, from
+/// `check` and from `run` alike, before anything starts.
+#[cfg(not(feature = "dpdk"))]
+#[test]
+fn a_dpdk_port_in_a_build_without_dpdk_says_how_to_build_it() {
+    let config =
+        "[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"\n[traffic]\nprofile = \"none\"\n";
+    let out = check("dpdk.toml", config);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "needs a flowsteer built with DPDK: cargo build --release -p forwarder --features dpdk"
+        ),
+        "{stderr}"
+    );
+    let path = temp_path("dpdk-run.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = flowsteer()
+        .args(["run", "--duration", "1", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(path).ok();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("libdpdk-dev"));
+}
+
 #[test]
 fn run_rejects_a_bad_duration() {
     let out = flowsteer()

@@ -86,9 +86,25 @@ impl DpdkPort {
         descriptors: u16,
         pool: Arc<PacketPool>,
     ) -> Result<DpdkPort, DpdkPortError> {
+        DpdkPort::open_with(port, queues, (descriptors, descriptors), pool)
+    }
+
+    /// [`open`](Self::open) with (receive, transmit) descriptors per queue.
+    pub fn open_with(
+        port: u16,
+        queues: u16,
+        (rx_descriptors, tx_descriptors): (u16, u16),
+        pool: Arc<PacketPool>,
+    ) -> Result<DpdkPort, DpdkPortError> {
         let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
         let name = ethdev::name(port).map_err(DpdkPortError::Dpdk)?;
-        ethdev::start(port, queues, queues, descriptors, mempool).map_err(DpdkPortError::Dpdk)?;
+        ethdev::start_with(
+            port,
+            (queues, rx_descriptors),
+            (queues, tx_descriptors),
+            mempool,
+        )
+        .map_err(DpdkPortError::Dpdk)?;
         let mac = ethdev::mac_addr(port).map_err(DpdkPortError::Dpdk)?;
         Ok(DpdkPort {
             port,
