@@ -57,29 +57,14 @@ fn config() -> Config {
     cfg
 }
 
-#[test]
-fn the_engine_on_a_dpdk_port_serves_the_kernels_clients() {
-    if skip_without_client_net(&[CURL]) {
-        return;
-    }
-    let _device = device_lock();
-    let net = client_net();
-    let mut cfg = config();
-    // The engine's own EAL start, as a configured DPDK port makes it (once per process).
-    cfg.port.eal_args = vec![vdev(net)];
-    forwarder::ports::start_eal(&cfg).expect("the EAL starts");
-    let pool = PacketPool::with_mbufs("fs_clients_pool", cfg.pool.buffers, cfg.pool.data_room)
-        .expect("the pool in DPDK memory");
-    let id = ethdev::port_by_name(DEVICE).expect("the --vdev port");
-    let port = DpdkPort::open(id, 1, 512, pool.clone()).expect("the port starts");
-    let engine =
-        Engine::start_on(&cfg, Arc::new(port), flow_table(&cfg), false).expect("the engine starts");
+/// `connections` echo connections one after another, a curl of the http app and 20 UDP echoes,
+/// all answered; then every connection's rule gone.
+fn serve_clients(net: &ClientNet, engine: &Engine, connections: u32) {
     let ip = IpAddr::V4(ENGINE_IP);
     let timeout = Duration::from_secs(3);
-
     let failed: Vec<String> = net
         .client(move || {
-            (0..50u32)
+            (0..connections)
                 .filter_map(|i| {
                     echo_once(SocketAddr::new(ip, 7000), 256 + i as usize * 97, i, timeout)
                         .err()
@@ -112,11 +97,31 @@ fn the_engine_on_a_dpdk_port_serves_the_kernels_clients() {
         .expect("udp echo");
     assert_eq!(intact, 20);
     assert_eq!(
-        connections_opened(&engine, flowsteer_stack::AppKind::TcpEcho),
-        50
+        connections_opened(engine, flowsteer_stack::AppKind::TcpEcho),
+        u64::from(connections)
     );
-    let left = wait_for_no_exact_rules(&engine, Duration::from_secs(10));
+    let left = wait_for_no_exact_rules(engine, Duration::from_secs(10));
     assert_eq!(left, 0, "exact rules left after every client closed");
+}
+
+#[test]
+fn the_engine_on_a_dpdk_port_serves_the_kernels_clients() {
+    if skip_without_client_net(&[CURL]) {
+        return;
+    }
+    let _device = device_lock();
+    let net = client_net();
+    let mut cfg = config();
+    // The engine's own EAL start, as a configured DPDK port makes it (once per process).
+    cfg.port.eal_args = vec![vdev(net)];
+    forwarder::ports::start_eal(&cfg).expect("the EAL starts");
+    let pool = PacketPool::with_mbufs("fs_clients_pool", cfg.pool.buffers, cfg.pool.data_room)
+        .expect("the pool in DPDK memory");
+    let id = ethdev::port_by_name(DEVICE).expect("the --vdev port");
+    let port = DpdkPort::open(id, 1, 512, pool.clone()).expect("the port starts");
+    let engine =
+        Engine::start_on(&cfg, Arc::new(port), flow_table(&cfg), false).expect("the engine starts");
+    serve_clients(net, &engine, 50);
     // Conservation exact and every mbuf back in the mempool once the device is stopped.
     let report = stop_and_check(engine);
     assert!(report.total.rx > 0);
@@ -139,35 +144,7 @@ fn a_configured_dpdk_port_serves_the_kernels_clients() {
     cfg.port.tx_descriptors = 512;
     cfg.validate().expect("a valid DPDK configuration");
     let engine = Engine::start(&cfg, false).expect("the engine starts on the DPDK port");
-    let ip = IpAddr::V4(ENGINE_IP);
-    let timeout = Duration::from_secs(3);
-    let failed: Vec<String> = net
-        .client(move || {
-            (0..20u32)
-                .filter_map(|i| {
-                    echo_once(SocketAddr::new(ip, 7000), 1000 + i as usize, i, timeout)
-                        .err()
-                        .map(|e| format!("connection {i}: {e}"))
-                })
-                .collect()
-        })
-        .join()
-        .expect("the echo client thread");
-    assert!(failed.is_empty(), "failed: {failed:#?}");
-    let url = format!("http://{}:{HTTP_PORT}/", url_host(ip));
-    let out = net.exec(
-        "curl",
-        &["-gsS", "--connect-timeout", "3", "--max-time", "5", &url],
-        b"",
-        Duration::from_secs(10),
-    );
-    assert!(
-        out.status.success(),
-        "curl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let left = wait_for_no_exact_rules(&engine, Duration::from_secs(10));
-    assert_eq!(left, 0, "exact rules left after every client closed");
+    serve_clients(net, &engine, 20);
     // The engine's pool is the port's: conservation exact, every mbuf back.
     let report = stop_and_check(engine);
     assert!(report.total.rx > 0);
