@@ -328,10 +328,16 @@ impl DpdkPort {
                     &table[..table.len().min(8)]
                 )));
             }
+            let repeats = usize::from(info.reta_size) / rss.reta_size;
             let summary = format!(
-                "RSS {} (RETA {} entries, key {})",
+                "RSS {} (RETA {} entries{}, key {})",
                 hash_type_text(held.hash_types),
                 info.reta_size,
+                if repeats > 1 {
+                    format!(": {} entries {repeats} times", rss.reta_size)
+                } else {
+                    String::new()
+                },
                 key_text(&held.key)
             );
             Ok(match unmodelled(held.hash_types) {

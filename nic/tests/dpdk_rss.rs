@@ -107,7 +107,7 @@ fn the_model_is_what_the_device_holds_and_hashes_as_dpdk_does() {
     let text = port.describe();
     for expected in [
         "RSS ipv4 ipv4-frag ipv4-tcp ipv4-udp ipv4-other ipv6 ipv6-frag ipv6-tcp ipv6-udp ipv6-other",
-        "(RETA 128 entries, key 0b3055",
+        "(RETA 128 entries: 32 entries 4 times, key 0b3055",
         "checksum offload: off",
     ] {
         assert!(text.contains(expected), "{expected:?} in {text:?}");
