@@ -1,5 +1,7 @@
-//! The few ethdev calls a benchmark or test needs to run a port (a `net_ring` or `net_null`
-//! vdev, or a real NIC) with default configuration, and its rx/tx bursts; and the queries that
+//! The few ethdev calls a benchmark, a test or the engine needs to run a port (a `net_ring` or
+//! `net_null` vdev, or a real NIC) with default configuration or with RSS ([`start_rss`], then
+//! [`rss_hash_update`], [`reta_update`] and what the driver holds: [`rss_hash_conf`],
+//! [`reta_query`]), and its rx/tx bursts; and the queries that
 //! describe a port as testpmd's `show port info` does ([`ports`], [`name`], [`info`],
 //! [`link_nowait`], [`mtu`], [`mac_addr`], [`socket_id`], [`rx_offload_names`],
 //! [`tx_offload_names`]).
@@ -530,7 +532,9 @@ pub fn rss_hash_update(port: u16, key: Option<&[u8]>, hash_types: u64) -> Result
     };
     // SAFETY: conf's key points to rss_key_len readable bytes (or is NULL) that live through
     // the call; the driver copies them; DPDK validates the port id and the flow types.
-    check(OP, unsafe { ffi::rte_eth_dev_rss_hash_update(port, &mut conf) })
+    check(OP, unsafe {
+        ffi::rte_eth_dev_rss_hash_update(port, &mut conf)
+    })
 }
 
 /// The RSS hash configuration `port`'s driver holds (`rte_eth_dev_rss_hash_conf_get`), with

@@ -114,7 +114,12 @@ fn failed_with(run: &Run, code: i32, expected: &[&str]) -> String {
         .lines()
         .filter(|l| l.starts_with("flowsteer: "))
         .collect();
-    assert_eq!(messages.len(), 1, "one message of flowsteer's:\n{}", run.stderr);
+    assert_eq!(
+        messages.len(),
+        1,
+        "one message of flowsteer's:\n{}",
+        run.stderr
+    );
     for text in expected {
         assert!(messages[0].contains(text), "{text:?} in {:?}", messages[0]);
     }
@@ -205,7 +210,12 @@ fn an_eal_argument_the_eal_refuses_is_dpdks_text_and_exit_1() {
     let run = flowsteer(
         "run",
         "eal",
-        &config(1, "net_null0", &["--vdev=net_null0", "--no-such-option"], ""),
+        &config(
+            1,
+            "net_null0",
+            &["--vdev=net_null0", "--no-such-option"],
+            "",
+        ),
         &["--duration", "1"],
     );
     let message = failed_with(
@@ -219,9 +229,13 @@ fn an_eal_argument_the_eal_refuses_is_dpdks_text_and_exit_1() {
         ],
     );
     // The arguments shown are the ones the EAL ran with: its prefix is the one checked above.
-    assert!(message.contains("--file-prefix=flowsteer-ports-"), "{message}");
     assert!(
-        run.stderr.contains("unrecognized option '--no-such-option'"),
+        message.contains("--file-prefix=flowsteer-ports-"),
+        "{message}"
+    );
+    assert!(
+        run.stderr
+            .contains("unrecognized option '--no-such-option'"),
         "the EAL's own message names it:\n{}",
         run.stderr
     );
@@ -250,7 +264,11 @@ fn check_says_what_it_cannot_know_of_the_device_and_where_to_look() {
         "refuses a table size or key length the device does not take (exit 2)",
         "Checksum offload: off",
     ] {
-        assert!(run.stdout.contains(expected), "{expected:?} in\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(expected),
+            "{expected:?} in\n{}",
+            run.stdout
+        );
     }
     // The output is still a configuration: the notes are comments.
     let again = flowsteer("check", "check-again", &run.stdout, &[]);

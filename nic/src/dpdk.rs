@@ -190,10 +190,7 @@ fn unmodelled(hash_types: u64) -> Option<String> {
         .filter(|name| !has(name))
         .collect();
     if !missing.is_empty() {
-        return Some(format!(
-            "it does not hash {} by ports",
-            missing.join(", ")
-        ));
+        return Some(format!("it does not hash {} by ports", missing.join(", ")));
     }
     for v in ["ipv4", "ipv6"] {
         if !has(v) && !(has(&format!("{v}-frag")) && has(&format!("{v}-other"))) {
@@ -309,8 +306,8 @@ impl DpdkPort {
                 .map(|i| ((i % rss.reta_size) % usize::from(queues)) as u16)
                 .collect();
             ethdev::reta_update(port, &table).map_err(DpdkPortError::Dpdk)?;
-            let held = ethdev::rss_hash_conf(port, rss.key.len() as u8)
-                .map_err(DpdkPortError::Dpdk)?;
+            let held =
+                ethdev::rss_hash_conf(port, rss.key.len() as u8).map_err(DpdkPortError::Dpdk)?;
             let held_table =
                 ethdev::reta_query(port, info.reta_size).map_err(DpdkPortError::Dpdk)?;
             if held.key != rss.key {
@@ -343,11 +340,12 @@ impl DpdkPort {
             Ok(match unmodelled(held.hash_types) {
                 Some(why) => (None, format!("{summary}, not modelled in software: {why}")),
                 None => {
-                    let key: [u8; 40] = held.key[..].try_into().map_err(|_| {
-                        DpdkPortError::RssKeyLength {
-                            device: held.key.len() as u8,
-                        }
-                    })?;
+                    let key: [u8; 40] =
+                        held.key[..]
+                            .try_into()
+                            .map_err(|_| DpdkPortError::RssKeyLength {
+                                device: held.key.len() as u8,
+                            })?;
                     let reta = Reta::from_entries(held_table, queues).map_err(|e| {
                         DpdkPortError::RssReadBack(format!("the device's table: {e}"))
                     })?;

@@ -57,14 +57,20 @@ fn the_model_is_what_the_device_holds_and_hashes_as_dpdk_does() {
         reta_size: 32,
     };
     let port = DpdkPort::open_rss(id, 3, (256, 256), pool.clone(), &request).expect("open");
-    let model = port.rss().expect("net_null hashes every type the model needs");
+    let model = port
+        .rss()
+        .expect("net_null hashes every type the model needs");
 
     // What the device reports, through DPDK's calls and not the port's.
     let held = ethdev::rss_hash_conf(id, 40).expect("hash conf");
     let table = ethdev::reta_query(id, 128).expect("reta");
     assert_eq!(held.key, request.key, "the device holds the key set");
     assert_eq!(model.toeplitz.key(), &request.key);
-    assert_eq!(model.reta.entries(), &table[..], "the model's table is the device's");
+    assert_eq!(
+        model.reta.entries(),
+        &table[..],
+        "the model's table is the device's"
+    );
     assert_eq!(model.reta.queues(), 3);
     for (i, &queue) in table.iter().enumerate() {
         assert_eq!(usize::from(queue), (i % 32) % 3, "entry {i}");
@@ -114,7 +120,11 @@ fn the_model_is_what_the_device_holds_and_hashes_as_dpdk_does() {
     }
     let mut cache = pool.cache(0);
     port.reclaim(&mut cache);
-    assert_eq!(pool.available(), pool.capacity(), "the stopped device holds no mbuf");
+    assert_eq!(
+        pool.available(),
+        pool.capacity(),
+        "the stopped device holds no mbuf"
+    );
 }
 
 #[test]
