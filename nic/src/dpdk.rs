@@ -31,7 +31,11 @@
 //! driver's defaults; so does a device whose hashing the model does not match. Then `rss`
 //! is `None` and [`PortControl::describe`] says which and why. The mbufs carry the device's
 //! hash where the driver delivers one (`RTE_MBUF_F_RX_RSS_HASH`, asked for with the
-//! `RSS_HASH` receive offload when the device offers it), and hash 0 otherwise.
+//! `RSS_HASH` receive offload when the device offers it). Where it delivers none (net_null,
+//! net_af_packet, net_ring fed without hashes), the queue computes one in software, so that
+//! `miss = "rss"` still spreads flows: the model's hash (what the device computed) when there
+//! is a model, else the symmetric Toeplitz hash of addresses and ports, as the AF_PACKET port's
+//! frame ring does. Cost: one parse and up to 36 table lookups per such frame.
 //!
 //! Checksum offloads are not used: the stack computes and checks every checksum in software,
 //! and `describe` says so.
@@ -45,7 +49,7 @@ use dpdk_sys::{ethdev, ffi};
 
 use crate::pool::{PacketPool, PktBuf, PoolCache};
 use crate::port::{mac_text, Port, PortControl, QueuePair};
-use crate::rss::{Reta, SoftRss, Toeplitz};
+use crate::rss::{Reta, SoftRss, Toeplitz, SYMMETRIC_KEY};
 
 /// Most mbufs one `rx_burst` or `tx_burst` call moves through the driver; larger requests are
 /// split.
@@ -161,7 +165,13 @@ pub struct DpdkPort {
     rss: Option<SoftRss>,
     /// What the device does with RSS, for `describe`.
     rss_text: String,
+    /// The hash of frames the driver delivers without one: the device's, from its model, else
+    /// the AF_PACKET frame ring's symmetric one (a table of one entry: only the hash is used).
+    soft_hash: SoftRss,
 }
+
+/// `RTE_MBUF_F_RX_RSS_HASH`: the driver wrote the device's hash into the mbuf.
+const RX_RSS_HASH: u64 = ffi::RTE_MBUF_F_RX_RSS_HASH as u64;
 
 /// The RSS a port is opened with ([`DpdkPort::open_rss`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -193,7 +203,8 @@ fn unmodelled(hash_types: u64) -> Option<String> {
         return Some(format!("it does not hash {} by ports", missing.join(", ")));
     }
     for v in ["ipv4", "ipv6"] {
-        if !has(v) && !(has(&format!("{v}-frag")) && has(&format!("{v}-other"))) {
+        let by_addresses = has(v) || (has(&format!("{v}-frag")) && has(&format!("{v}-other")));
+        if !by_addresses {
             return Some(format!(
                 "it does not hash every other {v} packet by addresses ({v}, or {v}-frag and \
                  {v}-other)"
@@ -381,6 +392,13 @@ impl DpdkPort {
         };
         let name = ethdev::name(port).map_err(fail)?;
         let mac = ethdev::mac_addr(port).map_err(fail)?;
+        let soft_hash = match &rss {
+            Some(model) => model.clone(),
+            None => SoftRss::new(&SYMMETRIC_KEY, 1, 1).map_err(|e| {
+                let _ = ethdev::stop(port);
+                DpdkPortError::RssReadBack(format!("the software hash: {e}"))
+            })?,
+        };
         Ok(DpdkPort {
             port,
             name,
@@ -395,6 +413,7 @@ impl DpdkPort {
             stopped: Mutex::new(false),
             rss,
             rss_text,
+            soft_hash,
         })
     }
 
@@ -473,6 +492,7 @@ impl Port for DpdkPort {
             queues: self.queues.clone(),
             _pool: self.pool.clone(),
             mbufs: [std::ptr::null_mut(); BURST],
+            soft_hash: self.soft_hash.clone(),
         })
     }
 }
@@ -486,6 +506,8 @@ pub struct DpdkQueue {
     _pool: Arc<PacketPool>,
     /// Scratch for one driver call.
     mbufs: [*mut ffi::rte_mbuf; BURST],
+    /// Hashes the frames the driver delivers without the device's hash.
+    soft_hash: SoftRss,
 }
 
 // SAFETY: the raw pointers in `mbufs` are scratch, meaningful only within one call of the owning
@@ -503,10 +525,18 @@ impl QueuePair for DpdkQueue {
             let got = unsafe { ethdev::rx_burst(self.port, self.queue, &mut self.mbufs[..want]) };
             for &m in &self.mbufs[..got] {
                 let Some(m) = NonNull::new(m) else { continue };
+                // SAFETY: the driver returned m, so it is ours; a plain field.
+                let hashed = unsafe { (*m.as_ptr()).ol_flags } & RX_RSS_HASH != 0;
                 // SAFETY: the driver returned m, so it is ours; it is an mbuf of the pool the
                 // queue was set up with, a `with_mbufs` pool; one handle is made.
                 match unsafe { PktBuf::from_mbuf(m) } {
-                    Some(buf) => out.push(buf),
+                    Some(mut buf) => {
+                        if !hashed {
+                            let (hash, _) = self.soft_hash.queue_of(buf.data());
+                            buf.set_rss_hash(hash);
+                        }
+                        out.push(buf);
+                    }
                     None => {
                         // SAFETY: m is still ours (from_mbuf refused it) and freed once.
                         unsafe { dpdk_sys::pktmbuf_free(m.as_ptr()) };

@@ -5,12 +5,12 @@
 //! print "skipped: needs root" and pass, except under `CI=true`.
 #![cfg(feature = "dpdk")]
 
-use dpdk_sys::{eal, ethdev, rss};
+use dpdk_sys::{eal, ethdev, ffi, rss};
 use flowsteer_nic::dpdk::{reta_sizes, DpdkPort, DpdkPortError, RssRequest};
 use flowsteer_nic::pool::PacketPool;
-use flowsteer_nic::port::{PortControl, QueuePair};
-use flowsteer_nic::rss::SYMMETRIC_KEY;
-use flowsteer_nic::wire::{FiveTuple, IpPair};
+use flowsteer_nic::port::{Port, PortControl, QueuePair};
+use flowsteer_nic::rss::{SoftRss, SYMMETRIC_KEY};
+use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair};
 
 /// The port whose RSS is set and checked.
 const RSS_VDEV: &str = "net_null0";
@@ -18,11 +18,13 @@ const RSS_VDEV: &str = "net_null0";
 const REFUSING_VDEV: &str = "net_null1";
 /// A port without RSS.
 const PLAIN_VDEV: &str = "net_ring0";
+/// A port without RSS whose frames come back (net_ring: what a queue sends, it receives).
+const LOOP_VDEV: &str = "net_ring1";
 
 fn eal_ready() -> bool {
     flowsteer_testrig::eal::eal_ready(
         "nic-dpdk-rss-test",
-        &[RSS_VDEV, REFUSING_VDEV, PLAIN_VDEV],
+        &[RSS_VDEV, REFUSING_VDEV, PLAIN_VDEV, LOOP_VDEV],
         |args| {
             eal::init(args).map_err(|e| e.to_string())?;
             Ok(eal::runtime_dir())
@@ -196,11 +198,90 @@ fn a_device_without_rss_has_no_model_and_says_so() {
         "{text}"
     );
     // The port works: a queue can be taken and polled.
-    use flowsteer_nic::port::Port;
     let mut queue = port.take_queue(0).expect("queue 0");
     let mut cache = pool.cache(8);
     let mut got = Vec::new();
     assert_eq!(queue.rx_burst(&mut cache, &mut got, 8), 0);
     drop(queue);
     port.reclaim(&mut cache);
+}
+
+#[test]
+fn frames_without_the_devices_hash_get_the_software_one_and_a_delivered_hash_is_kept() {
+    if !eal_ready() {
+        return;
+    }
+    let id = ethdev::port_by_name(LOOP_VDEV).expect("net_ring1");
+    let pool = PacketPool::with_mbufs("t_rss_loop", 1023, 2048).expect("pool");
+    let request = RssRequest {
+        key: test_key(),
+        reta_size: 128,
+    };
+    let port = DpdkPort::open_rss(id, 1, (256, 256), pool.clone(), &request).expect("open");
+    assert!(port.rss().is_none());
+    let mut queue = port.take_queue(0).expect("queue 0");
+    let mut cache = pool.cache(16);
+    let symmetric = SoftRss::new(&SYMMETRIC_KEY, 1, 1).expect("model");
+
+    let mut sent = Vec::new();
+    let mut frames = Vec::new();
+    for i in 0..16u16 {
+        let tuple = v4(
+            [10, 0, 0, i as u8],
+            [10, 0, 1, 1],
+            40000 + i,
+            443,
+            i % 2 == 0,
+        );
+        let mut bytes = [0u8; 128];
+        let len = build_frame(
+            &mut bytes,
+            &FrameSpec {
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+                vlan: None,
+                tuple,
+                tcp_flags: 0x10,
+                payload: b"rss",
+            },
+        )
+        .expect("frame");
+        let mut buf = cache.alloc().expect("buffer");
+        buf.write_frame(&bytes[..len]).expect("fits");
+        frames.push(bytes[..len].to_vec());
+        sent.push(buf);
+    }
+    assert_eq!(queue.tx_burst(&mut cache, &mut sent), 16);
+    let mut got = Vec::new();
+    assert_eq!(queue.rx_burst(&mut cache, &mut got, 64), 16);
+    for (buf, frame) in got.iter().zip(&frames) {
+        assert_eq!(buf.data(), &frame[..]);
+        let (hash, _) = symmetric.queue_of(frame);
+        assert_ne!(hash, 0);
+        assert_eq!(
+            buf.rss_hash(),
+            hash,
+            "the software hash of a frame without one"
+        );
+    }
+    cache.free_bulk(&mut got);
+
+    // An mbuf the driver hands over with a hash keeps it (net_ring passes the flags through).
+    let mut buf = cache.alloc().expect("buffer");
+    buf.write_frame(&frames[0]).expect("fits");
+    let m = buf.into_mbuf();
+    // SAFETY: m is owned here; the flag says the hash member is written, which it is.
+    unsafe {
+        (*m.as_ptr()).ol_flags |= ffi::RTE_MBUF_F_RX_RSS_HASH as u64;
+        (*m.as_ptr()).__bindgen_anon_2.hash.rss = 0x1234_5678;
+    }
+    // SAFETY: the port is started and its queue 0 is polled by this thread only; m is owned.
+    assert_eq!(unsafe { ethdev::tx_burst(id, 0, &mut [m.as_ptr()]) }, 1);
+    assert_eq!(queue.rx_burst(&mut cache, &mut got, 64), 1);
+    assert_eq!(got[0].rss_hash(), 0x1234_5678);
+    cache.free_bulk(&mut got);
+    drop(queue);
+    port.reclaim(&mut cache);
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
 }
