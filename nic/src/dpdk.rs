@@ -593,3 +593,58 @@ impl Drop for DpdkQueue {
         self.state().taken.store(false, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dpdk_sys::rss::flow_type_mask;
+
+    use super::*;
+
+    #[test]
+    fn the_model_needs_every_tcp_udp_type_with_ports_and_other_ip_by_addresses() {
+        assert_eq!(unmodelled(modelled_hash_types()), None);
+        let all_l4 = flow_type_mask(&dpdk_sys::rss::L4_FLOW_TYPES);
+        // i40e's way: no plain ipv4/ipv6, but fragments and other protocols.
+        let split =
+            all_l4 | flow_type_mask(&["ipv4-frag", "ipv4-other", "ipv6-frag", "ipv6-other"]);
+        assert_eq!(unmodelled(split), None);
+        let without_udp6 = modelled_hash_types() & !flow_type_mask(&["ipv6-udp"]);
+        assert_eq!(
+            unmodelled(without_udp6).as_deref(),
+            Some("it does not hash ipv6-udp by ports")
+        );
+        assert_eq!(
+            unmodelled(flow_type_mask(&["ipv4", "ipv6"])).as_deref(),
+            Some("it does not hash ipv4-tcp, ipv4-udp, ipv6-tcp, ipv6-udp by ports")
+        );
+        let no_v6_others = all_l4 | flow_type_mask(&["ipv4", "ipv6-frag"]);
+        assert!(unmodelled(no_v6_others)
+            .is_some_and(|why| why.starts_with("it does not hash every other ipv6 packet")));
+        let src_only = modelled_hash_types() | flow_type_mask(&["l3-src-only"]);
+        assert!(unmodelled(src_only).is_some_and(|why| why.contains("selection")));
+    }
+
+    #[test]
+    fn errors_say_what_the_device_takes() {
+        assert_eq!(
+            DpdkPortError::RssKeyLength { device: 52 }.to_string(),
+            "the device's RSS key is 52 bytes; flowsteer sets and models a 40-byte Toeplitz key"
+        );
+        let odd = DpdkPortError::RetaSize {
+            asked: 64,
+            device: 96,
+            queues: 2,
+        };
+        assert!(odd
+            .to_string()
+            .contains("96 entries, which no power-of-two table"));
+        assert_eq!(reta_sizes(512, 1).len(), 10);
+        assert_eq!(
+            reta_sizes(4, 8),
+            Vec::<usize>::new(),
+            "more queues than entries"
+        );
+        assert_eq!(key_text(&[1, 2, 3]), "010203");
+        assert_eq!(key_text(&[0xab; 40]), "abababababababab..");
+    }
+}
