@@ -1,13 +1,17 @@
 //! What the tests that put the Linux kernel's clients in front of the engine share: a network
 //! namespace with the client end of a veth pair (IPv4 and IPv6 addresses), the engine's checks
-//! after a run, and byte-exact clients.
+//! after a run, and byte-exact clients; the kernel's servers ([`servers`]) and the suite every
+//! port that serves the kernel's clients passes ([`suite`]).
 
 #![allow(dead_code)] // each test binary uses a part
+
+pub mod servers;
+pub mod suite;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Output};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -116,6 +120,41 @@ impl ClientNet {
             client_if,
             netns,
             _veth: veth,
+        }
+    }
+
+    /// The client network of the whole test process, made on first use and deleted when the
+    /// process exits: for a port that holds the engine end for the process's lifetime (a DPDK
+    /// device the EAL creates at its start, once per process). A `static` is never dropped,
+    /// so the deletion is registered with `atexit`, which runs after the test harness returns
+    /// (also when tests failed; not when the process is killed).
+    pub fn for_the_process() -> &'static ClientNet {
+        static NET: OnceLock<ClientNet> = OnceLock::new();
+        extern "C" fn delete_at_exit() {
+            if let Some(net) = NET.get() {
+                net.delete();
+            }
+        }
+        NET.get_or_init(|| {
+            // SAFETY: atexit only stores the function pointer; `delete_at_exit` is an
+            // `extern "C" fn()` that does not unwind (it runs `ip`, ignoring its failures).
+            let registered = unsafe { libc::atexit(delete_at_exit) };
+            assert_eq!(
+                registered, 0,
+                "atexit refused the client network's deletion"
+            );
+            ClientNet::new()
+        })
+    }
+
+    /// Deletes the namespace (and with it the pair) and the engine end, if the kernel has not
+    /// already: what dropping does, for a network that is never dropped.
+    fn delete(&self) {
+        for args in [
+            ["netns", "del", self.ns.as_str()],
+            ["link", "del", self.engine_if.as_str()],
+        ] {
+            let _ = Command::new("ip").args(args).output();
         }
     }
 
@@ -252,6 +291,11 @@ pub fn echo_once(addr: SocketAddr, len: usize, seed: u32, timeout: Duration) -> 
     if let Some(at) = data.iter().zip(&echoed).position(|(a, b)| a != b) {
         return Err(format!("{addr}: echoed byte {at} of {len} differs"));
     }
+    close_after_the_echo(&mut stream, addr)
+}
+
+/// Half-closes an echo connection and expects the server to close after it, with nothing more.
+pub fn close_after_the_echo(stream: &mut TcpStream, addr: SocketAddr) -> Result<(), String> {
     stream
         .shutdown(Shutdown::Write)
         .map_err(|e| format!("shutdown {addr}: {e}"))?;
