@@ -8,6 +8,7 @@
 //!   process, removed when dropped (also when the test panics).
 //! - `vbridge` (feature `vbridge`): a smoltcp device on a vbridge peer port.
 //! - [`eal`]: the DPDK EAL started once per test binary, for root only.
+//! - [`pcap`]: classic pcap files, written for a port to replay and read for what it sent.
 //! - `memory` (feature `memory`): a wire in memory between smoltcp clients and a server driven
 //!   by hand (the stack's tests, the benchmarks' `stack-path`).
 
@@ -16,6 +17,7 @@ pub mod eal;
 pub mod memory;
 pub mod need;
 pub mod net;
+pub mod pcap;
 #[cfg(feature = "vbridge")]
 pub mod vbridge;
 
