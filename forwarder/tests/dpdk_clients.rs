@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use common::suite::*;
 use common::*;
 use dpdk_sys::ethdev;
-use flowsteer_config::{App, Balance, Config, Driver, Idle, Profile};
+use flowsteer_config::{App, Balance, Config, Driver};
 use flowsteer_nic::dpdk::DpdkPort;
 use flowsteer_nic::pool::PacketPool;
 use flowsteer_testrig::{Tool, CURL, IPERF3, NC, PYTHON3, SS};
@@ -74,24 +74,14 @@ fn the_device(clients: &[Tool]) -> Option<(MutexGuard<'static, ()>, &'static Cli
     Some((lock, ClientNet::for_the_process()))
 }
 
-/// Two stack threads on the device's two queues running `apps`, software balancing, idle
-/// threads sleeping (the clients share the cores).
+/// The suite's two stack threads on the device's two queues, running `apps`.
 fn config(net: &ClientNet, apps: Vec<App>) -> Config {
-    let mut cfg = Config::default();
-    cfg.engine.threads = QUEUES;
-    cfg.engine.balance = Balance::Software;
-    cfg.engine.idle = Idle::Sleep;
+    let mut cfg = two_threads_serving(apps);
     cfg.port.driver = Driver::Dpdk;
     cfg.port.device = DEVICE.to_owned();
     cfg.port.eal_args = vec![vdev(net)];
-    cfg.port.queues = QUEUES;
     cfg.port.rx_descriptors = 512;
     cfg.port.tx_descriptors = 512;
-    cfg.port.ipv4 = ENGINE_IP;
-    cfg.port.ipv4_prefix = 24;
-    cfg.traffic.profile = Profile::None;
-    cfg.metrics.enabled = false;
-    cfg.stack.app = apps;
     cfg.validate().expect("a valid DPDK configuration");
     cfg
 }

@@ -33,7 +33,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use flowsteer_config::{AppKind, Balance, Config, Driver, Fanout, Idle, Profile};
+use flowsteer_config::{AppKind, Balance, Config, Driver, Fanout, Profile};
 use flowsteer_testrig::{CURL, IPERF3, NC, PYTHON3, SS};
 use forwarder::engine::Engine;
 
@@ -46,21 +46,11 @@ use common::*;
 
 /// Two stack threads on the engine end running the suite's apps (`common::suite`).
 fn engine_config(interface: &str, balance: Balance) -> Config {
-    let mut cfg = Config::default();
-    cfg.engine.threads = 2;
+    let mut cfg = two_threads_serving(client_apps());
     cfg.engine.balance = balance;
-    // Sleeping when idle leaves the cores to the kernel clients (the port's default frame ring
-    // hands each frame over at once; the sleep is the latency floor).
-    cfg.engine.idle = Idle::Sleep;
     cfg.port.driver = Driver::AfPacket;
     cfg.port.interface = interface.to_owned();
-    cfg.port.queues = 2;
     cfg.port.fanout = Fanout::Lb;
-    cfg.port.ipv4 = ENGINE_IP;
-    cfg.port.ipv4_prefix = 24;
-    cfg.traffic.profile = Profile::None;
-    cfg.metrics.enabled = false;
-    cfg.stack.app = client_apps();
     cfg
 }
 

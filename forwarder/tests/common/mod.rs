@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use flowsteer_testrig::net::{ip, run, unique_name, Netns, Veth};
 use flowsteer_testrig::{skip_without_root_and, Tool, ETHTOOL, IP};
 
+use flowsteer_config::{App, Balance, Config, Idle, Profile};
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
@@ -176,6 +177,24 @@ impl ClientNet {
     {
         self.netns.thread(work)
     }
+}
+
+/// Two stack threads on two queues at the engine's addresses running `apps`, software
+/// balancing, no traffic generator, no metrics endpoint: what each port's keys complete. Idle
+/// threads sleep: that leaves the cores to the kernel's clients (a port that hands each frame
+/// over at once then has the sleep as its latency floor).
+pub fn two_threads_serving(apps: Vec<App>) -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = 2;
+    cfg.engine.balance = Balance::Software;
+    cfg.engine.idle = Idle::Sleep;
+    cfg.port.queues = 2;
+    cfg.port.ipv4 = ENGINE_IP;
+    cfg.port.ipv4_prefix = 24;
+    cfg.traffic.profile = Profile::None;
+    cfg.metrics.enabled = false;
+    cfg.stack.app = apps;
+    cfg
 }
 
 /// Sum of a stack counter over the threads.
