@@ -68,7 +68,14 @@ pub fn neighbor_solicitation(mac: [u8; 6], ip: Ipv6Addr, target: Ipv6Addr) -> Ve
         target_addr: target,
         lladdr: Some(RawHardwareAddress::from_bytes(&mac)),
     });
-    icmpv6(mac, [0x33, 0x33, g[12], g[13], g[14], g[15]], ip, group, 255, icmp)
+    icmpv6(
+        mac,
+        [0x33, 0x33, g[12], g[13], g[14], g[15]],
+        ip,
+        group,
+        255,
+        icmp,
+    )
 }
 
 /// An ICMP echo request from the host `mac`, `src` to `dst_mac`, `dst`.
@@ -103,7 +110,10 @@ pub fn echo_request(
                     let caps = ChecksumCapabilities::default();
                     let mut packet = Ipv4Packet::new_unchecked(p);
                     ip.emit(&mut packet, &caps);
-                    icmp.emit(&mut Icmpv4Packet::new_unchecked(packet.payload_mut()), &caps);
+                    icmp.emit(
+                        &mut Icmpv4Packet::new_unchecked(packet.payload_mut()),
+                        &caps,
+                    );
                 },
             )
         }

@@ -182,9 +182,15 @@ mod tests {
     fn cut_files_and_other_formats_are_refused_saying_where() {
         let bytes = encode(&records());
         let cut = decode(&bytes[..bytes.len() - 1]).expect_err("the last record is cut");
-        assert!(cut.contains("record 3") && cut.contains("100 bytes captured"), "{cut}");
+        assert!(
+            cut.contains("record 3") && cut.contains("100 bytes captured"),
+            "{cut}"
+        );
         let cut = decode(&bytes[..24 + 8]).expect_err("a record header is cut");
-        assert!(cut.contains("record 1 at byte 24: header cut short"), "{cut}");
+        assert!(
+            cut.contains("record 1 at byte 24: header cut short"),
+            "{cut}"
+        );
         let not_pcap = decode(&[0u8; 24]).expect_err("no magic number");
         assert!(not_pcap.contains("not a classic pcap file"), "{not_pcap}");
         assert!(decode(&bytes[..10]).is_err());
