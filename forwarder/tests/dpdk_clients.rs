@@ -31,8 +31,9 @@
 //!   connections hashed to the wrong thread break, the others work (unlike the AF_PACKET port's
 //!   `lb` fanout, which breaks nearly all);
 //! - the sockets exist from the EAL's start to the process's end, so frames that arrive while
-//!   no engine runs wait in their rings for the next one, and a queue nobody polls loses the
-//!   flows the hash gives it: the engine must run as many queues as `qpairs`.
+//!   no engine runs wait in their rings for the next one, and a queue nobody polls keeps the
+//!   frames the hash gives it until its ring is full (only then does rollover move frames to a
+//!   polled queue): the engine must run as many queues as `qpairs`.
 //!
 //! One EAL per process, which creates the device on a veth made before it: the tests share the
 //! device, its veth and namespace ([`ClientNet::for_the_process`], deleted at exit), and run
