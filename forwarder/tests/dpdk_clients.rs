@@ -33,7 +33,7 @@
 //! - the sockets exist from the EAL's start to the process's end, so frames that arrive while
 //!   no engine runs wait in their rings for the next one, and a queue nobody polls keeps the
 //!   frames the hash gives it until its ring is full (only then does rollover move frames to a
-//!   polled queue): the engine must run as many queues as `qpairs`.
+//!   polled queue): the engine refuses fewer queues than `qpairs`.
 //!
 //! One EAL per process, which creates the device on a veth made before it: the tests share the
 //! device, its veth and namespace ([`ClientNet::for_the_process`], deleted at exit), and run
@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use common::suite::*;
 use common::*;
 use dpdk_sys::ethdev;
-use flowsteer_config::{App, Balance, Config, Driver};
+use flowsteer_config::{App, AppKind, Balance, Config, Driver};
 use flowsteer_nic::dpdk::DpdkPort;
 use flowsteer_nic::pool::PacketPool;
 use flowsteer_testrig::{Tool, CURL, IPERF3, NC, PYTHON3, SS};
@@ -162,6 +162,21 @@ fn a_configured_dpdk_port_serves_the_kernels_ipv6_clients() {
         .to_string();
     assert!(
         error.contains("port.queues: net_af_packet0 has 2 queue pairs at most"),
+        "{error}"
+    );
+    // Fewer queues than the device has: the kernel's fanout would still hash flows to the
+    // queue nobody polls, and their clients would hang.
+    let mut fewer = cfg.clone();
+    fewer.engine.threads = 1;
+    fewer.port.queues = 1;
+    fewer.stack.app = vec![App::new(AppKind::Http, HTTP_PORT)];
+    let error = Engine::start(&fewer, false)
+        .err()
+        .expect("one of two queues left unpolled")
+        .to_string();
+    assert!(
+        error.contains("port.queues: net_af_packet0 spreads its flows over all its 2 queue pairs")
+            && error.contains("qpairs=1; got 1"),
         "{error}"
     );
     let mut unknown = cfg.clone();
