@@ -232,8 +232,8 @@ fn rss_balancing_on_a_dpdk_port_breaks_the_connections_hashed_to_the_wrong_threa
     let mut cfg = config(net, client_apps());
     cfg.engine.balance = Balance::Rss;
     cfg.stack.idle_timeout_s = 1;
-    let outcome = connect_under_rss_balancing(net, start(&cfg), 16);
-    // Both happen unless the hash put all 16 connections on one side (odds 2 in 65536).
+    let outcome = connect_under_rss_balancing(net, start(&cfg), 24);
+    // Both happen unless the hash put all 24 connections on one side (odds 1 in 8 million).
     assert!(
         outcome.failed > 0 && outcome.failed < outcome.attempts,
         "{} of {} connections failed: {:?}",
