@@ -177,11 +177,22 @@ pub fn serve_both_ports(net: &ClientNet, engine: Engine, ip: IpAddr) -> RunRepor
     assert_eq!(stack_sum(&engine, |s| s.rule_add_failed.get()), 0);
     // A port that deals a connection's FIN and its last data to different threads makes the FIN
     // wait for the data, never in vain on a lossless veth.
-    eprintln!(
-        "{ip}: {} segments held for what precedes them",
-        stack_sum(&engine, |s| s.early_segments_held.get())
+    let held = stack_sum(&engine, |s| s.early_segments_held.get());
+    eprintln!("{ip}: {held} segments held for what precedes them");
+    let expired = stack_sum(&engine, |s| s.early_segments_expired.get());
+    assert_eq!(
+        expired,
+        0,
+        "{expired} of {held} held segments waited in vain; port drops {:?}, engine {:?}",
+        engine.shared().port.drops(),
+        engine
+            .shared()
+            .stats
+            .snapshot()
+            .iter()
+            .map(|t| (t.dropped.clone(), t.swq_full.clone()))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(stack_sum(&engine, |s| s.early_segments_expired.get()), 0);
 
     let report = stop_and_check(engine);
     // Half of the echo connections reach the thread that does not listen on their port.
