@@ -57,6 +57,7 @@ mod stack;
 pub mod stats;
 
 pub use config::{AppKind, AppSpec, StackConfig};
+pub use early_segments::HOLD_LIMIT;
 pub use keys::{endpoint_key, flow_key};
 pub use outbound::{Outbound, PortChoice};
 pub use stack::{Stack, StackError};

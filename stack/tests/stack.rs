@@ -456,7 +456,7 @@ fn a_fin_whose_data_never_comes_is_let_go_after_the_hold_limit() {
     let fin = rig.client_emits();
     rig.deliver(fin);
     assert_eq!(rig.stats().early_segments_held.get(), 1);
-    std::thread::sleep(std::time::Duration::from_millis(40));
+    std::thread::sleep(past_the_hold_limit());
     rig.deliver(Vec::new());
     assert_eq!(rig.stats().early_segments_expired.get(), 1);
     // The client's retransmission brings the data and the FIN again; the stack serves them.
@@ -956,7 +956,7 @@ fn early_segments_held_at_once_are_bounded() {
     let copies = 300;
     rig.deliver(vec![fin[0].clone(); copies]);
     assert_eq!(rig.stats().early_segments_held.get(), 256);
-    std::thread::sleep(std::time::Duration::from_millis(40));
+    std::thread::sleep(past_the_hold_limit());
     rig.deliver(Vec::new());
     // The first goes for want of its data; the others are copies of it, and follow it.
     assert_eq!(rig.stats().early_segments_expired.get(), 1);
@@ -1009,4 +1009,10 @@ fn ping_is_answered_over_ipv4_and_ipv6() {
         ]
     );
     rig.assert_pool_full();
+}
+
+/// A sleep that outlasts the early-segment hold limit.
+fn past_the_hold_limit() -> std::time::Duration {
+    std::time::Duration::from_micros(flowsteer_stack::HOLD_LIMIT.total_micros())
+        + std::time::Duration::from_millis(20)
 }
