@@ -263,7 +263,7 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
 }
 
 /// CPU affinity of the baseline's threads.
-mod cpu {
+pub(crate) mod cpu {
     /// The CPUs the calling thread may run on, ascending.
     pub fn allowed() -> Result<Vec<usize>, std::io::Error> {
         // SAFETY: cpu_set_t is plain data (all-zero is the empty set); sched_getaffinity writes
