@@ -403,9 +403,15 @@ unsafe impl Send for Service<'_> {}
 impl Service<'_> {
     /// Runs one iteration of the service on the calling thread
     /// (`rte_service_run_iter_on_app_lcore`, serialised against other runners); false when
-    /// DPDK refused (not running, or another thread runs it right now).
+    /// DPDK refused (not running, or another thread runs it right now) and when the calling
+    /// thread is no EAL lcore: DPDK 22.11 indexes its per-lcore state by the caller's lcore id,
+    /// so a thread the EAL did not create must register first ([`eal::register_thread`]).
     pub fn run_once(&mut self) -> bool {
-        // SAFETY: the service exists while the device does (the borrow), and was set to run.
+        if eal::lcore_id().is_none() {
+            return false;
+        }
+        // SAFETY: the service exists while the device does (the borrow) and was set to run; the
+        // calling thread has an lcore id, which DPDK's per-lcore state is indexed by.
         unsafe { ffi::rte_service_run_iter_on_app_lcore(self.id, 1) == 0 }
     }
 }

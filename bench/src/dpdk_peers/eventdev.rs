@@ -230,7 +230,8 @@ pub(super) fn run(
         let counts: Result<Vec<_>, _> = stacks.into_iter().map(|h| h.join()).collect();
         let scheduled = scheduler.map(|h| h.map(|h| h.join()));
         match (counts, scheduled) {
-            (Ok(c), None | Some(Ok(Ok(())))) => Ok((c, window)),
+            (Ok(c), None | Some(Ok(Ok(Ok(()))))) => Ok((c, window)),
+            (_, Some(Ok(Ok(Err(e))))) => Err(e),
             _ => Err("an eventdev thread panicked or did not start".to_string()),
         }
     })?;
@@ -267,14 +268,17 @@ pub(super) fn run(
 }
 
 /// The scheduler thread of a device that needs one: runs its service until every stack thread
-/// stopped receiving and the device is drained (or the drain limit passed).
+/// stopped receiving and the device is drained (or the drain limit passed). It registers as an
+/// EAL lcore, which running a service needs; if it cannot, nothing is scheduled, and the stack
+/// threads' drain ends at its limit with a failure that says so.
 fn schedule(
     mut service: Service<'_>,
     stop: &AtomicBool,
     stopped_receiving: &AtomicUsize,
     threads: usize,
     progress: &[CachePadded<Progress>],
-) {
+) -> Result<(), String> {
+    let _lcore = eal::register_thread().map_err(|e| format!("scheduler thread: {e}"))?;
     let mut draining_since = None;
     loop {
         service.run_once();
@@ -283,7 +287,7 @@ fn schedule(
         }
         let since = *draining_since.get_or_insert_with(Instant::now);
         if drained(progress) || since.elapsed() > DRAIN_LIMIT {
-            return;
+            return Ok(());
         }
     }
 }
