@@ -101,6 +101,8 @@ pub struct EventDev {
     started: bool,
     /// The scheduling service of a device that needs one, set running at start.
     service: Option<u32>,
+    /// The device needs no `rte_event_maintain` (`RTE_EVENT_DEV_CAP_MAINTENANCE_FREE`).
+    maintenance_free: bool,
 }
 
 impl EventDev {
@@ -132,6 +134,7 @@ impl EventDev {
             ports: Vec::new(),
             started: false,
             service: None,
+            maintenance_free: false,
         })
     }
 
@@ -194,6 +197,7 @@ impl EventDev {
         }
         self.queues = config.queues;
         self.ports = (0..config.ports).map(|_| AtomicBool::new(false)).collect();
+        self.maintenance_free = info.capabilities & ffi::RTE_EVENT_DEV_CAP_MAINTENANCE_FREE != 0;
         Ok(())
     }
 
@@ -296,6 +300,7 @@ impl EventDev {
             dev: self.id,
             port,
             queues: self.queues,
+            maintenance_free: self.maintenance_free,
             _device: PhantomData,
         })
     }
@@ -337,6 +342,7 @@ pub struct EventPort<'a> {
     dev: u8,
     port: u8,
     queues: u8,
+    maintenance_free: bool,
     _device: PhantomData<&'a EventDev>,
 }
 
@@ -383,8 +389,14 @@ impl EventPort<'_> {
     }
 
     /// The port's background work when it has not dequeued for a while (`rte_event_maintain`):
-    /// `event_dsw` flushes the events it buffered for other ports.
+    /// `event_dsw` flushes the events it buffered for other ports. Nothing for a device that
+    /// declares it needs none (`RTE_EVENT_DEV_CAP_MAINTENANCE_FREE`): DPDK 22.11 does not clear
+    /// the maintenance function of a device slot that is released and reused, so a device made
+    /// after an `event_dsw` in the same slot would call `event_dsw`'s on its own port.
     pub fn maintain(&mut self) {
+        if self.maintenance_free {
+            return;
+        }
         // SAFETY: as enqueue_new; op 0 is the plain maintenance.
         unsafe { ffi::dpdk_sys_event_maintain(self.dev, self.port, 0) };
     }
