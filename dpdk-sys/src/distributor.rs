@@ -68,10 +68,7 @@ pub fn create(
     if workers == 0 || workers >= MAX_WORKERS {
         return Err(Error::invalid(
             OP,
-            format!(
-                "workers must be 1..{}, got {workers}",
-                MAX_WORKERS
-            ),
+            format!("workers must be 1..{}, got {workers}", MAX_WORKERS),
         ));
     }
     // The memzone is named "DIST_" + name, at most RTE_MEMZONE_NAMESIZE - 1 bytes.
@@ -138,7 +135,8 @@ impl DistributorCore {
         let n = u32::try_from(mbufs.len()).unwrap_or(u32::MAX);
         // SAFETY: the distributor side is this handle's (&mut self); the caller vouches for the
         // mbufs; DPDK reads at most n entries.
-        let taken = unsafe { ffi::rte_distributor_process(self.ptr.as_ptr(), mbufs.as_mut_ptr(), n) };
+        let taken =
+            unsafe { ffi::rte_distributor_process(self.ptr.as_ptr(), mbufs.as_mut_ptr(), n) };
         usize::try_from(taken).unwrap_or(0)
     }
 
@@ -225,7 +223,8 @@ impl DistributorWorker {
         }
         // SAFETY: worker `id` is this handle's; out has room for RTE_DIST_BURST_SIZE pointers,
         // the most DPDK writes.
-        let got = unsafe { ffi::rte_distributor_poll_pkt(self.ptr.as_ptr(), self.id, out.as_mut_ptr()) };
+        let got =
+            unsafe { ffi::rte_distributor_poll_pkt(self.ptr.as_ptr(), self.id, out.as_mut_ptr()) };
         let answered = match self.algorithm {
             Algorithm::Burst => got >= 0,
             Algorithm::Single => got > 0,

@@ -249,8 +249,9 @@ impl EventDev {
         let n = u16::try_from(queues.len())
             .map_err(|_| Error::invalid(OP, "too many queues".to_owned()))?;
         // SAFETY: the device exists; queues holds n ids; NULL priorities mean normal priority.
-        let linked =
-            unsafe { ffi::rte_event_port_link(self.id, port, queues.as_ptr(), std::ptr::null(), n) };
+        let linked = unsafe {
+            ffi::rte_event_port_link(self.id, port, queues.as_ptr(), std::ptr::null(), n)
+        };
         if linked != i32::from(n) {
             return Err(Error::last(OP));
         }
@@ -269,7 +270,10 @@ impl EventDev {
             unsafe {
                 let rc = ffi::rte_service_set_runstate_mapped_check(id, 0);
                 if rc < 0 {
-                    return Err(Error::from_code("rte_service_set_runstate_mapped_check", rc));
+                    return Err(Error::from_code(
+                        "rte_service_set_runstate_mapped_check",
+                        rc,
+                    ));
                 }
                 let rc = ffi::rte_service_runstate_set(id, 1);
                 if rc < 0 {
@@ -373,8 +377,9 @@ impl EventPort<'_> {
         // SAFETY: this port is used by this thread alone (&mut self); the device is started
         // (the port exists only then) and outlives the port; every event names an existing
         // queue; DPDK reads n events.
-        let taken =
-            unsafe { ffi::dpdk_sys_event_enqueue_new_burst(self.dev, self.port, events.as_ptr(), n) };
+        let taken = unsafe {
+            ffi::dpdk_sys_event_enqueue_new_burst(self.dev, self.port, events.as_ptr(), n)
+        };
         Some(usize::from(taken))
     }
 
@@ -384,7 +389,9 @@ impl EventPort<'_> {
     pub fn dequeue(&mut self, out: &mut [ffi::rte_event]) -> usize {
         let n = u16::try_from(out.len()).unwrap_or(u16::MAX);
         // SAFETY: as enqueue_new; out has room for n events.
-        let got = unsafe { ffi::dpdk_sys_event_dequeue_burst(self.dev, self.port, out.as_mut_ptr(), n, 0) };
+        let got = unsafe {
+            ffi::dpdk_sys_event_dequeue_burst(self.dev, self.port, out.as_mut_ptr(), n, 0)
+        };
         usize::from(got)
     }
 

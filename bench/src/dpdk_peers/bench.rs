@@ -26,7 +26,7 @@ use forwarder::engine::Engine;
 
 use super::distributor;
 use super::eventdev::{self, Device, Sched};
-use super::frames::{Phases, PeerReport};
+use super::frames::{PeerReport, Phases};
 use crate::competitors;
 use crate::measure::{Summary, REPS};
 use crate::table::{num, Align, Table};
@@ -237,8 +237,9 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
          own; stack threads pinned as the engine's",
     );
     table.describe(
-        "crossed% = packets processed by a thread other than the receiving one; Mpps = \
-         processed / s, all stack threads; engine/this > 1 = the engine faster",
+        "crossed% = packets handed to a thread other than the receiving one; dropped: the \
+         engine's in its windows, the peers' over whole runs; Mpps = processed / s, all stack \
+         threads; engine/this > 1 = the engine faster",
     );
     if usize::from(threads) + 1 > cores {
         table.describe(format!(
@@ -254,21 +255,20 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     let mut verdicts = Vec::new();
     for (i, contender) in contenders.iter().enumerate() {
         let s = summary(i);
+        // Windows: processed and misdirected; the engine's drops and crossings in its windows,
+        // the peers' over whole runs (a distributor's drops are its own, not its workers').
         let counts = runs[i].iter().fold((0, 0, 0, 0, 0), |t, r| {
             let c = r.window.counts;
-            // The window's hand-offs are the stack threads' own counts; every packet of a
-            // distributor crosses (it is received on the distributor's thread).
-            let crossed = if matches!(contender, Contender::Distributor { .. }) {
-                c.processed
-            } else {
-                c.handed_off
+            let (crossed, of, dropped) = match &r.peer {
+                Some(p) => (p.crossed, p.handed, p.dropped_total()),
+                None => (c.handed_off, c.processed, c.dropped),
             };
             (
                 t.0 + c.processed,
                 t.1 + crossed,
-                t.2 + c.misdirected,
-                t.3 + c.dropped,
-                t.4 + r.peer.as_ref().map_or(0, |p| p.dropped_total()),
+                t.2 + of,
+                t.3 + c.misdirected,
+                t.4 + dropped,
             )
         });
         let ratio = match (engine, s) {
@@ -296,9 +296,9 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
             contender.threads(threads),
             s.map_or("n/a".to_string(), |s| num(s.mops(), 3)),
             s.map_or("n/a".to_string(), |s| num(s.spread_pct(), 0)),
-            num(Window::percent(counts.1, counts.0), 1),
-            num(Window::percent(counts.2, counts.0), 1),
-            (counts.3 + counts.4).to_string(),
+            num(Window::percent(counts.1, counts.2), 1),
+            num(Window::percent(counts.3, counts.0), 1),
+            counts.4.to_string(),
             if i == 0 {
                 "-".to_string()
             } else {
@@ -314,10 +314,18 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     for (i, contender) in contenders.iter().enumerate() {
         let peers: Vec<&PeerReport> = runs[i].iter().filter_map(|r| r.peer.as_ref()).collect();
         if let Some(first) = peers.first() {
-            table.note(format!("{} placement: {}", contender.name(), first.placement));
+            table.note(format!(
+                "{} placement: {}",
+                contender.name(),
+                first.placement
+            ));
         }
         if !peers.is_empty() && hz > 0.0 {
-            table.note(format!("{}: {}", contender.name(), cycles_note(*contender, &peers, hz)));
+            table.note(format!(
+                "{}: {}",
+                contender.name(),
+                cycles_note(*contender, &peers, hz)
+            ));
         }
     }
     let mut failures = errors;

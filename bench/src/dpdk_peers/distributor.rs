@@ -38,7 +38,7 @@ use flowtable::{FlowTable, ThreadId};
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::EngineStats;
 
-use super::frames::{free_mbufs, from_mbuf, into_tagged_mbuf, Frames, Phases, PeerReport};
+use super::frames::{free_mbufs, from_mbuf, into_tagged_mbuf, Frames, PeerReport, Phases};
 use crate::ltran::cpu;
 use crate::window::Window;
 
@@ -114,8 +114,7 @@ pub(super) fn run(
             .into_iter()
             .enumerate()
             .map(|(t, handle)| {
-                let (table, pool, stats, done, left) =
-                    (table.clone(), &pool, &stats, &done, &left);
+                let (table, pool, stats, done, left) = (table.clone(), &pool, &stats, &done, &left);
                 let pin = (worker_cpus > 0).then(|| cpus[1 + t % worker_cpus]);
                 thread::Builder::new()
                     .name(format!("dist-worker-{t}"))
@@ -125,7 +124,16 @@ pub(super) fn run(
                         }
                         // Counted however the worker ends, so that the distributor stops waiting.
                         let _left = Countdown(left);
-                        worker(t as ThreadId, handle, table, pool, cache_size, stats, done, shared)
+                        worker(
+                            t as ThreadId,
+                            handle,
+                            table,
+                            pool,
+                            cache_size,
+                            stats,
+                            done,
+                            shared,
+                        )
                     })
             })
             .collect();
@@ -147,27 +155,33 @@ pub(super) fn run(
                     while left.load(Ordering::Acquire) < threads {
                         // SAFETY: no mbuf is passed.
                         unsafe { core.process(&mut []) };
-                        counts.returned_late += core.returned(&mut [std::ptr::null_mut(); 8]) as u64;
+                        counts.returned_late +=
+                            core.returned(&mut [std::ptr::null_mut(); 8]) as u64;
                     }
                     counts
                 })
         };
-        let (distributor, workers) =
-            match (distributor, workers.into_iter().collect::<Result<Vec<_>, _>>()) {
-                (Ok(d), Ok(w)) => (d, w),
-                (d, w) => {
-                    stop.store(true, Ordering::Relaxed);
-                    done.store(true, Ordering::Release);
-                    left.store(threads, Ordering::Release);
-                    drop((d, w));
-                    return Err("cannot spawn the distributor's threads".to_string());
-                }
-            };
+        let (distributor, workers) = match (
+            distributor,
+            workers.into_iter().collect::<Result<Vec<_>, _>>(),
+        ) {
+            (Ok(d), Ok(w)) => (d, w),
+            (d, w) => {
+                stop.store(true, Ordering::Relaxed);
+                done.store(true, Ordering::Release);
+                left.store(threads, Ordering::Release);
+                drop((d, w));
+                return Err("cannot spawn the distributor's threads".to_string());
+            }
+        };
         let window = Window::measure(&stats, duration);
         stop.store(true, Ordering::Relaxed);
         let core_counts = distributor.join();
         let worker_counts: Vec<_> = workers.into_iter().map(|h| h.join()).collect();
-        match (core_counts, worker_counts.into_iter().collect::<Result<Vec<_>, _>>()) {
+        match (
+            core_counts,
+            worker_counts.into_iter().collect::<Result<Vec<_>, _>>(),
+        ) {
             (Ok(c), Ok(w)) => Ok((c, w, window)),
             _ => Err("a distributor thread panicked".to_string()),
         }
@@ -352,8 +366,12 @@ mod tests {
         assert_eq!(report.handed, report.processed, "{:?}", report.dropped);
         assert_eq!(report.pool.0, report.pool.1);
         let window = report.window.counts.processed;
-        assert!(window > 0 && window < report.processed, "{window} of {}", report.processed);
-        assert!(report.mpps() > 0.0);
+        assert!(
+            window > 0 && window < report.processed,
+            "{window} of {}",
+            report.processed
+        );
+        assert!(report.window.mpps() > 0.0);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use forwarder::keys::flow_key;
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::{EngineStats, ThreadStats};
 
-use super::frames::{from_mbuf, into_tagged_mbuf, Frames, Phases, PeerReport};
+use super::frames::{from_mbuf, into_tagged_mbuf, Frames, PeerReport, Phases};
 use crate::ltran::cpu;
 use crate::window::Window;
 
@@ -183,7 +183,9 @@ pub(super) fn run(
             let progress = &progress;
             thread::Builder::new()
                 .name("event-sched".to_string())
-                .spawn_scoped(s, move || schedule(service, stop, receiving, threads, progress))
+                .spawn_scoped(s, move || {
+                    schedule(service, stop, receiving, threads, progress)
+                })
         });
         let stacks: Vec<_> = queues
             .into_iter()
@@ -338,8 +340,10 @@ impl Stack<'_> {
         let mut results = vec![Lookup::Miss; self.burst];
         let mut events: Vec<ffi::rte_event> = Vec::with_capacity(self.burst);
         let mut owners: Vec<ThreadId> = Vec::with_capacity(self.burst);
-        let mut out = vec![ffi::rte_event::default(); self.drain_limit.min(usize::from(PORT_DEPTH))];
-        let (mut local, mut handed) = (Vec::with_capacity(out.len()), Vec::with_capacity(out.len()));
+        let mut out =
+            vec![ffi::rte_event::default(); self.drain_limit.min(usize::from(PORT_DEPTH))];
+        let (mut local, mut handed) =
+            (Vec::with_capacity(out.len()), Vec::with_capacity(out.len()));
         let progress = &self.progress[usize::from(self.me)];
         let mut mark = eal::tsc();
         let mut receiving = true;
@@ -356,9 +360,26 @@ impl Stack<'_> {
                 if received > 0 {
                     counts.rx += received as u64;
                     stats.rx.add(received as u64);
-                    self.owners(&mut rx, &mut keyed, &mut keys, &mut hashes, &mut results, &mut owners, &mut events, &mut cache, stats);
+                    self.owners(
+                        &mut rx,
+                        &mut keyed,
+                        &mut keys,
+                        &mut hashes,
+                        &mut results,
+                        &mut owners,
+                        &mut events,
+                        &mut cache,
+                        stats,
+                    );
                     Phases::lap(&mut counts.phases.receive, &mut mark);
-                    self.enqueue(&mut port, &mut events, &owners, &mut counts, &mut cache, stats);
+                    self.enqueue(
+                        &mut port,
+                        &mut events,
+                        &owners,
+                        &mut counts,
+                        &mut cache,
+                        stats,
+                    );
                     progress.enqueued.store(counts.enqueued, Ordering::Release);
                 }
             }
@@ -383,15 +404,16 @@ impl Stack<'_> {
                 sink.consume(&mut handed, Origin::Handoff, false, &mut cache, stats);
             }
             if got > 0 {
-                progress
-                    .dequeued
-                    .fetch_add(got as u64, Ordering::Release);
+                progress.dequeued.fetch_add(got as u64, Ordering::Release);
                 Phases::lap(&mut counts.phases.process, &mut mark);
             } else if received == 0 {
                 stats.idle_polls.add(1);
                 Phases::lap(&mut counts.phases.idle, &mut mark);
             }
-            if !receiving && got == 0 && stopped_receiving.load(Ordering::Acquire) >= self.progress.len() {
+            if !receiving
+                && got == 0
+                && stopped_receiving.load(Ordering::Acquire) >= self.progress.len()
+            {
                 let since = *draining_since.get_or_insert_with(Instant::now);
                 if drained(self.progress) || since.elapsed() > DRAIN_LIMIT {
                     break;
@@ -541,7 +563,10 @@ mod tests {
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         assert!(report.rx > 0);
         assert_eq!(report.rx, report.processed + report.dropped_total());
-        assert_eq!(report.misdirected, 0, "the owner's queue is the owner's port");
+        assert_eq!(
+            report.misdirected, 0,
+            "the owner's queue is the owner's port"
+        );
         // listeners: about half of the packets arrive on the other thread's queue.
         assert!(
             report.crossed > report.handed / 4 && report.crossed < report.handed,
@@ -551,8 +576,12 @@ mod tests {
         );
         assert_eq!(report.pool.0, report.pool.1);
         let window = report.window.counts.processed;
-        assert!(window > 0 && window < report.processed, "{window} of {}", report.processed);
-        assert!(report.mpps() > 0.0);
+        assert!(
+            window > 0 && window < report.processed,
+            "{window} of {}",
+            report.processed
+        );
+        assert!(report.window.mpps() > 0.0);
     }
 
     #[test]

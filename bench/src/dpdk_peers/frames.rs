@@ -208,11 +208,6 @@ impl PeerReport {
         self.dropped.values().sum()
     }
 
-    /// Processed packets per second in the window, all stack threads together, in millions.
-    pub fn mpps(&self) -> f64 {
-        self.window.mpps()
-    }
-
     /// Adds drop `reason` when non-zero.
     pub fn drop_count(&mut self, reason: &str, n: u64) {
         if n > 0 {

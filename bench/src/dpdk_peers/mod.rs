@@ -45,8 +45,10 @@ pub fn run(opts: &Options) -> Result<(), String> {
     #[cfg(not(feature = "dpdk"))]
     {
         let _ = opts;
-        Err("dpdk-peers needs DPDK: cargo run --release -p flowsteer-bench --features dpdk -- \
+        Err(
+            "dpdk-peers needs DPDK: cargo run --release -p flowsteer-bench --features dpdk -- \
              dpdk-peers (Debian/Ubuntu: apt-get install libdpdk-dev libclang-dev clang pkg-config)"
-            .to_string())
+                .to_string(),
+        )
     }
 }
