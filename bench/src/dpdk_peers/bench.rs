@@ -310,6 +310,13 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     for v in verdicts {
         table.note(v);
     }
+    table.note(format!(
+        "one cache line's round trip between CPU {} and CPU {} (two pinned threads bouncing it, \
+         the floor of every hand-over that waits for an answer): {} ns",
+        0,
+        1,
+        round_trip_ns().map_or("n/a (fewer than 2 CPUs)".to_string(), |ns| num(ns, 0))
+    ));
     let hz = eal::tsc_hz() as f64;
     for (i, contender) in contenders.iter().enumerate() {
         let peers: Vec<&PeerReport> = runs[i].iter().filter_map(|r| r.peer.as_ref()).collect();
@@ -373,15 +380,16 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     }
 }
 
-/// Where a peer's time went, in ns per packet over all its runs (whole runs, warm-up included).
+/// Where a peer's time went, in ns per processed packet over all its runs (whole runs, warm-up
+/// included; the work on dropped packets is in it too).
 fn cycles_note(contender: Contender, peers: &[&PeerReport], hz: f64) -> String {
-    let rx: u64 = peers.iter().map(|p| p.rx).sum();
+    let processed: u64 = peers.iter().map(|p| p.processed).sum();
     let receiving = Phases::sum(&peers.iter().map(|p| p.receiving).collect::<Vec<_>>());
     let processing = Phases::sum(&peers.iter().map(|p| p.processing).collect::<Vec<_>>());
-    let ns = |cycles: u64| num(cycles as f64 / hz * 1e9 / rx.max(1) as f64, 1);
+    let ns = |cycles: u64| num(cycles as f64 / hz * 1e9 / processed.max(1) as f64, 1);
     match contender {
         Contender::Distributor { .. } => format!(
-            "ns per packet: distributor thread {} receive + tag, {} rte_distributor_process \
+            "ns per processed packet: distributor thread {} receive + tag, {} rte_distributor_process \
              (waiting for workers included); workers together {} in polls that got work, {} \
              processing, {} in polls that found none",
             ns(receiving.receive),
@@ -391,7 +399,7 @@ fn cycles_note(contender: Contender, peers: &[&PeerReport], hz: f64) -> String {
             ns(processing.idle)
         ),
         _ => format!(
-            "ns per packet, stack threads together: {} receive + classify + lookup + event \
+            "ns per processed packet, stack threads together: {} receive + classify + lookup + event \
              build, {} enqueue + dequeue, {} processing, {} idle",
             ns(receiving.receive),
             ns(receiving.hand_over),
@@ -399,4 +407,42 @@ fn cycles_note(contender: Contender, peers: &[&PeerReport], hz: f64) -> String {
             ns(receiving.idle)
         ),
     }
+}
+
+/// Nanoseconds for one cache line to go from the first allowed CPU to the second and back: two
+/// pinned threads flip a shared counter in turn, 20 000 times. `None` with fewer than 2 CPUs.
+fn round_trip_ns() -> Option<f64> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+    const TRIPS: u64 = 20_000;
+    let cpus = crate::ltran::cpu::allowed().ok()?;
+    let (&first, &second) = (cpus.first()?, cpus.get(1)?);
+    let line = crossbeam_utils::CachePadded::new(AtomicU64::new(0));
+    let wait_for = |value: u64| {
+        while line.load(Ordering::Acquire) != value {
+            std::hint::spin_loop();
+        }
+    };
+    let elapsed = thread::scope(|s| {
+        s.spawn(|| {
+            crate::ltran::cpu::pin(second);
+            for i in 0..TRIPS {
+                wait_for(2 * i + 1);
+                line.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let saved = crate::ltran::cpu::allowed().ok();
+        crate::ltran::cpu::pin(first);
+        let start = Instant::now();
+        for i in 0..TRIPS {
+            line.store(2 * i + 1, Ordering::Release);
+            wait_for(2 * i + 2);
+        }
+        let elapsed = start.elapsed();
+        if let Some(saved) = saved {
+            crate::ltran::cpu::pin_to(&saved);
+        }
+        elapsed
+    });
+    Some(elapsed.as_nanos() as f64 / TRIPS as f64)
 }

@@ -18,7 +18,9 @@
 //!
 //! The device's credits bound the events inside it; a refused enqueue is freed and counted as
 //! `swq_full` (the event queue is the software queue here), never retried, as the engine's
-//! steering does with a full ring. Shutdown: the threads stop receiving, then keep dequeuing
+//! steering does with a full ring; the thread then skips its next receive, as an eventdev
+//! pipeline backs off its Rx adapter (a NIC drops what is not received, at no cost to the
+//! core), so that the generator's work is not spent on packets the device cannot take. Shutdown: the threads stop receiving, then keep dequeuing
 //! (and maintaining their port, which flushes `event_dsw`'s buffered events) until every event
 //! enqueued has been dequeued; a device that holds events longer than [`DRAIN_LIMIT`] is a
 //! failure of the run.
@@ -347,6 +349,8 @@ impl Stack<'_> {
         let progress = &self.progress[usize::from(self.me)];
         let mut mark = eal::tsc();
         let mut receiving = true;
+        // The device refused part of the last burst: skip one receive (back-pressure).
+        let mut backed_off = false;
         let mut draining_since = None;
         loop {
             if receiving && stop.load(Ordering::Relaxed) {
@@ -355,7 +359,7 @@ impl Stack<'_> {
             }
             stats.polls.add(1);
             let mut received = 0;
-            if receiving {
+            if receiving && !std::mem::take(&mut backed_off) {
                 received = queue.rx_burst(&mut cache, &mut rx, self.burst);
                 if received > 0 {
                     counts.rx += received as u64;
@@ -372,7 +376,7 @@ impl Stack<'_> {
                         stats,
                     );
                     Phases::lap(&mut counts.phases.receive, &mut mark);
-                    self.enqueue(
+                    backed_off = self.enqueue(
                         &mut port,
                         &mut events,
                         &owners,
@@ -507,7 +511,7 @@ impl Stack<'_> {
     }
 
     /// Enqueues `events` (cleared); what the device refuses is freed and counted as `swq_full`
-    /// of its owner.
+    /// of its owner. Returns whether the device refused any.
     fn enqueue(
         &self,
         port: &mut EventPort<'_>,
@@ -516,7 +520,7 @@ impl Stack<'_> {
         counts: &mut ThreadCounts,
         cache: &mut PoolCache,
         stats: &ThreadStats,
-    ) {
+    ) -> bool {
         // Every event names a queue of the device (push_event checked), so None cannot come
         // back; were it to, nothing was taken and the loop below frees every packet.
         let taken = port.enqueue_new(events).unwrap_or(0);
@@ -536,7 +540,9 @@ impl Stack<'_> {
                 cache.free(buf);
             }
         }
+        let refused = taken < events.len();
         events.clear();
+        refused
     }
 }
 
