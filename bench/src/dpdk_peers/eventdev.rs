@@ -25,7 +25,7 @@
 //! enqueued has been dequeued; a device that holds events longer than [`DRAIN_LIMIT`] is a
 //! failure of the run.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,6 +51,9 @@ use crate::window::Window;
 
 /// Longest a device may keep events after the threads stopped receiving.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Numbers the devices of the process.
+static DEVICE_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Events in the device at once: `event_sw`'s maximum, plenty for 2 threads × 32-packet bursts.
 const EVENTS: i32 = 4096;
@@ -112,8 +115,14 @@ pub(super) fn run(
     }
     let queues = std::mem::take(&mut frames.queues);
     let n = u8::try_from(threads).map_err(|_| "eventdev peer: at most 255 threads")?;
-    let mut dev = EventDev::create_vdev(&format!("{}0", device.name()), "")
-        .map_err(|e| format!("{}: {e}", device.name()))?;
+    // A name of its own: runs in parallel (the tests) each make their device.
+    let name = format!(
+        "{}{}",
+        device.name(),
+        DEVICE_SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut dev =
+        EventDev::create_vdev(&name, "").map_err(|e| format!("{}: {e}", device.name()))?;
     let info = dev.info().map_err(|e| e.to_string())?;
     let flows = info.max_queue_flows.clamp(1, 1 << 15);
     let depth = u32::from(PORT_DEPTH)
