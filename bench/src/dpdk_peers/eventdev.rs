@@ -59,7 +59,7 @@ static DEVICE_SEQ: AtomicU32 = AtomicU32::new(0);
 /// `event_sw`: 4096). Its ports share them: when one thread stalls (on a 2-vCPU guest, whenever
 /// its vCPU does not run), the other fills the stalled thread's queue until they run out and its
 /// own packets are refused too; with 4096 `event_dsw` refused about 60% of what the threads
-/// received on the shared 2-vCPU machine, with 16384 about 3%.
+/// received on the shared 2-vCPU machine, with 16384 0.3–16% (BENCHMARKS.md).
 const EVENTS: i32 = 16384;
 
 /// Most events per enqueue or dequeue (the devices' maximum port depth is 128 or more).
