@@ -280,18 +280,6 @@ pub(crate) mod cpu {
         }
     }
 
-    /// Lets the calling thread run on `cores` (from [`allowed`]) again, after [`pin`].
-    pub fn pin_to(cores: &[usize]) {
-        // SAFETY: as in `pin`, for each core.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for &core in cores {
-                libc::CPU_SET(core, &mut set);
-            }
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
-    }
-
     /// Pins the calling thread to `core` (one of [`allowed`]); a failure leaves it unpinned,
     /// which only changes how the threads share the cores, not what is counted.
     pub fn pin(core: usize) {

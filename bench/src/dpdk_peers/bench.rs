@@ -423,6 +423,7 @@ fn round_trip_ns() -> Option<f64> {
             std::hint::spin_loop();
         }
     };
+    // Both ends on threads of their own, so the caller's CPU set is left alone.
     let elapsed = thread::scope(|s| {
         s.spawn(|| {
             crate::ltran::cpu::pin(second);
@@ -431,18 +432,17 @@ fn round_trip_ns() -> Option<f64> {
                 line.store(2 * i + 2, Ordering::Release);
             }
         });
-        let saved = crate::ltran::cpu::allowed().ok();
-        crate::ltran::cpu::pin(first);
-        let start = Instant::now();
-        for i in 0..TRIPS {
-            line.store(2 * i + 1, Ordering::Release);
-            wait_for(2 * i + 2);
-        }
-        let elapsed = start.elapsed();
-        if let Some(saved) = saved {
-            crate::ltran::cpu::pin_to(&saved);
-        }
-        elapsed
-    });
+        s.spawn(|| {
+            crate::ltran::cpu::pin(first);
+            let start = Instant::now();
+            for i in 0..TRIPS {
+                line.store(2 * i + 1, Ordering::Release);
+                wait_for(2 * i + 2);
+            }
+            start.elapsed()
+        })
+        .join()
+    })
+    .ok()?;
     Some(elapsed.as_nanos() as f64 / TRIPS as f64)
 }
