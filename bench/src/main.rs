@@ -26,6 +26,7 @@ mod competitors;
 mod dpdk_peers;
 mod engine;
 mod flow_table;
+mod generated;
 mod ltran;
 mod measure;
 mod memory;

@@ -343,35 +343,13 @@ fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flowsteer_config::Profile;
-
-    fn listeners() -> Option<Config> {
-        if let Err(e) = crate::competitors::dpdk_ready() {
-            flowsteer_testrig::skip(&e);
-            return None;
-        }
-        let mut cfg = Config::default();
-        cfg.traffic.profile = Profile::Listeners;
-        cfg.traffic.flows = 256;
-        cfg.metrics.enabled = false;
-        Some(cfg)
-    }
+    use crate::dpdk_peers::frames::listeners_for_test as listeners;
 
     fn accounts_for_every_packet(workers: u16, algorithm: Algorithm) {
         let Some(cfg) = listeners() else { return };
         let report = run(&cfg, workers, algorithm, Duration::from_millis(200)).unwrap();
-        assert!(report.failures.is_empty(), "{:?}", report.failures);
-        assert!(report.rx > 0);
-        assert_eq!(report.rx, report.processed + report.dropped_total());
+        report.assert_accounted();
         assert_eq!(report.handed, report.processed, "{:?}", report.dropped);
-        assert_eq!(report.pool.0, report.pool.1);
-        let window = report.window.counts.processed;
-        assert!(
-            window > 0 && window < report.processed,
-            "{window} of {}",
-            report.processed
-        );
-        assert!(report.window.mpps() > 0.0);
     }
 
     #[test]

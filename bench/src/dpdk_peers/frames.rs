@@ -1,10 +1,9 @@
 //! What both DPDK peers share: the generated frames in mbufs, the report of a run and its
 //! conservation check, and the TSC phase counters.
 //!
-//! [`Frames::new`] builds, from an engine configuration, what the engine builds for itself: the
-//! flow table, a uveth with the configuration's RSS, the traffic plan (flows, installed rules,
-//! one generator per queue) and the queues with their generators; the pool is a DPDK mempool of
-//! mbufs ([`PacketPool::with_mbufs`]), so each generated frame is an mbuf that DPDK's calls
+//! [`Frames::new`] builds, from an engine configuration, what the engine builds for itself
+//! ([`crate::generated`]: the flow table, a uveth with the configuration's RSS, the traffic plan
+//! and the queues with their generators); the pool is a DPDK mempool of mbufs ([`PacketPool::with_mbufs`]), so each generated frame is an mbuf that DPDK's calls
 //! accept, converted without a copy ([`PktBuf::into_mbuf`], [`PktBuf::from_mbuf`]).
 
 use std::collections::BTreeMap;
@@ -15,7 +14,7 @@ use std::sync::Arc;
 use dpdk_sys::{eal, ffi};
 use flowsteer_config::Config;
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
-use flowsteer_nic::uveth::{Uveth, UvethConfig, UvethQueue};
+use flowsteer_nic::uveth::{Uveth, UvethQueue};
 use flowtable::FlowTable;
 use forwarder::stats::EngineStats;
 use forwarder::traffic::{QueueSource, TrafficPlan};
@@ -40,39 +39,16 @@ impl Frames {
     /// The table, mbuf pool, port and generators of `config` (validated here). The EAL must be
     /// up.
     pub fn new(config: &Config) -> Result<Frames, String> {
-        config
-            .validate()
-            .map_err(|e| format!("invalid configuration:\n{e}"))?;
-        let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-            config.flowtable.capacity,
-            config.flowtable.effective_ipv6_capacity(),
-        ));
+        let generated = crate::generated::build(config)?;
         let name = format!("peers{}", POOL_SEQ.fetch_add(1, Ordering::Relaxed));
         let pool = PacketPool::with_mbufs(&name, config.pool.buffers, config.pool.data_room)
             .map_err(|e| format!("mbuf pool: {e}"))?;
-        let uveth = Uveth::new(UvethConfig {
-            queues: config.port.queues,
-            rss_key: config.port.rss_key.bytes(),
-            reta_size: config.port.reta_size,
-            ring_size: config.port.ring_size,
-            mac: config.port.mac.0,
-        })
-        .map_err(|e| format!("port (uveth): {e}"))?;
-        let mut plan = TrafficPlan::install(config, uveth.soft_rss(), &table)
-            .map_err(|e| format!("traffic: {e}"))?;
-        let queues = (0..config.port.queues)
-            .map(|q| {
-                uveth
-                    .take_queue(q, plan.take_source(q))
-                    .map_err(|e| format!("port queue {q}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Frames {
-            table,
+            table: generated.table,
             pool,
-            uveth,
-            plan,
-            queues,
+            uveth: generated.uveth,
+            plan: generated.plan,
+            queues: generated.queues,
         })
     }
 
@@ -215,6 +191,23 @@ impl PeerReport {
         }
     }
 
+    /// The checks every peer's short test run must pass: no conservation failure, something
+    /// received, `rx == processed + dropped`, every mbuf back, and a window inside the run.
+    #[cfg(test)]
+    pub fn assert_accounted(&self) {
+        assert!(self.failures.is_empty(), "{:?}", self.failures);
+        assert!(self.rx > 0);
+        assert_eq!(self.rx, self.processed + self.dropped_total());
+        assert_eq!(self.pool.0, self.pool.1);
+        let window = self.window.counts.processed;
+        assert!(
+            window > 0 && window < self.processed,
+            "{window} of {}",
+            self.processed
+        );
+        assert!(self.window.mpps() > 0.0);
+    }
+
     /// Fills `processed` and `misdirected` from the stack threads' counters and checks
     /// `rx == processed + dropped` and the pool (`pool`: free mbufs and size after shutdown).
     pub fn account(&mut self, stats: &EngineStats, pool: (u32, u32)) {
@@ -240,4 +233,19 @@ impl PeerReport {
             ));
         }
     }
+}
+
+/// The tests' configuration: `listeners`, 256 flows, the default 2 threads; `None` (the test
+/// skips, with one line) when the EAL cannot start here.
+#[cfg(test)]
+pub(super) fn listeners_for_test() -> Option<Config> {
+    if let Err(e) = crate::competitors::dpdk_ready() {
+        flowsteer_testrig::skip(&e);
+        return None;
+    }
+    let mut cfg = Config::default();
+    cfg.traffic.profile = flowsteer_config::Profile::Listeners;
+    cfg.traffic.flows = 256;
+    cfg.metrics.enabled = false;
+    Some(cfg)
 }
