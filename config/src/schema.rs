@@ -252,14 +252,21 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
         text(
             "rss_key",
             "\"microsoft\", \"symmetric\" or 40 bytes of hex (\"6d:5a:56:...\" or \"6d5a56...\")",
-            "Toeplitz key of (software) RSS. `symmetric` hashes both directions of a connection to \
-             the same queue.",
+            "Toeplitz key of RSS. `symmetric` hashes both directions of a connection to the same \
+             queue. uveth: the key of its software RSS. dpdk: set on a device with RSS, read back \
+             and used by the engine's model of the device (outbound connections' local ports); a \
+             device whose key is not 40 bytes stops the run (exit 2); a device without RSS \
+             ignores it. afpacket: unused (the kernel's fanout hashes with its own seed).",
         ),
         text(
             "reta_size",
             "a power of two 1..=4096",
             "Entries of the RSS redirection table, filled round-robin over the queues; at least \
-             `port.queues`.",
+             `port.queues`. uveth: its software table. dpdk: on a device with RSS, a power of two \
+             that divides the device's table size (`flowsteer ports` shows it: 128 on net_null, \
+             often 512 on a NIC), repeated to fill the device's table; another size stops the \
+             run (exit 2) with the sizes the device takes; a device without RSS ignores it. \
+             afpacket: unused.",
         ),
         text(
             "ring_size",

@@ -1,5 +1,7 @@
-//! The few ethdev calls a benchmark or test needs to run a port (a `net_ring` or `net_null`
-//! vdev, or a real NIC) with default configuration, and its rx/tx bursts; and the queries that
+//! The few ethdev calls a benchmark, a test or the engine needs to run a port (a `net_ring` or
+//! `net_null` vdev, or a real NIC) with default configuration or with RSS ([`start_rss`], then
+//! [`rss_hash_update`], [`reta_update`] and what the driver holds: [`rss_hash_conf`],
+//! [`reta_query`]), and its rx/tx bursts; and the queries that
 //! describe a port as testpmd's `show port info` does ([`ports`], [`name`], [`info`],
 //! [`link_nowait`], [`mtu`], [`mac_addr`], [`socket_id`], [`rx_offload_names`],
 //! [`tx_offload_names`]).
@@ -60,15 +62,65 @@ pub fn start(
 /// descriptors per queue).
 pub fn start_with(
     port: u16,
-    (rx_queues, rx_descriptors): (u16, u16),
-    (tx_queues, tx_descriptors): (u16, u16),
+    rx: (u16, u16),
+    tx: (u16, u16),
     pool: &PktmbufPool,
 ) -> Result<(), Error> {
     crate::eal::ensure("rte_eth_dev_configure")?;
-    let conf = ffi::rte_eth_conf::default();
-    // SAFETY: conf is a zeroed (default) configuration, valid for every PMD; the call copies it.
+    start_conf(port, rx, tx, pool, &ffi::rte_eth_conf::default())
+}
+
+/// [`start_with`] with receive-side scaling: the port is configured in RSS mode
+/// (`RTE_ETH_MQ_RX_RSS`) over the flow types of `hash_types` the port offers (the intersection
+/// with its `flow_type_rss_offloads`, which is returned), with the mbufs carrying the hash
+/// (`RTE_ETH_RX_OFFLOAD_RSS_HASH`) where the port offers that, and the driver's own key and
+/// redirection table: set them with [`rss_hash_update`] and [`reta_update`] once it is started,
+/// which is when every driver applies them (some rewrite both in `rte_eth_dev_start`; the key
+/// is not passed here because the ethdev layer keeps only the pointer, which a driver may read
+/// again at a later start). Fails, configuring nothing, when the port hashes none of
+/// `hash_types`.
+pub fn start_rss(
+    port: u16,
+    rx: (u16, u16),
+    tx: (u16, u16),
+    pool: &PktmbufPool,
+    hash_types: u64,
+) -> Result<u64, Error> {
+    const OP: &str = "rte_eth_dev_configure";
+    let info = info(port)?;
+    let offered = hash_types & info.flow_type_rss_offloads;
+    if offered == 0 {
+        return Err(Error::invalid(
+            OP,
+            format!(
+                "port {port} ({}) hashes none of the RSS flow types asked ({:#x}; it offers \
+                 {:#x})",
+                info.driver_name, hash_types, info.flow_type_rss_offloads
+            ),
+        ));
+    }
+    let mut conf = ffi::rte_eth_conf::default();
+    conf.rxmode.mq_mode = ffi::RTE_ETH_MQ_RX_RSS;
+    if let Some(rss_hash) = rx_offload_bit("RSS_HASH") {
+        conf.rxmode.offloads |= rss_hash & info.rx_offload_capa;
+    }
+    conf.rx_adv_conf.rss_conf.rss_hf = offered;
+    start_conf(port, rx, tx, pool, &conf)?;
+    Ok(offered)
+}
+
+/// Configures `port` with `conf`, sets its queues up receiving into `pool` and starts it.
+fn start_conf(
+    port: u16,
+    (rx_queues, rx_descriptors): (u16, u16),
+    (tx_queues, tx_descriptors): (u16, u16),
+    pool: &PktmbufPool,
+    conf: &ffi::rte_eth_conf,
+) -> Result<(), Error> {
+    // SAFETY: conf is a valid configuration whose pointers (the RSS key) are NULL; the call
+    // copies it.
     check("rte_eth_dev_configure", unsafe {
-        ffi::rte_eth_dev_configure(port, rx_queues, tx_queues, &conf)
+        ffi::rte_eth_dev_configure(port, rx_queues, tx_queues, conf)
     })?;
     // SAFETY: plain query of a configured port.
     let socket = unsafe { ffi::rte_eth_dev_socket_id(port) };
@@ -430,4 +482,135 @@ pub fn rx_offload_names(mask: u64) -> Vec<String> {
 /// `"MULTI_SEGS"`, `"TCP_TSO"`, ...), as [`rx_offload_names`].
 pub fn tx_offload_names(mask: u64) -> Vec<String> {
     offload_names(mask, ffi::rte_eth_dev_tx_offload_name)
+}
+
+/// The bit of the receive offload DPDK names `name` (`"RSS_HASH"`, `"IPV4_CKSUM"`, ...), by
+/// [`rte_eth_dev_rx_offload_name`](ffi::rte_eth_dev_rx_offload_name): the `RTE_ETH_RX_OFFLOAD_*`
+/// constants are `RTE_BIT64` macros bindgen cannot evaluate. Needs no EAL.
+pub fn rx_offload_bit(name: &str) -> Option<u64> {
+    (0..64)
+        .map(|bit| 1u64 << bit)
+        .find(|&bit| rx_offload_names(bit).first().is_some_and(|n| n == name))
+}
+
+/// A port's RSS hash configuration as the driver reports it (`rte_eth_dev_rss_hash_conf_get`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RssHashConf {
+    /// The hash key, as long as asked for.
+    pub key: Vec<u8>,
+    /// The flow types hashed (`RTE_ETH_RSS_*`; [`crate::rss::flow_type_names`] names them).
+    pub hash_types: u64,
+}
+
+/// Sets the RSS hash of a port started by [`start_rss`] (`rte_eth_dev_rss_hash_update`): the
+/// flow types `hash_types` (each one the port offers, or DPDK refuses) and, when given, the
+/// key. The length of `key` is the caller's to match with the port's `hash_key_size` (DPDK
+/// 22.11 does not check it; a driver reads as many bytes as its key has, so a shorter key is
+/// refused here when the driver states its size).
+pub fn rss_hash_update(port: u16, key: Option<&[u8]>, hash_types: u64) -> Result<(), Error> {
+    const OP: &str = "rte_eth_dev_rss_hash_update";
+    crate::eal::ensure(OP)?;
+    let mut key = key.map(<[u8]>::to_vec);
+    if let Some(key) = &key {
+        let size = usize::from(info(port)?.hash_key_size);
+        if key.is_empty() || key.len() > usize::from(u8::MAX) || (size != 0 && key.len() < size) {
+            return Err(Error::invalid(
+                OP,
+                format!(
+                    "a key of {} bytes for a port whose key has {size} (0: unstated)",
+                    key.len()
+                ),
+            ));
+        }
+    }
+    let mut conf = ffi::rte_eth_rss_conf {
+        rss_key: key
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |key| key.as_mut_ptr()),
+        rss_key_len: key.as_ref().map_or(0, |key| key.len() as u8),
+        rss_hf: hash_types,
+    };
+    // SAFETY: conf's key points to rss_key_len readable bytes (or is NULL) that live through
+    // the call; the driver copies them; DPDK validates the port id and the flow types.
+    check(OP, unsafe {
+        ffi::rte_eth_dev_rss_hash_update(port, &mut conf)
+    })
+}
+
+/// The RSS hash configuration `port`'s driver holds (`rte_eth_dev_rss_hash_conf_get`), with
+/// the first `key_len` bytes of its key (the port's `hash_key_size`; a driver that does not
+/// state it, such as net_null, writes its own length, which a buffer of 255 bytes holds).
+pub fn rss_hash_conf(port: u16, key_len: u8) -> Result<RssHashConf, Error> {
+    const OP: &str = "rte_eth_dev_rss_hash_conf_get";
+    crate::eal::ensure(OP)?;
+    // The most a driver can write: rss_key_len and hash_key_size are u8.
+    let mut key = [0u8; u8::MAX as usize];
+    let mut conf = ffi::rte_eth_rss_conf {
+        rss_key: key.as_mut_ptr(),
+        rss_key_len: key_len,
+        rss_hf: 0,
+    };
+    // SAFETY: conf's key points to 255 writable bytes, more than any driver's key, alive
+    // through the call; DPDK validates the port id.
+    check(OP, unsafe {
+        ffi::rte_eth_dev_rss_hash_conf_get(port, &mut conf)
+    })?;
+    Ok(RssHashConf {
+        key: key[..usize::from(key_len)].to_vec(),
+        hash_types: conf.rss_hf,
+    })
+}
+
+/// The redirection table `entries` (entry i → receive queue) in DPDK's groups of 64 entries
+/// with their masks, every entry selected.
+fn reta_groups(entries: impl ExactSizeIterator<Item = u16>) -> Vec<ffi::rte_eth_rss_reta_entry64> {
+    let group = ffi::RTE_ETH_RETA_GROUP_SIZE as usize;
+    let mut groups = vec![
+        ffi::rte_eth_rss_reta_entry64 {
+            mask: 0,
+            reta: [0; ffi::RTE_ETH_RETA_GROUP_SIZE as usize],
+        };
+        entries.len().div_ceil(group)
+    ];
+    for (i, queue) in entries.enumerate() {
+        let g = &mut groups[i / group];
+        g.mask |= 1u64 << (i % group);
+        g.reta[i % group] = queue;
+    }
+    groups
+}
+
+/// Writes `port`'s whole redirection table (`rte_eth_dev_rss_reta_update`): entry i sends the
+/// hashes whose low bits are i to receive queue `entries[i]`. The port must be in RSS mode
+/// ([`start_rss`]); `entries.len()` must be the size the driver takes (most take only their
+/// `reta_size`, and refuse any other with EINVAL), each entry below the port's queue count.
+pub fn reta_update(port: u16, entries: &[u16]) -> Result<(), Error> {
+    const OP: &str = "rte_eth_dev_rss_reta_update";
+    crate::eal::ensure(OP)?;
+    let size = u16::try_from(entries.len())
+        .map_err(|_| Error::invalid(OP, format!("{} entries", entries.len())))?;
+    let mut groups = reta_groups(entries.iter().copied());
+    // SAFETY: groups holds ceil(size / 64) groups, every entry below size selected; the driver
+    // reads them during the call only.
+    check(OP, unsafe {
+        ffi::rte_eth_dev_rss_reta_update(port, groups.as_mut_ptr(), size)
+    })
+}
+
+/// `port`'s redirection table of `size` entries as the driver holds it
+/// (`rte_eth_dev_rss_reta_query`): entry i is the receive queue of the hashes whose low bits
+/// are i.
+pub fn reta_query(port: u16, size: u16) -> Result<Vec<u16>, Error> {
+    const OP: &str = "rte_eth_dev_rss_reta_query";
+    crate::eal::ensure(OP)?;
+    let mut groups = reta_groups((0..size).map(|_| 0));
+    // SAFETY: groups holds ceil(size / 64) groups with every entry below size selected, which
+    // the driver fills during the call.
+    check(OP, unsafe {
+        ffi::rte_eth_dev_rss_reta_query(port, groups.as_mut_ptr(), size)
+    })?;
+    let group = ffi::RTE_ETH_RETA_GROUP_SIZE as usize;
+    Ok((0..usize::from(size))
+        .map(|i| groups[i / group].reta[i % group])
+        .collect())
 }

@@ -54,10 +54,11 @@
 //! # Safe layer
 //!
 //! [`eal`] (once-per-process init and cleanup, registering non-EAL threads), [`PktmbufPool`] and
-//! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up, rx/tx burst, and the
-//! queries testpmd's `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts),
-//! [`Hash`](struct@Hash) / [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU
-//! reclamation), [`rss`] (`rte_softrss`, the names of the RSS flow types), [`distributor`]
+//! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up with or without RSS,
+//! the RSS key and redirection table set and read back, rx/tx burst, and the queries testpmd's
+//! `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts), [`Hash`](struct@Hash) /
+//! [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU reclamation), [`rss`]
+//! (`rte_softrss`, the RSS flow types by name and the sets the engine asks for), [`distributor`]
 //! (`rte_distributor`, split into its distributor and worker sides) and [`eventdev`] (a
 //! software event device made at run time, its ports, and the scheduling service of one that
 //! needs it). Each type

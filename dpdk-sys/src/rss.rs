@@ -59,6 +59,37 @@ pub fn flow_type_names(mask: u64) -> Vec<String> {
     names
 }
 
+/// The bit of the flow type testpmd names `name` (`"ipv4-tcp"`), if [`flow_types`] has it.
+pub fn flow_type(name: &str) -> Option<u64> {
+    flow_types()
+        .iter()
+        .find(|&&(n, _)| n == name)
+        .map(|&(_, bit)| bit)
+}
+
+/// The flow types hashed by address pair and ports (TCP and UDP over IPv4 and IPv6, not
+/// fragmented).
+pub const L4_FLOW_TYPES: [&str; 4] = ["ipv4-tcp", "ipv4-udp", "ipv6-tcp", "ipv6-udp"];
+
+/// The flow types hashed by address pair alone: plain IPv4 and IPv6 (which some drivers read as
+/// every IP packet without a more specific type), fragments and other protocols.
+pub const L3_FLOW_TYPES: [&str; 6] = [
+    "ipv4",
+    "ipv4-frag",
+    "ipv4-other",
+    "ipv6",
+    "ipv6-frag",
+    "ipv6-other",
+];
+
+/// The mask of the flow types `names` ([`flow_type`] of each; an unknown name adds nothing).
+pub fn flow_type_mask(names: &[&str]) -> u64 {
+    names
+        .iter()
+        .filter_map(|name| flow_type(name))
+        .fold(0, |mask, bit| mask | bit)
+}
+
 /// Length of an RSS key: 40 bytes hash tuples of up to [`MAX_TUPLE_WORDS`] words.
 pub const KEY_LEN: usize = 40;
 

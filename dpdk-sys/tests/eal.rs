@@ -16,11 +16,13 @@ const VDEV: &str = "net_ring0";
 /// A second vdev whose driver this crate does not link: it can only come from the EAL's plugin
 /// directory, which shows that the dynamic EAL loads drivers without `-d`.
 const PLUGIN_VDEV: &str = "net_null0";
+/// A port of its own for the RSS calls (net_null keeps a key, flow types and a 128-entry table).
+const RSS_VDEV: &str = "net_null1";
 
 /// Starts the EAL once for the whole binary, with both vdevs. `false` means "skip": not root and
 /// not CI.
 fn eal_ready() -> bool {
-    flowsteer_testrig::eal::eal_ready("dpdk-sys-test", &[VDEV, PLUGIN_VDEV], |args| {
+    flowsteer_testrig::eal::eal_ready("dpdk-sys-test", &[VDEV, PLUGIN_VDEV, RSS_VDEV], |args| {
         eal::init(args).map_err(|e| e.to_string())?;
         Ok(eal::runtime_dir())
     })
@@ -768,4 +770,63 @@ fn event_dsw_delivers_to_the_linked_port_and_refuses_a_missing_queue() {
     }
     got.sort_unstable();
     assert_eq!(got, (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
+fn rss_key_types_and_table_are_set_and_read_back() {
+    if !eal_ready() {
+        return;
+    }
+    let port = ethdev::port_by_name(RSS_VDEV).expect("net_null1");
+    let pool = PktmbufPool::new(
+        "t_rss_pool",
+        1023,
+        0,
+        ffi::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+        -1,
+    )
+    .expect("mbuf pool");
+    let tcp4 = rss::flow_type("ipv4-tcp").expect("ipv4-tcp");
+    let udp6 = rss::flow_type("ipv6-udp").expect("ipv6-udp");
+    assert_eq!(rss::flow_type("no-such-type"), None);
+    assert_eq!(
+        rss::flow_type_mask(&["ipv4-tcp", "ipv6-udp", "no-such-type"]),
+        tcp4 | udp6
+    );
+    // Before the port is in RSS mode DPDK refuses to set its hash.
+    let err = ethdev::rss_hash_update(port, None, tcp4).expect_err("not in RSS mode");
+    assert_eq!(err.message(), "Operation not supported", "{err}");
+    // A type net_null does not offer is dropped from what is configured.
+    let gtpu = rss::flow_type("gtpu").expect("gtpu");
+    let configured =
+        ethdev::start_rss(port, (4, 256), (4, 256), &pool, tcp4 | udp6 | gtpu).expect("start");
+    assert_eq!(configured, tcp4 | udp6);
+
+    // What is set is what is read.
+    let key: Vec<u8> = (0..40).map(|i| i * 3 + 1).collect();
+    ethdev::rss_hash_update(port, Some(&key), tcp4).expect("hash update");
+    let conf = ethdev::rss_hash_conf(port, 40).expect("hash conf");
+    assert_eq!((conf.key, conf.hash_types), (key.clone(), tcp4));
+    let err = ethdev::rss_hash_update(port, None, gtpu).expect_err("gtpu is not offered");
+    assert_eq!((err.op(), err.code()), ("rte_eth_dev_rss_hash_update", 22));
+    let err = ethdev::rss_hash_update(port, Some(&[]), tcp4).expect_err("an empty key");
+    assert!(err.message().contains("a key of 0 bytes"), "{err}");
+
+    // 128 entries: two groups of 64 with their masks.
+    let table: Vec<u16> = (0..128).map(|i| (i * 7 % 4) as u16).collect();
+    ethdev::reta_update(port, &table).expect("reta update");
+    assert_eq!(ethdev::reta_query(port, 128).expect("reta query"), table);
+    let err = ethdev::reta_update(port, &table[..64]).expect_err("net_null takes 128 only");
+    assert_eq!(
+        (err.op(), err.message()),
+        ("rte_eth_dev_rss_reta_update", "Invalid argument")
+    );
+    let mut beyond = table.clone();
+    beyond[100] = 4;
+    ethdev::reta_update(port, &beyond).expect_err("queue 4 of 4 queues");
+    assert_eq!(ethdev::reta_query(port, 128).expect("reta query"), table);
+
+    assert_eq!(ethdev::rx_offload_bit("RSS_HASH"), Some(1 << 19));
+    assert_eq!(ethdev::rx_offload_bit("NO_SUCH_OFFLOAD"), None);
+    ethdev::stop(port).expect("stop");
 }

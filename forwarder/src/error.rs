@@ -7,6 +7,10 @@ pub enum EngineError {
     Setup(String),
     /// A stack thread failed.
     Thread(String),
+    /// The configuration asks of the device what it cannot do (a DPDK device that does not
+    /// exist, more queues than it has, a table size or key it does not take); the message names
+    /// the key. The binary exits with 2, as for any configuration that does not fit the host.
+    Device(String),
 }
 
 impl std::fmt::Display for EngineError {
@@ -14,6 +18,9 @@ impl std::fmt::Display for EngineError {
         match self {
             EngineError::Setup(msg) => write!(f, "setup failed: {msg}"),
             EngineError::Thread(msg) => write!(f, "stack thread failed: {msg}"),
+            EngineError::Device(msg) => {
+                write!(f, "the configuration does not fit the device: {msg}")
+            }
         }
     }
 }

@@ -16,8 +16,10 @@ use forwarder::engine::{self, Engine, RunOptions};
     name = "flowsteer",
     version,
     about = "Distributed software forwarding for user-space network stacks",
-    after_help = "Exit codes: 0 success, 1 run failure, 2 invalid configuration or arguments \
-                  (or an afpacket interface that is missing, down or of too large an MTU), \
+    after_help = "Exit codes: 0 success, 1 run failure (a DPDK EAL or device failure among \
+                  them), 2 invalid configuration or arguments (or an afpacket interface that is \
+                  missing, down or of too large an MTU, or a DPDK device that is missing or does \
+                  not take port.queues, the descriptors, port.reta_size or port.rss_key), \
                   3 conservation check failed. SIGINT, SIGTERM and SIGHUP stop a run gracefully."
 )]
 struct Cli {
@@ -183,6 +185,9 @@ fn main() -> ExitCode {
             }
             Ok(cfg) => {
                 print!("{}", cfg.to_toml_string());
+                if cfg.port.driver == flowsteer_config::Driver::Dpdk {
+                    print!("\n{}", forwarder::ports::dpdk_check_notes(&cfg));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -254,7 +259,11 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("flowsteer: {e}");
                     end_dpdk();
-                    return ExitCode::FAILURE;
+                    return match e {
+                        // A configuration the device cannot run, like one the host cannot.
+                        engine::EngineError::Device(_) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    };
                 }
             };
             // The address actually bound: with port 0 the system chose it.
@@ -270,6 +279,11 @@ fn main() -> ExitCode {
                 cfg.engine.balance,
                 cfg.traffic.profile,
             );
+            if cfg.port.driver == flowsteer_config::Driver::Dpdk {
+                // What the device does with RSS and checksums, which the configuration alone
+                // does not say.
+                eprintln!("flowsteer: port: {}", engine.shared().port.describe());
+            }
             if let Some(warning) = engine.metrics_addr().and_then(exposure_warning) {
                 eprintln!("{warning}");
             }

@@ -50,29 +50,46 @@ pub fn open_afpacket(config: &Config) -> Result<Arc<AfPacketPort>, EngineError> 
 /// The DPDK port `port` describes (`driver = "dpdk"`): the EAL started with `port.eal_args`
 /// after flowsteer's defaults (once per process: a later engine finds it started), the device
 /// `port.device` looked up and checked against `port.queues` and the descriptor keys, a pool of
-/// `pool.buffers` mbufs in DPDK's memory, and the device started receiving into it.
+/// `pool.buffers` mbufs in DPDK's memory, and the device started receiving into it, its RSS set
+/// from `port.rss_key` and `port.reta_size` where it has RSS (`DpdkPort::open_rss`).
+///
+/// Errors: the EAL or the device failing is [`EngineError::Setup`] with DPDK's text; a
+/// configuration the device cannot run (no such device, more queues, descriptors, a table size
+/// or a key length it does not take) is [`EngineError::Device`], naming the key.
 #[cfg(feature = "dpdk")]
 pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, EngineError> {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     use dpdk_sys::ethdev;
-    use flowsteer_nic::dpdk::DpdkPort;
+    use flowsteer_nic::dpdk::{DpdkPort, DpdkPortError, RssRequest};
     use flowsteer_nic::pool::PacketPool;
 
     let port = &config.port;
     start_eal(config)?;
     let id = ethdev::port_by_name(&port.device).map_err(|e| {
-        EngineError::Setup(format!(
-            "port.device: no DPDK device {:?} ({e}); `flowsteer ports -- <port.eal_args>` lists              the devices the EAL arguments create",
+        EngineError::Device(format!(
+            "port.device: no DPDK device {:?} ({e}); `flowsteer ports -- <port.eal_args>` lists \
+             the devices the EAL arguments create",
             port.device
         ))
     })?;
     let info = ethdev::info(id).map_err(setup("port (dpdk)"))?;
     let queues = info.max_rx_queues.min(info.max_tx_queues);
     if port.queues > queues {
-        return Err(EngineError::Setup(format!(
+        return Err(EngineError::Device(format!(
             "port.queues: {} has {queues} queue pairs at most, got {}",
             port.device, port.queues
+        )));
+    }
+    // net_af_packet's queues are AF_PACKET sockets the EAL opened in one fanout group: the
+    // kernel hashes each flow to one of them, polled or not, and a socket nobody polls holds
+    // its flows' frames until its ring is full.
+    if info.driver_name == "net_af_packet" && port.queues < queues {
+        return Err(EngineError::Device(format!(
+            "port.queues: {} spreads its flows over all its {queues} queue pairs (the kernel's \
+             fanout hash), and a queue nobody polls holds its flows' frames: set {queues}, or \
+             make the device with qpairs={}; got {}",
+            port.device, port.queues, port.queues
         )));
     }
     for (key, value, limits) in [
@@ -89,7 +106,7 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
     ] {
         let align = limits.align.max(1);
         if value < limits.min || value > limits.max || value % align != 0 {
-            return Err(EngineError::Setup(format!(
+            return Err(EngineError::Device(format!(
                 "{key}: {} takes {}..={} descriptors in multiples of {align}, got {value}",
                 port.device, limits.min, limits.max
             )));
@@ -100,10 +117,22 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
     let name = format!("flowsteer{}", POOLS.fetch_add(1, Ordering::Relaxed));
     let pool = PacketPool::with_mbufs(&name, config.pool.buffers, config.pool.data_room)
         .map_err(setup("pool"))?;
-    let queues = port.queues;
-    DpdkPort::open_with(id, queues, (port.rx_descriptors, port.tx_descriptors), pool)
+    let rss = RssRequest {
+        key: port.rss_key.bytes(),
+        reta_size: port.reta_size,
+    };
+    let descriptors = (port.rx_descriptors, port.tx_descriptors);
+    DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss)
         .map(Arc::new)
-        .map_err(setup("port (dpdk)"))
+        .map_err(|e| match e {
+            DpdkPortError::RetaSize { .. } => {
+                EngineError::Device(format!("port.reta_size: {}: {e}", port.device))
+            }
+            DpdkPortError::RssKeyLength { .. } => {
+                EngineError::Device(format!("port.rss_key: {}: {e}", port.device))
+            }
+            e => EngineError::Setup(format!("port (dpdk) {}: {e}", port.device)),
+        })
 }
 
 /// Starts the EAL for `config`'s DPDK port, once per process: flowsteer's defaults, then
@@ -120,6 +149,41 @@ pub fn start_eal(config: &Config) -> Result<(), EngineError> {
         eal_args.extend(["-m".to_owned(), megabytes.to_string()]);
     }
     crate::dpdk_ports::start_eal(&eal_args).map_err(setup("port (dpdk)"))
+}
+
+/// What `flowsteer check` adds for a DPDK port, as TOML comments: what it cannot know without
+/// the device (it does not start the EAL: probing takes the device, which a running engine may
+/// hold, and a virtual device's probe acts on the host, as net_af_packet binds to its
+/// interface and net_tap makes one), where to read it and what `run` does with it.
+pub fn dpdk_check_notes(config: &Config) -> String {
+    let eal: Vec<String> = config.port.eal_args.iter().map(|a| shell_word(a)).collect();
+    format!(
+        "# port.driver = \"dpdk\": check does not start the EAL, so the RSS of port.device \
+         ({device:?}) is not\n\
+         # known here. `flowsteer ports -- {eal}` lists it (RSS flow types, RETA size, key size).\n\
+         # At start, `flowsteer run` sets port.rss_key and port.reta_size on a device with RSS and \
+         states\n\
+         # what the device holds; it refuses a table size or key length the device does not take \
+         (exit 2);\n\
+         # a device without RSS runs on the driver's own spread, and says so. Checksum offload: \
+         off (the\n\
+         # stack computes every checksum in software).\n",
+        device = config.port.device,
+        eal = eal.join(" ")
+    )
+}
+
+/// `word` as one shell word: as it is when it has nothing the shell reads, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,.:/@+%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// What a build without the `dpdk` feature says to `port.driver = "dpdk"`.

@@ -10,8 +10,35 @@
 //! not at the headroom's end) is freed with `rte_pktmbuf_free` and counted (`rx_unusable`).
 //! Stopping the device (on [`PortControl::reclaim`]) returns the mbufs of its receive rings.
 //!
-//! Not yet: RSS configuration (the device runs with its defaults, and `rss` reports `None`),
-//! configuration keys and the engine's choice of this port; see the issue of the DPDK port.
+//! # Receive-side scaling
+//!
+//! [`DpdkPort::open_rss`] puts the device in RSS mode over the flow types flowsteer's software
+//! model ([`SoftRss`]) computes: TCP and UDP over IPv4 and IPv6 by addresses and ports, other IP
+//! packets by addresses, intersected with what the device offers (`flow_type_rss_offloads`).
+//! Once the device is started, and before any queue is polled, it sets the key and the
+//! redirection table (a table smaller than the device's is repeated to fill it: the device's
+//! queue for a hash is then the smaller table's, exactly), then reads back what the device
+//! holds (`rss_hash_conf_get`, `reta_query`) and builds the [`SoftRss`] that
+//! [`PortControl::rss`] returns from exactly that, so that outbound connections' local ports
+//! aim at the queue the device will deliver their replies to. The model is only given when it
+//! is exact: every TCP/UDP flow type hashed with ports, other IP packets by addresses, no
+//! field-selection bits (`l3-src-only`, ...), a 40-byte key and a power-of-two table. DPDK
+//! 22.11 cannot report the hash function, so the model assumes Toeplitz (the RSS function of
+//! NICs unless set otherwise).
+//!
+//! A device without RSS (`flow_type_rss_offloads` 0 or a redirection table of 0 entries:
+//! net_ring, net_af_packet, whose queues the kernel's fanout fills, net_tap) runs with the
+//! driver's defaults; so does a device whose hashing the model does not match. Then `rss`
+//! is `None` and [`PortControl::describe`] says which and why. The mbufs carry the device's
+//! hash where the driver delivers one (`RTE_MBUF_F_RX_RSS_HASH`, asked for with the
+//! `RSS_HASH` receive offload when the device offers it). Where it delivers none (net_null,
+//! net_af_packet, net_ring fed without hashes), the queue computes one in software, so that
+//! `miss = "rss"` still spreads flows: the model's hash (what the device computed) when there
+//! is a model, else the symmetric Toeplitz hash of addresses and ports, as the AF_PACKET port's
+//! frame ring does. Cost: one parse and up to 36 table lookups per such frame.
+//!
+//! Checksum offloads are not used: the stack computes and checks every checksum in software,
+//! and `describe` says so.
 
 use std::fmt;
 use std::ptr::NonNull;
@@ -22,6 +49,7 @@ use dpdk_sys::{ethdev, ffi};
 
 use crate::pool::{PacketPool, PktBuf, PoolCache};
 use crate::port::{mac_text, Port, PortControl, QueuePair};
+use crate::rss::{Reta, SoftRss, Toeplitz, SYMMETRIC_KEY};
 
 /// Most mbufs one `rx_burst` or `tx_burst` call moves through the driver; larger requests are
 /// split.
@@ -41,6 +69,37 @@ pub enum DpdkPortError {
         /// The port's queue count.
         queues: u16,
     },
+    /// The device's RSS key is not the 40 bytes the software model hashes with.
+    RssKeyLength {
+        /// The device's key length (`hash_key_size`).
+        device: u8,
+    },
+    /// The redirection table size asked for is not one the device can hold.
+    RetaSize {
+        /// The size asked for.
+        asked: usize,
+        /// The device's table size (`reta_size`).
+        device: u16,
+        /// The port's queue count.
+        queues: u16,
+    },
+    /// The device holds another key, hash or table than was set.
+    RssReadBack(String),
+}
+
+/// The redirection table sizes a device whose table has `device` entries can hold for `queues`
+/// queues: powers of two from `queues` up that divide `device` (a smaller table is repeated to
+/// fill the device's). Empty when `device` is not a power of two: the model's table masks the
+/// hash, which only a power-of-two size does.
+pub fn reta_sizes(device: u16, queues: u16) -> Vec<usize> {
+    let device = usize::from(device);
+    if !device.is_power_of_two() {
+        return Vec::new();
+    }
+    (0..=device.trailing_zeros())
+        .map(|shift| 1usize << shift)
+        .filter(|&size| size >= usize::from(queues.max(1)))
+        .collect()
 }
 
 impl fmt::Display for DpdkPortError {
@@ -54,6 +113,33 @@ impl fmt::Display for DpdkPortError {
                 f,
                 "DPDK port: queue {queue} is taken or out of range (the port has {queues})"
             ),
+            DpdkPortError::RssKeyLength { device } => write!(
+                f,
+                "the device's RSS key is {device} bytes; flowsteer sets and models a 40-byte \
+                 Toeplitz key"
+            ),
+            DpdkPortError::RetaSize {
+                asked,
+                device,
+                queues,
+            } => {
+                let sizes = reta_sizes(*device, *queues);
+                match (sizes.first(), sizes.last()) {
+                    (Some(low), Some(high)) => write!(
+                        f,
+                        "the device's redirection table has {device} entries; a table of \
+                         {low}..={high} entries (a power of two, at least the {queues} queues) \
+                         is repeated to fill it, got {asked}"
+                    ),
+                    _ => write!(
+                        f,
+                        "the device's redirection table has {device} entries, which no \
+                         power-of-two table of at least the {queues} queues fills (the \
+                         software model needs a power of two), got {asked}"
+                    ),
+                }
+            }
+            DpdkPortError::RssReadBack(what) => write!(f, "DPDK port: {what}"),
         }
     }
 }
@@ -75,6 +161,76 @@ pub struct DpdkPort {
     queues: Arc<[QueueState]>,
     /// Stopped already (by `reclaim`): the queues must not be polled again.
     stopped: Mutex<bool>,
+    /// The device's RSS as software computes it, when exactly.
+    rss: Option<SoftRss>,
+    /// What the device does with RSS, for `describe`.
+    rss_text: String,
+    /// The hash of frames the driver delivers without one: the device's, from its model, else
+    /// the AF_PACKET frame ring's symmetric one (a table of one entry: only the hash is used).
+    soft_hash: SoftRss,
+}
+
+/// `RTE_MBUF_F_RX_RSS_HASH`: the driver wrote the device's hash into the mbuf.
+const RX_RSS_HASH: u64 = ffi::RTE_MBUF_F_RX_RSS_HASH as u64;
+
+/// The RSS a port is opened with ([`DpdkPort::open_rss`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RssRequest {
+    /// The Toeplitz key.
+    pub key: [u8; 40],
+    /// Entries of the redirection table, filled round robin over the queues (entry i → queue
+    /// i mod queues); see [`reta_sizes`] for the sizes a device takes.
+    pub reta_size: usize,
+}
+
+/// The flow types a port is asked to hash: those [`SoftRss`] models.
+fn modelled_hash_types() -> u64 {
+    use dpdk_sys::rss::{flow_type_mask, L3_FLOW_TYPES, L4_FLOW_TYPES};
+    flow_type_mask(&L4_FLOW_TYPES) | flow_type_mask(&L3_FLOW_TYPES)
+}
+
+/// Why a device hashing `hash_types` does not hash as [`SoftRss`] does, or `None` when it does:
+/// TCP and UDP over IPv4 and IPv6 by addresses and ports, every other IP packet by addresses
+/// (`ipv4`, or both `ipv4-frag` and `ipv4-other`; the same for IPv6), no field selection.
+fn unmodelled(hash_types: u64) -> Option<String> {
+    use dpdk_sys::rss::{flow_type, flow_type_mask, L4_FLOW_TYPES};
+    let has = |name: &str| flow_type(name).is_some_and(|bit| hash_types & bit == bit);
+    let missing: Vec<&str> = L4_FLOW_TYPES
+        .into_iter()
+        .filter(|name| !has(name))
+        .collect();
+    if !missing.is_empty() {
+        return Some(format!("it does not hash {} by ports", missing.join(", ")));
+    }
+    for v in ["ipv4", "ipv6"] {
+        let by_addresses = has(v) || (has(&format!("{v}-frag")) && has(&format!("{v}-other")));
+        if !by_addresses {
+            return Some(format!(
+                "it does not hash every other {v} packet by addresses ({v}, or {v}-frag and \
+                 {v}-other)"
+            ));
+        }
+    }
+    let selection = ["l3-src-only", "l3-dst-only", "l4-src-only", "l4-dst-only"];
+    if hash_types & flow_type_mask(&selection) != 0 {
+        return Some("it hashes a selection of the fields (l3/l4 src/dst-only)".to_owned());
+    }
+    None
+}
+
+/// The flow types of `mask` by name, space-separated.
+fn hash_type_text(mask: u64) -> String {
+    dpdk_sys::rss::flow_type_names(mask).join(" ")
+}
+
+/// A key as hex, its first 8 bytes and an ellipsis.
+fn key_text(key: &[u8]) -> String {
+    let hex: String = key.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    if key.len() > 8 {
+        format!("{hex}..")
+    } else {
+        hex
+    }
 }
 
 impl DpdkPort {
@@ -97,7 +253,6 @@ impl DpdkPort {
         pool: Arc<PacketPool>,
     ) -> Result<DpdkPort, DpdkPortError> {
         let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
-        let name = ethdev::name(port).map_err(DpdkPortError::Dpdk)?;
         ethdev::start_with(
             port,
             (queues, rx_descriptors),
@@ -105,7 +260,145 @@ impl DpdkPort {
             mempool,
         )
         .map_err(DpdkPortError::Dpdk)?;
-        let mac = ethdev::mac_addr(port).map_err(DpdkPortError::Dpdk)?;
+        let text = "RSS not configured (the driver's defaults)".to_owned();
+        DpdkPort::started(port, queues, pool, None, text)
+    }
+
+    /// [`open_with`](Self::open_with) with the device's RSS set as `rss` asks and read back
+    /// (see the module documentation): on a device with RSS, [`PortControl::rss`] is the model
+    /// of what it holds, when that model is exact. Errors: the device's key is not 40 bytes
+    /// ([`DpdkPortError::RssKeyLength`]), `rss.reta_size` is not one of [`reta_sizes`]
+    /// ([`DpdkPortError::RetaSize`]), the device holds another key or table than was set
+    /// ([`DpdkPortError::RssReadBack`]), DPDK refused. A device without RSS is no error.
+    pub fn open_rss(
+        port: u16,
+        queues: u16,
+        (rx_descriptors, tx_descriptors): (u16, u16),
+        pool: Arc<PacketPool>,
+        rss: &RssRequest,
+    ) -> Result<DpdkPort, DpdkPortError> {
+        let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
+        let info = ethdev::info(port).map_err(DpdkPortError::Dpdk)?;
+        let rx = (queues, rx_descriptors);
+        let tx = (queues, tx_descriptors);
+        if info.flow_type_rss_offloads == 0 || info.reta_size == 0 {
+            ethdev::start_with(port, rx, tx, mempool).map_err(DpdkPortError::Dpdk)?;
+            let text = format!(
+                "no RSS ({}: flow_type_rss_offloads {:#x}, RETA size {}): {}",
+                info.driver_name,
+                info.flow_type_rss_offloads,
+                info.reta_size,
+                match info.driver_name.as_str() {
+                    "net_af_packet" => "the kernel's fanout fills the queues",
+                    _ => "the driver fills the queues",
+                }
+            );
+            return DpdkPort::started(port, queues, pool, None, text);
+        }
+        if info.hash_key_size != 0 && usize::from(info.hash_key_size) != rss.key.len() {
+            return Err(DpdkPortError::RssKeyLength {
+                device: info.hash_key_size,
+            });
+        }
+        if !reta_sizes(info.reta_size, queues).contains(&rss.reta_size) {
+            return Err(DpdkPortError::RetaSize {
+                asked: rss.reta_size,
+                device: info.reta_size,
+                queues,
+            });
+        }
+        let hash_types = ethdev::start_rss(port, rx, tx, mempool, modelled_hash_types())
+            .map_err(DpdkPortError::Dpdk)?;
+        // From here on the device is started: a failure stops it again.
+        let set = (|| {
+            ethdev::rss_hash_update(port, Some(&rss.key), hash_types)
+                .map_err(DpdkPortError::Dpdk)?;
+            let table: Vec<u16> = (0..usize::from(info.reta_size))
+                .map(|i| ((i % rss.reta_size) % usize::from(queues)) as u16)
+                .collect();
+            ethdev::reta_update(port, &table).map_err(DpdkPortError::Dpdk)?;
+            let held =
+                ethdev::rss_hash_conf(port, rss.key.len() as u8).map_err(DpdkPortError::Dpdk)?;
+            let held_table =
+                ethdev::reta_query(port, info.reta_size).map_err(DpdkPortError::Dpdk)?;
+            if held.key != rss.key {
+                return Err(DpdkPortError::RssReadBack(format!(
+                    "the device holds the RSS key {} after {} was set",
+                    key_text(&held.key),
+                    key_text(&rss.key)
+                )));
+            }
+            if held_table != table {
+                return Err(DpdkPortError::RssReadBack(format!(
+                    "the device's redirection table differs from the one set (first entries \
+                     {:?}, set {:?})",
+                    &held_table[..held_table.len().min(8)],
+                    &table[..table.len().min(8)]
+                )));
+            }
+            let repeats = usize::from(info.reta_size) / rss.reta_size;
+            let summary = format!(
+                "RSS {} (RETA {} entries{}, key {})",
+                hash_type_text(held.hash_types),
+                info.reta_size,
+                if repeats > 1 {
+                    format!(": {} entries {repeats} times", rss.reta_size)
+                } else {
+                    String::new()
+                },
+                key_text(&held.key)
+            );
+            Ok(match unmodelled(held.hash_types) {
+                Some(why) => (None, format!("{summary}, not modelled in software: {why}")),
+                None => {
+                    let key: [u8; 40] =
+                        held.key[..]
+                            .try_into()
+                            .map_err(|_| DpdkPortError::RssKeyLength {
+                                device: held.key.len() as u8,
+                            })?;
+                    let reta = Reta::from_entries(held_table, queues).map_err(|e| {
+                        DpdkPortError::RssReadBack(format!("the device's table: {e}"))
+                    })?;
+                    let soft = SoftRss {
+                        toeplitz: Toeplitz::new(&key),
+                        reta,
+                    };
+                    (Some(soft), summary)
+                }
+            })
+        })();
+        match set {
+            Ok((soft, text)) => DpdkPort::started(port, queues, pool, soft, text),
+            Err(e) => {
+                // Nothing polls the queues yet; the stop returns their mbufs to the pool.
+                let _ = ethdev::stop(port);
+                Err(e)
+            }
+        }
+    }
+
+    /// The port over started device `port`.
+    fn started(
+        port: u16,
+        queues: u16,
+        pool: Arc<PacketPool>,
+        rss: Option<SoftRss>,
+        rss_text: String,
+    ) -> Result<DpdkPort, DpdkPortError> {
+        let fail = |e| {
+            let _ = ethdev::stop(port);
+            DpdkPortError::Dpdk(e)
+        };
+        let name = ethdev::name(port).map_err(fail)?;
+        let mac = ethdev::mac_addr(port).map_err(fail)?;
+        let soft_hash = match &rss {
+            Some(model) => model.clone(),
+            None => SoftRss::new(&SYMMETRIC_KEY, 1, 1).map_err(|e| {
+                let _ = ethdev::stop(port);
+                DpdkPortError::RssReadBack(format!("the software hash: {e}"))
+            })?,
+        };
         Ok(DpdkPort {
             port,
             name,
@@ -118,6 +411,9 @@ impl DpdkPort {
                 })
                 .collect(),
             stopped: Mutex::new(false),
+            rss,
+            rss_text,
+            soft_hash,
         })
     }
 
@@ -138,12 +434,17 @@ impl PortControl for DpdkPort {
 
     fn describe(&self) -> String {
         format!(
-            "dpdk port {} ({}), {} queues, mac {}",
+            "dpdk port {} ({}), {} queues, mac {}, {}, checksum offload: off",
             self.port,
             self.name,
             self.queues(),
-            mac_text(self.mac)
+            mac_text(self.mac),
+            self.rss_text
         )
+    }
+
+    fn rss(&self) -> Option<&SoftRss> {
+        self.rss.as_ref()
     }
 
     fn drops(&self) -> Vec<Vec<(&'static str, u64)>> {
@@ -191,6 +492,7 @@ impl Port for DpdkPort {
             queues: self.queues.clone(),
             _pool: self.pool.clone(),
             mbufs: [std::ptr::null_mut(); BURST],
+            soft_hash: self.soft_hash.clone(),
         })
     }
 }
@@ -204,6 +506,8 @@ pub struct DpdkQueue {
     _pool: Arc<PacketPool>,
     /// Scratch for one driver call.
     mbufs: [*mut ffi::rte_mbuf; BURST],
+    /// Hashes the frames the driver delivers without the device's hash.
+    soft_hash: SoftRss,
 }
 
 // SAFETY: the raw pointers in `mbufs` are scratch, meaningful only within one call of the owning
@@ -221,10 +525,18 @@ impl QueuePair for DpdkQueue {
             let got = unsafe { ethdev::rx_burst(self.port, self.queue, &mut self.mbufs[..want]) };
             for &m in &self.mbufs[..got] {
                 let Some(m) = NonNull::new(m) else { continue };
+                // SAFETY: the driver returned m, so it is ours; a plain field.
+                let hashed = unsafe { (*m.as_ptr()).ol_flags } & RX_RSS_HASH != 0;
                 // SAFETY: the driver returned m, so it is ours; it is an mbuf of the pool the
                 // queue was set up with, a `with_mbufs` pool; one handle is made.
                 match unsafe { PktBuf::from_mbuf(m) } {
-                    Some(buf) => out.push(buf),
+                    Some(mut buf) => {
+                        if !hashed {
+                            let (hash, _) = self.soft_hash.queue_of(buf.data());
+                            buf.set_rss_hash(hash);
+                        }
+                        out.push(buf);
+                    }
                     None => {
                         // SAFETY: m is still ours (from_mbuf refused it) and freed once.
                         unsafe { dpdk_sys::pktmbuf_free(m.as_ptr()) };
@@ -279,5 +591,60 @@ impl DpdkQueue {
 impl Drop for DpdkQueue {
     fn drop(&mut self) {
         self.state().taken.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dpdk_sys::rss::flow_type_mask;
+
+    use super::*;
+
+    #[test]
+    fn the_model_needs_every_tcp_udp_type_with_ports_and_other_ip_by_addresses() {
+        assert_eq!(unmodelled(modelled_hash_types()), None);
+        let all_l4 = flow_type_mask(&dpdk_sys::rss::L4_FLOW_TYPES);
+        // i40e's way: no plain ipv4/ipv6, but fragments and other protocols.
+        let split =
+            all_l4 | flow_type_mask(&["ipv4-frag", "ipv4-other", "ipv6-frag", "ipv6-other"]);
+        assert_eq!(unmodelled(split), None);
+        let without_udp6 = modelled_hash_types() & !flow_type_mask(&["ipv6-udp"]);
+        assert_eq!(
+            unmodelled(without_udp6).as_deref(),
+            Some("it does not hash ipv6-udp by ports")
+        );
+        assert_eq!(
+            unmodelled(flow_type_mask(&["ipv4", "ipv6"])).as_deref(),
+            Some("it does not hash ipv4-tcp, ipv4-udp, ipv6-tcp, ipv6-udp by ports")
+        );
+        let no_v6_others = all_l4 | flow_type_mask(&["ipv4", "ipv6-frag"]);
+        assert!(unmodelled(no_v6_others)
+            .is_some_and(|why| why.starts_with("it does not hash every other ipv6 packet")));
+        let src_only = modelled_hash_types() | flow_type_mask(&["l3-src-only"]);
+        assert!(unmodelled(src_only).is_some_and(|why| why.contains("selection")));
+    }
+
+    #[test]
+    fn errors_say_what_the_device_takes() {
+        assert_eq!(
+            DpdkPortError::RssKeyLength { device: 52 }.to_string(),
+            "the device's RSS key is 52 bytes; flowsteer sets and models a 40-byte Toeplitz key"
+        );
+        let odd = DpdkPortError::RetaSize {
+            asked: 64,
+            device: 96,
+            queues: 2,
+        };
+        assert!(odd
+            .to_string()
+            .contains("96 entries, which no power-of-two table"));
+        assert_eq!(reta_sizes(512, 1).len(), 10);
+        assert_eq!(
+            reta_sizes(4, 8),
+            Vec::<usize>::new(),
+            "more queues than entries"
+        );
+        assert_eq!(key_text(&[1, 2, 3]), "010203");
+        assert_eq!(key_text(&[0xab; 40]), "abababababababab..");
     }
 }

@@ -219,6 +219,22 @@ impl Reta {
         Ok(Reta { table, queues })
     }
 
+    /// A table with the given `entries` (their count a power of two in `1..=4096`, each below
+    /// `queues`), such as the one a NIC reports holding.
+    pub fn from_entries(entries: Vec<u16>, queues: u16) -> Result<Reta, RssError> {
+        let size = entries.len();
+        if !size.is_power_of_two() || size > MAX_RETA_SIZE {
+            return Err(RssError::RetaSize { size });
+        }
+        if let Some(&queue) = entries.iter().find(|&&q| q >= queues) {
+            return Err(RssError::Queue { queue, queues });
+        }
+        Ok(Reta {
+            table: entries,
+            queues,
+        })
+    }
+
     /// The queue for `hash`: one mask and one load.
     #[inline]
     pub fn queue(&self, hash: u32) -> u16 {

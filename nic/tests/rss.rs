@@ -254,6 +254,29 @@ fn reta_fills_round_robin_and_masks_the_hash() {
 }
 
 #[test]
+fn reta_from_entries_takes_a_device_table_as_it_is() {
+    let reta = Reta::from_entries(vec![3, 3, 0, 1], 4).unwrap();
+    assert_eq!((reta.size(), reta.queues()), (4, 4));
+    assert_eq!(reta.queue(0), 3);
+    assert_eq!(reta.queue(4 + 2), 0);
+    assert_eq!(
+        Reta::from_entries(vec![0, 1, 2], 3),
+        Err(RssError::RetaSize { size: 3 })
+    );
+    assert_eq!(
+        Reta::from_entries(vec![0, 2], 2),
+        Err(RssError::Queue {
+            queue: 2,
+            queues: 2
+        })
+    );
+    assert_eq!(
+        Reta::from_entries(Vec::new(), 1),
+        Err(RssError::RetaSize { size: 0 })
+    );
+}
+
+#[test]
 fn reta_set_moves_one_bucket_and_checks_bounds() {
     let mut reta = Reta::new(16, 4).unwrap();
     reta.set(5, 3).unwrap();
