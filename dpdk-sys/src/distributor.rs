@@ -183,10 +183,12 @@ impl DistributorWorker {
         self.id
     }
 
-    /// Asks for work without waiting (`rte_distributor_request_pkt`), handing back `returning`
+    /// Asks for work (`rte_distributor_request_pkt`), handing back `returning`
     /// (at most [`BURST`] mbufs, 1 with [`Algorithm::Single`]; pass none when the worker frees
     /// its packets itself). A request already out is not repeated: the call does nothing and
-    /// returns false.
+    /// returns false. It does not wait for the answer ([`poll`](Self::poll) does), but it spins
+    /// until the distributor has taken the previous request: a worker must not ask again once
+    /// the distributor has stopped calling [`DistributorCore::process`].
     ///
     /// # Safety
     ///
@@ -238,7 +240,8 @@ impl DistributorWorker {
 
     /// Leaves (`rte_distributor_return_pkt` with nothing returned): the distributor gives the
     /// packets it had queued for this worker to the others and sends it nothing more. The
-    /// handle is consumed.
+    /// handle is consumed. Like [`request`](Self::request), it spins until the distributor has
+    /// taken this worker's previous request: call it while the distributor still processes.
     pub fn leave(self) {
         // SAFETY: worker `id` is this handle's, consumed here; no mbuf is returned.
         unsafe {

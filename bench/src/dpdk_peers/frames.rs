@@ -172,9 +172,10 @@ pub(super) struct PeerReport {
     pub pool: (u32, u32),
     /// Where the threads ran.
     pub placement: String,
-    /// Cycles per phase: the receiving side (distributor thread or all stack threads) and the
-    /// processing side (workers; for eventdev the same threads, so in `receiving`).
+    /// Cycles per phase of the receiving side: the distributor thread, or all of eventdev's
+    /// stack threads (which also process: their whole loop is here).
     pub receiving: Phases,
+    /// Cycles per phase of the distributor's workers (nothing for eventdev).
     pub processing: Phases,
 }
 
