@@ -33,13 +33,11 @@ use flowsteer_mpsc::{ring, Consumer, Producer};
 use flowsteer_nic::pool::{PacketPool, PktBuf};
 use flowsteer_nic::port::QueuePair;
 use flowsteer_nic::rss::Reta;
-use flowsteer_nic::uveth::{Uveth, UvethConfig};
 use flowsteer_nic::wire::{self, Classified};
 use flowtable::{FlowKey, FlowTable, Lookup, ThreadId};
 use forwarder::keys::flow_key;
 use forwarder::sink::{Origin, VerifyingSink};
 use forwarder::stats::EngineStats;
-use forwarder::traffic::TrafficPlan;
 
 use crate::window::Window;
 
@@ -103,36 +101,17 @@ struct DispatchCounts {
 /// Runs the baseline with the engine configuration `config`: a warm-up, then a window of
 /// `duration` measured on the stack threads' counters (see [`crate::window`]).
 pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
-    config
-        .validate()
-        .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let crate::generated::Generated {
+        table,
+        uveth,
+        plan,
+        queues,
+    } = crate::generated::build(config)?;
     let threads = usize::from(config.engine.threads);
     let burst = usize::from(config.engine.burst);
     let drain_limit = config.engine.drain_limit as usize;
-    let table: Arc<dyn FlowTable> = Arc::from(flowtable::new_table_sized(
-        config.flowtable.capacity,
-        config.flowtable.effective_ipv6_capacity(),
-    ));
     let pool = PacketPool::new(config.pool.buffers, config.pool.data_room)
         .map_err(|e| format!("pool: {e}"))?;
-    let uveth = Uveth::new(UvethConfig {
-        queues: config.port.queues,
-        rss_key: config.port.rss_key.bytes(),
-        reta_size: config.port.reta_size,
-        ring_size: config.port.ring_size,
-        mac: config.port.mac.0,
-    })
-    .map_err(|e| format!("port (uveth): {e}"))?;
-    let mut plan = TrafficPlan::install(config, uveth.soft_rss(), &table)
-        .map_err(|e| format!("traffic: {e}"))?;
-    let mut queues = Vec::with_capacity(usize::from(config.port.queues));
-    for q in 0..config.port.queues {
-        queues.push(
-            uveth
-                .take_queue(q, plan.take_source(q))
-                .map_err(|e| format!("port queue {q}: {e}"))?,
-        );
-    }
     let mut producers = Vec::with_capacity(threads);
     let mut consumers = Vec::with_capacity(threads);
     for _ in 0..threads {
@@ -263,7 +242,7 @@ pub fn run(config: &Config, duration: Duration) -> Result<LtranReport, String> {
 }
 
 /// CPU affinity of the baseline's threads.
-mod cpu {
+pub(crate) mod cpu {
     /// The CPUs the calling thread may run on, ascending.
     pub fn allowed() -> Result<Vec<usize>, std::io::Error> {
         // SAFETY: cpu_set_t is plain data (all-zero is the empty set); sched_getaffinity writes

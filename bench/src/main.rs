@@ -13,7 +13,9 @@
 //! - `engine`: RSS and software balancing per traffic profile, and the ltran-style baseline;
 //! - `memory`: what a random cache line costs on this machine, by working set (no competitor:
 //!   the yardstick of the flow table rows);
-//! - `all`: the six, `memory` first.
+//! - `dpdk-peers`: software balancing against DPDK's rte_distributor and eventdev on
+//!   `listeners` (needs `--features dpdk`; not part of `all`);
+//! - `all`: the six before `dpdk-peers`, `memory` first.
 //!
 //! DPDK competitors run only when built with `--features dpdk` and when the EAL starts; every
 //! table says which competitor did not run and why.
@@ -21,8 +23,10 @@
 use std::process::ExitCode;
 
 mod competitors;
+mod dpdk_peers;
 mod engine;
 mod flow_table;
+mod generated;
 mod ltran;
 mod measure;
 mod memory;
@@ -62,7 +66,8 @@ experiments:
   pool        buffer pool alloc/free bursts, one thread and handed off: flowsteer's pool and rte_mempool
   engine      RSS and software balancing per traffic profile, and the ltran-style baseline
   memory      a random cache line's latency and burst throughput, by working set
-  all         all of the above, memory first
+  dpdk-peers  software balancing against rte_distributor and eventdev on listeners (--features dpdk)
+  all         all of the above but dpdk-peers, memory first
 
 options:
   --seconds S   wall time of each measured point, 0.05..=3600 (default 1)
@@ -83,6 +88,7 @@ enum Experiment {
     Pool,
     Engine,
     Memory,
+    DpdkPeers,
     All,
 }
 
@@ -145,10 +151,11 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
                     "pool" => Experiment::Pool,
                     "engine" => Experiment::Engine,
                     "memory" => Experiment::Memory,
+                    "dpdk-peers" => Experiment::DpdkPeers,
                     "all" => Experiment::All,
                     other => {
                         return Err(format!(
-                        "unknown experiment {other:?}: expected flowtable, swq, softrss, pool, engine, memory or all"
+                        "unknown experiment {other:?}: expected flowtable, swq, softrss, pool, engine, memory, dpdk-peers or all"
                     ))
                     }
                 });
@@ -185,6 +192,7 @@ fn main() -> ExitCode {
             Experiment::SoftRss => softrss::run(&opts),
             Experiment::Pool => pool::run(&opts),
             Experiment::Memory => memory::run(&opts),
+            Experiment::DpdkPeers => dpdk_peers::run(&opts),
             Experiment::Engine | Experiment::All => engine::run(&opts),
         };
         if let Err(e) = result {

@@ -18,7 +18,8 @@
 //!
 //! [`ffi`] holds the raw bindings of `rte_eal.h`, `rte_ethdev.h`, `rte_mbuf.h`, `rte_mempool.h`,
 //! `rte_ring.h`, `rte_hash.h`, `rte_jhash.h`, `rte_hash_crc.h`, `rte_thash.h`, `rte_lcore.h`,
-//! `rte_errno.h`, `rte_cycles.h`, `rte_bus_vdev.h`, `rte_eth_ring.h` and `rte_rcu_qsbr.h`
+//! `rte_errno.h`, `rte_cycles.h`, `rte_bus_vdev.h`, `rte_eth_ring.h`, `rte_rcu_qsbr.h`,
+//! `rte_distributor.h`, `rte_eventdev.h` and `rte_service.h`
 //! (functions, types and `RTE_*` constants; enum variants without the enum name prefix). C doc
 //! comments are not carried over: the DPDK headers are the reference.
 //!
@@ -56,8 +57,11 @@
 //! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up with or without RSS,
 //! the RSS key and redirection table set and read back, rx/tx burst, and the queries testpmd's
 //! `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts), [`Hash`](struct@Hash) /
-//! [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU reclamation) and
-//! [`rss`] (`rte_softrss`, the RSS flow types by name and the sets the engine asks for). Each type
+//! [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU reclamation), [`rss`]
+//! (`rte_softrss`, the RSS flow types by name and the sets the engine asks for), [`distributor`]
+//! (`rte_distributor`, split into its distributor and worker sides) and [`eventdev`] (a
+//! software event device made at run time, its ports, and the scheduling service of one that
+//! needs it). Each type
 //! documents its concurrency contract and its cost; everything else is reachable through
 //! [`ffi`].
 // Without the feature the items the crate doc links to do not exist.
@@ -86,11 +90,15 @@ pub mod ffi {
 }
 
 #[cfg(feature = "dpdk")]
+pub mod distributor;
+#[cfg(feature = "dpdk")]
 pub mod eal;
 #[cfg(feature = "dpdk")]
 mod error;
 #[cfg(feature = "dpdk")]
 pub mod ethdev;
+#[cfg(feature = "dpdk")]
+pub mod eventdev;
 #[cfg(feature = "dpdk")]
 mod hash;
 #[cfg(feature = "dpdk")]

@@ -185,3 +185,26 @@ void dpdk_sys_rcu_qsbr_thread_offline(struct rte_rcu_qsbr *v, unsigned int threa
 {
 	rte_rcu_qsbr_thread_offline(v, thread_id);
 }
+
+uint16_t dpdk_sys_event_enqueue_new_burst(uint8_t dev_id, uint8_t port_id, const struct rte_event *ev,
+                                          uint16_t nb_events)
+{
+	return rte_event_enqueue_new_burst(dev_id, port_id, ev, nb_events);
+}
+
+uint16_t dpdk_sys_event_enqueue_burst(uint8_t dev_id, uint8_t port_id, const struct rte_event *ev,
+                                      uint16_t nb_events)
+{
+	return rte_event_enqueue_burst(dev_id, port_id, ev, nb_events);
+}
+
+uint16_t dpdk_sys_event_dequeue_burst(uint8_t dev_id, uint8_t port_id, struct rte_event *ev,
+                                      uint16_t nb_events, uint64_t timeout_ticks)
+{
+	return rte_event_dequeue_burst(dev_id, port_id, ev, nb_events, timeout_ticks);
+}
+
+int dpdk_sys_event_maintain(uint8_t dev_id, uint8_t port_id, int op)
+{
+	return rte_event_maintain(dev_id, port_id, op);
+}

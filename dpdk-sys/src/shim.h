@@ -19,6 +19,7 @@ struct rte_mempool;
 struct rte_mempool_cache;
 struct rte_ring;
 struct rte_rcu_qsbr;
+struct rte_event;
 
 /* rte_errno of the calling thread (a per-lcore TLS variable, a macro in rte_errno.h). */
 int dpdk_sys_errno(void);
@@ -105,5 +106,21 @@ void dpdk_sys_rcu_qsbr_quiescent(struct rte_rcu_qsbr *v, unsigned int thread_id)
 /* rte_rcu_qsbr_thread_online / offline: start / stop being waited for by writers. */
 void dpdk_sys_rcu_qsbr_thread_online(struct rte_rcu_qsbr *v, unsigned int thread_id);
 void dpdk_sys_rcu_qsbr_thread_offline(struct rte_rcu_qsbr *v, unsigned int thread_id);
+
+/* rte_event_enqueue_new_burst: events with op NEW only; one (device, port) must be used by one
+ * thread at a time. Returns how many leading events the device accepted (fewer when it is out of
+ * credits: the rest stay the caller's). */
+uint16_t dpdk_sys_event_enqueue_new_burst(uint8_t dev_id, uint8_t port_id, const struct rte_event *ev,
+                                          uint16_t nb_events);
+/* rte_event_enqueue_burst: events of any op (NEW, FORWARD, RELEASE); one thread per port. */
+uint16_t dpdk_sys_event_enqueue_burst(uint8_t dev_id, uint8_t port_id, const struct rte_event *ev,
+                                      uint16_t nb_events);
+/* rte_event_dequeue_burst: up to nb_events into ev; with implicit release (the default) this also
+ * releases the events of the port's previous dequeue. One thread per port. */
+uint16_t dpdk_sys_event_dequeue_burst(uint8_t dev_id, uint8_t port_id, struct rte_event *ev,
+                                      uint16_t nb_events, uint64_t timeout_ticks);
+/* rte_event_maintain: the background work of a port that neither enqueues nor dequeues for a
+ * while (flushing buffered events); one thread per port. */
+int dpdk_sys_event_maintain(uint8_t dev_id, uint8_t port_id, int op);
 
 #endif

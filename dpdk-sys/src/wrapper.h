@@ -19,5 +19,8 @@
 #include <rte_hash_crc.h>
 #include <rte_thash.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_distributor.h>
+#include <rte_eventdev.h>
+#include <rte_service.h>
 
 #include "shim.h"

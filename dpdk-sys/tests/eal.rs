@@ -637,6 +637,142 @@ fn a_private_area_of_32_bytes_puts_the_data_32_bytes_into_a_line() {
 }
 
 #[test]
+fn distributor_hands_every_mbuf_to_a_worker_and_refuses_bad_sizes() {
+    use dpdk_sys::distributor::{self, Algorithm, BURST};
+    if !eal_ready() {
+        return;
+    }
+    assert!(distributor::create("t_dist_none", 0, Algorithm::Burst).is_err());
+    assert!(distributor::create("t_dist_many", 64, Algorithm::Burst).is_err());
+    assert!(distributor::create(&"x".repeat(27), 1, Algorithm::Burst).is_err());
+    let pool = PktmbufPool::new("t_dist", 255, 0, 2048, -1).expect("pool");
+    for (name, algorithm) in [
+        ("t_dist_b", Algorithm::Burst),
+        ("t_dist_s", Algorithm::Single),
+    ] {
+        let (mut core, mut workers) = distributor::create(name, 2, algorithm).expect(name);
+        let mut mbufs: Vec<*mut ffi::rte_mbuf> = (0..200u32)
+            .map(|i| {
+                let m = pool.alloc().expect("mbuf").as_ptr();
+                // SAFETY: an mbuf just allocated, owned here: its tag is a plain field.
+                unsafe { (*m).__bindgen_anon_2.hash.usr = i % 7 };
+                m
+            })
+            .collect();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let got: Vec<Vec<usize>> = thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .drain(..)
+                .map(|mut w| {
+                    let done = &done;
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        let mut out = [std::ptr::null_mut(); BURST];
+                        // SAFETY: nothing is returned.
+                        unsafe { w.request(&[]) };
+                        while !done.load(std::sync::atomic::Ordering::Acquire) {
+                            if let Some(n) = w.poll(&mut out) {
+                                mine.extend(out[..n].iter().map(|&m| m as usize));
+                                // SAFETY: nothing is returned.
+                                unsafe { w.request(&[]) };
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let mut pending = &mut mbufs[..];
+            while !pending.is_empty() {
+                // SAFETY: every pointer is an mbuf owned here, listed once.
+                let taken = unsafe { core.process(pending) };
+                pending = &mut pending[taken..];
+            }
+            core.flush();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            // Answer the workers' last requests until they have seen `done`.
+            while handles.iter().any(|h| !h.is_finished()) {
+                // SAFETY: no mbuf is passed.
+                unsafe { core.process(&mut []) };
+            }
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<usize> = got.iter().flatten().copied().collect();
+        all.sort_unstable();
+        let mut sent: Vec<usize> = mbufs.iter().map(|&m| m as usize).collect();
+        sent.sort_unstable();
+        assert_eq!(all, sent, "{name}: every mbuf reached exactly one worker");
+        assert_eq!(core.returned(&mut [std::ptr::null_mut(); 8]), 0, "{name}");
+        // SAFETY: the workers gave the mbufs back by value (their addresses); all owned here.
+        unsafe { pktmbuf_free_bulk(&mut mbufs) };
+        assert_eq!(pool.available(), 255, "{name}");
+    }
+}
+
+#[test]
+fn event_dsw_delivers_to_the_linked_port_and_refuses_a_missing_queue() {
+    use dpdk_sys::eventdev::{
+        event_mbuf, event_sub_type, mbuf_event, DeviceConfig, EventDev, SchedType,
+    };
+    if !eal_ready() {
+        return;
+    }
+    let mut dev = EventDev::create_vdev("event_dsw_t0", "").expect("event_dsw vdev");
+    let info = dev.info().expect("info");
+    assert_eq!(info.driver, "event_dsw");
+    assert!(
+        info.distributed(),
+        "event_dsw schedules in the ports' calls"
+    );
+    dev.configure(DeviceConfig {
+        queues: 2,
+        ports: 2,
+        events_limit: 1024,
+        queue_flows: 1024,
+        dequeue_depth: 32,
+        enqueue_depth: 32,
+    })
+    .expect("configure");
+    for q in 0..2 {
+        dev.setup_queue(q, SchedType::Atomic, 1024).expect("queue");
+        dev.setup_port(q, 1024, 32, 32).expect("port");
+        dev.link(q, &[q]).expect("link");
+    }
+    assert!(dev.port(0).is_none(), "no port before start");
+    dev.start().expect("start");
+    assert!(dev.service().is_none(), "event_dsw needs no service");
+    let mut p0 = dev.port(0).expect("port 0");
+    let mut p1 = dev.port(1).expect("port 1");
+    assert!(dev.port(1).is_none(), "a port is handed out once");
+    // The device never reads through the pointers: plain numbers do.
+    let events: Vec<_> = (1..=20usize)
+        .map(|i| mbuf_event(1, i as u32, SchedType::Atomic, 7, i as *mut ffi::rte_mbuf))
+        .collect();
+    assert_eq!(p0.enqueue_new(&events), Some(20));
+    let bad = [mbuf_event(2, 0, SchedType::Atomic, 0, std::ptr::null_mut())];
+    assert_eq!(p0.enqueue_new(&bad), None, "queue 2 does not exist");
+    let mut got = Vec::new();
+    let mut out = vec![ffi::rte_event::default(); 32];
+    for _ in 0..10_000 {
+        p0.maintain();
+        let n = p1.dequeue(&mut out);
+        for e in &out[..n] {
+            assert_eq!(event_sub_type(e), 7);
+            got.push(event_mbuf(e) as usize);
+        }
+        assert_eq!(
+            p0.dequeue(&mut out),
+            0,
+            "nothing is linked to port 0's queue"
+        );
+        if got.len() == 20 {
+            break;
+        }
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=20).collect::<Vec<_>>());
+}
+
+#[test]
 fn rss_key_types_and_table_are_set_and_read_back() {
     if !eal_ready() {
         return;
