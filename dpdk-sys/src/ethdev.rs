@@ -64,7 +64,24 @@ pub fn start_with(
     (tx_queues, tx_descriptors): (u16, u16),
     pool: &PktmbufPool,
 ) -> Result<(), Error> {
+    let pools = vec![pool; usize::from(rx_queues)];
+    start_with_pools(port, (&pools, rx_descriptors), (tx_queues, tx_descriptors))
+}
+
+/// [`start_with`] with a pool per receive queue: receive queue `q` takes its buffers from
+/// `rx_pools[q]` (as many queues as pools). Every pool must outlive the port's use.
+pub fn start_with_pools(
+    port: u16,
+    (rx_pools, rx_descriptors): (&[&PktmbufPool], u16),
+    (tx_queues, tx_descriptors): (u16, u16),
+) -> Result<(), Error> {
     crate::eal::ensure("rte_eth_dev_configure")?;
+    let rx_queues = u16::try_from(rx_pools.len()).map_err(|_| {
+        Error::invalid(
+            "rte_eth_dev_configure",
+            format!("{} receive queues", rx_pools.len()),
+        )
+    })?;
     let conf = ffi::rte_eth_conf::default();
     // SAFETY: conf is a zeroed (default) configuration, valid for every PMD; the call copies it.
     check("rte_eth_dev_configure", unsafe {
@@ -75,7 +92,7 @@ pub fn start_with(
     // SOCKET_ID_ANY (-1) is passed through as DPDK's own examples do: the unsigned parameter
     // takes its two's-complement value, which the PMD treats as "any".
     let socket = socket as u32;
-    for q in 0..rx_queues {
+    for (q, pool) in (0..rx_queues).zip(rx_pools) {
         // SAFETY: the port is configured with rx_queues queues; a NULL rxconf selects the PMD
         // default; the pool is alive for the call and, by this function's contract, after.
         check("rte_eth_rx_queue_setup", unsafe {

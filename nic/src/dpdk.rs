@@ -1,5 +1,8 @@
 //! A DPDK ethdev as a [`Port`] (feature `dpdk`): its queue pairs receive into and send from the
-//! mbufs of a [`PacketPool::with_mbufs`] pool, with no copy. A received mbuf becomes the
+//! mbufs of a [`PacketPool::with_mbufs`] pool, with no copy; with a tiered pool
+//! ([`PacketPool::with_mbufs_tiered`]) each receive queue fills from its own L1 mempool, and the
+//! stack threads register as EAL lcores ([`PortControl::enter_thread`]) so that the driver's
+//! allocations and frees go through the per-lcore caches. A received mbuf becomes the
 //! buffer's handle ([`PktBuf::from_mbuf`]); a buffer to send becomes its mbuf again
 //! ([`PktBuf::into_mbuf`]).
 //!
@@ -20,8 +23,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use dpdk_sys::{ethdev, ffi};
 
-use crate::pool::{PacketPool, PktBuf, PoolCache};
-use crate::port::{mac_text, Port, PortControl, QueuePair};
+use crate::pool::{PacketPool, PktBuf, PoolCache, Tier};
+use crate::port::{mac_text, Port, PortControl, QueuePair, ThreadHold};
 
 /// Most mbufs one `rx_burst` or `tx_burst` call moves through the driver; larger requests are
 /// split.
@@ -96,13 +99,16 @@ impl DpdkPort {
         (rx_descriptors, tx_descriptors): (u16, u16),
         pool: Arc<PacketPool>,
     ) -> Result<DpdkPort, DpdkPortError> {
-        let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
+        // Each receive queue fills from its L1's mempool (the shared one's without an L1).
+        let mempools = (0..queues)
+            .map(|q| pool.mempool_for(Tier::Queue(q)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(DpdkPortError::NotMbufs)?;
         let name = ethdev::name(port).map_err(DpdkPortError::Dpdk)?;
-        ethdev::start_with(
+        ethdev::start_with_pools(
             port,
-            (queues, rx_descriptors),
+            (&mempools, rx_descriptors),
             (queues, tx_descriptors),
-            mempool,
         )
         .map_err(DpdkPortError::Dpdk)?;
         let mac = ethdev::mac_addr(port).map_err(DpdkPortError::Dpdk)?;
@@ -157,6 +163,21 @@ impl PortControl for DpdkPort {
         Some(self.pool.clone())
     }
 
+    /// Registers the thread as an EAL lcore (a thread that already is one keeps its id), so
+    /// that the driver's allocations and frees on it use the mempools' per-lcore caches; the
+    /// hold flushes the thread's caches of every mempool of the pool and unregisters.
+    fn enter_thread(&self) -> Result<ThreadHold, String> {
+        if dpdk_sys::eal::lcore_id().is_some() {
+            return Ok(ThreadHold::default());
+        }
+        let registration = dpdk_sys::eal::register_thread()
+            .map_err(|e| format!("registering the thread as an EAL lcore: {e}"))?;
+        Ok(ThreadHold::new(Lcore {
+            pool: self.pool.clone(),
+            _registration: registration,
+        }))
+    }
+
     /// Stops the device, which returns the mbufs of its receive rings to the pool. Called once
     /// every queue's owner has stopped.
     fn reclaim(&self, _cache: &mut PoolCache) -> usize {
@@ -192,6 +213,22 @@ impl Port for DpdkPort {
             _pool: self.pool.clone(),
             mbufs: [std::ptr::null_mut(); BURST],
         })
+    }
+}
+
+/// A stack thread's EAL lcore: on drop (on the thread) its per-lcore caches of the pool's
+/// mempools are flushed, then the lcore id is released, so every mbuf is back on its mempool's
+/// ring and no cache is left with an id the next registered thread would inherit.
+struct Lcore {
+    pool: Arc<PacketPool>,
+    _registration: dpdk_sys::eal::ThreadRegistration,
+}
+
+impl Drop for Lcore {
+    fn drop(&mut self) {
+        for mempool in self.pool.mempools() {
+            mempool.flush_lcore_cache();
+        }
     }
 }
 

@@ -209,9 +209,10 @@ impl PoolCache {
         let stack = &mut self.returns[shared];
         if stack.is_empty() {
             let got = pool.segments[shared].take(stack, n);
-            home.counters
-                .borrowed
-                .fetch_add(got as u64, Ordering::Relaxed);
+            if got > 0 {
+                let borrowed = &home.counters.borrowed;
+                borrowed.fetch_add(got as u64, Ordering::Relaxed);
+            }
         }
         if let Some(buf) = stack.pop() {
             self.counts[shared].store(stack.len() as u32, Ordering::Relaxed);
