@@ -185,3 +185,8 @@ void dpdk_sys_rcu_qsbr_thread_offline(struct rte_rcu_qsbr *v, unsigned int threa
 {
 	rte_rcu_qsbr_thread_offline(v, thread_id);
 }
+
+unsigned int dpdk_sys_mempool_ring_count(const struct rte_mempool *mp)
+{
+	return rte_mempool_get_ops(mp->ops_index)->get_count(mp);
+}
