@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flowsteer_nic::pool::PacketPool;
+use flowsteer_nic::pool::{PacketPool, Tier};
 use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
@@ -566,9 +566,14 @@ impl RunReport {
             .iter()
             .filter(|p| p.capacity > 0)
             .map(|p| {
+                let borrows = if p.pool == Tier::Shared.to_string() {
+                    String::new()
+                } else {
+                    format!("L2 borrows {}, ", p.l2_borrows)
+                };
                 format!(
-                    "{} {}/{} (L2 borrows {}, failures {})",
-                    p.pool, p.available, p.capacity, p.l2_borrows, p.alloc_failures
+                    "{} {}/{} ({borrows}failures {})",
+                    p.pool, p.available, p.capacity, p.alloc_failures
                 )
             })
             .collect();

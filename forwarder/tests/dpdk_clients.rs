@@ -145,9 +145,17 @@ fn a_configured_dpdk_port_serves_the_kernels_clients() {
     cfg.validate().expect("a valid DPDK configuration");
     let engine = Engine::start(&cfg, false).expect("the engine starts on the DPDK port");
     serve_clients(net, &engine, 20);
-    // The engine's pool is the port's: conservation exact, every mbuf back.
+    // The engine's pool is the port's: conservation exact, every mbuf back in its own mempool
+    // (queue 0's L1, the shared one), no allocation failed.
     let report = stop_and_check(engine);
     assert!(report.total.rx > 0);
+    let pools: Vec<(&str, bool, u64)> = report
+        .pool
+        .pools
+        .iter()
+        .map(|p| (p.pool.as_str(), p.available == p.capacity, p.alloc_failures))
+        .collect();
+    assert_eq!(pools, [("q0", true, 0), ("shared", true, 0)]);
 
     // What the device cannot do is refused, naming the key.
     let mut too_many = cfg.clone();
