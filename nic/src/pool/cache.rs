@@ -34,6 +34,11 @@ pub struct PoolCache {
     size: usize,
     /// Per segment, its buffers freed here (the home's entry stays empty).
     returns: Box<[Vec<PktBuf>]>,
+    /// The segment of the last buffer of another segment freed here, and its header range: a
+    /// handed-off burst comes from one queue, so its buffers after the first skip the search.
+    last_other: usize,
+    last_lo: usize,
+    last_span: usize,
     return_batch: usize,
     counts: CachedCounts,
     not_sync: PhantomData<Cell<()>>,
@@ -61,6 +66,10 @@ impl PoolCache {
             home_span: home_hi - home_lo,
             size,
             returns,
+            // No segment yet: an empty range matches nothing.
+            last_other: home,
+            last_lo: 0,
+            last_span: 0,
             return_batch,
             counts,
             pool,
@@ -160,8 +169,13 @@ impl PoolCache {
     /// core's cache until it is allocated again.
     #[inline]
     fn free_one(&mut self, buf: PktBuf) {
-        if buf.header_addr().wrapping_sub(self.home_lo) >= self.home_span {
-            self.free_elsewhere(buf);
+        let addr = buf.header_addr();
+        if addr.wrapping_sub(self.home_lo) >= self.home_span {
+            if addr.wrapping_sub(self.last_lo) < self.last_span {
+                self.give_back(self.last_other, buf);
+            } else {
+                self.free_elsewhere(buf);
+            }
             return;
         }
         if self.size == 0 {
@@ -174,19 +188,40 @@ impl PoolCache {
         self.local.push(buf);
     }
 
-    /// A buffer of another segment onto its return stack, or counted as foreign.
+    /// A buffer of a segment other than the home and the last one: found by its address (and
+    /// remembered as the last), or counted as foreign.
     fn free_elsewhere(&mut self, buf: PktBuf) {
         let pool = &*self.pool;
         let Some(segment) = pool.segment_of(buf.header_addr()) else {
             pool.foreign_frees.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let (lo, hi) = pool.segments[segment].range();
+        (self.last_other, self.last_lo, self.last_span) = (segment, lo, hi - lo);
+        self.give_back(segment, buf);
+    }
+
+    /// `buf`, of `segment` (not the home), onto that segment's return stack; a full one goes
+    /// back in one bulk.
+    #[inline]
+    fn give_back(&mut self, segment: usize, buf: PktBuf) {
         let stack = &mut self.returns[segment];
         stack.push(buf);
-        if stack.len() >= self.return_batch {
-            pool.segments[segment].give(stack.drain(..));
+        let held = stack.len();
+        if held >= self.return_batch {
+            self.return_all(segment);
+        } else {
+            self.counts[segment].store(held as u32, Ordering::Relaxed);
         }
-        self.counts[segment].store(stack.len() as u32, Ordering::Relaxed);
+    }
+
+    /// Returns everything the return stack of `segment` holds, in one bulk.
+    #[cold]
+    #[inline(never)]
+    fn return_all(&mut self, segment: usize) {
+        let stack = &mut self.returns[segment];
+        self.pool.segments[segment].give(stack.drain(..));
+        self.counts[segment].store(0, Ordering::Relaxed);
     }
 
     /// The next buffer once the home stack is empty (see the type's documentation for the
