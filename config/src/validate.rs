@@ -601,11 +601,7 @@ fn check_pool_split(config: &Config, out: &mut Collector) {
             format!(
                 "must be < {usable}: the buffers of each queue's L1 pool ({}: pool.buffers ({}) \
                  less pool.shared_percent ({})%, over port.queues ({})){ring_text}, got {}",
-                split.per_queue,
-                pool.buffers,
-                pool.shared_percent,
-                port.queues,
-                pool.low_watermark
+                split.per_queue, pool.buffers, pool.shared_percent, port.queues, pool.low_watermark
             ),
         );
     }

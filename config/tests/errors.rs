@@ -509,7 +509,10 @@ fn unknown_key_in_every_section() {
             "engine",
             "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us",
         ),
-        ("pool", "buffers, data_room, cache, shared_percent, low_watermark"),
+        (
+            "pool",
+            "buffers, data_room, cache, shared_percent, low_watermark",
+        ),
         ("flowtable", "capacity, ipv6_capacity"),
         ("swq", "size"),
         (

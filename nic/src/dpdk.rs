@@ -105,12 +105,8 @@ impl DpdkPort {
             .collect::<Option<Vec<_>>>()
             .ok_or(DpdkPortError::NotMbufs)?;
         let name = ethdev::name(port).map_err(DpdkPortError::Dpdk)?;
-        ethdev::start_with_pools(
-            port,
-            (&mempools, rx_descriptors),
-            (queues, tx_descriptors),
-        )
-        .map_err(DpdkPortError::Dpdk)?;
+        ethdev::start_with_pools(port, (&mempools, rx_descriptors), (queues, tx_descriptors))
+            .map_err(DpdkPortError::Dpdk)?;
         let mac = ethdev::mac_addr(port).map_err(DpdkPortError::Dpdk)?;
         Ok(DpdkPort {
             port,

@@ -25,10 +25,14 @@ const NULL_VDEV: &str = "net_null0";
 const BUFFERS: u32 = 1023;
 
 fn eal_ready() -> bool {
-    flowsteer_testrig::eal::eal_ready("nic-mbuf-test", &[VDEV, PORT_VDEV, VDEV_FULL, NULL_VDEV], |args| {
-        eal::init(args).map_err(|e| e.to_string())?;
-        Ok(eal::runtime_dir())
-    })
+    flowsteer_testrig::eal::eal_ready(
+        "nic-mbuf-test",
+        &[VDEV, PORT_VDEV, VDEV_FULL, NULL_VDEV],
+        |args| {
+            eal::init(args).map_err(|e| e.to_string())?;
+            Ok(eal::runtime_dir())
+        },
+    )
 }
 
 fn frame(i: usize) -> Vec<u8> {

@@ -44,7 +44,10 @@ fn segments_are_listed_queue_by_queue_then_shared() {
             (Tier::Shared, 50, 50)
         ]
     );
-    assert_eq!((pool.capacity(), pool.queues(), pool.low_watermark()), (250, 2, 10));
+    assert_eq!(
+        (pool.capacity(), pool.queues(), pool.low_watermark()),
+        (250, 2, 10)
+    );
     assert_eq!(Tier::Queue(1).to_string(), "q1");
     assert_eq!(Tier::Shared.to_string(), "shared");
 }
@@ -89,9 +92,7 @@ fn a_buffer_freed_by_another_thread_goes_back_to_its_own_segment() {
             let mut cache = pool.cache_for(Tier::Queue(0), 32);
             let mut bufs = Vec::new();
             assert_eq!(cache.alloc_bulk(&mut bufs, 200), 200);
-            assert!(bufs
-                .iter()
-                .all(|b| pool.tier_of(b) == Some(Tier::Queue(0))));
+            assert!(bufs.iter().all(|b| pool.tier_of(b) == Some(Tier::Queue(0))));
             to_b.send(bufs).unwrap();
         })
     };

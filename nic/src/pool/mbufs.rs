@@ -243,8 +243,13 @@ impl PacketPool {
                     Tier::Queue(q) => q.to_string(),
                     Tier::Shared => "s".to_owned(),
                 };
-                let slots =
-                    MbufSlots::create(&format!("{name}_{suffix}"), n, first, data_room, lcore_cache)?;
+                let slots = MbufSlots::create(
+                    &format!("{name}_{suffix}"),
+                    n,
+                    first,
+                    data_room,
+                    lcore_cache,
+                )?;
                 Segment::new(tier, n, slots.headers, Store::Mbufs(slots))
             };
             segments.push(segment);

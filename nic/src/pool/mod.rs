@@ -267,11 +267,7 @@ impl PacketPool {
     /// refill, flush or return in flight can make it off by at most that many buffers, either
     /// way.
     pub fn available(&self) -> u32 {
-        let total: u64 = self
-            .segments()
-            .iter()
-            .map(|s| u64::from(s.available))
-            .sum();
+        let total: u64 = self.segments().iter().map(|s| u64::from(s.available)).sum();
         total.min(u64::from(self.buffers)) as u32
     }
 
