@@ -99,6 +99,16 @@ impl PoolCache {
     /// Appends up to `n` empty buffers to `out`; returns how many (fewer only when the pool runs
     /// out, counted as one failure).
     pub fn alloc_bulk(&mut self, out: &mut Vec<PktBuf>, n: usize) -> usize {
+        // The common case: the home stack holds the burst; its newest `n` move in one copy.
+        if let Some(first) = self.local.len().checked_sub(n) {
+            let start = out.len();
+            out.extend(self.local.drain(first..));
+            for buf in &mut out[start..] {
+                buf.reset();
+            }
+            self.publish();
+            return n;
+        }
         // Never more than the pool holds, so an absurd `n` cannot overflow the reservation.
         out.reserve(n.min(self.pool.capacity() as usize));
         let mut got = 0;
@@ -134,8 +144,16 @@ impl PoolCache {
 
     /// Frees every buffer in `bufs`, leaving it empty (its capacity is kept).
     pub fn free_bulk(&mut self, bufs: &mut Vec<PktBuf>) {
-        for buf in bufs.drain(..) {
-            self.free_one(buf);
+        // The common case: all of them home buffers, and room for them: one copy.
+        let (lo, span) = (self.home_lo, self.home_span);
+        if self.local.len() + bufs.len() <= self.size
+            && bufs.iter().all(|b| b.header_addr().wrapping_sub(lo) < span)
+        {
+            self.local.append(bufs);
+        } else {
+            for buf in bufs.drain(..) {
+                self.free_one(buf);
+            }
         }
         self.publish();
     }
