@@ -69,7 +69,8 @@
 //! |---|---|
 //! | [`PoolCache::alloc`] from the cache | a `Vec` pop, one metadata write (the slot's first line), one relaxed store |
 //! | [`PoolCache::free`] of a home buffer | an address compare and a `Vec` push of the handle (the buffer itself is not read), one relaxed store |
-//! | [`PoolCache::free`] of another segment's buffer | a binary search over the segments' address ranges, a `Vec` push, one relaxed store; a bulk return per half cache (at most 64) |
+//! | [`PoolCache::alloc_bulk`] / [`PoolCache::free_bulk`] of a burst the cache can serve / hold (home buffers) | one copy of the handles, one metadata write per buffer (alloc) or one address compare per buffer (free), one relaxed store |
+//! | [`PoolCache::free`] of another segment's buffer | a second address compare (the segment of the last such free; else a binary search over the segments' ranges), a `Vec` push, one relaxed store; a bulk return per `min(size / 2, 64)` |
 //! | refill / flush of `size / 2` buffers | one lock round trip and a copy of the handles (heap); one `rte_mempool_generic_get`/`put` (mbufs); the watermark check is one load (heap) or one ring count (mbufs) |
 //! | [`PacketPool::available`], [`PacketPool::segments`] | a mutex over the cache registry + one load per cache and segment; not for the data path |
 //! | [`PacketPool::new`] | one allocation, one write per buffer header, one push per buffer |
