@@ -85,7 +85,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    println!("{pattern} {pools}: {rounds} rounds of {BURST} buffers, {ns_per_buf:.2} ns per buffer");
+    println!(
+        "{pattern} {pools}: {rounds} rounds of {BURST} buffers, {ns_per_buf:.2} ns per buffer"
+    );
     ExitCode::SUCCESS
 }
 
