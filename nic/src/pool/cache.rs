@@ -19,8 +19,9 @@ const RETURN_BATCH_MAX: usize = 64;
 /// `size / 2` buffers in one go: from the home segment while it holds at least the pool's low
 /// watermark, else from the shared pool (counted as borrowed), else whatever the home segment
 /// has left. A full home stack flushes its oldest buffers down to `size / 2`. A buffer of another
-/// segment goes on that segment's return stack, which goes back in one bulk when it holds
-/// `min(size / 2, 64)` (borrowed shared buffers wait there for this cache's next borrow).
+/// segment goes on that segment's return stack, which goes back in one bulk once it holds half of
+/// `min(size / 2, 64)` and the segment's store is not locked by another thread, and in any case
+/// when it holds all of it (borrowed shared buffers wait there for this cache's next borrow).
 /// Dropping the cache returns everything it holds to its segments.
 pub struct PoolCache {
     pool: Arc<PacketPool>,
@@ -34,6 +35,9 @@ pub struct PoolCache {
     size: usize,
     /// Per segment, its buffers freed here (the home's entry stays empty).
     returns: Box<[Vec<PktBuf>]>,
+    /// A return stack of this many tries to go back without waiting for the store's lock; one
+    /// of `return_batch` goes back in any case.
+    return_try: usize,
     /// The segment of the last buffer of another segment freed here, and its header range: a
     /// handed-off burst comes from one queue, so its buffers after the first skip the search.
     last_other: usize,
@@ -66,6 +70,7 @@ impl PoolCache {
             home_span: home_hi - home_lo,
             size,
             returns,
+            return_try: return_batch.div_ceil(2),
             // No segment yet: an empty range matches nothing.
             last_other: home,
             last_lo: 0,
@@ -226,20 +231,27 @@ impl PoolCache {
         let stack = &mut self.returns[segment];
         stack.push(buf);
         let held = stack.len();
-        if held >= self.return_batch {
+        if held >= self.return_try {
             self.return_all(segment);
         } else {
             self.counts[segment].store(held as u32, Ordering::Relaxed);
         }
     }
 
-    /// Returns everything the return stack of `segment` holds, in one bulk.
+    /// Returns everything the return stack of `segment` holds, in one bulk: from half a batch on
+    /// only if the segment's store is free at once (a thread preempted while holding it does
+    /// not stop this one), at a full batch in any case.
     #[cold]
     #[inline(never)]
     fn return_all(&mut self, segment: usize) {
         let stack = &mut self.returns[segment];
-        self.pool.segments[segment].give(stack.drain(..));
-        self.counts[segment].store(0, Ordering::Relaxed);
+        let segment_store = &self.pool.segments[segment];
+        if stack.len() >= self.return_batch {
+            segment_store.give(stack.drain(..));
+        } else {
+            segment_store.try_give_all(stack);
+        }
+        self.counts[segment].store(stack.len() as u32, Ordering::Relaxed);
     }
 
     /// The next buffer once the home stack is empty (see the type's documentation for the

@@ -80,6 +80,18 @@ impl FreeStack {
         bufs.extend(it);
         self.len.store(bufs.len(), Ordering::Relaxed);
     }
+
+    /// Moves every buffer of `from` here unless another thread holds the lock; whether it did.
+    fn try_give_all(&self, from: &mut Vec<PktBuf>) -> bool {
+        let mut bufs = match self.bufs.try_lock() {
+            Ok(bufs) => bufs,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        bufs.append(from);
+        self.len.store(bufs.len(), Ordering::Relaxed);
+        true
+    }
 }
 
 /// Where a segment's free buffers wait.
@@ -161,6 +173,19 @@ impl Segment {
             Store::Heap(free) => free.take(out, n),
             #[cfg(feature = "dpdk")]
             Store::Mbufs(slots) => slots.take(out, n),
+        }
+    }
+
+    /// Returns every buffer of `from` (all of this segment) to the store unless that means
+    /// waiting for another thread; whether it did.
+    pub(super) fn try_give_all(&self, from: &mut Vec<PktBuf>) -> bool {
+        match &self.store {
+            Store::Heap(free) => free.try_give_all(from),
+            #[cfg(feature = "dpdk")]
+            Store::Mbufs(slots) => {
+                slots.give(from.drain(..));
+                true
+            }
         }
     }
 
