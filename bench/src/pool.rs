@@ -22,14 +22,14 @@
 //! `rte_mempool_avail_count` equal to the pool's size). A failed check is an error of the
 //! command, not a figure. The contenders' repetitions alternate ([`repeat_interleaved`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_config::Config;
 use flowsteer_mpsc::ring;
-use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
+use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache, Tier};
 
 use crate::competitors;
 use crate::measure::{calling_thread_rep, repeat_interleaved, Summary, REPS};
@@ -98,8 +98,11 @@ impl Pattern {
 /// The pools of the experiment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contender {
-    /// flowsteer's `PacketPool` through a `PoolCache`.
+    /// flowsteer's `PacketPool` through a `PoolCache`, one shared pool.
     Ours,
+    /// The same split as the engine's: an L1 pool per queue (two) and a shared pool; A's cache
+    /// is homed on queue 0's, B's on queue 1's, so B returns A's buffers to queue 0's pool.
+    OursTiered,
     /// `rte_mempool` through a user-owned cache.
     MempoolUserCache,
     /// `rte_pktmbuf_alloc_bulk` / `free_bulk` through the per-lcore cache.
@@ -107,8 +110,9 @@ pub enum Contender {
 }
 
 /// The contenders in the order of their rows: ours first.
-pub const CONTENDERS: [Contender; 3] = [
+pub const CONTENDERS: [Contender; 4] = [
     Contender::Ours,
+    Contender::OursTiered,
     Contender::MempoolUserCache,
     Contender::PktmbufLcoreCache,
 ];
@@ -124,15 +128,26 @@ impl Contender {
     pub fn name(self) -> &'static str {
         match self {
             Contender::Ours => "PoolCache",
+            Contender::OursTiered => "PoolCache, L1+L2",
             Contender::MempoolUserCache => "rte_mempool+user cache",
             Contender::PktmbufLcoreCache => "rte_pktmbuf+lcore cache",
         }
+    }
+
+    /// Whether it is flowsteer's own pool (which must run).
+    pub fn is_ours(self) -> bool {
+        matches!(self, Contender::Ours | Contender::OursTiered)
     }
 
     /// The calls it is reached through.
     pub fn calls(self) -> &'static str {
         match self {
             Contender::Ours => "PoolCache::alloc_bulk / free_bulk",
+            Contender::OursTiered => {
+                "PoolCache::alloc_bulk / free_bulk, the engine's split of pool.buffers (2 queues' \
+                 L1 pools and a shared one, pool.shared_percent, pool.low_watermark); A homed on \
+                 q0, B on q1"
+            }
             Contender::MempoolUserCache => {
                 "rte_mempool_cache_create, rte_mempool_generic_get / generic_put"
             }
@@ -150,6 +165,10 @@ impl Contender {
         match self {
             Contender::Ours => {
                 let pool = OurPool::new(params)?;
+                run_pattern(&pool, pattern, burst, duration)
+            }
+            Contender::OursTiered => {
+                let pool = OurPool::tiered(params)?;
                 run_pattern(&pool, pattern, burst, duration)
             }
             dpdk => competitors::mempool_rep(dpdk, pattern, burst, params, duration),
@@ -193,17 +212,35 @@ impl Params {
 pub struct OurPool {
     pool: Arc<PacketPool>,
     cache: u32,
+    /// The next thread's home (queue `n % queues`, or the shared pool without queues).
+    threads: AtomicU16,
 }
 
 impl OurPool {
-    /// A fresh pool of `params`.
+    /// A fresh pool of `params`, one shared segment.
     pub fn new(params: Params) -> Result<OurPool, Failure> {
         let pool = PacketPool::new(params.buffers, params.data_room)
             .map_err(|e| Failure::Setup(format!("PacketPool::new: {e}")))?;
-        Ok(OurPool {
+        Ok(OurPool::of(pool, params))
+    }
+
+    /// A fresh pool of `params` split as the engine splits it for its default two queues.
+    pub fn tiered(params: Params) -> Result<OurPool, Failure> {
+        let mut config = Config::default();
+        config.pool.buffers = params.buffers;
+        config.pool.data_room = params.data_room;
+        config.pool.cache = params.cache;
+        let pool = forwarder::pools::heap_pool(&config)
+            .map_err(|e| Failure::Setup(format!("PacketPool::tiered: {e}")))?;
+        Ok(OurPool::of(pool, params))
+    }
+
+    fn of(pool: Arc<PacketPool>, params: Params) -> OurPool {
+        OurPool {
             pool,
             cache: params.cache,
-        })
+            threads: AtomicU16::new(0),
+        }
     }
 }
 
@@ -212,7 +249,12 @@ impl Pool for OurPool {
     type Thread<'a> = PoolCache;
 
     fn thread(&self) -> Result<PoolCache, String> {
-        Ok(self.pool.cache(self.cache))
+        let n = self.threads.fetch_add(1, Ordering::Relaxed);
+        let home = match self.pool.queues() {
+            0 => Tier::Shared,
+            queues => Tier::Queue(n % queues),
+        };
+        Ok(self.pool.cache_for(home, self.cache))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -448,7 +490,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
             let where_ = format!("{}, burst {burst}, {pattern:?}", contender.name());
             let result = match (failure, summary) {
                 (Some(Failure::Check(e)), _) => return Err(format!("{where_}: check failed: {e}")),
-                (Some(Failure::Setup(e)), _) if contender == Contender::Ours => {
+                (Some(Failure::Setup(e)), _) if contender.is_ours() => {
                     return Err(format!("{where_}: {e}"))
                 }
                 (Some(Failure::Setup(e)), _) => Err(e),
@@ -498,8 +540,13 @@ pub fn run(opts: &Options) -> Result<(), String> {
         params.data_room,
         thp_mode()
     ));
+    table.note(format!(
+        "{}: {}",
+        Contender::OursTiered.name(),
+        Contender::OursTiered.calls()
+    ));
     if dpdk.is_ok() {
-        for contender in &CONTENDERS[1..] {
+        for contender in &CONTENDERS[2..] {
             table.note(format!(
                 "{}: {}, one call into C per burst",
                 contender.name(),
@@ -523,11 +570,13 @@ pub fn run(opts: &Options) -> Result<(), String> {
     for note in not_run {
         table.note(note);
     }
+    let ours_check = format!(
+        "PacketPool::available() == capacity ({}) and foreign_frees() == 0",
+        params.buffers
+    );
     let checks = [
-        format!(
-            "PacketPool::available() == capacity ({}) and foreign_frees() == 0",
-            params.buffers
-        ),
+        ours_check.clone(),
+        ours_check,
         format!(
             "rte_mempool_avail_count == {} once the threads' user caches were flushed",
             params.buffers
@@ -571,6 +620,7 @@ mod tests {
             CONTENDERS.map(Contender::name),
             [
                 "PoolCache",
+                "PoolCache, L1+L2",
                 "rte_mempool+user cache",
                 "rte_pktmbuf+lcore cache"
             ]
@@ -597,14 +647,17 @@ mod tests {
 
     #[test]
     fn ours_passes_the_check_in_both_patterns() {
-        let pool = OurPool::new(small()).unwrap();
-        for pattern in PATTERNS {
-            for burst in BURSTS {
-                let rate = run_pattern(&pool, pattern, burst, Duration::from_millis(20)).unwrap();
-                assert!(rate > 0.0, "{pattern:?} {burst}");
+        for pool in [OurPool::new(small()), OurPool::tiered(small())] {
+            let pool = pool.unwrap();
+            for pattern in PATTERNS {
+                for burst in BURSTS {
+                    let rate =
+                        run_pattern(&pool, pattern, burst, Duration::from_millis(20)).unwrap();
+                    assert!(rate > 0.0, "{pattern:?} {burst}");
+                }
             }
+            assert_eq!(pool.pool.available(), 1024);
         }
-        assert_eq!(pool.pool.available(), 1024);
     }
 
     /// flowsteer's pool with a way in that drops (leaks) one buffer in 100: the check must fail.
@@ -659,7 +712,7 @@ mod tests {
                 flowsteer_testrig::skip(&why);
                 return;
             }
-            for contender in &CONTENDERS[1..] {
+            for contender in &CONTENDERS[2..] {
                 for pattern in PATTERNS {
                     let err = contender
                         .rep(pattern, 1, small(), Duration::from_millis(1))
@@ -672,7 +725,7 @@ mod tests {
             }
             return;
         }
-        for contender in &CONTENDERS[1..] {
+        for contender in &CONTENDERS[2..] {
             for pattern in PATTERNS {
                 for burst in BURSTS {
                     let rate = contender

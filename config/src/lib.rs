@@ -184,25 +184,52 @@ impl Config {
     /// The fewest packet buffers with which no thread can starve, the lower bound of
     /// `pool.buffers`:
     ///
-    /// `engine.threads * (pool.cache + swq.size + 2 * engine.burst + engine.drain_limit)
-    ///  + 2 * port.queues * port.ring_size`
+    /// `engine.threads * (pool.cache + swq.size + 2 * engine.burst + engine.drain_limit
+    ///  + port.queues * min(pool.cache / 2, 64)) + 2 * port.queues * port.ring_size`
     ///
     /// It counts every buffer the engine can park at once: each thread's cache (at most
-    /// `pool.cache`), its software queue when full, the packets it holds between rx and tx
+    /// `pool.cache` of its own pool and up to `min(pool.cache / 2, 64)` of each other pool, the
+    /// L1 pools of the other queues and the shared pool), its software queue when full, the packets it holds between rx and tx
     /// (a burst plus what it drained) and one more burst for its next receive; each queue's
     /// receive and transmit rings when full. With that many, a thread that wants a receive burst
     /// finds the buffers even when every ring and queue is full, as at start when the generator
     /// fills the rings. Computed in 64 bits, saturating: it never overflows.
     pub fn min_pool_buffers(&self) -> u64 {
+        let returns = u64::from(self.port.queues) * u64::from((self.pool.cache / 2).min(64));
         let per_thread = u64::from(self.pool.cache)
             .saturating_add(u64::try_from(self.swq.size).unwrap_or(u64::MAX))
             .saturating_add(2 * u64::from(self.engine.burst))
-            .saturating_add(u64::from(self.engine.drain_limit));
+            .saturating_add(u64::from(self.engine.drain_limit))
+            .saturating_add(returns);
         let per_queue = 2u64.saturating_mul(u64::try_from(self.port.ring_size).unwrap_or(u64::MAX));
         u64::from(self.engine.threads)
             .saturating_mul(per_thread)
             .saturating_add(u64::from(self.port.queues).saturating_mul(per_queue))
     }
+
+    /// How `pool.buffers` is split: `pool.shared_percent` percent (rounded down) to the shared
+    /// pool, the rest evenly over `port.queues` L1 pools, the remainder of that division to the
+    /// shared pool too. With no queue every buffer is shared.
+    pub fn pool_split(&self) -> PoolSplit {
+        let buffers = u64::from(self.pool.buffers);
+        let shared = buffers * u64::from(self.pool.shared_percent.min(100)) / 100;
+        let queues = u64::from(self.port.queues);
+        let per_queue = (buffers - shared).checked_div(queues).unwrap_or(0);
+        PoolSplit {
+            per_queue: per_queue as u32,
+            shared: (buffers - per_queue * queues) as u32,
+        }
+    }
+}
+
+/// The split of `pool.buffers` between the queues' L1 pools and the shared pool
+/// ([`Config::pool_split`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolSplit {
+    /// Buffers of each queue's L1 pool.
+    pub per_queue: u32,
+    /// Buffers of the shared pool.
+    pub shared: u32,
 }
 
 /// The configuration reference in Markdown, generated from the schema: for each table a
@@ -312,8 +339,29 @@ mod tests {
 
     #[test]
     fn min_pool_buffers_of_the_default() {
-        // 2 * (256 + 1024 + 2 * 32 + 64) + 2 * 2 * 1024
-        assert_eq!(Config::default().min_pool_buffers(), 6912);
+        // 2 * (256 + 1024 + 2 * 32 + 64 + 2 * 64) + 2 * 2 * 1024
+        assert_eq!(Config::default().min_pool_buffers(), 7168);
+    }
+
+    #[test]
+    fn the_pool_splits_into_equal_l1_pools_and_the_rest_shared() {
+        let mut config = Config::default();
+        // 16384: 4096 shared, 6144 per queue.
+        assert_eq!(
+            config.pool_split(),
+            PoolSplit {
+                per_queue: 6144,
+                shared: 4096
+            }
+        );
+        config.pool.buffers = 10_001;
+        config.port.queues = 3;
+        config.pool.shared_percent = 10;
+        // 1000 shared, 9001 / 3 = 3000 per queue, the remainder 1 shared.
+        let split = config.pool_split();
+        assert_eq!((split.per_queue, split.shared), (3000, 1001));
+        config.pool.shared_percent = 0;
+        assert_eq!(config.pool_split().shared, 10_001 % 3);
     }
 
     #[test]

@@ -26,10 +26,16 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "`traffic.port_base + engine.threads - 1 <= 65535`.",
     "`port.reta_size >= port.queues`, so every queue appears in the redirection table.",
     "`pool.buffers >= engine.threads * (pool.cache + swq.size + 2 * engine.burst + \
-     engine.drain_limit) + 2 * port.queues * port.ring_size`: every buffer the engine can park \
-     at once (each thread's cache, its full software queue, the packets it holds between rx and \
-     tx plus one more rx burst; each queue's full receive and transmit rings), so a thread always \
-     finds buffers for its next receive burst, even at start when every ring fills up.",
+     engine.drain_limit + port.queues * min(pool.cache / 2, 64)) + 2 * port.queues * \
+     port.ring_size`: every buffer the engine can park at once (each thread's cache with the \
+     buffers it holds for the other pools, its full software queue, the packets it holds \
+     between rx and tx plus one more rx burst; each queue's full receive and transmit rings), so \
+     a thread always finds buffers for its next receive burst, even at start when every ring \
+     fills up.",
+    "`pool.low_watermark` is 0 or below the buffers of each queue's L1 pool (`(pool.buffers - \
+     pool.buffers * pool.shared_percent / 100) / port.queues`), less `port.rx_descriptors` with \
+     `port.driver = \"dpdk\"` (the receive ring holds those); `pool.shared_percent > 0` when \
+     `engine.threads > port.queues`.",
     "`port.interface` names a Linux interface with `port.driver = \"afpacket\"` and is empty \
      with `\"uveth\"`.",
     "`port.driver = \"afpacket\"` needs `traffic.profile = \"none\"`: the generator feeds uveth \

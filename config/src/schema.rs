@@ -167,8 +167,9 @@ pub(crate) const POOL: SectionSpec = SectionSpec {
         text(
             "buffers",
             "an integer 1024..=4194304",
-            "Packet buffers in total, shared by all threads; at least the minimum of the rules \
-             between keys, so that no thread can starve.",
+            "Packet buffers in total, split into an L1 pool per port queue and a shared pool \
+             (`pool.shared_percent`); at least the minimum of the rules between keys, so that no \
+             thread can starve.",
         ),
         text(
             "data_room",
@@ -179,7 +180,25 @@ pub(crate) const POOL: SectionSpec = SectionSpec {
         text(
             "cache",
             "an integer 0..=1024",
-            "Buffers each thread keeps in a private cache, refilled and flushed in bulk.",
+            "Buffers each thread keeps in a private cache, refilled and flushed in bulk (each \
+             thread also holds up to min(pool.cache / 2, 64) buffers of every other pool before \
+             returning them in bulk; with dpdk each mempool's per-lcore cache is \
+             min(pool.cache, 64)).",
+        ),
+        text(
+            "shared_percent",
+            "an integer 0..=90",
+            "Percent of `pool.buffers` in the shared (L2) pool; the rest is split evenly over the \
+             port's queues, one L1 pool each (its receive buffers and its thread's first \
+             choice; the remainder of the division goes to the shared pool). Threads without a \
+             queue draw from the shared pool.",
+        ),
+        text(
+            "low_watermark",
+            "an integer 0..=4194304",
+            "A thread allocates from the shared pool while its queue's L1 pool has fewer free \
+             buffers than this (outside the threads' caches), so its own allocations leave \
+             room for receiving; when the shared pool is empty too it takes the L1's last ones.",
         ),
     ],
 };

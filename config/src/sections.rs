@@ -53,7 +53,7 @@ impl Default for Engine {
     }
 }
 
-/// `[pool]`: the packet buffer pool shared by all threads.
+/// `[pool]`: the packet buffers, an L1 pool per port queue and a shared L2 pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Pool {
@@ -64,6 +64,11 @@ pub struct Pool {
     pub data_room: u16,
     /// Buffers each thread caches privately, 0..=1024.
     pub cache: u32,
+    /// Percent of `buffers` in the shared (L2) pool, 0..=90; the rest is split evenly over the
+    /// port's queues, one L1 pool each ([`Config::pool_split`](crate::Config::pool_split)).
+    pub shared_percent: u8,
+    /// Free buffers of a queue's L1 pool below which its thread allocates from the shared pool.
+    pub low_watermark: u32,
 }
 
 impl Default for Pool {
@@ -72,6 +77,8 @@ impl Default for Pool {
             buffers: 16384,
             data_room: 2048,
             cache: 256,
+            shared_percent: 25,
+            low_watermark: 512,
         }
     }
 }

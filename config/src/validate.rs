@@ -34,6 +34,8 @@ const MAX_POOL_BUFFERS: u32 = 4_194_304;
 const MIN_DATA_ROOM: u16 = 128;
 pub(crate) const MAX_DATA_ROOM: u16 = 9216;
 const MAX_POOL_CACHE: u32 = 1024;
+/// At least a tenth of the buffers go to the queues' L1 pools.
+const MAX_SHARED_PERCENT: u8 = 90;
 pub(crate) const MAX_TABLE_CAPACITY: usize = 1 << 26;
 const MAX_RING: usize = 1 << 20;
 const MAX_RETA: usize = 4096;
@@ -128,6 +130,20 @@ fn check_pool(pool: &Pool, out: &mut Collector) {
         MAX_DATA_ROOM,
     );
     in_range(out, "pool.cache", pool.cache, 0, MAX_POOL_CACHE);
+    in_range(
+        out,
+        "pool.shared_percent",
+        pool.shared_percent,
+        0,
+        MAX_SHARED_PERCENT,
+    );
+    in_range(
+        out,
+        "pool.low_watermark",
+        pool.low_watermark,
+        0,
+        MAX_POOL_BUFFERS,
+    );
 }
 
 fn check_flowtable(flowtable: &FlowTableCfg, out: &mut Collector) {
@@ -521,8 +537,8 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
                 format!(
                     "must be >= {minimum} for this configuration: engine.threads ({}) * \
                      (pool.cache ({}) + swq.size ({}) + 2 * engine.burst ({}) + \
-                     engine.drain_limit ({})) + 2 * port.queues ({}) * port.ring_size ({}){hint}, \
-                     got {}",
+                     engine.drain_limit ({}) + port.queues ({}) * min(pool.cache / 2, 64)) + \
+                     2 * port.queues * port.ring_size ({}){hint}, got {}",
                     engine.threads,
                     pool.cache,
                     swq.size,
@@ -535,9 +551,60 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
             );
         }
     }
+    check_pool_split(config, out);
 
     check_port_and_apps(config, out);
     check_proxies(config, out);
+}
+
+/// The rules of the split into L1 pools and a shared pool: threads without a queue need a shared
+/// pool, and the watermark must leave each L1 pool buffers to use (with dpdk, beyond those its
+/// receive ring holds).
+fn check_pool_split(config: &Config, out: &mut Collector) {
+    let (pool, engine, port) = (&config.pool, &config.engine, &config.port);
+    if !out.any_rejected(&["pool.shared_percent", "engine.threads", "port.queues"])
+        && pool.shared_percent == 0
+        && engine.threads > port.queues
+    {
+        out.reject(
+            "pool.shared_percent",
+            format!(
+                "must be > 0 when engine.threads ({}) > port.queues ({}): the threads without a \
+                 queue draw from the shared pool, got 0",
+                engine.threads, port.queues
+            ),
+        );
+    }
+    let split_keys = [
+        "pool.low_watermark",
+        "pool.buffers",
+        "pool.shared_percent",
+        "port.queues",
+        "port.rx_descriptors",
+    ];
+    if out.any_rejected(&split_keys) {
+        return;
+    }
+    let split = config.pool_split();
+    let (ring, ring_text) = if port.driver == Driver::Dpdk {
+        (
+            u32::from(port.rx_descriptors),
+            format!(" less port.rx_descriptors ({})", port.rx_descriptors),
+        )
+    } else {
+        (0, String::new())
+    };
+    let usable = split.per_queue.saturating_sub(ring);
+    if pool.low_watermark > 0 && pool.low_watermark >= usable {
+        out.reject(
+            "pool.low_watermark",
+            format!(
+                "must be < {usable}: the buffers of each queue's L1 pool ({}: pool.buffers ({}) \
+                 less pool.shared_percent ({})%, over port.queues ({})){ring_text}, got {}",
+                split.per_queue, pool.buffers, pool.shared_percent, port.queues, pool.low_watermark
+            ),
+        );
+    }
 }
 
 /// The rules that tie the driver and the apps to the rest: the interface name, the traffic

@@ -430,22 +430,59 @@ fn reta_holds_every_queue() {
 fn pool_buffers_enough_for_the_run() {
     assert_eq!(
         problem("[pool]\nbuffers = 4096"),
-        "pool.buffers: must be >= 6912 for this configuration: engine.threads (2) * \
-         (pool.cache (256) + swq.size (1024) + 2 * engine.burst (32) + engine.drain_limit (64)) \
-         + 2 * port.queues (2) * port.ring_size (1024), got 4096"
+        "pool.buffers: must be >= 7168 for this configuration: engine.threads (2) * \
+         (pool.cache (256) + swq.size (1024) + 2 * engine.burst (32) + engine.drain_limit (64) \
+         + port.queues (2) * min(pool.cache / 2, 64)) + 2 * port.queues * port.ring_size (1024), \
+         got 4096"
     );
-    let exact = valid("[pool]\nbuffers = 6912");
-    assert_eq!(exact.min_pool_buffers(), 6912);
+    let exact = valid("[pool]\nbuffers = 7168");
+    assert_eq!(exact.min_pool_buffers(), 7168);
+}
+
+#[test]
+fn the_pool_split_leaves_each_queue_buffers_above_the_watermark() {
+    // 16384: 4096 shared, 6144 per queue.
+    assert_eq!(
+        problem("[pool]\nlow_watermark = 6144"),
+        "pool.low_watermark: must be < 6144: the buffers of each queue's L1 pool (6144: \
+         pool.buffers (16384) less pool.shared_percent (25)%, over port.queues (2)), got 6144"
+    );
+    valid("[pool]\nlow_watermark = 6143");
+    assert_eq!(
+        problem(
+            "[pool]\nlow_watermark = 5200\n[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"\n\
+             [traffic]\nprofile = \"none\""
+        ),
+        "pool.low_watermark: must be < 5120: the buffers of each queue's L1 pool (6144: \
+         pool.buffers (16384) less pool.shared_percent (25)%, over port.queues (2)) less \
+         port.rx_descriptors (1024), got 5200"
+    );
+    assert_eq!(
+        problem("[pool]\nshared_percent = 91"),
+        "pool.shared_percent: must be 0..=90, got 91"
+    );
+}
+
+#[test]
+fn threads_without_a_queue_need_a_shared_pool() {
+    assert_eq!(
+        problem("[engine]\nthreads = 3\n[pool]\nshared_percent = 0"),
+        "pool.shared_percent: must be > 0 when engine.threads (3) > port.queues (2): the threads \
+         without a queue draw from the shared pool, got 0"
+    );
+    let all_queued = valid("[pool]\nshared_percent = 0");
+    assert_eq!(all_queued.pool_split().per_queue, 8192);
 }
 
 #[test]
 fn pool_buffers_minimum_beyond_the_largest_pool_says_what_to_lower() {
     assert_eq!(
         problem("[engine]\nthreads = 8\n[swq]\nsize = 1048576"),
-        "pool.buffers: must be >= 8395776 for this configuration: engine.threads (8) * \
+        "pool.buffers: must be >= 8396800 for this configuration: engine.threads (8) * \
          (pool.cache (256) + swq.size (1048576) + 2 * engine.burst (32) + engine.drain_limit \
-         (64)) + 2 * port.queues (2) * port.ring_size (1024); that is more than the largest pool \
-         (4194304): lower swq.size, port.ring_size, pool.cache or engine.threads, got 16384"
+         (64) + port.queues (2) * min(pool.cache / 2, 64)) + 2 * port.queues * port.ring_size \
+         (1024); that is more than the largest pool (4194304): lower swq.size, port.ring_size, \
+         pool.cache or engine.threads, got 16384"
     );
 }
 
@@ -472,7 +509,10 @@ fn unknown_key_in_every_section() {
             "engine",
             "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us",
         ),
-        ("pool", "buffers, data_room, cache"),
+        (
+            "pool",
+            "buffers, data_room, cache, shared_percent, low_watermark",
+        ),
         ("flowtable", "capacity, ipv6_capacity"),
         ("swq", "size"),
         (
@@ -527,7 +567,8 @@ fn removed_implementation_keys_are_unknown_and_say_why() {
     // Only those paths: a key of that name in another section is a plain unknown key.
     assert_eq!(
         problem("[pool]\nring = \"burst\""),
-        "pool.ring: unknown key (expected one of: buffers, data_room, cache)"
+        "pool.ring: unknown key (expected one of: buffers, data_room, cache, shared_percent, \
+         low_watermark)"
     );
 }
 
@@ -966,7 +1007,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 3 + 2 + 1 + 22 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 5 + 2 + 1 + 22 + 8 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")

@@ -711,7 +711,7 @@ fn default_is_unchanged() {
     assert!(config.port.qdisc_bypass);
     assert_eq!((config.port.ipv4_prefix, config.port.ipv6_prefix), (24, 64));
     assert_eq!(config.traffic.profile, Profile::Listeners);
-    assert_eq!(config.min_pool_buffers(), 6912);
+    assert_eq!(config.min_pool_buffers(), 7168);
     assert_eq!(valid(""), config);
 }
 

@@ -62,15 +62,25 @@ pub fn start(
 /// descriptors per queue).
 pub fn start_with(
     port: u16,
-    rx: (u16, u16),
+    (rx_queues, rx_descriptors): (u16, u16),
     tx: (u16, u16),
     pool: &PktmbufPool,
 ) -> Result<(), Error> {
-    crate::eal::ensure("rte_eth_dev_configure")?;
-    start_conf(port, rx, tx, pool, &ffi::rte_eth_conf::default())
+    let pools = vec![pool; usize::from(rx_queues)];
+    start_with_pools(port, (&pools, rx_descriptors), tx)
 }
 
-/// [`start_with`] with receive-side scaling: the port is configured in RSS mode
+/// [`start_with`] with a pool per receive queue: receive queue `q` takes its buffers from
+/// `rx_pools[q]` (as many queues as pools). Every pool must outlive the port's use.
+pub fn start_with_pools(
+    port: u16,
+    rx: (&[&PktmbufPool], u16),
+    tx: (u16, u16),
+) -> Result<(), Error> {
+    start_conf(port, rx, tx, &ffi::rte_eth_conf::default())
+}
+
+/// [`start_with_pools`] with receive-side scaling: the port is configured in RSS mode
 /// (`RTE_ETH_MQ_RX_RSS`) over the flow types of `hash_types` the port offers (the intersection
 /// with its `flow_type_rss_offloads`, which is returned), with the mbufs carrying the hash
 /// (`RTE_ETH_RX_OFFLOAD_RSS_HASH`) where the port offers that, and the driver's own key and
@@ -81,9 +91,8 @@ pub fn start_with(
 /// `hash_types`.
 pub fn start_rss(
     port: u16,
-    rx: (u16, u16),
+    rx: (&[&PktmbufPool], u16),
     tx: (u16, u16),
-    pool: &PktmbufPool,
     hash_types: u64,
 ) -> Result<u64, Error> {
     const OP: &str = "rte_eth_dev_configure";
@@ -105,18 +114,24 @@ pub fn start_rss(
         conf.rxmode.offloads |= rss_hash & info.rx_offload_capa;
     }
     conf.rx_adv_conf.rss_conf.rss_hf = offered;
-    start_conf(port, rx, tx, pool, &conf)?;
+    start_conf(port, rx, tx, &conf)?;
     Ok(offered)
 }
 
-/// Configures `port` with `conf`, sets its queues up receiving into `pool` and starts it.
+/// Configures `port` with `conf`, sets its receive queues up with a pool each and starts it.
 fn start_conf(
     port: u16,
-    (rx_queues, rx_descriptors): (u16, u16),
+    (rx_pools, rx_descriptors): (&[&PktmbufPool], u16),
     (tx_queues, tx_descriptors): (u16, u16),
-    pool: &PktmbufPool,
     conf: &ffi::rte_eth_conf,
 ) -> Result<(), Error> {
+    crate::eal::ensure("rte_eth_dev_configure")?;
+    let rx_queues = u16::try_from(rx_pools.len()).map_err(|_| {
+        Error::invalid(
+            "rte_eth_dev_configure",
+            format!("{} receive queues", rx_pools.len()),
+        )
+    })?;
     // SAFETY: conf is a valid configuration whose pointers (the RSS key) are NULL; the call
     // copies it.
     check("rte_eth_dev_configure", unsafe {
@@ -127,7 +142,7 @@ fn start_conf(
     // SOCKET_ID_ANY (-1) is passed through as DPDK's own examples do: the unsigned parameter
     // takes its two's-complement value, which the PMD treats as "any".
     let socket = socket as u32;
-    for q in 0..rx_queues {
+    for (q, pool) in (0..rx_queues).zip(rx_pools) {
         // SAFETY: the port is configured with rx_queues queues; a NULL rxconf selects the PMD
         // default; the pool is alive for the call and, by this function's contract, after.
         check("rte_eth_rx_queue_setup", unsafe {

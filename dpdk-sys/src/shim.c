@@ -208,3 +208,8 @@ int dpdk_sys_event_maintain(uint8_t dev_id, uint8_t port_id, int op)
 {
 	return rte_event_maintain(dev_id, port_id, op);
 }
+
+unsigned int dpdk_sys_mempool_ring_count(const struct rte_mempool *mp)
+{
+	return rte_mempool_get_ops(mp->ops_index)->get_count(mp);
+}

@@ -73,6 +73,9 @@ void dpdk_sys_mempool_generic_put(struct rte_mempool *mp, void *const *obj_table
 /* rte_mempool_cache_flush: returns everything `cache` holds to the pool in one bulk enqueue; NULL
  * flushes the calling thread's per-lcore cache (nothing for an unregistered non-EAL thread). */
 void dpdk_sys_mempool_cache_flush(struct rte_mempool_cache *cache, struct rte_mempool *mp);
+/* The objects in the mempool's own store, every cache left out: the ops' get_count, reached
+ * through the exported ops table (rte_mempool_ops_get_count is internal to DPDK). */
+unsigned int dpdk_sys_mempool_ring_count(const struct rte_mempool *mp);
 
 /* rte_ring_mp_enqueue_burst: any number of threads at once; one CAS on the producer head per call. */
 unsigned int dpdk_sys_ring_mp_enqueue_burst(struct rte_ring *r, void *const *obj_table, unsigned int n,

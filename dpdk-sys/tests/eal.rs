@@ -799,7 +799,7 @@ fn rss_key_types_and_table_are_set_and_read_back() {
     // A type net_null does not offer is dropped from what is configured.
     let gtpu = rss::flow_type("gtpu").expect("gtpu");
     let configured =
-        ethdev::start_rss(port, (4, 256), (4, 256), &pool, tcp4 | udp6 | gtpu).expect("start");
+        ethdev::start_rss(port, (&[&pool; 4], 256), (4, 256), tcp4 | udp6 | gtpu).expect("start");
     assert_eq!(configured, tcp4 | udp6);
 
     // What is set is what is read.

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 use flowsteer_config::{Balance, Config, Driver, Idle, Profile};
-use flowsteer_nic::pool::PacketPool;
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::Uveth;
@@ -166,8 +165,7 @@ impl Engine {
                 )))
             }
             Some(pool) => pool,
-            None => PacketPool::new(config.pool.buffers, config.pool.data_room)
-                .map_err(setup("pool"))?,
+            None => crate::pools::heap_pool(config).map_err(setup("pool"))?,
         };
         let mut consumers = Vec::with_capacity(threads);
         let mut producers = Vec::with_capacity(threads);

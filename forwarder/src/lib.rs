@@ -13,6 +13,7 @@ mod error;
 pub mod keys;
 pub mod metrics;
 mod pin;
+pub mod pools;
 pub mod ports;
 pub mod processor;
 pub mod report;

@@ -411,6 +411,17 @@ fn publish(shared: &Shared, endpoint: Option<&Endpoint>, recorder: &PrometheusRe
         gauge!("flowsteer_pool_buffers", "state" => "free").set(f64::from(available));
         gauge!("flowsteer_pool_buffers", "state" => "in_use")
             .set(f64::from(shared.pool.capacity().saturating_sub(available)));
+        for segment in shared.pool.segments() {
+            let pool = segment.tier.to_string();
+            gauge!("flowsteer_pool_available_buffers", "pool" => pool.clone())
+                .set(f64::from(segment.available));
+            gauge!("flowsteer_pool_capacity_buffers", "pool" => pool.clone())
+                .set(f64::from(segment.capacity));
+            counter!("flowsteer_pool_l2_borrowed_buffers_total", "pool" => pool.clone())
+                .absolute(segment.borrowed);
+            counter!("flowsteer_pool_alloc_failures_total", "pool" => pool)
+                .absolute(segment.failures);
+        }
         for (q, drops) in shared.port.drops().into_iter().enumerate() {
             for (reason, v) in drops {
                 counter!("flowsteer_port_dropped_frames_total", "queue" => q.to_string(), "reason" => reason)

@@ -62,7 +62,6 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
 
     use dpdk_sys::ethdev;
     use flowsteer_nic::dpdk::{DpdkPort, DpdkPortError, RssRequest};
-    use flowsteer_nic::pool::PacketPool;
 
     let port = &config.port;
     start_eal(config)?;
@@ -115,8 +114,7 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
     // One mempool per engine: a name the process has not used.
     static POOLS: AtomicU32 = AtomicU32::new(0);
     let name = format!("flowsteer{}", POOLS.fetch_add(1, Ordering::Relaxed));
-    let pool = PacketPool::with_mbufs(&name, config.pool.buffers, config.pool.data_room)
-        .map_err(setup("pool"))?;
+    let pool = crate::pools::mbuf_pool(config, &name).map_err(setup("pool"))?;
     let rss = RssRequest {
         key: port.rss_key.bytes(),
         reta_size: port.reta_size,

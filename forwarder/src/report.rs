@@ -7,7 +7,9 @@
 //! - per thread: `rx + link_copies == processed_local + handed_off + dropped at receive`
 //! - per destination: what all threads handed to thread t `== processed_handoff` of t
 //! - in total: `rx + link_copies == processed + dropped`
-//! - the pool is back to its full count once the port and the threads are gone.
+//! - the pool is back to its full count once the port and the threads are gone, and so is each
+//!   of its pools (each queue's L1, the shared one; for a DPDK port each mempool's
+//!   `rte_mempool_avail_count` equals its size).
 //!
 //! When the threads run a protocol stack, the report adds its counters per thread
 //! ([`StackSnapshot`], also what the metrics endpoint and the status line read) and their sums
@@ -21,6 +23,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flowsteer_nic::pool::{PacketPool, Tier};
 use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
@@ -327,6 +330,44 @@ pub struct PoolReport {
     pub capacity: u32,
     /// Free buffers after shutdown.
     pub available: u32,
+    /// Each queue's L1 pool, then the shared pool.
+    pub pools: Vec<PoolSegmentReport>,
+}
+
+/// One pool of the split (a queue's L1 or the shared pool) at the end.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolSegmentReport {
+    /// `q0`, `q1`, ... or `shared`.
+    pub pool: String,
+    /// Its buffers.
+    pub capacity: u32,
+    /// Its free buffers after shutdown (for a DPDK mempool: `rte_mempool_avail_count`).
+    pub available: u32,
+    /// Buffers its threads took from the shared pool below the low watermark.
+    pub l2_borrows: u64,
+    /// Allocations of its threads that found no buffer.
+    pub alloc_failures: u64,
+}
+
+impl PoolReport {
+    /// The pool as it is now.
+    pub fn of(pool: &PacketPool) -> PoolReport {
+        PoolReport {
+            capacity: pool.capacity(),
+            available: pool.available(),
+            pools: pool
+                .segments()
+                .into_iter()
+                .map(|s| PoolSegmentReport {
+                    pool: s.tier.to_string(),
+                    capacity: s.capacity,
+                    available: s.available,
+                    l2_borrows: s.borrowed,
+                    alloc_failures: s.failures,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The outcome of the conservation check.
@@ -373,10 +414,7 @@ impl RunReport {
         let config = shared.config.clone();
         let pool = shared.pool.clone();
         drop(shared);
-        let pool = PoolReport {
-            capacity: pool.capacity(),
-            available: pool.available(),
-        };
+        let pool = PoolReport::of(&pool);
 
         let mut total = Totals::default();
         for t in &per_thread {
@@ -522,10 +560,29 @@ impl RunReport {
             tot.dropped_total - tot.dropped.get("tx_full").copied().unwrap_or(0),
             if self.conservation.ok { "ok" } else { "FAILED" }
         );
+        let pools: Vec<String> = self
+            .pool
+            .pools
+            .iter()
+            .filter(|p| p.capacity > 0)
+            .map(|p| {
+                let borrows = if p.pool == Tier::Shared.to_string() {
+                    String::new()
+                } else {
+                    format!("L2 borrows {}, ", p.l2_borrows)
+                };
+                format!(
+                    "{} {}/{} ({borrows}failures {})",
+                    p.pool, p.available, p.capacity, p.alloc_failures
+                )
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "pool: {} of {} buffers free after shutdown",
-            self.pool.available, self.pool.capacity
+            "pool: {} of {} buffers free after shutdown: {}",
+            self.pool.available,
+            self.pool.capacity,
+            pools.join(", ")
         );
         for f in &self.conservation.failures {
             let _ = writeln!(out, "  conservation failure: {f}");
@@ -656,6 +713,16 @@ fn check_conservation(
             pool.capacity,
             pool.capacity - pool.available
         ));
+    }
+    // Each buffer back in its own pool: a buffer returned to another would leave one short and
+    // one over (an over-full pool shows as full, so the short one is what fails).
+    for p in &pool.pools {
+        if p.available != p.capacity {
+            failures.push(format!(
+                "pool {}: {} of {} buffers free after shutdown",
+                p.pool, p.available, p.capacity
+            ));
+        }
     }
     Conservation {
         ok: failures.is_empty(),

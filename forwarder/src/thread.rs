@@ -76,6 +76,14 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                         return Err(e);
                     }
                 }
+                // Kept until the thread ends, after its pool cache (dropped inside `run`).
+                let _port_hold = match self.shared.port.enter_thread() {
+                    Ok(hold) => hold,
+                    Err(e) => {
+                        self.done_producing.fetch_add(1, Ordering::Release);
+                        return Err(e);
+                    }
+                };
                 self.run();
                 Ok(())
             })
@@ -91,7 +99,8 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         let drain_limit = cfg.drain_limit as usize;
         let software = cfg.balance == Balance::Software;
         let stats = shared.stats.thread(usize::from(self.me));
-        let mut cache = shared.pool.cache(shared.config.pool.cache);
+        let home = crate::pools::home(&shared.config, self.me);
+        let mut cache = shared.pool.cache_for(home, shared.config.pool.cache);
         let mut rx: Vec<PktBuf> = Vec::with_capacity(burst);
         let mut local: Vec<PktBuf> = Vec::with_capacity(burst + drain_limit);
         let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);

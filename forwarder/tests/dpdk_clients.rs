@@ -147,6 +147,18 @@ fn a_configured_dpdk_port_serves_the_kernels_ipv6_clients() {
     let report = serve_both_ports(net, start(&cfg), IpAddr::V6(ENGINE_IP6));
     assert_handoffs_both_ways(&report);
     assert_no_port_drops(&report);
+    // The engine's pool is the port's: every mbuf back in its own mempool (each queue's L1,
+    // the shared one), no allocation failed.
+    let pools: Vec<(&str, bool, u64)> = report
+        .pool
+        .pools
+        .iter()
+        .map(|p| (p.pool.as_str(), p.available == p.capacity, p.alloc_failures))
+        .collect();
+    assert_eq!(
+        pools,
+        [("q0", true, 0), ("q1", true, 0), ("shared", true, 0)]
+    );
     // Neighbour discovery went through the port: each thread learned the client.
     let stack = report.total.stack.as_ref().expect("the threads ran stacks");
     assert!(report.total.link_copies > 0, "{}", report.render_table());

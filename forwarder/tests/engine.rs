@@ -92,6 +92,31 @@ fn listeners_software_hands_off_about_half_and_misdirects_nothing() {
     );
 }
 
+/// Handed-off packets are freed by the thread they were handed to, each back into the L1 pool of
+/// the queue that received it; with the watermark near the top of each L1 pool the threads
+/// borrow from the shared pool. Every pool is full at the end (the conservation check says so
+/// per pool) and no allocation failed.
+#[test]
+fn every_buffer_returns_to_its_queues_pool_and_the_threads_borrow_below_the_watermark() {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    cfg.pool.low_watermark = cfg.pool_split().per_queue - 64;
+    let r = run_for(&cfg, 400);
+    assert!(r.total.handed_off > 0, "{}", r.render_table());
+    let pools: Vec<&str> = r.pool.pools.iter().map(|p| p.pool.as_str()).collect();
+    assert_eq!(pools, ["q0", "q1", "shared"]);
+    for p in &r.pool.pools {
+        assert_eq!(p.available, p.capacity, "{}", r.render_table());
+        assert_eq!(p.alloc_failures, 0, "{}", r.render_table());
+    }
+    let borrowed: u64 = r.pool.pools.iter().map(|p| p.l2_borrows).sum();
+    assert!(borrowed > 0, "{}", r.render_table());
+    assert!(
+        r.render_table().contains("q0 ") && r.render_table().contains("L2 borrows"),
+        "{}",
+        r.render_table()
+    );
+}
+
 #[test]
 fn rss_friendly_needs_no_handoff_in_either_mode() {
     for balance in [Balance::Rss, Balance::Software] {

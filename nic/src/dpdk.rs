@@ -1,5 +1,8 @@
 //! A DPDK ethdev as a [`Port`] (feature `dpdk`): its queue pairs receive into and send from the
-//! mbufs of a [`PacketPool::with_mbufs`] pool, with no copy. A received mbuf becomes the
+//! mbufs of a [`PacketPool::with_mbufs`] pool, with no copy; with a tiered pool
+//! ([`PacketPool::with_mbufs_tiered`]) each receive queue fills from its own L1 mempool, and the
+//! stack threads register as EAL lcores ([`PortControl::enter_thread`]) so that the driver's
+//! allocations and frees go through the per-lcore caches. A received mbuf becomes the
 //! buffer's handle ([`PktBuf::from_mbuf`]); a buffer to send becomes its mbuf again
 //! ([`PktBuf::into_mbuf`]).
 //!
@@ -47,8 +50,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use dpdk_sys::{ethdev, ffi};
 
-use crate::pool::{PacketPool, PktBuf, PoolCache};
-use crate::port::{mac_text, Port, PortControl, QueuePair};
+use crate::pool::{PacketPool, PktBuf, PoolCache, Tier};
+use crate::port::{mac_text, Port, PortControl, QueuePair, ThreadHold};
 use crate::rss::{Reta, SoftRss, Toeplitz, SYMMETRIC_KEY};
 
 /// Most mbufs one `rx_burst` or `tx_burst` call moves through the driver; larger requests are
@@ -223,6 +226,17 @@ fn hash_type_text(mask: u64) -> String {
     dpdk_sys::rss::flow_type_names(mask).join(" ")
 }
 
+/// The mempool each receive queue fills from: its L1's (the shared one's without an L1).
+fn rx_mempools(
+    pool: &PacketPool,
+    queues: u16,
+) -> Result<Vec<&dpdk_sys::PktmbufPool>, DpdkPortError> {
+    (0..queues)
+        .map(|q| pool.mempool_for(Tier::Queue(q)))
+        .collect::<Option<Vec<_>>>()
+        .ok_or(DpdkPortError::NotMbufs)
+}
+
 /// A key as hex, its first 8 bytes and an ellipsis.
 fn key_text(key: &[u8]) -> String {
     let hex: String = key.iter().take(8).map(|b| format!("{b:02x}")).collect();
@@ -252,14 +266,9 @@ impl DpdkPort {
         (rx_descriptors, tx_descriptors): (u16, u16),
         pool: Arc<PacketPool>,
     ) -> Result<DpdkPort, DpdkPortError> {
-        let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
-        ethdev::start_with(
-            port,
-            (queues, rx_descriptors),
-            (queues, tx_descriptors),
-            mempool,
-        )
-        .map_err(DpdkPortError::Dpdk)?;
+        let mempools = rx_mempools(&pool, queues)?;
+        ethdev::start_with_pools(port, (&mempools, rx_descriptors), (queues, tx_descriptors))
+            .map_err(DpdkPortError::Dpdk)?;
         let text = "RSS not configured (the driver's defaults)".to_owned();
         DpdkPort::started(port, queues, pool, None, text)
     }
@@ -277,12 +286,12 @@ impl DpdkPort {
         pool: Arc<PacketPool>,
         rss: &RssRequest,
     ) -> Result<DpdkPort, DpdkPortError> {
-        let mempool = pool.mempool().ok_or(DpdkPortError::NotMbufs)?;
+        let mempools = rx_mempools(&pool, queues)?;
         let info = ethdev::info(port).map_err(DpdkPortError::Dpdk)?;
-        let rx = (queues, rx_descriptors);
+        let rx = (&mempools[..], rx_descriptors);
         let tx = (queues, tx_descriptors);
         if info.flow_type_rss_offloads == 0 || info.reta_size == 0 {
-            ethdev::start_with(port, rx, tx, mempool).map_err(DpdkPortError::Dpdk)?;
+            ethdev::start_with_pools(port, rx, tx).map_err(DpdkPortError::Dpdk)?;
             let text = format!(
                 "no RSS ({}: flow_type_rss_offloads {:#x}, RETA size {}): {}",
                 info.driver_name,
@@ -307,8 +316,8 @@ impl DpdkPort {
                 queues,
             });
         }
-        let hash_types = ethdev::start_rss(port, rx, tx, mempool, modelled_hash_types())
-            .map_err(DpdkPortError::Dpdk)?;
+        let hash_types =
+            ethdev::start_rss(port, rx, tx, modelled_hash_types()).map_err(DpdkPortError::Dpdk)?;
         // From here on the device is started: a failure stops it again.
         let set = (|| {
             ethdev::rss_hash_update(port, Some(&rss.key), hash_types)
@@ -458,6 +467,21 @@ impl PortControl for DpdkPort {
         Some(self.pool.clone())
     }
 
+    /// Registers the thread as an EAL lcore (a thread that already is one keeps its id), so
+    /// that the driver's allocations and frees on it use the mempools' per-lcore caches; the
+    /// hold flushes the thread's caches of every mempool of the pool and unregisters.
+    fn enter_thread(&self) -> Result<ThreadHold, String> {
+        if dpdk_sys::eal::lcore_id().is_some() {
+            return Ok(ThreadHold::default());
+        }
+        let registration = dpdk_sys::eal::register_thread()
+            .map_err(|e| format!("registering the thread as an EAL lcore: {e}"))?;
+        Ok(ThreadHold::new(Lcore {
+            pool: self.pool.clone(),
+            _registration: registration,
+        }))
+    }
+
     /// Stops the device, which returns the mbufs of its receive rings to the pool. Called once
     /// every queue's owner has stopped.
     fn reclaim(&self, _cache: &mut PoolCache) -> usize {
@@ -494,6 +518,22 @@ impl Port for DpdkPort {
             mbufs: [std::ptr::null_mut(); BURST],
             soft_hash: self.soft_hash.clone(),
         })
+    }
+}
+
+/// A stack thread's EAL lcore: on drop (on the thread) its per-lcore caches of the pool's
+/// mempools are flushed, then the lcore id is released, so every mbuf is back on its mempool's
+/// ring and no cache is left with an id the next registered thread would inherit.
+struct Lcore {
+    pool: Arc<PacketPool>,
+    _registration: dpdk_sys::eal::ThreadRegistration,
+}
+
+impl Drop for Lcore {
+    fn drop(&mut self) {
+        for mempool in self.pool.mempools() {
+            mempool.flush_lcore_cache();
+        }
     }
 }
 

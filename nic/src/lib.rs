@@ -1,9 +1,9 @@
 //! Packet buffers, header parsing, software RSS and NIC backends.
 //!
 //! `wire` parses and builds headers and holds no state (as smoltcp's `wire/`); `rss` is the
-//! Toeplitz hash and redirection table a NIC applies; `pool` owns the packet buffers (on the heap,
-//! or with the `dpdk` feature in a DPDK mempool's mbufs); `port` is the interface every backend
-//! implements and the engine loop is generic over; the backends are `uveth` (the user-space
+//! Toeplitz hash and redirection table a NIC applies; `pool` owns the packet buffers (an L1 pool
+//! per queue and a shared one, on the heap, or with the `dpdk` feature a DPDK mempool's mbufs
+//! each); `port` is the interface every backend implements and the engine loop is generic over; the backends are `uveth` (the user-space
 //! NIC) and `afpacket` (a Linux interface); `vbridge` is the user-space bridge of the tests.
 
 #![deny(unsafe_op_in_unsafe_fn)]

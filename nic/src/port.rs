@@ -67,11 +67,44 @@ pub trait PortControl: Send + Sync {
         None
     }
 
+    /// Called by each stack thread on itself before it polls; what it returns stays with the
+    /// thread and is dropped there when the thread ends, after its pool cache. A DPDK port
+    /// registers the thread as an EAL lcore, so that the driver's own allocations at receive and
+    /// frees after transmit on it go through the mempools' per-lcore caches. Default: nothing to
+    /// hold. Errors: what the thread cannot run without, as a sentence.
+    fn enter_thread(&self) -> Result<ThreadHold, String> {
+        Ok(ThreadHold::default())
+    }
+
     /// Frees into `cache` every buffer the port still holds (frames on its rings); returns how
     /// many. Called once every queue's owner has stopped.
     fn reclaim(&self, cache: &mut PoolCache) -> usize {
         let _ = cache;
         0
+    }
+}
+
+/// What a port keeps on one of its threads while the thread runs ([`PortControl::enter_thread`]):
+/// dropped on that thread when it ends. Neither `Send` nor `Sync`, as a registration with a
+/// thread is not.
+#[derive(Default)]
+pub struct ThreadHold(Option<Box<dyn std::any::Any>>);
+
+impl ThreadHold {
+    /// Holds `what` until the thread drops it.
+    pub fn new(what: impl std::any::Any) -> ThreadHold {
+        ThreadHold(Some(Box::new(what)))
+    }
+
+    /// Whether the port keeps something on the thread.
+    pub fn holds(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl std::fmt::Debug for ThreadHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ThreadHold").field(&self.holds()).finish()
     }
 }
 

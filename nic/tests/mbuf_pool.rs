@@ -1,14 +1,17 @@
 //! The pool in DPDK's memory: buffers that are mbufs, through the pool's caches, through a DPDK
 //! port (`net_ring`, whose transmit ring is its receive ring) and through `DpdkPort`, the port
-//! interface over it, without a copy. The EAL needs
+//! interface over it, without a copy; a pool split into a mempool per queue and a shared one
+//! behind a two-queue `net_null` port, its threads registered as EAL lcores. The EAL needs
 //! root: without it these print "skipped: needs root" and pass, except under `CI=true`.
 #![cfg(feature = "dpdk")]
 
 use std::ptr::NonNull;
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
 
 use dpdk_sys::{eal, ethdev, ffi, pktmbuf_mtod};
 use flowsteer_nic::dpdk::DpdkPort;
-use flowsteer_nic::pool::{PacketPool, PktBuf};
+use flowsteer_nic::pool::{PacketPool, PktBuf, Tier, Tiers};
 use flowsteer_nic::port::{Port, PortControl, QueuePair};
 
 const VDEV: &str = "net_ring0";
@@ -16,13 +19,20 @@ const VDEV: &str = "net_ring0";
 const PORT_VDEV: &str = "net_ring1";
 /// A port that is left to fill up.
 const VDEV_FULL: &str = "net_ring2";
+/// A port whose receive queues make packets out of their own mempools and whose transmit frees
+/// them (to the mempool each mbuf came from).
+const NULL_VDEV: &str = "net_null0";
 const BUFFERS: u32 = 1023;
 
 fn eal_ready() -> bool {
-    flowsteer_testrig::eal::eal_ready("nic-mbuf-test", &[VDEV, PORT_VDEV, VDEV_FULL], |args| {
-        eal::init(args).map_err(|e| e.to_string())?;
-        Ok(eal::runtime_dir())
-    })
+    flowsteer_testrig::eal::eal_ready(
+        "nic-mbuf-test",
+        &[VDEV, PORT_VDEV, VDEV_FULL, NULL_VDEV],
+        |args| {
+            eal::init(args).map_err(|e| e.to_string())?;
+            Ok(eal::runtime_dir())
+        },
+    )
 }
 
 fn frame(i: usize) -> Vec<u8> {
@@ -268,4 +278,98 @@ fn what_a_full_device_refuses_stays_the_callers_in_order() {
     port.reclaim(&mut cache);
     drop(cache);
     assert_eq!(pool.available(), MANY);
+}
+
+/// Two stack threads on a two-queue port over a pool of an L1 mempool per queue and a shared
+/// one: each queue receives mbufs of its own L1 only; each thread hands half its burst to the
+/// other, which sends those (the driver frees them to their mempool, through the thread's
+/// per-lcore cache) and frees the rest through its pool cache (back to the sender's L1). When
+/// the threads have left the EAL every mbuf is on its own mempool's ring: the per-lcore caches
+/// were flushed, and every segment is full.
+#[test]
+fn each_receive_queue_fills_from_its_l1_mempool_and_every_mbuf_goes_home() {
+    if !eal_ready() {
+        return;
+    }
+    const BURST: usize = 32;
+    const ROUNDS: usize = 50;
+    let tiers = Tiers {
+        queues: 2,
+        per_queue: 1023,
+        shared: 511,
+        low_watermark: 64,
+    };
+    let pool = PacketPool::with_mbufs_tiered("t_nic_tiers", &tiers, 2048, 32).expect("pool");
+    let l1: Vec<_> = (0..2)
+        .map(|q| pool.mempool_for(Tier::Queue(q)).expect("an L1 mempool"))
+        .collect();
+    assert_ne!(l1[0].as_ptr(), l1[1].as_ptr(), "a mempool per queue");
+    assert_eq!((l1[0].size(), l1[0].cache_size()), (1023, 32));
+    assert_eq!(pool.mempool().expect("the shared mempool").size(), 511);
+    assert_eq!(pool.mempools().count(), 3);
+
+    let id = ethdev::port_by_name(NULL_VDEV).expect("the --vdev port");
+    let port = Arc::new(DpdkPort::open(id, 2, 256, pool.clone()).expect("open"));
+    let (to_1, from_0) = mpsc::channel::<Vec<PktBuf>>();
+    let (to_0, from_1) = mpsc::channel::<Vec<PktBuf>>();
+    let both_done = Arc::new(Barrier::new(2));
+    let threads: Vec<_> = [(0u16, to_1, from_1), (1, to_0, from_0)]
+        .into_iter()
+        .map(|(q, send, recv)| {
+            let (port, pool, both_done) = (port.clone(), pool.clone(), both_done.clone());
+            thread::spawn(move || {
+                let hold = port.enter_thread().expect("registered");
+                assert!(hold.holds(), "a thread of its own gets an lcore");
+                assert!(eal::lcore_id().is_some());
+                let mut cache = pool.cache_for(Tier::Queue(q), 64);
+                let mut queue = port.take_queue(q).expect("queue");
+                let mut foreign_tiers = 0;
+                for _ in 0..ROUNDS {
+                    let mut rx = Vec::new();
+                    while rx.len() < BURST {
+                        let want = BURST - rx.len();
+                        queue.rx_burst(&mut cache, &mut rx, want);
+                    }
+                    foreign_tiers += rx
+                        .iter()
+                        .filter(|b| pool.tier_of(b) != Some(Tier::Queue(q)))
+                        .count();
+                    let handed = rx.split_off(BURST / 2);
+                    send.send(handed).expect("peer alive");
+                    cache.free_bulk(&mut rx);
+                    let mut theirs = recv.recv().expect("peer alive");
+                    let mut tx = theirs.split_off(BURST / 4);
+                    while !tx.is_empty() {
+                        queue.tx_burst(&mut cache, &mut tx);
+                    }
+                    cache.free_bulk(&mut theirs);
+                }
+                // Nothing of the peer's arrives any more once both have received everything.
+                both_done.wait();
+                drop(queue);
+                drop(cache);
+                drop(hold);
+                foreign_tiers
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("thread"), 0, "an mbuf of another mempool");
+    }
+    let mut cache = pool.cache(0);
+    port.reclaim(&mut cache);
+    drop(cache);
+    for s in pool.segments() {
+        assert_eq!(s.available, s.capacity, "{}", s.tier);
+        assert_eq!(s.failures, 0, "{}", s.tier);
+    }
+    for mempool in pool.mempools() {
+        assert_eq!(mempool.available(), mempool.size());
+        assert_eq!(
+            mempool.ring_count(),
+            mempool.size(),
+            "an lcore cache was left holding mbufs"
+        );
+    }
+    assert_eq!(pool.foreign_frees(), 0);
 }

@@ -210,7 +210,7 @@ pub fn rep(
             };
             pool::run_pattern(&pool, pattern, burst, duration)
         }
-        Contender::Ours => Err(Failure::Setup(
+        Contender::Ours | Contender::OursTiered => Err(Failure::Setup(
             "flowsteer's pool is not a DPDK contender".to_string(),
         )),
     }

@@ -34,6 +34,20 @@ pub(crate) struct SlotHeader {
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == HEADER_BYTES);
 
+impl SlotHeader {
+    /// The header of a free buffer: slot `index` of its pool, `data_room` bytes of room.
+    pub(crate) fn new(index: u32, data_room: u16) -> SlotHeader {
+        SlotHeader {
+            len: 0,
+            rss_hash: 0,
+            index,
+            data_room: u32::from(data_room),
+            parsed: Parsed::NONE,
+            lookup_note: 0,
+        }
+    }
+}
+
 /// Lines [`PktBuf::prefetch`] loads: the metadata and the first 96 bytes of the frame (in a slot
 /// of one line the second is the next slot's, or past the allocation: harmless for a hint).
 const PREFETCH_LINES: usize = 2;

@@ -14,9 +14,18 @@
 //!
 //! # Cost
 //!
-//! Refill and flush are one `rte_mempool_generic_get`/`put` of up to half a cache (no cache of
-//! DPDK's in between: the pool's own caches are in front), one compare-and-swap on the mempool's
-//! ring per bulk. Converting between a handle and an mbuf is an addition; [`PktBuf::from_mbuf`]
+//! Refill and flush are one `rte_mempool_generic_get`/`put` of up to half a cache (past DPDK's
+//! per-lcore caches: the pool's own caches are in front), one compare-and-swap on the mempool's
+//! ring per bulk.
+//!
+//! # One mempool per segment
+//!
+//! [`PacketPool::with_mbufs_tiered`] makes a mempool per non-empty segment (each queue's L1 and
+//! the shared pool), so that a DPDK port sets up each receive queue with its L1's mempool and a
+//! driver that frees an mbuf after sending it (`rte_pktmbuf_free`, to `m->pool`) returns it to
+//! its own segment, as the pool's caches do. The mempools get a per-lcore cache: the stack
+//! threads register as EAL lcores (the DPDK port's thread hook), so the driver's own allocations
+//! at receive and frees after transmit go through that cache instead of the mempool's ring. Converting between a handle and an mbuf is an addition; [`PktBuf::from_mbuf`]
 //! reads the mbuf's first line (length, offset, flags, hash), as a driver has just written it.
 
 use std::mem::size_of;
@@ -26,8 +35,8 @@ use std::sync::Arc;
 use dpdk_sys::{ffi, PktmbufPool};
 
 use super::buf::{SlotHeader, HEADER_BYTES};
-use super::{Backing, PacketPool, PktBuf, PoolError};
-use crate::wire::Parsed;
+use super::segment::{FreeStack, Segment, Store};
+use super::{PacketPool, PktBuf, PoolError, Tier, Tiers};
 
 /// Bytes of application area between an mbuf and its buffer: what puts the data 32 bytes into
 /// a line.
@@ -48,20 +57,17 @@ pub(super) struct MbufSlots {
     /// `None` once leaked (buffers were still out when the pool was dropped).
     mempool: Option<PktmbufPool>,
     /// Lowest and one past the highest header address of the pool's buffers.
-    headers: (usize, usize),
+    pub(super) headers: (usize, usize),
 }
 
 impl MbufSlots {
-    /// Whether `buf`'s header lies among this pool's: an address compare, nothing read. The range
-    /// spans the mempool's memory chunks; with several chunks another pool's chunk could lie in
-    /// between, which the check would not see.
-    pub(super) fn owns(&self, buf: &PktBuf) -> bool {
-        let addr = buf.header_addr();
-        addr >= self.headers.0 && addr < self.headers.1
-    }
-
     pub(super) fn free_count(&self) -> usize {
         self.mempool.as_ref().map_or(0, |m| m.available() as usize)
+    }
+
+    /// The mbufs on the mempool's ring: what `take` can get, the per-lcore caches left out.
+    pub(super) fn takeable(&self) -> usize {
+        self.mempool.as_ref().map_or(0, |m| m.ring_count() as usize)
     }
 
     /// Takes up to `n` mbufs as handles; the mempool gives all of a request or nothing, so a
@@ -133,31 +139,27 @@ unsafe fn header_of(m: *mut ffi::rte_mbuf) -> PktBuf {
     }
 }
 
-impl PacketPool {
-    /// A pool of `buffers` mbufs of `data_room` bytes each (the headroom comes on top), made in
-    /// DPDK's memory: a mempool named `name` (unique among the process's mempools, at most 25
-    /// bytes). The EAL must be initialised. A DPDK port's queues receive into these buffers and
-    /// send from them (see the module documentation for the layout).
-    ///
-    /// Errors: no buffers or data room, or DPDK's own error (no memory, a name in use), or an
-    /// mbuf layout other than this pool relies on.
-    pub fn with_mbufs(
+/// The largest per-lcore cache DPDK accepts (`RTE_MEMPOOL_CACHE_MAX_SIZE`).
+const LCORE_CACHE_MAX: u32 = ffi::RTE_MEMPOOL_CACHE_MAX_SIZE;
+
+impl MbufSlots {
+    /// A mempool `name` of `buffers` mbufs whose buffers are numbered from `first`, with a
+    /// per-lcore cache of up to `lcore_cache` (clamped to what DPDK accepts for the size: at most
+    /// 512 and two thirds of the mbufs); every header written.
+    fn create(
         name: &str,
         buffers: u32,
+        first: u32,
         data_room: u16,
-    ) -> Result<Arc<PacketPool>, PoolError> {
-        if buffers == 0 {
-            return Err(PoolError::ZeroBuffers);
-        }
-        if data_room == 0 {
-            return Err(PoolError::ZeroDataRoom);
-        }
+        lcore_cache: u32,
+    ) -> Result<MbufSlots, PoolError> {
         let too_large = PoolError::TooLarge { buffers, data_room };
         let room = u16::try_from(HEADROOM + usize::from(data_room)).map_err(|_| too_large)?;
+        let lcore_cache = lcore_cache.min(LCORE_CACHE_MAX).min(buffers / 3 * 2);
         let mempool = PktmbufPool::with_private_area(
             name,
             buffers,
-            0,
+            lcore_cache,
             PRIVATE_BYTES,
             room,
             ffi::SOCKET_ID_ANY,
@@ -172,20 +174,13 @@ impl PacketPool {
         }
         let mut headers = (usize::MAX, 0);
         let mut layout_error = None;
-        for (index, &m) in all.iter().enumerate() {
+        for (index, &m) in (first..).zip(all.iter()) {
             // SAFETY: m is an mbuf of the new pool, taken above and owned here; its element holds
             // the mbuf, the 32-byte private area and the buffer, whose headroom the header
             // fills, so the write stays inside the element.
             let data = unsafe {
                 let header = m.cast::<u8>().add(MBUF_TO_HEADER).cast::<SlotHeader>();
-                header.write(SlotHeader {
-                    len: 0,
-                    rss_hash: 0,
-                    index: index as u32,
-                    data_room: u32::from(data_room),
-                    parsed: Parsed::NONE,
-                    lookup_note: 0,
-                });
+                header.write(SlotHeader::new(index, data_room));
                 headers.0 = headers.0.min(header as usize);
                 headers.1 = headers.1.max(header as usize + 1);
                 (*m).buf_addr as usize + usize::from((*m).data_off)
@@ -203,26 +198,103 @@ impl PacketPool {
                 MBUF_TO_HEADER + HEADER_BYTES
             )));
         }
-        let slots = MbufSlots {
+        Ok(MbufSlots {
             mempool: Some(mempool),
             headers,
-        };
-        Ok(PacketPool::with_backing(
-            Backing::Mbufs(slots),
-            buffers,
-            data_room,
-        ))
+        })
     }
 }
 
 impl PacketPool {
-    /// The DPDK mempool behind a pool made by [`PacketPool::with_mbufs`] (a port's receive
-    /// queues are set up with it); `None` for a heap pool.
-    pub fn mempool(&self) -> Option<&PktmbufPool> {
-        match &self.backing {
-            Backing::Mbufs(slots) => slots.mempool.as_ref(),
-            Backing::Heap { .. } => None,
+    /// A pool of `buffers` mbufs of `data_room` bytes each (the headroom comes on top), made in
+    /// DPDK's memory: one shared segment, a mempool named `name_s` (see
+    /// [`with_mbufs_tiered`](Self::with_mbufs_tiered)) without per-lcore cache.
+    pub fn with_mbufs(
+        name: &str,
+        buffers: u32,
+        data_room: u16,
+    ) -> Result<Arc<PacketPool>, PoolError> {
+        PacketPool::with_mbufs_tiered(name, &Tiers::shared_only(buffers), data_room, 0)
+    }
+
+    /// A pool split as `tiers` says, each non-empty segment the mbufs of its own mempool: `name_N`
+    /// for queue N's L1, `name_s` for the shared pool (`name` unique among the process's mempools,
+    /// at most 19 bytes), each with a per-lcore cache of up to `lcore_cache` mbufs (see
+    /// `MbufSlots::create` for the clamp). The EAL must be initialised. A DPDK port sets up each
+    /// receive queue with its L1's mempool ([`mempool_for`](Self::mempool_for)).
+    ///
+    /// Errors: no buffers or data room, or DPDK's own error (no memory, a name in use), an mbuf
+    /// layout other than this pool relies on, or mempools whose address ranges interleave (a
+    /// buffer's segment could not be told from its address).
+    pub fn with_mbufs_tiered(
+        name: &str,
+        tiers: &Tiers,
+        data_room: u16,
+        lcore_cache: u32,
+    ) -> Result<Arc<PacketPool>, PoolError> {
+        tiers.checked_total(data_room)?;
+        let mut segments = Vec::new();
+        let mut first = 0u32;
+        for (tier, n) in tiers.sizes() {
+            let segment = if n == 0 {
+                Segment::new(tier, 0, (0, 0), Store::Heap(FreeStack::new(Vec::new())))
+            } else {
+                let suffix = match tier {
+                    Tier::Queue(q) => q.to_string(),
+                    Tier::Shared => "s".to_owned(),
+                };
+                let slots = MbufSlots::create(
+                    &format!("{name}_{suffix}"),
+                    n,
+                    first,
+                    data_room,
+                    lcore_cache,
+                )?;
+                Segment::new(tier, n, slots.headers, Store::Mbufs(slots))
+            };
+            segments.push(segment);
+            first += n;
         }
+        let mut ranges: Vec<_> = segments
+            .iter()
+            .filter(|s| s.buffers > 0)
+            .map(|s| (s.range(), s.tier))
+            .collect();
+        ranges.sort_unstable_by_key(|&(range, _)| range);
+        for pair in ranges.windows(2) {
+            let ((_, end), tier) = pair[0];
+            if pair[1].0 .0 < end {
+                return Err(PoolError::Dpdk(format!(
+                    "{name}: the mempools of {tier} and {} interleave in memory",
+                    pair[1].1
+                )));
+            }
+        }
+        Ok(PacketPool::with_segments(segments, None, tiers, data_room))
+    }
+
+    /// The DPDK mempool of the shared segment of a pool made by [`PacketPool::with_mbufs`];
+    /// `None` for a heap pool (or an empty shared segment).
+    pub fn mempool(&self) -> Option<&PktmbufPool> {
+        self.mempool_for(Tier::Shared)
+    }
+
+    /// The mempool of `tier`'s segment (a queue without an L1 has the shared pool's): what a DPDK
+    /// port sets that receive queue up with. `None` for a heap pool or an empty segment.
+    pub fn mempool_for(&self, tier: Tier) -> Option<&PktmbufPool> {
+        match &self.segments[self.index_of(tier)].store {
+            Store::Mbufs(slots) => slots.mempool.as_ref(),
+            Store::Heap(_) => None,
+        }
+    }
+
+    /// Every segment's mempool (none for a heap pool): to flush a thread's per-lcore caches of
+    /// them before it leaves the EAL.
+    pub fn mempools(&self) -> impl Iterator<Item = &PktmbufPool> {
+        self.segments.iter().filter_map(|s| match &s.store {
+            Store::Mbufs(slots) => slots.mempool.as_ref(),
+            Store::Heap(_) => None,
+        })
     }
 }
 
