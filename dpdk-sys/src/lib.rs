@@ -54,7 +54,8 @@
 //!
 //! [`eal`] (once-per-process init and cleanup, registering non-EAL threads), [`PktmbufPool`] and
 //! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up, rx/tx burst, and the
-//! queries testpmd's `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts),
+//! queries testpmd's `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts), [`RingDevice`]
+//! (an ethdev over rings, `rte_eth_from_rings`),
 //! [`Hash`](struct@Hash) / [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU
 //! reclamation) and [`rss`] (`rte_softrss`, the names of the RSS flow types). Each type
 //! documents its concurrency contract and its cost; everything else is reachable through
@@ -97,6 +98,8 @@ mod mempool;
 #[cfg(feature = "dpdk")]
 mod ring;
 #[cfg(feature = "dpdk")]
+mod ring_device;
+#[cfg(feature = "dpdk")]
 pub mod rss;
 
 #[cfg(feature = "dpdk")]
@@ -110,6 +113,8 @@ pub use mempool::{
 };
 #[cfg(feature = "dpdk")]
 pub use ring::{MpProducer, Ring, RingConsumer, SpProducer};
+#[cfg(feature = "dpdk")]
+pub use ring_device::{RingDevice, RingDeviceQueue};
 
 /// The DPDK version pkg-config reported when this crate was built (`"22.11.11"`).
 #[cfg(feature = "dpdk")]
