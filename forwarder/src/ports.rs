@@ -176,7 +176,11 @@ pub fn start_eal(config: &Config) -> Result<(), EngineError> {
         let megabytes = 2 * u64::from(config.pool.buffers) * buffer / (1 << 20) + 128;
         eal_args.extend(["-m".to_owned(), megabytes.to_string()]);
     }
-    crate::dpdk_ports::start_eal(&eal_args).map_err(setup("port (dpdk)"))
+    // The EAL pins this thread to its lcore's CPU; the stack threads spawned from it must not
+    // inherit that.
+    crate::pin::keeping_cpu_set(|| crate::dpdk_ports::start_eal(&eal_args))
+        .map_err(setup("port (dpdk)"))?
+        .map_err(setup("port (dpdk)"))
 }
 
 /// What a build without the `dpdk` feature says to `port.driver = "dpdk"`.

@@ -36,6 +36,12 @@ fn config(profile: Profile, balance: Balance, threads: u16, queues: u16) -> Conf
     cfg
 }
 
+/// The CPUs the calling thread may run on: starting the EAL (in whichever test comes first)
+/// leaves them as they were, or the stack threads spawned later would share one CPU.
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn share(part: u64, whole: u64) -> f64 {
     part as f64 / whole.max(1) as f64
 }
@@ -44,7 +50,9 @@ fn share(part: u64, whole: u64) -> f64 {
 fn run_on_ring_port(cfg: &Config, millis: u64) -> RunReport {
     let _one = one_at_a_time();
     cfg.validate().expect("a valid configuration");
+    let before = cpus();
     let engine = Engine::start(cfg, false).expect("the engine starts on the DPDK ring port");
+    assert_eq!(cpus(), before, "the EAL left this thread's CPU set alone");
     let describe = engine.shared().port.describe();
     assert!(describe.contains("net_ring_fs"), "{describe}");
     let pool = engine.shared().pool.clone();
@@ -154,7 +162,9 @@ fn the_ring_port_delivers_the_rss_hash_and_frees_what_it_sends() {
     let rss = SoftRss::new(&port.rss_key.bytes(), port.reta_size, port.queues).expect("rss");
     let table = flow_table(&cfg);
     let plan = TrafficPlan::install(&cfg, &rss, &table).expect("the plan");
+    let before = cpus();
     let port = open_generated_dpdk(&cfg, rss.clone(), plan).expect("the ring port");
+    assert_eq!(cpus(), before, "the EAL left this thread's CPU set alone");
     assert!(port.rss().is_some(), "the generator's spread is known");
     let pool = port.buffers().expect("the port brings its pool");
     let mut cache = pool.cache(64);
