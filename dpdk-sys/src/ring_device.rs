@@ -54,15 +54,15 @@ impl RingDevice {
     /// The ring driver's queue limit (`RTE_PMD_RING_MAX_RX_RINGS`, the same for transmit).
     pub const MAX_QUEUES: u16 = ffi::RTE_PMD_RING_MAX_RX_RINGS as u16;
 
-    /// Creates ethdev `name` with `queues` receive and transmit queues over rings of
-    /// (`rx_capacity`, `tx_capacity`) mbufs, on the caller's NUMA socket. `name` must start with `net_ring` (the
-    /// driver is found by the name's prefix) and be unique among the process's devices, and
-    /// short enough for its rings' names (`<name>_rx<q>`: at most 26 bytes). The device is
+    /// Creates ethdev `net_ring_<name>` (the driver prefixes the name) with `queues` receive and
+    /// transmit queues over rings of (`rx_capacity`, `tx_capacity`) mbufs, on the caller's NUMA
+    /// socket. `name` must be unique among the process's ring devices and short enough for its
+    /// rings' names (`<name>_rx<q>`: at most 26 bytes; the device's at most 31). The device is
     /// created, not configured: start it with [`crate::ethdev::start`] (its receive queues
     /// ignore the mempool given there) and its queue pairs run.
     ///
-    /// Errors: the EAL not running, 0 or more than [`Self::MAX_QUEUES`] queues, a name the driver or
-    /// the ring allocator refuses (in use, too long), no memory.
+    /// Errors: the EAL not running, 0 or more than [`Self::MAX_QUEUES`] queues, a name the driver
+    /// or the ring allocator refuses (in use, too long), no memory.
     pub fn create(
         name: &str,
         queues: u16,
@@ -77,12 +77,6 @@ impl RingDevice {
                     "the ring driver takes 1..={} queues, got {queues}",
                     Self::MAX_QUEUES
                 ),
-            ));
-        }
-        if !name.starts_with("net_ring") {
-            return Err(Error::invalid(
-                OP,
-                format!("a ring device's name starts with \"net_ring\", got {name:?}"),
             ));
         }
         let cname = CString::new(name)
@@ -119,7 +113,7 @@ impl RingDevice {
         }
         let device = RingDevice {
             port: rc as u16,
-            name: name.to_owned(),
+            name: format!("net_ring_{name}"),
             _rings: pairs,
         };
         let queues = ends
@@ -139,7 +133,7 @@ impl RingDevice {
         self.port
     }
 
-    /// The device's name, as given to `create`.
+    /// The device's name: `net_ring_<name>` of `create`'s `name`.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -150,7 +144,8 @@ impl Drop for RingDevice {
         let Ok(cname) = CString::new(self.name.as_str()) else {
             return;
         };
-        // SAFETY: the device was created under this name; removing it stops and releases the
+        // SAFETY: the device was created under this name (rte_eth_from_rings adds the driver's
+        // prefix, as `name` does); removing it stops and releases the
         // ethdev (the ring driver's remove), after which nothing uses its rings' pointers. A
         // failure leaves the port allocated; the rings then stay alive with it (leaked below).
         let rc = unsafe { ffi::rte_vdev_uninit(cname.as_ptr()) };

@@ -141,7 +141,7 @@ pub fn open_generated_dpdk(
     let pool = mbuf_pool(config)?;
     // One device per engine: a name the process has not used.
     static DEVICES: AtomicU32 = AtomicU32::new(0);
-    let name = format!("net_ring_fs{}", DEVICES.fetch_add(1, Ordering::Relaxed));
+    let name = format!("fs{}", DEVICES.fetch_add(1, Ordering::Relaxed));
     let (device, ends) = RingDevice::create(
         &name,
         port.queues,

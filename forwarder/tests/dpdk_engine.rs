@@ -83,6 +83,12 @@ fn run_on_ring_port(cfg: &Config, millis: u64) -> RunReport {
     assert_eq!(mempool.available(), mempool.size(), "mbufs not back");
     assert_eq!(report.flowtable.exact_rules, 0, "{table}");
     assert_eq!(report.flowtable.listen_rules, 0, "{table}");
+    drop(pool);
+    let ports = dpdk_sys::ethdev::ports().expect("the EAL runs");
+    assert!(
+        ports.is_empty(),
+        "the ring device goes with the engine: {ports:?}"
+    );
     report
 }
 
