@@ -82,8 +82,7 @@ fn a_ring_device_refuses_what_the_ring_driver_cannot_do() {
     }
     let error = |name: &str, queues| {
         RingDevice::create(name, queues, (32, 32))
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
     };
     assert!(error("t1", 0).contains("takes 1..=16 queues, got 0"));

@@ -55,6 +55,7 @@ pub(crate) fn first_allowed_core() -> Option<usize> {
 /// Runs `f`, then puts the calling thread's CPU set back as it was: `rte_eal_init` pins the
 /// thread that calls it to the main lcore's CPU, and every thread spawned from it later (the
 /// stack threads without `engine.cores`, the metrics server) would inherit that one CPU.
+#[cfg(feature = "dpdk")]
 pub(crate) fn keeping_cpu_set<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: cpu_set_t is plain data for which all-zero is the empty set; sched_getaffinity
