@@ -6,6 +6,7 @@
 //! exact, every generated frame received, no port drop, every mbuf back in the mempool.
 #![cfg(feature = "dpdk")]
 
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -216,4 +217,45 @@ fn more_queues_than_the_ring_driver_takes_is_an_error_naming_the_key() {
         error.contains("port.queues: the traffic generator's DPDK ring device takes at most 16"),
         "{error}"
     );
+}
+
+/// The binary as the README runs it: the example configuration, the EAL started from the
+/// defaults and cleaned up at exit, conservation exact, every mbuf back, no runtime directory
+/// left behind.
+#[test]
+fn the_binary_runs_the_generator_on_the_dpdk_port_and_leaves_nothing_behind() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/dpdk-listeners.toml"
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flowsteer"))
+        .args(["run", "--duration", "1", "--config", config])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flowsteer starts");
+    let prefix = format!("flowsteer-ports-{}", child.id());
+    let out = child.wait_with_output().expect("flowsteer ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("2 dpdk queues"), "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("conservation:") && l.ends_with(": ok")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("pool: 16384 of 16384 buffers free after shutdown"),
+        "{stdout}"
+    );
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map_or("/tmp".into(), PathBuf::from);
+    for base in [PathBuf::from("/var/run/dpdk"), runtime.join("dpdk")] {
+        assert!(
+            !base.join(&prefix).exists(),
+            "{}",
+            base.join(&prefix).display()
+        );
+    }
 }
