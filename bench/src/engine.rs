@@ -2,6 +2,12 @@
 //! profile, each run in the same process one after the other, and the ltran-style baseline
 //! ([`crate::ltran`]) on `listeners`, the profile where half the packets change threads.
 //!
+//! With the `dpdk` feature the same rows run a second time on the DPDK data path: the engine with
+//! `port.driver = "dpdk"`, the generator feeding a ring-backed ethdev (`rte_eth_from_rings`) whose
+//! queues the threads poll with `rte_eth_rx_burst` on mbufs. Its rows alternate with uveth's in
+//! every round, and the notes give the DPDK port's software/rss-friendly ratio and its cost
+//! against uveth (`balance = "rss"` on both: the port's own work, no steering).
+//!
 //! Each row names the flow table and ring implementation it ran with: the engine's, which has one
 //! of each (the baselines are measured by `flowtable` and `swq`). Conservation (`rx == processed + dropped`, per thread and in total, pool back to
 //! full) is checked on every run; a failure is printed and makes the command fail.
@@ -9,14 +15,14 @@
 use std::thread;
 use std::time::Duration;
 
-use flowsteer_config::{Balance, Config, Profile};
+use flowsteer_config::{Balance, Config, Driver, Profile};
 use forwarder::engine::Engine;
 
 use crate::measure::{Summary, REPS};
 use crate::table::{num, Align, Table};
 use crate::window::{Counts, Window, WARMUP};
 use crate::Options;
-use crate::{flow_table, ltran, swq};
+use crate::{competitors, flow_table, ltran, swq};
 
 /// Traffic flows of every run.
 const FLOWS: u32 = 4096;
@@ -26,8 +32,34 @@ fn pinned(threads: u16) -> bool {
     usize::from(threads) <= thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn config(threads: u16, queues: u16, profile: Profile, balance: Balance) -> Config {
+/// The port the engine runs on: both fed by the traffic generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PortKind {
+    /// The user-space veth.
+    Uveth,
+    /// The ring-backed DPDK ethdev (`port.driver = "dpdk"` with a traffic profile).
+    DpdkRing,
+}
+
+impl PortKind {
+    fn name(self) -> &'static str {
+        match self {
+            PortKind::Uveth => "uveth",
+            PortKind::DpdkRing => "dpdk-ring",
+        }
+    }
+
+    fn driver(self) -> Driver {
+        match self {
+            PortKind::Uveth => Driver::Uveth,
+            PortKind::DpdkRing => Driver::Dpdk,
+        }
+    }
+}
+
+fn config(port: PortKind, threads: u16, queues: u16, profile: Profile, balance: Balance) -> Config {
     let mut cfg = Config::default();
+    cfg.port.driver = port.driver();
     if pinned(threads) {
         cfg.engine.cores = (0..threads).collect();
     }
@@ -42,6 +74,7 @@ fn config(threads: u16, queues: u16, profile: Profile, balance: Balance) -> Conf
 
 /// One row of the engine table.
 struct Point {
+    port: PortKind,
     profile: Profile,
     balance: Balance,
     queues: u16,
@@ -88,6 +121,21 @@ fn measure_run(config: &Config, seconds: f64) -> Result<Window, String> {
     }
 }
 
+/// The ports to measure: uveth, and the DPDK ring port when this build has DPDK and its EAL
+/// starts (else why not, for a note).
+fn ports() -> (Vec<PortKind>, Option<String>) {
+    if !cfg!(feature = "dpdk") {
+        return (vec![PortKind::Uveth], None);
+    }
+    match competitors::dpdk_ready() {
+        Ok(()) => (vec![PortKind::Uveth, PortKind::DpdkRing], None),
+        Err(why) => (
+            vec![PortKind::Uveth],
+            Some(format!("the DPDK ring port: skipped, {why}")),
+        ),
+    }
+}
+
 /// Runs the experiment and prints its tables.
 pub fn run(opts: &Options) -> Result<(), String> {
     let threads = opts.threads;
@@ -95,24 +143,33 @@ pub fn run(opts: &Options) -> Result<(), String> {
     let defaults = Config::default();
     let frame_bytes = defaults.traffic.packet_size;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    let (ports, dpdk_skipped) = ports();
+    let with_dpdk = ports.contains(&PortKind::DpdkRing);
+    let mut columns = vec![
+        ("port", Align::Left),
+        ("profile", Align::Left),
+        ("balance", Align::Left),
+        ("table", Align::Left),
+        ("ring", Align::Left),
+        ("queues", Align::Right),
+        ("Mpps/thread", Align::Right),
+        ("spread%", Align::Right),
+        ("handoff%", Align::Right),
+        ("misdirect%", Align::Right),
+        ("dropped", Align::Right),
+        ("sw/rss", Align::Right),
+    ];
+    if with_dpdk {
+        columns.push(("/uveth", Align::Right));
+    }
+    let port_names: Vec<&str> = ports.iter().map(|p| p.name()).collect();
     let mut table = Table::new(
         format!(
-            "engine: {threads} stack threads, uveth + traffic generator, {frame_bytes}-byte frames, \
-             median of {REPS} runs per row"
+            "engine: {threads} stack threads, {} + traffic generator, {frame_bytes}-byte frames, \
+             median of {REPS} runs per row",
+            port_names.join(" and ")
         ),
-        &[
-            ("profile", Align::Left),
-            ("balance", Align::Left),
-            ("table", Align::Left),
-            ("ring", Align::Left),
-            ("queues", Align::Right),
-            ("Mpps/thread", Align::Right),
-            ("spread%", Align::Right),
-            ("handoff%", Align::Right),
-            ("misdirect%", Align::Right),
-            ("dropped", Align::Right),
-            ("sw/rss", Align::Right),
-        ],
+        &columns,
     );
     let placement = if pinned(threads) {
         format!("stack thread i pinned to core i of {cores}")
@@ -131,10 +188,21 @@ pub fn run(opts: &Options) -> Result<(), String> {
     table.describe(
         "handoff%, misdirect% and dropped: all windows of the row together; spread% = (max - min) / median",
     );
+    if with_dpdk {
+        table.describe(format!(
+            "dpdk-ring: port.driver = \"dpdk\", the generator feeding a ring-backed ethdev \
+             (rte_eth_from_rings), rte_eth_rx_burst on mbufs ({}); /uveth = this row's Mpps / \
+             the uveth row of the same profile and balance",
+            competitors::dpdk_memory().unwrap_or("EAL memory unknown")
+        ));
+    }
     if usize::from(threads) > cores {
         table.describe(format!(
             "more busy threads than this machine's {cores} cores: these rates measure the scheduler too"
         ));
+    }
+    if let Some(skipped) = dpdk_skipped {
+        table.note(skipped);
     }
     let mut points = Vec::new();
     for profile in [
@@ -152,14 +220,17 @@ pub fn run(opts: &Options) -> Result<(), String> {
         } else {
             threads
         };
-        for balance in [Balance::Rss, Balance::Software] {
-            points.push(Point {
-                profile,
-                balance,
-                queues,
-                config: config(threads, queues, profile, balance),
-                windows: Vec::with_capacity(REPS),
-            });
+        for &port in &ports {
+            for balance in [Balance::Rss, Balance::Software] {
+                points.push(Point {
+                    port,
+                    profile,
+                    balance,
+                    queues,
+                    config: config(port, threads, queues, profile, balance),
+                    windows: Vec::with_capacity(REPS),
+                });
+            }
         }
     }
     let mut failures = Vec::new();
@@ -167,25 +238,36 @@ pub fn run(opts: &Options) -> Result<(), String> {
         for point in &mut points {
             match measure_run(&point.config, seconds) {
                 Ok(window) => point.windows.push(window),
-                Err(e) => failures.push(format!("{} {}: {e}", point.profile, point.balance)),
+                Err(e) => failures.push(format!(
+                    "{} {} {}: {e}",
+                    point.port.name(),
+                    point.profile,
+                    point.balance
+                )),
             }
         }
     }
-    let find = |profile: Profile, balance: Balance| {
+    let find = |port: PortKind, profile: Profile, balance: Balance| {
         points
             .iter()
-            .find(|p| p.profile == profile && p.balance == balance)
+            .find(|p| p.port == port && p.profile == profile && p.balance == balance)
+    };
+    let ratio_cell = |a: Option<Summary>, b: Option<Summary>| match (a, b) {
+        (Some(a), Some(b)) => num(a.ops_per_sec / b.ops_per_sec, 2),
+        _ => "n/a".to_string(),
     };
     for point in &points {
         let summary = point.summary(threads);
-        let rss = find(point.profile, Balance::Rss).and_then(|p| p.summary(threads));
-        let ratio = match (point.balance, summary, rss) {
-            (Balance::Rss, _, _) => "-".to_string(),
-            (Balance::Software, Some(s), Some(r)) => num(s.ops_per_sec / r.ops_per_sec, 2),
-            (Balance::Software, _, _) => "n/a".to_string(),
+        let ratio = match point.balance {
+            Balance::Rss => "-".to_string(),
+            Balance::Software => ratio_cell(
+                summary,
+                find(point.port, point.profile, Balance::Rss).and_then(|p| p.summary(threads)),
+            ),
         };
         let counts = point.counts();
-        table.row(vec![
+        let mut cells = vec![
+            point.port.name().to_string(),
             point.profile.to_string(),
             point.balance.to_string(),
             flow_table::ours_name().to_string(),
@@ -197,30 +279,47 @@ pub fn run(opts: &Options) -> Result<(), String> {
             num(Window::percent(counts.misdirected, counts.processed), 1),
             counts.dropped.to_string(),
             ratio,
-        ]);
+        ];
+        if with_dpdk {
+            cells.push(match point.port {
+                PortKind::Uveth => "-".to_string(),
+                PortKind::DpdkRing => ratio_cell(
+                    summary,
+                    find(PortKind::Uveth, point.profile, point.balance)
+                        .and_then(|p| p.summary(threads)),
+                ),
+            });
+        }
+        table.row(cells);
     }
-    let software = |profile| find(profile, Balance::Software);
-    let software_listeners = software(Profile::Listeners);
-    if let (Some(listeners), Some(friendly)) = (software_listeners, software(Profile::RssFriendly))
-    {
-        if let (Some(l), Some(f)) = (listeners.summary(threads), friendly.summary(threads)) {
-            // The same round's two runs, one after the other: how far a single pair can mislead.
-            let paired: Vec<f64> = listeners
-                .windows
-                .iter()
-                .zip(&friendly.windows)
-                .map(|(l, f)| l.mpps() / f.mpps().max(1e-12))
-                .collect();
-            let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
-            let high = paired.iter().copied().fold(0.0, f64::max);
-            table.note(format!(
-                "software balancing, listeners (half handed off) / rss-friendly (none handed off): {} \
-                 (medians); the {} rounds' own ratios {}..{}",
-                num(l.ops_per_sec / f.ops_per_sec, 2),
-                paired.len(),
-                num(low, 2),
-                num(high, 2)
-            ));
+    for &port in &ports {
+        let software = |profile| find(port, profile, Balance::Software);
+        if let (Some(listeners), Some(friendly)) =
+            (software(Profile::Listeners), software(Profile::RssFriendly))
+        {
+            if let Some(line) = paired_ratio(listeners, friendly, threads) {
+                table.note(format!(
+                    "{}: software balancing, listeners (half handed off) / rss-friendly (none \
+                     handed off): {line}",
+                    port.name()
+                ));
+            }
+        }
+    }
+    if with_dpdk {
+        for profile in [Profile::Listeners, Profile::RssFriendly] {
+            let pair = (
+                find(PortKind::DpdkRing, profile, Balance::Rss),
+                find(PortKind::Uveth, profile, Balance::Rss),
+            );
+            if let (Some(dpdk), Some(uveth)) = pair {
+                if let Some(line) = paired_ratio(dpdk, uveth, threads) {
+                    table.note(format!(
+                        "the DPDK ring port's own cost, balance = rss on {profile}: dpdk-ring / \
+                         uveth {line}"
+                    ));
+                }
+            }
         }
     }
     table.note(format!(
@@ -233,7 +332,8 @@ pub fn run(opts: &Options) -> Result<(), String> {
     ));
     table.print();
 
-    let software_mpps = software_listeners.and_then(|p| p.summary(threads));
+    let software_mpps = find(PortKind::Uveth, Profile::Listeners, Balance::Software)
+        .and_then(|p| p.summary(threads));
     let ltran_ok = baseline(opts, software_mpps)?;
     if failures.is_empty() && ltran_ok {
         Ok(())
@@ -242,12 +342,40 @@ pub fn run(opts: &Options) -> Result<(), String> {
     }
 }
 
+/// `a`'s median rate over `b`'s, and the range of the rounds' own ratios (the same round's two
+/// runs, one after the other: how far a single pair can mislead); `None` when either has no
+/// completed run.
+fn paired_ratio(a: &Point, b: &Point, threads: u16) -> Option<String> {
+    let (sa, sb) = (a.summary(threads)?, b.summary(threads)?);
+    let paired: Vec<f64> = a
+        .windows
+        .iter()
+        .zip(&b.windows)
+        .map(|(a, b)| a.mpps() / b.mpps().max(1e-12))
+        .collect();
+    let low = paired.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = paired.iter().copied().fold(0.0, f64::max);
+    Some(format!(
+        "{} (medians); the {} rounds' own ratios {}..{}",
+        num(sa.ops_per_sec / sb.ops_per_sec, 2),
+        paired.len(),
+        num(low, 2),
+        num(high, 2)
+    ))
+}
+
 /// The ltran-style baseline on `listeners`, against the software runs of the table above
 /// (`software`: their median, all stack threads together). Returns whether its conservation
 /// check held on every run.
 fn baseline(opts: &Options, software: Option<Summary>) -> Result<bool, String> {
     let threads = opts.threads;
-    let cfg = config(threads, threads, Profile::Listeners, Balance::Software);
+    let cfg = config(
+        PortKind::Uveth,
+        threads,
+        threads,
+        Profile::Listeners,
+        Balance::Software,
+    );
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let mut table = Table::new(
         format!(

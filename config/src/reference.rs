@@ -39,7 +39,11 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "`port.interface` names a Linux interface with `port.driver = \"afpacket\"` and is empty \
      with `\"uveth\"`.",
     "`port.driver = \"afpacket\"` needs `traffic.profile = \"none\"`: the generator feeds uveth \
-     queues only.",
+     queues and DPDK ring devices only.",
+    "With `port.driver = \"dpdk\"`, `port.device` names the device exactly when \
+     `traffic.profile = \"none\"`: with a profile the generator runs on a ring device the engine \
+     creates (`net_ring_fs<n>`, one receive and one transmit ring of `port.rx_descriptors` and \
+     `port.tx_descriptors` mbufs per queue, at most 16 queues), and `port.device` is empty.",
     "`[[stack.app]]` entries need `traffic.profile = \"none\"`: generated frames are not \
      connections.",
     "With `[[stack.app]]` entries, `port.queues = engine.threads`: every stack thread transmits \

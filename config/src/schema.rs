@@ -246,7 +246,8 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
              `afpacket` = the Linux interface `interface` through AF_PACKET sockets, one per queue \
              (needs root or CAP_NET_RAW); `dpdk` = the DPDK device `device`, its queues receiving \
              into and sending from buffers in DPDK's memory without a copy (needs a build with \
-             the `dpdk` feature, and usually root).",
+             the `dpdk` feature, and usually root; with a `traffic.profile` the generator feeds \
+             a ring-backed device the engine creates instead: no NIC, no root).",
         ),
         text(
             "interface",
@@ -345,7 +346,10 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
             "device",
             "a DPDK device name, such as \"net_af_packet0\" or a PCI address \"0000:3b:00.0\"",
             "dpdk only: the device the port runs on, as the EAL arguments create or allow it \
-             (`flowsteer ports` lists them). Required with `dpdk`; must be empty otherwise.",
+             (`flowsteer ports` lists them). Required with `dpdk` and `traffic.profile = \
+             \"none\"`. Must be empty with a traffic profile: the generator then runs on a \
+             ring-backed device the engine creates (`net_ring_fs<n>`, rte_eth_from_rings, at most \
+             16 queues), fed with mbufs carrying the software RSS hash. Empty with other drivers.",
         ),
         text(
             "eal_args",
@@ -354,17 +358,21 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
              --no-shconf --no-pci --no-telemetry`, one lcore, a file prefix of the process), \
              which an argument of the same kind replaces (see `flowsteer ports --help`), and \
              `-m` with room for `[pool]` unless `-m` or `--socket-mem` is given; \
-             `--vdev=...` creates a virtual device, `-a PCI` allows a NIC.",
+             `--vdev=...` creates a virtual device, `-a PCI` allows a NIC. The defaults run \
+             without root and without huge pages (the generator's ring device needs nothing \
+             more); a NIC needs root or its device files' permissions.",
         ),
         text(
             "rx_descriptors",
             "an integer 32..=32768",
-            "dpdk only: descriptors of each receive queue (the device may round them).",
+            "dpdk only: descriptors of each receive queue (the device may round them); with a \
+             traffic profile, the mbufs each queue's receive ring holds.",
         ),
         text(
             "tx_descriptors",
             "an integer 32..=32768",
-            "dpdk only: descriptors of each transmit queue (the device may round them).",
+            "dpdk only: descriptors of each transmit queue (the device may round them); with a \
+             traffic profile, the mbufs each queue's transmit ring holds.",
         ),
         text(
             "mac",

@@ -649,9 +649,22 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             Driver::AfPacket | Driver::Uveth | Driver::Dpdk => {}
         }
     }
-    if !out.any_rejected(&["port.driver", "port.device"]) {
+    let generated = traffic.profile != Profile::None;
+    if !out.any_rejected(&["port.driver", "port.device", "traffic.profile"]) {
         match port.driver {
-            Driver::Dpdk if port.device.is_empty() => out.reject(
+            // The generator runs on a ring device the engine creates, not on a device of the
+            // EAL arguments.
+            Driver::Dpdk if generated && !port.device.is_empty() => out.reject(
+                "port.device",
+                format!(
+                    "must be empty for port.driver \"{}\" with traffic.profile \"{}\" (the \
+                     generator feeds a ring device the engine creates, net_ring_fs<n>), got {}",
+                    port.driver,
+                    traffic.profile,
+                    quoted(&port.device)
+                ),
+            ),
+            Driver::Dpdk if !generated && port.device.is_empty() => out.reject(
                 "port.device",
                 format!(
                     "must name the DPDK device for port.driver \"{}\" (a vdev's name as in \
@@ -688,15 +701,15 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             ),
         );
     }
-    if port.driver != Driver::Uveth
+    if port.driver == Driver::AfPacket
         && traffic.profile != Profile::None
         && !out.any_rejected(&["port.driver", "traffic.profile"])
     {
         out.reject(
             "traffic.profile",
             format!(
-                "must be \"{}\" for port.driver \"{}\" (the generator feeds uveth queues only), \
-                 got \"{}\"",
+                "must be \"{}\" for port.driver \"{}\" (the generator feeds uveth queues and \
+                 DPDK ring devices, not a kernel's interface), got \"{}\"",
                 Profile::None,
                 port.driver,
                 traffic.profile

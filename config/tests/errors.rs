@@ -1305,14 +1305,18 @@ fn a_dpdk_port_names_its_device_and_only_it_does() {
             .any(|e| e.starts_with("port.interface: must be empty for port.driver \"dpdk\"")),
         "{errors:?}"
     );
-    // The generator feeds uveth queues only.
-    let errors = problems("[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"");
-    assert!(
-        errors
-            .iter()
-            .any(|e| e.starts_with("traffic.profile: must be \"none\" for port.driver \"dpdk\"")),
-        "{errors:?}"
+    // The generator runs on a ring device the engine creates: no device of the user's, and
+    // none needed.
+    assert_eq!(
+        problems("[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\""),
+        [
+            "port.device: must be empty for port.driver \"dpdk\" with traffic.profile \
+          \"listeners\" (the generator feeds a ring device the engine creates, net_ring_fs<n>), \
+          got \"net_null0\""
+        ]
     );
+    let generated = valid("[port]\ndriver = \"dpdk\"\n[traffic]\nprofile = \"churn\"");
+    assert!(generated.port.device.is_empty());
     let errors = problems(
         "[port]\ndriver = \"dpdk\"\ndevice = \"net_null0\"\nrx_descriptors = 16\n\
          tx_descriptors = 65535\neal_args = [\"--vdev=net_null0\", \"\"]\n\

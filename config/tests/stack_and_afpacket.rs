@@ -234,7 +234,7 @@ fn afpacket_needs_the_none_profile() {
     assert_eq!(
         problem("[port]\ndriver = \"afpacket\"\ninterface = \"eth0\""),
         "traffic.profile: must be \"none\" for port.driver \"afpacket\" (the generator feeds \
-         uveth queues only), got \"listeners\""
+         uveth queues and DPDK ring devices, not a kernel's interface), got \"listeners\""
     );
 }
 
@@ -565,7 +565,7 @@ fn apps_need_the_none_profile() {
              port = 80"
         ),
         "traffic.profile: must be \"none\" for port.driver \"afpacket\" (the generator feeds \
-         uveth queues only), got \"listeners\""
+         uveth queues and DPDK ring devices, not a kernel's interface), got \"listeners\""
     );
 }
 

@@ -56,7 +56,8 @@
 //! [`eal`] (once-per-process init and cleanup, registering non-EAL threads), [`PktmbufPool`] and
 //! [`MempoolCache`] (a user-owned mempool cache), [`ethdev`] (port set-up with or without RSS,
 //! the RSS key and redirection table set and read back, rx/tx burst, and the queries testpmd's
-//! `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts), [`Hash`](struct@Hash) /
+//! `show port info` makes), [`Ring`] (MP/SC and SP/SC bursts), [`RingDevice`] (an ethdev over
+//! rings, `rte_eth_from_rings`), [`Hash`](struct@Hash) /
 //! [`QsbrHash`] (`rte_hash` with lock-free readers, with and without RCU reclamation), [`rss`]
 //! (`rte_softrss`, the RSS flow types by name and the sets the engine asks for), [`distributor`]
 //! (`rte_distributor`, split into its distributor and worker sides) and [`eventdev`] (a
@@ -106,6 +107,8 @@ mod mempool;
 #[cfg(feature = "dpdk")]
 mod ring;
 #[cfg(feature = "dpdk")]
+mod ring_device;
+#[cfg(feature = "dpdk")]
 pub mod rss;
 
 #[cfg(feature = "dpdk")]
@@ -119,6 +122,8 @@ pub use mempool::{
 };
 #[cfg(feature = "dpdk")]
 pub use ring::{MpProducer, Ring, RingConsumer, SpProducer};
+#[cfg(feature = "dpdk")]
+pub use ring_device::{RingDevice, RingDeviceQueue};
 
 /// The DPDK version pkg-config reported when this crate was built (`"22.11.11"`).
 #[cfg(feature = "dpdk")]

@@ -98,10 +98,26 @@ impl Engine {
                 engine.uveth = Some(uveth);
                 Ok(engine)
             }
-            // Validation refuses the generator with any driver but uveth.
+            // Validation refuses the generator on AF_PACKET.
             Driver::AfPacket => {
                 let port = open_afpacket(config)?;
                 Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
+            }
+            // The generator on the DPDK data path: a ring-backed ethdev it feeds, spread over
+            // the queues by the software RSS of port.rss_key and port.reta_size.
+            #[cfg(feature = "dpdk")]
+            Driver::Dpdk if config.traffic.profile != Profile::None => {
+                let port = &config.port;
+                let rss = flowsteer_nic::rss::SoftRss::new(
+                    &port.rss_key.bytes(),
+                    port.reta_size,
+                    port.queues,
+                )
+                .map_err(setup("port (software RSS)"))?;
+                let plan = TrafficPlan::install(config, &rss, &table).map_err(setup("traffic"))?;
+                let traffic = plan.stats();
+                let port = crate::ports::open_generated_dpdk(config, rss, plan)?;
+                Engine::start_with(config, port, table, traffic, serve_metrics)
             }
             #[cfg(feature = "dpdk")]
             Driver::Dpdk => {
@@ -129,8 +145,8 @@ impl Engine {
         validate(config)?;
         if config.traffic.profile != Profile::None {
             return Err(EngineError::Setup(format!(
-                "traffic.profile = \"{}\": the generator feeds only the uveth port \
-                 (port.driver = \"uveth\"), not {}",
+                "traffic.profile = \"{}\": the generator feeds only the ports \
+                 Engine::start builds for it (port.driver = \"uveth\" or \"dpdk\"), not {}",
                 config.traffic.profile,
                 port.describe()
             )));

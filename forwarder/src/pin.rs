@@ -51,3 +51,25 @@ pub(crate) fn first_allowed_core() -> Option<usize> {
         (0..libc::CPU_SETSIZE as usize).find(|&core| libc::CPU_ISSET(core, &set))
     }
 }
+
+/// Runs `f`, then puts the calling thread's CPU set back as it was: `rte_eal_init` pins the
+/// thread that calls it to the main lcore's CPU, and every thread spawned from it later (the
+/// stack threads without `engine.cores`, the metrics server) would inherit that one CPU.
+#[cfg(feature = "dpdk")]
+pub(crate) fn keeping_cpu_set<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: cpu_set_t is plain data for which all-zero is the empty set; sched_getaffinity
+    // writes at most `size` bytes into it.
+    let mut saved: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let read = unsafe { libc::sched_getaffinity(0, size, &mut saved) } == 0;
+    let result = f();
+    // SAFETY: sched_setaffinity only reads the set it is given, with its exact size.
+    if read && unsafe { libc::sched_setaffinity(0, size, &saved) } != 0 {
+        return Err(format!(
+            "the CPU set of the thread that started the EAL could not be restored: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(result)
+}

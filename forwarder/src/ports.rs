@@ -58,8 +58,6 @@ pub fn open_afpacket(config: &Config) -> Result<Arc<AfPacketPort>, EngineError> 
 /// or a key length it does not take) is [`EngineError::Device`], naming the key.
 #[cfg(feature = "dpdk")]
 pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, EngineError> {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use dpdk_sys::ethdev;
     use flowsteer_nic::dpdk::{DpdkPort, DpdkPortError, RssRequest};
 
@@ -111,10 +109,7 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
             )));
         }
     }
-    // One mempool per engine: a name the process has not used.
-    static POOLS: AtomicU32 = AtomicU32::new(0);
-    let name = format!("flowsteer{}", POOLS.fetch_add(1, Ordering::Relaxed));
-    let pool = crate::pools::mbuf_pool(config, &name).map_err(setup("pool"))?;
+    let pool = mbuf_pool(config)?;
     let rss = RssRequest {
         key: port.rss_key.bytes(),
         reta_size: port.reta_size,
@@ -133,6 +128,69 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
         })
 }
 
+/// The pools `[pool]` describes (an L1 per queue, the shared one) as mbufs in DPDK's memory for
+/// `config`'s DPDK port, under mempool names the process has not used (one set per engine).
+#[cfg(feature = "dpdk")]
+fn mbuf_pool(config: &Config) -> Result<Arc<flowsteer_nic::pool::PacketPool>, EngineError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    static POOLS: AtomicU32 = AtomicU32::new(0);
+    let name = format!("flowsteer{}", POOLS.fetch_add(1, Ordering::Relaxed));
+    crate::pools::mbuf_pool(config, &name).map_err(setup("pool"))
+}
+
+/// The DPDK port the traffic generator feeds (`driver = "dpdk"` with a `traffic.profile`): the
+/// EAL started as for [`open_dpdk`], a ring-backed ethdev that flowsteer creates
+/// (`net_ring_fs<n>`, `port.device` empty) with `port.queues` queue pairs, each a receive
+/// ring of `port.rx_descriptors` and a transmit ring of `port.tx_descriptors` mbufs, run as a
+/// [`DpdkPort`](flowsteer_nic::dpdk::DpdkPort) over a pool of `pool.buffers` mbufs; `plan`'s
+/// sources feed its queues, spread by `rss` (the software RSS of `port.rss_key` and
+/// `port.reta_size`, which the plan was installed with).
+#[cfg(feature = "dpdk")]
+pub fn open_generated_dpdk(
+    config: &Config,
+    rss: flowsteer_nic::rss::SoftRss,
+    plan: crate::traffic::TrafficPlan,
+) -> Result<Arc<crate::traffic::GeneratedDpdkPort>, EngineError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use dpdk_sys::RingDevice;
+    use flowsteer_nic::dpdk::DpdkPort;
+
+    let port = &config.port;
+    if port.queues > RingDevice::MAX_QUEUES {
+        return Err(EngineError::Setup(format!(
+            "port.queues: the traffic generator's DPDK ring device takes at most {} queues, got {}",
+            RingDevice::MAX_QUEUES,
+            port.queues
+        )));
+    }
+    start_eal(config)?;
+    let pool = mbuf_pool(config)?;
+    // One device per engine: a name the process has not used.
+    static DEVICES: AtomicU32 = AtomicU32::new(0);
+    let name = format!("fs{}", DEVICES.fetch_add(1, Ordering::Relaxed));
+    let (device, ends) = RingDevice::create(
+        &name,
+        port.queues,
+        (
+            u32::from(port.rx_descriptors),
+            u32::from(port.tx_descriptors),
+        ),
+    )
+    .map_err(setup("port (dpdk ring device)"))?;
+    let dpdk = DpdkPort::open_with(
+        device.port_id(),
+        port.queues,
+        (port.rx_descriptors, port.tx_descriptors),
+        pool,
+    )
+    .map_err(setup("port (dpdk ring device)"))?;
+    Ok(Arc::new(crate::traffic::GeneratedDpdkPort::new(
+        dpdk, device, ends, rss, plan,
+    )))
+}
+
 /// Starts the EAL for `config`'s DPDK port, once per process: flowsteer's defaults, then
 /// `port.eal_args`, and, unless those set the memory, `-m` with room for `[pool]`.
 #[cfg(feature = "dpdk")]
@@ -146,7 +204,11 @@ pub fn start_eal(config: &Config) -> Result<(), EngineError> {
         let megabytes = 2 * u64::from(config.pool.buffers) * buffer / (1 << 20) + 128;
         eal_args.extend(["-m".to_owned(), megabytes.to_string()]);
     }
-    crate::dpdk_ports::start_eal(&eal_args).map_err(setup("port (dpdk)"))
+    // The EAL pins this thread to its lcore's CPU; the stack threads spawned from it must not
+    // inherit that.
+    crate::pin::keeping_cpu_set(|| crate::dpdk_ports::start_eal(&eal_args))
+        .map_err(setup("port (dpdk)"))?
+        .map_err(setup("port (dpdk)"))
 }
 
 /// What `flowsteer check` adds for a DPDK port, as TOML comments: what it cannot know without

@@ -268,7 +268,7 @@ fn the_generator_does_not_run_on_a_port_of_the_callers() {
     .expect("refused")
     .to_string();
     assert!(
-        error.contains("the generator feeds only the uveth port"),
+        error.contains("the generator feeds only the ports Engine::start builds for it"),
         "{error}"
     );
 }

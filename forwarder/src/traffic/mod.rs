@@ -36,9 +36,12 @@
 //! Files: `plan` (install, partition, rules), `source` (the per-queue fill), `frame` (templates
 //! and frame building), `flow` (flow state and shaping), `addresses` (the client tuple space),
 //! `pick` (uniform / Zipf flow choice), `rate` (token bucket), `rng` (seeded PRNG), `stamp`,
-//! `stats`, `error`, and `port`, the uveth whose queues the sources feed.
+//! `stats`, `error`, and the ports whose queues the sources feed: `port`, a uveth, and (feature
+//! `dpdk`) `dpdk_port`, a ring-backed DPDK ethdev.
 
 mod addresses;
+#[cfg(feature = "dpdk")]
+mod dpdk_port;
 mod error;
 mod flow;
 mod frame;
@@ -51,6 +54,8 @@ mod source;
 mod stamp;
 mod stats;
 
+#[cfg(feature = "dpdk")]
+pub use dpdk_port::{GeneratedDpdkPort, GeneratedDpdkQueue};
 pub use error::TrafficError;
 pub use plan::TrafficPlan;
 pub use port::GeneratedPort;

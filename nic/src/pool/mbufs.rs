@@ -365,3 +365,22 @@ impl PktBuf {
             .cast::<ffi::rte_mbuf>()
     }
 }
+
+impl PktBuf {
+    /// The buffer as the mbuf a NIC's driver returns from `rx_burst`: as
+    /// [`into_mbuf`](Self::into_mbuf), with the buffer's receive hash in `hash.rss` and
+    /// `RTE_MBUF_F_RX_RSS_HASH` set, so that [`from_mbuf`](Self::from_mbuf) takes the hash from
+    /// the mbuf as from a NIC's. For a program that stands in for the wire of a DPDK port (a
+    /// ring-backed device fed by the traffic generator).
+    pub fn into_received_mbuf(mut self) -> NonNull<ffi::rte_mbuf> {
+        let hash = self.rss_hash();
+        let m = self.mbuf_to_send();
+        // SAFETY: the handle was the mbuf's only owner and is consumed; `hash` and `ol_flags`
+        // are plain fields of the mbuf's first line, as a driver writes them on receive.
+        unsafe {
+            (*m.as_ptr()).__bindgen_anon_2.hash.rss = hash;
+            (*m.as_ptr()).ol_flags = RX_RSS_HASH;
+        }
+        m
+    }
+}
