@@ -36,8 +36,11 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
      queues only.",
     "`[[stack.app]]` entries need `traffic.profile = \"none\"`: generated frames are not \
      connections.",
-    "With `[[stack.app]]` entries, `port.queues = engine.threads`: every stack thread transmits \
-     on its own queue.",
+    "With `[[stack.app]]` entries and `port.queues < engine.threads`, `engine.balance = \
+     \"software\"`: a thread without a receive queue gets connections only by handoff, which RSS \
+     cannot do. It transmits on a transmit-only queue of the port (afpacket: a send socket of \
+     its own; dpdk: a spare transmit queue when the device has one), else through the software \
+     transmit queue of thread `t % port.queues`.",
     "With `port.driver = \"afpacket\"` or any `[[stack.app]]` entry, `pool.data_room >= 1514`, \
      a full Ethernet frame without FCS.",
     "Every `stack.app[i].threads` entry is `< engine.threads`.",

@@ -652,17 +652,29 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
         );
     }
 
-    // Every stack thread transmits on its own queue: a thread without one could not send.
+    // A thread without a receive queue gets connections only from the threads that have one:
+    // software balancing hands them over, RSS cannot reach it.
     if !stack.app.is_empty()
-        && !out.any_rejected(&["port.queues", "engine.threads"])
-        && port.queues != engine.threads
+        && engine.balance == Balance::Rss
+        && !out.any_rejected(&["port.queues", "engine.threads", "engine.balance"])
+        && port.queues < engine.threads
     {
+        let queueless = if engine.threads - port.queues == 1 {
+            format!("thread {}", port.queues)
+        } else {
+            format!("threads {}..{}", port.queues, engine.threads - 1)
+        };
         out.reject(
-            "port.queues",
+            "engine.balance",
             format!(
-                "must be engine.threads ({}) with [[stack.app]] entries (every stack thread \
-                 transmits on its own queue), got {}",
-                engine.threads, port.queues
+                "must be \"{}\" with [[stack.app]] entries and fewer queues than threads \
+                 (port.queues {} < engine.threads {}): RSS spreads connections over the queues \
+                 only, so {queueless} without a queue would never get one (or set port.queues \
+                 = engine.threads), got \"{}\"",
+                Balance::Software,
+                port.queues,
+                engine.threads,
+                engine.balance
             ),
         );
     }

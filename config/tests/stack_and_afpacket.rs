@@ -726,12 +726,23 @@ fn problems_are_key_problems_with_paths() {
 }
 
 #[test]
-fn apps_need_one_queue_per_thread() {
+fn apps_on_fewer_queues_than_threads_need_software_balancing() {
+    let apps = "[[stack.app]]\nkind = \"http\"\nport = 80";
     assert_eq!(
-        problem(&with_apps(
-            "[engine]\nthreads = 3\n[port]\nqueues = 2\n[[stack.app]]\nkind = \"http\"\nport = 80"
-        )),
-        "port.queues: must be engine.threads (3) with [[stack.app]] entries (every stack thread \
-         transmits on its own queue), got 2"
+        problem(&with_apps(&format!(
+            "[engine]\nthreads = 3\nbalance = \"rss\"\n[port]\nqueues = 2\n{apps}"
+        ))),
+        "engine.balance: must be \"software\" with [[stack.app]] entries and fewer queues than \
+         threads (port.queues 2 < engine.threads 3): RSS spreads connections over the queues \
+         only, so thread 2 without a queue would never get one (or set port.queues = \
+         engine.threads), got \"rss\""
     );
+    assert!(problem(&with_apps(&format!(
+        "[engine]\nthreads = 4\nbalance = \"rss\"\n[port]\nqueues = 1\n{apps}"
+    )))
+    .contains("so threads 1..3 without a queue"));
+    let config = valid(&with_apps(&format!(
+        "[engine]\nthreads = 3\n[port]\nqueues = 1\n{apps}"
+    )));
+    assert_eq!((config.engine.threads, config.port.queues), (3, 1));
 }

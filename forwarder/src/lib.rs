@@ -24,3 +24,4 @@ pub mod status;
 pub mod steer;
 mod thread;
 pub mod traffic;
+pub mod transmit;

@@ -25,7 +25,7 @@ use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
 use crate::shared::{Shared, ThreadStack};
-use crate::stats::{LookupCounts, ThreadSnapshot};
+use crate::stats::{LookupCounts, ThreadSnapshot, TRANSMIT_DROPS};
 
 /// Everything a run counted.
 #[derive(Clone, Debug, Serialize)]
@@ -341,7 +341,7 @@ pub struct Conservation {
 fn drops_at_receive(t: &ThreadSnapshot) -> u64 {
     t.dropped
         .iter()
-        .filter(|(reason, _)| reason != "tx_full")
+        .filter(|(reason, _)| !TRANSMIT_DROPS.contains(&reason.as_str()))
         .map(|(_, v)| v)
         .sum()
 }
@@ -519,7 +519,11 @@ impl RunReport {
             tot.rx,
             tot.link_copies,
             tot.processed,
-            tot.dropped_total - tot.dropped.get("tx_full").copied().unwrap_or(0),
+            tot.dropped_total
+                - TRANSMIT_DROPS
+                    .iter()
+                    .filter_map(|r| tot.dropped.get(*r))
+                    .sum::<u64>(),
             if self.conservation.ok { "ok" } else { "FAILED" }
         );
         let _ = writeln!(
