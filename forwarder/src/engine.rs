@@ -33,8 +33,8 @@ use crate::stats::EngineStats;
 use crate::status::StatusPrinter;
 use crate::steer::Steering;
 use crate::thread::StackThread;
-use crate::transmit::TransmitPlan;
 use crate::traffic::{GeneratedPort, SourceStats, TrafficPlan};
+use crate::transmit::TransmitPlan;
 
 /// How a run is driven from outside.
 pub struct RunOptions {

@@ -38,6 +38,9 @@ pub struct RunReport {
     pub threads: usize,
     /// NIC queues.
     pub queues: usize,
+    /// Per thread, where it transmitted: "queue q", "transmit-only queue" or "via thread t"
+    /// (threads beyond the queues; see `transmit.rs`).
+    pub tx_paths: Vec<String>,
     /// Wall time of the run.
     pub duration_secs: f64,
     /// Per-thread counters.
@@ -329,6 +332,76 @@ pub struct PoolReport {
     pub available: u32,
 }
 
+/// What the threads beyond the port's receive queues did: they receive only by handoff, so
+/// their share of the processed packets and of the connections is what software balancing
+/// bought on a port that cannot spread over every thread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueuelessShare {
+    /// Threads without a receive queue.
+    pub threads: usize,
+    /// Of all threads.
+    pub of: usize,
+    /// Their share of the processed packets, in percent.
+    pub processed_pct: f64,
+    /// Their share of the connections set up, in percent; `None` without a stack.
+    pub connections_pct: Option<f64>,
+}
+
+impl QueuelessShare {
+    /// The share of threads `queues..` in the given counters (totals or one interval's
+    /// differences); `None` when every thread has a queue.
+    pub fn of(
+        queues: usize,
+        threads: &[ThreadSnapshot],
+        stacks: &[StackSnapshot],
+    ) -> Option<QueuelessShare> {
+        if queues >= threads.len() {
+            return None;
+        }
+        let pct = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                100.0 * part as f64 / whole as f64
+            }
+        };
+        let processed: u64 = threads.iter().map(ThreadSnapshot::processed).sum();
+        let queueless: u64 = threads[queues..]
+            .iter()
+            .map(ThreadSnapshot::processed)
+            .sum();
+        let connections_pct = (!stacks.is_empty()).then(|| {
+            let all: u64 = stacks.iter().map(StackSnapshot::connections_opened).sum();
+            let queueless: u64 = stacks
+                .iter()
+                .filter(|s| s.thread >= queues)
+                .map(StackSnapshot::connections_opened)
+                .sum();
+            pct(queueless, all)
+        });
+        Some(QueuelessShare {
+            threads: threads.len() - queues,
+            of: threads.len(),
+            processed_pct: pct(queueless, processed),
+            connections_pct,
+        })
+    }
+}
+
+impl std::fmt::Display for QueuelessShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "threads without a queue ({} of {}): {:.1}% of the packets processed",
+            self.threads, self.of, self.processed_pct
+        )?;
+        if let Some(connections) = self.connections_pct {
+            write!(f, ", {connections:.1}% of the connections")?;
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of the conservation check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Conservation {
@@ -372,6 +445,7 @@ impl RunReport {
             .collect();
         let config = shared.config.clone();
         let pool = shared.pool.clone();
+        let tx_paths = shared.tx_paths.iter().map(ToString::to_string).collect();
         drop(shared);
         let pool = PoolReport {
             capacity: pool.capacity(),
@@ -410,6 +484,7 @@ impl RunReport {
             profile: config.traffic.profile.to_string(),
             threads: per_thread.len(),
             queues: usize::from(config.port.queues),
+            tx_paths,
             duration_secs: elapsed.as_secs_f64(),
             per_thread,
             stack,
@@ -500,6 +575,12 @@ impl RunReport {
                 "dropped by the port before any thread: {}",
                 port_drops.join(" ")
             );
+        }
+        if let Some(share) = QueuelessShare::of(self.queues, &self.per_thread, &self.stack) {
+            let paths: Vec<String> = (self.queues..self.threads)
+                .filter_map(|t| Some(format!("t{t} {}", self.tx_paths.get(t)?)))
+                .collect();
+            let _ = writeln!(out, "{share}; they transmit: {}", paths.join(", "));
         }
         let l = &tot.lookups;
         let _ = writeln!(

@@ -245,10 +245,13 @@ impl<Q: QueuePair> TransmitPlan<Q> {
                 clients: ring.clients,
                 finished: ring.finished,
             });
-            plan.threads[me] = Some((None, Transmit {
-                handoff: None,
-                relay,
-            }));
+            plan.threads[me] = Some((
+                None,
+                Transmit {
+                    handoff: None,
+                    relay,
+                },
+            ));
         }
         Ok(plan)
     }

@@ -742,7 +742,8 @@ fn open_queue(
     let interface = cfg.interface.as_str();
     let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
     // Protocol 0 until bound: the socket receives nothing from other interfaces meanwhile.
-    let rx_fd = socket::packet_socket(0).map_err(socket_error(interface, "opening a receive socket"))?;
+    let rx_fd =
+        socket::packet_socket(0).map_err(socket_error(interface, "opening a receive socket"))?;
     let sol = libc::SOL_PACKET;
     let ring = match geometry {
         Some(geometry) => RxRing::Frames(frame_ring(&rx_fd, geometry, interface)?),

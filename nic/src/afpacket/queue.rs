@@ -45,7 +45,10 @@ enum Side {
         polls: u32,
     },
     /// A send socket only, outside the fanout group: it receives nothing.
-    TransmitOnly { sender: Arc<SenderShared>, owner: u16 },
+    TransmitOnly {
+        sender: Arc<SenderShared>,
+        owner: u16,
+    },
 }
 
 impl AfPacketQueue {
