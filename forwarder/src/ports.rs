@@ -83,6 +83,17 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
             port.device, port.queues
         )));
     }
+    // net_af_packet's queues are AF_PACKET sockets the EAL opened in one fanout group: the
+    // kernel hashes each flow to one of them, polled or not, and a socket nobody polls holds
+    // its flows' frames until its ring is full.
+    if info.driver_name == "net_af_packet" && port.queues < queues {
+        return Err(EngineError::Device(format!(
+            "port.queues: {} spreads its flows over all its {queues} queue pairs (the kernel's \
+             fanout hash), and a queue nobody polls holds its flows' frames: set {queues}, or \
+             make the device with qpairs={}; got {}",
+            port.device, port.queues, port.queues
+        )));
+    }
     for (key, value, limits) in [
         (
             "port.rx_descriptors",

@@ -964,3 +964,49 @@ fn early_segments_held_at_once_are_bounded() {
     rig.run(20);
     rig.assert_pool_full();
 }
+
+/// Issue: the stack processed ICMP echo requests and answered none: `ping` got no reply from a
+/// server whose TCP and UDP worked.
+#[test]
+fn ping_is_answered_over_ipv4_and_ipv6() {
+    use flowsteer_testrig::frames::{arp_request, describe, echo_request, neighbor_solicitation};
+    use std::net::IpAddr;
+
+    let mut rig = Rig::new(vec![app(AppKind::UdpEcho, 7)], 8);
+    let server6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let client6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+    // The client's neighbour messages first: the server learns its link address from them.
+    rig.deliver(vec![
+        arp_request(CLIENT_MAC, CLIENT_IP, SERVER_IP),
+        neighbor_solicitation(CLIENT_MAC, client6, server6),
+        echo_request(
+            CLIENT_MAC,
+            SERVER_MAC,
+            IpAddr::V4(CLIENT_IP),
+            IpAddr::V4(SERVER_IP),
+            b"ping over IPv4",
+        ),
+        echo_request(
+            CLIENT_MAC,
+            SERVER_MAC,
+            IpAddr::V6(client6),
+            IpAddr::V6(server6),
+            b"ping over IPv6",
+        ),
+    ]);
+    let replies: Vec<String> = rig
+        .wire
+        .to_client
+        .drain(..)
+        .map(|frame| describe(&frame))
+        .filter(|what| what.contains("echo"))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            format!("icmp echo reply {SERVER_IP} > {CLIENT_IP} \"ping over IPv4\""),
+            format!("icmpv6 echo reply {server6} > {client6} \"ping over IPv6\""),
+        ]
+    );
+    rig.assert_pool_full();
+}

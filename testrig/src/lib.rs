@@ -8,14 +8,20 @@
 //!   process, removed when dropped (also when the test panics).
 //! - `vbridge` (feature `vbridge`): a smoltcp device on a vbridge peer port.
 //! - [`eal`]: the DPDK EAL started once per test binary, for root only.
+//! - `frames` (feature `frames`): ARP requests, neighbour solicitations and ICMP echo requests
+//!   built with smoltcp, and frames a server sent put into words after smoltcp parsed them.
+//! - [`pcap`]: classic pcap files, written for a port to replay and read for what it sent.
 //! - `memory` (feature `memory`): a wire in memory between smoltcp clients and a server driven
 //!   by hand (the stack's tests, the benchmarks' `stack-path`).
 
 pub mod eal;
+#[cfg(feature = "frames")]
+pub mod frames;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod need;
 pub mod net;
+pub mod pcap;
 #[cfg(feature = "vbridge")]
 pub mod vbridge;
 

@@ -1,19 +1,24 @@
 //! What the tests that put the Linux kernel's clients in front of the engine share: a network
 //! namespace with the client end of a veth pair (IPv4 and IPv6 addresses), the engine's checks
-//! after a run, and byte-exact clients.
+//! after a run, and byte-exact clients; the kernel's servers ([`servers`]) and the suite every
+//! port that serves the kernel's clients passes ([`suite`]).
 
 #![allow(dead_code)] // each test binary uses a part
+
+pub mod servers;
+pub mod suite;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::process::{Command, Output};
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_testrig::net::{ip, run, unique_name, Netns, Veth};
 use flowsteer_testrig::{skip_without_root_and, Tool, ETHTOOL, IP};
 
+use flowsteer_config::{App, Balance, Config, Idle, Profile};
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
@@ -121,6 +126,41 @@ impl ClientNet {
         }
     }
 
+    /// The client network of the whole test process, made on first use and deleted when the
+    /// process exits: for a port that holds the engine end for the process's lifetime (a DPDK
+    /// device the EAL creates at its start, once per process). A `static` is never dropped,
+    /// so the deletion is registered with `atexit`, which runs after the test harness returns
+    /// (also when tests failed; not when the process is killed).
+    pub fn for_the_process() -> &'static ClientNet {
+        static NET: OnceLock<ClientNet> = OnceLock::new();
+        extern "C" fn delete_at_exit() {
+            if let Some(net) = NET.get() {
+                net.delete();
+            }
+        }
+        NET.get_or_init(|| {
+            // SAFETY: atexit only stores the function pointer; `delete_at_exit` is an
+            // `extern "C" fn()` that does not unwind (it runs `ip`, ignoring its failures).
+            let registered = unsafe { libc::atexit(delete_at_exit) };
+            assert_eq!(
+                registered, 0,
+                "atexit refused the client network's deletion"
+            );
+            ClientNet::new()
+        })
+    }
+
+    /// Deletes the namespace (and with it the pair) and the engine end, if the kernel has not
+    /// already: what dropping does, for a network that is never dropped.
+    fn delete(&self) {
+        for args in [
+            ["netns", "del", self.ns.as_str()],
+            ["link", "del", self.engine_if.as_str()],
+        ] {
+            let _ = Command::new("ip").args(args).output();
+        }
+    }
+
     /// `ip netns exec NS program args`, to be spawned.
     pub fn command(&self, program: &str, args: &[&str]) -> Command {
         self.netns.command(program, args)
@@ -139,6 +179,24 @@ impl ClientNet {
     {
         self.netns.thread(work)
     }
+}
+
+/// Two stack threads on two queues at the engine's addresses running `apps`, software
+/// balancing, no traffic generator, no metrics endpoint: what each port's keys complete. Idle
+/// threads sleep: that leaves the cores to the kernel's clients (a port that hands each frame
+/// over at once then has the sleep as its latency floor).
+pub fn two_threads_serving(apps: Vec<App>) -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = 2;
+    cfg.engine.balance = Balance::Software;
+    cfg.engine.idle = Idle::Sleep;
+    cfg.port.queues = 2;
+    cfg.port.ipv4 = ENGINE_IP;
+    cfg.port.ipv4_prefix = 24;
+    cfg.traffic.profile = Profile::None;
+    cfg.metrics.enabled = false;
+    cfg.stack.app = apps;
+    cfg
 }
 
 /// Sum of a stack counter over the threads.
@@ -254,6 +312,11 @@ pub fn echo_once(addr: SocketAddr, len: usize, seed: u32, timeout: Duration) -> 
     if let Some(at) = data.iter().zip(&echoed).position(|(a, b)| a != b) {
         return Err(format!("{addr}: echoed byte {at} of {len} differs"));
     }
+    close_after_the_echo(&mut stream, addr)
+}
+
+/// Half-closes an echo connection and expects the server to close after it, with nothing more.
+pub fn close_after_the_echo(stream: &mut TcpStream, addr: SocketAddr) -> Result<(), String> {
     stream
         .shutdown(Shutdown::Write)
         .map_err(|e| format!("shutdown {addr}: {e}"))?;
