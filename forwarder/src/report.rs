@@ -845,4 +845,28 @@ mod tests {
         assert!(!table.contains("stack"), "{table}");
         assert!(table.contains("+ link copies 0 ="), "{table}");
     }
+
+    #[test]
+    fn the_share_of_the_threads_without_a_queue_is_in_the_table() {
+        use super::QueuelessShare;
+        use crate::stats::ThreadSnapshot;
+
+        let thread = |t: usize, processed: u64| ThreadSnapshot {
+            thread: t,
+            processed_handoff: processed,
+            ..ThreadSnapshot::default()
+        };
+        let threads = [thread(0, 30), thread(1, 30), thread(2, 40)];
+        let share = QueuelessShare::of(2, &threads, &[]).expect("thread 2 has no queue");
+        assert_eq!((share.threads, share.of), (1, 3));
+        assert!((share.processed_pct - 40.0).abs() < 1e-9);
+        assert_eq!(share.connections_pct, None);
+        assert_eq!(
+            share.to_string(),
+            "threads without a queue (1 of 3): 40.0% of the packets processed"
+        );
+        assert_eq!(QueuelessShare::of(3, &threads, &[]), None);
+        let idle = QueuelessShare::of(1, &[thread(0, 0), thread(1, 0)], &[]).expect("share");
+        assert_eq!(idle.processed_pct, 0.0, "no packets: no share, no division by zero");
+    }
 }

@@ -161,4 +161,38 @@ mod tests {
         assert!(line.contains("| misdirected 0/s"), "{line}");
         assert!(!line.contains("connections"), "{line}");
     }
+
+    #[test]
+    fn the_line_tells_the_share_of_the_threads_without_a_queue() {
+        // The generator on 2 queues for 3 threads: thread 2 gets its flows by handoff.
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.engine.threads = 3;
+        cfg.port.queues = 2;
+        cfg.traffic.profile = Profile::FewerQueues;
+        cfg.traffic.flows = 64;
+        let line = first_line(&cfg);
+        let share = line
+            .split(" | without a queue: ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("% of packets"))
+            .and_then(|pct| pct.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no share in {line}"));
+        assert!(share > 0.0 && share < 100.0, "{line}");
+
+        // With a stack, the connections' share too; none when every thread has a queue.
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.engine.threads = 2;
+        cfg.port.queues = 1;
+        cfg.traffic.profile = Profile::None;
+        cfg.stack.app = vec![App::new(AppKind::Http, 80)];
+        let line = first_line(&cfg);
+        assert!(
+            line.ends_with(" | without a queue: 0% of packets, 0% of connections"),
+            "{line}"
+        );
+        cfg.port.queues = 2;
+        assert!(!first_line(&cfg).contains("without a queue"));
+    }
 }
