@@ -867,6 +867,9 @@ mod tests {
         );
         assert_eq!(QueuelessShare::of(3, &threads, &[]), None);
         let idle = QueuelessShare::of(1, &[thread(0, 0), thread(1, 0)], &[]).expect("share");
-        assert_eq!(idle.processed_pct, 0.0, "no packets: no share, no division by zero");
+        assert_eq!(
+            idle.processed_pct, 0.0,
+            "no packets: no share, no division by zero"
+        );
     }
 }
