@@ -125,20 +125,27 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
     };
     let descriptors = (port.rx_descriptors, port.tx_descriptors);
     // A transmit queue of its own for each thread beyond the queue pairs, as far as the device
-    // has spare ones; the others relay through a thread with a queue pair.
+    // has spare ones; the others relay through a thread with a queue pair. A driver that wants as
+    // many transmit as receive queues whatever its maximum (net_tap) refuses the spare ones:
+    // then the port opens without them and every queue-less thread relays.
     let transmit_only =
         (config.engine.threads - port.queues).min(info.max_tx_queues.saturating_sub(port.queues));
-    DpdkPort::open_rss_sending(id, port.queues, transmit_only, descriptors, pool, &rss)
-        .map(Arc::new)
-        .map_err(|e| match e {
-            DpdkPortError::RetaSize { .. } => {
-                EngineError::Device(format!("port.reta_size: {}: {e}", port.device))
-            }
-            DpdkPortError::RssKeyLength { .. } => {
-                EngineError::Device(format!("port.rss_key: {}: {e}", port.device))
-            }
-            e => EngineError::Setup(format!("port (dpdk) {}: {e}", port.device)),
-        })
+    let opened = match transmit_only {
+        0 => DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss),
+        spare => {
+            DpdkPort::open_rss_sending(id, port.queues, spare, descriptors, pool.clone(), &rss)
+                .or_else(|_| DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss))
+        }
+    };
+    opened.map(Arc::new).map_err(|e| match e {
+        DpdkPortError::RetaSize { .. } => {
+            EngineError::Device(format!("port.reta_size: {}: {e}", port.device))
+        }
+        DpdkPortError::RssKeyLength { .. } => {
+            EngineError::Device(format!("port.rss_key: {}: {e}", port.device))
+        }
+        e => EngineError::Setup(format!("port (dpdk) {}: {e}", port.device)),
+    })
 }
 
 /// Starts the EAL for `config`'s DPDK port, once per process: flowsteer's defaults, then

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 
 use common::queueless::{queueless_config, serve_with_fewer_queues};
 use common::*;
@@ -31,6 +31,14 @@ fn device(pairs: u16) -> String {
     format!("net_af_packet{pairs}")
 }
 
+/// A net_tap device (its interface named after this process): DPDK's tap driver wants as many
+/// transmit as receive queues, so it refuses spare ones.
+const TAP: &str = "net_tap0";
+
+fn tap_name() -> String {
+    format!("fsqt{}", std::process::id())
+}
+
 /// `threads` threads on the device of `queues` queue pairs.
 fn config(threads: u16, queues: u16) -> Config {
     let nets = client_nets();
@@ -47,18 +55,25 @@ fn config(threads: u16, queues: u16) -> Config {
             )
         })
         .collect();
+    cfg.port
+        .eal_args
+        .push(format!("--vdev={TAP},iface={}", tap_name()));
     cfg.port.rx_descriptors = 512;
     cfg.port.tx_descriptors = 512;
     cfg
+}
+
+/// One test at a time: the first starts the EAL, which a second start must not race.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn serve(threads: u16, queues: u16) {
     if skip_without_client_net(&[CURL, NC]) {
         return;
     }
-    // One test at a time: the first starts the EAL, which a second start must not race.
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let _turn = one_at_a_time();
     let cfg = config(threads, queues);
     cfg.validate().expect("a valid DPDK configuration");
     let engine = Engine::start(&cfg, false).expect("the engine starts on the DPDK port");
@@ -81,4 +96,30 @@ fn two_threads_on_one_dpdk_queue_pair_serve_the_kernels_clients() {
 #[test]
 fn three_threads_on_two_dpdk_queue_pairs_serve_the_kernels_clients() {
     serve(3, 2);
+}
+
+/// A device that refuses transmit queues beyond its receive queues still runs fewer queues than
+/// threads: the port opens without spare queues and the queue-less thread relays.
+#[test]
+fn a_device_without_spare_transmit_queues_runs_with_a_relay() {
+    if skip_without_client_net(&[CURL, NC]) {
+        return;
+    }
+    let _turn = one_at_a_time();
+    let mut cfg = config(2, 1);
+    cfg.port.device = TAP.to_owned();
+    let engine = Engine::start(&cfg, false).expect("the engine starts on net_tap");
+    let report = engine.stop().expect("the engine stops");
+    assert_eq!(report.tx_paths[1], "via thread 0", "{:?}", report.tx_paths);
+    // Every packet accounted for. The pool is not checked: net_tap's stop keeps the mbufs of
+    // its receive ring (its queues free them only when released), with or without spare
+    // queues, so `port.rx_descriptors` buffers stay out of the pool.
+    let failures: Vec<&String> = report
+        .conservation
+        .failures
+        .iter()
+        .filter(|f| !f.starts_with("pool:"))
+        .collect();
+    assert!(failures.is_empty(), "{}", report.render_table());
+    assert_eq!(report.flowtable.exact_rules, 0);
 }
