@@ -26,10 +26,13 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "`traffic.port_base + engine.threads - 1 <= 65535`.",
     "`port.reta_size >= port.queues`, so every queue appears in the redirection table.",
     "`pool.buffers >= engine.threads * (pool.cache + swq.size + 2 * engine.burst + \
-     engine.drain_limit) + 2 * port.queues * port.ring_size`: every buffer the engine can park \
-     at once (each thread's cache, its full software queue, the packets it holds between rx and \
-     tx plus one more rx burst; each queue's full receive and transmit rings), so a thread always \
-     finds buffers for its next receive burst, even at start when every ring fills up.",
+     engine.drain_limit) + 2 * port.queues * port.ring_size`, + `min(port.queues, \
+     engine.threads - port.queues) * swq.size` with `[[stack.app]]` entries and fewer queues \
+     than threads: every buffer the engine can park at once (each thread's cache, its full \
+     software queue, the packets it holds between rx and tx plus one more rx burst; each queue's \
+     full receive and transmit rings; the full software transmit queues of the threads that \
+     relay for the queue-less ones), so a thread always finds buffers for its next receive \
+     burst, even at start when every ring fills up.",
     "`port.interface` names a Linux interface with `port.driver = \"afpacket\"` and is empty \
      with `\"uveth\"`.",
     "`port.driver = \"afpacket\"` needs `traffic.profile = \"none\"`: the generator feeds uveth \

@@ -508,6 +508,10 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
     if !out.any_rejected(&sizing_keys) {
         let minimum = config.min_pool_buffers();
         if u64::from(pool.buffers) < minimum {
+            let relays = match config.transmit_relays() {
+                0 => String::new(),
+                n => format!(" + {n} software transmit queues * swq.size"),
+            };
             let hint = if minimum > u64::from(MAX_POOL_BUFFERS) {
                 format!(
                     "; that is more than the largest pool ({MAX_POOL_BUFFERS}): lower swq.size, \
@@ -521,8 +525,8 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
                 format!(
                     "must be >= {minimum} for this configuration: engine.threads ({}) * \
                      (pool.cache ({}) + swq.size ({}) + 2 * engine.burst ({}) + \
-                     engine.drain_limit ({})) + 2 * port.queues ({}) * port.ring_size ({}){hint}, \
-                     got {}",
+                     engine.drain_limit ({})) + 2 * port.queues ({}) * port.ring_size \
+                     ({}){relays}{hint}, got {}",
                     engine.threads,
                     pool.cache,
                     swq.size,

@@ -745,4 +745,23 @@ fn apps_on_fewer_queues_than_threads_need_software_balancing() {
         "[engine]\nthreads = 3\n[port]\nqueues = 1\n{apps}"
     )));
     assert_eq!((config.engine.threads, config.port.queues), (3, 1));
+    // Thread 0 may relay for threads 1 and 2: its software transmit queue counts in the pool.
+    assert_eq!(config.transmit_relays(), 1);
+    let mut without_apps = config.clone();
+    without_apps.stack.app.clear();
+    assert_eq!(without_apps.transmit_relays(), 0);
+    assert_eq!(
+        config.min_pool_buffers(),
+        without_apps.min_pool_buffers() + config.swq.size as u64
+    );
+    let short = problem(&with_apps(&format!(
+        "[engine]\nthreads = 3\n[port]\nqueues = 1\n[pool]\nbuffers = 1024\n{apps}"
+    )));
+    assert!(
+        short.starts_with(&format!(
+            "pool.buffers: must be >= {} for this configuration",
+            config.min_pool_buffers()
+        )) && short.contains(" + 1 software transmit queues * swq.size, got 1024"),
+        "{short}"
+    );
 }
