@@ -100,7 +100,9 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         let mut rx: Vec<PktBuf> = Vec::with_capacity(burst);
         let mut local: Vec<PktBuf> = Vec::with_capacity(burst + drain_limit);
         let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
-        let mut tx: Vec<PktBuf> = Vec::with_capacity(2 * burst.max(32));
+        // What the processor sends (at most `2 × max(burst, 32)`) plus what a relaying thread
+        // takes from its software transmit queue per loop (`2 × burst`): no growth on the way.
+        let mut tx: Vec<PktBuf> = Vec::with_capacity(2 * burst.max(32) + 2 * burst);
 
         while !self.stop.load(Ordering::Relaxed) {
             let received = match self.queue.as_mut() {
