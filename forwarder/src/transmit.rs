@@ -26,7 +26,7 @@
 //! A queue-less thread still transmits while it drains its software queue at shutdown (a stack
 //! answers late segments with resets), after it announced that it hands off no more received
 //! packets. So each relay keeps its own count of the threads that have finished transmitting
-//! (incremented when their [`Transmit`] is finished or dropped, also on unwinding), and the
+//! (incremented when their `Transmit` is finished or dropped, also on unwinding), and the
 //! relaying thread drains its ring until every thread it relays for has finished and the ring is
 //! empty: no handed frame is left in a ring when the pool is counted.
 
