@@ -185,16 +185,38 @@ impl Config {
     /// `pool.buffers`:
     ///
     /// `engine.threads * (pool.cache + swq.size + 2 * engine.burst + engine.drain_limit
-    ///  + port.queues * min(pool.cache / 2, 64)) + 2 * port.queues * port.ring_size`
+    ///  + port.queues * min(pool.cache / 2, 64)) + 2 * port.queues * port.ring_size
+    ///  + relays * swq.size`
     ///
     /// It counts every buffer the engine can park at once: each thread's cache (at most
     /// `pool.cache` of its own pool and up to `min(pool.cache / 2, 64)` of each other pool, the
     /// L1 pools of the other queues and the shared pool), its software queue when full, the packets it holds between rx and tx
     /// (a burst plus what it drained) and one more burst for its next receive; each queue's
-    /// receive and transmit rings when full. With that many, a thread that wants a receive burst
+    /// receive and transmit rings when full; with `[[stack.app]]` entries and fewer queues than
+    /// threads, the software transmit queues of the threads that may relay for the queue-less
+    /// ones ([`Config::transmit_relays`]). With that many, a thread that wants a receive burst
     /// finds the buffers even when every ring and queue is full, as at start when the generator
     /// fills the rings. Computed in 64 bits, saturating: it never overflows.
     pub fn min_pool_buffers(&self) -> u64 {
+        self.min_pool_buffers_without_relays().saturating_add(
+            u64::from(self.transmit_relays())
+                .saturating_mul(u64::try_from(self.swq.size).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// The threads that may hold a software transmit queue for the threads beyond
+    /// `port.queues` (thread `t` relays through `t % port.queues`), on a port without
+    /// transmit-only queues: `min(port.queues, engine.threads - port.queues)` with
+    /// `[[stack.app]]` entries (only stacks transmit), else 0.
+    pub fn transmit_relays(&self) -> u16 {
+        if self.stack.app.is_empty() {
+            return 0;
+        }
+        let queueless = self.engine.threads.saturating_sub(self.port.queues);
+        queueless.min(self.port.queues)
+    }
+
+    fn min_pool_buffers_without_relays(&self) -> u64 {
         let returns = u64::from(self.port.queues) * u64::from((self.pool.cache / 2).min(64));
         let per_thread = u64::from(self.pool.cache)
             .saturating_add(u64::try_from(self.swq.size).unwrap_or(u64::MAX))

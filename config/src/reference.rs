@@ -27,11 +27,13 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "`port.reta_size >= port.queues`, so every queue appears in the redirection table.",
     "`pool.buffers >= engine.threads * (pool.cache + swq.size + 2 * engine.burst + \
      engine.drain_limit + port.queues * min(pool.cache / 2, 64)) + 2 * port.queues * \
-     port.ring_size`: every buffer the engine can park at once (each thread's cache with the \
-     buffers it holds for the other pools, its full software queue, the packets it holds \
-     between rx and tx plus one more rx burst; each queue's full receive and transmit rings), so \
-     a thread always finds buffers for its next receive burst, even at start when every ring \
-     fills up.",
+     port.ring_size`, + `min(port.queues, engine.threads - port.queues) * swq.size` with \
+     `[[stack.app]]` entries and fewer queues than threads: every buffer the engine can park at \
+     once (each thread's cache with the buffers it holds for the other pools, its full software \
+     queue, the packets it holds between rx and tx plus one more rx burst; each queue's full \
+     receive and transmit rings; the full software transmit queues of the threads that relay \
+     for the queue-less ones), so a thread always finds buffers for its next receive burst, even \
+     at start when every ring fills up.",
     "`pool.low_watermark` is 0 or below the buffers of each queue's L1 pool (`(pool.buffers - \
      pool.buffers * pool.shared_percent / 100) / port.queues`), less `port.rx_descriptors` with \
      `port.driver = \"dpdk\"` (the receive ring holds those); `pool.shared_percent > 0` when \
@@ -46,8 +48,11 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
      `port.tx_descriptors` mbufs per queue, at most 16 queues), and `port.device` is empty.",
     "`[[stack.app]]` entries need `traffic.profile = \"none\"`: generated frames are not \
      connections.",
-    "With `[[stack.app]]` entries, `port.queues = engine.threads`: every stack thread transmits \
-     on its own queue.",
+    "With `[[stack.app]]` entries and `port.queues < engine.threads`, `engine.balance = \
+     \"software\"`: a thread without a receive queue gets connections only by handoff, which RSS \
+     cannot do. It transmits on a transmit-only queue of the port (afpacket: a send socket of \
+     its own; dpdk: a spare transmit queue when the device has one), else through the software \
+     transmit queue of thread `t % port.queues`.",
     "With `port.driver = \"afpacket\"` or any `[[stack.app]]` entry, `pool.data_room >= 1514`, \
      a full Ethernet frame without FCS.",
     "Every `stack.app[i].threads` entry is `< engine.threads`.",

@@ -260,7 +260,10 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
             "queues",
             "an integer 1..=engine.threads",
             "Receive/transmit queue pairs (with afpacket: sockets in the fanout group); queue i \
-             belongs to thread i. The `fewer-queues` profile needs fewer queues than threads.",
+             belongs to thread i. Threads beyond them receive only what other threads hand them \
+             (`engine.balance = \"software\"` with apps) and transmit on a transmit-only queue \
+             (afpacket, dpdk with spare transmit queues) or through thread `t % queues`. The \
+             `fewer-queues` profile needs fewer queues than threads.",
         ),
         one_of(
             "fanout",

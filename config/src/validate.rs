@@ -524,6 +524,10 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
     if !out.any_rejected(&sizing_keys) {
         let minimum = config.min_pool_buffers();
         if u64::from(pool.buffers) < minimum {
+            let relays = match config.transmit_relays() {
+                0 => String::new(),
+                n => format!(" + {n} software transmit queues * swq.size"),
+            };
             let hint = if minimum > u64::from(MAX_POOL_BUFFERS) {
                 format!(
                     "; that is more than the largest pool ({MAX_POOL_BUFFERS}): lower swq.size, \
@@ -538,7 +542,7 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
                     "must be >= {minimum} for this configuration: engine.threads ({}) * \
                      (pool.cache ({}) + swq.size ({}) + 2 * engine.burst ({}) + \
                      engine.drain_limit ({}) + port.queues ({}) * min(pool.cache / 2, 64)) + \
-                     2 * port.queues * port.ring_size ({}){hint}, got {}",
+                     2 * port.queues * port.ring_size ({}){relays}{hint}, got {}",
                     engine.threads,
                     pool.cache,
                     swq.size,
@@ -732,17 +736,29 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
         );
     }
 
-    // Every stack thread transmits on its own queue: a thread without one could not send.
+    // A thread without a receive queue gets connections only from the threads that have one:
+    // software balancing hands them over, RSS cannot reach it.
     if !stack.app.is_empty()
-        && !out.any_rejected(&["port.queues", "engine.threads"])
-        && port.queues != engine.threads
+        && engine.balance == Balance::Rss
+        && !out.any_rejected(&["port.queues", "engine.threads", "engine.balance"])
+        && port.queues < engine.threads
     {
+        let queueless = if engine.threads - port.queues == 1 {
+            format!("thread {}", port.queues)
+        } else {
+            format!("threads {}..{}", port.queues, engine.threads - 1)
+        };
         out.reject(
-            "port.queues",
+            "engine.balance",
             format!(
-                "must be engine.threads ({}) with [[stack.app]] entries (every stack thread \
-                 transmits on its own queue), got {}",
-                engine.threads, port.queues
+                "must be \"{}\" with [[stack.app]] entries and fewer queues than threads \
+                 (port.queues {} < engine.threads {}): RSS spreads connections over the queues \
+                 only, so {queueless} without a queue would never get one (or set port.queues \
+                 = engine.threads), got \"{}\"",
+                Balance::Software,
+                port.queues,
+                engine.threads,
+                engine.balance
             ),
         );
     }

@@ -726,12 +726,42 @@ fn problems_are_key_problems_with_paths() {
 }
 
 #[test]
-fn apps_need_one_queue_per_thread() {
+fn apps_on_fewer_queues_than_threads_need_software_balancing() {
+    let apps = "[[stack.app]]\nkind = \"http\"\nport = 80";
     assert_eq!(
-        problem(&with_apps(
-            "[engine]\nthreads = 3\n[port]\nqueues = 2\n[[stack.app]]\nkind = \"http\"\nport = 80"
-        )),
-        "port.queues: must be engine.threads (3) with [[stack.app]] entries (every stack thread \
-         transmits on its own queue), got 2"
+        problem(&with_apps(&format!(
+            "[engine]\nthreads = 3\nbalance = \"rss\"\n[port]\nqueues = 2\n{apps}"
+        ))),
+        "engine.balance: must be \"software\" with [[stack.app]] entries and fewer queues than \
+         threads (port.queues 2 < engine.threads 3): RSS spreads connections over the queues \
+         only, so thread 2 without a queue would never get one (or set port.queues = \
+         engine.threads), got \"rss\""
+    );
+    assert!(problem(&with_apps(&format!(
+        "[engine]\nthreads = 4\nbalance = \"rss\"\n[port]\nqueues = 1\n{apps}"
+    )))
+    .contains("so threads 1..3 without a queue"));
+    let config = valid(&with_apps(&format!(
+        "[engine]\nthreads = 3\n[port]\nqueues = 1\n{apps}"
+    )));
+    assert_eq!((config.engine.threads, config.port.queues), (3, 1));
+    // Thread 0 may relay for threads 1 and 2: its software transmit queue counts in the pool.
+    assert_eq!(config.transmit_relays(), 1);
+    let mut without_apps = config.clone();
+    without_apps.stack.app.clear();
+    assert_eq!(without_apps.transmit_relays(), 0);
+    assert_eq!(
+        config.min_pool_buffers(),
+        without_apps.min_pool_buffers() + config.swq.size as u64
+    );
+    let short = problem(&with_apps(&format!(
+        "[engine]\nthreads = 3\n[port]\nqueues = 1\n[pool]\nbuffers = 1024\n{apps}"
+    )));
+    assert!(
+        short.starts_with(&format!(
+            "pool.buffers: must be >= {} for this configuration",
+            config.min_pool_buffers()
+        )) && short.contains(" + 1 software transmit queues * swq.size, got 1024"),
+        "{short}"
     );
 }

@@ -33,6 +33,7 @@ use crate::status::StatusPrinter;
 use crate::steer::Steering;
 use crate::thread::StackThread;
 use crate::traffic::{GeneratedPort, SourceStats, TrafficPlan};
+use crate::transmit::TransmitPlan;
 
 /// How a run is driven from outside.
 pub struct RunOptions {
@@ -219,6 +220,15 @@ impl Engine {
         } else {
             Arc::from(Vec::new())
         };
+        // Decided before any thread starts: a relaying thread must know whom it relays for.
+        let transmit = TransmitPlan::new(
+            &*port,
+            config.engine.threads,
+            config.port.queues,
+            config.swq.size,
+            2 * usize::from(config.engine.burst),
+            (config.engine.idle == Idle::Wait).then(|| doorbells.clone()),
+        )?;
         let shared = Arc::new(Shared {
             config: config.clone(),
             table,
@@ -229,6 +239,7 @@ impl Engine {
             traffic,
             stacks: thread_stacks,
             doorbells,
+            tx_paths: transmit.paths.clone(),
         });
 
         let metrics = if serve_metrics && config.metrics.enabled {
@@ -247,6 +258,7 @@ impl Engine {
             stop: stop_rx.clone(),
             done_producing: Arc::new(AtomicUsize::new(0)),
             thread_reta: thread_reta(config)?,
+            transmit,
             handles: Vec::with_capacity(threads),
         };
         let mut stacks = stacks.into_iter();
@@ -342,12 +354,13 @@ fn thread_reta(config: &Config) -> Result<Reta, EngineError> {
 }
 
 /// Starts the stack threads one by one, each on its queue of the port.
-struct ThreadStarter<'a, P> {
+struct ThreadStarter<'a, P: Port> {
     shared: &'a Arc<Shared>,
     port: &'a P,
     stop: Arc<AtomicBool>,
     done_producing: Arc<AtomicUsize>,
     thread_reta: Reta,
+    transmit: TransmitPlan<P::Queue>,
     handles: Vec<thread::JoinHandle<Result<(), String>>>,
 }
 
@@ -378,15 +391,17 @@ impl<P: Port> ThreadStarter<'_, P> {
         if stack && config.port.queues == engine.threads {
             steering = steering.keep_listened_flows(served_ports(config, me));
         }
+        let (transmit_only, transmit) = self.transmit.take(me);
         let queue = if me < config.port.queues {
             Some(self.port.take_queue(me).map_err(setup("port queue"))?)
         } else {
-            None
+            transmit_only
         };
         let thread = StackThread {
             me,
             shared: self.shared.clone(),
             queue,
+            transmit,
             consumer,
             processor,
             steering,

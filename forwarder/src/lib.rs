@@ -25,3 +25,4 @@ pub mod status;
 pub mod steer;
 mod thread;
 pub mod traffic;
+pub mod transmit;

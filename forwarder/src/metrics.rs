@@ -476,6 +476,11 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
         }
     });
     // The rest is not in the declaration (`stats::ThreadStats` says why).
+    // 1 for a thread that owns a receive queue, 0 for one that receives only by handoff: the
+    // queue-less threads' share of any per-thread series is selected by it.
+    let receives = s.thread < usize::from(shared.config.port.queues);
+    gauge!("flowsteer_thread_receive_queues", "thread" => t.clone())
+        .set(f64::from(u8::from(receives)));
     counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
         .absolute(s.processed_handoff);
     for (to, v) in s.handed_off.iter().enumerate() {

@@ -51,7 +51,9 @@ pub fn open_afpacket(config: &Config) -> Result<Arc<AfPacketPort>, EngineError> 
 /// after flowsteer's defaults (once per process: a later engine finds it started), the device
 /// `port.device` looked up and checked against `port.queues` and the descriptor keys, a pool of
 /// `pool.buffers` mbufs in DPDK's memory, and the device started receiving into it, its RSS set
-/// from `port.rss_key` and `port.reta_size` where it has RSS (`DpdkPort::open_rss`).
+/// from `port.rss_key` and `port.reta_size` where it has RSS (`DpdkPort::open_rss`), and with a
+/// transmit-only queue for each thread beyond `port.queues` as far as the device offers spare
+/// transmit queues (`DpdkPort::open_rss_sending`).
 ///
 /// Errors: the EAL or the device failing is [`EngineError::Setup`] with DPDK's text; a
 /// configuration the device cannot run (no such device, more queues, descriptors, a table size
@@ -115,17 +117,28 @@ pub fn open_dpdk(config: &Config) -> Result<Arc<flowsteer_nic::dpdk::DpdkPort>, 
         reta_size: port.reta_size,
     };
     let descriptors = (port.rx_descriptors, port.tx_descriptors);
-    DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss)
-        .map(Arc::new)
-        .map_err(|e| match e {
-            DpdkPortError::RetaSize { .. } => {
-                EngineError::Device(format!("port.reta_size: {}: {e}", port.device))
-            }
-            DpdkPortError::RssKeyLength { .. } => {
-                EngineError::Device(format!("port.rss_key: {}: {e}", port.device))
-            }
-            e => EngineError::Setup(format!("port (dpdk) {}: {e}", port.device)),
-        })
+    // A transmit queue of its own for each thread beyond the queue pairs, as far as the device
+    // has spare ones; the others relay through a thread with a queue pair. A driver that wants as
+    // many transmit as receive queues whatever its maximum (net_tap) refuses the spare ones:
+    // then the port opens without them and every queue-less thread relays.
+    let transmit_only =
+        (config.engine.threads - port.queues).min(info.max_tx_queues.saturating_sub(port.queues));
+    let opened = match transmit_only {
+        0 => DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss),
+        spare => {
+            DpdkPort::open_rss_sending(id, port.queues, spare, descriptors, pool.clone(), &rss)
+                .or_else(|_| DpdkPort::open_rss(id, port.queues, descriptors, pool, &rss))
+        }
+    };
+    opened.map(Arc::new).map_err(|e| match e {
+        DpdkPortError::RetaSize { .. } => {
+            EngineError::Device(format!("port.reta_size: {}: {e}", port.device))
+        }
+        DpdkPortError::RssKeyLength { .. } => {
+            EngineError::Device(format!("port.rss_key: {}: {e}", port.device))
+        }
+        e => EngineError::Setup(format!("port (dpdk) {}: {e}", port.device)),
+    })
 }
 
 /// The pools `[pool]` describes (an L1 per queue, the shared one) as mbufs in DPDK's memory for

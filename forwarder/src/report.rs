@@ -28,7 +28,7 @@ use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
 use crate::shared::{Shared, ThreadStack};
-use crate::stats::{LookupCounts, ThreadSnapshot};
+use crate::stats::{LookupCounts, ThreadSnapshot, TRANSMIT_DROPS};
 
 /// Everything a run counted.
 #[derive(Clone, Debug, Serialize)]
@@ -41,6 +41,9 @@ pub struct RunReport {
     pub threads: usize,
     /// NIC queues.
     pub queues: usize,
+    /// Per thread, where it transmitted: "queue q", "transmit-only queue" or "via thread t"
+    /// (threads beyond the queues; see `transmit.rs`).
+    pub tx_paths: Vec<String>,
     /// Wall time of the run.
     pub duration_secs: f64,
     /// Per-thread counters.
@@ -370,6 +373,76 @@ impl PoolReport {
     }
 }
 
+/// What the threads beyond the port's receive queues did: they receive only by handoff, so
+/// their share of the processed packets and of the connections is what software balancing
+/// bought on a port that cannot spread over every thread.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QueuelessShare {
+    /// Threads without a receive queue.
+    pub threads: usize,
+    /// Of all threads.
+    pub of: usize,
+    /// Their share of the processed packets, in percent.
+    pub processed_pct: f64,
+    /// Their share of the connections set up, in percent; `None` without a stack.
+    pub connections_pct: Option<f64>,
+}
+
+impl QueuelessShare {
+    /// The share of threads `queues..` in the given counters (totals or one interval's
+    /// differences); `None` when every thread has a queue.
+    pub fn of(
+        queues: usize,
+        threads: &[ThreadSnapshot],
+        stacks: &[StackSnapshot],
+    ) -> Option<QueuelessShare> {
+        if queues >= threads.len() {
+            return None;
+        }
+        let pct = |part: u64, whole: u64| {
+            if whole == 0 {
+                0.0
+            } else {
+                100.0 * part as f64 / whole as f64
+            }
+        };
+        let processed: u64 = threads.iter().map(ThreadSnapshot::processed).sum();
+        let queueless: u64 = threads[queues..]
+            .iter()
+            .map(ThreadSnapshot::processed)
+            .sum();
+        let connections_pct = (!stacks.is_empty()).then(|| {
+            let all: u64 = stacks.iter().map(StackSnapshot::connections_opened).sum();
+            let queueless: u64 = stacks
+                .iter()
+                .filter(|s| s.thread >= queues)
+                .map(StackSnapshot::connections_opened)
+                .sum();
+            pct(queueless, all)
+        });
+        Some(QueuelessShare {
+            threads: threads.len() - queues,
+            of: threads.len(),
+            processed_pct: pct(queueless, processed),
+            connections_pct,
+        })
+    }
+}
+
+impl std::fmt::Display for QueuelessShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "threads without a queue ({} of {}): {:.1}% of the packets processed",
+            self.threads, self.of, self.processed_pct
+        )?;
+        if let Some(connections) = self.connections_pct {
+            write!(f, ", {connections:.1}% of the connections")?;
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of the conservation check.
 #[derive(Clone, Debug, Serialize)]
 pub struct Conservation {
@@ -382,7 +455,7 @@ pub struct Conservation {
 fn drops_at_receive(t: &ThreadSnapshot) -> u64 {
     t.dropped
         .iter()
-        .filter(|(reason, _)| reason != "tx_full")
+        .filter(|(reason, _)| !TRANSMIT_DROPS.contains(&reason.as_str()))
         .map(|(_, v)| v)
         .sum()
 }
@@ -413,6 +486,7 @@ impl RunReport {
             .collect();
         let config = shared.config.clone();
         let pool = shared.pool.clone();
+        let tx_paths = shared.tx_paths.iter().map(ToString::to_string).collect();
         drop(shared);
         let pool = PoolReport::of(&pool);
 
@@ -448,6 +522,7 @@ impl RunReport {
             profile: config.traffic.profile.to_string(),
             threads: per_thread.len(),
             queues: usize::from(config.port.queues),
+            tx_paths,
             duration_secs: elapsed.as_secs_f64(),
             per_thread,
             stack,
@@ -539,6 +614,12 @@ impl RunReport {
                 port_drops.join(" ")
             );
         }
+        if let Some(share) = QueuelessShare::of(self.queues, &self.per_thread, &self.stack) {
+            let paths: Vec<String> = (self.queues..self.threads)
+                .filter_map(|t| Some(format!("t{t} {}", self.tx_paths.get(t)?)))
+                .collect();
+            let _ = writeln!(out, "{share}; they transmit: {}", paths.join(", "));
+        }
         let l = &tot.lookups;
         let _ = writeln!(
             out,
@@ -557,7 +638,11 @@ impl RunReport {
             tot.rx,
             tot.link_copies,
             tot.processed,
-            tot.dropped_total - tot.dropped.get("tx_full").copied().unwrap_or(0),
+            tot.dropped_total
+                - TRANSMIT_DROPS
+                    .iter()
+                    .filter_map(|r| tot.dropped.get(*r))
+                    .sum::<u64>(),
             if self.conservation.ok { "ok" } else { "FAILED" }
         );
         let pools: Vec<String> = self
@@ -826,5 +911,32 @@ mod tests {
         let table = report.render_table();
         assert!(!table.contains("stack"), "{table}");
         assert!(table.contains("+ link copies 0 ="), "{table}");
+    }
+
+    #[test]
+    fn the_share_of_the_threads_without_a_queue_is_in_the_table() {
+        use super::QueuelessShare;
+        use crate::stats::ThreadSnapshot;
+
+        let thread = |t: usize, processed: u64| ThreadSnapshot {
+            thread: t,
+            processed_handoff: processed,
+            ..ThreadSnapshot::default()
+        };
+        let threads = [thread(0, 30), thread(1, 30), thread(2, 40)];
+        let share = QueuelessShare::of(2, &threads, &[]).expect("thread 2 has no queue");
+        assert_eq!((share.threads, share.of), (1, 3));
+        assert!((share.processed_pct - 40.0).abs() < 1e-9);
+        assert_eq!(share.connections_pct, None);
+        assert_eq!(
+            share.to_string(),
+            "threads without a queue (1 of 3): 40.0% of the packets processed"
+        );
+        assert_eq!(QueuelessShare::of(3, &threads, &[]), None);
+        let idle = QueuelessShare::of(1, &[thread(0, 0), thread(1, 0)], &[]).expect("share");
+        assert_eq!(
+            idle.processed_pct, 0.0,
+            "no packets: no share, no division by zero"
+        );
     }
 }

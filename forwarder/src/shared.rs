@@ -14,6 +14,7 @@ use flowtable::FlowTable;
 use crate::doorbell::Doorbell;
 use crate::stats::EngineStats;
 use crate::traffic::SourceStats;
+use crate::transmit::TxPath;
 
 /// What every thread and the exporter share.
 pub struct Shared {
@@ -37,6 +38,9 @@ pub struct Shared {
     /// Per thread, the doorbell that wakes it while it sleeps; empty unless `engine.idle` is
     /// `wait`.
     pub doorbells: Arc<[CachePadded<Doorbell>]>,
+    /// Per thread, where its frames are transmitted: its queue pair, the port's transmit-only
+    /// queue, or a relaying thread's software transmit queue.
+    pub tx_paths: Vec<TxPath>,
 }
 
 /// The protocol stack of one thread, as the exporter sees it.

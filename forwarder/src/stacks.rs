@@ -59,14 +59,18 @@ fn seconds(value: u32) -> Option<Duration> {
 /// their rule; the local port is chosen by RSS where the engine knows the port's RSS (uveth:
 /// under software balancing that spares the handoff, under RSS balancing it is the only way
 /// back), else from the thread's share of the ephemeral range. Configuration refuses RSS
-/// balancing with an outbound app on a port whose RSS is unknown (AF_PACKET).
+/// balancing with an outbound app on a port whose RSS is unknown (AF_PACKET). With fewer
+/// queues than threads every thread takes its share (no RSS choice lands on a thread without
+/// a queue, and shares keep the threads' ports disjoint); configuration then requires software
+/// balancing, whose rule brings the answers back.
 pub fn outbound(config: &Config, thread: u16, port: &dyn PortControl) -> Outbound {
+    let every_thread_has_a_queue = config.port.queues >= config.engine.threads;
     let ports = match port.rss() {
-        Some(rss) => PortChoice::Rss {
+        Some(rss) if every_thread_has_a_queue => PortChoice::Rss {
             rss: rss.clone(),
             queue: thread,
         },
-        None => PortChoice::Share {
+        _ => PortChoice::Share {
             thread,
             threads: config.engine.threads,
         },

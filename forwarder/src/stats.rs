@@ -188,8 +188,15 @@ thread_counters! {
     counters {
         /// Frames received from the thread's NIC queue.
         rx: counter "flowsteer_rx_packets_total";
-        /// Frames transmitted on the thread's NIC queue.
+        /// Frames transmitted on the thread's NIC queue (a queue pair or a transmit-only queue),
+        /// those it relayed for other threads included.
         tx: counter "flowsteer_tx_packets_total";
+        /// Frames a thread without a transmit queue of its own handed to its relaying thread's
+        /// software transmit queue.
+        tx_handed: counter "flowsteer_tx_handed_packets_total";
+        /// Frames this thread took from its software transmit queue, handed by threads without
+        /// a transmit queue, to send on its own queue (counted again in `tx` or `tx_full`).
+        tx_relayed: counter "flowsteer_tx_relayed_packets_total";
         /// Received frames this thread processed itself.
         processed_local: counter "flowsteer_processed_packets_total" { path = "local" };
         /// Frames taken from this thread's software queue and processed (`metrics` publishes them
@@ -252,10 +259,16 @@ thread_counters! {
         owner_invalid;
         /// Frames the port's transmit queue had no room for.
         tx_full;
+        /// Frames the relaying thread's software transmit queue had no room for.
+        tx_swq_full;
         /// Copies (`link_copies`) that found no free buffer; only stacks make copies.
         no_buffer if stack;
     }
 }
+
+/// The drop reasons of transmitted frames: outside the receive side's conservation (a frame
+/// the stack made was never received).
+pub const TRANSMIT_DROPS: [&str; 2] = ["tx_full", "tx_swq_full"];
 
 /// Parser reasons, in the order of `ThreadStats::malformed`.
 pub fn malformed_reasons() -> &'static [&'static str] {

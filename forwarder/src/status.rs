@@ -2,7 +2,9 @@
 //!
 //! With a protocol stack on the threads the line also tells the connections: set up per second
 //! and open now (real clients send far fewer packets than the generator, so the packet rates
-//! alone say little), and its misdirected count includes the stack's.
+//! alone say little), and its misdirected count includes the stack's. With fewer queues than
+//! threads it tells the share of the threads without a queue (which receive only by handoff)
+//! in the interval's processed packets and new connections.
 
 use std::time::Duration;
 
@@ -19,6 +21,14 @@ pub struct StatusPrinter {
 
 fn mpps(packets: u64, secs: f64) -> f64 {
     packets as f64 / secs / 1e6
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
 }
 
 fn per_sec(events: u64, secs: f64) -> f64 {
@@ -45,11 +55,16 @@ impl StatusPrinter {
         let mut handed = 0;
         let mut dropped = 0;
         let mut misdirected = 0;
+        let queues = usize::from(shared.config.port.queues);
+        let (mut queueless_processed, mut queueless_opened, mut all_opened) = (0, 0, 0);
         let mut per_thread = Vec::with_capacity(current.len());
         for (c, p) in current.iter().zip(&self.previous) {
             let t_processed = c.processed() - p.processed();
             rx += c.rx - p.rx;
             processed += t_processed;
+            if c.thread >= queues {
+                queueless_processed += t_processed;
+            }
             handed += c.handed_off_total() - p.handed_off_total();
             dropped += c.dropped_total() - p.dropped_total();
             misdirected += c.misdirected - p.misdirected;
@@ -58,7 +73,12 @@ impl StatusPrinter {
         let (mut opened, mut active) = (0, 0);
         for (c, p) in stacks.iter().zip(&self.previous_stacks) {
             misdirected += c.misdirected - p.misdirected;
-            opened += c.connections_opened() - p.connections_opened();
+            let t_opened = c.connections_opened() - p.connections_opened();
+            opened += t_opened;
+            if c.thread >= queues {
+                queueless_opened += t_opened;
+            }
+            all_opened += t_opened;
             active += c.connections_active();
         }
         let handoff_pct = if rx == 0 {
@@ -81,6 +101,18 @@ impl StatusPrinter {
                 " | connections {}/s, {active} active",
                 per_sec(opened, secs)
             ));
+        }
+        if queues < current.len() {
+            line.push_str(&format!(
+                " | without a queue: {:.0}% of packets",
+                percent(queueless_processed, processed)
+            ));
+            if !stacks.is_empty() {
+                line.push_str(&format!(
+                    ", {:.0}% of connections",
+                    percent(queueless_opened, all_opened)
+                ));
+            }
         }
         self.previous = current;
         self.previous_stacks = stacks;
@@ -128,5 +160,39 @@ mod tests {
         let line = first_line(&cfg);
         assert!(line.contains("| misdirected 0/s"), "{line}");
         assert!(!line.contains("connections"), "{line}");
+    }
+
+    #[test]
+    fn the_line_tells_the_share_of_the_threads_without_a_queue() {
+        // The generator on 2 queues for 3 threads: thread 2 gets its flows by handoff.
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.engine.threads = 3;
+        cfg.port.queues = 2;
+        cfg.traffic.profile = Profile::FewerQueues;
+        cfg.traffic.flows = 64;
+        let line = first_line(&cfg);
+        let share = line
+            .split(" | without a queue: ")
+            .nth(1)
+            .and_then(|rest| rest.strip_suffix("% of packets"))
+            .and_then(|pct| pct.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no share in {line}"));
+        assert!(share > 0.0 && share < 100.0, "{line}");
+
+        // With a stack, the connections' share too; none when every thread has a queue.
+        let mut cfg = Config::default();
+        cfg.metrics.enabled = false;
+        cfg.engine.threads = 2;
+        cfg.port.queues = 1;
+        cfg.traffic.profile = Profile::None;
+        cfg.stack.app = vec![App::new(AppKind::Http, 80)];
+        let line = first_line(&cfg);
+        assert!(
+            line.ends_with(" | without a queue: 0% of packets, 0% of connections"),
+            "{line}"
+        );
+        cfg.port.queues = 2;
+        assert!(!first_line(&cfg).contains("without a queue"));
     }
 }

@@ -2,7 +2,8 @@
 //! rx burst from its NIC queue → (software balancing) key, bulk lookup, one burst enqueue per owner
 //! → drain its own software queue (prefetching the drained buffers' first lines, which another
 //! core wrote) → the processor takes the drained packets and the local ones → tx. Threads without
-//! a NIC queue (more threads than queues) only drain their software queue.
+//! a NIC queue (more threads than queues) only drain their software queue, and transmit on a
+//! transmit-only queue of the port or through a thread that has a queue (`transmit.rs`).
 //!
 //! Shutdown: the stop flag ends receiving; each thread then announces that it will enqueue no more
 //! and keeps draining its own queue until every thread has announced and its queue is empty, so no
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use flowsteer_config::{Balance, Idle};
 use flowsteer_mpsc::Consumer;
-use flowsteer_nic::pool::{PktBuf, PoolCache};
+use flowsteer_nic::pool::PktBuf;
 use flowsteer_nic::port::QueuePair;
 use flowtable::ThreadId;
 
@@ -29,6 +30,7 @@ use crate::processor::Processor;
 use crate::shared::Shared;
 use crate::stats::ThreadStats;
 use crate::steer::Steering;
+use crate::transmit::Transmit;
 
 /// The longest a waiting thread sleeps when nothing wakes it: it checks the stop flag this often.
 const WAIT_LIMIT: Duration = Duration::from_millis(10);
@@ -37,8 +39,11 @@ const WAIT_LIMIT: Duration = Duration::from_millis(10);
 pub(crate) struct StackThread<Q, P> {
     pub me: ThreadId,
     pub shared: Arc<Shared>,
-    /// Its NIC queue; `None` for a thread beyond the port's queue count.
+    /// Its NIC queue: a queue pair, or for a thread beyond the port's queue pairs the port's
+    /// transmit-only queue (which receives nothing) or `None`.
     pub queue: Option<Q>,
+    /// Its transmit side besides the queue: handing frames to a relaying thread, or relaying.
+    pub transmit: Transmit,
     /// Its own software queue.
     pub consumer: Consumer<PktBuf>,
     pub processor: P,
@@ -104,7 +109,9 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         let mut rx: Vec<PktBuf> = Vec::with_capacity(burst);
         let mut local: Vec<PktBuf> = Vec::with_capacity(burst + drain_limit);
         let mut handed: Vec<PktBuf> = Vec::with_capacity(drain_limit);
-        let mut tx: Vec<PktBuf> = Vec::with_capacity(2 * burst.max(32));
+        // What the processor sends (at most `2 × max(burst, 32)`) plus what a relaying thread
+        // takes from its software transmit queue per loop (`2 × burst`): no growth on the way.
+        let mut tx: Vec<PktBuf> = Vec::with_capacity(2 * burst.max(32) + 2 * burst);
 
         while !self.stop.load(Ordering::Relaxed) {
             let received = match self.queue.as_mut() {
@@ -130,16 +137,16 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                 pkt.prefetch();
             }
             (self.processor).process(&mut handed, &mut local, &mut tx, &mut cache, stats);
-            transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+            let relayed = (self.transmit).send(self.queue.as_mut(), &mut tx, &mut cache, stats);
             stats.polls.add(1);
-            if received == 0 && drained == 0 {
+            if received == 0 && drained == 0 && relayed == 0 {
                 stats.idle_polls.add(1);
                 self.idle(&shared, stats);
             }
         }
 
         self.processor.shutdown(&mut tx, &mut cache);
-        transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+        (self.transmit).send(self.queue.as_mut(), &mut tx, &mut cache, stats);
         // No more receiving: announce that this thread enqueues no more, then drain until every
         // producer has announced (their enqueues happen-before the Acquire below) and the queue
         // is empty. What arrives now is processed (a stack answers it, e.g. with a reset).
@@ -149,13 +156,15 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
             let all_done = done_producing.load(Ordering::Acquire) == threads;
             if self.consumer.dequeue_burst(&mut handed, drain_limit) > 0 {
                 (self.processor).process(&mut handed, &mut local, &mut tx, &mut cache, stats);
-                transmit(self.queue.as_mut(), &mut tx, &mut cache, stats);
+                (self.transmit).send(self.queue.as_mut(), &mut tx, &mut cache, stats);
             } else if all_done {
                 break;
             } else {
                 thread::yield_now();
             }
         }
+        // Nothing more to send of its own; a relaying thread sends the rest of its clients'.
+        (self.transmit).finish(self.queue.as_mut(), &mut tx, &mut cache, stats);
         // A thread's exit deletes its rules, as a stack thread's exit would.
         shared.table.remove_owner(self.me);
     }
@@ -186,7 +195,10 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
     /// `doorbell`).
     fn sleep_until_work(&self, doorbell: &Doorbell, limit: Duration) -> std::io::Result<()> {
         doorbell.going_to_sleep();
-        if !self.consumer.is_empty() || self.stop.load(Ordering::Relaxed) {
+        if !self.consumer.is_empty()
+            || self.transmit.relay_pending()
+            || self.stop.load(Ordering::Relaxed)
+        {
             doorbell.woke();
             return Ok(());
         }
@@ -196,26 +208,5 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         };
         doorbell.woke();
         result.map(|_| ())
-    }
-}
-
-/// Transmits `tx` on the thread's queue; what the queue refuses (or all of it, for a thread
-/// without a queue) is freed and counted.
-fn transmit<Q: QueuePair>(
-    q: Option<&mut Q>,
-    tx: &mut Vec<PktBuf>,
-    cache: &mut PoolCache,
-    stats: &ThreadStats,
-) {
-    if tx.is_empty() {
-        return;
-    }
-    if let Some(q) = q {
-        let sent = q.tx_burst(cache, tx);
-        stats.tx.add(sent as u64);
-    }
-    if !tx.is_empty() {
-        stats.tx_full.add(tx.len() as u64);
-        cache.free_bulk(tx);
     }
 }

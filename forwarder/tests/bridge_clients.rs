@@ -1124,3 +1124,158 @@ fn software_balancing_proxies_through_outbound_connections_with_rules() {
         finished.report.render_table()
     );
 }
+
+// ---- fewer queues than threads ----
+
+/// `threads` stack threads on a uveth of `queues` queues, tcp-echo on both echo ports, http and
+/// udp-echo on every thread: the threads beyond the queues receive only what software balancing
+/// hands them, and transmit through the software transmit queue of a thread with a queue (a
+/// uveth has no transmit-only queues).
+fn queueless_config(threads: u16, queues: u16) -> Config {
+    let mut cfg = engine_config(Balance::Software);
+    cfg.engine.threads = threads;
+    cfg.port.queues = queues;
+    cfg.stack.app = vec![
+        App::new(AppKind::TcpEcho, ECHO_PORTS[0]),
+        App::new(AppKind::TcpEcho, ECHO_PORTS[1]),
+        App::new(AppKind::Http, HTTP_PORT),
+        App::new(AppKind::UdpEcho, UDP_ECHO_PORT),
+    ];
+    cfg
+}
+
+/// UDP probes, sequential and concurrent echo connections and keep-alive HTTP through a port
+/// with fewer queues than threads; every thread owns a fair share of the connections, the
+/// queue-less ones' frames went out through their relays, and the run is conserved.
+fn serve_on_fewer_queues(threads: u16, queues: u16) {
+    let mut rig = Rig::start_with(&queueless_config(threads, queues));
+
+    let mut probes: Vec<UdpProbe> = (0..usize::from(CLIENT_HOSTS))
+        .flat_map(|host| (0..UDP_PROBES_PER_HOST).map(move |i| (host, 5000 + i)))
+        .map(|(host, port)| UdpProbe::open(&mut rig.hosts, host, port))
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut probes, Duration::from_secs(5));
+    for probe in &probes {
+        assert_eq!(probe.echo.as_deref(), Some(&probe.payload[..]), "udp echo");
+    }
+
+    let sequential = sequential_echo(
+        &mut rig.hosts,
+        &echo_plan(SEQUENTIAL, 20_000),
+        Duration::from_secs(10),
+    );
+    let failures = describe_failures(&sequential);
+    assert!(failures.is_empty(), "sequential echo failed:\n{failures}");
+    let mut concurrent: Vec<EchoConnection> = echo_plan(CONCURRENT, 30_000)
+        .into_iter()
+        .enumerate()
+        .map(|(n, (host, server_port, local_port))| {
+            EchoConnection::open(&mut rig.hosts, host, server_port, local_port, 1000 + n)
+        })
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut concurrent, Duration::from_secs(20));
+    let failures = describe_failures(&concurrent);
+    assert!(failures.is_empty(), "concurrent echo failed:\n{failures}");
+
+    let table = rig.table();
+    let mut http: Vec<HttpConnection> = (0..HTTP_CONNECTIONS)
+        .map(|n| {
+            let host = n % usize::from(CLIENT_HOSTS);
+            HttpConnection::open(&mut rig.hosts, host, 40_000 + n as u16, table.clone())
+        })
+        .collect();
+    drop(table);
+    run_exchanges(&mut rig.hosts, &mut http, Duration::from_secs(10));
+    for conn in &http {
+        assert!(conn.done, "http: {:?}", conn.failure);
+        let Some(Lookup::Exact(owner)) = conn.owner else {
+            panic!("http: no exact rule while open: {:?}", conn.owner);
+        };
+        for (status, body) in &conn.responses {
+            assert_eq!(*status, 200);
+            assert_eq!(
+                body,
+                &format!("flowsteer thread {owner} port {HTTP_PORT}\n")
+            );
+        }
+    }
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(left, 0, "exact rules left after every connection closed");
+
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = &finished.report;
+    let table = report.render_table();
+    eprintln!("{threads} threads on {queues} queues:\n{table}");
+    assert_eq!(finished.misdirected(), 0, "{table}");
+    // The listen rules name every thread: each owns a fair share of the echo connections.
+    let echo: Vec<u64> = finished
+        .stacks
+        .iter()
+        .map(|s| s.apps[0].connections_opened.get() + s.apps[1].connections_opened.get())
+        .collect();
+    let all: u64 = echo.iter().sum();
+    assert_eq!(all, (SEQUENTIAL + CONCURRENT) as u64, "{table}");
+    let fair = all / u64::from(threads);
+    for (t, &n) in echo.iter().enumerate() {
+        assert!(
+            n >= fair * 6 / 10,
+            "thread {t} owns {n} of {all} echo connections\n{table}"
+        );
+    }
+    for t in usize::from(queues)..usize::from(threads) {
+        let relay = t % usize::from(queues);
+        assert_eq!(report.tx_paths[t], format!("via thread {relay}"));
+        let stats = &report.per_thread[t];
+        assert_eq!((stats.rx, stats.tx), (0, 0), "{table}");
+        assert!(stats.tx_handed > 0, "{table}");
+        assert!(stats.processed_handoff > 0, "{table}");
+    }
+    let handed: u64 = report.per_thread.iter().map(|t| t.tx_handed).sum();
+    let relayed: u64 = report.per_thread.iter().map(|t| t.tx_relayed).sum();
+    assert_eq!(handed, relayed, "every handed frame was relayed\n{table}");
+    assert!(table.contains(&format!(
+        "threads without a queue ({} of {threads})",
+        threads - queues
+    )));
+}
+
+#[test]
+fn two_threads_on_one_queue_serve_every_connection_through_software_balancing() {
+    serve_on_fewer_queues(2, 1);
+}
+
+#[test]
+fn three_threads_on_two_queues_serve_every_connection_through_software_balancing() {
+    serve_on_fewer_queues(3, 2);
+}
+
+/// Outbound connections of a thread without a queue: the proxy's upstream connections get a
+/// rule before the SYN leaves, from the thread's share of the ephemeral range, so the answers
+/// find it although no queue could deliver them to it.
+#[test]
+fn a_thread_without_a_queue_proxies_through_outbound_connections_with_rules() {
+    let mut cfg = proxy_config(Balance::Software);
+    cfg.port.queues = 1;
+    let mut rig = Rig::start_with(&cfg);
+    let connections = echo_through_proxy(&mut rig);
+    let left = rig.wait_for_no_exact_rules(Duration::from_secs(5));
+    assert_eq!(left, 0, "exact rules left after every connection closed");
+    let upstream: Vec<u64> = rig
+        .stacks
+        .iter()
+        .map(|s| s.apps[0].upstream_connects.get())
+        .collect();
+    let (connects, failed, rules) = proxy_totals(&rig.stacks);
+    assert_eq!((connects, failed), (connections, 0));
+    assert_eq!(rules, 2 * connections);
+    assert!(upstream[1] > 0, "thread 1 connected upstream: {upstream:?}");
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    assert_eq!(
+        finished.misdirected(),
+        0,
+        "{}",
+        finished.report.render_table()
+    );
+}

@@ -81,7 +81,10 @@ fn run_on_ring_port(cfg: &Config, millis: u64) -> RunReport {
     }
     assert_eq!(report.pool.available, report.pool.capacity, "{table}");
     // Every mempool (each queue's L1, the shared one) full again.
-    assert!(pool.mempool().is_some(), "the port's pool is made of mempools");
+    assert!(
+        pool.mempool().is_some(),
+        "the port's pool is made of mempools"
+    );
     for mempool in pool.mempools() {
         assert_eq!(mempool.available(), mempool.size(), "mbufs not back");
     }

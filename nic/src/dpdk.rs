@@ -40,6 +40,17 @@
 //! is a model, else the symmetric Toeplitz hash of addresses and ports, as the AF_PACKET port's
 //! frame ring does. Cost: one parse and up to 36 table lookups per such frame.
 //!
+//! # Transmit-only queues
+//!
+//! Most devices offer as many transmit queues as receive queues, or more. A port opened with
+//! `transmit_only` spare transmit queues ([`DpdkPort::open_rss_sending`]) configures the
+//! device with `queues + transmit_only` transmit queues and `queues` receive queues; transmit
+//! queue `t >= queues` is the transmit-only queue of owner `t`
+//! ([`Port::take_transmit_queue`]), a stack thread beyond the receive queues, whose
+//! `rx_burst` returns nothing. An owner beyond the spare queues gets none (the engine then
+//! relays its frames through a thread with a queue pair). Refused transmits are the caller's
+//! to count, as on a queue pair.
+//!
 //! Checksum offloads are not used: the stack computes and checks every checksum in software,
 //! and `describe` says so.
 
@@ -162,6 +173,8 @@ pub struct DpdkPort {
     mac: [u8; 6],
     pool: Arc<PacketPool>,
     queues: Arc<[QueueState]>,
+    /// Whether each spare transmit queue (owner `queues + i`) is taken.
+    senders: Arc<[AtomicBool]>,
     /// Stopped already (by `reclaim`): the queues must not be polled again.
     stopped: Mutex<bool>,
     /// The device's RSS as software computes it, when exactly.
@@ -270,7 +283,7 @@ impl DpdkPort {
         ethdev::start_with_pools(port, (&mempools, rx_descriptors), (queues, tx_descriptors))
             .map_err(DpdkPortError::Dpdk)?;
         let text = "RSS not configured (the driver's defaults)".to_owned();
-        DpdkPort::started(port, queues, pool, None, text)
+        DpdkPort::started(port, (queues, 0), pool, None, text)
     }
 
     /// [`open_with`](Self::open_with) with the device's RSS set as `rss` asks and read back
@@ -282,6 +295,20 @@ impl DpdkPort {
     pub fn open_rss(
         port: u16,
         queues: u16,
+        descriptors: (u16, u16),
+        pool: Arc<PacketPool>,
+        rss: &RssRequest,
+    ) -> Result<DpdkPort, DpdkPortError> {
+        DpdkPort::open_rss_sending(port, queues, 0, descriptors, pool, rss)
+    }
+
+    /// [`open_rss`](Self::open_rss) with `transmit_only` spare transmit queues beyond the
+    /// `queues` queue pairs, for owners without a receive queue (see "Transmit-only queues");
+    /// the device must offer `queues + transmit_only` transmit queues.
+    pub fn open_rss_sending(
+        port: u16,
+        queues: u16,
+        transmit_only: u16,
         (rx_descriptors, tx_descriptors): (u16, u16),
         pool: Arc<PacketPool>,
         rss: &RssRequest,
@@ -289,7 +316,8 @@ impl DpdkPort {
         let mempools = rx_mempools(&pool, queues)?;
         let info = ethdev::info(port).map_err(DpdkPortError::Dpdk)?;
         let rx = (&mempools[..], rx_descriptors);
-        let tx = (queues, tx_descriptors);
+        let tx = (queues + transmit_only, tx_descriptors);
+        let counts = (queues, transmit_only);
         if info.flow_type_rss_offloads == 0 || info.reta_size == 0 {
             ethdev::start_with_pools(port, rx, tx).map_err(DpdkPortError::Dpdk)?;
             let text = format!(
@@ -302,7 +330,7 @@ impl DpdkPort {
                     _ => "the driver fills the queues",
                 }
             );
-            return DpdkPort::started(port, queues, pool, None, text);
+            return DpdkPort::started(port, counts, pool, None, text);
         }
         if info.hash_key_size != 0 && usize::from(info.hash_key_size) != rss.key.len() {
             return Err(DpdkPortError::RssKeyLength {
@@ -378,7 +406,7 @@ impl DpdkPort {
             })
         })();
         match set {
-            Ok((soft, text)) => DpdkPort::started(port, queues, pool, soft, text),
+            Ok((soft, text)) => DpdkPort::started(port, counts, pool, soft, text),
             Err(e) => {
                 // Nothing polls the queues yet; the stop returns their mbufs to the pool.
                 let _ = ethdev::stop(port);
@@ -390,7 +418,7 @@ impl DpdkPort {
     /// The port over started device `port`.
     fn started(
         port: u16,
-        queues: u16,
+        (queues, transmit_only): (u16, u16),
         pool: Arc<PacketPool>,
         rss: Option<SoftRss>,
         rss_text: String,
@@ -419,6 +447,7 @@ impl DpdkPort {
                     rx_unusable: AtomicU64::new(0),
                 })
                 .collect(),
+            senders: (0..transmit_only).map(|_| AtomicBool::new(false)).collect(),
             stopped: Mutex::new(false),
             rss,
             rss_text,
@@ -442,8 +471,12 @@ impl PortControl for DpdkPort {
     }
 
     fn describe(&self) -> String {
+        let spare = match self.senders.len() {
+            0 => String::new(),
+            n => format!(" (+{n} transmit-only)"),
+        };
         format!(
-            "dpdk port {} ({}), {} queues, mac {}, {}, checksum offload: off",
+            "dpdk port {} ({}), {} queues{spare}, mac {}, {}, checksum offload: off",
             self.port,
             self.name,
             self.queues(),
@@ -510,14 +543,28 @@ impl Port for DpdkPort {
                 queues: self.queues(),
             });
         }
-        Ok(DpdkQueue {
-            port: self.port,
-            queue,
-            queues: self.queues.clone(),
-            _pool: self.pool.clone(),
-            mbufs: [std::ptr::null_mut(); BURST],
-            soft_hash: self.soft_hash.clone(),
-        })
+        Ok(self.queue(queue, false))
+    }
+
+    /// Transmit queue `owner` when it is one of the spare ones the port was opened with;
+    /// `Ok(None)` for an owner beyond them.
+    fn take_transmit_queue(&self, owner: u16) -> Result<Option<DpdkQueue>, DpdkPortError> {
+        let Some(spare) = owner.checked_sub(self.queues()) else {
+            return Err(DpdkPortError::Queue {
+                queue: owner,
+                queues: self.queues(),
+            });
+        };
+        let Some(taken) = self.senders.get(usize::from(spare)) else {
+            return Ok(None);
+        };
+        if taken.swap(true, Ordering::AcqRel) {
+            return Err(DpdkPortError::Queue {
+                queue: owner,
+                queues: self.queues(),
+            });
+        }
+        Ok(Some(self.queue(owner, true)))
     }
 }
 
@@ -537,11 +584,30 @@ impl Drop for Lcore {
     }
 }
 
-/// Queue pair `queue` of a [`DpdkPort`], owned by one thread; dropping it frees the queue.
+impl DpdkPort {
+    fn queue(&self, queue: u16, transmit_only: bool) -> DpdkQueue {
+        DpdkQueue {
+            port: self.port,
+            queue,
+            transmit_only,
+            queues: self.queues.clone(),
+            senders: self.senders.clone(),
+            _pool: self.pool.clone(),
+            mbufs: [std::ptr::null_mut(); BURST],
+            soft_hash: self.soft_hash.clone(),
+        }
+    }
+}
+
+/// Queue pair `queue` of a [`DpdkPort`], or its transmit-only queue `queue`, owned by one
+/// thread; dropping it frees the queue.
 pub struct DpdkQueue {
     port: u16,
     queue: u16,
+    /// A spare transmit queue: nothing to receive.
+    transmit_only: bool,
     queues: Arc<[QueueState]>,
+    senders: Arc<[AtomicBool]>,
     /// The pool the device receives into stays alive while the queue can be polled.
     _pool: Arc<PacketPool>,
     /// Scratch for one driver call.
@@ -556,6 +622,9 @@ unsafe impl Send for DpdkQueue {}
 
 impl QueuePair for DpdkQueue {
     fn rx_burst(&mut self, _cache: &mut PoolCache, out: &mut Vec<PktBuf>, max: usize) -> usize {
+        if self.transmit_only {
+            return 0;
+        }
         let start = out.len();
         let mut unusable = 0;
         while out.len() - start < max {
@@ -630,7 +699,12 @@ impl DpdkQueue {
 
 impl Drop for DpdkQueue {
     fn drop(&mut self) {
-        self.state().taken.store(false, Ordering::Release);
+        if self.transmit_only {
+            let spare = usize::from(self.queue) - self.queues.len();
+            self.senders[spare].store(false, Ordering::Release);
+        } else {
+            self.state().taken.store(false, Ordering::Release);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The interface every NIC backend implements: a [`Port`] (its control side, [`PortControl`])
-//! hands out [`QueuePair`]s, one per stack thread; and the frame source a receive queue may draw
-//! from.
+//! hands out [`QueuePair`]s, one per stack thread, and where it can, transmit-only queues for
+//! the threads beyond its receive queues ([`Port::take_transmit_queue`]); and the frame source
+//! a receive queue may draw from.
 //!
 //! The engine loop is generic over [`Port::Queue`] (monomorphized, no trait object on the
 //! per-packet path); the exporters read the control side through `dyn PortControl`. One stack
@@ -123,6 +124,21 @@ pub trait Port: PortControl + 'static {
     /// Takes queue pair `queue` for one owner. Errors: out of range, or held by a live owner
     /// (dropping the queue pair makes it available again).
     fn take_queue(&self, queue: u16) -> Result<Self::Queue, Self::Error>;
+
+    /// Takes a transmit-only queue for owner `owner` (`owner >= queues()`: a stack thread
+    /// beyond the receive queues, which receives only what other threads hand it). Its
+    /// `tx_burst` sends on the port like a queue pair's; its `rx_burst` never returns a frame
+    /// and it has no `rx_wait_fd`.
+    ///
+    /// `Ok(None)` (the default): the port has no such queue to give, and the owner transmits
+    /// through a software transmit queue that a thread with a queue pair drains onto its own.
+    /// Which ports give one: AF_PACKET (a send socket of its own, outside the fanout group), a
+    /// DPDK device configured with more transmit than receive queues; not uveth (its transmit
+    /// rings are what the wire reads, one per queue pair) nor the generator's port.
+    fn take_transmit_queue(&self, owner: u16) -> Result<Option<Self::Queue>, Self::Error> {
+        let _ = owner;
+        Ok(None)
+    }
 }
 
 /// One queue pair of a port, owned by one stack thread.

@@ -1386,3 +1386,74 @@ fn a_stalled_owner_with_each_ring_default() {
         cache.free_bulk(&mut out);
     }
 }
+
+#[test]
+fn a_transmit_only_queue_sends_outside_the_fanout_group_and_receives_nothing() {
+    if skip_without_a_veth() {
+        return;
+    }
+    let veth = veth(true);
+    let port = AfPacketPort::open(config(&veth.a, 1, Fanout::Lb)).unwrap();
+    let pool = PacketPool::new(256, 2048).unwrap();
+    let mut cache = pool.cache(64);
+    let mut pairs = vec![port.take_queue(0).unwrap()];
+    assert!(matches!(
+        port.take_transmit_queue(0),
+        Err(AfPacketError::TransmitOwner {
+            owner: 0,
+            queues: 1
+        })
+    ));
+    let mut sender = port.take_transmit_queue(1).unwrap();
+    assert!(sender.is_transmit_only() && !pairs[0].is_transmit_only());
+    assert_eq!(sender.queue_id(), 1);
+    assert!(sender.rx_wait_fd().is_none());
+    assert_eq!(
+        port.take_transmit_queue(1).unwrap_err(),
+        AfPacketError::TransmitQueueTaken { owner: 1 }
+    );
+    let peer = Peer::open(&veth.b);
+
+    // What the transmit-only queue sends reaches the wire intact.
+    let sent: Vec<Vec<u8>> = (0..40).map(|seq| test_frame(3, seq, 100, None)).collect();
+    let mut burst: Vec<PktBuf> = sent
+        .iter()
+        .map(|frame| {
+            let mut buf = cache.alloc().unwrap();
+            buf.write_frame(frame).unwrap();
+            buf
+        })
+        .collect();
+    assert_eq!(sender.tx_burst(&mut cache, &mut burst), sent.len());
+    let received = peer.receive(sent.len());
+    let mut ours: Vec<&Vec<u8>> = received.iter().filter(|f| seq_of(f).is_some()).collect();
+    ours.sort_by_key(|f| seq_of(f));
+    assert_eq!(ours.len(), sent.len());
+    for (got, want) in ours.iter().zip(&sent) {
+        assert_eq!(&got[..], &want[..]);
+    }
+
+    // What the peer sends goes to the queue pair only: the sender is not in the fanout group.
+    for seq in 0..30 {
+        peer.send(&test_frame(4, seq, 80, None));
+    }
+    let got = receive_all(&mut pairs, &mut cache, 30, 64);
+    let test_frames = got[0].iter().filter(|b| seq_of(b.data()).is_some()).count();
+    assert_eq!(test_frames, 30);
+    let mut nothing = Vec::new();
+    assert_eq!(sender.rx_burst(&mut cache, &mut nothing, 64), 0);
+    free_all(&mut cache, got);
+
+    let stats = port.stats();
+    assert_eq!(stats.transmit_only.len(), 1);
+    assert_eq!(stats.transmit_only[0].map(|s| s.tx), Some(40));
+    assert_eq!(stats.queues[0].tx, 0);
+    assert_eq!(stats.total().tx, 40);
+
+    // A released sender is taken again, on the same socket.
+    drop(sender);
+    assert!(port.take_transmit_queue(1).is_ok());
+    drop(pairs);
+    drop(cache);
+    assert_eq!(pool.available(), pool.capacity());
+}

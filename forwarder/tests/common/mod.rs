@@ -22,6 +22,8 @@ use flowsteer_config::{App, Balance, Config, Idle, Profile};
 use forwarder::engine::Engine;
 use forwarder::report::RunReport;
 
+pub mod queueless;
+
 pub const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const CLIENT_CIDR: &str = "198.18.0.2/24";

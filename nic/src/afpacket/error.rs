@@ -110,6 +110,18 @@ pub enum AfPacketError {
         /// Requested queue.
         queue: u16,
     },
+    /// A transmit-only queue was asked for an owner that has a queue pair (`owner < queues`).
+    TransmitOwner {
+        /// The owner asked for.
+        owner: u16,
+        /// Queue pairs of the port.
+        queues: u16,
+    },
+    /// The transmit-only queue of this owner is held by a live queue.
+    TransmitQueueTaken {
+        /// The owner.
+        owner: u16,
+    },
 }
 
 impl AfPacketError {
@@ -227,6 +239,17 @@ impl fmt::Display for AfPacketError {
             }
             AfPacketError::QueueTaken { queue } => {
                 write!(f, "afpacket: queue {queue} is already taken")
+            }
+            AfPacketError::TransmitOwner { owner, queues } => write!(
+                f,
+                "afpacket: transmit-only queues are for owners without a queue pair \
+                 ({queues}.., the port has {queues} queue pairs), got {owner}"
+            ),
+            AfPacketError::TransmitQueueTaken { owner } => {
+                write!(
+                    f,
+                    "afpacket: the transmit-only queue of owner {owner} is already taken"
+                )
             }
         }
     }

@@ -16,6 +16,11 @@
 //! - Host → wire: each queue owns a second, send-only socket (protocol 0, so it receives
 //!   nothing), bound to the interface, with `PACKET_QDISC_BYPASS` when configured. `tx_burst`
 //!   hands the whole burst to one non-blocking `sendmmsg` and frees what the kernel took.
+//! - Transmit-only queues ([`AfPacketPort::take_transmit_queue`]): a stack thread beyond the
+//!   queue pairs (more threads than queues) gets a send socket of its own, made like a queue
+//!   pair's and bound to the interface, but with no receive ring and outside the fanout group,
+//!   so it transmits without going through another thread and receives nothing. Its sends and
+//!   refusals are counted like a queue pair's (`AfPacketStats::transmit_only`).
 //! - The receive sockets set `PACKET_IGNORE_OUTGOING` and the group
 //!   `PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: frames this host transmits on the interface (this
 //!   port's own included) are not received back.
@@ -301,9 +306,20 @@ impl QueueShared {
     }
 }
 
+/// The send socket and counters of one transmit-only queue, shared by the port and its owner.
+struct SenderShared {
+    fd: OwnedFd,
+    taken: AtomicBool,
+    /// Only the transmit counters move.
+    counters: QueueCounters,
+}
+
 /// An AF_PACKET NIC on one Linux interface. See the module documentation.
 pub struct AfPacketPort {
     queues: Arc<[QueueShared]>,
+    /// Transmit-only queues, indexed by owner minus the queue pairs; opened when first taken.
+    senders: Mutex<Vec<Option<Arc<SenderShared>>>>,
+    qdisc_bypass: bool,
     interface: String,
     ifindex: u32,
     mac: [u8; 6],
@@ -378,6 +394,8 @@ impl AfPacketPort {
         let fanout_group = join_fanout(&queues, cfg.fanout, interface)?;
         Ok(AfPacketPort {
             queues: queues.into(),
+            senders: Mutex::new(Vec::new()),
+            qdisc_bypass: cfg.qdisc_bypass,
             interface: cfg.interface,
             ifindex,
             mac: info.mac,
@@ -466,9 +484,53 @@ impl AfPacketPort {
         Ok(AfPacketQueue::new(Arc::clone(&self.queues), q, cursor))
     }
 
+    /// Takes the transmit-only queue of owner `owner` (`owner >= queues()`): a send socket of
+    /// its own, bound to the interface with `PACKET_QDISC_BYPASS` as configured, outside the
+    /// fanout group and without a receive ring (see the module documentation). The socket is
+    /// opened when the owner first takes it and kept for the next one.
+    ///
+    /// Errors: `owner` has a queue pair, the owner's queue is held by a live
+    /// [`AfPacketQueue`], or the kernel refused the socket.
+    pub fn take_transmit_queue(&self, owner: u16) -> Result<AfPacketQueue, AfPacketError> {
+        let queues = self.queues();
+        let slot = owner
+            .checked_sub(queues)
+            .map(usize::from)
+            .ok_or(AfPacketError::TransmitOwner { owner, queues })?;
+        let mut senders = self
+            .senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if senders.len() <= slot {
+            senders.resize(slot + 1, None);
+        }
+        let sender = match &senders[slot] {
+            Some(sender) => sender.clone(),
+            None => {
+                let fd = open_send_socket(&self.interface, self.ifindex, self.qdisc_bypass)?;
+                let sender = Arc::new(SenderShared {
+                    fd,
+                    taken: AtomicBool::new(false),
+                    counters: QueueCounters::default(),
+                });
+                senders[slot] = Some(sender.clone());
+                sender
+            }
+        };
+        // Acquire pairs with the release in `AfPacketQueue::drop`.
+        if sender.taken.swap(true, Ordering::AcqRel) {
+            return Err(AfPacketError::TransmitQueueTaken { owner });
+        }
+        Ok(AfPacketQueue::transmit_only(sender, owner))
+    }
+
     /// Counters of every queue; first reads the kernel's ring counters (one `getsockopt` per
     /// queue), so `kernel_drops` is current.
     pub fn stats(&self) -> AfPacketStats {
+        let senders = self
+            .senders
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         AfPacketStats {
             queues: self
                 .queues
@@ -477,6 +539,10 @@ impl AfPacketPort {
                     shared.sync_kernel_stats();
                     shared.counters.snapshot()
                 })
+                .collect(),
+            transmit_only: senders
+                .iter()
+                .map(|sender| sender.as_ref().map(|s| s.counters.snapshot()))
                 .collect(),
         }
     }
@@ -528,6 +594,10 @@ impl Port for AfPacketPort {
 
     fn take_queue(&self, queue: u16) -> Result<AfPacketQueue, AfPacketError> {
         AfPacketPort::take_queue(self, queue)
+    }
+
+    fn take_transmit_queue(&self, owner: u16) -> Result<Option<AfPacketQueue>, AfPacketError> {
+        AfPacketPort::take_transmit_queue(self, owner).map(Some)
     }
 }
 
@@ -671,16 +741,9 @@ fn open_queue(
 ) -> Result<QueueShared, AfPacketError> {
     let interface = cfg.interface.as_str();
     let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
-    let socket_error = |operation| {
-        move |error: io::Error| match error.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => AfPacketError::PermissionDenied {
-                interface: interface.to_owned(),
-            },
-            _ => AfPacketError::os(interface, operation, &error),
-        }
-    };
     // Protocol 0 until bound: the socket receives nothing from other interfaces meanwhile.
-    let rx_fd = socket::packet_socket(0).map_err(socket_error("opening a receive socket"))?;
+    let rx_fd =
+        socket::packet_socket(0).map_err(socket_error(interface, "opening a receive socket"))?;
     let sol = libc::SOL_PACKET;
     let ring = match geometry {
         Some(geometry) => RxRing::Frames(frame_ring(&rx_fd, geometry, interface)?),
@@ -691,12 +754,7 @@ fn open_queue(
     socket::bind_to(&rx_fd, ifindex, libc::ETH_P_ALL as u16)
         .map_err(os("binding the receive socket"))?;
 
-    let tx_fd = socket::packet_socket(0).map_err(socket_error("opening a send socket"))?;
-    if cfg.qdisc_bypass {
-        socket::set_option(&tx_fd, sol, PACKET_QDISC_BYPASS, &1i32)
-            .map_err(os("setting PACKET_QDISC_BYPASS"))?;
-    }
-    socket::bind_to(&tx_fd, ifindex, 0).map_err(os("binding the send socket"))?;
+    let tx_fd = open_send_socket(interface, ifindex, cfg.qdisc_bypass)?;
     Ok(QueueShared {
         cursor: Mutex::new(ring.start()),
         ring,
@@ -705,6 +763,37 @@ fn open_queue(
         taken: AtomicBool::new(false),
         counters: QueueCounters::default(),
     })
+}
+
+/// The error of a refused `socket` call: missing privileges, or what the kernel said.
+fn socket_error<'a>(
+    interface: &'a str,
+    operation: &'static str,
+) -> impl Fn(io::Error) -> AfPacketError + 'a {
+    move |error: io::Error| match error.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => AfPacketError::PermissionDenied {
+            interface: interface.to_owned(),
+        },
+        _ => AfPacketError::os(interface, operation, &error),
+    }
+}
+
+/// A send-only socket (protocol 0, so it receives nothing) bound to the interface, with
+/// `PACKET_QDISC_BYPASS` when asked: a queue pair's transmit side, or a transmit-only queue.
+fn open_send_socket(
+    interface: &str,
+    ifindex: u32,
+    qdisc_bypass: bool,
+) -> Result<OwnedFd, AfPacketError> {
+    let os = |operation| move |error: io::Error| AfPacketError::os(interface, operation, &error);
+    let tx_fd =
+        socket::packet_socket(0).map_err(socket_error(interface, "opening a send socket"))?;
+    if qdisc_bypass {
+        socket::set_option(&tx_fd, libc::SOL_PACKET, PACKET_QDISC_BYPASS, &1i32)
+            .map_err(os("setting PACKET_QDISC_BYPASS"))?;
+    }
+    socket::bind_to(&tx_fd, ifindex, 0).map_err(os("binding the send socket"))?;
+    Ok(tx_fd)
 }
 
 /// Selects TPACKET_V2 on `rx_fd`, creates its frame ring and maps it.

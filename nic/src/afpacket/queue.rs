@@ -1,5 +1,6 @@
-//! One taken queue pair of the AF_PACKET port: the ring walk on receive, `sendmmsg` on
-//! transmit.
+//! One taken queue of the AF_PACKET port: a queue pair (the ring walk on receive, `sendmmsg`
+//! on transmit) or a transmit-only queue (`sendmmsg` on a send socket of its own, nothing to
+//! receive).
 
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -7,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::ring::{Next, Ring, RxCursor, RxFrame, RxRing};
-use super::stats::add_single_writer;
+use super::stats::{add_single_writer, QueueCounters};
 use super::sys::{TP_STATUS_CSUMNOTREADY, TP_STATUS_VLAN_TPID_VALID, TP_STATUS_VLAN_VALID};
 use super::tx::{TxEnd, TxScratch};
-use super::QueueShared;
+use super::{QueueShared, SenderShared};
 use crate::pool::{PktBuf, PoolCache};
 use crate::port::QueuePair;
 
@@ -23,40 +24,65 @@ const VLAN_TAG_LEN: usize = 4;
 /// TPID of a tag reported without one (`TP_STATUS_VLAN_TPID_VALID` unset): 802.1Q.
 const TPID_8021Q: u16 = 0x8100;
 
-/// Queue pair `queue_id` of an [`AfPacketPort`](super::AfPacketPort), owned by one stack thread.
+/// A queue of an [`AfPacketPort`](super::AfPacketPort), owned by one stack thread: queue pair
+/// `queue_id`, or the transmit-only queue of owner `queue_id` (beyond the queue pairs).
 ///
 /// Holds the port's sockets and rings alive (an `Arc`), so it may outlive the port value.
-/// Dropping it reads the kernel counters one last time and releases the queue for
-/// [`AfPacketPort::take_queue`](super::AfPacketPort::take_queue), keeping the ring position:
-/// the next owner continues where this one stopped.
+/// Dropping it releases it for the next owner: a queue pair reads the kernel counters one last
+/// time and keeps its ring position, so the next owner continues where this one stopped.
 pub struct AfPacketQueue {
-    queues: Arc<[QueueShared]>,
-    queue: u16,
-    cursor: RxCursor,
-    polls: u32,
+    side: Side,
     tx: TxScratch,
+}
+
+/// What the queue owns of the port.
+enum Side {
+    /// A receive ring in the fanout group and a send socket.
+    Pair {
+        queues: Arc<[QueueShared]>,
+        queue: u16,
+        cursor: RxCursor,
+        polls: u32,
+    },
+    /// A send socket only, outside the fanout group: it receives nothing.
+    TransmitOnly {
+        sender: Arc<SenderShared>,
+        owner: u16,
+    },
 }
 
 impl AfPacketQueue {
     pub(super) fn new(queues: Arc<[QueueShared]>, queue: u16, cursor: RxCursor) -> Self {
         AfPacketQueue {
-            queues,
-            queue,
-            cursor,
-            polls: 0,
+            side: Side::Pair {
+                queues,
+                queue,
+                cursor,
+                polls: 0,
+            },
             tx: TxScratch::default(),
         }
     }
 
-    fn shared(&self) -> &QueueShared {
-        // `take_queue` checked the index against this same slice.
-        &self.queues[self.queue as usize]
+    pub(super) fn transmit_only(sender: Arc<SenderShared>, owner: u16) -> Self {
+        AfPacketQueue {
+            side: Side::TransmitOnly { sender, owner },
+            tx: TxScratch::default(),
+        }
     }
 
     /// Reads the kernel's drop and freeze counts for this queue's ring into the statistics
-    /// (one `getsockopt`). `rx_burst` does this every few thousand polls on its own.
+    /// (one `getsockopt`). `rx_burst` does this every few thousand polls on its own; a
+    /// transmit-only queue has no ring and reads nothing.
     pub fn sync_kernel_stats(&self) {
-        self.shared().sync_kernel_stats();
+        if let Side::Pair { queues, queue, .. } = &self.side {
+            queues[usize::from(*queue)].sync_kernel_stats();
+        }
+    }
+
+    /// True for a transmit-only queue.
+    pub fn is_transmit_only(&self) -> bool {
+        matches!(self.side, Side::TransmitOnly { .. })
     }
 }
 
@@ -144,14 +170,23 @@ impl QueuePair for AfPacketQueue {
     /// Walks the ring from where the last call stopped, copying up to `max` frames into
     /// buffers from `cache`; at most `max` ring frames are consumed per call, delivered or
     /// dropped (counted). No system call, except one `getsockopt` every
-    /// `KERNEL_STATS_EVERY` polls.
+    /// `KERNEL_STATS_EVERY` polls. A transmit-only queue returns nothing.
     fn rx_burst(&mut self, cache: &mut PoolCache, out: &mut Vec<PktBuf>, max: usize) -> usize {
-        self.polls = self.polls.wrapping_add(1);
-        if self.polls & (KERNEL_STATS_EVERY - 1) == 0 {
-            self.sync_kernel_stats();
+        let Side::Pair {
+            queues,
+            queue,
+            cursor,
+            polls,
+        } = &mut self.side
+        else {
+            return 0;
+        };
+        let shared = &queues[usize::from(*queue)];
+        *polls = polls.wrapping_add(1);
+        if *polls & (KERNEL_STATS_EVERY - 1) == 0 {
+            shared.sync_kernel_stats();
         }
-        let shared = &self.queues[self.queue as usize];
-        let (delivered, invalid) = match (&shared.ring, &mut self.cursor) {
+        let (delivered, invalid) = match (&shared.ring, cursor) {
             (RxRing::Blocks(ring), RxCursor::Blocks(cursor)) => {
                 walk(ring, cursor, shared, cache, out, max)
             }
@@ -167,9 +202,13 @@ impl QueuePair for AfPacketQueue {
         delivered
     }
 
-    /// The receive socket: readable when the ring has a frame for `rx_burst`.
+    /// The receive socket: readable when the ring has a frame for `rx_burst`; none for a
+    /// transmit-only queue.
     fn rx_wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.shared().rx_fd.as_fd())
+        match &self.side {
+            Side::Pair { queues, queue, .. } => Some(queues[usize::from(*queue)].rx_fd.as_fd()),
+            Side::TransmitOnly { .. } => None,
+        }
     }
 
     /// Sends the burst with one `sendmmsg` (more only if the kernel takes part of it); sent
@@ -180,12 +219,18 @@ impl QueuePair for AfPacketQueue {
         if pkts.is_empty() {
             return 0;
         }
-        let shared = &self.queues[self.queue as usize];
-        let (sent, end) = self.tx.send(&shared.tx_fd, pkts);
+        let (fd, counters): (_, &QueueCounters) = match &self.side {
+            Side::Pair { queues, queue, .. } => {
+                let shared = &queues[usize::from(*queue)];
+                (&shared.tx_fd, &shared.counters)
+            }
+            Side::TransmitOnly { sender, .. } => (&sender.fd, &sender.counters),
+        };
+        let (sent, end) = self.tx.send(fd, pkts);
         for buf in pkts.drain(..sent) {
             cache.free(buf);
         }
-        let counters = &shared.counters.owner;
+        let counters = &counters.owner;
         add_single_writer(&counters.tx, sent as u64);
         let left = pkts.len() as u64;
         match end {
@@ -197,29 +242,49 @@ impl QueuePair for AfPacketQueue {
     }
 
     fn queue_id(&self) -> u16 {
-        self.queue
+        match &self.side {
+            Side::Pair { queue, .. } => *queue,
+            Side::TransmitOnly { owner, .. } => *owner,
+        }
     }
 }
 
 impl Drop for AfPacketQueue {
     fn drop(&mut self) {
         self.sync_kernel_stats();
-        let shared = self.shared();
-        *shared
-            .cursor
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.cursor;
-        // Release pairs with the acquire in `take_queue`: the next owner sees the cursor, the
-        // counters and the ring state this owner left.
-        shared.taken.store(false, Ordering::Release);
+        // Release pairs with the acquire in `take_queue` / `take_transmit_queue`: the next owner
+        // sees the cursor, the counters and the ring state this owner left.
+        match &self.side {
+            Side::Pair {
+                queues,
+                queue,
+                cursor,
+                ..
+            } => {
+                let shared = &queues[usize::from(*queue)];
+                *shared
+                    .cursor
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = *cursor;
+                shared.taken.store(false, Ordering::Release);
+            }
+            Side::TransmitOnly { sender, .. } => sender.taken.store(false, Ordering::Release),
+        }
     }
 }
 
 impl fmt::Debug for AfPacketQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AfPacketQueue")
-            .field("queue", &self.queue)
-            .field("cursor", &self.cursor)
-            .finish()
+        match &self.side {
+            Side::Pair { queue, cursor, .. } => f
+                .debug_struct("AfPacketQueue")
+                .field("queue", queue)
+                .field("cursor", cursor)
+                .finish(),
+            Side::TransmitOnly { owner, .. } => f
+                .debug_struct("AfPacketQueue")
+                .field("transmit_only_owner", owner)
+                .finish(),
+        }
     }
 }

@@ -126,18 +126,22 @@ impl QueueStats {
     }
 }
 
-/// Counters of every queue pair of an [`AfPacketPort`](super::AfPacketPort), indexed by queue.
+/// Counters of every queue of an [`AfPacketPort`](super::AfPacketPort).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AfPacketStats {
-    /// One entry per queue, in queue order.
+    /// One entry per queue pair, in queue order.
     pub queues: Vec<QueueStats>,
+    /// The transmit-only queues, indexed by owner minus the queue pairs; `None` for an owner
+    /// that never took one. Only their transmit counters move.
+    pub transmit_only: Vec<Option<QueueStats>>,
 }
 
 impl AfPacketStats {
-    /// The sum over all queues.
+    /// The sum over all queues, transmit-only ones included.
     pub fn total(&self) -> QueueStats {
         self.queues
             .iter()
+            .chain(self.transmit_only.iter().flatten())
             .fold(QueueStats::default(), |mut total, queue| {
                 total.add(queue);
                 total
