@@ -64,8 +64,9 @@ pub struct Pool {
     pub data_room: u16,
     /// Buffers each thread caches privately, 0..=1024.
     pub cache: u32,
-    /// Percent of `buffers` in the shared (L2) pool, 0..=90; the rest is split evenly over the
-    /// port's queues, one L1 pool each ([`Config::pool_split`](crate::Config::pool_split)).
+    /// Percent of `buffers` in the shared (L2) pool, 0..=100; the rest is split evenly over the
+    /// port's queues, one L1 pool each ([`Config::pool_split`](crate::Config::pool_split)); 100:
+    /// one level, every thread on the shared pool.
     pub shared_percent: u8,
     /// Free buffers of a queue's L1 pool below which its thread allocates from the shared pool.
     pub low_watermark: u32,

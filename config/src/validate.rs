@@ -35,7 +35,7 @@ const MIN_DATA_ROOM: u16 = 128;
 pub(crate) const MAX_DATA_ROOM: u16 = 9216;
 const MAX_POOL_CACHE: u32 = 1024;
 /// At least a tenth of the buffers go to the queues' L1 pools.
-const MAX_SHARED_PERCENT: u8 = 90;
+const MAX_SHARED_PERCENT: u8 = 100;
 pub(crate) const MAX_TABLE_CAPACITY: usize = 1 << 26;
 const MAX_RING: usize = 1 << 20;
 const MAX_RETA: usize = 4096;
@@ -599,7 +599,8 @@ fn check_pool_split(config: &Config, out: &mut Collector) {
         (0, String::new())
     };
     let usable = split.per_queue.saturating_sub(ring);
-    if pool.low_watermark > 0 && pool.low_watermark >= usable {
+    // With every buffer shared there is no L1 pool to watch.
+    if pool.shared_percent < 100 && pool.low_watermark > 0 && pool.low_watermark >= usable {
         out.reject(
             "pool.low_watermark",
             format!(

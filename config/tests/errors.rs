@@ -458,9 +458,11 @@ fn the_pool_split_leaves_each_queue_buffers_above_the_watermark() {
          port.rx_descriptors (1024), got 5200"
     );
     assert_eq!(
-        problem("[pool]\nshared_percent = 91"),
-        "pool.shared_percent: must be 0..=90, got 91"
+        problem("[pool]\nshared_percent = 101"),
+        "pool.shared_percent: must be 0..=100, got 101"
     );
+    // One level: no L1 pool, so the watermark is not checked against one.
+    valid("[pool]\nshared_percent = 100\nlow_watermark = 6144");
 }
 
 #[test]

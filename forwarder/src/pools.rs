@@ -13,6 +13,9 @@ pub const LCORE_CACHE_MAX: u32 = 64;
 
 /// The split `[pool]` and `port.queues` describe.
 pub fn tiers(config: &Config) -> Tiers {
+    if one_level(config) {
+        return Tiers::shared_only(config.pool.buffers);
+    }
     let split = config.pool_split();
     Tiers {
         queues: config.port.queues,
@@ -39,10 +42,16 @@ pub fn mbuf_pool(config: &Config, name: &str) -> Result<Arc<PacketPool>, PoolErr
     )
 }
 
+/// Every buffer in the shared pool (`pool.shared_percent = 100`): no L1 pools, every thread
+/// homed on the shared one.
+fn one_level(config: &Config) -> bool {
+    config.pool.shared_percent >= 100
+}
+
 /// The pool stack thread `thread` draws from first: its queue's L1, or the shared pool for a
-/// thread without a queue.
+/// thread without a queue or with one level.
 pub fn home(config: &Config, thread: u16) -> Tier {
-    if thread < config.port.queues {
+    if thread < config.port.queues && !one_level(config) {
         Tier::Queue(thread)
     } else {
         Tier::Shared

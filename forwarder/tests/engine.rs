@@ -117,6 +117,26 @@ fn every_buffer_returns_to_its_queues_pool_and_the_threads_borrow_below_the_wate
     );
 }
 
+/// `pool.shared_percent = 100`: one level, every thread on the shared pool, no L1 pool and no
+/// borrowing; the pool is full at the end.
+#[test]
+fn one_level_puts_every_thread_on_the_shared_pool() {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    cfg.pool.shared_percent = 100;
+    let r = run_for(&cfg, 300);
+    assert!(r.total.handed_off > 0, "{}", r.render_table());
+    let pools: Vec<(&str, bool, u64, u64)> = r
+        .pool
+        .pools
+        .iter()
+        .map(|p| {
+            let full = p.available == p.capacity && p.capacity == cfg.pool.buffers;
+            (p.pool.as_str(), full, p.l2_borrows, p.alloc_failures)
+        })
+        .collect();
+    assert_eq!(pools, [("shared", true, 0, 0)], "{}", r.render_table());
+}
+
 #[test]
 fn rss_friendly_needs_no_handoff_in_either_mode() {
     for balance in [Balance::Rss, Balance::Software] {
