@@ -6,6 +6,8 @@
 //! Contenders, with `--threads N` stack threads (2 by default, on a 2-core machine):
 //! - the engine: N stack threads pinned to CPUs 0..N, software balancing, uveth and its
 //!   generator (the uveth rows of `engine`);
+//! - the engine on the DPDK ring port (`port.driver = "dpdk"` with the generator: its frames
+//!   are mbufs through `rte_eth_rx_burst`, as the peers'), the row the targets are held to;
 //! - rte_distributor, burst algorithm, 1 distributor + N-1 workers: as many busy threads as the
 //!   engine, the distributor's core taken from the stack threads;
 //! - rte_distributor, burst, 1 + N workers: every stack thread a worker plus the distributor's
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use dpdk_sys::distributor::Algorithm;
 use dpdk_sys::eal;
-use flowsteer_config::{Balance, Config, Profile};
+use flowsteer_config::{Balance, Config, Driver, Profile};
 use forwarder::engine::Engine;
 
 use super::distributor;
@@ -44,6 +46,7 @@ const TARGET_EVENTDEV: f64 = 1.5;
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Contender {
     Engine,
+    EngineOnDpdk,
     Distributor { workers: u16, algorithm: Algorithm },
     EventDev { device: Device, sched: Sched },
 }
@@ -52,6 +55,7 @@ impl Contender {
     fn name(self) -> String {
         match self {
             Contender::Engine => "engine, software balancing (uveth)".to_string(),
+            Contender::EngineOnDpdk => "engine, software balancing (DPDK ring port)".to_string(),
             Contender::Distributor { algorithm, .. } => format!(
                 "rte_distributor, {}",
                 match algorithm {
@@ -72,7 +76,7 @@ impl Contender {
 
     fn threads(self, stack: u16) -> String {
         match self {
-            Contender::Engine => format!("{stack} stack"),
+            Contender::Engine | Contender::EngineOnDpdk => format!("{stack} stack"),
             Contender::Distributor { workers, .. } => format!("1 dist + {workers} worker"),
             Contender::EventDev {
                 device: Device::Sw, ..
@@ -121,9 +125,13 @@ fn config(threads: u16) -> Config {
 }
 
 fn run_once(contender: Contender, threads: u16, duration: Duration) -> Result<Run, String> {
-    let cfg = config(threads);
+    let mut cfg = config(threads);
     match contender {
-        Contender::Engine => {
+        Contender::Engine | Contender::EngineOnDpdk => {
+            if contender == Contender::EngineOnDpdk {
+                // The generator's ring device, in the EAL the bench started.
+                cfg.port.driver = Driver::Dpdk;
+            }
             let engine = Engine::start(&cfg, false).map_err(|e| e.to_string())?;
             let window = Window::measure(&engine.shared().stats, duration);
             let report = engine.stop().map_err(|e| e.to_string())?;
@@ -161,6 +169,7 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     let fair_workers = threads.saturating_sub(1).max(1);
     let contenders = [
         Contender::Engine,
+        Contender::EngineOnDpdk,
         Contender::Distributor {
             workers: fair_workers,
             algorithm: Algorithm::Burst,
@@ -211,7 +220,7 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
             ("crossed%", Align::Right),
             ("misdirect%", Align::Right),
             ("dropped", Align::Right),
-            ("engine/this", Align::Right),
+            ("dpdk-engine/this", Align::Right),
             ("target", Align::Left),
         ],
     );
@@ -223,8 +232,9 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
         opts.seconds
     ));
     table.describe(
-        "engine: stack thread i pinned to CPU i, spinning; its frames are the uveth pool's heap \
-         buffers; the peers' are mbufs of a DPDK mempool",
+        "engine: stack thread i pinned to CPU i, spinning; on uveth its frames are the heap \
+         pool's buffers, on the DPDK ring port mbufs received with rte_eth_rx_burst; the peers' \
+         are mbufs of a DPDK mempool",
     );
     table.describe(
         "rte_distributor: the distributor thread receives every queue, tags each mbuf with its \
@@ -239,7 +249,8 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
     table.describe(
         "crossed% = packets handed to a thread other than the receiving one; dropped: the \
          engine's in its windows, the peers' over whole runs; Mpps = processed / s, all stack \
-         threads; engine/this > 1 = the engine faster",
+         threads; dpdk-engine/this = the engine on the DPDK ring port over this row, > 1 = the \
+         engine faster (the targets are held to it)",
     );
     if usize::from(threads) + 1 > cores {
         table.describe(format!(
@@ -251,7 +262,8 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
         let rates: Vec<f64> = runs[i].iter().map(|r| r.window.mpps() * 1e6).collect();
         Summary::from_rates(&rates, usize::from(threads))
     };
-    let engine = summary(0);
+    // The targets are the engine's on the DPDK port: the peers' frames are mbufs too.
+    let engine = summary(1);
     let mut verdicts = Vec::new();
     for (i, contender) in contenders.iter().enumerate() {
         let s = summary(i);
@@ -277,7 +289,7 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
         };
         let target = contender.target(threads);
         let verdict = match (target, ratio, i) {
-            (_, _, 0) => "-".to_string(),
+            (_, _, 0 | 1) => "-".to_string(),
             (Some(t), Some(r), _) => {
                 let met = r >= t;
                 verdicts.push(format!(
@@ -299,7 +311,7 @@ pub(super) fn run(opts: &Options) -> Result<(), String> {
             num(Window::percent(counts.1, counts.2), 1),
             num(Window::percent(counts.3, counts.0), 1),
             counts.4.to_string(),
-            if i == 0 {
+            if i == 1 {
                 "-".to_string()
             } else {
                 ratio.map_or("n/a".to_string(), |r| num(r, 2))
