@@ -6,6 +6,8 @@
 //! exact, every generated frame received, no port drop, every mbuf back in the mempool.
 #![cfg(feature = "dpdk")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -25,15 +27,10 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     ENGINE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The engine suite's configuration on the ring-backed DPDK port.
 fn config(profile: Profile, balance: Balance, threads: u16, queues: u16) -> Config {
-    let mut cfg = Config::default();
+    let mut cfg = common::generated::generated_config(profile, balance, threads, queues);
     cfg.port.driver = Driver::Dpdk;
-    cfg.engine.threads = threads;
-    cfg.port.queues = queues;
-    cfg.engine.balance = balance;
-    cfg.traffic.profile = profile;
-    cfg.traffic.flows = 256;
-    cfg.metrics.enabled = false;
     cfg
 }
 

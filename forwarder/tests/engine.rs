@@ -7,16 +7,9 @@ use flowsteer_config::{Balance, Config, Profile};
 use forwarder::engine::{run, RunOptions};
 use forwarder::report::RunReport;
 
-fn config(profile: Profile, balance: Balance, threads: u16, queues: u16) -> Config {
-    let mut cfg = Config::default();
-    cfg.engine.threads = threads;
-    cfg.port.queues = queues;
-    cfg.engine.balance = balance;
-    cfg.traffic.profile = profile;
-    cfg.traffic.flows = 256;
-    cfg.metrics.enabled = false;
-    cfg
-}
+mod common;
+
+use common::generated::generated_config as config;
 
 fn run_for(cfg: &Config, millis: u64) -> RunReport {
     let report = run(cfg, RunOptions::quiet(Duration::from_millis(millis))).expect("engine runs");

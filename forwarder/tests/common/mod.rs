@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod generated;
 pub mod servers;
 pub mod suite;
 
@@ -263,6 +264,29 @@ pub fn pattern(len: usize, seed: u32) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// `count` echo connections from the client namespace one after another, connection `i` to
+/// `port(i)` with `512 + i * 97 % 6000` bytes of its own pattern. Returns the failures.
+pub fn sequential_echo(
+    net: &ClientNet,
+    ip: IpAddr,
+    count: u32,
+    timeout: Duration,
+    port: impl Fn(u32) -> u16 + Send + 'static,
+) -> Vec<String> {
+    net.client(move || {
+        (0..count)
+            .filter_map(|i| {
+                let len = 512 + (i as usize * 97) % 6000;
+                echo_once(SocketAddr::new(ip, port(i)), len, i, timeout)
+                    .err()
+                    .map(|e| format!("connection {i}: {e}"))
+            })
+            .collect::<Vec<_>>()
+    })
+    .join()
+    .expect("the sequential client thread")
 }
 
 /// `count` echo connections from the client namespace at once (all start after a barrier);

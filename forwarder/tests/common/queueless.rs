@@ -3,7 +3,7 @@
 //! transmit path (a transmit-only queue of the port, or a relaying thread's software transmit
 //! queue). Shared by the AF_PACKET and the DPDK tests.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use flowsteer_config::{App, AppKind, Balance, Config, Idle, Profile};
@@ -43,23 +43,11 @@ pub fn queueless_config(threads: u16, queues: u16) -> Config {
 pub fn serve_with_fewer_queues(net: &ClientNet, engine: Engine, path: &str) -> RunReport {
     let started = Instant::now();
     let ip = IpAddr::V4(ENGINE_IP);
-    let addr = SocketAddr::new(ip, QUEUELESS_ECHO_PORT);
     let timeout = Duration::from_secs(3);
     let threads = engine.shared().config.engine.threads;
     let queues = engine.shared().config.port.queues;
 
-    let sequential = net
-        .client(move || {
-            (0..200u32)
-                .filter_map(|i| {
-                    echo_once(addr, 512 + (i as usize * 97) % 6000, i, timeout)
-                        .err()
-                        .map(|e| format!("connection {i}: {e}"))
-                })
-                .collect::<Vec<_>>()
-        })
-        .join()
-        .expect("the sequential client thread");
+    let sequential = sequential_echo(net, ip, 200, timeout, |_| QUEUELESS_ECHO_PORT);
     assert!(sequential.is_empty(), "failed: {sequential:#?}");
     let failed = concurrent_echo(net, ip, 50, timeout, |i| {
         (QUEUELESS_ECHO_PORT, 4096 + i as usize * 31, 1000 + i)

@@ -53,20 +53,7 @@ pub fn serve_both_ports(net: &ClientNet, engine: Engine, ip: IpAddr) -> RunRepor
     let timeout = Duration::from_secs(3);
 
     // 200 sequential connections, alternating ports, each with its own payload size.
-    let sequential = net
-        .client(move || {
-            (0..200u32)
-                .filter_map(|i| {
-                    let port = ECHO_PORTS[i as usize % 2];
-                    let len = 512 + (i as usize * 97) % 6000;
-                    echo_once(SocketAddr::new(ip, port), len, i, timeout)
-                        .err()
-                        .map(|e| format!("connection {i}: {e}"))
-                })
-                .collect::<Vec<_>>()
-        })
-        .join()
-        .expect("the sequential client thread");
+    let sequential = sequential_echo(net, ip, 200, timeout, |i| ECHO_PORTS[i as usize % 2]);
     assert!(sequential.is_empty(), "failed: {sequential:#?}");
     eprintln!(
         "{ip}: 200 sequential echo connections in {:?}",
