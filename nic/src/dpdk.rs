@@ -177,6 +177,9 @@ pub struct DpdkPort {
     senders: Arc<[AtomicBool]>,
     /// Stopped already (by `reclaim`): the queues must not be polled again.
     stopped: Mutex<bool>,
+    /// The driver keeps its receive rings' mbufs when stopped and frees them only when its
+    /// queues are released: `reclaim` closes the device too.
+    closes_to_release: bool,
     /// The device's RSS as software computes it, when exactly.
     rss: Option<SoftRss>,
     /// What the device does with RSS, for `describe`.
@@ -185,6 +188,12 @@ pub struct DpdkPort {
     /// the AF_PACKET frame ring's symmetric one (a table of one entry: only the hash is used).
     soft_hash: SoftRss,
 }
+
+/// Drivers whose stop leaves the mbufs of their receive rings in the rings (DPDK 22.11's
+/// net_tap frees them in its queue release, at close or reconfiguration): a port on one of them
+/// is closed at `reclaim`, so that the pool is full after the engine stops; the device cannot be
+/// started again in that process.
+const RELEASE_MBUFS_AT_CLOSE: &[&str] = &["net_tap"];
 
 /// `RTE_MBUF_F_RX_RSS_HASH`: the driver wrote the device's hash into the mbuf.
 const RX_RSS_HASH: u64 = ffi::RTE_MBUF_F_RX_RSS_HASH as u64;
@@ -429,6 +438,7 @@ impl DpdkPort {
         };
         let name = ethdev::name(port).map_err(fail)?;
         let mac = ethdev::mac_addr(port).map_err(fail)?;
+        let driver = ethdev::info(port).map_err(fail)?.driver_name;
         let soft_hash = match &rss {
             Some(model) => model.clone(),
             None => SoftRss::new(&SYMMETRIC_KEY, 1, 1).map_err(|e| {
@@ -449,6 +459,7 @@ impl DpdkPort {
                 .collect(),
             senders: (0..transmit_only).map(|_| AtomicBool::new(false)).collect(),
             stopped: Mutex::new(false),
+            closes_to_release: RELEASE_MBUFS_AT_CLOSE.contains(&driver.as_str()),
             rss,
             rss_text,
             soft_hash,
@@ -515,13 +526,17 @@ impl PortControl for DpdkPort {
         }))
     }
 
-    /// Stops the device, which returns the mbufs of its receive rings to the pool. Called once
+    /// Stops the device, which returns the mbufs of its receive rings to the pool (closes it
+    /// too where the driver returns them only then: `RELEASE_MBUFS_AT_CLOSE`). Called once
     /// every queue's owner has stopped.
     fn reclaim(&self, _cache: &mut PoolCache) -> usize {
         let mut stopped = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
         if !*stopped {
-            // A failed stop leaves the mbufs in the device: the pool's count shows them.
+            // A failed stop or close leaves the mbufs in the device: the pool's count shows them.
             let _ = ethdev::stop(self.port);
+            if self.closes_to_release {
+                let _ = ethdev::close(self.port);
+            }
             *stopped = true;
         }
         0
