@@ -4,12 +4,13 @@
 //! Toeplitz hash and redirection table a NIC applies; `pool` owns the packet buffers (an L1 pool
 //! per queue and a shared one, on the heap, or with the `dpdk` feature a DPDK mempool's mbufs
 //! each); `port` is the interface every backend implements and the engine loop is generic over; the backends are `uveth` (the user-space
-//! NIC) and `afpacket` (a Linux interface); `vbridge` is the user-space bridge of the tests.
+//! NIC), `afpacket` (a Linux interface) and `capture` (a .pcap or .pcapng file replayed); `vbridge` is the user-space bridge of the tests.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
 pub mod afpacket;
+pub mod capture;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 mod hint;

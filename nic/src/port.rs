@@ -77,6 +77,14 @@ pub trait PortControl: Send + Sync {
         Ok(ThreadHold::default())
     }
 
+    /// Whether the port's input has ended: every frame it will ever receive has been returned
+    /// by [`QueuePair::rx_burst`] (a capture replayed to its end). The engine's run then stops
+    /// by itself, its shutdown processing what is in flight. Default: `false`, the input of a
+    /// NIC never ends.
+    fn exhausted(&self) -> bool {
+        false
+    }
+
     /// Frees into `cache` every buffer the port still holds (frames on its rings); returns how
     /// many. Called once every queue's owner has stopped.
     fn reclaim(&self, cache: &mut PoolCache) -> usize {
