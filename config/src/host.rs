@@ -2,7 +2,8 @@
 //! `port.driver = "afpacket"`, that `port.interface` exists, is up, and that a frame of its MTU
 //! fits a packet buffer. It reads `/sys/class/net/<interface>/` (`flags`, `operstate`, `mtu`),
 //! which needs no privilege, so `flowsteer check` says what `flowsteer run` would find before
-//! any socket is opened.
+//! any socket is opened. For `port.driver = "pcap"`, that `port.pcap_file` can be opened for
+//! reading (opening a file reads nothing of it).
 //!
 //! "Up" means administratively up (`IFF_UP` in `flags`, what `ip link set IF up` sets); a link
 //! without carrier (a veth whose peer is down, operstate `lowerlayerdown`) is accepted, since
@@ -23,6 +24,10 @@ const IFF_UP: u32 = 0x1;
 /// Checks `config` against the interfaces under `sys_class_net` (`/sys/class/net`).
 pub(crate) fn check(config: &Config, sys_class_net: &Path, out: &mut Collector) {
     let port = &config.port;
+    if port.driver == Driver::Pcap {
+        check_capture_file(&port.pcap_file, out);
+        return;
+    }
     if port.driver != Driver::AfPacket || port.interface.is_empty() {
         return;
     }
@@ -199,5 +204,25 @@ mod tests {
         assert_eq!(problems(&config, &sys.0), Vec::<String>::new());
         let nowhere = sys.0.join("no-sysfs-here");
         assert_eq!(problems(&afpacket("fs9"), &nowhere), Vec::<String>::new());
+    }
+}
+
+/// With `port.driver = "pcap"`: the capture file can be opened for reading (its content is the
+/// port's to judge when it opens it).
+fn check_capture_file(path: &str, out: &mut Collector) {
+    if path.is_empty() || out.is_rejected("port.pcap_file") {
+        return; // validation named the key already
+    }
+    let shown = crate::validate::quoted(path);
+    let problem = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some("it is a directory".to_owned()),
+        Ok(_) => std::fs::File::open(path).err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(problem) = problem {
+        out.reject(
+            "port.pcap_file",
+            format!("must be a readable capture file, got {shown}: {problem}"),
+        );
     }
 }

@@ -93,8 +93,8 @@ pub use sections::{
     MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,
 };
 pub use types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, InvalidValue, Mac, MissPolicy, Profile,
-    Rate, RssKey, RxRing,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, InvalidValue, Mac, MissPolicy, PcapPace,
+    Profile, Rate, RssKey, RxRing,
 };
 
 /// A whole flowsteer configuration, one field per TOML table.
@@ -159,7 +159,8 @@ impl Config {
     /// `port.driver = "afpacket"`, that `port.interface` exists, is administratively up, and that a
     /// frame of its MTU (MTU + 14 bytes of Ethernet header) fits `pool.data_room`. It reads
     /// `/sys/class/net/<interface>/` (`flags`, `operstate`, `mtu`), which needs no privilege;
-    /// without a `/sys/class/net` nothing is checked. Call it on a valid configuration.
+    /// without a `/sys/class/net` nothing is checked. With `port.driver = "pcap"`, that
+    /// `port.pcap_file` can be opened for reading. Call it on a valid configuration.
     pub fn check_host(&self) -> Result<(), ConfigError> {
         self.check_host_at("/sys/class/net")
     }

@@ -40,8 +40,10 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
      `engine.threads > port.queues`.",
     "`port.interface` names a Linux interface with `port.driver = \"afpacket\"` and is empty \
      with `\"uveth\"`.",
-    "`port.driver = \"afpacket\"` needs `traffic.profile = \"none\"`: the generator feeds uveth \
-     queues and DPDK ring devices only.",
+    "`port.driver = \"afpacket\"` or `\"pcap\"` needs `traffic.profile = \"none\"`: the \
+     generator feeds uveth queues and DPDK ring devices only.",
+    "`port.pcap_file` names the capture with `port.driver = \"pcap\"` and is empty with the \
+     other drivers; `flowsteer check` and `run` also open it (exit 2 when it cannot be read).",
     "With `port.driver = \"dpdk\"`, `port.device` names the device exactly when \
      `traffic.profile = \"none\"`: with a profile the generator runs on a ring device the engine \
      creates (`net_ring_fs<n>`, one receive and one transmit ring of `port.rx_descriptors` and \

@@ -7,8 +7,8 @@
 //! them together. Everything here is `const` data: no cost until an error or a printout needs it.
 
 use crate::types::{
-    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy, Profile,
-    RxRing,
+    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy, PcapPace,
+    Profile, RxRing,
 };
 
 /// What a key accepts, in words.
@@ -253,7 +253,9 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
              (needs root or CAP_NET_RAW); `dpdk` = the DPDK device `device`, its queues receiving \
              into and sending from buffers in DPDK's memory without a copy (needs a build with \
              the `dpdk` feature, and usually root; with a `traffic.profile` the generator feeds \
-             a ring-backed device the engine creates instead: no NIC, no root).",
+             a ring-backed device the engine creates instead: no NIC, no root); `pcap` = the \
+             capture file `pcap_file` replayed into the queues through software RSS (no NIC, \
+             no root; the run ends when the capture has been replayed).",
         ),
         text(
             "interface",
@@ -384,9 +386,28 @@ pub(crate) const PORT: SectionSpec = SectionSpec {
              traffic profile, the mbufs each queue's transmit ring holds.",
         ),
         text(
+            "pcap_file",
+            "a path to a readable .pcap or .pcapng file",
+            "pcap only: the capture replayed (relative to the working directory). Read whole at \
+             start into one list per queue, spread by the software RSS of `rss_key` and \
+             `reta_size` (at most 1 GiB of frames; about 40 bytes more per frame). Records that \
+             are not delivered are counted in the port's drops by reason: \
+             `capture_not_ethernet` (link type), `capture_truncated` (captured fewer bytes than \
+             on the wire), `capture_oversize` (beyond `pool.data_room`), `capture_unreadable` \
+             (a damaged record, which ends the reading). Required with `pcap`; empty otherwise.",
+        ),
+        one_of(
+            "pcap_pace",
+            PcapPace::NAMES,
+            "pcap only: `full` = as fast as the threads take frames; `capture` = each frame \
+             handed over when its offset from the capture's first record has passed since the \
+             replay began (the spacing inside one receive burst is not kept). A frame waits for \
+             a free buffer rather than being dropped.",
+        ),
+        text(
             "mac",
             "a unicast MAC address such as \"02:00:00:00:00:01\"",
-            "uveth only: the port's MAC address (afpacket uses the interface's own).",
+            "uveth and pcap: the port's MAC address (afpacket and dpdk use the device's own).",
         ),
         text(
             "ipv4",

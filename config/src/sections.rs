@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Profile, Rate, RssKey,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, PcapPace, Profile, Rate, RssKey,
     RxRing,
 };
 
@@ -131,7 +131,7 @@ impl Default for Swq {
 /// `frames`, `block_size`, `blocks`, `block_timeout_ms` and `qdisc_bypass` to `afpacket` (which
 /// uses the interface's own MAC address); `frames` to its frame rings, the `block*` keys to its
 /// block rings; `device`, `eal_args`, `rx_descriptors` and `tx_descriptors` to `dpdk` (which uses
-/// the device's MAC address).
+/// the device's MAC address); `pcap_file` and `pcap_pace` to `pcap`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Port {
@@ -170,6 +170,10 @@ pub struct Port {
     pub rx_descriptors: u16,
     /// `dpdk`: descriptors of each transmit queue, 32..=32768.
     pub tx_descriptors: u16,
+    /// `pcap`: the capture file replayed (.pcap or .pcapng); empty otherwise.
+    pub pcap_file: String,
+    /// `pcap`: how fast the capture is replayed.
+    pub pcap_pace: PcapPace,
     /// The uveth port's unicast MAC address.
     pub mac: Mac,
     /// The port's IPv4 address (unicast).
@@ -202,6 +206,8 @@ impl Default for Port {
             eal_args: Vec::new(),
             rx_descriptors: 1024,
             tx_descriptors: 1024,
+            pcap_file: String::new(),
+            pcap_pace: PcapPace::Full,
             mac: Mac::default(),
             ipv4: Ipv4Addr::new(198, 18, 0, 1),
             ipv4_prefix: 24,

@@ -161,6 +161,9 @@ toml_enum! {
         /// A DPDK device (`port.device`) through its ethdev queues, buffers in DPDK's memory; needs
         /// a build with the `dpdk` feature.
         Dpdk = "dpdk",
+        /// A capture file (`port.pcap_file`, .pcap or .pcapng) replayed into the queues through
+        /// software RSS; needs no NIC and no root.
+        Pcap = "pcap",
     }
 }
 
@@ -190,6 +193,17 @@ toml_enum! {
         /// TPACKET_V3: frames packed into blocks, handed over when a block is full or
         /// `port.block_timeout_ms` expires: the densest, for bulk traffic.
         Blocks = "blocks",
+    }
+}
+
+toml_enum! {
+    /// How fast a capture is replayed (`port.pcap_pace`).
+    pub enum PcapPace ("a replay pace") {
+        /// As fast as the threads take frames.
+        #[default]
+        Full = "full",
+        /// At the capture's own timing (each frame's offset from the first record).
+        Capture = "capture",
     }
 }
 

@@ -633,7 +633,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     port.driver
                 ),
             ),
-            Driver::Uveth if !port.interface.is_empty() => out.reject(
+            Driver::Uveth | Driver::Pcap if !port.interface.is_empty() => out.reject(
                 "port.interface",
                 format!(
                     "must be empty for port.driver \"{}\" (a user-space port has no kernel \
@@ -651,7 +651,30 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     quoted(&port.interface)
                 ),
             ),
-            Driver::AfPacket | Driver::Uveth | Driver::Dpdk => {}
+            Driver::AfPacket | Driver::Uveth | Driver::Dpdk | Driver::Pcap => {}
+        }
+    }
+    if !out.any_rejected(&["port.driver", "port.pcap_file"]) {
+        match port.driver {
+            Driver::Pcap if port.pcap_file.is_empty() => out.reject(
+                "port.pcap_file",
+                format!(
+                    "must name the capture file (.pcap or .pcapng) for port.driver \"{}\", \
+                     got \"\"",
+                    port.driver
+                ),
+            ),
+            Driver::AfPacket | Driver::Uveth | Driver::Dpdk if !port.pcap_file.is_empty() => out
+                .reject(
+                    "port.pcap_file",
+                    format!(
+                        "must be empty for port.driver \"{}\" (only the pcap driver replays a \
+                         capture), got {}",
+                        port.driver,
+                        quoted(&port.pcap_file)
+                    ),
+                ),
+            _ => {}
         }
     }
     let generated = traffic.profile != Profile::None;
@@ -678,7 +701,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     port.driver
                 ),
             ),
-            Driver::AfPacket | Driver::Uveth if !port.device.is_empty() => out.reject(
+            Driver::AfPacket | Driver::Uveth | Driver::Pcap if !port.device.is_empty() => out.reject(
                 "port.device",
                 format!(
                     "must be empty for port.driver \"{}\" (only a DPDK port has a DPDK \
@@ -706,7 +729,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             ),
         );
     }
-    if port.driver == Driver::AfPacket
+    if matches!(port.driver, Driver::AfPacket | Driver::Pcap)
         && traffic.profile != Profile::None
         && !out.any_rejected(&["port.driver", "traffic.profile"])
     {
@@ -714,7 +737,7 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
             "traffic.profile",
             format!(
                 "must be \"{}\" for port.driver \"{}\" (the generator feeds uveth queues and \
-                 DPDK ring devices, not a kernel's interface), got \"{}\"",
+                 DPDK ring devices, not a kernel's interface nor a capture), got \"{}\"",
                 Profile::None,
                 port.driver,
                 traffic.profile

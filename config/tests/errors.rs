@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use flowsteer_config::{
-    AppKind, Balance, Config, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, Problem,
-    Profile, Rate, RssKey,
+    AppKind, Balance, Config, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, PcapPace,
+    Problem, Profile, Rate, RssKey,
 };
 
 mod common;
@@ -521,7 +521,7 @@ fn unknown_key_in_every_section() {
             "port",
             "driver, interface, queues, fanout, rss_key, reta_size, ring_size, rx_ring, frames, \
              block_size, blocks, block_timeout_ms, qdisc_bypass, device, eal_args, rx_descriptors, \
-             tx_descriptors, mac, ipv4, ipv4_prefix, ipv6, \
+             tx_descriptors, pcap_file, pcap_pace, mac, ipv4, ipv4_prefix, ipv6, \
              ipv6_prefix",
         ),
         (
@@ -1009,7 +1009,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 5 + 2 + 1 + 22 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 8 + 5 + 2 + 1 + 24 + 8 + 12 + 2);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")
@@ -1069,7 +1069,7 @@ fn every_enum_spelling_parses_and_prints_back() {
     // Each driver needs its own interface setting, so the two are checked one at a time.
     assert_eq!(
         Driver::ALL,
-        &[Driver::Uveth, Driver::AfPacket, Driver::Dpdk]
+        &[Driver::Uveth, Driver::AfPacket, Driver::Dpdk, Driver::Pcap]
     );
     check_spellings(&[Driver::Uveth], &["uveth"], "port.driver", "");
     check_spellings(
@@ -1083,6 +1083,18 @@ fn every_enum_spelling_parses_and_prints_back() {
         &["dpdk"],
         "port.driver",
         "device = \"net_null0\"\n[traffic]\nprofile = \"none\"",
+    );
+    check_spellings(
+        &[Driver::Pcap],
+        &["pcap"],
+        "port.driver",
+        "pcap_file = \"trace.pcap\"\n[traffic]\nprofile = \"none\"",
+    );
+    check_spellings(
+        PcapPace::ALL,
+        &["full", "capture"],
+        "port.pcap_pace",
+        "",
     );
     check_spellings(
         Profile::ALL,

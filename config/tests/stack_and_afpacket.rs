@@ -229,12 +229,52 @@ fn prefix_lengths() {
     );
 }
 
+/// The capture port: its file is required with it and refused without it, the generator does
+/// not run on it, and the host check opens the file.
+#[test]
+fn pcap_port_needs_its_file_and_no_profile() {
+    let config = valid(
+        "[traffic]\nprofile = \"none\"\n[port]\ndriver = \"pcap\"\npcap_file = \"t.pcap\"\n\
+         pcap_pace = \"capture\"",
+    );
+    assert_eq!(config.port.driver, Driver::Pcap);
+    assert_eq!(
+        problem("[traffic]\nprofile = \"none\"\n[port]\ndriver = \"pcap\""),
+        "port.pcap_file: must name the capture file (.pcap or .pcapng) for port.driver \"pcap\", \
+         got \"\""
+    );
+    assert_eq!(
+        problem("[port]\npcap_file = \"t.pcap\""),
+        "port.pcap_file: must be empty for port.driver \"uveth\" (only the pcap driver replays a \
+         capture), got \"t.pcap\""
+    );
+    assert_eq!(
+        problem("[port]\ndriver = \"pcap\"\npcap_file = \"t.pcap\""),
+        "traffic.profile: must be \"none\" for port.driver \"pcap\" (the generator feeds uveth \
+         queues and DPDK ring devices, not a kernel's interface nor a capture), got \"listeners\""
+    );
+    let missing = std::env::temp_dir().join(format!("flowsteer-no-such-{}.pcap", std::process::id()));
+    let mut config = config;
+    config.port.pcap_file = missing.display().to_string();
+    let error = config.check_host().unwrap_err().to_string();
+    assert!(
+        error.contains(&format!(
+            "port.pcap_file: must be a readable capture file, got \"{}\": No such file",
+            missing.display()
+        )),
+        "{error}"
+    );
+    config.port.pcap_file = std::env::temp_dir().display().to_string();
+    let error = config.check_host().unwrap_err().to_string();
+    assert!(error.contains("it is a directory"), "{error}");
+}
+
 #[test]
 fn afpacket_needs_the_none_profile() {
     assert_eq!(
         problem("[port]\ndriver = \"afpacket\"\ninterface = \"eth0\""),
         "traffic.profile: must be \"none\" for port.driver \"afpacket\" (the generator feeds \
-         uveth queues and DPDK ring devices, not a kernel's interface), got \"listeners\""
+         uveth queues and DPDK ring devices, not a kernel's interface nor a capture), got \"listeners\""
     );
 }
 
@@ -565,7 +605,7 @@ fn apps_need_the_none_profile() {
              port = 80"
         ),
         "traffic.profile: must be \"none\" for port.driver \"afpacket\" (the generator feeds \
-         uveth queues and DPDK ring devices, not a kernel's interface), got \"listeners\""
+         uveth queues and DPDK ring devices, not a kernel's interface nor a capture), got \"listeners\""
     );
 }
 
