@@ -7,8 +7,8 @@
 //! them together. Everything here is `const` data: no cost until an error or a printout needs it.
 
 use crate::types::{
-    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy, PcapPace,
-    Profile, RxRing,
+    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy,
+    PcapPace, Profile, RxRing,
 };
 
 /// What a key accepts, in words.

@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, PcapPace, Profile, Rate, RssKey,
-    RxRing,
+    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, PcapPace, Profile, Rate,
+    RssKey, RxRing,
 };
 
 /// `[engine]`: the stack threads and their loop.

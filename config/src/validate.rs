@@ -701,15 +701,16 @@ fn check_port_and_apps(config: &Config, out: &mut Collector) {
                     port.driver
                 ),
             ),
-            Driver::AfPacket | Driver::Uveth | Driver::Pcap if !port.device.is_empty() => out.reject(
-                "port.device",
-                format!(
-                    "must be empty for port.driver \"{}\" (only a DPDK port has a DPDK \
+            Driver::AfPacket | Driver::Uveth | Driver::Pcap if !port.device.is_empty() => out
+                .reject(
+                    "port.device",
+                    format!(
+                        "must be empty for port.driver \"{}\" (only a DPDK port has a DPDK \
                      device), got {}",
-                    port.driver,
-                    quoted(&port.device)
+                        port.driver,
+                        quoted(&port.device)
+                    ),
                 ),
-            ),
             _ => {}
         }
     }

@@ -1090,12 +1090,7 @@ fn every_enum_spelling_parses_and_prints_back() {
         "port.driver",
         "pcap_file = \"trace.pcap\"\n[traffic]\nprofile = \"none\"",
     );
-    check_spellings(
-        PcapPace::ALL,
-        &["full", "capture"],
-        "port.pcap_pace",
-        "",
-    );
+    check_spellings(PcapPace::ALL, &["full", "capture"], "port.pcap_pace", "");
     check_spellings(
         Profile::ALL,
         &["rss-friendly", "listeners", "fewer-queues", "churn", "none"],

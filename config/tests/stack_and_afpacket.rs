@@ -253,7 +253,8 @@ fn pcap_port_needs_its_file_and_no_profile() {
         "traffic.profile: must be \"none\" for port.driver \"pcap\" (the generator feeds uveth \
          queues and DPDK ring devices, not a kernel's interface nor a capture), got \"listeners\""
     );
-    let missing = std::env::temp_dir().join(format!("flowsteer-no-such-{}.pcap", std::process::id()));
+    let missing =
+        std::env::temp_dir().join(format!("flowsteer-no-such-{}.pcap", std::process::id()));
     let mut config = config;
     config.port.pcap_file = missing.display().to_string();
     let error = config.check_host().unwrap_err().to_string();

@@ -22,7 +22,7 @@ use crate::doorbell::Doorbell;
 use crate::error::setup;
 pub use crate::error::EngineError;
 use crate::metrics::MetricsServer;
-use crate::ports::{open_afpacket, open_uveth};
+use crate::ports::{open_afpacket, open_capture, open_uveth};
 use crate::processor::{Processor, StackProcessor};
 use crate::report::RunReport;
 use crate::shared::{Shared, ThreadStack};
@@ -98,6 +98,11 @@ impl Engine {
                 };
                 engine.uveth = Some(uveth);
                 Ok(engine)
+            }
+            // Validation refuses the generator on a capture.
+            Driver::Pcap => {
+                let port = open_capture(config)?;
+                Engine::start_with(config, port, table, Arc::from([]), serve_metrics)
             }
             // Validation refuses the generator on AF_PACKET.
             Driver::AfPacket => {
@@ -304,6 +309,13 @@ impl Engine {
         self.handles.iter().any(|h| h.is_finished())
     }
 
+    /// True when the port's input has ended (a capture replayed to its end,
+    /// [`PortControl::exhausted`]): stopping now loses nothing, as the shutdown processes what
+    /// is in flight.
+    pub fn input_ended(&self) -> bool {
+        self.shared.port.exhausted()
+    }
+
     /// Time since the threads started.
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
@@ -420,7 +432,9 @@ pub fn run(config: &Config, opts: RunOptions) -> Result<RunReport, EngineError> 
     drive(Engine::start(config, opts.serve_metrics)?, opts)
 }
 
-/// Runs a started engine until `opts` says stop (its `serve_metrics` was the start's business);
+/// Runs a started engine until `opts` says stop, a thread fails or the port's input ends (a
+/// capture replayed to its end; see [`Engine::input_ended`]) (its `serve_metrics` was the
+/// start's business);
 /// returns the final report. The caller can tell what was started (the metrics address bound
 /// with port 0) between [`Engine::start`] and this.
 pub fn drive(engine: Engine, opts: RunOptions) -> Result<RunReport, EngineError> {
@@ -438,6 +452,9 @@ pub fn drive(engine: Engine, opts: RunOptions) -> Result<RunReport, EngineError>
         }
         if engine.thread_ended() {
             break; // a thread died early: stop the others and report the error
+        }
+        if engine.input_ended() {
+            break; // a capture replayed to its end: the shutdown processes the rest
         }
         thread::sleep(tick);
         if let Some(printer) = status.as_mut() {

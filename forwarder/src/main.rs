@@ -19,7 +19,8 @@ use forwarder::engine::{self, Engine, RunOptions};
     after_help = "Exit codes: 0 success, 1 run failure (a DPDK EAL or device failure among \
                   them), 2 invalid configuration or arguments (or an afpacket interface that is \
                   missing, down or of too large an MTU, or a DPDK device that is missing or does \
-                  not take port.queues, the descriptors, port.reta_size or port.rss_key), \
+                  not take port.queues, the descriptors, port.reta_size or port.rss_key, or a \
+                  port.pcap_file that cannot be read as a capture), \
                   3 conservation check failed. SIGINT, SIGTERM and SIGHUP stop a run gracefully."
 )]
 struct Cli {
@@ -35,7 +36,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
         /// Stop after this many seconds (default: run until SIGINT, SIGTERM or SIGHUP; each
-        /// stops gracefully: final table, report, conservation check).
+        /// stops gracefully: final table, report, conservation check). With port.driver =
+        /// "pcap" the run also stops by itself once the capture is replayed and processed.
         #[arg(long, allow_negative_numbers = true)]
         duration: Option<f64>,
         /// Write every counter, per thread and in total, to this JSON file at the end.
@@ -279,9 +281,12 @@ fn main() -> ExitCode {
                 cfg.engine.balance,
                 cfg.traffic.profile,
             );
-            if cfg.port.driver == flowsteer_config::Driver::Dpdk {
-                // What the device does with RSS and checksums, which the configuration alone
-                // does not say.
+            if matches!(
+                cfg.port.driver,
+                flowsteer_config::Driver::Dpdk | flowsteer_config::Driver::Pcap
+            ) {
+                // What the device does with RSS and checksums, or what the capture holds, which
+                // the configuration alone does not say.
                 eprintln!("flowsteer: port: {}", engine.shared().port.describe());
             }
             if let Some(warning) = engine.metrics_addr().and_then(exposure_warning) {

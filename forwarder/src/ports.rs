@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use flowsteer_config::{Config, Fanout as ConfigFanout, RxRing as ConfigRxRing};
+use flowsteer_config::{Config, Fanout as ConfigFanout, PcapPace, RxRing as ConfigRxRing};
 use flowsteer_nic::afpacket::{AfPacketConfig, AfPacketPort, Fanout, RxRingKind};
+use flowsteer_nic::capture::{CaptureConfig, CaptureError, CapturePort, Pace};
 use flowsteer_nic::uveth::{Uveth, UvethConfig};
 
 use crate::error::{setup, EngineError};
@@ -45,6 +46,32 @@ pub fn open_afpacket(config: &Config) -> Result<Arc<AfPacketPort>, EngineError> 
     })
     .map_err(setup("port (afpacket)"))?;
     Ok(Arc::new(afpacket))
+}
+
+/// The capture `port.pcap_file` names, replayed through the software RSS of `port.rss_key` and
+/// `port.reta_size` (`driver = "pcap"`); frames beyond `pool.data_room` are counted drops.
+///
+/// Errors: a file that cannot be opened, is not a capture or holds more than the replay keeps
+/// in memory is [`EngineError::Device`] naming `port.pcap_file` (exit 2, like a configuration
+/// the host cannot run).
+pub fn open_capture(config: &Config) -> Result<Arc<CapturePort>, EngineError> {
+    let port = &config.port;
+    let capture = CapturePort::open(&CaptureConfig {
+        path: port.pcap_file.clone().into(),
+        queues: port.queues,
+        rss_key: port.rss_key.bytes(),
+        reta_size: port.reta_size,
+        mac: port.mac.0,
+        pace: match port.pcap_pace {
+            PcapPace::Full => Pace::Full,
+            PcapPace::Capture => Pace::Capture,
+        },
+        data_room: config.pool.data_room,
+    });
+    capture.map(Arc::new).map_err(|e| match e {
+        CaptureError::Rss(e) => EngineError::Setup(format!("port (pcap): {e}")),
+        e => EngineError::Device(format!("port.pcap_file: {}: {e}", port.pcap_file)),
+    })
 }
 
 /// The DPDK port `port` describes (`driver = "dpdk"`): the EAL started with `port.eal_args`

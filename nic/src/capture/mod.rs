@@ -265,14 +265,14 @@ impl Port for CapturePort {
 
     /// Queue `queue`, resuming where a previous owner stopped.
     fn take_queue(&self, queue: u16) -> Result<CaptureQueue, CaptureQueueError> {
-        let taken = self
-            .shared
-            .taken
-            .get(usize::from(queue))
-            .ok_or(CaptureQueueError::OutOfRange {
-                queue,
-                queues: self.queues(),
-            })?;
+        let taken =
+            self.shared
+                .taken
+                .get(usize::from(queue))
+                .ok_or(CaptureQueueError::OutOfRange {
+                    queue,
+                    queues: self.queues(),
+                })?;
         // Acquire pairs with the release in `CaptureQueue::drop`: the next owner resumes from
         // what the previous one delivered.
         if taken.swap(true, Ordering::AcqRel) {

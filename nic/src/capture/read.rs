@@ -314,7 +314,10 @@ mod tests {
         let read = Duration::from_nanos(1_500_000);
         assert_eq!(rescale(read, 1_000_000), Duration::from_millis(1500));
         assert_eq!(rescale(read, 1_000_000_000), read);
-        assert_eq!(rescale(read, 1024), Duration::from_secs_f64(1_500_000.0 / 1024.0));
+        assert_eq!(
+            rescale(read, 1024),
+            Duration::from_secs_f64(1_500_000.0 / 1024.0)
+        );
         assert_eq!(rescale(read, 0), read, "not rescaled");
     }
 }
