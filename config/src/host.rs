@@ -89,6 +89,26 @@ pub(crate) fn check(config: &Config, sys_class_net: &Path, out: &mut Collector) 
     }
 }
 
+/// With `port.driver = "pcap"`: the capture file can be opened for reading (its content is the
+/// port's to judge when it opens it).
+fn check_capture_file(path: &str, out: &mut Collector) {
+    if path.is_empty() || out.is_rejected("port.pcap_file") {
+        return; // validation named the key already
+    }
+    let shown = crate::validate::quoted(path);
+    let problem = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Some("it is a directory".to_owned()),
+        Ok(_) => std::fs::File::open(path).err().map(|e| e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(problem) = problem {
+        out.reject(
+            "port.pcap_file",
+            format!("must be a readable capture file, got {shown}: {problem}"),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -204,25 +224,5 @@ mod tests {
         assert_eq!(problems(&config, &sys.0), Vec::<String>::new());
         let nowhere = sys.0.join("no-sysfs-here");
         assert_eq!(problems(&afpacket("fs9"), &nowhere), Vec::<String>::new());
-    }
-}
-
-/// With `port.driver = "pcap"`: the capture file can be opened for reading (its content is the
-/// port's to judge when it opens it).
-fn check_capture_file(path: &str, out: &mut Collector) {
-    if path.is_empty() || out.is_rejected("port.pcap_file") {
-        return; // validation named the key already
-    }
-    let shown = crate::validate::quoted(path);
-    let problem = match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Some("it is a directory".to_owned()),
-        Ok(_) => std::fs::File::open(path).err().map(|e| e.to_string()),
-        Err(e) => Some(e.to_string()),
-    };
-    if let Some(problem) = problem {
-        out.reject(
-            "port.pcap_file",
-            format!("must be a readable capture file, got {shown}: {problem}"),
-        );
     }
 }
