@@ -256,8 +256,21 @@ const TIMED_OUT: Request = Request::Reject {
     why: "request not received within 2 seconds\n",
 };
 
+/// Where a connection's request is read from: its socket, or bytes in memory
+/// ([`answer_reads`]).
+trait RequestSource: Read {
+    /// Makes the next read wait at most `left`.
+    fn wait_at_most(&mut self, left: Duration) -> io::Result<()>;
+}
+
+impl RequestSource for TcpStream {
+    fn wait_at_most(&mut self, left: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+}
+
 /// Reads a request head until its blank line, the size limit, or `deadline`.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Request> {
+fn read_head(stream: &mut impl RequestSource, deadline: Instant) -> Result<Vec<u8>, Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let mut searched = 0usize; // the end of the head is looked for in the new bytes only
@@ -277,7 +290,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Reque
         }
         // The time left, not a fresh timeout per read: slow bytes do not extend it.
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.wait_at_most(left).is_err() {
             return Err(TIMED_OUT);
         }
         let want = chunk.len().min(MAX_REQUEST - buf.len());
@@ -335,22 +348,28 @@ fn handle(
     if request == TIMED_OUT {
         endpoint.timed_out.fetch_add(1, Ordering::Relaxed);
     }
+    let response = answer(request, || {
+        let recorder = endpoint
+            .recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        publish(shared, Some(endpoint), &recorder);
+        recorder.handle().render()
+    });
+    let write_deadline = deadline.max(Instant::now() + MIN_WRITE);
+    write_by(&mut stream, response.as_bytes(), write_deadline)?;
+    stream.flush()
+}
+
+/// The whole response to `request`; `metrics` renders the scrape when the request asks for it.
+fn answer(request: Request, metrics: impl FnOnce() -> String) -> String {
     let (status, content_type, body, head_only) = match request {
-        Request::Metrics { head } => {
-            let recorder = endpoint
-                .recorder
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            publish(shared, Some(endpoint), &recorder);
-            let body = recorder.handle().render();
-            drop(recorder);
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                body,
-                head,
-            )
-        }
+        Request::Metrics { head } => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(),
+            head,
+        ),
         Request::Reject { status, why } => {
             (status, "text/plain; charset=utf-8", why.to_string(), false)
         }
@@ -366,9 +385,49 @@ fn handle(
     if !head_only {
         response.push_str(&body);
     }
-    let write_deadline = deadline.max(Instant::now() + MIN_WRITE);
-    write_by(&mut stream, response.as_bytes(), write_deadline)?;
-    stream.flush()
+    response
+}
+
+/// A request in memory: each read returns the next of `reads` (as much of it as the reader
+/// asks for), then the end of the stream; it never waits.
+struct MemoryRequest<'a> {
+    reads: std::slice::Iter<'a, &'a [u8]>,
+    current: &'a [u8],
+}
+
+impl Read for MemoryRequest<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.current.is_empty() {
+            self.current = self.reads.next().copied().unwrap_or_default();
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = &self.current[n..];
+        Ok(n)
+    }
+}
+
+impl RequestSource for MemoryRequest<'_> {
+    fn wait_at_most(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The response the endpoint writes to a client whose socket reads return `reads` one by one
+/// (an empty read ends the stream), `metrics` being the scraped text: a connection's request
+/// handling (reading the head within its limits, parsing it, answering) without the socket and
+/// the clock, run by the `metrics_request` fuzz target. Not part of the API.
+#[doc(hidden)]
+pub fn answer_reads(reads: &[&[u8]], metrics: &str) -> String {
+    let mut source = MemoryRequest {
+        reads: reads.iter(),
+        current: &[],
+    };
+    let request = match read_head(&mut source, Instant::now() + REQUEST_DEADLINE) {
+        Ok(head) => parse_request(&head),
+        Err(reject) => reject,
+    };
+    answer(request, || metrics.to_owned())
 }
 
 /// Publishes the engine's counters into the recorder and renders the Prometheus text (the
