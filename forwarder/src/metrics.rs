@@ -269,16 +269,30 @@ impl RequestSource for TcpStream {
     }
 }
 
-/// Reads a request head until its blank line, the size limit, or `deadline`.
+/// Where the head in `buf` ends (after its blank line), looking from `from` on.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|at| {
+        let rest = &buf[at..];
+        if rest.starts_with(b"\r\n\r\n") {
+            Some(at + 4)
+        } else if rest.starts_with(b"\n\n") {
+            Some(at + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads a request head until its blank line, the size limit, or `deadline`. Returns the head
+/// alone: whatever the last read brought after it is cut, so the answer does not depend on how
+/// the client's bytes were split into segments.
 fn read_head(stream: &mut impl RequestSource, deadline: Instant) -> Result<Vec<u8>, Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let mut searched = 0usize; // the end of the head is looked for in the new bytes only
     loop {
-        let from = searched.saturating_sub(3);
-        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n")
-            || buf[from..].windows(2).any(|w| w == b"\n\n")
-        {
+        if let Some(end) = head_end(&buf, searched.saturating_sub(3)) {
+            buf.truncate(end);
             return Ok(buf);
         }
         searched = buf.len();
@@ -1054,6 +1068,27 @@ mod tests {
             s.read_to_end(&mut rest).expect("closed, not left open");
         }
         engine.stop().expect("engine stops");
+    }
+
+    /// Found by the `metrics_request` fuzz target: bytes after the blank line (here not UTF-8)
+    /// were parsed with the head when they came in the same read, so the same request got
+    /// "malformed request line" in small segments and "not UTF-8" in one.
+    #[test]
+    fn the_answer_reads_the_head_alone_however_the_bytes_arrive() {
+        let sent: &[u8] = b"icsn\n\n\x01\x01?(G0ri/m+--h0 \xff\xff\xff0\r\n\r\n";
+        let whole = answer_reads(&[sent], "");
+        let bytewise: Vec<&[u8]> = sent.chunks(1).collect();
+        assert_eq!(whole, answer_reads(&bytewise, ""));
+        assert!(whole.contains("malformed request line"), "{whole}");
+
+        let scrape: &[u8] = b"GET /metrics HTTP/1.1\r\n\r\n\xff\xfe";
+        let answer = answer_reads(&[scrape], "flowsteer_up 1\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nflowsteer_up 1\n"), "{answer}");
+        assert_eq!(
+            answer,
+            answer_reads(&[&scrape[..10], &scrape[10..]], "flowsteer_up 1\n")
+        );
     }
 
     #[test]
