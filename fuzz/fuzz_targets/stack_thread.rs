@@ -115,6 +115,7 @@ fn stack_config(me: u16, rss: &SoftRss, software: bool) -> StackConfig {
 /// What one stack thread owns.
 struct Thread {
     processor: StackProcessor,
+    stack_stats: Arc<CachePadded<StackStats>>,
     steering: Steering,
     consumer: Consumer<PktBuf>,
     cache: PoolCache,
@@ -157,14 +158,20 @@ impl Harness {
             let (producer, consumer) = ring(SWQ_SIZE).expect("a ring");
             producers.push(producer);
             let stats = Arc::new(CachePadded::new(StackStats::new(&apps())));
-            let stack = Stack::new(stack_config(me, rss, software), me, table.clone(), stats)
-                .expect("the stack builds");
+            let stack = Stack::new(
+                stack_config(me, rss, software),
+                me,
+                table.clone(),
+                stats.clone(),
+            )
+            .expect("the stack builds");
             let reta = Reta::new(64, THREADS).expect("a RETA");
             let steering = Steering::new(me, usize::from(THREADS), BURST, miss, reta)
                 .share_neighbors(true)
                 .keep_listened_flows(ServedPorts::new(served.iter().copied()));
             threads.push(Thread {
                 processor: StackProcessor::new(Box::new(stack), TX_LIMIT),
+                stack_stats: stats,
                 steering,
                 consumer,
                 cache: pool().cache(CACHE),
@@ -352,6 +359,12 @@ fn fix_checksums(frame: &mut [u8]) {
     }
 }
 
+/// True when each input's counters are to be printed.
+fn show() -> bool {
+    static SHOW: OnceLock<bool> = OnceLock::new();
+    *SHOW.get_or_init(|| std::env::var_os("FLOWSTEER_FUZZ_SHOW").is_some())
+}
+
 /// The next record of the input: its control byte and frame.
 fn next_record<'a>(rest: &mut &'a [u8]) -> Option<(u8, &'a [u8])> {
     let (&control, tail) = rest.split_first()?;
@@ -414,6 +427,11 @@ fuzz_target!(|input: &[u8]| {
         "listen rules left after stop"
     );
     let counters = harness.stats.snapshot();
+    if show() {
+        for (t, th) in harness.threads.iter().enumerate() {
+            eprintln!("thread {t}: {:?}", th.stack_stats);
+        }
+    }
     drop(harness);
     let conservation = check_counters(&counters, pool());
     assert!(
