@@ -217,15 +217,7 @@ impl Harness {
                     );
                 }
             }
-            th.consumer.dequeue_burst(&mut th.handed, DRAIN_LIMIT);
-            th.processor.process(
-                &mut th.handed,
-                &mut th.local,
-                &mut th.tx,
-                &mut th.cache,
-                stats,
-            );
-            transmit(th, stats, &mut self.progress);
+            drain_and_process(th, stats, &mut self.progress);
         }
     }
 
@@ -239,16 +231,7 @@ impl Harness {
         loop {
             let mut drained = 0;
             for (t, th) in self.threads.iter_mut().enumerate() {
-                let stats = self.stats.thread(t);
-                drained += th.consumer.dequeue_burst(&mut th.handed, DRAIN_LIMIT);
-                th.processor.process(
-                    &mut th.handed,
-                    &mut th.local,
-                    &mut th.tx,
-                    &mut th.cache,
-                    stats,
-                );
-                transmit(th, stats, &mut self.progress);
+                drained += drain_and_process(th, self.stats.thread(t), &mut self.progress);
             }
             if drained == 0 {
                 break;
@@ -258,6 +241,25 @@ impl Harness {
             self.table.remove_owner(me);
         }
     }
+}
+
+/// The rest of a loop iteration after the receive burst: drain the thread's software queue,
+/// process what it keeps and what it drained, send. Returns how many packets it drained.
+fn drain_and_process(
+    th: &mut Thread,
+    stats: &forwarder::stats::ThreadStats,
+    progress: &mut Progress,
+) -> usize {
+    let drained = th.consumer.dequeue_burst(&mut th.handed, DRAIN_LIMIT);
+    th.processor.process(
+        &mut th.handed,
+        &mut th.local,
+        &mut th.tx,
+        &mut th.cache,
+        stats,
+    );
+    transmit(th, stats, progress);
+    drained
 }
 
 /// Sends what a thread's processor emitted: counted, its TCP progress noted, freed.
