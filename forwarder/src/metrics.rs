@@ -256,16 +256,43 @@ const TIMED_OUT: Request = Request::Reject {
     why: "request not received within 2 seconds\n",
 };
 
-/// Reads a request head until its blank line, the size limit, or `deadline`.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Request> {
+/// Where a connection's request is read from: its socket, or bytes in memory
+/// ([`answer_reads`]).
+trait RequestSource: Read {
+    /// Makes the next read wait at most `left`.
+    fn wait_at_most(&mut self, left: Duration) -> io::Result<()>;
+}
+
+impl RequestSource for TcpStream {
+    fn wait_at_most(&mut self, left: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(left))
+    }
+}
+
+/// Where the head in `buf` ends (after its blank line), looking from `from` on.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|at| {
+        let rest = &buf[at..];
+        if rest.starts_with(b"\r\n\r\n") {
+            Some(at + 4)
+        } else if rest.starts_with(b"\n\n") {
+            Some(at + 2)
+        } else {
+            None
+        }
+    })
+}
+
+/// Reads a request head until its blank line, the size limit, or `deadline`. Returns the head
+/// alone: whatever the last read brought after it is cut, so the answer does not depend on how
+/// the client's bytes were split into segments.
+fn read_head(stream: &mut impl RequestSource, deadline: Instant) -> Result<Vec<u8>, Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let mut searched = 0usize; // the end of the head is looked for in the new bytes only
     loop {
-        let from = searched.saturating_sub(3);
-        if buf[from..].windows(4).any(|w| w == b"\r\n\r\n")
-            || buf[from..].windows(2).any(|w| w == b"\n\n")
-        {
+        if let Some(end) = head_end(&buf, searched.saturating_sub(3)) {
+            buf.truncate(end);
             return Ok(buf);
         }
         searched = buf.len();
@@ -277,7 +304,7 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<Vec<u8>, Reque
         }
         // The time left, not a fresh timeout per read: slow bytes do not extend it.
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.wait_at_most(left).is_err() {
             return Err(TIMED_OUT);
         }
         let want = chunk.len().min(MAX_REQUEST - buf.len());
@@ -335,22 +362,28 @@ fn handle(
     if request == TIMED_OUT {
         endpoint.timed_out.fetch_add(1, Ordering::Relaxed);
     }
+    let response = answer(request, || {
+        let recorder = endpoint
+            .recorder
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        publish(shared, Some(endpoint), &recorder);
+        recorder.handle().render()
+    });
+    let write_deadline = deadline.max(Instant::now() + MIN_WRITE);
+    write_by(&mut stream, response.as_bytes(), write_deadline)?;
+    stream.flush()
+}
+
+/// The whole response to `request`; `metrics` renders the scrape when the request asks for it.
+fn answer(request: Request, metrics: impl FnOnce() -> String) -> String {
     let (status, content_type, body, head_only) = match request {
-        Request::Metrics { head } => {
-            let recorder = endpoint
-                .recorder
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            publish(shared, Some(endpoint), &recorder);
-            let body = recorder.handle().render();
-            drop(recorder);
-            (
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                body,
-                head,
-            )
-        }
+        Request::Metrics { head } => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics(),
+            head,
+        ),
         Request::Reject { status, why } => {
             (status, "text/plain; charset=utf-8", why.to_string(), false)
         }
@@ -366,9 +399,49 @@ fn handle(
     if !head_only {
         response.push_str(&body);
     }
-    let write_deadline = deadline.max(Instant::now() + MIN_WRITE);
-    write_by(&mut stream, response.as_bytes(), write_deadline)?;
-    stream.flush()
+    response
+}
+
+/// A request in memory: each read returns the next of `reads` (as much of it as the reader
+/// asks for), then the end of the stream; it never waits.
+struct MemoryRequest<'a> {
+    reads: std::slice::Iter<'a, &'a [u8]>,
+    current: &'a [u8],
+}
+
+impl Read for MemoryRequest<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.current.is_empty() {
+            self.current = self.reads.next().copied().unwrap_or_default();
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = &self.current[n..];
+        Ok(n)
+    }
+}
+
+impl RequestSource for MemoryRequest<'_> {
+    fn wait_at_most(&mut self, _: Duration) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The response the endpoint writes to a client whose socket reads return `reads` one by one
+/// (an empty read ends the stream), `metrics` being the scraped text: a connection's request
+/// handling (reading the head within its limits, parsing it, answering) without the socket and
+/// the clock, run by the `metrics_request` fuzz target. Not part of the API.
+#[doc(hidden)]
+pub fn answer_reads(reads: &[&[u8]], metrics: &str) -> String {
+    let mut source = MemoryRequest {
+        reads: reads.iter(),
+        current: &[],
+    };
+    let request = match read_head(&mut source, Instant::now() + REQUEST_DEADLINE) {
+        Ok(head) => parse_request(&head),
+        Err(reject) => reject,
+    };
+    answer(request, || metrics.to_owned())
 }
 
 /// Publishes the engine's counters into the recorder and renders the Prometheus text (the
@@ -995,6 +1068,27 @@ mod tests {
             s.read_to_end(&mut rest).expect("closed, not left open");
         }
         engine.stop().expect("engine stops");
+    }
+
+    /// Found by the `metrics_request` fuzz target: bytes after the blank line (here not UTF-8)
+    /// were parsed with the head when they came in the same read, so the same request got
+    /// "malformed request line" in small segments and "not UTF-8" in one.
+    #[test]
+    fn the_answer_reads_the_head_alone_however_the_bytes_arrive() {
+        let sent: &[u8] = b"icsn\n\n\x01\x01?(G0ri/m+--h0 \xff\xff\xff0\r\n\r\n";
+        let whole = answer_reads(&[sent], "");
+        let bytewise: Vec<&[u8]> = sent.chunks(1).collect();
+        assert_eq!(whole, answer_reads(&bytewise, ""));
+        assert!(whole.contains("malformed request line"), "{whole}");
+
+        let scrape: &[u8] = b"GET /metrics HTTP/1.1\r\n\r\n\xff\xfe";
+        let answer = answer_reads(&[scrape], "flowsteer_up 1\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nflowsteer_up 1\n"), "{answer}");
+        assert_eq!(
+            answer,
+            answer_reads(&[&scrape[..10], &scrape[10..]], "flowsteer_up 1\n")
+        );
     }
 
     #[test]

@@ -756,6 +756,23 @@ impl RunReport {
     }
 }
 
+/// The conservation check [`RunReport::build`] makes, on the counters of threads that have
+/// stopped and on their pool once every buffer should be back: for a harness that drives the
+/// threads' steps itself (the `stack_thread` fuzz target checks it after every input). Not part
+/// of the API.
+#[doc(hidden)]
+pub fn check_counters(threads: &[ThreadSnapshot], pool: &PacketPool) -> Conservation {
+    let total = Totals {
+        rx: threads.iter().map(|t| t.rx).sum(),
+        processed: threads
+            .iter()
+            .map(|t| t.processed_local + t.processed_handoff)
+            .sum(),
+        ..Totals::default()
+    };
+    check_conservation(threads, &total, &PoolReport::of(pool))
+}
+
 fn check_conservation(
     threads: &[ThreadSnapshot],
     total: &Totals,
