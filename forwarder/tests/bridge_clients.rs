@@ -384,6 +384,20 @@ fn sequential_echo(
         .collect()
 }
 
+/// The echo connections of `plan` all open at once, exchanged within 20 s; pattern seeds from
+/// 1000 on.
+fn concurrent_echo(hosts: &mut [Host], plan: &[(usize, u16, u16)]) -> Vec<EchoConnection> {
+    let mut concurrent: Vec<EchoConnection> = plan
+        .iter()
+        .enumerate()
+        .map(|(n, &(host, server_port, local_port))| {
+            EchoConnection::open(hosts, host, server_port, local_port, 1000 + n)
+        })
+        .collect();
+    run_exchanges(hosts, &mut concurrent, Duration::from_secs(20));
+    concurrent
+}
+
 /// The (host, server port, client port) of `count` echo connections: the ports alternate, the
 /// hosts rotate every two connections (so each host talks to both ports), and every client port
 /// is distinct (`first_port + n`), so soft RSS spreads the flows over both queues.
@@ -841,14 +855,7 @@ fn software_balancing_serves_every_connection_on_either_queue() {
     );
 
     // Concurrent echo connections, all open at once.
-    let mut concurrent: Vec<EchoConnection> = echo_plan(CONCURRENT, 30_000)
-        .into_iter()
-        .enumerate()
-        .map(|(n, (host, server_port, local_port))| {
-            EchoConnection::open(&mut rig.hosts, host, server_port, local_port, 1000 + n)
-        })
-        .collect();
-    run_exchanges(&mut rig.hosts, &mut concurrent, Duration::from_secs(20));
+    let concurrent = concurrent_echo(&mut rig.hosts, &echo_plan(CONCURRENT, 30_000));
     let failures = describe_failures(&concurrent);
     assert!(
         failures.is_empty(),
@@ -1166,14 +1173,7 @@ fn serve_on_fewer_queues(threads: u16, queues: u16) {
     );
     let failures = describe_failures(&sequential);
     assert!(failures.is_empty(), "sequential echo failed:\n{failures}");
-    let mut concurrent: Vec<EchoConnection> = echo_plan(CONCURRENT, 30_000)
-        .into_iter()
-        .enumerate()
-        .map(|(n, (host, server_port, local_port))| {
-            EchoConnection::open(&mut rig.hosts, host, server_port, local_port, 1000 + n)
-        })
-        .collect();
-    run_exchanges(&mut rig.hosts, &mut concurrent, Duration::from_secs(20));
+    let concurrent = concurrent_echo(&mut rig.hosts, &echo_plan(CONCURRENT, 30_000));
     let failures = describe_failures(&concurrent);
     assert!(failures.is_empty(), "concurrent echo failed:\n{failures}");
 
