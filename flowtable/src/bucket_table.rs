@@ -64,7 +64,7 @@ use crate::key::{FlowKey, ListenKey, ThreadId};
 use crate::line_buckets::LineBuckets;
 use crate::listen_table::ListenTable;
 use crate::lookup::Lookup;
-use crate::table::{FlowTable, TableFull};
+use crate::table::{FlowTable, TableFull, Withdrawn};
 use crate::wide_buckets::WideBuckets;
 
 /// The IPv4 layout is sized so that `capacity` rules fill at most this share of its slots: with
@@ -246,6 +246,17 @@ impl FlowTable for BucketTable {
         self.v4.remove_owner(owner, self.v4_budget())
             + self.v6.remove_owner(owner, self.v6_budget())
             + self.listen.remove_owner(owner)
+    }
+
+    fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn {
+        let exact = self.v4.remove_owner(owner, self.v4_budget())
+            + self.v6.remove_owner(owner, self.v6_budget());
+        let (listen_withdrawn, listen_kept) = self.listen.withdraw_owner(owner);
+        Withdrawn {
+            exact,
+            listen_withdrawn,
+            listen_kept,
+        }
     }
 
     fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]) {

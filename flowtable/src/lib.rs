@@ -43,4 +43,4 @@ pub use bucket_array::huge_page_fallbacks;
 pub use bucket_table::BucketTable;
 pub use key::{FlowKey, ListenKey, Proto, ThreadId};
 pub use lookup::{pick_owner, Lookup, OwnerSet};
-pub use table::{new_table, new_table_sized, FlowTable, TableFull};
+pub use table::{new_table, new_table_sized, FlowTable, TableFull, Withdrawn};

@@ -446,6 +446,27 @@ impl ListenTable {
         true
     }
 
+    /// Removes `owner` from every rule that has another owner; returns how many rules it was
+    /// removed from and how many it alone owns (those stay).
+    pub(crate) fn withdraw_owner(&self, owner: ThreadId) -> (usize, usize) {
+        let mut writers = self.writers();
+        let (mut withdrawn, mut kept) = (0, 0);
+        let _guard = self.version.lock();
+        for (rule, owners) in writers.rules.iter_mut() {
+            if !owners.contains(owner) {
+                continue;
+            }
+            if owners.len() == 1 {
+                kept += 1;
+            } else {
+                owners.remove(owner);
+                withdrawn += 1;
+                self.publish(encode(rule), owners);
+            }
+        }
+        (withdrawn, kept)
+    }
+
     /// Removes `owner` from every rule; returns how many rules it was removed from.
     pub(crate) fn remove_owner(&self, owner: ThreadId) -> usize {
         let mut writers = self.writers();

@@ -57,6 +57,17 @@ impl fmt::Display for TableFull {
 
 impl std::error::Error for TableFull {}
 
+/// What [`FlowTable::withdraw_owner`] removed and kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Withdrawn {
+    /// Exact rules removed.
+    pub exact: usize,
+    /// Listen rules the owner was removed from (each had another owner).
+    pub listen_withdrawn: usize,
+    /// Listen rules the owner alone owns, kept.
+    pub listen_kept: usize,
+}
+
 /// Concurrent flow table. All methods take `&self`; readers and writers run from any thread at once.
 ///
 /// A lookup returns, in this order: the owner of the exact 5-tuple rule, the owner of the listen
@@ -86,6 +97,14 @@ pub trait FlowTable: Send + Sync {
     /// without owners go). Returns how many entries went: exact rules removed plus listen rules
     /// `owner` was removed from.
     fn remove_owner(&self, owner: ThreadId) -> usize;
+
+    /// Withdraws an owner that failed: removes every exact rule of `owner`, and `owner` from
+    /// every listen rule that has another owner, so that new flows to those ports go to the
+    /// other owners at once. A listen rule `owner` alone owns stays: its packets still name
+    /// `owner`, whose caller counts them as for a failed owner until it serves again (adding
+    /// the rule again is a no-op) or the rule is removed. A rule of `owner` inserted
+    /// concurrently may be missed, as with [`FlowTable::remove_owner`].
+    fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn;
 
     /// Looks up `keys` into `out`. `hashes[i]` must be `keys[i].hash()`, computed once by the caller.
     /// The three slices should have the same length; if they do not, only the first

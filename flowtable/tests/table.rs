@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowtable::{
     new_table, new_table_sized, BucketTable, FlowKey, FlowTable, ListenKey, Lookup, Proto,
-    TableFull,
+    TableFull, Withdrawn,
 };
 
 const LOCAL4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -200,6 +200,48 @@ fn remove_owner_counts_exact_rules_and_listen_memberships() {
         assert_eq!(table.remove_owner(1), 0, "nothing of owner 1 is left");
         assert_eq!(table.remove_owner(2), 4);
         assert_eq!((table.exact_len(), table.listen_len()), (0, 0));
+    });
+}
+
+#[test]
+fn withdraw_owner_removes_exact_rules_and_shared_listens_but_keeps_sole_ones() {
+    with_table(64, |table| {
+        for i in 0..3 {
+            table.insert(client(i), 1).unwrap();
+        }
+        table.insert(client(3), 2).unwrap();
+        let shared = ListenKey::any_ip(Proto::Tcp, 8000);
+        let solo = ListenKey::any_ip(Proto::Tcp, 9000);
+        let others = ListenKey::any_ip(Proto::Udp, 8000);
+        table.listen_add(shared, 1).unwrap();
+        table.listen_add(shared, 2).unwrap();
+        table.listen_add(solo, 1).unwrap();
+        table.listen_add(others, 2).unwrap();
+
+        let withdrawn = table.withdraw_owner(1);
+        assert_eq!(
+            withdrawn,
+            Withdrawn {
+                exact: 3,
+                listen_withdrawn: 1,
+                listen_kept: 1
+            }
+        );
+        assert_eq!((table.exact_len(), table.listen_len()), (1, 3));
+        // Owner 1's connections to the shared port now find owner 2 alone.
+        for i in 0..3 {
+            assert_eq!(table.lookup(&client(i)), Lookup::ListenAny(2));
+        }
+        assert_eq!(table.lookup(&client(3)), Lookup::Exact(2));
+        let to_solo = FlowKey::v4(Proto::Tcp, LOCAL4, 9000, Ipv4Addr::new(10, 0, 0, 2), 40000);
+        assert_eq!(table.lookup(&to_solo), Lookup::ListenAny(1), "kept");
+        // Back: adding its rules again restores what it served; withdrawing again is a no-op
+        // for what is already gone.
+        table.listen_add(solo, 1).unwrap();
+        table.listen_add(shared, 1).unwrap();
+        assert_eq!(table.withdraw_owner(1).listen_withdrawn, 1);
+        assert_eq!(table.remove_owner(1), 1, "only `solo` was left");
+        assert_eq!(table.listen_len(), 2);
     });
 }
 

@@ -30,7 +30,7 @@ use crossbeam_utils::CachePadded;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
-use flowtable::{FlowKey, FlowTable, ListenKey, Lookup, OwnerSet, TableFull, ThreadId};
+use flowtable::{FlowKey, FlowTable, ListenKey, Lookup, OwnerSet, TableFull, ThreadId, Withdrawn};
 
 /// Up to this many exact rules are allocated up front; beyond it the maps grow on demand. Growing
 /// rehashes a shard under its write lock (a reader stall), so the common sizes are preallocated,
@@ -209,6 +209,34 @@ impl FlowTable for DashMapTable {
             .fetch_sub(rules_emptied, Ordering::Relaxed);
 
         exact_removed + memberships_removed
+    }
+
+    fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn {
+        let (mut exact, mut ipv6) = (0, 0);
+        self.exact.retain(|key, rule_owner| {
+            let keep = *rule_owner != owner;
+            exact += usize::from(!keep);
+            ipv6 += usize::from(!keep && key.is_ipv6());
+            keep
+        });
+        self.release_exact(exact, ipv6);
+        let (mut listen_withdrawn, mut listen_kept) = (0, 0);
+        for mut owners in self.listen.iter_mut() {
+            if !owners.contains(owner) {
+                continue;
+            }
+            if owners.len() == 1 {
+                listen_kept += 1;
+            } else {
+                owners.remove(owner);
+                listen_withdrawn += 1;
+            }
+        }
+        Withdrawn {
+            exact,
+            listen_withdrawn,
+            listen_kept,
+        }
     }
 
     fn lookup_bulk(&self, keys: &[FlowKey], hashes: &[u64], out: &mut [Lookup]) {
