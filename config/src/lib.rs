@@ -89,12 +89,12 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Problem, MAX_PROBLEMS};
 pub use sections::{
-    App, Engine, FlowTableCfg, Metrics, Pool, Port, Stack, Swq, Traffic, GENERATOR_STAMP_BYTES,
-    MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,
+    App, Engine, Fault, FlowTableCfg, Metrics, Pool, Port, Stack, Swq, Traffic,
+    GENERATOR_STAMP_BYTES, MAX_ETHERNET_FRAME, MIN_ETHERNET_FRAME,
 };
 pub use types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, InvalidValue, Mac, MissPolicy, PcapPace,
-    Profile, Rate, RssKey, RxRing,
+    AppKind, Balance, Distribution, Driver, Fanout, FaultKind, Idle, InvalidValue, Mac, MissPolicy,
+    OnFailure, PcapPace, Profile, Rate, RssKey, RxRing,
 };
 
 /// A whole flowsteer configuration, one field per TOML table.
@@ -122,6 +122,8 @@ pub struct Config {
     pub traffic: Traffic,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: Metrics,
+    /// `[fault]`: a fault injected into one stack thread (a test aid).
+    pub fault: Fault,
 }
 
 impl Config {

@@ -36,6 +36,7 @@ pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
         stack: stack(&root, &mut out),
         traffic: section(&root, &schema::TRAFFIC, &mut out),
         metrics: section(&root, &schema::METRICS, &mut out),
+        fault: section(&root, &schema::FAULT, &mut out),
     };
     let sections = schema::section_names();
     for key in root.keys() {

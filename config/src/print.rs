@@ -20,7 +20,7 @@ const COMMENT_COLUMN: usize = 28;
 ///
 /// A section fails to serialize only when it holds an integer beyond TOML's signed 64 bits, which
 /// validation rejects; such a section is an `Err` with the serializer's reason.
-pub(crate) fn section_tables(config: &Config) -> [(SectionSpec, Result<Table, String>); 8] {
+pub(crate) fn section_tables(config: &Config) -> [(SectionSpec, Result<Table, String>); 9] {
     fn table<T: serde::Serialize>(section: &T) -> Result<Table, String> {
         Table::try_from(section).map_err(|e| e.to_string())
     }
@@ -33,6 +33,7 @@ pub(crate) fn section_tables(config: &Config) -> [(SectionSpec, Result<Table, St
         (schema::STACK, table(&config.stack)),
         (schema::TRAFFIC, table(&config.traffic)),
         (schema::METRICS, table(&config.metrics)),
+        (schema::FAULT, table(&config.fault)),
     ]
 }
 

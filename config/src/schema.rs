@@ -7,8 +7,8 @@
 //! them together. Everything here is `const` data: no cost until an error or a printout needs it.
 
 use crate::types::{
-    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, Idle, MissPolicy,
-    PcapPace, Profile, RxRing,
+    quoted_alternatives, AppKind, Balance, Distribution, Driver, Fanout, FaultKind, Idle,
+    MissPolicy, OnFailure, PcapPace, Profile, RxRing,
 };
 
 /// What a key accepts, in words.
@@ -157,6 +157,31 @@ pub(crate) const ENGINE: SectionSpec = SectionSpec {
             "idle_sleep_us",
             "an integer 1..=100000",
             "Microseconds slept per idle iteration when `idle = \"sleep\"`.",
+        ),
+        one_of(
+            "on_failure",
+            OnFailure::NAMES,
+            "When a stack thread fails (it panicked, or stalled: see `stall_ms`), the engine \
+             first reclaims it: its exact rules are deleted and it is withdrawn from the listen \
+             rules of ports other threads serve too (a port only it serves keeps its rule, and \
+             its packets are dropped as `owner_failed` until it serves again); what is queued \
+             for it and what is handed to it meanwhile is freed and counted (`failed_queue`, \
+             `owner_failed`); every buffer it held goes back to the pool. Then its NIC queue: \
+             `restart` = a fresh stack on the same queue and core (its connections are gone: \
+             their peers get resets, as after a reboot); `redistribute` = a surviving thread \
+             polls the failed thread's queue beside its own, and the failed thread stays down; \
+             `stop` = the engine stops with an error naming the thread and the cause.",
+        ),
+        text(
+            "stall_ms",
+            "0, or an integer 100..=600000 and at least 10 idle sleeps",
+            "Milliseconds a thread may make no loop progress while packets wait for it (on its \
+             software queue, or on its receive queue where the port can tell) before it is \
+             declared stalled and failed. A live thread returns to its loop at least every \
+             idle sleep (`wait` mode: every 10 ms), so only a thread stuck in one iteration \
+             trips it; a thread the kernel does not run for a while on an oversubscribed \
+             machine is not declared while the watchdog itself ran late by half the limit. \
+             0 = no stall detection.",
         ),
     ],
 };
@@ -616,9 +641,41 @@ pub(crate) const METRICS: SectionSpec = SectionSpec {
     ],
 };
 
+pub(crate) const FAULT: SectionSpec = SectionSpec {
+    name: "fault",
+    keys: &[
+        one_of(
+            "kind",
+            FaultKind::NAMES,
+            "A test aid, off by default: make thread `thread` fail `after_ms` after the start, to \
+             see the engine's `engine.on_failure` at work. `panic` = the thread panics in the \
+             middle of a loop iteration, with received packets in flight; `stall` = it stops \
+             making progress for `stall_for_ms`, holding its buffers (declared stalled after \
+             `engine.stall_ms` when packets wait for it).",
+        ),
+        text(
+            "thread",
+            "an integer 0..engine.threads",
+            "The stack thread the fault is injected into.",
+        ),
+        text(
+            "after_ms",
+            "an integer 0..=86400000",
+            "Milliseconds after the threads started when the fault is injected.",
+        ),
+        text(
+            "stall_for_ms",
+            "an integer 1..=86400000",
+            "How long an injected stall lasts; then the thread finds itself declared failed (if \
+             it was) and is reclaimed.",
+        ),
+    ],
+};
+
 /// Every section, in reference order.
-pub(crate) const SECTIONS: [SectionSpec; 8] =
-    [ENGINE, POOL, FLOWTABLE, SWQ, PORT, STACK, TRAFFIC, METRICS];
+pub(crate) const SECTIONS: [SectionSpec; 9] = [
+    ENGINE, POOL, FLOWTABLE, SWQ, PORT, STACK, TRAFFIC, METRICS, FAULT,
+];
 
 /// Keys that once selected a baseline implementation, with what an old file that still sets one
 /// is told after the unknown-key error: the engine has one table and one ring, and the baselines

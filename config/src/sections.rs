@@ -12,8 +12,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{
-    AppKind, Balance, Distribution, Driver, Fanout, Idle, Mac, MissPolicy, PcapPace, Profile, Rate,
-    RssKey, RxRing,
+    AppKind, Balance, Distribution, Driver, Fanout, FaultKind, Idle, Mac, MissPolicy, OnFailure,
+    PcapPace, Profile, Rate, RssKey, RxRing,
 };
 
 /// `[engine]`: the stack threads and their loop.
@@ -36,6 +36,11 @@ pub struct Engine {
     pub idle: Idle,
     /// Sleep per idle iteration when `idle = "sleep"`, microseconds, 1..=100000.
     pub idle_sleep_us: u32,
+    /// What happens when a stack thread fails.
+    pub on_failure: OnFailure,
+    /// Milliseconds without loop progress, while work waits, after which a thread is declared
+    /// stalled; 0 = no stall detection.
+    pub stall_ms: u32,
 }
 
 impl Default for Engine {
@@ -49,6 +54,8 @@ impl Default for Engine {
             drain_limit: 64,
             idle: Idle::Spin,
             idle_sleep_us: 50,
+            on_failure: OnFailure::Restart,
+            stall_ms: 2000,
         }
     }
 }
@@ -425,6 +432,31 @@ impl Default for Metrics {
         Metrics {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[fault]`: a fault injected into one stack thread, a test aid (off by default).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Fault {
+    /// What is injected.
+    pub kind: FaultKind,
+    /// The thread it is injected into, below `engine.threads`.
+    pub thread: u16,
+    /// Milliseconds after the threads started.
+    pub after_ms: u32,
+    /// How long an injected stall lasts, milliseconds.
+    pub stall_for_ms: u32,
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Fault {
+            kind: FaultKind::None,
+            thread: 0,
+            after_ms: 1000,
+            stall_for_ms: 5000,
         }
     }
 }

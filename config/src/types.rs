@@ -150,6 +150,32 @@ toml_enum! {
 }
 
 toml_enum! {
+    /// What the engine does when a stack thread fails (`engine.on_failure`).
+    pub enum OnFailure ("a failure policy") {
+        /// A fresh stack on the same queue and core, in the same thread.
+        #[default]
+        Restart = "restart",
+        /// The failed thread's queue goes to a surviving thread, which polls it beside its own.
+        Redistribute = "redistribute",
+        /// The engine stops with an error.
+        Stop = "stop",
+    }
+}
+
+toml_enum! {
+    /// A fault the engine injects into one stack thread (`fault.kind`), a test aid.
+    pub enum FaultKind ("a fault kind") {
+        /// No fault.
+        #[default]
+        None = "none",
+        /// The thread panics in the middle of a loop iteration, buffers in flight.
+        Panic = "panic",
+        /// The thread stops making progress for `fault.stall_for_ms`, holding its buffers.
+        Stall = "stall",
+    }
+}
+
+toml_enum! {
     /// The NIC backend (`port.driver`).
     pub enum Driver ("a port driver") {
         /// The user-space veth: software queues with software RSS; needs no NIC and no root.

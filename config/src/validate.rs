@@ -17,9 +17,9 @@ use crate::error::Collector;
 use crate::parse::render;
 use crate::schema;
 use crate::sections::{
-    App, Engine, FlowTableCfg, Pool, Port, Stack, Swq, Traffic, MAX_ETHERNET_FRAME,
+    App, Engine, Fault, FlowTableCfg, Pool, Port, Stack, Swq, Traffic, MAX_ETHERNET_FRAME,
 };
-use crate::types::{AppKind, Balance, Driver, Idle, Profile, Rate};
+use crate::types::{AppKind, Balance, Driver, FaultKind, Idle, OnFailure, Profile, Rate};
 use crate::Config;
 
 const MAX_THREADS: u16 = 64;
@@ -66,6 +66,15 @@ const MAX_TIMEOUT_S: u32 = 86_400;
 /// Longest wait of a reply for its link address.
 const MAX_NEIGHBOR_WAIT_MS: u32 = 60_000;
 
+/// Shortest stall limit: several scheduler periods of an oversubscribed machine.
+const MIN_STALL_MS: u32 = 100;
+/// Longest stall limit: ten minutes.
+const MAX_STALL_MS: u32 = 600_000;
+/// Idle sleeps a stall limit spans at least: a sleeping thread is not stalled.
+const STALL_IDLE_SLEEPS: u64 = 10;
+/// Latest fault injection and longest injected stall: a day.
+const MAX_FAULT_MS: u32 = 86_400_000;
+
 /// Checks every rule of `config`, adding each broken one to `out`.
 pub(crate) fn check(config: &Config, out: &mut Collector) {
     check_engine(&config.engine, out);
@@ -75,6 +84,7 @@ pub(crate) fn check(config: &Config, out: &mut Collector) {
     check_port(&config.port, out);
     check_stack(&config.stack, out);
     check_traffic(&config.traffic, out);
+    check_fault(&config.fault, out);
     // [metrics]: any socket address is valid, port 0 included (the system picks a free port,
     // which tests use to run in parallel).
     check_between_keys(config, out);
@@ -111,6 +121,27 @@ fn check_engine(engine: &Engine, out: &mut Collector) {
         engine.idle_sleep_us,
         1,
         MAX_IDLE_SLEEP_US,
+    );
+    if engine.stall_ms != 0 {
+        in_range(
+            out,
+            "engine.stall_ms",
+            engine.stall_ms,
+            MIN_STALL_MS,
+            MAX_STALL_MS,
+        );
+    }
+}
+
+/// `[fault]`: only its own ranges; the thread's bound is a rule between keys.
+fn check_fault(fault: &Fault, out: &mut Collector) {
+    in_range(out, "fault.after_ms", fault.after_ms, 0, MAX_FAULT_MS);
+    in_range(
+        out,
+        "fault.stall_for_ms",
+        fault.stall_for_ms,
+        1,
+        MAX_FAULT_MS,
     );
 }
 
@@ -394,6 +425,48 @@ fn check_between_keys(config: &Config, out: &mut Collector) {
         traffic,
         ..
     } = config;
+
+    if engine.stall_ms != 0
+        && engine.idle == Idle::Sleep
+        && !out.any_rejected(&["engine.stall_ms", "engine.idle_sleep_us"])
+        && u64::from(engine.stall_ms) * 1000 < STALL_IDLE_SLEEPS * u64::from(engine.idle_sleep_us)
+    {
+        out.reject(
+            "engine.stall_ms",
+            format!(
+                "must span at least {STALL_IDLE_SLEEPS} idle sleeps (engine.idle_sleep_us = {} \
+                 us: {} ms), got {}",
+                engine.idle_sleep_us,
+                (STALL_IDLE_SLEEPS * u64::from(engine.idle_sleep_us)).div_ceil(1000),
+                engine.stall_ms
+            ),
+        );
+    }
+    if engine.on_failure == OnFailure::Redistribute
+        && engine.threads < 2
+        && !out.any_rejected(&["engine.on_failure", "engine.threads"])
+    {
+        out.reject(
+            "engine.on_failure",
+            format!(
+                "\"{}\" needs a surviving thread (engine.threads >= 2), got engine.threads = {}",
+                OnFailure::Redistribute,
+                engine.threads
+            ),
+        );
+    }
+    if config.fault.kind != FaultKind::None
+        && config.fault.thread >= engine.threads
+        && !out.any_rejected(&["fault.thread", "engine.threads"])
+    {
+        out.reject(
+            "fault.thread",
+            format!(
+                "must be < engine.threads ({}), got {}",
+                engine.threads, config.fault.thread
+            ),
+        );
+    }
 
     if !out.any_rejected(&["port.queues", "engine.threads"]) && port.queues > engine.threads {
         out.reject(

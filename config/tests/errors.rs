@@ -509,7 +509,7 @@ fn unknown_key_in_every_section() {
     let sections = [
         (
             "engine",
-            "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us",
+            "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us, on_failure, stall_ms",
         ),
         (
             "pool",
@@ -535,6 +535,7 @@ fn unknown_key_in_every_section() {
              churn_rate, flow_packets, port_base, seed",
         ),
         ("metrics", "enabled, listen"),
+        ("fault", "kind, thread, after_ms, stall_for_ms"),
     ];
     for (section, keys) in sections {
         assert_eq!(
@@ -545,7 +546,7 @@ fn unknown_key_in_every_section() {
     assert_eq!(
         problem("[engine]\nthread = 2"),
         "engine.thread: unknown key (expected one of: threads, cores, balance, miss, burst, \
-         drain_limit, idle, idle_sleep_us)"
+         drain_limit, idle, idle_sleep_us, on_failure, stall_ms)"
     );
     // A key that is not a bare TOML key is quoted in the path.
     assert!(problem("[engine]\n\"idle sleep\" = 1")
@@ -579,7 +580,7 @@ fn unknown_section() {
     assert_eq!(
         problem("[engin]\nthreads = 2"),
         "engin: unknown section (expected one of: engine, pool, flowtable, swq, port, stack, \
-         traffic, metrics)"
+         traffic, metrics, fault)"
     );
 }
 
@@ -588,7 +589,7 @@ fn section_that_is_not_a_table() {
     assert_eq!(
         problem("engine = 5"),
         "engine: must be a table of keys (threads, cores, balance, miss, burst, drain_limit, \
-         idle, idle_sleep_us), got 5"
+         idle, idle_sleep_us, on_failure, stall_ms), got 5"
     );
 }
 
@@ -882,10 +883,10 @@ ipv6_share = 2.0
             .collect::<Vec<_>>(),
         vec![
             "engine.speed: unknown key (expected one of: threads, cores, balance, miss, burst, \
-             drain_limit, idle, idle_sleep_us)",
+             drain_limit, idle, idle_sleep_us, on_failure, stall_ms)",
             "pool.cache: must be an integer 0..=1024, got \"many\"",
             "extra: unknown section (expected one of: engine, pool, flowtable, swq, port, \
-             stack, traffic, metrics)",
+             stack, traffic, metrics, fault)",
             "engine.threads: must be 1..=64, got 0",
             "engine.burst: must be 1..=256, got 0",
             "traffic.ipv6_share: must be 0.0..=1.0, got 2.0",
@@ -1009,7 +1010,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 8 + 5 + 2 + 1 + 24 + 8 + 12 + 2);
+    assert_eq!(assignments.len(), 10 + 5 + 2 + 1 + 24 + 8 + 12 + 2 + 4);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")
@@ -1346,4 +1347,37 @@ fn a_dpdk_port_names_its_device_and_only_it_does() {
          eal_args = [\"--vdev=net_af_packet0,iface=eth1\"]\n[traffic]\nprofile = \"none\"",
     );
     assert_eq!(ok.port.eal_args, ["--vdev=net_af_packet0,iface=eth1"]);
+}
+
+#[test]
+fn failure_keys_are_checked_alone_and_together() {
+    assert_eq!(
+        problem("[engine]\nstall_ms = 50"),
+        "engine.stall_ms: must be 100..=600000, got 50"
+    );
+    assert!(valid("[engine]\nstall_ms = 0\n").engine.stall_ms == 0);
+    assert_eq!(
+        problem("[engine]\nidle = \"sleep\"\nidle_sleep_us = 100000\nstall_ms = 500"),
+        "engine.stall_ms: must span at least 10 idle sleeps (engine.idle_sleep_us = 100000 us: \
+         1000 ms), got 500"
+    );
+    assert_eq!(
+        problem("[engine]\nthreads = 1\non_failure = \"redistribute\"\n[port]\nqueues = 1"),
+        "engine.on_failure: \"redistribute\" needs a surviving thread (engine.threads >= 2), \
+         got engine.threads = 1"
+    );
+    assert_eq!(
+        problem("[engine]\non_failure = \"reboot\""),
+        "engine.on_failure: must be \"restart\", \"redistribute\" or \"stop\", got \"reboot\""
+    );
+    assert_eq!(
+        problem("[fault]\nkind = \"panic\"\nthread = 2"),
+        "fault.thread: must be < engine.threads (2), got 2"
+    );
+    // Off, the thread is not checked: the section's defaults are valid with any thread count.
+    assert!(valid("[fault]\nthread = 9\n").fault.thread == 9);
+    assert_eq!(
+        problem("[fault]\nkind = \"stall\"\nstall_for_ms = 0"),
+        "fault.stall_for_ms: must be 1..=86400000, got 0"
+    );
 }
