@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{Balance, Config, Driver, Idle, Profile};
+use flowsteer_config::{Balance, Config, Driver, FaultKind, Idle, Profile};
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::Uveth;
@@ -21,9 +21,11 @@ use flowtable::{FlowTable, ThreadId};
 use crate::doorbell::Doorbell;
 use crate::error::setup;
 pub use crate::error::EngineError;
+use crate::health::Health;
 use crate::metrics::MetricsServer;
 use crate::ports::{open_afpacket, open_capture, open_uveth};
 use crate::processor::{Processor, StackProcessor};
+use crate::reclaim::Orphans;
 use crate::report::RunReport;
 use crate::shared::{Shared, ThreadStack};
 use crate::sink::VerifyingSink;
@@ -34,6 +36,7 @@ use crate::steer::Steering;
 use crate::thread::StackThread;
 use crate::traffic::{GeneratedPort, SourceStats, TrafficPlan};
 use crate::transmit::TransmitPlan;
+use crate::watchdog::Watchdog;
 
 /// How a run is driven from outside.
 pub struct RunOptions {
@@ -65,6 +68,8 @@ pub struct Engine {
     handles: Vec<thread::JoinHandle<Result<(), String>>>,
     stop_rx: Arc<AtomicBool>,
     metrics: Option<MetricsServer>,
+    /// Stall detection and fault injection, when configured.
+    watchdog: Option<Watchdog>,
     /// The user-space NIC, when the engine runs on one (to attach a bridge or inject frames).
     uveth: Option<Arc<Uveth>>,
     started: Instant,
@@ -211,9 +216,16 @@ impl Engine {
                     apps: stack_config.apps.clone(),
                     stats: stats.clone(),
                 });
-                let stack = Stack::new(stack_config, t, table.clone(), stats)
+                let stack = Stack::new(stack_config.clone(), t, table.clone(), stats.clone())
                     .map_err(|e| EngineError::Setup(format!("stack of thread {t}: {e}")))?;
-                stacks.push(Box::new(stack));
+                // A restart builds the same stack again, on the same counters.
+                let table = table.clone();
+                let rebuild = move || {
+                    Stack::new(stack_config.clone(), t, table.clone(), stats.clone())
+                        .map(Box::new)
+                        .map_err(|e| e.to_string())
+                };
+                stacks.push((Box::new(stack), rebuild));
             }
         }
 
@@ -245,6 +257,7 @@ impl Engine {
             stacks: thread_stacks,
             doorbells,
             tx_paths: transmit.paths.clone(),
+            health: Arc::new(Health::new(threads)),
         });
 
         let metrics = if serve_metrics && config.metrics.enabled {
@@ -265,27 +278,37 @@ impl Engine {
             thread_reta: thread_reta(config)?,
             transmit,
             handles: Vec::with_capacity(threads),
+            orphans: Arc::new(Orphans::new()),
         };
         let mut stacks = stacks.into_iter();
+        let tx_limit = 2 * usize::from(config.engine.burst).max(32);
         for (t, consumer) in consumers.into_iter().enumerate() {
             let me = t as ThreadId;
-            let tx_limit = 2 * usize::from(config.engine.burst).max(32);
             match stacks.next() {
-                Some(stack) => start.thread(me, consumer, StackProcessor::new(stack, tx_limit))?,
+                Some((stack, rebuild)) => {
+                    let processor = StackProcessor::new(stack, tx_limit);
+                    let rebuild = move || Ok(StackProcessor::new(rebuild()?, tx_limit));
+                    start.thread(me, consumer, processor, Box::new(rebuild))?
+                }
                 None => {
                     let steered = config.engine.balance == Balance::Software;
-                    let sink = VerifyingSink::new(me, shared.table.clone(), steered);
-                    start.thread(me, consumer, sink)?
+                    let table = shared.table.clone();
+                    let sink = VerifyingSink::new(me, table.clone(), steered);
+                    let rebuild = move || Ok(VerifyingSink::new(me, table.clone(), steered));
+                    start.thread(me, consumer, sink, Box::new(rebuild))?
                 }
             }
         }
+        let started = Instant::now();
+        let watchdog = Watchdog::start(&shared, stop_rx.clone(), started)?;
         Ok(Engine {
             handles: start.handles,
             shared,
             stop_rx,
             metrics,
+            watchdog,
             uveth: None,
-            started: Instant::now(),
+            started,
         })
     }
 
@@ -304,9 +327,10 @@ impl Engine {
         self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
-    /// True when a stack thread has ended (it failed: threads end only when stopped).
+    /// True when a stack thread has ended (it failed: threads end only when stopped), or a
+    /// failure asked the engine to stop (`engine.on_failure = "stop"`).
     pub fn thread_ended(&self) -> bool {
-        self.handles.iter().any(|h| h.is_finished())
+        self.shared.health.stop_requested() || self.handles.iter().any(|h| h.is_finished())
     }
 
     /// True when the port's input has ended (a capture replayed to its end,
@@ -328,8 +352,27 @@ impl Engine {
         for doorbell in self.shared.doorbells.iter() {
             doorbell.ring();
         }
+        if let Some(watchdog) = self.watchdog {
+            watchdog.join();
+        }
         let mut failures = Vec::new();
+        // A thread stuck for good (declared stalled, never back) cannot be joined: it is left
+        // behind, holding its buffers, and named.
+        let deadline = Instant::now() + stop_limit(&self.shared.config);
+        let mut stuck = false;
         for (t, h) in self.handles.into_iter().enumerate() {
+            while !h.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if !h.is_finished() {
+                stuck = true;
+                failures.push(format!(
+                    "thread {t}: did not stop within {} ms (stuck in one loop iteration); its \
+                     queue and buffers are not reclaimed",
+                    stop_limit(&self.shared.config).as_millis()
+                ));
+                continue;
+            }
             match h.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => failures.push(format!("thread {t}: {e}")),
@@ -339,6 +382,10 @@ impl Engine {
         let elapsed = self.started.elapsed();
         drop(self.metrics);
         if !failures.is_empty() {
+            if !stuck {
+                let mut cache = self.shared.pool.cache(0);
+                self.shared.port.reclaim(&mut cache);
+            }
             return Err(EngineError::Thread(failures.join("; ")));
         }
         // Frames still on the port's rings (injected after the threads stopped, or transmitted
@@ -348,6 +395,18 @@ impl Engine {
         drop(cache);
         Ok(RunReport::build(self.shared, elapsed))
     }
+}
+
+/// How long the stop waits for a thread: a stalled one may be in an injected stall, or a
+/// stall the watchdog declared, that ends in time.
+fn stop_limit(config: &Config) -> Duration {
+    let fault = &config.fault;
+    let injected = if fault.kind == FaultKind::Stall {
+        Duration::from_millis(fault.stall_for_ms.into())
+    } else {
+        Duration::ZERO
+    };
+    Duration::from_secs(10).max(injected + Duration::from_secs(1))
 }
 
 fn validate(config: &Config) -> Result<(), EngineError> {
@@ -374,6 +433,7 @@ struct ThreadStarter<'a, P: Port> {
     thread_reta: Reta,
     transmit: TransmitPlan<P::Queue>,
     handles: Vec<thread::JoinHandle<Result<(), String>>>,
+    orphans: Arc<Orphans<P::Queue>>,
 }
 
 impl<P: Port> ThreadStarter<'_, P> {
@@ -382,6 +442,7 @@ impl<P: Port> ThreadStarter<'_, P> {
         me: ThreadId,
         consumer: flowsteer_mpsc::Consumer<flowsteer_nic::pool::PktBuf>,
         processor: R,
+        rebuild: Box<dyn FnMut() -> Result<R, String> + Send>,
     ) -> Result<(), EngineError> {
         let stack = R::HOLDS_SOCKETS;
         let config = &self.shared.config;
@@ -394,7 +455,8 @@ impl<P: Port> ThreadStarter<'_, P> {
             engine.miss,
             self.thread_reta.clone(),
         )
-        .share_neighbors(stack);
+        .share_neighbors(stack)
+        .watch_owners(self.shared.health.clone());
         if engine.idle == Idle::Wait {
             steering = steering.wake_owners(self.shared.doorbells.clone());
         }
@@ -413,9 +475,12 @@ impl<P: Port> ThreadStarter<'_, P> {
             me,
             shared: self.shared.clone(),
             queue,
+            adopted: Vec::new(),
+            orphans: self.orphans.clone(),
             transmit,
             consumer,
             processor,
+            rebuild,
             steering,
             screen: stack,
             stop: self.stop.clone(),

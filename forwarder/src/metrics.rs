@@ -33,6 +33,7 @@
 //! are open. The threads are bounded by the cap; stopping the server closes every open
 //! connection and waits for their threads.
 
+use crate::health::{Cause, Step, ThreadHealth, ThreadState};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -556,6 +557,7 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
         .set(f64::from(u8::from(receives)));
     counter!("flowsteer_swq_received_packets_total", "thread" => t.clone())
         .absolute(s.processed_handoff);
+    publish_health(&t, shared.health.thread(s.thread));
     for (to, v) in s.handed_off.iter().enumerate() {
         counter!("flowsteer_handoff_packets_total", "thread" => t.clone(), "to" => to.to_string())
             .absolute(*v);
@@ -592,6 +594,29 @@ fn publish_thread(shared: &Shared, s: &ThreadSnapshot, stack: Option<&StackSnaps
     ] {
         counter!("flowsteer_flowtable_lookups_total", "thread" => t.clone(), "result" => result)
             .absolute(v);
+    }
+}
+
+/// A thread's state (one series per state, 1 for the current one), failures by cause, restarts
+/// and its last reclaim, from the first scrape on: alerts can be written before a failure.
+fn publish_health(t: &str, health: &ThreadHealth) {
+    let state = health.state();
+    for s in ThreadState::ALL {
+        gauge!("flowsteer_thread_state", "thread" => t.to_owned(), "state" => s.as_str())
+            .set(f64::from(u8::from(s == state)));
+    }
+    for cause in Cause::ALL {
+        counter!("flowsteer_thread_failures_total", "thread" => t.to_owned(), "cause" => cause.as_str())
+            .absolute(health.failures(cause));
+    }
+    counter!("flowsteer_thread_restarts_total", "thread" => t.to_owned())
+        .absolute(health.restarts());
+    counter!("flowsteer_thread_reclaimed_buffers_total", "thread" => t.to_owned())
+        .absolute(health.reclaimed_buffers());
+    let last = health.last_reclaim().unwrap_or_default();
+    for (step, d) in Step::ALL.iter().zip(&last.steps) {
+        gauge!("flowsteer_thread_reclaim_seconds", "thread" => t.to_owned(), "step" => step.as_str())
+            .set(d.as_secs_f64());
     }
 }
 

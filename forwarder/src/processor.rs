@@ -22,6 +22,9 @@ pub trait Processor: Send {
     /// Processes one loop iteration's packets, both drained: `handed`, taken from the thread's
     /// software queue, and `local`, kept from its own receive burst. Counts them as processed
     /// (`processed_handoff`, `processed_local`) and appends what it sends to `tx`.
+    ///
+    /// A processor that can fail (panic) counts what it is given before anything that may
+    /// fail: the thread's reclaim frees what is left in the vectors as processed.
     fn process(
         &mut self,
         handed: &mut Vec<PktBuf>,
@@ -35,6 +38,14 @@ pub trait Processor: Send {
     /// without packets.
     fn next_timer(&self) -> Option<Duration> {
         None
+    }
+
+    /// The thread failed (it panicked, maybe in here, or stalled): free every buffer the
+    /// processor holds into `cache`, send nothing; the processor is dropped afterwards.
+    /// Returns the buffers freed and the connections lost with it.
+    fn release_after_failure(&mut self, cache: &mut PoolCache) -> (u64, u64) {
+        let _ = cache;
+        (0, 0)
     }
 
     /// The thread stops receiving: end what needs ending (a stack resets its connections into
@@ -85,5 +96,9 @@ impl Processor for StackProcessor {
 
     fn shutdown(&mut self, tx: &mut Vec<PktBuf>, cache: &mut PoolCache) {
         self.stack.shutdown(tx, self.tx_limit, cache);
+    }
+
+    fn release_after_failure(&mut self, cache: &mut PoolCache) -> (u64, u64) {
+        self.stack.release_after_failure(cache)
     }
 }

@@ -27,8 +27,9 @@ use flowsteer_nic::pool::{PacketPool, Tier};
 use flowsteer_stack::{AppSpec, AppStats, StackStats};
 use serde::Serialize;
 
+use crate::health::{Cause, Health, Step};
 use crate::shared::{Shared, ThreadStack};
-use crate::stats::{LookupCounts, ThreadSnapshot, TRANSMIT_DROPS};
+use crate::stats::{LookupCounts, ThreadSnapshot, HANDED_DROPS, TRANSMIT_DROPS};
 
 /// Everything a run counted.
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +66,82 @@ pub struct RunReport {
     pub pool: PoolReport,
     /// The conservation check.
     pub conservation: Conservation,
+    /// The threads that failed during the run, in thread order; empty when none did.
+    pub failures: Vec<FailureReport>,
+}
+
+/// A thread that failed during the run (`engine.on_failure`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureReport {
+    /// The thread.
+    pub thread: usize,
+    /// Its state at the end: "running" (restarted) or "down".
+    pub state: &'static str,
+    /// Failures by cause ("panic", "stall"), only those that happened.
+    pub failures: BTreeMap<&'static str, u64>,
+    /// Times a fresh stack took over its queue.
+    pub restarts: u64,
+    /// Buffers its reclaims freed.
+    pub reclaimed_buffers: u64,
+    /// Its last failure's cause in words (a panic's message).
+    pub last_reason: String,
+    /// Its last reclaim, in words.
+    pub last_reclaim: String,
+    /// Its last reclaim's steps, in milliseconds, in order: rules, software queue, buffers,
+    /// queue.
+    pub last_reclaim_ms: BTreeMap<&'static str, f64>,
+}
+
+impl FailureReport {
+    /// The threads of `health` that failed.
+    pub fn of(health: &Health) -> Vec<FailureReport> {
+        health
+            .threads()
+            .enumerate()
+            .filter(|(_, h)| h.failures_total() > 0)
+            .map(|(thread, h)| {
+                let last = h.last_reclaim().unwrap_or_default();
+                FailureReport {
+                    thread,
+                    state: h.state().as_str(),
+                    failures: Cause::ALL
+                        .iter()
+                        .filter(|&&c| h.failures(c) > 0)
+                        .map(|&c| (c.as_str(), h.failures(c)))
+                        .collect(),
+                    restarts: h.restarts(),
+                    reclaimed_buffers: h.reclaimed_buffers(),
+                    last_reason: last.reason.clone(),
+                    last_reclaim: crate::reclaim::describe(&last, h.state()),
+                    last_reclaim_ms: Step::ALL
+                        .iter()
+                        .zip(&last.steps)
+                        .map(|(s, d)| (s.as_str(), d.as_secs_f64() * 1e3))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for FailureReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let causes: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(cause, n)| format!("{cause} {n}"))
+            .collect();
+        write!(
+            f,
+            "thread {} failed ({}), last: {}; {} restarts, now {}; last {}",
+            self.thread,
+            causes.join(", "),
+            self.last_reason,
+            self.restarts,
+            self.state,
+            self.last_reclaim
+        )
+    }
 }
 
 /// Sums over all threads: a summary, not every counter. It holds what the table's total row and
@@ -455,7 +532,18 @@ pub struct Conservation {
 fn drops_at_receive(t: &ThreadSnapshot) -> u64 {
     t.dropped
         .iter()
-        .filter(|(reason, _)| !TRANSMIT_DROPS.contains(&reason.as_str()))
+        .filter(|(reason, _)| {
+            !TRANSMIT_DROPS.contains(&reason.as_str()) && !HANDED_DROPS.contains(&reason.as_str())
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Drops of packets handed to thread `t` (by its failure).
+fn drops_of_handed(t: &ThreadSnapshot) -> u64 {
+    t.dropped
+        .iter()
+        .filter(|(reason, _)| HANDED_DROPS.contains(&reason.as_str()))
         .map(|(_, v)| v)
         .sum()
 }
@@ -487,6 +575,7 @@ impl RunReport {
         let config = shared.config.clone();
         let pool = shared.pool.clone();
         let tx_paths = shared.tx_paths.iter().map(ToString::to_string).collect();
+        let failures = FailureReport::of(&shared.health);
         drop(shared);
         let pool = PoolReport::of(&pool);
 
@@ -532,6 +621,7 @@ impl RunReport {
             flowtable,
             pool,
             conservation,
+            failures,
         }
     }
 
@@ -672,6 +762,9 @@ impl RunReport {
         for f in &self.conservation.failures {
             let _ = writeln!(out, "  conservation failure: {f}");
         }
+        for failure in &self.failures {
+            let _ = writeln!(out, "{failure}");
+        }
         out
     }
 
@@ -793,14 +886,21 @@ fn check_conservation(
             ));
         }
         let handed_to_me: u64 = threads.iter().map(|from| from.handed_off[t.thread]).sum();
-        if handed_to_me != t.processed_handoff {
+        if handed_to_me != t.processed_handoff + drops_of_handed(t) {
             failures.push(format!(
-                "thread {}: {} packets were handed to it but it processed {} from its queue",
-                t.thread, handed_to_me, t.processed_handoff
+                "thread {}: {} packets were handed to it but it processed {} from its queue \
+                 and dropped {} when it failed",
+                t.thread,
+                handed_to_me,
+                t.processed_handoff,
+                drops_of_handed(t)
             ));
         }
     }
-    let dropped_at_receive: u64 = threads.iter().map(drops_at_receive).sum();
+    let dropped_at_receive: u64 = threads
+        .iter()
+        .map(|t| drops_at_receive(t) + drops_of_handed(t))
+        .sum();
     let link_copies: u64 = threads.iter().map(|t| t.link_copies).sum();
     if total.rx + link_copies != total.processed + dropped_at_receive {
         failures.push(format!(

@@ -12,6 +12,7 @@ use flowsteer_stack::{AppSpec, SharedStackStats};
 use flowtable::FlowTable;
 
 use crate::doorbell::Doorbell;
+use crate::health::Health;
 use crate::stats::EngineStats;
 use crate::traffic::SourceStats;
 use crate::transmit::TxPath;
@@ -41,6 +42,8 @@ pub struct Shared {
     /// Per thread, where its frames are transmitted: its queue pair, the port's transmit-only
     /// queue, or a relaying thread's software transmit queue.
     pub tx_paths: Vec<TxPath>,
+    /// Per thread, its state, failures and last reclaim.
+    pub health: Arc<Health>,
 }
 
 /// The protocol stack of one thread, as the exporter sees it.

@@ -263,12 +263,27 @@ thread_counters! {
         tx_swq_full;
         /// Copies (`link_copies`) that found no free buffer; only stacks make copies.
         no_buffer if stack;
+        /// Packets for a thread that had failed (not serving until restarted), freed by the
+        /// thread that would have handed them over, or kept for a port only the failed thread
+        /// serves (`health.rs`).
+        owner_failed;
+        /// Received packets a thread held when it failed (in its receive burst or in
+        /// steering, before processing), freed by its reclaim.
+        failed_in_flight;
+        /// Packets handed to a thread that failed before it processed them (in its software
+        /// queue, or taken from it), freed by its reclaim: counted against what was handed to
+        /// it, not against its own receive.
+        failed_queue;
     }
 }
 
 /// The drop reasons of transmitted frames: outside the receive side's conservation (a frame
 /// the stack made was never received).
 pub const TRANSMIT_DROPS: [&str; 2] = ["tx_full", "tx_swq_full"];
+
+/// The drop reason of packets handed to a thread and dropped by it: in the conservation of
+/// what was handed to it, not of what it received.
+pub const HANDED_DROPS: [&str; 1] = ["failed_queue"];
 
 /// Parser reasons, in the order of `ThreadStats::malformed`.
 pub fn malformed_reasons() -> &'static [&'static str] {

@@ -4,7 +4,8 @@
 //! and open now (real clients send far fewer packets than the generator, so the packet rates
 //! alone say little), and its misdirected count includes the stack's. With fewer queues than
 //! threads it tells the share of the threads without a queue (which receive only by handoff)
-//! in the interval's processed packets and new connections.
+//! in the interval's processed packets and new connections. A thread that ever failed is named
+//! with its state, failures and restarts.
 
 use std::time::Duration;
 
@@ -113,6 +114,23 @@ impl StatusPrinter {
                     percent(queueless_opened, all_opened)
                 ));
             }
+        }
+        let failed: Vec<String> = shared
+            .health
+            .threads()
+            .enumerate()
+            .filter(|(_, h)| h.failures_total() > 0)
+            .map(|(t, h)| {
+                format!(
+                    "t{t} {} ({} failures, {} restarts)",
+                    h.state().as_str(),
+                    h.failures_total(),
+                    h.restarts()
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            line.push_str(&format!(" | failed threads: {}", failed.join(", ")));
         }
         self.previous = current;
         self.previous_stacks = stacks;

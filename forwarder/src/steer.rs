@@ -20,6 +20,7 @@ use flowsteer_nic::wire::{self, Classified, UnkeyedReason};
 use flowtable::{FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
 use crate::doorbell::Doorbell;
+use crate::health::Health;
 use crate::keys::flow_key;
 use crate::stats::ThreadStats;
 
@@ -43,6 +44,9 @@ pub struct Steering {
     learning: Vec<u8>,
     /// Every thread's doorbell when threads sleep while idle (`engine.idle = "wait"`).
     doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
+    /// Every thread's health, when packets for a failed thread are to be dropped rather than
+    /// handed to it (see [`Steering::watch_owners`]).
+    health: Option<Arc<Health>>,
     /// The ports this thread's stack serves, when a flow that only a listen rule matches stays
     /// on the thread that received it if that thread serves the port (see
     /// [`Steering::keep_listened_flows`]).
@@ -105,6 +109,7 @@ impl Steering {
             share_neighbors: false,
             learning: Vec::new(),
             doorbells: None,
+            health: None,
             served: None,
         }
     }
@@ -123,6 +128,14 @@ impl Steering {
     /// Wakes the owner of every burst handed over when it sleeps (`engine.idle = "wait"`).
     pub fn wake_owners(mut self, doorbells: Arc<[CachePadded<Doorbell>]>) -> Self {
         self.doorbells = Some(doorbells);
+        self
+    }
+
+    /// Hands nothing to a thread that is not running (failed, being reclaimed, or down): its
+    /// packets are freed and counted as `owner_failed` instead. One relaxed load per
+    /// destination and burst.
+    pub fn watch_owners(mut self, health: Arc<Health>) -> Self {
+        self.health = Some(health);
         self
     }
 
@@ -343,12 +356,33 @@ impl Steering {
         }
     }
 
+    /// After the thread failed in the middle of a burst: frees the packets steering still holds
+    /// (keyed, batched for an owner, refused) into `cache`; returns how many.
+    pub fn release_after_failure(&mut self, cache: &mut PoolCache) -> u64 {
+        let mut freed = self.keyed.len() + self.refused.len();
+        cache.free_bulk(&mut self.keyed);
+        cache.free_bulk(&mut self.refused);
+        for batch in &mut self.outbound {
+            freed += batch.len();
+            cache.free_bulk(batch);
+        }
+        self.keys.clear();
+        freed as u64
+    }
+
     /// One burst enqueue per destination with packets; what a full queue refuses is freed and
     /// counted.
     fn flush(&mut self, queues: &[Producer<PktBuf>], cache: &mut PoolCache, stats: &ThreadStats) {
         for (dest, batch) in self.outbound.iter_mut().enumerate() {
             if batch.is_empty() {
                 continue;
+            }
+            if let Some(health) = &self.health {
+                if !health.thread(dest).running() {
+                    stats.owner_failed.add(batch.len() as u64);
+                    cache.free_bulk(batch);
+                    continue;
+                }
             }
             let accepted = queues[dest].enqueue_burst(batch);
             stats.handed_off[dest].add(accepted as u64);

@@ -85,6 +85,15 @@ pub trait PortControl: Send + Sync {
         false
     }
 
+    /// Whether frames wait on receive queue `queue`, where the port can tell without the
+    /// queue's owner: the engine's stall watchdog declares a thread that makes no progress
+    /// stalled only while work waits for it. `None` (the default): the port cannot tell, and
+    /// the watchdog goes by the thread's software queue and its progress alone.
+    fn rx_waiting(&self, queue: u16) -> Option<bool> {
+        let _ = queue;
+        None
+    }
+
     /// Frees into `cache` every buffer the port still holds (frames on its rings); returns how
     /// many. Called once every queue's owner has stopped.
     fn reclaim(&self, cache: &mut PoolCache) -> usize {

@@ -121,6 +121,11 @@ impl EarlySegments {
         self.held.iter().map(|h| h.since + HOLD_LIMIT).min()
     }
 
+    /// Frames held back.
+    pub(crate) fn held(&self) -> usize {
+        self.held.len()
+    }
+
     /// Gives every held frame back (the stack is stopping).
     pub(crate) fn release_all(&mut self, cache: &mut PoolCache) {
         for held in self.held.drain(..) {

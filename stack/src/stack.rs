@@ -358,6 +358,24 @@ impl Stack {
         stats.tx_no_buffer.add(counts.tx_no_buffer);
     }
 
+    /// After its thread failed (a panic anywhere in the thread's loop, this stack's own code
+    /// included, or a stall): gives back every packet buffer the stack holds (the early
+    /// segments it held back) and counts the connections it had as lost, their apps' active
+    /// gauges zeroed. Sends nothing: the stack may be in the middle of a round, and the
+    /// engine drops it afterwards (its rules go with the engine's withdrawal of the thread).
+    /// Returns the buffers freed and the connections lost.
+    pub fn release_after_failure(&mut self, cache: &mut PoolCache) -> (u64, u64) {
+        let buffers = self.early.held() as u64;
+        self.early.release_all(cache);
+        let connections = self.rules.connections() as u64;
+        let stats = &*self.stats;
+        stats.connections_lost.add(connections);
+        for app in &stats.apps {
+            app.connections_active.set(0);
+        }
+        (buffers, connections)
+    }
+
     /// Counts the TCP/UDP packets of this round this thread has no socket for (misdirected when
     /// the flow table names another owner, else no socket anywhere), and the SYNs per app.
     /// Returns how many frames carried their classification.

@@ -82,6 +82,9 @@ macro_rules! stack_counters {
                 early_segments_held: counter "flowsteer_stack_early_segments_held_total";
                 /// Of those, segments given to the protocol stack after the hold limit without it.
                 early_segments_expired: counter "flowsteer_stack_early_segments_expired_total";
+                /// Connections the stack held when its thread failed: gone with it (their peers
+                /// get resets from the thread that next receives their packets).
+                connections_lost: counter "flowsteer_stack_connections_lost_total";
             }
             app {
                 /// Connections set up (TCP apps: the SYN was accepted and the exact rule added).

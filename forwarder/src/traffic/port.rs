@@ -45,6 +45,11 @@ impl PortControl for GeneratedPort {
         self.uveth.drops()
     }
 
+    /// The generator writes a queue's frames when its owner polls: work always waits.
+    fn rx_waiting(&self, queue: u16) -> Option<bool> {
+        (queue < self.queues()).then_some(true)
+    }
+
     fn rss(&self) -> Option<&SoftRss> {
         Some(self.uveth.soft_rss())
     }

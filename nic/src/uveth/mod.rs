@@ -306,6 +306,12 @@ impl PortControl for Uveth {
             .collect()
     }
 
+    fn rx_waiting(&self, queue: u16) -> Option<bool> {
+        self.queues
+            .get(usize::from(queue))
+            .map(|q| !q.rx.is_empty())
+    }
+
     fn rss(&self) -> Option<&SoftRss> {
         Some(&self.rss)
     }

@@ -1,0 +1,346 @@
+//! The reclaim of a failed stack thread, run by the thread itself once its serving loop ended
+//! (a panic caught at its boundary, or the watchdog's fence), and what a thread that stays down
+//! does until the engine stops.
+//!
+//! # Steps, in order, each timed (`health::Reclaim`)
+//!
+//! 1. **Rules**: its exact rules are deleted and it is withdrawn from the listen rules of ports
+//!    other threads serve too ([`FlowTable::withdraw_owner`](flowtable::FlowTable)): their new
+//!    connections go to the others at once. A port only it serves keeps its rule, and steering
+//!    drops its packets as `owner_failed` while the thread is not running (the state that step
+//!    0 set: from then on no thread hands it anything).
+//! 2. **Software queue**: it waits until every other running thread finished a loop iteration
+//!    (so no hand-off that read the old state is still under way), then frees what its software
+//!    queue holds, and what it had taken from it but not processed, as `failed_queue`.
+//! 3. **Buffers**: what it had received and not processed (its burst, steering's scratch) is
+//!    freed as `failed_in_flight`; what the processor had been given (counted as processed),
+//!    what it was about to send and what the processor holds (a stack's held-back segments) is
+//!    freed uncounted. Its pool cache stays with the thread: the buffers in it are the pool's.
+//! 4. **Queue**, as `engine.on_failure` says: `restart` builds a fresh processor (a stack adds
+//!    its listen rules again) and the thread serves its queue again; `redistribute` leaves the
+//!    queue for the next running thread with a queue, which polls it beside its own from its
+//!    next iteration, and the thread stays down; `stop` asks the engine to stop.
+//!
+//! A thread that stays down keeps draining its software queue (what raced with its failure),
+//! freeing and counting every packet, until the engine stops; then it takes part in the
+//! shutdown like any thread. So every packet is counted once and the pool is full at the end.
+//!
+//! What it cannot reclaim: a buffer that was in a local variable of the code that panicked
+//! (between leaving one vector and entering another) is lost; the loop keeps none there, and
+//! the pool check at shutdown would show it. A thread stuck for good (a stall that never ends)
+//! keeps its queue and buffers: the watchdog withdraws its rules, and the engine's stop names
+//! it.
+
+use std::any::Any;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flowsteer_config::OnFailure;
+use flowsteer_nic::pool::PoolCache;
+use flowsteer_nic::port::QueuePair;
+use flowtable::ThreadId;
+
+use crate::health::{Cause, Reclaim, Step, ThreadHealth, ThreadState};
+use crate::processor::Processor;
+use crate::stats::ThreadStats;
+use crate::thread::{Bursts, StackThread, WAIT_LIMIT};
+
+/// How long the reclaim waits for the other threads to finish a loop iteration: a thread that
+/// takes longer (descheduled, stalled itself) is not waited for, and what it hands over late is
+/// still freed and counted by the drain that follows the reclaim.
+const GRACE_LIMIT: Duration = Duration::from_millis(50);
+
+/// What the thread does after its reclaim.
+pub(crate) enum Recovery {
+    /// A fresh processor serves its queue.
+    Restarted,
+    /// It stays down until the engine stops; `Err` (on_failure = stop): the engine stops and
+    /// reports it.
+    Down(Result<(), String>),
+}
+
+/// NIC queues failed threads left for a survivor (`engine.on_failure = "redistribute"`).
+pub(crate) struct Orphans<Q> {
+    queues: Mutex<Vec<(ThreadId, Q)>>,
+}
+
+impl<Q> Orphans<Q> {
+    pub fn new() -> Self {
+        Orphans {
+            queues: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Leaves `queues` for thread `adopter`.
+    fn leave(&self, adopter: ThreadId, queues: impl IntoIterator<Item = Q>) {
+        self.lock().extend(queues.into_iter().map(|q| (adopter, q)));
+    }
+
+    /// The queues left for `adopter`.
+    pub fn take_for(&self, adopter: ThreadId) -> Vec<Q> {
+        let mut queues = self.lock();
+        let (mine, others) = queues.drain(..).partition(|(a, _)| *a == adopter);
+        *queues = others;
+        mine.into_iter().map(|(_, q)| q).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ThreadId, Q)>> {
+        // The vector is whole whatever panicked while it was held.
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A panic's message, as `std` prints it.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
+    /// Reclaims this thread after its serving loop ended with `cause` (see the module
+    /// documentation); `reason` is a panic's message.
+    pub(crate) fn reclaim(
+        &mut self,
+        cause: Cause,
+        reason: Option<String>,
+        bursts: &mut Bursts,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) -> Recovery {
+        let shared = self.shared.clone();
+        let me = usize::from(self.me);
+        let health = shared.health.thread(me);
+        let policy = shared.config.engine.on_failure;
+        let reason = reason.unwrap_or_else(|| {
+            format!(
+                "no loop progress for {} ms while work waited for it",
+                shared.config.engine.stall_ms
+            )
+        });
+        // A stall was declared by the watchdog, which withdrew the rules already; they are
+        // withdrawn again below (the thread may have added some since).
+        health.declare_failed(cause, reason.clone());
+        eprintln!(
+            "flowsteer: thread {me} failed ({}): {reason}; reclaiming it (engine.on_failure = \
+             \"{policy}\")",
+            cause.as_str()
+        );
+
+        let step = Instant::now();
+        let withdrawn = shared.table.withdraw_owner(self.me);
+        health.record(|r| {
+            r.steps[Step::Rules as usize] += step.elapsed();
+            r.rules_deleted += withdrawn.exact;
+            r.listens_withdrawn += withdrawn.listen_withdrawn;
+            r.listens_kept = withdrawn.listen_kept;
+        });
+
+        let step = Instant::now();
+        self.wait_for_the_others();
+        let mut queued = 0;
+        if !bursts.processing {
+            queued += bursts.handed.len() as u64;
+            cache.free_bulk(&mut bursts.handed);
+        }
+        queued += self.discard_queued(bursts, cache);
+        stats.failed_queue.add(queued);
+        health.record(|r| r.steps[Step::SoftwareQueue as usize] = step.elapsed());
+
+        let step = Instant::now();
+        let mut in_flight = bursts.rx.len() as u64 + self.steering.release_after_failure(cache);
+        let mut processed = bursts.tx.len() as u64;
+        if bursts.processing {
+            processed += (bursts.local.len() + bursts.handed.len()) as u64;
+        } else {
+            in_flight += bursts.local.len() as u64;
+        }
+        for burst in [
+            &mut bursts.rx,
+            &mut bursts.local,
+            &mut bursts.handed,
+            &mut bursts.tx,
+        ] {
+            cache.free_bulk(burst);
+        }
+        bursts.processing = false;
+        stats.failed_in_flight.add(in_flight);
+        let (held, connections) = self.processor.release_after_failure(cache);
+        let buffers = queued + in_flight + processed + held;
+        health.count_reclaimed(buffers);
+        health.record(|r| {
+            r.steps[Step::Buffers as usize] = step.elapsed();
+            r.buffers += buffers;
+            r.connections += connections;
+        });
+
+        let step = Instant::now();
+        let recovery = match policy {
+            OnFailure::Restart => self.restart(health),
+            OnFailure::Redistribute => {
+                let adopter = self.hand_over_queues();
+                health.set_state(ThreadState::Down);
+                health.record(|r| r.adopted_by = adopter);
+                Recovery::Down(Ok(()))
+            }
+            OnFailure::Stop => {
+                health.set_state(ThreadState::Down);
+                shared.health.request_stop();
+                Recovery::Down(Err(format!("{}: {reason}", cause.as_str())))
+            }
+        };
+        health.record(|r| r.steps[Step::Queue as usize] = step.elapsed());
+        if let Some(r) = health.last_reclaim() {
+            eprintln!("flowsteer: thread {me}: {}", describe(&r, health.state()));
+        }
+        recovery
+    }
+
+    /// A fresh processor on the same queue; a processor that cannot be built stops the engine.
+    fn restart(&mut self, health: &ThreadHealth) -> Recovery {
+        match (self.rebuild)() {
+            Ok(processor) => {
+                // The failed one goes here: its sockets' memory, its rules' bookkeeping.
+                self.processor = processor;
+                health.count_restart();
+                health.unfence();
+                health.set_state(ThreadState::Running);
+                Recovery::Restarted
+            }
+            Err(e) => {
+                health.set_state(ThreadState::Down);
+                self.shared.health.request_stop();
+                Recovery::Down(Err(format!("could not restart: {e}")))
+            }
+        }
+    }
+
+    /// Leaves this thread's NIC queue, and any it had taken over, for the next running thread
+    /// that has a queue of its own, and wakes it; returns that thread. With no such thread the
+    /// queues stay here, unpolled.
+    fn hand_over_queues(&mut self) -> Option<u16> {
+        let shared = &self.shared;
+        let threads = shared.config.engine.threads;
+        let queues = shared.config.port.queues;
+        let adopter = (1..threads)
+            .map(|k| (self.me + k) % threads)
+            .find(|&t| t < queues && shared.health.thread(usize::from(t)).running())?;
+        let mut handed = std::mem::take(&mut self.adopted);
+        handed.extend(self.queue.take().filter(|_| self.me < queues));
+        if handed.is_empty() {
+            return None;
+        }
+        self.orphans.leave(adopter, handed);
+        shared.health.thread(usize::from(adopter)).ask_to_adopt();
+        if let Some(doorbell) = shared.doorbells.get(usize::from(adopter)) {
+            doorbell.ring();
+        }
+        Some(adopter)
+    }
+
+    /// Waits until every other running thread finished a loop iteration since this one
+    /// failed, at most [`GRACE_LIMIT`].
+    fn wait_for_the_others(&self) {
+        let shared = &self.shared;
+        let others: Vec<(usize, u64)> = (0..shared.stats.len())
+            .filter(|&t| t != usize::from(self.me) && shared.health.thread(t).running())
+            .map(|t| (t, shared.stats.thread(t).polls.get()))
+            .collect();
+        for doorbell in shared.doorbells.iter() {
+            doorbell.ring_if_sleeping();
+        }
+        let deadline = Instant::now() + GRACE_LIMIT;
+        // Two more iterations: the first may have begun before the failure was published.
+        while others.iter().any(|&(t, polls)| {
+            shared.health.thread(t).running() && shared.stats.thread(t).polls.get() < polls + 2
+        }) {
+            if Instant::now() >= deadline {
+                break;
+            }
+            thread::yield_now();
+        }
+    }
+
+    /// Frees what the software queue holds; returns how many.
+    fn discard_queued(&mut self, bursts: &mut Bursts, cache: &mut PoolCache) -> u64 {
+        let limit = self.shared.config.engine.drain_limit as usize;
+        let mut freed = 0;
+        while self.consumer.dequeue_burst(&mut bursts.handed, limit) > 0 {
+            freed += bursts.handed.len() as u64;
+            cache.free_bulk(&mut bursts.handed);
+        }
+        freed
+    }
+
+    /// A thread that stays down, until the engine stops: frees and counts what still reaches
+    /// its software queue (hand-overs that raced with its failure), sends what threads it
+    /// relays for still hand it.
+    pub(crate) fn discard_until_stopped(
+        &mut self,
+        bursts: &mut Bursts,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let freed = self.discard_queued(bursts, cache);
+            stats.failed_queue.add(freed);
+            (self.transmit).send(self.queue.as_mut(), &mut bursts.tx, cache, stats);
+            thread::sleep(WAIT_LIMIT);
+        }
+    }
+
+    /// The shutdown of a thread that is down: frees and counts what reaches its software queue
+    /// until every thread announced it hands over no more.
+    pub(crate) fn discard_until_all_done(
+        &mut self,
+        bursts: &mut Bursts,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) {
+        let threads = usize::from(self.shared.config.engine.threads);
+        loop {
+            let all_done = self
+                .done_producing
+                .load(std::sync::atomic::Ordering::Acquire)
+                == threads;
+            let freed = self.discard_queued(bursts, cache);
+            stats.failed_queue.add(freed);
+            if freed == 0 {
+                if all_done {
+                    break;
+                }
+                thread::yield_now();
+            }
+        }
+    }
+}
+
+/// One line on a reclaim: how long each step took, what came back, where the queue went.
+pub fn describe(r: &Reclaim, state: ThreadState) -> String {
+    let steps: Vec<String> = Step::ALL
+        .iter()
+        .zip(&r.steps)
+        .map(|(step, d)| format!("{} {:.3} ms", step.as_str(), d.as_secs_f64() * 1e3))
+        .collect();
+    let after = match (state, r.adopted_by) {
+        (ThreadState::Running, _) => "restarted".to_owned(),
+        (_, Some(t)) => format!("down, its queue polled by thread {t}"),
+        (_, None) => "down".to_owned(),
+    };
+    format!(
+        "reclaimed in {:.3} ms ({}): {} exact rules deleted, withdrawn from {} listen rules \
+         (kept {} it alone serves), {} buffers freed, {} connections lost; {after}",
+        r.total().as_secs_f64() * 1e3,
+        steps.join(", "),
+        r.rules_deleted,
+        r.listens_withdrawn,
+        r.listens_kept,
+        r.buffers,
+        r.connections,
+    )
+}
