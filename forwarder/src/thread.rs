@@ -183,6 +183,8 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
             drop(producing);
             self.discard_until_all_done(&mut bursts, &mut cache, stats);
             (self.transmit).finish(self.queue.as_mut(), &mut bursts.tx, &mut cache, stats);
+            // The listen rules it alone served stayed for it: they go with it now.
+            shared.table.remove_owner(self.me);
             return result;
         }
 
