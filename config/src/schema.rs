@@ -661,7 +661,8 @@ pub(crate) const FAULT: SectionSpec = SectionSpec {
         text(
             "after_ms",
             "an integer 0..=86400000",
-            "Milliseconds after the threads started when the fault is injected.",
+            "Milliseconds after the threads started when the fault is injected; the thread \
+             takes it at its first loop iteration with packets in hand after that.",
         ),
         text(
             "stall_for_ms",

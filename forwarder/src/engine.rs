@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{Balance, Config, Driver, FaultKind, Idle, Profile};
+use flowsteer_config::{Balance, Config, Driver, FaultKind, Idle, OnFailure, Profile};
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::Uveth;
@@ -258,6 +258,7 @@ impl Engine {
             doorbells,
             tx_paths: transmit.paths.clone(),
             health: Arc::new(Health::new(threads)),
+            neighbors: Arc::default(),
         });
 
         let metrics = if serve_metrics && config.metrics.enabled {
@@ -457,6 +458,9 @@ impl<P: Port> ThreadStarter<'_, P> {
         )
         .share_neighbors(stack)
         .watch_owners(self.shared.health.clone());
+        if stack && engine.on_failure == OnFailure::Restart {
+            steering = steering.record_neighbors(self.shared.neighbors.clone());
+        }
         if engine.idle == Idle::Wait {
             steering = steering.wake_owners(self.shared.doorbells.clone());
         }

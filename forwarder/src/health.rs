@@ -283,23 +283,27 @@ impl ThreadHealth {
     }
 
     /// What the loop is asked to do: one relaxed load while nothing is asked. An injected
-    /// fault is taken once.
+    /// fault is taken once, in an iteration with packets in hand (`busy`), so that it fails
+    /// with work in flight.
     #[inline]
-    pub(crate) fn order(&self, stall_for: &AtomicU64) -> Order {
+    pub(crate) fn order(&self, stall_for: &AtomicU64, busy: bool) -> Order {
         let word = self.control.load(Ordering::Relaxed);
         if word == 0 {
             return Order::Serve;
         }
-        self.take_order(word, stall_for)
+        self.take_order(word, stall_for, busy)
     }
 
     #[cold]
-    fn take_order(&self, word: u8, stall_for: &AtomicU64) -> Order {
+    fn take_order(&self, word: u8, stall_for: &AtomicU64, busy: bool) -> Order {
         if word & FENCED != 0 {
             return Order::Fenced;
         }
         // One order per iteration, each bit cleared as its order is taken.
         for bit in [INJECT_PANIC, INJECT_STALL, ADOPT] {
+            if bit != ADOPT && !busy {
+                continue;
+            }
             if word & bit != 0 && self.control.fetch_and(!bit, Ordering::Acquire) & bit != 0 {
                 return match bit {
                     INJECT_PANIC => Order::Panic,
@@ -316,6 +320,11 @@ impl ThreadHealth {
     /// Asks the thread to take over a failed thread's NIC queue at its next iteration.
     pub(crate) fn ask_to_adopt(&self) {
         self.control.fetch_or(ADOPT, Ordering::Release);
+    }
+
+    /// Whether the watchdog fenced the thread.
+    pub(crate) fn fenced(&self) -> bool {
+        self.control.load(Ordering::Acquire) & FENCED != 0
     }
 
     /// Clears the fence: the thread serves again (a restart).
@@ -369,21 +378,22 @@ impl Health {
         self.threads().any(|t| t.failures_total() > 0)
     }
 
-    /// Makes thread `t` panic in the middle of its next loop iteration (a test aid).
+    /// Makes thread `t` panic in the middle of its next loop iteration with packets in hand (a
+    /// test aid).
     pub fn inject_panic(&self, t: usize) {
         self.thread(t).inject_panic();
     }
 
-    /// Makes thread `t` stop making progress for `stall_for` at its next loop iteration (a
-    /// test aid).
+    /// Makes thread `t` stop making progress for `stall_for` at its next loop iteration with
+    /// packets in hand (a test aid).
     pub fn inject_stall(&self, t: usize, stall_for: Duration) {
         self.thread(t).inject_stall(stall_for, &self.stall_for);
     }
 
-    /// Thread `t`'s order for this loop iteration.
+    /// Thread `t`'s order for this loop iteration; `busy`: it has packets in hand.
     #[inline]
-    pub(crate) fn order(&self, t: usize) -> Order {
-        self.thread(t).order(&self.stall_for)
+    pub(crate) fn order(&self, t: usize, busy: bool) -> Order {
+        self.thread(t).order(&self.stall_for, busy)
     }
 }
 
@@ -413,23 +423,31 @@ mod tests {
     #[test]
     fn an_injected_fault_is_taken_once_and_a_fence_stays_until_cleared() {
         let health = Health::new(1);
-        assert_eq!(health.order(0), Order::Serve);
+        assert_eq!(health.order(0, true), Order::Serve);
         health.inject_panic(0);
-        assert_eq!(health.order(0), Order::Panic);
-        assert_eq!(health.order(0), Order::Serve);
+        assert_eq!(
+            health.order(0, false),
+            Order::Serve,
+            "waits for packets in hand"
+        );
+        assert_eq!(health.order(0, true), Order::Panic);
+        assert_eq!(health.order(0, true), Order::Serve);
         health.inject_stall(0, Duration::from_millis(250));
-        assert_eq!(health.order(0), Order::Stall(Duration::from_millis(250)));
-        assert_eq!(health.order(0), Order::Serve);
+        assert_eq!(
+            health.order(0, true),
+            Order::Stall(Duration::from_millis(250))
+        );
+        assert_eq!(health.order(0, true), Order::Serve);
         health.thread(0).fence();
         health.inject_panic(0);
-        assert_eq!(health.order(0), Order::Fenced, "the fence goes first");
-        assert_eq!(health.order(0), Order::Fenced);
+        assert_eq!(health.order(0, true), Order::Fenced, "the fence goes first");
+        assert_eq!(health.order(0, true), Order::Fenced);
         health.thread(0).unfence();
-        assert_eq!(health.order(0), Order::Panic, "still pending");
+        assert_eq!(health.order(0, true), Order::Panic, "still pending");
         health.thread(0).ask_to_adopt();
         health.inject_panic(0);
-        assert_eq!(health.order(0), Order::Panic);
-        assert_eq!(health.order(0), Order::Adopt, "not lost to the panic");
-        assert_eq!(health.order(0), Order::Serve);
+        assert_eq!(health.order(0, true), Order::Panic);
+        assert_eq!(health.order(0, true), Order::Adopt, "not lost to the panic");
+        assert_eq!(health.order(0, true), Order::Serve);
     }
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod neighbors;
 mod pin;
 pub mod pools;
 pub mod ports;

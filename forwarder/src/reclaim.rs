@@ -181,7 +181,7 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
 
         let step = Instant::now();
         let recovery = match policy {
-            OnFailure::Restart => self.restart(health),
+            OnFailure::Restart => self.restart(health, bursts, cache, stats),
             OnFailure::Redistribute => {
                 let adopter = self.hand_over_queues();
                 health.set_state(ThreadState::Down);
@@ -201,12 +201,34 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         recovery
     }
 
-    /// A fresh processor on the same queue; a processor that cannot be built stops the engine.
-    fn restart(&mut self, health: &ThreadHealth) -> Recovery {
+    /// A fresh processor on the same queue, first taught the neighbours the engine heard of
+    /// (`neighbors.rs`); a processor that cannot be built stops the engine.
+    fn restart(
+        &mut self,
+        health: &ThreadHealth,
+        bursts: &mut Bursts,
+        cache: &mut PoolCache,
+        stats: &ThreadStats,
+    ) -> Recovery {
         match (self.rebuild)() {
             Ok(processor) => {
                 // The failed one goes here: its sockets' memory, its rules' bookkeeping.
                 self.processor = processor;
+                // Processed with the first iteration's packets, counted as the copies of
+                // neighbour messages they are.
+                for frame in self.shared.neighbors.frames() {
+                    stats.link_copies.add(1);
+                    let Some(mut buf) = cache.alloc() else {
+                        stats.no_buffer.add(1);
+                        continue;
+                    };
+                    if buf.write_frame(&frame).is_err() {
+                        cache.free(buf);
+                        stats.no_buffer.add(1);
+                        continue;
+                    }
+                    bursts.local.push(buf);
+                }
                 health.count_restart();
                 health.unfence();
                 health.set_state(ThreadState::Running);

@@ -13,6 +13,7 @@ use flowtable::FlowTable;
 
 use crate::doorbell::Doorbell;
 use crate::health::Health;
+use crate::neighbors::NeighborRecord;
 use crate::stats::EngineStats;
 use crate::traffic::SourceStats;
 use crate::transmit::TxPath;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub tx_paths: Vec<TxPath>,
     /// Per thread, its state, failures and last reclaim.
     pub health: Arc<Health>,
+    /// The neighbours heard of, for a stack restarted after a failure.
+    pub neighbors: Arc<NeighborRecord>,
 }
 
 /// The protocol stack of one thread, as the exporter sees it.

@@ -22,6 +22,7 @@ use flowtable::{FlowKey, FlowTable, Lookup, Proto, ThreadId};
 use crate::doorbell::Doorbell;
 use crate::health::Health;
 use crate::keys::flow_key;
+use crate::neighbors::NeighborRecord;
 use crate::stats::ThreadStats;
 
 /// Per-thread scratch space for steering, allocated once at thread start.
@@ -44,6 +45,9 @@ pub struct Steering {
     learning: Vec<u8>,
     /// Every thread's doorbell when threads sleep while idle (`engine.idle = "wait"`).
     doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
+    /// Where learning copies are kept for a restarted stack (see
+    /// [`Steering::record_neighbors`]).
+    neighbors: Option<Arc<NeighborRecord>>,
     /// Every thread's health, when packets for a failed thread are to be dropped rather than
     /// handed to it (see [`Steering::watch_owners`]).
     health: Option<Arc<Health>>,
@@ -110,6 +114,7 @@ impl Steering {
             learning: Vec::new(),
             doorbells: None,
             health: None,
+            neighbors: None,
             served: None,
         }
     }
@@ -136,6 +141,13 @@ impl Steering {
     /// destination and burst.
     pub fn watch_owners(mut self, health: Arc<Health>) -> Self {
         self.health = Some(health);
+        self
+    }
+
+    /// Keeps the learning copy of every neighbour message received in `record`, for a stack
+    /// restarted after a failure (`neighbors.rs`).
+    pub fn record_neighbors(mut self, record: Arc<NeighborRecord>) -> Self {
+        self.neighbors = Some(record);
         self
     }
 
@@ -302,7 +314,7 @@ impl Steering {
         match class {
             Classified::Arp { .. } => {
                 stats.arp.add(1);
-                if self.share_neighbors {
+                if self.share_neighbors || self.neighbors.is_some() {
                     self.copy_to_others(&pkt, cache, stats);
                 }
             }
@@ -312,7 +324,7 @@ impl Steering {
                 if wire::neighbor_message(pkt.data()).is_some() =>
             {
                 stats.ndp.add(1);
-                if self.share_neighbors {
+                if self.share_neighbors || self.neighbors.is_some() {
                     self.copy_to_others(&pkt, cache, stats);
                 }
             }
@@ -334,6 +346,12 @@ impl Steering {
         self.learning.clear();
         self.learning.extend_from_slice(pkt.data());
         if !wire::make_learning_copy(&mut self.learning) {
+            return;
+        }
+        if let Some(neighbors) = &self.neighbors {
+            neighbors.record(&self.learning);
+        }
+        if !self.share_neighbors {
             return;
         }
         for (dest, batch) in self.outbound.iter_mut().enumerate() {

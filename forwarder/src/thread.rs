@@ -260,11 +260,18 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
             for pkt in handed.iter() {
                 pkt.prefetch();
             }
-            match shared.health.order(me) {
+            match shared.health.order(me, received + drained > 0) {
                 Order::Serve => {}
                 Order::Fenced => return Served::Fenced,
                 Order::Panic => panic!("fault injected into thread {me}: panic"),
-                Order::Stall(stall_for) => self.stall(stall_for),
+                Order::Stall(stall_for) => {
+                    self.stall(stall_for);
+                    // Declared meanwhile: the burst in hand is not the failed stack's to
+                    // process any more.
+                    if shared.health.thread(me).fenced() {
+                        return Served::Fenced;
+                    }
+                }
                 Order::Adopt => self.adopted.extend(self.orphans.take_for(self.me)),
             }
             *processing = true;

@@ -25,12 +25,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flowsteer_config::{App, AppKind, Balance, Config, Idle, Profile};
+use flowsteer_config::{App, AppKind, Balance, Config, Idle, OnFailure, Profile};
 use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
 use flowsteer_nic::wire::{FiveTuple, IP_PROTO_TCP};
 use flowsteer_stack::{endpoint_key, SharedStackStats};
 use flowtable::{FlowTable, Lookup, Proto, ThreadId};
 use forwarder::engine::Engine;
+use forwarder::health::{Cause, Health, Reclaim, ThreadState};
 use forwarder::report::RunReport;
 
 use flowsteer_testrig::vbridge::PeerDevice;
@@ -1278,4 +1279,410 @@ fn a_thread_without_a_queue_proxies_through_outbound_connections_with_rules() {
         "{}",
         finished.report.render_table()
     );
+}
+
+// ---- when a stack thread fails ----
+
+/// The port only thread 1 serves in the failure tests (thread 0 and 1 both serve `ECHO_PORTS[0]`).
+const SOLO_PORT: u16 = 7100;
+/// Long-lived connections open when thread 1 fails.
+const HELD: usize = 24;
+/// The targets: a reclaim within 100 ms, a restarted thread's port serving within 1 s.
+const RECLAIM_LIMIT: Duration = Duration::from_millis(100);
+const RESTART_LIMIT: Duration = Duration::from_secs(1);
+
+fn failure_config(balance: Balance, on_failure: OnFailure) -> Config {
+    let mut cfg = engine_config(balance);
+    cfg.engine.on_failure = on_failure;
+    // The reclaim's rule step scans the table: at the default capacity (1M rules) it takes
+    // 10-20 ms in a release build, and a debug build is ten times slower. The test's table is
+    // sized for what it holds.
+    cfg.flowtable.capacity = 65_536;
+    cfg.flowtable.ipv6_capacity = 65_536;
+    cfg.stack.app = vec![
+        App::new(AppKind::TcpEcho, ECHO_PORTS[0]),
+        App::new(AppKind::TcpEcho, SOLO_PORT).on_threads([1]),
+    ];
+    cfg
+}
+
+/// An echo connection in two halves: the first exchanged, then it is held open until told to
+/// go on with the second and close.
+struct HeldEcho {
+    echo: EchoConnection,
+    half: usize,
+    go_on: bool,
+}
+
+impl HeldEcho {
+    fn open(hosts: &mut [Host], host: usize, local_port: u16, n: usize) -> HeldEcho {
+        let echo = EchoConnection::open(hosts, host, ECHO_PORTS[0], local_port, 2000 + n);
+        let half = echo.data.len() / 2;
+        HeldEcho {
+            echo,
+            half,
+            go_on: false,
+        }
+    }
+
+    fn first_half_echoed(&self) -> bool {
+        self.echo.outcome.is_none() && self.echo.echoed == self.half
+    }
+}
+
+impl Exchange for HeldEcho {
+    fn host(&self) -> usize {
+        self.echo.host
+    }
+
+    fn step(&mut self, host: &mut Host) -> bool {
+        if self.echo.outcome.is_some() {
+            return true;
+        }
+        if self.go_on {
+            return self.echo.step(host);
+        }
+        // Only the first half is offered: `EchoConnection` sends what `data` holds.
+        let rest = self.echo.data.split_off(self.half);
+        let decided = self.echo.step(host);
+        self.echo.data.extend(rest);
+        decided || self.echo.echoed == self.half
+    }
+
+    fn time_out(&mut self, host: &mut Host) {
+        self.echo.time_out(host);
+    }
+}
+
+/// Waits until `done` holds, polling the hosts meanwhile (they answer ARP and retransmit);
+/// false at `limit`.
+fn wait_while_polling(hosts: &mut [Host], limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        for host in hosts.iter_mut() {
+            host.poll();
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    true
+}
+
+/// Client ports from `first` on whose flows to `server_port` soft RSS brings to `queue`.
+fn ports_on_queue(rig: &Rig, host: usize, server_port: u16, queue: u16, first: u16) -> Vec<u16> {
+    (first..)
+        .filter(|&p| rig.rss_thread(host, p, server_port) == queue)
+        .take(4)
+        .collect()
+}
+
+/// Opens `HELD` connections to the port both threads serve and exchanges their first halves;
+/// returns them with the thread each belongs to (the queue soft RSS gives it: under software
+/// balancing a flow to a port the receiving thread serves stays there too).
+fn open_held(rig: &mut Rig) -> (Vec<HeldEcho>, Vec<ThreadId>) {
+    // Half on each thread, every host on both.
+    let mut next_port = [30_000u16; 2];
+    let plan: Vec<(usize, u16)> = (0..HELD)
+        .map(|n| {
+            let (host, queue) = (n % usize::from(CLIENT_HOSTS), (n / 4) % 2);
+            let port = (next_port[queue]..)
+                .find(|&p| rig.rss_thread(host, p, ECHO_PORTS[0]) == queue as u16)
+                .expect("a port for each queue");
+            next_port[queue] = port + 1;
+            (host, port)
+        })
+        .collect();
+    let owners: Vec<ThreadId> = plan
+        .iter()
+        .map(|&(host, port)| rig.rss_thread(host, port, ECHO_PORTS[0]))
+        .collect();
+    let mut held: Vec<HeldEcho> = plan
+        .iter()
+        .enumerate()
+        .map(|(n, &(host, port))| HeldEcho::open(&mut rig.hosts, host, port, n))
+        .collect();
+    run_exchanges(&mut rig.hosts, &mut held, Duration::from_secs(10));
+    for h in &held {
+        assert!(
+            h.first_half_echoed(),
+            "{}:{} first half: {:?}, echoed {}",
+            client_ip(h.echo.host),
+            h.echo.local_port,
+            h.echo.outcome,
+            h.echo.echoed
+        );
+    }
+    (held, owners)
+}
+
+/// Sends the second halves and makes thread 1 fail as they go out (`fail` injects the fault;
+/// an injected fault is taken with packets in hand); returns when the fault was injected, once
+/// `failed` holds (the hosts and the exchanges go on meanwhile).
+fn fail_during_second_halves(
+    rig: &mut Rig,
+    held: &mut [HeldEcho],
+    fail: impl FnOnce(&Health),
+    failed: impl Fn(&Health) -> bool,
+) -> Instant {
+    for h in held.iter_mut() {
+        h.go_on = true;
+    }
+    let health = rig.engine().shared().health.clone();
+    let injected = Instant::now();
+    fail(&health);
+    let deadline = injected + Duration::from_secs(10);
+    while !failed(&health) && Instant::now() < deadline {
+        for host in rig.hosts.iter_mut() {
+            host.poll();
+        }
+        for h in held.iter_mut() {
+            h.step(&mut rig.hosts[h.echo.host]);
+        }
+        thread::sleep(Duration::from_micros(200));
+    }
+    injected
+}
+
+/// The second halves' end: every connection of thread 0 completes byte-exact without a reset;
+/// every connection of thread 1 went with its stack, and its client learns so by a reset.
+fn finish_second_halves(rig: &mut Rig, held: &mut [HeldEcho], owners: &[ThreadId]) {
+    run_exchanges(&mut rig.hosts, held, Duration::from_secs(10));
+    for (h, &owner) in held.iter().zip(owners) {
+        let who = format!(
+            "{}:{} (thread {owner})",
+            client_ip(h.echo.host),
+            h.echo.local_port
+        );
+        if owner == 0 {
+            assert_eq!(h.echo.outcome, Some(EchoOutcome::Echoed), "{who}");
+        } else {
+            assert_eq!(
+                h.echo.outcome,
+                Some(EchoOutcome::Reset { established: true }),
+                "{who}"
+            );
+        }
+    }
+}
+
+/// Waits for thread 1's reclaim to end in `state` (with `restarts` restarts) and checks its
+/// record: within the limit, its connections counted, buffers given back.
+fn reclaimed(rig: &mut Rig, state: ThreadState, restarts: u64, cause: Cause) -> Reclaim {
+    let health = rig.engine().shared().health.clone();
+    let ended = wait_while_polling(&mut rig.hosts, Duration::from_secs(10), || {
+        let t = health.thread(1);
+        t.failures(cause) == 1 && t.state() == state && t.restarts() == restarts
+    });
+    let t = health.thread(1);
+    assert!(
+        ended,
+        "thread 1: {:?}, {} restarts, last {:?}",
+        t.state(),
+        t.restarts(),
+        t.last_reclaim()
+    );
+    assert!(health.thread(0).running());
+    assert_eq!(health.thread(0).failures_total(), 0);
+    let reclaim = t.last_reclaim().expect("a reclaim record");
+    println!("{cause:?} of thread 1 reclaimed: {reclaim:?}");
+    assert!(
+        reclaim.total() < RECLAIM_LIMIT,
+        "reclaim took {:?}: {reclaim:?}",
+        reclaim.total()
+    );
+    assert!(reclaim.connections > 0, "{reclaim:?}");
+    assert_eq!(
+        reclaim.listens_kept, 1,
+        "the port only it serves: {reclaim:?}"
+    );
+    assert_eq!(reclaim.listens_withdrawn, 1, "the shared port: {reclaim:?}");
+    reclaim
+}
+
+/// New connections after thread 1's restart: to the port only it serves (from ports soft RSS
+/// brings to its queue, so that RSS balancing delivers them too), and to the shared port from
+/// either queue. Returns when the first connection to its port completed, after `failed`.
+fn serve_after_restart(rig: &mut Rig, failed: Instant) -> Duration {
+    let mut first = None;
+    for (n, port) in ports_on_queue(rig, 0, SOLO_PORT, 1, 40_000)
+        .into_iter()
+        .enumerate()
+    {
+        let mut one = [EchoConnection::open(
+            &mut rig.hosts,
+            0,
+            SOLO_PORT,
+            port,
+            3000 + n,
+        )];
+        run_exchanges(&mut rig.hosts, &mut one, Duration::from_secs(5));
+        assert_eq!(
+            one[0].outcome,
+            Some(EchoOutcome::Echoed),
+            "to :{SOLO_PORT} from :{port}"
+        );
+        first.get_or_insert_with(|| failed.elapsed());
+    }
+    let plan = echo_plan(16, 41_000)
+        .into_iter()
+        .map(|(host, _, port)| (host, ECHO_PORTS[0], port))
+        .collect::<Vec<_>>();
+    let after = concurrent_echo(&mut rig.hosts, &plan);
+    assert_eq!(
+        describe_failures(&after),
+        "",
+        "new connections to :{}",
+        ECHO_PORTS[0]
+    );
+    first.expect("at least one connection")
+}
+
+/// The run's end: conservation exact, the pool full, no rule left, thread 1's failure in the
+/// report.
+fn finish_after_failure(rig: Rig, state: &str, restarts: u64) -> RunReport {
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = finished.report;
+    let table = report.render_table();
+    assert_eq!(report.failures.len(), 1, "{table}");
+    let failure = &report.failures[0];
+    assert_eq!(
+        (failure.thread, failure.state, failure.restarts),
+        (1, state, restarts),
+        "{table}"
+    );
+    assert!(failure.reclaimed_buffers > 0, "{table}");
+    assert!(table.contains("thread 1 failed ("), "{table}");
+    report
+}
+
+/// Thread 1 panics with connections open on both threads; a fresh stack takes its queue.
+fn panic_then_restart(balance: Balance) {
+    let mut rig = Rig::start_with(&failure_config(balance, OnFailure::Restart));
+    let (mut held, owners) = open_held(&mut rig);
+    let failed = fail_during_second_halves(
+        &mut rig,
+        &mut held,
+        |h| h.inject_panic(1),
+        |h| h.thread(1).restarts() == 1,
+    );
+    let reclaim = reclaimed(&mut rig, ThreadState::Running, 1, Cause::Panic);
+    assert_eq!(
+        reclaim.connections,
+        owners.iter().filter(|&&o| o == 1).count() as u64,
+        "{reclaim:?}"
+    );
+    let first = serve_after_restart(&mut rig, failed);
+    println!(
+        "{balance:?}: first connection to thread 1's own port served {first:?} after its panic"
+    );
+    assert!(first < RESTART_LIMIT, "{first:?}");
+    finish_second_halves(&mut rig, &mut held, &owners);
+    finish_after_failure(rig, "running", 1);
+}
+
+#[test]
+fn a_panicking_thread_is_reclaimed_and_restarted_under_software_balancing() {
+    panic_then_restart(Balance::Software);
+}
+
+#[test]
+fn a_panicking_thread_is_reclaimed_and_restarted_under_rss_balancing() {
+    panic_then_restart(Balance::Rss);
+}
+
+/// Thread 1 stops making progress while its clients send: the watchdog declares it after
+/// `engine.stall_ms` and withdraws its rules at once (new connections to the shared port go to
+/// thread 0 meanwhile); when the stall ends the thread reclaims the rest and restarts.
+#[test]
+fn a_stalled_thread_is_declared_withdrawn_at_once_and_restarted_when_it_comes_back() {
+    const STALL: Duration = Duration::from_secs(2);
+    let mut cfg = failure_config(Balance::Software, OnFailure::Restart);
+    cfg.engine.stall_ms = 300;
+    let mut rig = Rig::start_with(&cfg);
+    let (mut held, owners) = open_held(&mut rig);
+    let health = rig.engine().shared().health.clone();
+    // Connections to the shared port that arrive on thread 0's queue, opened while thread 1
+    // is declared and still stalled.
+    let plan = echo_plan(8, 45_000)
+        .into_iter()
+        .map(|(host, _, port)| (host, ECHO_PORTS[0], port))
+        .filter(|&(host, _, port)| rig.rss_thread(host, port, ECHO_PORTS[0]) == 0)
+        .collect::<Vec<_>>();
+    let failed = fail_during_second_halves(
+        &mut rig,
+        &mut held,
+        |h| h.inject_stall(1, STALL),
+        |h| h.thread(1).failures(Cause::Stall) == 1,
+    );
+    let declared_after = failed.elapsed();
+    println!("stall declared {declared_after:?} after the injection");
+    assert!(
+        (Duration::from_millis(300)..STALL).contains(&declared_after),
+        "{declared_after:?}"
+    );
+    assert!(!health.thread(1).running());
+    let during = concurrent_echo(&mut rig.hosts, &plan);
+    assert_eq!(
+        describe_failures(&during),
+        "",
+        "served by thread 0 during the stall"
+    );
+    assert_eq!(health.thread(1).restarts(), 0, "still stalled");
+    reclaimed(&mut rig, ThreadState::Running, 1, Cause::Stall);
+    serve_after_restart(&mut rig, failed);
+    finish_second_halves(&mut rig, &mut held, &owners);
+    finish_after_failure(rig, "running", 1);
+}
+
+/// `redistribute`: thread 1 stays down and thread 0 polls its queue; every new connection to
+/// the shared port is served by thread 0, whichever queue receives it.
+#[test]
+fn a_failed_threads_queue_is_polled_by_the_survivor_under_redistribute() {
+    let mut rig = Rig::start_with(&failure_config(Balance::Software, OnFailure::Redistribute));
+    let (mut held, owners) = open_held(&mut rig);
+    fail_during_second_halves(
+        &mut rig,
+        &mut held,
+        |h| h.inject_panic(1),
+        |h| h.thread(1).state() == ThreadState::Down,
+    );
+    let reclaim = reclaimed(&mut rig, ThreadState::Down, 0, Cause::Panic);
+    assert_eq!(reclaim.adopted_by, Some(0));
+    finish_second_halves(&mut rig, &mut held, &owners);
+    let plan = echo_plan(16, 46_000)
+        .into_iter()
+        .map(|(host, _, port)| (host, ECHO_PORTS[0], port))
+        .collect::<Vec<_>>();
+    assert!(
+        plan.iter()
+            .any(|&(host, _, port)| rig.rss_thread(host, port, ECHO_PORTS[0]) == 1),
+        "some new connections arrive on the failed thread's queue"
+    );
+    let after = concurrent_echo(&mut rig.hosts, &plan);
+    assert_eq!(describe_failures(&after), "");
+    // Its own port has no server any more: its SYNs are dropped as for a failed owner.
+    let mut solo = [EchoConnection::open(
+        &mut rig.hosts,
+        0,
+        SOLO_PORT,
+        47_000,
+        4000,
+    )];
+    run_exchanges(&mut rig.hosts, &mut solo, Duration::from_millis(500));
+    assert!(matches!(
+        solo[0].outcome,
+        Some(EchoOutcome::TimedOut {
+            established: false,
+            ..
+        })
+    ));
+    let report = finish_after_failure(rig, "down", 0);
+    assert!(report
+        .total
+        .dropped
+        .get("owner_failed")
+        .is_some_and(|&n| n > 0));
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flowsteer_config::{Balance, Config, Profile};
+use flowsteer_config::{Balance, Config, FaultKind, OnFailure, Profile};
 use forwarder::engine::{run, RunOptions};
 use forwarder::report::RunReport;
 
@@ -240,4 +240,89 @@ fn a_core_that_does_not_exist_is_a_clear_error() {
     };
     let msg = err.to_string();
     assert!(msg.contains("cannot pin to core 1023"), "{msg}");
+}
+
+/// The `[fault]` test aid on the generator's traffic, each `engine.on_failure`: the report
+/// holds the failure and still accounts for every packet.
+fn faulted(kind: FaultKind, on_failure: OnFailure) -> Config {
+    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+    cfg.flowtable.capacity = 65_536;
+    cfg.engine.on_failure = on_failure;
+    cfg.engine.stall_ms = 200;
+    cfg.fault.kind = kind;
+    cfg.fault.thread = 1;
+    cfg.fault.after_ms = 100;
+    cfg.fault.stall_for_ms = 600;
+    cfg
+}
+
+#[test]
+fn a_configured_panic_restarts_the_thread_and_every_packet_is_accounted_for() {
+    let report = run_for(&faulted(FaultKind::Panic, OnFailure::Restart), 600);
+    let table = report.render_table();
+    assert_eq!(report.failures.len(), 1, "{table}");
+    let failure = &report.failures[0];
+    assert_eq!(
+        (failure.thread, failure.state, failure.restarts),
+        (1, "running", 1)
+    );
+    assert_eq!(failure.failures.get("panic"), Some(&1), "{table}");
+    assert!(report.per_thread[1].polls > 0);
+    assert!(table.contains("thread 1 failed (panic 1)"), "{table}");
+}
+
+#[test]
+fn a_configured_stall_is_declared_and_the_thread_restarts_when_it_comes_back() {
+    let report = run_for(&faulted(FaultKind::Stall, OnFailure::Restart), 1500);
+    let table = report.render_table();
+    assert_eq!(report.failures.len(), 1, "{table}");
+    let failure = &report.failures[0];
+    assert_eq!(failure.failures.get("stall"), Some(&1), "{table}");
+    assert_eq!((failure.state, failure.restarts), ("running", 1), "{table}");
+    assert!(
+        failure.last_reason.contains("no loop progress for 200 ms"),
+        "{table}"
+    );
+}
+
+#[test]
+fn under_redistribute_the_failed_threads_queue_is_drained_by_the_survivor() {
+    let report = run_for(&faulted(FaultKind::Panic, OnFailure::Redistribute), 600);
+    let table = report.render_table();
+    let failure = &report.failures[0];
+    assert_eq!((failure.state, failure.restarts), ("down", 0), "{table}");
+    assert!(
+        failure
+            .last_reclaim
+            .contains("its queue polled by thread 0"),
+        "{table}"
+    );
+    assert!(
+        report
+            .total
+            .dropped
+            .get("owner_failed")
+            .is_some_and(|&n| n > 0),
+        "{table}"
+    );
+}
+
+#[test]
+fn under_stop_a_failure_ends_the_run_with_an_error_naming_the_thread() {
+    let started = std::time::Instant::now();
+    let err = run(
+        &faulted(FaultKind::Panic, OnFailure::Stop),
+        RunOptions::quiet(Duration::from_secs(20)),
+    )
+    .expect_err("the failure stops the run");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string()
+            .contains("thread 1: panic: fault injected into thread 1: panic"),
+        "{err}"
+    );
 }
