@@ -135,6 +135,9 @@ pub struct Reclaim {
     pub connections: u64,
     /// The thread now polling its NIC queue (`redistribute`).
     pub adopted_by: Option<u16>,
+    /// Whether the port's redirection table now sends the queue's flows to the surviving
+    /// queues (`redistribute`, on a port that can: `PortControl::redirect_queue`).
+    pub redirected: bool,
 }
 
 impl Reclaim {

@@ -183,9 +183,13 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         let recovery = match policy {
             OnFailure::Restart => self.restart(health, bursts, cache, stats),
             OnFailure::Redistribute => {
+                let redirected = self.redirect_flows();
                 let adopter = self.hand_over_queues();
                 health.set_state(ThreadState::Down);
-                health.record(|r| r.adopted_by = adopter);
+                health.record(|r| {
+                    r.adopted_by = adopter;
+                    r.redirected = redirected;
+                });
                 Recovery::Down(Ok(()))
             }
             OnFailure::Stop => {
@@ -240,6 +244,36 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                 Recovery::Down(Err(format!("could not restart: {e}")))
             }
         }
+    }
+
+    /// Points the port's redirection table entries of this thread's queue (and of the queues it
+    /// had taken over) at the queues of the running threads, where the port can; true when it
+    /// did. A refusal is printed: the survivor that polls the queue still serves its flows.
+    fn redirect_flows(&self) -> bool {
+        let shared = &self.shared;
+        let queues = shared.config.port.queues;
+        let survivors: Vec<u16> = (0..queues)
+            .filter(|&q| q != self.me && shared.health.thread(usize::from(q)).running())
+            .collect();
+        let mut failed: Vec<u16> = self.adopted.iter().map(QueuePair::queue_id).collect();
+        if self.me < queues {
+            failed.push(self.me);
+        }
+        let mut redirected = !failed.is_empty();
+        for queue in failed {
+            match shared.port.redirect_queue(queue, &survivors) {
+                Ok(done) => redirected &= done,
+                Err(e) => {
+                    eprintln!(
+                        "flowsteer: thread {}: the port did not redirect queue {queue}'s flows \
+                         ({e}); the thread that takes the queue over serves them",
+                        self.me
+                    );
+                    redirected = false;
+                }
+            }
+        }
+        redirected
     }
 
     /// Leaves this thread's NIC queue, and any it had taken over, for the next running thread
@@ -349,10 +383,15 @@ pub fn describe(r: &Reclaim, state: ThreadState) -> String {
         .zip(&r.steps)
         .map(|(step, d)| format!("{} {:.3} ms", step.as_str(), d.as_secs_f64() * 1e3))
         .collect();
+    let redirected = if r.redirected {
+        ", its flows redirected to the surviving queues"
+    } else {
+        ""
+    };
     let after = match (state, r.adopted_by) {
         (ThreadState::Running, _) => "restarted".to_owned(),
-        (_, Some(t)) => format!("down, its queue polled by thread {t}"),
-        (_, None) => "down".to_owned(),
+        (_, Some(t)) => format!("down, its queue polled by thread {t}{redirected}"),
+        (_, None) => format!("down{redirected}"),
     };
     format!(
         "reclaimed in {:.3} ms ({}): {} exact rules deleted, withdrawn from {} listen rules \

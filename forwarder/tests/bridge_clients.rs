@@ -1637,8 +1637,9 @@ fn a_stalled_thread_is_declared_withdrawn_at_once_and_restarted_when_it_comes_ba
     finish_after_failure(rig, "running", 1);
 }
 
-/// `redistribute`: thread 1 stays down and thread 0 polls its queue; every new connection to
-/// the shared port is served by thread 0, whichever queue receives it.
+/// `redistribute`: thread 1 stays down, the uveth's redirection table sends its queue's flows
+/// to queue 0, and thread 0 polls queue 1 for what was on it; every new connection to the
+/// shared port is served by thread 0.
 #[test]
 fn a_failed_threads_queue_is_polled_by_the_survivor_under_redistribute() {
     let mut rig = Rig::start_with(&failure_config(Balance::Software, OnFailure::Redistribute));
@@ -1651,6 +1652,10 @@ fn a_failed_threads_queue_is_polled_by_the_survivor_under_redistribute() {
     );
     let reclaim = reclaimed(&mut rig, ThreadState::Down, 0, Cause::Panic);
     assert_eq!(reclaim.adopted_by, Some(0));
+    assert!(
+        reclaim.redirected,
+        "the uveth's table sends queue 1's flows to queue 0"
+    );
     finish_second_halves(&mut rig, &mut held, &owners);
     let plan = echo_plan(16, 46_000)
         .into_iter()
@@ -1659,7 +1664,7 @@ fn a_failed_threads_queue_is_polled_by_the_survivor_under_redistribute() {
     assert!(
         plan.iter()
             .any(|&(host, _, port)| rig.rss_thread(host, port, ECHO_PORTS[0]) == 1),
-        "some new connections arrive on the failed thread's queue"
+        "some new connections are flows of the failed thread's queue"
     );
     let after = concurrent_echo(&mut rig.hosts, &plan);
     assert_eq!(describe_failures(&after), "");

@@ -477,6 +477,24 @@ impl PortControl for DpdkPort {
         self.queues.len() as u16
     }
 
+    /// Rewrites the device's own table (`rte_eth_dev_rss_reta_update`), as read back from it.
+    fn redirect_queue(&self, failed: u16, survivors: &[u16]) -> Result<bool, String> {
+        let info = ethdev::info(self.port).map_err(|e| e.to_string())?;
+        if info.reta_size == 0 || info.flow_type_rss_offloads == 0 || survivors.is_empty() {
+            return Ok(false);
+        }
+        let mut table = ethdev::reta_query(self.port, info.reta_size).map_err(|e| e.to_string())?;
+        for (entry, &to) in table
+            .iter_mut()
+            .filter(|e| **e == failed)
+            .zip(survivors.iter().cycle())
+        {
+            *entry = to;
+        }
+        ethdev::reta_update(self.port, &table).map_err(|e| e.to_string())?;
+        Ok(true)
+    }
+
     fn mac(&self) -> [u8; 6] {
         self.mac
     }

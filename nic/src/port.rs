@@ -85,6 +85,18 @@ pub trait PortControl: Send + Sync {
         false
     }
 
+    /// Points the entries of the receive side's redirection table that name queue `failed` at
+    /// `survivors`, round robin, so that the flows it received arrive on theirs from now on (the
+    /// engine's `on_failure = "redistribute"`, after the thread of `failed` failed). What is on
+    /// `failed` already stays there, for a survivor to drain. `Ok(true)`: rewritten; `Ok(false)`
+    /// (the default): the port has no table software can rewrite, and `failed` keeps receiving
+    /// its flows, which a survivor then polls. The model [`PortControl::rss`] returns is not
+    /// changed. Errors: the device refused, as a sentence.
+    fn redirect_queue(&self, failed: u16, survivors: &[u16]) -> Result<bool, String> {
+        let _ = (failed, survivors);
+        Ok(false)
+    }
+
     /// Whether frames wait on receive queue `queue`, where the port can tell without the
     /// queue's owner: the engine's stall watchdog declares a thread that makes no progress
     /// stalled only while work waits for it. `None` (the default): the port cannot tell, and

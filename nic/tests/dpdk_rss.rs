@@ -120,6 +120,19 @@ fn the_model_is_what_the_device_holds_and_hashes_as_dpdk_does() {
     ] {
         assert!(text.contains(expected), "{expected:?} in {text:?}");
     }
+
+    // A failed queue's entries pointed at the survivors, round robin; the others kept.
+    assert_eq!(port.redirect_queue(1, &[0, 2]), Ok(true));
+    let redirected = ethdev::reta_query(id, 128).expect("reta");
+    let mut to = [0, 2].iter().cycle();
+    for (i, (&before, &after)) in table.iter().zip(&redirected).enumerate() {
+        let expected = if before == 1 {
+            *to.next().unwrap()
+        } else {
+            before
+        };
+        assert_eq!(after, expected, "entry {i}");
+    }
     let mut cache = pool.cache(0);
     port.reclaim(&mut cache);
     assert_eq!(

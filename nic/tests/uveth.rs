@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread;
 
 use flowsteer_nic::pool::{PacketPool, PktBuf, PoolCache};
-use flowsteer_nic::port::{FrameSource, NoSource, QueuePair};
+use flowsteer_nic::port::{FrameSource, NoSource, PortControl, QueuePair};
 use flowsteer_nic::rss::{RssError, SoftRss, SYMMETRIC_KEY};
 use flowsteer_nic::uveth::{
     InjectError, QueueStats, Uveth, UvethConfig, UvethError, MAX_RING_SIZE,
@@ -143,6 +143,40 @@ fn rejects_bad_configurations() {
     );
     let message = UvethError::Queues { queues: 0 }.to_string();
     assert!(message.contains("got 0"), "{message}");
+}
+
+#[test]
+fn a_redirected_queues_flows_go_to_the_survivors_round_robin_and_the_others_stay() {
+    let nic = Uveth::new(config(4, 1024)).unwrap();
+    let pool = PacketPool::new(4096, 256).unwrap();
+    let mut cache = pool.cache(64);
+    assert_eq!(
+        nic.redirect_queue(1, &[4]),
+        Err("queue 4 is not a queue of this port (4 queues)".to_owned())
+    );
+    assert_eq!(nic.redirect_queue(1, &[0, 3]), Ok(true));
+    let mut landed = [[0u64; 4]; 4];
+    for n in 0..2000 {
+        let frame = frame(tuple(n), &n.to_be_bytes());
+        let (_, modelled) = nic.soft_rss().queue_of(&frame);
+        let queue = nic.inject(&frame, &mut cache).unwrap();
+        landed[modelled as usize][queue as usize] += 1;
+    }
+    // Flows of queue 1 now land on 0 and 3, about half each; the others where they were.
+    assert_eq!(landed[1][1] + landed[1][2], 0, "{landed:?}");
+    assert!(landed[1][0] > 100 && landed[1][3] > 100, "{landed:?}");
+    for q in [0, 2, 3] {
+        let elsewhere: u64 = (0..4).filter(|&to| to != q).map(|to| landed[q][to]).sum();
+        assert_eq!(elsewhere, 0, "{landed:?}");
+    }
+    // Each ring holds what it received (1024 slots, about 750 frames at most); all go back.
+    let mut rx = Vec::new();
+    for q in 0..4 {
+        let mut queue = nic.take_queue::<NoSource>(q, None).unwrap();
+        while queue.rx_burst(&mut cache, &mut rx, 64) > 0 {
+            cache.free_bulk(&mut rx);
+        }
+    }
 }
 
 #[test]

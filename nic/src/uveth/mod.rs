@@ -46,7 +46,7 @@ pub use queue::UvethQueue;
 pub use stats::{QueueStats, UvethStats};
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -103,6 +103,9 @@ struct QueueState {
 pub struct Uveth {
     queues: Arc<[QueueState]>,
     rss: SoftRss,
+    /// The redirection table the wire side uses: `rss.reta`'s entries, rewritten by
+    /// [`PortControl::redirect_queue`] (one relaxed load per frame either way).
+    reta: Box<[AtomicU16]>,
     ring_size: usize,
     mac: [u8; 6],
 }
@@ -138,6 +141,12 @@ impl Uveth {
             .collect();
         Ok(Uveth {
             queues,
+            reta: rss
+                .reta
+                .entries()
+                .iter()
+                .map(|&q| AtomicU16::new(q))
+                .collect(),
             rss,
             ring_size: cfg.ring_size,
             mac: cfg.mac,
@@ -170,8 +179,10 @@ impl Uveth {
     /// Every `Err` is a counted drop of the chosen queue: ring full (the buffer goes back to
     /// `cache`), no buffer, or a frame longer than the data room. Any thread may inject.
     pub fn inject(&self, frame: &[u8], cache: &mut PoolCache) -> Result<u16, InjectError> {
-        let (hash, queue) = self.rss.queue_of(frame);
-        // The RETA only holds queues below its queue count, which is `self.queues.len()`.
+        let (hash, _) = self.rss.queue_of(frame);
+        // The size is a power of two, as the model's; every entry is below its queue count,
+        // which is `self.queues.len()`, also once rewritten (to queues of the port).
+        let queue = self.reta[hash as usize & (self.reta.len() - 1)].load(Ordering::Relaxed);
         let state = &self.queues[queue as usize];
         let wire = &state.counters.wire;
         let data_room = cache.pool().data_room();
@@ -304,6 +315,28 @@ impl PortControl for Uveth {
                 ]
             })
             .collect()
+    }
+
+    fn redirect_queue(&self, failed: u16, survivors: &[u16]) -> Result<bool, String> {
+        if let Some(&bad) = survivors
+            .iter()
+            .find(|&&q| usize::from(q) >= self.queues.len())
+        {
+            return Err(format!(
+                "queue {bad} is not a queue of this port ({} queues)",
+                self.queues.len()
+            ));
+        }
+        let mut next = survivors.iter().cycle();
+        for entry in self.reta.iter() {
+            if entry.load(Ordering::Relaxed) == failed {
+                let Some(&to) = next.next() else {
+                    return Ok(false);
+                };
+                entry.store(to, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
     }
 
     fn rx_waiting(&self, queue: u16) -> Option<bool> {
