@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use flowsteer_config::{Balance, Config, Driver, Profile};
+use flowsteer_config::{Balance, Config, Driver, FaultKind, OnFailure, Profile};
 use flowsteer_nic::port::{Port, PortControl, QueuePair};
 use flowsteer_nic::rss::SoftRss;
 use forwarder::engine::{flow_table, Engine};
@@ -162,6 +162,36 @@ fn every_profile_and_balancing_mode_runs_on_the_dpdk_ring_port() {
 /// The port itself: frames come out of `rx_burst` as a NIC delivers them, with the software
 /// RSS hash of their flow (taken from the mbuf) and on the queue that RSS chooses; what a queue
 /// sends is freed back into the mempool; nothing is left on the rings.
+/// A stack thread that fails on the DPDK data path: its mbufs (in flight, queued for it) go
+/// back to their mempools, under `restart` and under `redistribute` (the ring device has no
+/// redirection table: the survivor polls the failed thread's queue).
+#[test]
+fn a_failed_threads_mbufs_go_back_to_their_mempools_under_restart_and_redistribute() {
+    for on_failure in [OnFailure::Restart, OnFailure::Redistribute] {
+        let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
+        cfg.flowtable.capacity = 65_536;
+        cfg.engine.on_failure = on_failure;
+        cfg.fault.kind = FaultKind::Panic;
+        cfg.fault.thread = 1;
+        cfg.fault.after_ms = 100;
+        let report = run_on_ring_port(&cfg, 600);
+        let table = report.render_table();
+        assert_eq!(report.failures.len(), 1, "{on_failure}: {table}");
+        let failure = &report.failures[0];
+        assert!(failure.reclaimed_buffers > 0, "{on_failure}: {table}");
+        match on_failure {
+            OnFailure::Restart => assert_eq!(failure.restarts, 1, "{table}"),
+            _ => assert!(
+                failure
+                    .last_reclaim
+                    .contains("its queue polled by thread 0")
+                    && !failure.last_reclaim.contains("redirected"),
+                "{table}"
+            ),
+        }
+    }
+}
+
 #[test]
 fn the_ring_port_delivers_the_rss_hash_and_frees_what_it_sends() {
     let _one = one_at_a_time();
