@@ -251,9 +251,16 @@ impl FlowTable for BucketTable {
     fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn {
         let exact = self.v4.remove_owner(owner, self.v4_budget())
             + self.v6.remove_owner(owner, self.v6_budget());
-        let (listen_withdrawn, listen_kept) = self.listen.withdraw_owner(owner);
         Withdrawn {
             exact,
+            ..self.withdraw_listens(owner)
+        }
+    }
+
+    fn withdraw_listens(&self, owner: ThreadId) -> Withdrawn {
+        let (listen_withdrawn, listen_kept) = self.listen.withdraw_owner(owner);
+        Withdrawn {
+            exact: 0,
             listen_withdrawn,
             listen_kept,
         }

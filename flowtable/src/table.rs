@@ -106,6 +106,11 @@ pub trait FlowTable: Send + Sync {
     /// concurrently may be missed, as with [`FlowTable::remove_owner`].
     fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn;
 
+    /// The listen part of [`FlowTable::withdraw_owner`] alone (its `exact` is 0), for a caller
+    /// that deletes the owner's exact rules by key: O(listen rules) instead of a scan of every
+    /// bucket.
+    fn withdraw_listens(&self, owner: ThreadId) -> Withdrawn;
+
     /// Looks up `keys` into `out`. `hashes[i]` must be `keys[i].hash()`, computed once by the caller.
     /// The three slices should have the same length; if they do not, only the first
     /// `min(keys.len(), hashes.len(), out.len())` entries are processed (never a panic) and the rest of

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowtable::{
     new_table, pick_owner, FlowKey, FlowTable, ListenKey, Lookup, Proto, TableFull, ThreadId,
+    Withdrawn,
 };
 use proptest::prelude::*;
 
@@ -73,6 +74,7 @@ enum Op {
     ListenAdd(usize, ThreadId),
     ListenRemove(usize, ThreadId),
     RemoveOwner(ThreadId),
+    WithdrawOwner(ThreadId),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -87,7 +89,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::vec(key, 0..8).prop_map(Op::LookupBulk),
         3 => (rule.clone(), owner.clone()).prop_map(|(r, o)| Op::ListenAdd(r, o)),
         2 => (rule, owner.clone()).prop_map(|(r, o)| Op::ListenRemove(r, o)),
-        1 => owner.prop_map(Op::RemoveOwner),
+        1 => owner.clone().prop_map(Op::RemoveOwner),
+        1 => owner.prop_map(Op::WithdrawOwner),
     ]
 }
 
@@ -141,6 +144,26 @@ impl Model {
         }
         self.listen.retain(|_, owners| !owners.is_empty());
         removed
+    }
+
+    fn withdraw_owner(&mut self, owner: ThreadId) -> Withdrawn {
+        let before = self.exact.len();
+        self.exact.retain(|_, o| *o != owner);
+        let mut withdrawn = Withdrawn {
+            exact: before - self.exact.len(),
+            ..Withdrawn::default()
+        };
+        for owners in self.listen.values_mut() {
+            if owners.contains(&owner) {
+                if owners.len() == 1 {
+                    withdrawn.listen_kept += 1;
+                } else {
+                    owners.remove(&owner);
+                    withdrawn.listen_withdrawn += 1;
+                }
+            }
+        }
+        withdrawn
     }
 
     fn pick(&self, rule: &ListenKey, hash: u64) -> Option<ThreadId> {
@@ -229,6 +252,14 @@ fn run(table: &dyn FlowTable, ops: &[Op]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(
                     table.remove_owner(*owner),
                     model.remove_owner(*owner),
+                    "step {}",
+                    step
+                );
+            }
+            Op::WithdrawOwner(owner) => {
+                prop_assert_eq!(
+                    table.withdraw_owner(*owner),
+                    model.withdraw_owner(*owner),
                     "step {}",
                     step
                 );

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_stack::Stack;
+use flowtable::FlowKey;
 
 use crate::stats::ThreadStats;
 
@@ -37,6 +38,13 @@ pub trait Processor: Send {
     /// How long the processor may go without a call (its next timer); `None`: it needs no call
     /// without packets.
     fn next_timer(&self) -> Option<Duration> {
+        None
+    }
+
+    /// The exact rules the processor added to the flow table and has not deleted, when it
+    /// keeps account of them (a stack does): a failed thread's reclaim deletes these by key
+    /// instead of scanning the whole table for its rules. `None`: a scan it is.
+    fn known_rules(&self) -> Option<Vec<FlowKey>> {
         None
     }
 
@@ -100,5 +108,9 @@ impl Processor for StackProcessor {
 
     fn release_after_failure(&mut self, cache: &mut PoolCache) -> (u64, u64) {
         self.stack.release_after_failure(cache)
+    }
+
+    fn known_rules(&self) -> Option<Vec<FlowKey>> {
+        Some(self.stack.rules_held())
     }
 }

@@ -19,11 +19,13 @@
 //! half the limit after it meant to (the whole machine, or the virtual machine, was stopped),
 //! it starts every thread's clock again instead of declaring anyone.
 //!
-//! What a declaration does: the thread is marked failed and fenced, and its rules are withdrawn
-//! at once (the other threads take its ports' new connections, and hand it nothing more). The
-//! rest of the reclaim (its software queue, its buffers, its NIC queue) is the thread's own
-//! work when it comes back to its loop and finds the fence (`reclaim.rs`); a thread that never
-//! comes back keeps them, and the engine's stop says so.
+//! What a declaration does: the thread is marked failed (the other threads hand it nothing more:
+//! what they would have is counted `owner_failed`) and fenced, and it is withdrawn at once from
+//! the listen rules it shares (the other threads take those ports' new connections). The rest
+//! of the reclaim (its exact rules, deleted by key from its stack's account; its software queue,
+//! its buffers, its NIC queue) is the thread's own work when it comes back to its loop and finds
+//! the fence (`reclaim.rs`); a thread that never comes back keeps them, its connections' packets
+//! are counted `owner_failed` meanwhile, and the engine's stop says so.
 //!
 //! Cost: one wake-up every quarter of the limit (at most every 50 ms), reading each thread's
 //! loop counter and software queue depth; nothing on the threads' side.
@@ -156,16 +158,15 @@ impl Watch {
         }
         health.fence();
         let step = Instant::now();
-        let withdrawn = shared.table.withdraw_owner(t as u16);
+        let withdrawn = shared.table.withdraw_listens(t as u16);
         health.record(|r| {
             r.steps[Step::Rules as usize] = step.elapsed();
-            r.rules_deleted = withdrawn.exact;
             r.listens_withdrawn = withdrawn.listen_withdrawn;
             r.listens_kept = withdrawn.listen_kept;
         });
         eprintln!(
-            "flowsteer: thread {t} declared stalled: {reason}; its rules are withdrawn, the rest \
-             is reclaimed when it comes back to its loop"
+            "flowsteer: thread {t} declared stalled: {reason}; it is withdrawn from the listen \
+             rules it shares, the rest is reclaimed when it comes back to its loop"
         );
         if shared.config.engine.on_failure == OnFailure::Stop {
             shared.health.request_stop();

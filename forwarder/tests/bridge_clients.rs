@@ -1294,11 +1294,6 @@ const RESTART_LIMIT: Duration = Duration::from_secs(1);
 fn failure_config(balance: Balance, on_failure: OnFailure) -> Config {
     let mut cfg = engine_config(balance);
     cfg.engine.on_failure = on_failure;
-    // The reclaim's rule step scans the table: at the default capacity (1M rules) it takes
-    // 10-20 ms in a release build, and a debug build is ten times slower. The test's table is
-    // sized for what it holds.
-    cfg.flowtable.capacity = 65_536;
-    cfg.flowtable.ipv6_capacity = 65_536;
     cfg.stack.app = vec![
         App::new(AppKind::TcpEcho, ECHO_PORTS[0]),
         App::new(AppKind::TcpEcho, SOLO_PORT).on_threads([1]),

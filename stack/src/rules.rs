@@ -72,10 +72,11 @@ impl Rules {
     /// A connection ended: its exact rule goes, if it is still this thread's (another thread
     /// may have installed a rule for a new connection on the same 5-tuple since).
     pub(crate) fn connection_closed(&mut self, key: &FlowKey, stats: &StackStats) {
-        self.connections.remove(key);
+        // The rule first: a key is forgotten only once its rule is gone (`Stack::rules_held`).
         if self.table.remove_owned(key, self.me) {
             stats.rules_deleted.add(1);
         }
+        self.connections.remove(key);
     }
 
     /// True when this thread has a connection for `key`.
@@ -86,5 +87,10 @@ impl Rules {
     /// Connections open on this thread.
     pub(crate) fn connections(&self) -> usize {
         self.connections.len()
+    }
+
+    /// The keys of the connections this thread holds.
+    pub(crate) fn held(&self) -> impl Iterator<Item = FlowKey> + '_ {
+        self.connections.iter().copied()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::wire::{self, Classified, IpPair};
-use flowtable::{FlowTable, Lookup, Proto, TableFull, ThreadId};
+use flowtable::{FlowKey, FlowTable, Lookup, Proto, TableFull, ThreadId};
 use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -356,6 +356,13 @@ impl Stack {
         let counts = device.counts();
         stats.frames_out.add(counts.frames_out);
         stats.tx_no_buffer.add(counts.tx_no_buffer);
+    }
+
+    /// The exact rules this stack added and has not deleted: one per connection it holds, each
+    /// noted before its rule goes into the table (so a failure between the two leaves a key
+    /// without a rule, never a rule without a key).
+    pub fn rules_held(&self) -> Vec<FlowKey> {
+        self.rules.held().collect()
     }
 
     /// After its thread failed (a panic anywhere in the thread's loop, this stack's own code

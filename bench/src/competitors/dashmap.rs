@@ -220,6 +220,13 @@ impl FlowTable for DashMapTable {
             keep
         });
         self.release_exact(exact, ipv6);
+        Withdrawn {
+            exact,
+            ..self.withdraw_listens(owner)
+        }
+    }
+
+    fn withdraw_listens(&self, owner: ThreadId) -> Withdrawn {
         let (mut listen_withdrawn, mut listen_kept) = (0, 0);
         for mut owners in self.listen.iter_mut() {
             if !owners.contains(owner) {
@@ -233,7 +240,7 @@ impl FlowTable for DashMapTable {
             }
         }
         Withdrawn {
-            exact,
+            exact: 0,
             listen_withdrawn,
             listen_kept,
         }
