@@ -25,6 +25,8 @@ const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const POOL_BUFFERS: u32 = 4096;
 /// How long a udp-echo reply waits for its destination's link address in these tests.
 const NEIGHBOR_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long a half-open connection waits for its ACK in these tests.
+const SYN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// One server thread and one client host on a wire, with a simulated clock.
 struct Rig {
@@ -61,6 +63,7 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) 
         idle_timeout: Some(std::time::Duration::from_secs(60)),
         keepalive_timeout: Some(std::time::Duration::from_secs(75)),
         neighbor_wait: NEIGHBOR_WAIT,
+        syn_timeout: Some(SYN_TIMEOUT),
         max_frame: 1514,
         seed: 7,
         apps,
