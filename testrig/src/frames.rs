@@ -193,29 +193,35 @@ pub fn tcp_v4(mac: [u8; 6], dst_mac: [u8; 6], segment: &TcpSegment) -> Vec<u8> {
         payload_len: HEADER + segment.payload.len(),
         hop_limit: 64,
     };
-    ethernet(mac, dst_mac, 0x0800, ip.buffer_len() + ip.payload_len, |p| {
-        let mut packet = Ipv4Packet::new_unchecked(p);
-        ip.emit(&mut packet, &ChecksumCapabilities::default());
-        let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
-        tcp.set_src_port(segment.src.port());
-        tcp.set_dst_port(segment.dst.port());
-        tcp.set_seq_number(TcpSeqNumber(segment.seq as i32));
-        tcp.set_ack_number(TcpSeqNumber(segment.ack as i32));
-        tcp.set_header_len(HEADER as u8);
-        tcp.clear_flags();
-        tcp.set_fin(segment.flags & TCP_FIN != 0);
-        tcp.set_syn(segment.flags & TCP_SYN != 0);
-        tcp.set_rst(segment.flags & TCP_RST != 0);
-        tcp.set_psh(segment.flags & TCP_PSH != 0);
-        tcp.set_ack(segment.flags & TCP_ACK != 0);
-        tcp.set_window_len(segment.window);
-        tcp.set_urgent_at(0);
-        tcp.payload_mut().copy_from_slice(&segment.payload);
-        tcp.fill_checksum(
-            &IpAddress::Ipv4(*segment.src.ip()),
-            &IpAddress::Ipv4(*segment.dst.ip()),
-        );
-    })
+    ethernet(
+        mac,
+        dst_mac,
+        0x0800,
+        ip.buffer_len() + ip.payload_len,
+        |p| {
+            let mut packet = Ipv4Packet::new_unchecked(p);
+            ip.emit(&mut packet, &ChecksumCapabilities::default());
+            let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
+            tcp.set_src_port(segment.src.port());
+            tcp.set_dst_port(segment.dst.port());
+            tcp.set_seq_number(TcpSeqNumber(segment.seq as i32));
+            tcp.set_ack_number(TcpSeqNumber(segment.ack as i32));
+            tcp.set_header_len(HEADER as u8);
+            tcp.clear_flags();
+            tcp.set_fin(segment.flags & TCP_FIN != 0);
+            tcp.set_syn(segment.flags & TCP_SYN != 0);
+            tcp.set_rst(segment.flags & TCP_RST != 0);
+            tcp.set_psh(segment.flags & TCP_PSH != 0);
+            tcp.set_ack(segment.flags & TCP_ACK != 0);
+            tcp.set_window_len(segment.window);
+            tcp.set_urgent_at(0);
+            tcp.payload_mut().copy_from_slice(&segment.payload);
+            tcp.fill_checksum(
+                &IpAddress::Ipv4(*segment.src.ip()),
+                &IpAddress::Ipv4(*segment.dst.ip()),
+            );
+        },
+    )
 }
 
 /// The TCP segment over IPv4 `frame` carries, if it is one with valid checksums.

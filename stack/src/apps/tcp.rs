@@ -244,7 +244,9 @@ impl TcpService {
                     continue;
                 }
                 // Only for a SYN that is there: the backlog alone takes no connection's socket.
-                if listening < syns && self.release_oldest_half_open(sockets, rules, stack_stats, stats) {
+                if listening < syns
+                    && self.release_oldest_half_open(sockets, rules, stack_stats, stats)
+                {
                     stats.half_open_reused.add(1);
                     listening += 1;
                     continue;
