@@ -509,6 +509,12 @@ impl TcpService {
 /// Ends `slot`'s half-open connection without a word: the socket listens again (`abort`
 /// followed at once by `listen` forgets the reset before it is sent) and the rule goes. False
 /// when the socket is no longer in SYN-RECEIVED.
+///
+/// The socket is also taken out of the set and put back: smoltcp keeps, beside each socket,
+/// whether it waits for a neighbour's link address, and silences it for a second when it does.
+/// A spoofed client is such a neighbour forever, and the next connection of the socket (a real
+/// client's, during a flood) would inherit the silence: its SYN-ACK would wait a second, by
+/// which time the flood took the socket again. A fresh entry starts without it.
 fn release_half_open(
     port: u16,
     slot: &mut Slot,
@@ -518,15 +524,20 @@ fn release_half_open(
     stats: &AppStats,
 ) -> bool {
     slot.half_open_since = None;
-    let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
-    if socket.state() != State::SynReceived {
+    if sockets.get::<tcp::Socket>(slot.handle).state() != State::SynReceived {
         return false;
     }
+    let smoltcp::socket::Socket::Tcp(mut socket) = sockets.remove(slot.handle) else {
+        unreachable!("an app's sockets are TCP sockets");
+    };
     socket.abort();
     if socket.listen(port).is_err() {
         // Only port 0 is refused, which configuration rules out; the reset then goes out.
         stats.errors.add(1);
     }
+    slot.handle = sockets.add(socket);
+    // The next connection's SYN is a change of state, hence progress: its idle time starts then.
+    slot.seen = (0, 0, State::Listen);
     if let Some(key) = slot.key.take() {
         rules.connection_closed(&key, stack_stats);
         stats.connections_closed.add(1);
