@@ -1,0 +1,862 @@
+//! The engine's stacks under attack, without root: the engine on a 2-queue uveth (two stack
+//! threads, both running tcp-echo on one port, software balancing), a vbridge in front of it, and
+//! on the bridge's peer ports hand-made peers that write every TCP header field themselves
+//! (`flowsteer_testrig::frames::tcp_v4`) and, for the SYN flood, a smoltcp client host beside
+//! the flooder.
+//!
+//! - A SYN flood from spoofed addresses, many times `stack.max_connections`: the rules stay at
+//!   most `max_connections` per thread, no SYN is refused, clients' connections still complete
+//!   byte-exact, and `stack.syn_timeout_ms` after the flood only the listen rules are left.
+//! - Resets and FINs with wrong sequence numbers at an open connection, overlapping and
+//!   out-of-window data, a peer advertising a window of 1 byte or none, a peer that never reads:
+//!   the connection survives what it should, the echoed stream stays byte-exact, a stuck
+//!   connection is closed by `stack.idle_timeout_s`, and the counters say so.
+//!
+//! Every run ends with the report's conservation check holding and the pool full.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flowsteer_config::{App, AppKind, Balance, Config, Idle, Profile};
+use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
+use flowsteer_stack::{AppStats, StackStats};
+use flowsteer_testrig::frames::{self, TcpSegment, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
+use flowsteer_testrig::vbridge::PeerDevice;
+use forwarder::engine::Engine;
+use forwarder::report::{RunReport, StackTotals};
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{IpAddress, IpEndpoint};
+
+const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const ECHO_PORT: u16 = 7000;
+const THREADS: usize = 2;
+const MAX_CONNECTIONS: usize = 64;
+const SYN_TIMEOUT: Duration = Duration::from_millis(1000);
+const IDLE_TIMEOUT_S: u32 = 2;
+/// The engine's socket buffers: small, so that a peer that never reads fills them at once.
+const SOCKET_BUFFER: usize = 4096;
+
+fn engine_config() -> Config {
+    let mut cfg = Config::default();
+    cfg.engine.threads = THREADS as u16;
+    cfg.port.queues = THREADS as u16;
+    cfg.engine.balance = Balance::Software;
+    // The rig shares the cores with the bridge and the peers.
+    cfg.engine.idle = Idle::Sleep;
+    cfg.engine.idle_sleep_us = 20;
+    cfg.traffic.profile = Profile::None;
+    cfg.metrics.enabled = false;
+    cfg.stack.max_connections = MAX_CONNECTIONS as u32;
+    cfg.stack.syn_timeout_ms = SYN_TIMEOUT.as_millis() as u32;
+    cfg.stack.idle_timeout_s = IDLE_TIMEOUT_S;
+    cfg.stack.tcp_rx_buffer = SOCKET_BUFFER as u32;
+    cfg.stack.tcp_tx_buffer = SOCKET_BUFFER as u32;
+    cfg.stack.app = vec![App::new(AppKind::TcpEcho, ECHO_PORT)];
+    cfg
+}
+
+// ---- the rig ----
+
+/// The engine, the bridge pumping on its own thread, and `peers` bridge ports for the test.
+struct Rig {
+    engine: Option<Engine>,
+    bridge: Option<BridgeThread>,
+}
+
+impl Rig {
+    fn start(peers: usize) -> (Rig, Vec<PeerPort>) {
+        let engine = Engine::start(&engine_config(), false).expect("the engine starts");
+        let uveth = engine.uveth().expect("the engine runs on a uveth");
+        let mut bridge = VBridge::new(VBridgeConfig::default()).expect("default bridge");
+        bridge.attach_uveth(uveth).expect("the uveth attaches");
+        let ports = (0..peers)
+            .map(|_| bridge.attach_peer().expect("a peer port").1)
+            .collect();
+        let cache = engine.shared().pool.cache(64);
+        let bridge = bridge
+            .spawn(cache, BridgeThreadConfig::default())
+            .expect("the bridge thread starts");
+        let rig = Rig {
+            engine: Some(engine),
+            bridge: Some(bridge),
+        };
+        (rig, ports)
+    }
+
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("running")
+    }
+
+    fn exact_rules(&self) -> usize {
+        self.engine().shared().table.exact_len()
+    }
+
+    /// `counter` of the echo app summed over the threads.
+    fn app_sum(&self, counter: impl Fn(&AppStats) -> u64) -> u64 {
+        self.stack_sum(|s| s.apps.iter().map(&counter).sum())
+    }
+
+    fn stack_sum(&self, counter: impl Fn(&StackStats) -> u64) -> u64 {
+        let stacks = &self.engine().shared().stacks;
+        stacks.iter().map(|s| counter(&s.stats)).sum()
+    }
+
+    /// Waits until the flow table holds at most `rules` exact rules; returns how many it holds.
+    fn wait_for_exact_rules(&self, rules: usize, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = self.exact_rules();
+            if left <= rules || Instant::now() >= deadline {
+                return left;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the bridge, then the engine; checks conservation, the pool and that no rule is
+    /// left, and returns the report.
+    fn finish(mut self) -> RunReport {
+        assert!(!self.engine().thread_ended(), "a stack thread died early");
+        let bridge = self.bridge.take().expect("running").stop();
+        drop(bridge.expect("the bridge thread ends cleanly"));
+        let report = self
+            .engine
+            .take()
+            .expect("running")
+            .stop()
+            .expect("the engine stops cleanly");
+        let table = report.render_table();
+        assert!(
+            report.conservation.ok,
+            "conservation failed: {:?}\n{table}",
+            report.conservation.failures
+        );
+        assert_eq!(
+            report.pool.available, report.pool.capacity,
+            "every buffer is back in the pool\n{table}"
+        );
+        assert_eq!(report.flowtable.exact_rules, 0, "{table}");
+        report
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // A failed assertion mid-test: stop the threads rather than leave them polling.
+        drop(self.bridge.take());
+        if let Some(engine) = self.engine.take() {
+            let _ = engine.stop();
+        }
+    }
+}
+
+fn stack_totals(report: &RunReport) -> &StackTotals {
+    report.total.stack.as_ref().expect("the stacks ran")
+}
+
+fn frames_dropped_before_the_threads(report: &RunReport) -> u64 {
+    report.port_dropped.iter().flat_map(|q| q.values()).sum()
+}
+
+// ---- a hand-made TCP peer ----
+
+/// A host on a bridge port that builds its TCP segments itself: it announces itself with an
+/// ARP request (the engine learns its link address from it) and then sends and reads raw
+/// segments.
+struct RawPeer {
+    port: PeerPort,
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+    engine_mac: [u8; 6],
+}
+
+impl RawPeer {
+    fn join(port: PeerPort, host: u8) -> RawPeer {
+        let mac = [0x02, 0, 0, 0, 0x30, host];
+        let ip = Ipv4Addr::new(198, 18, 0, host);
+        let peer = RawPeer {
+            port,
+            mac,
+            ip,
+            engine_mac: [0; 6],
+        };
+        peer.send_frame(&frames::arp_request(mac, ip, ENGINE_IP));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match peer.port.recv() {
+                // The answer to our request (the engine's reply is the only unicast ARP).
+                Some(frame) if frame[..6] == mac && frame[12..14] == [0x08, 0x06] => {
+                    let mut engine_mac = [0; 6];
+                    engine_mac.copy_from_slice(&frame[6..12]);
+                    return RawPeer { engine_mac, ..peer };
+                }
+                Some(_) => {}
+                None => thread::sleep(Duration::from_micros(50)),
+            }
+        }
+        panic!("the engine did not answer {ip}'s ARP request");
+    }
+
+    fn send_frame(&self, frame: &[u8]) {
+        // A full ring is waited out: the test decides what is lost, not the rig.
+        while self.port.send(frame).is_err() {
+            thread::sleep(Duration::from_micros(20));
+        }
+    }
+
+    fn send(&self, segment: &TcpSegment) {
+        self.send_frame(&frames::tcp_v4(self.mac, self.engine_mac, segment));
+    }
+
+    /// The next TCP segment for `local_port` within `limit`; other frames are skipped.
+    fn recv(&self, local_port: u16, limit: Duration) -> Option<TcpSegment> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.port.recv() {
+                Some(frame) => match frames::parse_tcp_v4(&frame) {
+                    Some(s) if *s.dst.ip() == self.ip && s.dst.port() == local_port => {
+                        return Some(s)
+                    }
+                    _ => {}
+                },
+                None if Instant::now() >= deadline => return None,
+                None => thread::sleep(Duration::from_micros(50)),
+            }
+        }
+    }
+
+    /// Every segment for `local_port` during `period`.
+    fn collect(&self, local_port: u16, period: Duration) -> Vec<TcpSegment> {
+        let deadline = Instant::now() + period;
+        let mut segments = Vec::new();
+        while let Some(s) = self.recv(
+            local_port,
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            segments.push(s);
+        }
+        segments
+    }
+}
+
+/// One connection of a [`RawPeer`] to the echo port, its sequence numbers followed by hand.
+struct RawConn<'a> {
+    peer: &'a RawPeer,
+    local_port: u16,
+    /// Our next sequence number.
+    snd_nxt: u32,
+    /// The engine's next sequence number (what we acknowledge).
+    rcv_nxt: u32,
+    /// The window we advertise.
+    window: u16,
+}
+
+impl<'a> RawConn<'a> {
+    /// The three-way handshake, advertising `window`.
+    fn open(peer: &'a RawPeer, local_port: u16, window: u16) -> RawConn<'a> {
+        let isn = u32::from(local_port).wrapping_mul(0x9e37_79b9);
+        let mut conn = RawConn {
+            peer,
+            local_port,
+            snd_nxt: isn,
+            rcv_nxt: 0,
+            window,
+        };
+        conn.send(isn, TCP_SYN, &[]);
+        let synack = peer
+            .recv(local_port, Duration::from_secs(5))
+            .expect("a SYN-ACK");
+        assert_eq!(synack.flags, TCP_SYN | TCP_ACK, "{synack:?}");
+        assert_eq!(synack.ack, isn.wrapping_add(1));
+        conn.snd_nxt = isn.wrapping_add(1);
+        conn.rcv_nxt = synack.seq.wrapping_add(1);
+        conn.ack();
+        conn
+    }
+
+    /// A segment with sequence number `seq`, acknowledging what we received.
+    fn send(&self, seq: u32, flags: u8, payload: &[u8]) {
+        let ack_flag = if flags & TCP_SYN != 0 { 0 } else { TCP_ACK };
+        self.peer.send(&TcpSegment {
+            src: SocketAddrV4::new(self.peer.ip, self.local_port),
+            dst: SocketAddrV4::new(ENGINE_IP, ECHO_PORT),
+            seq,
+            ack: self.rcv_nxt,
+            flags: flags | ack_flag,
+            window: self.window,
+            payload: payload.to_vec(),
+        });
+    }
+
+    fn ack(&self) {
+        self.send(self.snd_nxt, 0, &[]);
+    }
+
+    /// Sends `data` in order, in segments of at most `mss` bytes.
+    fn write(&mut self, data: &[u8], mss: usize) {
+        for chunk in data.chunks(mss) {
+            self.send(self.snd_nxt, TCP_PSH, chunk);
+            self.snd_nxt = self.snd_nxt.wrapping_add(chunk.len() as u32);
+        }
+    }
+
+    /// Reads the echo until `len` bytes arrived in order (acknowledging each segment, with
+    /// `self.window`), a reset, or `limit`. Segments out of order are not taken (the engine sends
+    /// them again). Returns the bytes and whether a reset came.
+    fn read(&mut self, len: usize, limit: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + limit;
+        let mut bytes = Vec::new();
+        while bytes.len() < len {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(s) = self.peer.recv(self.local_port, left) else {
+                break;
+            };
+            if s.flags & TCP_RST != 0 {
+                return (bytes, true);
+            }
+            if s.seq == self.rcv_nxt && !s.payload.is_empty() {
+                let room = usize::from(self.window).max(1);
+                let take = s.payload.len().min(room);
+                bytes.extend_from_slice(&s.payload[..take]);
+                self.rcv_nxt = self.rcv_nxt.wrapping_add(take as u32);
+            }
+            self.ack();
+        }
+        (bytes, false)
+    }
+
+    /// Closes: FIN, then the engine's FIN is acknowledged. True when the engine closed too.
+    fn close(&mut self) -> bool {
+        self.send(self.snd_nxt, TCP_FIN, &[]);
+        self.snd_nxt = self.snd_nxt.wrapping_add(1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Some(s) = self.peer.recv(
+            self.local_port,
+            deadline.saturating_duration_since(Instant::now()),
+        ) {
+            if s.flags & TCP_FIN != 0 {
+                self.rcv_nxt = s.seq.wrapping_add(s.payload.len() as u32 + 1);
+                self.ack();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends `data`, reads its echo, checks it byte for byte.
+    fn echo(&mut self, data: &[u8]) {
+        self.write(data, 512);
+        let (echoed, reset) = self.read(data.len(), Duration::from_secs(5));
+        assert!(!reset, "reset after {} echoed bytes", echoed.len());
+        assert!(echoed == data, "echo differs: {echoed:?} for {data:?}");
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i * 31 + usize::from(seed)) as u8)
+        .collect()
+}
+
+// ---- the SYN flood ----
+
+/// Spoofed SYNs to the echo port from 150 addresses of the engine's subnet (198.18.0.100 on,
+/// hosts that answer nothing, not even ARP), every one from its own address and port, at
+/// `rate` a second, through the link of `peer` (as from behind a router), until `stop` is set
+/// and at least `least` went out: returns how many were sent.
+fn flood(peer: RawPeer, least: usize, rate: u32, stop: Arc<AtomicBool>) -> usize {
+    const BURST: usize = 16;
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < least || !stop.load(Ordering::Relaxed) {
+        for _ in 0..BURST {
+            let host = 100 + (sent % 150) as u8;
+            let src_port = 1024 + (sent / 150) as u16;
+            peer.send(&TcpSegment {
+                src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, host), src_port),
+                dst: SocketAddrV4::new(ENGINE_IP, ECHO_PORT),
+                seq: (sent as u32).wrapping_mul(2_654_435_761),
+                ack: 0,
+                flags: TCP_SYN,
+                window: 65535,
+                payload: Vec::new(),
+            });
+            sent += 1;
+        }
+        // The engine's ARP requests for the spoofed hosts come here too: dropped.
+        while peer.port.recv().is_some() {}
+        let due = start + Duration::from_secs_f64(sent as f64 / f64::from(rate));
+        thread::sleep(due.saturating_duration_since(Instant::now()));
+    }
+    sent
+}
+
+/// A client connection of the smoltcp host under the flood: connect, 512 bytes echoed, close.
+struct Attempt {
+    handle: SocketHandle,
+    data: Vec<u8>,
+    sent: usize,
+    echoed: Vec<u8>,
+    started: Instant,
+    handshake: Option<Duration>,
+    outcome: Option<Result<(), String>>,
+}
+
+impl Attempt {
+    /// Advances; true once decided.
+    fn step(&mut self, sockets: &mut SocketSet<'static>) -> bool {
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        if self.handshake.is_none() && socket.may_send() {
+            self.handshake = Some(self.started.elapsed());
+        }
+        if socket.state() == tcp::State::Closed || socket.state() == tcp::State::TimeWait {
+            self.outcome = Some(if self.echoed == self.data {
+                Ok(())
+            } else {
+                Err(format!(
+                    "closed after {} of {} bytes (handshake {:?})",
+                    self.echoed.len(),
+                    self.data.len(),
+                    self.handshake
+                ))
+            });
+            return true;
+        }
+        if socket.can_send() && self.sent < self.data.len() {
+            self.sent += socket.send_slice(&self.data[self.sent..]).unwrap_or(0);
+        }
+        while socket.can_recv() {
+            let _ = socket.recv(|d| {
+                self.echoed.extend_from_slice(d);
+                (d.len(), ())
+            });
+        }
+        if self.echoed.len() >= self.data.len() {
+            socket.close();
+        }
+        false
+    }
+}
+
+/// What the clients under the flood saw.
+struct ClientResults {
+    attempts: usize,
+    succeeded: usize,
+    failures: Vec<String>,
+    /// Handshake times of the connections that completed, sorted.
+    handshakes: Vec<Duration>,
+    /// From the first connect to the last outcome.
+    elapsed: Duration,
+}
+
+/// `attempts` echo connections of a smoltcp host, `at_once` of them open at a time, each given
+/// `limit`.
+fn clients(port: PeerPort, attempts: usize, at_once: usize, limit: Duration) -> ClientResults {
+    let mut device = PeerDevice::new(port);
+    let mut iface = device.interface(
+        [0x02, 0, 0, 0, 0x20, 1],
+        Ipv4Addr::new(198, 18, 0, 10),
+        24,
+        7,
+    );
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut open: Vec<Attempt> = Vec::new();
+    let mut done: Vec<Attempt> = Vec::new();
+    let mut next = 0;
+    let start = Instant::now();
+    while done.len() < attempts {
+        while open.len() < at_once && next < attempts {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 4096]),
+                tcp::SocketBuffer::new(vec![0; 4096]),
+            );
+            let server = IpEndpoint::new(IpAddress::Ipv4(ENGINE_IP), ECHO_PORT);
+            socket
+                .connect(iface.context(), server, 20000 + next as u16)
+                .expect("a fresh socket connects");
+            open.push(Attempt {
+                handle: sockets.add(socket),
+                data: pattern(512, next as u8),
+                sent: 0,
+                echoed: Vec::new(),
+                started: Instant::now(),
+                handshake: None,
+                outcome: None,
+            });
+            next += 1;
+        }
+        iface.poll(SmolInstant::now(), &mut device, &mut sockets);
+        let mut i = 0;
+        while i < open.len() {
+            let attempt = &mut open[i];
+            let decided = attempt.step(&mut sockets)
+                || (attempt.started.elapsed() > limit && {
+                    attempt.outcome = Some(Err(format!(
+                        "no outcome within {limit:?} (handshake {:?}, {} echoed)",
+                        attempt.handshake,
+                        attempt.echoed.len()
+                    )));
+                    sockets.get_mut::<tcp::Socket>(attempt.handle).abort();
+                    true
+                });
+            if decided {
+                done.push(open.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        if device.port.pending() == 0 {
+            thread::sleep(Duration::from_micros(50));
+        }
+    }
+    // The last ACKs and resets go out.
+    iface.poll(SmolInstant::now(), &mut device, &mut sockets);
+    let mut handshakes: Vec<Duration> = done
+        .iter()
+        .filter(|a| a.outcome == Some(Ok(())))
+        .filter_map(|a| a.handshake)
+        .collect();
+    handshakes.sort();
+    ClientResults {
+        attempts,
+        succeeded: done.iter().filter(|a| a.outcome == Some(Ok(()))).count(),
+        failures: done
+            .iter()
+            .filter_map(|a| a.outcome.clone().and_then(|o| o.err()))
+            .collect(),
+        handshakes,
+        elapsed: start.elapsed(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Spoofed SYNs per second the flood test sends; `FLOWSTEER_FLOOD_RATE` overrides it to
+/// measure other rates.
+fn flood_rate() -> u32 {
+    std::env::var("FLOWSTEER_FLOOD_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000)
+}
+
+#[test]
+fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
+    let rate = flood_rate();
+    let sockets = THREADS * MAX_CONNECTIONS;
+    // At least 20 times every socket of the app, and for as long as the clients connect.
+    let least = 20 * sockets;
+    let (rig, mut ports) = Rig::start(2);
+    let client_port = ports.pop().expect("two ports");
+    let flooder = RawPeer::join(ports.pop().expect("two ports"), 99);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let stop = stop.clone();
+        thread::spawn(move || flood(flooder, least, rate, stop))
+    };
+    // The clients start once the flood holds every socket.
+    let saturated = Instant::now() + Duration::from_secs(5);
+    while rig.exact_rules() < sockets && Instant::now() < saturated {
+        thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(rig.exact_rules(), sockets, "the flood holds every socket");
+    let watching = Arc::new(AtomicBool::new(true));
+    let most_rules = {
+        let (watching, table) = (watching.clone(), rig.engine().shared().table.clone());
+        thread::spawn(move || {
+            let mut most = 0;
+            while watching.load(Ordering::Relaxed) {
+                most = most.max(table.exact_len());
+                thread::sleep(Duration::from_micros(200));
+            }
+            most
+        })
+    };
+    let results = clients(client_port, 40, 4, Duration::from_secs(4));
+    let clients_time = results.elapsed;
+    stop.store(true, Ordering::Relaxed);
+    let sent = flooder.join().expect("the flooder ends");
+    watching.store(false, Ordering::Relaxed);
+    let most = most_rules.join().expect("the watcher ends");
+
+    assert!(most <= sockets, "{most} exact rules for {sockets} sockets");
+    // Every half-open connection is released by the SYN timeout.
+    let left = rig.wait_for_exact_rules(0, SYN_TIMEOUT + Duration::from_secs(2));
+    assert_eq!(left, 0, "rules left after the SYN timeout");
+    let opened = rig.app_sum(|a| a.connections_opened.get());
+    let released = rig.app_sum(|a| a.syn_timeouts.get() + a.half_open_reused.get());
+    let refused = rig.app_sum(|a| a.listen_exhausted.get());
+    let report = rig.finish();
+    let totals = stack_totals(&report);
+    let table = report.render_table();
+    let rate_ok = results.succeeded as f64 / results.attempts as f64;
+    eprintln!(
+        "SYN flood: {sent} spoofed SYNs at {rate}/s on {sockets} sockets ({} threads x \
+         max_connections {MAX_CONNECTIONS}); {}/{} client connections echoed ({:.0} %), \
+         handshake p50 {:?} p90 {:?} max {:?}; most exact rules {most}; {} half-open released \
+         by the SYN timeout, {} taken by a new SYN; clients ran {clients_time:?}; failures: {:?}",
+        THREADS,
+        results.succeeded,
+        results.attempts,
+        rate_ok * 100.0,
+        percentile(&results.handshakes, 0.5),
+        percentile(&results.handshakes, 0.9),
+        results.handshakes.last().copied().unwrap_or_default(),
+        totals.syn_timeouts,
+        totals.half_open_reused,
+        results.failures
+    );
+    assert_eq!(frames_dropped_before_the_threads(&report), 0, "{table}");
+    assert_eq!(refused, 0, "no SYN found every socket established\n{table}");
+    assert_eq!(
+        totals.connections_opened, totals.connections_closed,
+        "{table}"
+    );
+    // Every spoofed SYN opened a half-open connection that only a release ended; a client's
+    // connection ends by its close, or by a release when its ACK came too late (it is reset).
+    let clients_opened = opened - sent as u64;
+    let clients_released = released - sent as u64;
+    assert!(
+        released >= sent as u64 && clients_released <= clients_opened,
+        "{sent} spoofed SYNs, {opened} opened, {released} released\n{table}"
+    );
+    assert!(
+        rate_ok >= 0.9,
+        "{} of {} client connections failed under the flood: {:?}",
+        results.failures.len(),
+        results.attempts,
+        results.failures
+    );
+}
+
+// ---- forged and odd segments at an open connection ----
+
+/// The engine's answers to a flood: what `peer` receives for `local_port` within `period`.
+fn answers(peer: &RawPeer, local_port: u16, period: Duration) -> Vec<TcpSegment> {
+    peer.collect(local_port, period)
+}
+
+#[test]
+fn resets_and_fins_with_wrong_sequence_numbers_leave_the_connection_open() {
+    const PORT: u16 = 41000;
+    let (rig, mut ports) = Rig::start(1);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 20);
+    let mut conn = RawConn::open(&peer, PORT, 65535);
+    conn.echo(&pattern(1000, 1));
+    assert_eq!(rig.exact_rules(), 1);
+
+    // Resets out of the engine's receive window, behind and far ahead: dropped without a word
+    // (RFC 9293 3.10.7.4, RFC 5961 3.2).
+    for k in 0..1000u32 {
+        let behind = conn.snd_nxt.wrapping_sub(100_000 + k * 1000);
+        let ahead = conn.snd_nxt.wrapping_add(100_000 + k * 1000);
+        conn.send(behind, TCP_RST, &[]);
+        conn.send(ahead, TCP_RST, &[]);
+    }
+    let replies = answers(&peer, PORT, Duration::from_millis(300));
+    assert_eq!(replies, Vec::new(), "out-of-window resets are not answered");
+    conn.echo(&pattern(1000, 2));
+
+    // FINs within the window but beyond the data (a hole before them), then FINs out of the
+    // window: the first are held for what precedes them (bounded), then ignored; the others
+    // are answered by a challenge ACK at most once a second (RFC 5961 7).
+    for k in 0..1000u32 {
+        conn.send(conn.snd_nxt.wrapping_add(2000 + k % 1000), TCP_FIN, &[]);
+    }
+    for k in 0..1000u32 {
+        conn.send(conn.snd_nxt.wrapping_add(100_000 + k), TCP_FIN, &[]);
+    }
+    let replies = answers(&peer, PORT, Duration::from_millis(400));
+    assert!(
+        replies.len() <= 2,
+        "challenge ACKs are rate-limited: {replies:?}"
+    );
+    for reply in &replies {
+        assert_eq!(reply.flags, TCP_ACK, "{reply:?}");
+        assert_eq!(
+            reply.ack, conn.snd_nxt,
+            "a challenge ACK names the next byte expected"
+        );
+    }
+    conn.echo(&pattern(1000, 3));
+    assert_eq!(rig.exact_rules(), 1, "the connection is still open");
+    let held = rig.stack_sum(|s| s.early_segments_held.get());
+    assert!(
+        (1..=1000).contains(&held),
+        "{held} FINs held for the data before them"
+    );
+
+    // A reset inside the window that is not exactly at the next expected byte: smoltcp takes it
+    // (no RFC 5961 3.2 challenge ACK), the connection ends and its rule goes.
+    conn.send(conn.snd_nxt.wrapping_add(100), TCP_RST, &[]);
+    assert_eq!(rig.wait_for_exact_rules(0, Duration::from_secs(2)), 0);
+    conn.send(conn.snd_nxt, TCP_PSH, b"after the reset");
+    let after = peer.recv(PORT, Duration::from_secs(2)).expect("an answer");
+    assert_eq!(after.flags & TCP_RST, TCP_RST, "{after:?}");
+    let closed = rig.app_sum(|a| a.connections_closed.get());
+    let report = rig.finish();
+    assert_eq!(closed, 1);
+    assert_eq!(stack_totals(&report).connections_opened, 1);
+    assert_eq!(stack_totals(&report).bytes_in, 3000);
+    assert_eq!(stack_totals(&report).bytes_out, 3000);
+}
+
+#[test]
+fn overlapping_and_out_of_window_data_is_echoed_byte_exact() {
+    const PORT: u16 = 41001;
+    let (rig, mut ports) = Rig::start(1);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 21);
+    let mut conn = RawConn::open(&peer, PORT, 65535);
+    let data = pattern(3000, 7);
+    let base = conn.snd_nxt;
+    let at = |offset: usize| base.wrapping_add(offset as u32);
+    let garbage = vec![0xee; 200];
+    // Ahead of the window and behind what was received: dropped (and ACKed).
+    conn.send(at(200_000), TCP_PSH, &garbage);
+    conn.send(base.wrapping_sub(50_000), TCP_PSH, &garbage);
+    // Out of order, overlapping each other, repeated.
+    for (from, to) in [
+        (2000, 3000),
+        (0, 1000),
+        (500, 1500),
+        (0, 1000),
+        (1400, 2500),
+        (2900, 3000),
+    ] {
+        conn.send(at(from), TCP_PSH, &data[from..to]);
+    }
+    conn.snd_nxt = at(data.len());
+    let (echoed, reset) = conn.read(data.len(), Duration::from_secs(5));
+    assert!(!reset);
+    assert!(
+        echoed == data,
+        "{} of {} bytes echoed, or differing",
+        echoed.len(),
+        data.len()
+    );
+    // The hole-free stream goes on from there.
+    conn.echo(&pattern(500, 8));
+    assert!(conn.close(), "the engine closes after the client");
+    assert_eq!(rig.wait_for_exact_rules(0, Duration::from_secs(2)), 0);
+    let report = rig.finish();
+    let totals = stack_totals(&report);
+    assert_eq!(totals.bytes_in, 3500, "each byte taken once");
+    assert_eq!(totals.bytes_out, 3500);
+    assert_eq!(
+        (totals.connections_opened, totals.connections_closed),
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_window_of_one_byte_or_none_gets_the_echo_and_a_peer_that_never_reads_is_closed() {
+    let (rig, mut ports) = Rig::start(1);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 22);
+
+    // A window of 1 byte: the echo comes a byte at a time, never more than the window.
+    let mut conn = RawConn::open(&peer, 41002, 1);
+    let data = pattern(200, 9);
+    conn.write(&data, 512);
+    let mut echoed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while echoed.len() < data.len() && Instant::now() < deadline {
+        let Some(s) = peer.recv(41002, Duration::from_millis(500)) else {
+            continue;
+        };
+        assert!(
+            s.payload.len() <= 1,
+            "{} bytes into a 1-byte window",
+            s.payload.len()
+        );
+        if s.seq == conn.rcv_nxt && !s.payload.is_empty() {
+            echoed.extend_from_slice(&s.payload);
+            conn.rcv_nxt = conn.rcv_nxt.wrapping_add(1);
+        }
+        conn.ack();
+    }
+    assert!(echoed == data, "{} of {} bytes", echoed.len(), data.len());
+    assert!(conn.close());
+
+    // A closed window: nothing but probes until it opens, then the whole echo.
+    let mut conn = RawConn::open(&peer, 41003, 0);
+    let data = pattern(300, 10);
+    conn.write(&data, 512);
+    let waiting = answers(&peer, 41003, Duration::from_millis(700));
+    for s in &waiting {
+        assert!(
+            s.payload.len() <= 1,
+            "{} bytes into a closed window",
+            s.payload.len()
+        );
+        conn.ack();
+    }
+    conn.window = 4096;
+    conn.ack();
+    let (echoed, reset) = conn.read(data.len(), Duration::from_secs(5));
+    assert!(
+        !reset && echoed == data,
+        "{} of {} bytes",
+        echoed.len(),
+        data.len()
+    );
+    assert!(conn.close());
+
+    // Never reads: the peer sends whenever the engine's window lets it; the engine takes what
+    // its two buffers hold (the echo fills the send buffer, then the receive buffer fills),
+    // then closes its window; the peer answers every probe with its closed window; the idle
+    // timeout resets the connection.
+    let mut conn = RawConn::open(&peer, 41004, 0);
+    let isn = conn.snd_nxt;
+    let data = pattern(4 * SOCKET_BUFFER, 11);
+    conn.write(&data[..512], 512);
+    let started = Instant::now();
+    let mut taken = 0usize;
+    let mut reset = false;
+    while !reset && started.elapsed() < Duration::from_secs(u64::from(IDLE_TIMEOUT_S) + 3) {
+        let Some(s) = peer.recv(41004, Duration::from_millis(200)) else {
+            continue;
+        };
+        reset = s.flags & TCP_RST != 0;
+        if reset {
+            break;
+        }
+        taken = taken.max(s.ack.wrapping_sub(isn) as usize);
+        let room = usize::from(s.window).min(512).min(data.len() - taken);
+        if room > 0 {
+            conn.snd_nxt = s.ack;
+            conn.write(&data[taken..taken + room], 512);
+        } else {
+            conn.ack();
+        }
+    }
+    assert!(reset, "the idle timeout resets the connection");
+    assert!(
+        started.elapsed() >= Duration::from_secs(u64::from(IDLE_TIMEOUT_S)),
+        "not before the idle timeout"
+    );
+    assert_eq!(
+        taken,
+        2 * SOCKET_BUFFER,
+        "the engine holds its two buffers' worth"
+    );
+    assert_eq!(rig.app_sum(|a| a.idle_timeouts.get()), 1);
+    assert_eq!(rig.wait_for_exact_rules(0, Duration::from_secs(1)), 0);
+    let report = rig.finish();
+    let totals = stack_totals(&report);
+    assert_eq!(
+        (totals.connections_opened, totals.connections_closed),
+        (3, 3)
+    );
+    // The echo read what moved into the send buffer; the rest stayed in the receive buffer.
+    assert_eq!(totals.bytes_in, 200 + 300 + SOCKET_BUFFER as u64);
+}
