@@ -41,7 +41,7 @@ const IDLE_TIMEOUT_S: u32 = 2;
 /// The engine's socket buffers: small, so that a peer that never reads fills them at once.
 const SOCKET_BUFFER: usize = 4096;
 
-fn engine_config() -> Config {
+fn engine_config(max_connections: usize) -> Config {
     let mut cfg = Config::default();
     cfg.engine.threads = THREADS as u16;
     cfg.port.queues = THREADS as u16;
@@ -51,7 +51,7 @@ fn engine_config() -> Config {
     cfg.engine.idle_sleep_us = 20;
     cfg.traffic.profile = Profile::None;
     cfg.metrics.enabled = false;
-    cfg.stack.max_connections = MAX_CONNECTIONS as u32;
+    cfg.stack.max_connections = max_connections as u32;
     cfg.stack.syn_timeout_ms = SYN_TIMEOUT.as_millis() as u32;
     cfg.stack.idle_timeout_s = IDLE_TIMEOUT_S;
     cfg.stack.tcp_rx_buffer = SOCKET_BUFFER as u32;
@@ -70,7 +70,12 @@ struct Rig {
 
 impl Rig {
     fn start(peers: usize) -> (Rig, Vec<PeerPort>) {
-        let engine = Engine::start(&engine_config(), false).expect("the engine starts");
+        Rig::start_with(MAX_CONNECTIONS, peers)
+    }
+
+    fn start_with(max_connections: usize, peers: usize) -> (Rig, Vec<PeerPort>) {
+        let config = engine_config(max_connections);
+        let engine = Engine::start(&config, false).expect("the engine starts");
         let uveth = engine.uveth().expect("the engine runs on a uveth");
         let mut bridge = VBridge::new(VBridgeConfig::default()).expect("default bridge");
         bridge.attach_uveth(uveth).expect("the uveth attaches");
@@ -541,28 +546,33 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Spoofed SYNs per second the flood test sends; `FLOWSTEER_FLOOD_RATE` overrides it to
-/// measure other rates.
-fn flood_rate() -> u32 {
-    std::env::var("FLOWSTEER_FLOOD_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(4000)
+/// The flood test's rate of spoofed SYNs a second and `stack.max_connections`:
+/// `FLOWSTEER_FLOOD_RATE` and `FLOWSTEER_FLOOD_MAX_CONNECTIONS` override them to measure other
+/// points (then the test reports what the clients saw instead of requiring 90 % of them to get
+/// in, and frames the uveth could not take are allowed for).
+fn flood_setting(name: &str, default: usize) -> (usize, bool) {
+    match std::env::var(name).ok().and_then(|v| v.parse().ok()) {
+        Some(value) => (value, true),
+        None => (default, false),
+    }
 }
 
 #[test]
 fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
-    let rate = flood_rate();
-    let sockets = THREADS * MAX_CONNECTIONS;
+    let (rate, rate_set) = flood_setting("FLOWSTEER_FLOOD_RATE", 4000);
+    let (max_connections, max_set) =
+        flood_setting("FLOWSTEER_FLOOD_MAX_CONNECTIONS", MAX_CONNECTIONS);
+    let measuring = rate_set || max_set;
+    let sockets = THREADS * max_connections;
     // At least 20 times every socket of the app, and for as long as the clients connect.
     let least = 20 * sockets;
-    let (rig, mut ports) = Rig::start(2);
+    let (rig, mut ports) = Rig::start_with(max_connections, 2);
     let client_port = ports.pop().expect("two ports");
     let flooder = RawPeer::join(ports.pop().expect("two ports"), 99);
     let stop = Arc::new(AtomicBool::new(false));
     let flooder = {
         let stop = stop.clone();
-        thread::spawn(move || flood(flooder, least, rate, stop))
+        thread::spawn(move || flood(flooder, least, rate as u32, stop))
     };
     // The clients start once the flood holds every socket.
     let saturated = Instant::now() + Duration::from_secs(5);
@@ -585,7 +595,7 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     let results = clients(client_port, 40, 4, Duration::from_secs(4));
     let clients_time = results.elapsed;
     stop.store(true, Ordering::Relaxed);
-    let sent = flooder.join().expect("the flooder ends");
+    let sent = flooder.join().expect("the flooder ends") as u64;
     watching.store(false, Ordering::Relaxed);
     let most = most_rules.join().expect("the watcher ends");
 
@@ -599,44 +609,53 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     let report = rig.finish();
     let totals = stack_totals(&report);
     let table = report.render_table();
+    let dropped = frames_dropped_before_the_threads(&report);
     let rate_ok = results.succeeded as f64 / results.attempts as f64;
+    let reset_after_handshake = results
+        .failures
+        .iter()
+        .filter(|f| f.starts_with("closed"))
+        .count();
     eprintln!(
-        "SYN flood: {sent} spoofed SYNs at {rate}/s on {sockets} sockets ({} threads x \
-         max_connections {MAX_CONNECTIONS}); {}/{} client connections echoed ({:.0} %), \
-         handshake p50 {:?} p90 {:?} max {:?}; most exact rules {most}; {} half-open released \
-         by the SYN timeout, {} taken by a new SYN; clients ran {clients_time:?}; failures: {:?}",
-        THREADS,
+        "SYN flood: {sent} spoofed SYNs at {rate}/s ({dropped} frames the uveth could not take) \
+         on {sockets} sockets ({THREADS} threads x max_connections {max_connections}); {}/{} \
+         client connections echoed ({:.0} %), handshake p50 {:?} p90 {:?} max {:?}; {} reset \
+         after their handshake (their ACK came after the flood took the socket), {} timed out; \
+         most exact rules {most}; {} half-open released by the SYN timeout, {} taken by a new \
+         SYN; clients ran {clients_time:?}",
         results.succeeded,
         results.attempts,
         rate_ok * 100.0,
         percentile(&results.handshakes, 0.5),
         percentile(&results.handshakes, 0.9),
         results.handshakes.last().copied().unwrap_or_default(),
+        reset_after_handshake,
+        results.failures.len() - reset_after_handshake,
         totals.syn_timeouts,
         totals.half_open_reused,
-        results.failures
     );
-    assert_eq!(frames_dropped_before_the_threads(&report), 0, "{table}");
     assert_eq!(refused, 0, "no SYN found every socket established\n{table}");
     assert_eq!(
         totals.connections_opened, totals.connections_closed,
         "{table}"
     );
-    // Every spoofed SYN opened a half-open connection that only a release ended; a client's
-    // connection ends by its close, or by a release when its ACK came too late (it is reset).
-    let clients_opened = opened - sent as u64;
-    let clients_released = released - sent as u64;
+    // Every spoofed SYN that reached a thread opened a half-open connection that only a
+    // release ended; a client's connection ends by its close, or by a release when its ACK
+    // came too late (it is then reset).
     assert!(
-        released >= sent as u64 && clients_released <= clients_opened,
-        "{sent} spoofed SYNs, {opened} opened, {released} released\n{table}"
+        released + dropped >= sent && released <= opened,
+        "{sent} spoofed SYNs, {dropped} frames dropped, {opened} opened, {released} released\n{table}"
     );
-    assert!(
-        rate_ok >= 0.9,
-        "{} of {} client connections failed under the flood: {:?}",
-        results.failures.len(),
-        results.attempts,
-        results.failures
-    );
+    if !measuring {
+        assert_eq!(dropped, 0, "{table}");
+        assert!(
+            rate_ok >= 0.9,
+            "{} of {} client connections failed under the flood: {:?}",
+            results.failures.len(),
+            results.attempts,
+            results.failures
+        );
+    }
 }
 
 // ---- forged and odd segments at an open connection ----
