@@ -373,8 +373,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// Spoofed SYNs to the echo port from 150 addresses of the engine's subnet (198.18.0.100 on,
 /// hosts that answer nothing, not even ARP), every one from its own address and port, at
 /// `rate` a second, through the link of `peer` (as from behind a router), until `stop` is set
-/// and at least `least` went out: returns how many were sent.
-fn flood(peer: RawPeer, least: usize, rate: u32, stop: Arc<AtomicBool>) -> usize {
+/// and at least `least` went out: returns how many were sent, and for how long.
+fn flood(peer: RawPeer, least: usize, rate: u32, stop: Arc<AtomicBool>) -> (usize, Duration) {
     const BURST: usize = 16;
     let start = Instant::now();
     let mut sent = 0;
@@ -398,7 +398,7 @@ fn flood(peer: RawPeer, least: usize, rate: u32, stop: Arc<AtomicBool>) -> usize
         let due = start + Duration::from_secs_f64(sent as f64 / f64::from(rate));
         thread::sleep(due.saturating_duration_since(Instant::now()));
     }
-    sent
+    (sent, start.elapsed())
 }
 
 /// A client connection of the smoltcp host under the flood: connect, 512 bytes echoed, close.
@@ -546,9 +546,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The flood test's rate of spoofed SYNs a second and `stack.max_connections`:
-/// `FLOWSTEER_FLOOD_RATE` and `FLOWSTEER_FLOOD_MAX_CONNECTIONS` override them to measure other
-/// points (then the test reports what the clients saw instead of requiring 90 % of them to get
+/// The flood test's rate of spoofed SYNs a second, `stack.max_connections` and client
+/// connections: `FLOWSTEER_FLOOD_RATE`, `FLOWSTEER_FLOOD_MAX_CONNECTIONS` and
+/// `FLOWSTEER_FLOOD_CLIENTS` override them to measure other points (then the test reports what the clients saw instead of requiring 90 % of them to get
 /// in, and frames the uveth could not take are allowed for).
 fn flood_setting(name: &str, default: usize) -> (usize, bool) {
     match std::env::var(name).ok().and_then(|v| v.parse().ok()) {
@@ -562,7 +562,8 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     let (rate, rate_set) = flood_setting("FLOWSTEER_FLOOD_RATE", 4000);
     let (max_connections, max_set) =
         flood_setting("FLOWSTEER_FLOOD_MAX_CONNECTIONS", MAX_CONNECTIONS);
-    let measuring = rate_set || max_set;
+    let (attempts, attempts_set) = flood_setting("FLOWSTEER_FLOOD_CLIENTS", 40);
+    let measuring = rate_set || max_set || attempts_set;
     let sockets = THREADS * max_connections;
     // At least 20 times every socket of the app, and for as long as the clients connect.
     let least = 20 * sockets;
@@ -592,10 +593,11 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
             most
         })
     };
-    let results = clients(client_port, 40, 4, Duration::from_secs(4));
+    let results = clients(client_port, attempts, 4, Duration::from_secs(4));
     let clients_time = results.elapsed;
     stop.store(true, Ordering::Relaxed);
-    let sent = flooder.join().expect("the flooder ends") as u64;
+    let (sent, flooded) = flooder.join().expect("the flooder ends");
+    let (sent, achieved) = (sent as u64, sent as f64 / flooded.as_secs_f64());
     watching.store(false, Ordering::Relaxed);
     let most = most_rules.join().expect("the watcher ends");
 
@@ -617,7 +619,8 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
         .filter(|f| f.starts_with("closed"))
         .count();
     eprintln!(
-        "SYN flood: {sent} spoofed SYNs at {rate}/s ({dropped} frames the uveth could not take) \
+        "SYN flood: {sent} spoofed SYNs at {rate}/s (sent at {achieved:.0}/s; {dropped} frames the \
+         uveth could not take) \
          on {sockets} sockets ({THREADS} threads x max_connections {max_connections}); {}/{} \
          client connections echoed ({:.0} %), handshake p50 {:?} p90 {:?} max {:?}; {} reset \
          after their handshake (their ACK came after the flood took the socket), {} timed out; \
