@@ -6,7 +6,9 @@
 //!
 //! - A SYN flood from spoofed addresses, many times `stack.max_connections`: the rules stay at
 //!   most `max_connections` per thread, no SYN is refused, clients' connections still complete
-//!   byte-exact, and `stack.syn_timeout_ms` after the flood only the listen rules are left.
+//!   byte-exact, and `stack.syn_timeout_ms` after the flood only the listen rules are left. A
+//!   second variant (root) floods from a network namespace through a packet socket at the
+//!   engine on AF_PACKET, with the kernel's TCP as the clients (`common::ClientNet`).
 //! - Resets and FINs with wrong sequence numbers at an open connection, overlapping and
 //!   out-of-window data, a peer advertising a window of 1 byte or none, a peer that never reads:
 //!   the connection survives what it should, the echoed stream stays byte-exact, a stuck
@@ -14,13 +16,16 @@
 //!
 //! Every run ends with the report's conservation check holding and the pool full.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use flowsteer_config::{App, AppKind, Balance, Config, Idle, Profile};
+use flowsteer_config::{App, AppKind, Balance, Config, Driver, Idle, Profile};
 use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
 use flowsteer_stack::{AppStats, StackStats};
 use flowsteer_testrig::frames::{self, TcpSegment, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
@@ -31,6 +36,8 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
+
+mod common;
 
 const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ECHO_PORT: u16 = 7000;
@@ -370,32 +377,42 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 // ---- the SYN flood ----
 
-/// Spoofed SYNs to the echo port from 150 addresses of the engine's subnet (198.18.0.100 on,
-/// hosts that answer nothing, not even ARP), every one from its own address and port, at
-/// `rate` a second, through the link of `peer` (as from behind a router), until `stop` is set
-/// and at least `least` went out: returns how many were sent, and for how long.
-fn flood(peer: RawPeer, least: usize, rate: u32, stop: Arc<AtomicBool>) -> (usize, Duration) {
+/// The `n`th SYN of a flood: to the echo port from one of 150 addresses of the engine's subnet
+/// (198.18.0.100 on, hosts that answer nothing, not even ARP), every one from its own address
+/// and port.
+fn spoofed_syn(n: usize) -> TcpSegment {
+    let host = 100 + (n % 150) as u8;
+    let src_port = 1024 + (n / 150) as u16;
+    TcpSegment {
+        src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, host), src_port),
+        dst: SocketAddrV4::new(ENGINE_IP, ECHO_PORT),
+        seq: (n as u32).wrapping_mul(2_654_435_761),
+        ack: 0,
+        flags: TCP_SYN,
+        window: 65535,
+        payload: Vec::new(),
+    }
+}
+
+/// Spoofed SYNs at `rate` a second, each given to `send` (which waits out a full ring), in
+/// bursts of 16 with `between` called after each, until `stop` is set and at least `least`
+/// went out: returns how many were sent, and for how long.
+fn flood(
+    mut send: impl FnMut(&TcpSegment),
+    mut between: impl FnMut(),
+    (least, rate): (usize, usize),
+    stop: &AtomicBool,
+) -> (usize, Duration) {
     const BURST: usize = 16;
     let start = Instant::now();
     let mut sent = 0;
     while sent < least || !stop.load(Ordering::Relaxed) {
         for _ in 0..BURST {
-            let host = 100 + (sent % 150) as u8;
-            let src_port = 1024 + (sent / 150) as u16;
-            peer.send(&TcpSegment {
-                src: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, host), src_port),
-                dst: SocketAddrV4::new(ENGINE_IP, ECHO_PORT),
-                seq: (sent as u32).wrapping_mul(2_654_435_761),
-                ack: 0,
-                flags: TCP_SYN,
-                window: 65535,
-                payload: Vec::new(),
-            });
+            send(&spoofed_syn(sent));
             sent += 1;
         }
-        // The engine's ARP requests for the spoofed hosts come here too: dropped.
-        while peer.port.recv().is_some() {}
-        let due = start + Duration::from_secs_f64(sent as f64 / f64::from(rate));
+        between();
+        let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
         thread::sleep(due.saturating_duration_since(Instant::now()));
     }
     (sent, start.elapsed())
@@ -546,10 +563,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// The flood test's rate of spoofed SYNs a second, `stack.max_connections` and client
-/// connections: `FLOWSTEER_FLOOD_RATE`, `FLOWSTEER_FLOOD_MAX_CONNECTIONS` and
-/// `FLOWSTEER_FLOOD_CLIENTS` override them to measure other points (then the test reports what the clients saw instead of requiring 90 % of them to get
-/// in, and frames the uveth could not take are allowed for).
+/// A setting of the flood tests from the environment, else `default`; true when it was set.
+/// `FLOWSTEER_FLOOD_RATE` (spoofed SYNs a second), `FLOWSTEER_FLOOD_MAX_CONNECTIONS` and
+/// `FLOWSTEER_FLOOD_CLIENTS` (client connections) measure other points: the tests then report
+/// what the clients saw instead of requiring 90 % of them to get in, and allow for frames the
+/// port could not take.
 fn flood_setting(name: &str, default: usize) -> (usize, bool) {
     match std::env::var(name).ok().and_then(|v| v.parse().ok()) {
         Some(value) => (value, true),
@@ -557,33 +575,74 @@ fn flood_setting(name: &str, default: usize) -> (usize, bool) {
     }
 }
 
-#[test]
-fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
-    let (rate, rate_set) = flood_setting("FLOWSTEER_FLOOD_RATE", 4000);
-    let (max_connections, max_set) =
-        flood_setting("FLOWSTEER_FLOOD_MAX_CONNECTIONS", MAX_CONNECTIONS);
-    let (attempts, attempts_set) = flood_setting("FLOWSTEER_FLOOD_CLIENTS", 40);
-    let measuring = rate_set || max_set || attempts_set;
-    let sockets = THREADS * max_connections;
-    // At least 20 times every socket of the app, and for as long as the clients connect.
-    let least = 20 * sockets;
-    let (rig, mut ports) = Rig::start_with(max_connections, 2);
-    let client_port = ports.pop().expect("two ports");
-    let flooder = RawPeer::join(ports.pop().expect("two ports"), 99);
+/// What one SYN flood test sets.
+struct FloodPlan {
+    rate: usize,
+    max_connections: usize,
+    attempts: usize,
+    /// Set from the environment: report what the clients saw rather than require it.
+    measuring: bool,
+}
+
+impl FloodPlan {
+    fn from_env() -> FloodPlan {
+        let (rate, rate_set) = flood_setting("FLOWSTEER_FLOOD_RATE", 4000);
+        let (max_connections, max_set) =
+            flood_setting("FLOWSTEER_FLOOD_MAX_CONNECTIONS", MAX_CONNECTIONS);
+        let (attempts, attempts_set) = flood_setting("FLOWSTEER_FLOOD_CLIENTS", 40);
+        FloodPlan {
+            rate,
+            max_connections,
+            attempts,
+            measuring: rate_set || max_set || attempts_set,
+        }
+    }
+
+    fn sockets(&self) -> usize {
+        THREADS * self.max_connections
+    }
+
+    /// At least 20 times every socket of the app (and for as long as the clients connect).
+    fn least(&self) -> usize {
+        20 * self.sockets()
+    }
+}
+
+/// What a flood left, read from the engine before it stopped.
+struct FloodRun {
+    sent: u64,
+    achieved: f64,
+    most_rules: usize,
+    opened: u64,
+    released: u64,
+    refused: u64,
+    results: ClientResults,
+}
+
+/// Starts the flood (`flooder`, given the stop flag), waits until it holds every socket, runs
+/// `clients` while it goes on and the most exact rules are watched, stops it and waits out the
+/// SYN timeout: every rule must be gone then.
+fn under_flood(
+    engine: &Engine,
+    plan: &FloodPlan,
+    flooder: impl FnOnce(Arc<AtomicBool>) -> thread::JoinHandle<(usize, Duration)>,
+    clients: impl FnOnce() -> ClientResults,
+) -> FloodRun {
+    let table = engine.shared().table.clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let flooder = {
-        let stop = stop.clone();
-        thread::spawn(move || flood(flooder, least, rate as u32, stop))
-    };
-    // The clients start once the flood holds every socket.
+    let flooder = flooder(stop.clone());
     let saturated = Instant::now() + Duration::from_secs(5);
-    while rig.exact_rules() < sockets && Instant::now() < saturated {
+    while table.exact_len() < plan.sockets() && Instant::now() < saturated {
         thread::sleep(Duration::from_millis(1));
     }
-    assert_eq!(rig.exact_rules(), sockets, "the flood holds every socket");
+    assert_eq!(
+        table.exact_len(),
+        plan.sockets(),
+        "the flood holds every socket"
+    );
     let watching = Arc::new(AtomicBool::new(true));
     let most_rules = {
-        let (watching, table) = (watching.clone(), rig.engine().shared().table.clone());
+        let (watching, table) = (watching.clone(), table.clone());
         thread::spawn(move || {
             let mut most = 0;
             while watching.load(Ordering::Relaxed) {
@@ -593,25 +652,46 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
             most
         })
     };
-    let results = clients(client_port, attempts, 4, Duration::from_secs(4));
-    let clients_time = results.elapsed;
+    let results = clients();
     stop.store(true, Ordering::Relaxed);
     let (sent, flooded) = flooder.join().expect("the flooder ends");
-    let (sent, achieved) = (sent as u64, sent as f64 / flooded.as_secs_f64());
     watching.store(false, Ordering::Relaxed);
-    let most = most_rules.join().expect("the watcher ends");
+    let most_rules = most_rules.join().expect("the watcher ends");
+    assert!(
+        most_rules <= plan.sockets(),
+        "{most_rules} exact rules for {} sockets",
+        plan.sockets()
+    );
+    let deadline = Instant::now() + SYN_TIMEOUT + Duration::from_secs(2);
+    while table.exact_len() > 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(table.exact_len(), 0, "rules left after the SYN timeout");
+    let app_sum = |counter: fn(&AppStats) -> u64| -> u64 {
+        let stacks = &engine.shared().stacks;
+        stacks
+            .iter()
+            .flat_map(|s| s.stats.apps.iter())
+            .map(counter)
+            .sum()
+    };
+    FloodRun {
+        sent: sent as u64,
+        achieved: sent as f64 / flooded.as_secs_f64(),
+        most_rules,
+        opened: app_sum(|a| a.connections_opened.get()),
+        released: app_sum(|a| a.syn_timeouts.get() + a.half_open_reused.get()),
+        refused: app_sum(|a| a.listen_exhausted.get()),
+        results,
+    }
+}
 
-    assert!(most <= sockets, "{most} exact rules for {sockets} sockets");
-    // Every half-open connection is released by the SYN timeout.
-    let left = rig.wait_for_exact_rules(0, SYN_TIMEOUT + Duration::from_secs(2));
-    assert_eq!(left, 0, "rules left after the SYN timeout");
-    let opened = rig.app_sum(|a| a.connections_opened.get());
-    let released = rig.app_sum(|a| a.syn_timeouts.get() + a.half_open_reused.get());
-    let refused = rig.app_sum(|a| a.listen_exhausted.get());
-    let report = rig.finish();
-    let totals = stack_totals(&report);
+/// Prints what the flood did and checks it against the engine's report.
+fn check_flood(what: &str, plan: &FloodPlan, run: &FloodRun, report: &RunReport) {
+    let totals = stack_totals(report);
     let table = report.render_table();
-    let dropped = frames_dropped_before_the_threads(&report);
+    let dropped = frames_dropped_before_the_threads(report);
+    let results = &run.results;
     let rate_ok = results.succeeded as f64 / results.attempts as f64;
     let reset_after_handshake = results
         .failures
@@ -619,13 +699,17 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
         .filter(|f| f.starts_with("closed"))
         .count();
     eprintln!(
-        "SYN flood: {sent} spoofed SYNs at {rate}/s (sent at {achieved:.0}/s; {dropped} frames the \
-         uveth could not take) \
-         on {sockets} sockets ({THREADS} threads x max_connections {max_connections}); {}/{} \
-         client connections echoed ({:.0} %), handshake p50 {:?} p90 {:?} max {:?}; {} reset \
-         after their handshake (their ACK came after the flood took the socket), {} timed out; \
-         most exact rules {most}; {} half-open released by the SYN timeout, {} taken by a new \
-         SYN; clients ran {clients_time:?}",
+        "SYN flood, {what}: {} spoofed SYNs at {}/s (sent at {:.0}/s; {dropped} frames the port \
+         could not take) on {} sockets ({THREADS} threads x max_connections {}); {}/{} client \
+         connections echoed ({:.0} %), handshake p50 {:?} p90 {:?} max {:?}; {} reset after \
+         their handshake (their ACK came after the flood took the socket), {} failed otherwise; \
+         most exact rules {}; {} half-open released by the SYN timeout, {} taken by a new SYN; \
+         clients ran {:?}",
+        run.sent,
+        plan.rate,
+        run.achieved,
+        plan.sockets(),
+        plan.max_connections,
         results.succeeded,
         results.attempts,
         rate_ok * 100.0,
@@ -634,10 +718,15 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
         results.handshakes.last().copied().unwrap_or_default(),
         reset_after_handshake,
         results.failures.len() - reset_after_handshake,
+        run.most_rules,
         totals.syn_timeouts,
         totals.half_open_reused,
+        results.elapsed,
     );
-    assert_eq!(refused, 0, "no SYN found every socket established\n{table}");
+    assert_eq!(
+        run.refused, 0,
+        "no SYN found every socket established\n{table}"
+    );
     assert_eq!(
         totals.connections_opened, totals.connections_closed,
         "{table}"
@@ -646,10 +735,13 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     // release ended; a client's connection ends by its close, or by a release when its ACK
     // came too late (it is then reset).
     assert!(
-        released + dropped >= sent && released <= opened,
-        "{sent} spoofed SYNs, {dropped} frames dropped, {opened} opened, {released} released\n{table}"
+        run.released + dropped >= run.sent && run.released <= run.opened,
+        "{} spoofed SYNs, {dropped} frames dropped, {} opened, {} released\n{table}",
+        run.sent,
+        run.opened,
+        run.released
     );
-    if !measuring {
+    if !plan.measuring {
         assert_eq!(dropped, 0, "{table}");
         assert!(
             rate_ok >= 0.9,
@@ -661,6 +753,30 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     }
 }
 
+#[test]
+fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
+    let plan = FloodPlan::from_env();
+    let (rig, mut ports) = Rig::start_with(plan.max_connections, 2);
+    let client_port = ports.pop().expect("two ports");
+    let peer = RawPeer::join(ports.pop().expect("two ports"), 99);
+    let run = under_flood(
+        rig.engine(),
+        &plan,
+        |stop| {
+            let (least, rate) = (plan.least(), plan.rate);
+            thread::spawn(move || {
+                // Through the link of `peer`, as from behind a router; the engine's ARP
+                // requests for the spoofed hosts come back to it and are dropped.
+                let send = |syn: &TcpSegment| peer.send(syn);
+                let drain = || while peer.port.recv().is_some() {};
+                flood(send, drain, (least, rate), &stop)
+            })
+        },
+        || clients(client_port, plan.attempts, 4, Duration::from_secs(4)),
+    );
+    let report = rig.finish();
+    check_flood("vbridge", &plan, &run, &report);
+}
 // ---- forged and odd segments at an open connection ----
 
 /// The engine's answers to a flood: what `peer` receives for `local_port` within `period`.
@@ -881,4 +997,153 @@ fn a_window_of_one_byte_or_none_gets_the_echo_and_a_peer_that_never_reads_is_clo
     );
     // The echo read what moved into the send buffer; the rest stayed in the receive buffer.
     assert_eq!(totals.bytes_in, 200 + 300 + SOCKET_BUFFER as u64);
+}
+
+// ---- the SYN flood from the kernel's side (root) ----
+
+/// A sender of raw Ethernet frames on an interface of the calling thread's namespace: an
+/// AF_PACKET socket of protocol 0 (it receives nothing), closed when dropped.
+struct RawSender {
+    fd: OwnedFd,
+    to: libc::sockaddr_ll,
+}
+
+impl RawSender {
+    fn on(interface: &str) -> RawSender {
+        let name = CString::new(interface).expect("an interface name without NUL");
+        // SAFETY: `name` is a NUL-terminated string that outlives the call.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(index, 0, "no interface {interface}");
+        // SAFETY: a plain socket(2) call; the descriptor is owned by `OwnedFd` at once.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `fd` is a descriptor just opened and owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: sockaddr_ll is plain old data; all zeros is a valid value to fill in.
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_ifindex = index as i32;
+        RawSender { fd, to }
+    }
+
+    /// Sends `frame`, waiting while the interface's queue is full.
+    fn send(&self, frame: &[u8]) {
+        loop {
+            // SAFETY: `frame` and `self.to` outlive the call, and the lengths passed are theirs.
+            let sent = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    (&self.to as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if sent >= 0 {
+                return;
+            }
+            let error = std::io::Error::last_os_error();
+            assert_eq!(error.raw_os_error(), Some(libc::ENOBUFS), "sendto: {error}");
+            thread::sleep(Duration::from_micros(20));
+        }
+    }
+}
+
+/// `attempts` echo connections of the kernel's TCP in the namespace, 4 threads each making its
+/// share one after the other.
+fn kernel_clients(net: &common::ClientNet, attempts: usize, limit: Duration) -> ClientResults {
+    const AT_ONCE: usize = 4;
+    let start = Instant::now();
+    let workers: Vec<_> = (0..AT_ONCE)
+        .map(|w| {
+            net.client(move || {
+                (w..attempts)
+                    .step_by(AT_ONCE)
+                    .map(|n| kernel_echo(&pattern(512, n as u8), limit))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let outcomes: Vec<Result<Duration, String>> = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("a client thread ends"))
+        .collect();
+    let mut handshakes: Vec<Duration> = outcomes.iter().filter_map(|o| o.clone().ok()).collect();
+    handshakes.sort();
+    ClientResults {
+        attempts,
+        succeeded: handshakes.len(),
+        failures: outcomes.into_iter().filter_map(Result::err).collect(),
+        handshakes,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// One connection: its handshake time once `data` came back whole, else what went wrong
+/// ("closed ..." once the handshake was done).
+fn kernel_echo(data: &[u8], limit: Duration) -> Result<Duration, String> {
+    let server = std::net::SocketAddr::from((ENGINE_IP, ECHO_PORT));
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&server, limit).map_err(|e| format!("{e}"))?;
+    let handshake = started.elapsed();
+    let echo = |stream: &mut TcpStream| -> std::io::Result<Vec<u8>> {
+        stream.set_read_timeout(Some(limit))?;
+        stream.write_all(data)?;
+        let mut echoed = vec![0; data.len()];
+        stream.read_exact(&mut echoed)?;
+        stream.shutdown(Shutdown::Write)?;
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest)?;
+        echoed.extend_from_slice(&rest);
+        Ok(echoed)
+    };
+    match echo(&mut stream) {
+        Ok(echoed) if echoed == data => Ok(handshake),
+        Ok(echoed) => Err(format!("closed with {} bytes that differ", echoed.len())),
+        Err(e) => Err(format!("closed after the handshake ({handshake:?}): {e}")),
+    }
+}
+
+#[test]
+fn a_syn_flood_from_the_kernels_side_leaves_the_kernels_clients_their_way_in() {
+    if common::skip_without_client_net(&[]) {
+        return;
+    }
+    let plan = FloodPlan::from_env();
+    let net = common::ClientNet::new();
+    let mut cfg = common::two_threads_serving(vec![App::new(AppKind::TcpEcho, ECHO_PORT)]);
+    cfg.port.driver = Driver::AfPacket;
+    cfg.port.interface = net.engine_if.clone();
+    cfg.stack.max_connections = plan.max_connections as u32;
+    cfg.stack.syn_timeout_ms = SYN_TIMEOUT.as_millis() as u32;
+    let engine = Engine::start(&cfg, false).expect("the engine starts on the veth");
+    let address = format!("/sys/class/net/{}/address", net.engine_if);
+    let text = std::fs::read_to_string(&address).expect("the engine end's MAC address");
+    let mut engine_mac = [0u8; 6];
+    for (byte, hex) in engine_mac.iter_mut().zip(text.trim().split(':')) {
+        *byte = u8::from_str_radix(hex, 16).expect("a MAC address in hex");
+    }
+    let client_if = net.client_if.clone();
+    let run = under_flood(
+        &engine,
+        &plan,
+        |stop| {
+            let (least, rate) = (plan.least(), plan.rate);
+            net.client(move || {
+                // From the namespace's link, as from behind a router.
+                let sender = RawSender::on(&client_if);
+                let mac = [0x02, 0, 0, 0, 0x66, 0x66];
+                let send = |syn: &TcpSegment| sender.send(&frames::tcp_v4(mac, engine_mac, syn));
+                flood(send, || {}, (least, rate), &stop)
+            })
+        },
+        || kernel_clients(&net, plan.attempts, Duration::from_secs(4)),
+    );
+    let report = common::stop_and_check(engine);
+    check_flood("kernel clients", &plan, &run, &report);
 }
