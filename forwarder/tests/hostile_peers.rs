@@ -608,6 +608,9 @@ impl FloodPlan {
     }
 }
 
+/// Held by each flood test for its run: two floods at once would measure each other.
+static ONE_FLOOD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// What a flood left, read from the engine before it stopped.
 struct FloodRun {
     sent: u64,
@@ -756,6 +759,9 @@ fn check_flood(what: &str, plan: &FloodPlan, run: &FloodRun, report: &RunReport)
 
 #[test]
 fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
+    let _alone = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let plan = FloodPlan::from_env();
     let (rig, mut ports) = Rig::start_with(plan.max_connections, 2);
     let client_port = ports.pop().expect("two ports");
@@ -1123,6 +1129,9 @@ fn a_syn_flood_from_the_kernels_side_leaves_the_kernels_clients_their_way_in() {
     if common::skip_without_client_net(&[]) {
         return;
     }
+    let _alone = ONE_FLOOD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let plan = FloodPlan::from_env();
     let net = common::ClientNet::new();
     let mut cfg = common::two_threads_serving(vec![App::new(AppKind::TcpEcho, ECHO_PORT)]);
