@@ -1,8 +1,8 @@
 //! The engine's stacks under attack, without root: the engine on a 2-queue uveth (two stack
 //! threads, both running tcp-echo on one port, software balancing), a vbridge in front of it, and
 //! on the bridge's peer ports hand-made peers that write every TCP header field themselves
-//! (`flowsteer_testrig::frames::tcp_v4`) and, for the SYN flood, a smoltcp client host beside
-//! the flooder.
+//! (`flowsteer_testrig::raw_peer`) and, for the SYN flood, a smoltcp client host beside the
+//! flooder.
 //!
 //! - A SYN flood from spoofed addresses, many times `stack.max_connections`: the rules stay at
 //!   most `max_connections` per thread, no SYN is refused, clients' connections still complete
@@ -29,6 +29,7 @@ use flowsteer_config::{App, AppKind, Balance, Config, Driver, Idle, Profile};
 use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
 use flowsteer_stack::{AppStats, StackStats};
 use flowsteer_testrig::frames::{self, TcpSegment, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
+use flowsteer_testrig::raw_peer::{RawConn, RawPeer};
 use flowsteer_testrig::vbridge::PeerDevice;
 use forwarder::engine::Engine;
 use forwarder::report::{RunReport, StackTotals};
@@ -41,6 +42,7 @@ mod common;
 
 const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ECHO_PORT: u16 = 7000;
+const SERVER: SocketAddrV4 = SocketAddrV4::new(ENGINE_IP, ECHO_PORT);
 const THREADS: usize = 2;
 const MAX_CONNECTIONS: usize = 64;
 const SYN_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -173,200 +175,6 @@ fn stack_totals(report: &RunReport) -> &StackTotals {
 
 fn frames_dropped_before_the_threads(report: &RunReport) -> u64 {
     report.port_dropped.iter().flat_map(|q| q.values()).sum()
-}
-
-// ---- a hand-made TCP peer ----
-
-/// A host on a bridge port that builds its TCP segments itself: it announces itself with an
-/// ARP request (the engine learns its link address from it) and then sends and reads raw
-/// segments.
-struct RawPeer {
-    port: PeerPort,
-    mac: [u8; 6],
-    ip: Ipv4Addr,
-    engine_mac: [u8; 6],
-}
-
-impl RawPeer {
-    fn join(port: PeerPort, host: u8) -> RawPeer {
-        let mac = [0x02, 0, 0, 0, 0x30, host];
-        let ip = Ipv4Addr::new(198, 18, 0, host);
-        let peer = RawPeer {
-            port,
-            mac,
-            ip,
-            engine_mac: [0; 6],
-        };
-        peer.send_frame(&frames::arp_request(mac, ip, ENGINE_IP));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match peer.port.recv() {
-                // The answer to our request (the engine's reply is the only unicast ARP).
-                Some(frame) if frame[..6] == mac && frame[12..14] == [0x08, 0x06] => {
-                    let mut engine_mac = [0; 6];
-                    engine_mac.copy_from_slice(&frame[6..12]);
-                    return RawPeer { engine_mac, ..peer };
-                }
-                Some(_) => {}
-                None => thread::sleep(Duration::from_micros(50)),
-            }
-        }
-        panic!("the engine did not answer {ip}'s ARP request");
-    }
-
-    fn send_frame(&self, frame: &[u8]) {
-        // A full ring is waited out: the test decides what is lost, not the rig.
-        while self.port.send(frame).is_err() {
-            thread::sleep(Duration::from_micros(20));
-        }
-    }
-
-    fn send(&self, segment: &TcpSegment) {
-        self.send_frame(&frames::tcp_v4(self.mac, self.engine_mac, segment));
-    }
-
-    /// The next TCP segment for `local_port` within `limit`; other frames are skipped.
-    fn recv(&self, local_port: u16, limit: Duration) -> Option<TcpSegment> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.port.recv() {
-                Some(frame) => match frames::parse_tcp_v4(&frame) {
-                    Some(s) if *s.dst.ip() == self.ip && s.dst.port() == local_port => {
-                        return Some(s)
-                    }
-                    _ => {}
-                },
-                None if Instant::now() >= deadline => return None,
-                None => thread::sleep(Duration::from_micros(50)),
-            }
-        }
-    }
-
-    /// Every segment for `local_port` during `period`.
-    fn collect(&self, local_port: u16, period: Duration) -> Vec<TcpSegment> {
-        let deadline = Instant::now() + period;
-        let mut segments = Vec::new();
-        while let Some(s) = self.recv(
-            local_port,
-            deadline.saturating_duration_since(Instant::now()),
-        ) {
-            segments.push(s);
-        }
-        segments
-    }
-}
-
-/// One connection of a [`RawPeer`] to the echo port, its sequence numbers followed by hand.
-struct RawConn<'a> {
-    peer: &'a RawPeer,
-    local_port: u16,
-    /// Our next sequence number.
-    snd_nxt: u32,
-    /// The engine's next sequence number (what we acknowledge).
-    rcv_nxt: u32,
-    /// The window we advertise.
-    window: u16,
-}
-
-impl<'a> RawConn<'a> {
-    /// The three-way handshake, advertising `window`.
-    fn open(peer: &'a RawPeer, local_port: u16, window: u16) -> RawConn<'a> {
-        let isn = u32::from(local_port).wrapping_mul(0x9e37_79b9);
-        let mut conn = RawConn {
-            peer,
-            local_port,
-            snd_nxt: isn,
-            rcv_nxt: 0,
-            window,
-        };
-        conn.send(isn, TCP_SYN, &[]);
-        let synack = peer
-            .recv(local_port, Duration::from_secs(5))
-            .expect("a SYN-ACK");
-        assert_eq!(synack.flags, TCP_SYN | TCP_ACK, "{synack:?}");
-        assert_eq!(synack.ack, isn.wrapping_add(1));
-        conn.snd_nxt = isn.wrapping_add(1);
-        conn.rcv_nxt = synack.seq.wrapping_add(1);
-        conn.ack();
-        conn
-    }
-
-    /// A segment with sequence number `seq`, acknowledging what we received.
-    fn send(&self, seq: u32, flags: u8, payload: &[u8]) {
-        let ack_flag = if flags & TCP_SYN != 0 { 0 } else { TCP_ACK };
-        self.peer.send(&TcpSegment {
-            src: SocketAddrV4::new(self.peer.ip, self.local_port),
-            dst: SocketAddrV4::new(ENGINE_IP, ECHO_PORT),
-            seq,
-            ack: self.rcv_nxt,
-            flags: flags | ack_flag,
-            window: self.window,
-            payload: payload.to_vec(),
-        });
-    }
-
-    fn ack(&self) {
-        self.send(self.snd_nxt, 0, &[]);
-    }
-
-    /// Sends `data` in order, in segments of at most `mss` bytes.
-    fn write(&mut self, data: &[u8], mss: usize) {
-        for chunk in data.chunks(mss) {
-            self.send(self.snd_nxt, TCP_PSH, chunk);
-            self.snd_nxt = self.snd_nxt.wrapping_add(chunk.len() as u32);
-        }
-    }
-
-    /// Reads the echo until `len` bytes arrived in order (acknowledging each segment, with
-    /// `self.window`), a reset, or `limit`. Segments out of order are not taken (the engine sends
-    /// them again). Returns the bytes and whether a reset came.
-    fn read(&mut self, len: usize, limit: Duration) -> (Vec<u8>, bool) {
-        let deadline = Instant::now() + limit;
-        let mut bytes = Vec::new();
-        while bytes.len() < len {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Some(s) = self.peer.recv(self.local_port, left) else {
-                break;
-            };
-            if s.flags & TCP_RST != 0 {
-                return (bytes, true);
-            }
-            if s.seq == self.rcv_nxt && !s.payload.is_empty() {
-                let room = usize::from(self.window).max(1);
-                let take = s.payload.len().min(room);
-                bytes.extend_from_slice(&s.payload[..take]);
-                self.rcv_nxt = self.rcv_nxt.wrapping_add(take as u32);
-            }
-            self.ack();
-        }
-        (bytes, false)
-    }
-
-    /// Closes: FIN, then the engine's FIN is acknowledged. True when the engine closed too.
-    fn close(&mut self) -> bool {
-        self.send(self.snd_nxt, TCP_FIN, &[]);
-        self.snd_nxt = self.snd_nxt.wrapping_add(1);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while let Some(s) = self.peer.recv(
-            self.local_port,
-            deadline.saturating_duration_since(Instant::now()),
-        ) {
-            if s.flags & TCP_FIN != 0 {
-                self.rcv_nxt = s.seq.wrapping_add(s.payload.len() as u32 + 1);
-                self.ack();
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Sends `data`, reads its echo, checks it byte for byte.
-    fn echo(&mut self, data: &[u8]) {
-        self.write(data, 512);
-        let (echoed, reset) = self.read(data.len(), Duration::from_secs(5));
-        assert!(!reset, "reset after {} echoed bytes", echoed.len());
-        assert!(echoed == data, "echo differs: {echoed:?} for {data:?}");
-    }
 }
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -765,7 +573,7 @@ fn a_syn_flood_far_beyond_max_connections_leaves_clients_their_way_in() {
     let plan = FloodPlan::from_env();
     let (rig, mut ports) = Rig::start_with(plan.max_connections, 2);
     let client_port = ports.pop().expect("two ports");
-    let peer = RawPeer::join(ports.pop().expect("two ports"), 99);
+    let peer = RawPeer::join(ports.pop().expect("two ports"), 99, ENGINE_IP);
     let run = under_flood(
         rig.engine(),
         &plan,
@@ -795,8 +603,8 @@ fn answers(peer: &RawPeer, local_port: u16, period: Duration) -> Vec<TcpSegment>
 fn resets_and_fins_with_wrong_sequence_numbers_leave_the_connection_open() {
     const PORT: u16 = 41000;
     let (rig, mut ports) = Rig::start(1);
-    let peer = RawPeer::join(ports.pop().expect("a port"), 20);
-    let mut conn = RawConn::open(&peer, PORT, 65535);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 20, ENGINE_IP);
+    let mut conn = RawConn::open(&peer, PORT, SERVER, 65535);
     conn.echo(&pattern(1000, 1));
     assert_eq!(rig.exact_rules(), 1);
 
@@ -860,8 +668,8 @@ fn resets_and_fins_with_wrong_sequence_numbers_leave_the_connection_open() {
 fn overlapping_and_out_of_window_data_is_echoed_byte_exact() {
     const PORT: u16 = 41001;
     let (rig, mut ports) = Rig::start(1);
-    let peer = RawPeer::join(ports.pop().expect("a port"), 21);
-    let mut conn = RawConn::open(&peer, PORT, 65535);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 21, ENGINE_IP);
+    let mut conn = RawConn::open(&peer, PORT, SERVER, 65535);
     let data = pattern(3000, 7);
     let base = conn.snd_nxt;
     let at = |offset: usize| base.wrapping_add(offset as u32);
@@ -906,10 +714,10 @@ fn overlapping_and_out_of_window_data_is_echoed_byte_exact() {
 #[test]
 fn a_window_of_one_byte_or_none_gets_the_echo_and_a_peer_that_never_reads_is_closed() {
     let (rig, mut ports) = Rig::start(1);
-    let peer = RawPeer::join(ports.pop().expect("a port"), 22);
+    let peer = RawPeer::join(ports.pop().expect("a port"), 22, ENGINE_IP);
 
     // A window of 1 byte: the echo comes a byte at a time, never more than the window.
-    let mut conn = RawConn::open(&peer, 41002, 1);
+    let mut conn = RawConn::open(&peer, 41002, SERVER, 1);
     let data = pattern(200, 9);
     conn.write(&data, 512);
     let mut echoed = Vec::new();
@@ -933,7 +741,7 @@ fn a_window_of_one_byte_or_none_gets_the_echo_and_a_peer_that_never_reads_is_clo
     assert!(conn.close());
 
     // A closed window: nothing but probes until it opens, then the whole echo.
-    let mut conn = RawConn::open(&peer, 41003, 0);
+    let mut conn = RawConn::open(&peer, 41003, SERVER, 0);
     let data = pattern(300, 10);
     conn.write(&data, 512);
     let waiting = answers(&peer, 41003, Duration::from_millis(700));
@@ -960,7 +768,7 @@ fn a_window_of_one_byte_or_none_gets_the_echo_and_a_peer_that_never_reads_is_clo
     // its two buffers hold (the echo fills the send buffer, then the receive buffer fills),
     // then closes its window; the peer answers every probe with its closed window; the idle
     // timeout resets the connection.
-    let mut conn = RawConn::open(&peer, 41004, 0);
+    let mut conn = RawConn::open(&peer, 41004, SERVER, 0);
     let isn = conn.snd_nxt;
     let data = pattern(4 * SOCKET_BUFFER, 11);
     conn.write(&data[..512], 512);
