@@ -498,6 +498,19 @@ pub(crate) const STACK: SectionSpec = SectionSpec {
              `flowsteer_app_keepalive_timeouts_total`. 0 = only `idle_timeout_s` applies.",
         ),
         text(
+            "syn_timeout_ms",
+            "an integer 0..=120000",
+            "Milliseconds a half-open TCP connection (SYN answered, no ACK yet) may wait for its \
+             client's ACK before its socket listens again and its rule is deleted, without a \
+             reset; counted in `flowsteer_app_syn_timeouts_total`. With every socket of an app \
+             busy, a new SYN also takes the oldest half-open connection's socket \
+             (`flowsteer_app_half_open_reused_total`), so a SYN flood holds at most \
+             `max_connections` sockets and rules per app and thread and never locks clients out. \
+             The default lets the SYN-ACK and its two retransmissions (after 1 s and 3 s) be \
+             answered, as Linux with `tcp_synack_retries = 2`. 0 = only `idle_timeout_s` (with a \
+             reset) and the stack's own 120 s limit apply.",
+        ),
+        text(
             "neighbor_wait_ms",
             "an integer 1..=60000",
             "Milliseconds a `udp-echo` reply may wait for its destination's link address (ARP or \

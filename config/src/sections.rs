@@ -243,6 +243,9 @@ pub struct Stack {
     /// Seconds an `http` connection may wait for its next request before it is closed,
     /// 0..=86400; 0 = only `idle_timeout_s` applies.
     pub keepalive_timeout_s: u32,
+    /// Milliseconds a half-open TCP connection may wait for its client's ACK before it is
+    /// released without a reset, 0..=120000; 0 = only `idle_timeout_s` applies.
+    pub syn_timeout_ms: u32,
     /// Milliseconds a `udp-echo` reply may wait for its destination's link address before it is
     /// dropped and counted, 1..=60000.
     pub neighbor_wait_ms: u32,
@@ -259,6 +262,7 @@ impl Default for Stack {
             max_connections: 1024,
             idle_timeout_s: 60,
             keepalive_timeout_s: 75,
+            syn_timeout_ms: 7000,
             neighbor_wait_ms: 3000,
             app: Vec::new(),
         }

@@ -63,6 +63,9 @@ const MAX_SOCKET_BUFFER: u32 = 1 << 24;
 const MAX_CONNECTIONS: u32 = 65536;
 /// Longest idle or keep-alive timeout: a day.
 const MAX_TIMEOUT_S: u32 = 86_400;
+/// Longest SYN timeout: beyond it the stack's own 120 s limit ends a half-open connection
+/// first (with a reset).
+const MAX_SYN_TIMEOUT_MS: u32 = 120_000;
 /// Longest wait of a reply for its link address.
 const MAX_NEIGHBOR_WAIT_MS: u32 = 60_000;
 
@@ -345,6 +348,13 @@ fn check_stack(stack: &Stack, out: &mut Collector) {
         stack.keepalive_timeout_s,
         0,
         MAX_TIMEOUT_S,
+    );
+    in_range(
+        out,
+        "stack.syn_timeout_ms",
+        stack.syn_timeout_ms,
+        0,
+        MAX_SYN_TIMEOUT_MS,
     );
     in_range(
         out,

@@ -527,7 +527,7 @@ fn unknown_key_in_every_section() {
         (
             "stack",
             "tcp_rx_buffer, tcp_tx_buffer, udp_buffer, max_connections, idle_timeout_s, \
-             keepalive_timeout_s, neighbor_wait_ms, app",
+             keepalive_timeout_s, syn_timeout_ms, neighbor_wait_ms, app",
         ),
         (
             "traffic",
@@ -1010,7 +1010,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 10 + 5 + 2 + 1 + 24 + 8 + 12 + 2 + 4);
+    assert_eq!(assignments.len(), 10 + 5 + 2 + 1 + 24 + 9 + 12 + 2 + 4);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")

@@ -379,6 +379,12 @@ fn timeouts_and_neighbor_wait_ranges_and_defaults() {
         problem("[stack]\nkeepalive_timeout_s = 86401"),
         "stack.keepalive_timeout_s: must be 0..=86400, got 86401"
     );
+    assert_eq!(stack.syn_timeout_ms, 7000);
+    assert_eq!(
+        problem("[stack]\nsyn_timeout_ms = 120001"),
+        "stack.syn_timeout_ms: must be 0..=120000, got 120001"
+    );
+    assert_eq!(valid("[stack]\nsyn_timeout_ms = 0").stack.syn_timeout_ms, 0);
     assert_eq!(
         problem("[stack]\nneighbor_wait_ms = 0"),
         "stack.neighbor_wait_ms: must be 1..=60000, got 0"

@@ -42,6 +42,8 @@ pub fn stack_config(config: &Config, thread: u16, port: &dyn PortControl) -> Sta
         max_connections: stack.max_connections as usize,
         idle_timeout: seconds(stack.idle_timeout_s),
         keepalive_timeout: seconds(stack.keepalive_timeout_s),
+        syn_timeout: (stack.syn_timeout_ms > 0)
+            .then(|| Duration::from_millis(u64::from(stack.syn_timeout_ms))),
         neighbor_wait: Duration::from_millis(u64::from(stack.neighbor_wait_ms)),
         max_frame: usize::from(config.pool.data_room).min(usize::from(MAX_ETHERNET_FRAME)),
         seed: config.traffic.seed,

@@ -105,6 +105,7 @@ fn stack_config(me: u16, rss: &SoftRss, software: bool) -> StackConfig {
         idle_timeout: Some(Duration::from_secs(60)),
         keepalive_timeout: Some(Duration::from_secs(75)),
         neighbor_wait: Duration::from_millis(100),
+        syn_timeout: Some(Duration::from_millis(500)),
         max_frame: 1514,
         seed: 7,
         apps: apps(),

@@ -95,6 +95,9 @@ pub struct StackConfig {
     pub max_connections: usize,
     /// When a TCP connection that makes no progress is closed; `None`: never.
     pub idle_timeout: Option<std::time::Duration>,
+    /// When a half-open connection (SYN-RECEIVED) is released without a word, its rule
+    /// deleted; `None`: only `idle_timeout` (with a reset) and smoltcp's 120 s apply.
+    pub syn_timeout: Option<std::time::Duration>,
     /// When an `http` connection waiting for its next request is closed; `None`: only
     /// `idle_timeout` applies.
     pub keepalive_timeout: Option<std::time::Duration>,

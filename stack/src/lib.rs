@@ -35,6 +35,7 @@
 //! | per emitted frame | one buffer from the thread's pool cache, written once by smoltcp |
 //! | per round with frames | one pass over the apps' sockets |
 //! | connection set-up / end | one flow table insert / remove |
+//! | a SYN that finds every socket busy (a flood) | the oldest half-open connection's socket: one queue pop, one flow table remove, the socket taken out of the socket set and put back |
 //! | outbound connect | a local port (about `queues` Toeplitz hashes when RSS chooses it); one insert under software balancing |
 //!
 //! # Threads

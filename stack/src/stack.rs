@@ -156,10 +156,11 @@ impl Stack {
         let connector = Connector::new(config.outbound.clone(), v4, v6, seed);
 
         let mut sockets = SocketSet::new(Vec::new());
-        let rules = Rules::new(table, me);
+        let mut rules = Rules::new(table, me);
         let timeouts = Timeouts {
             idle: config.idle_timeout.map(duration),
             keepalive: config.keepalive_timeout.map(duration),
+            syn: config.syn_timeout.map(duration),
         };
         let timeout_check =
             (timeouts.idle.is_some() || timeouts.keepalive.is_some()).then_some(TIMEOUT_CHECK);
@@ -185,7 +186,14 @@ impl Stack {
                 })?;
             let service = if app.kind.is_tcp() {
                 let mut tcp = Box::new(TcpService::new(*app, me, &config, timeouts));
-                tcp.refill_listeners(&mut sockets, 0, Instant::from_micros(0), &stats.apps[i]);
+                tcp.refill_listeners(
+                    &mut sockets,
+                    &mut rules,
+                    0,
+                    Instant::from_micros(0),
+                    &stats,
+                    &stats.apps[i],
+                );
                 Service::Tcp(tcp)
             } else {
                 let neighbor_wait = duration(config.neighbor_wait);
@@ -279,7 +287,14 @@ impl Stack {
             self.services.iter_mut().zip(&self.syns).zip(&stats.apps)
         {
             if let (Service::Tcp(tcp), true) = (service, *syns > 0) {
-                tcp.refill_listeners(&mut self.sockets, *syns, now, app_stats);
+                tcp.refill_listeners(
+                    &mut self.sockets,
+                    &mut self.rules,
+                    *syns,
+                    now,
+                    stats,
+                    app_stats,
+                );
             }
         }
         let mut device = BurstDevice::new(
@@ -323,10 +338,23 @@ impl Stack {
             .timeout_check
             .filter(|_| self.rules.connections() > 0)
             .map(|every| now + every);
-        self.next_poll = [smoltcp_poll, timeout_poll, self.early.next_check()]
-            .into_iter()
-            .flatten()
+        let syn_deadline = self
+            .services
+            .iter()
+            .filter_map(|service| match service {
+                Service::Tcp(tcp) => tcp.next_syn_deadline(),
+                Service::Udp(_) => None,
+            })
             .min();
+        self.next_poll = [
+            smoltcp_poll,
+            timeout_poll,
+            self.early.next_check(),
+            syn_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         reused
     }
 

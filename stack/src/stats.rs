@@ -93,9 +93,17 @@ macro_rules! stack_counters {
                 connections_closed: counter "flowsteer_app_connections_closed_total" if tcp;
                 /// Connections open now.
                 connections_active: gauge "flowsteer_app_active_connections" if tcp;
-                /// SYNs that found no listening socket because every socket of the app was busy
-                /// (`stack.max_connections`); the stack answers each with a reset. Each counted once.
+                /// SYNs that found no listening socket because every socket of the app held an
+                /// established connection (`stack.max_connections`; half-open ones give theirs up);
+                /// the stack answers each with a reset. Each counted once.
                 listen_exhausted: counter "flowsteer_app_listen_exhausted_total" if tcp;
+                /// Half-open connections (SYN-RECEIVED: a SYN answered, its ACK never came) released
+                /// without a word after `stack.syn_timeout_ms`, their rule deleted.
+                syn_timeouts: counter "flowsteer_app_syn_timeouts_total" if tcp;
+                /// Half-open connections whose socket a new SYN took, the oldest first, because
+                /// every socket of the app was busy and none in TIME-WAIT (a full SYN queue dropping
+                /// its oldest request); released without a word, their rule deleted.
+                half_open_reused: counter "flowsteer_app_half_open_reused_total" if tcp;
                 /// TCP connections closed by `stack.idle_timeout_s` (no progress for that long).
                 idle_timeouts: counter "flowsteer_app_idle_timeouts_total" if tcp;
                 /// `http` connections closed by `stack.keepalive_timeout_s` (no next request for

@@ -1,7 +1,7 @@
 //! A stack thread served by real TCP/UDP clients: smoltcp client interfaces exchanging frames
 //! with a [`Stack`] in memory (ARP included), no kernel, no threads.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -11,6 +11,7 @@ use flowsteer_nic::wire::{build_frame, FiveTuple, FrameSpec, IpPair, IP_PROTO_TC
 use flowsteer_stack::{
     AppKind, AppSpec, Outbound, PortChoice, Stack, StackConfig, StackError, StackStats,
 };
+use flowsteer_testrig::frames;
 use flowsteer_testrig::memory::{ClientDevice, Wire};
 use flowtable::{new_table, FlowTable, ListenKey, Lookup, Proto};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
@@ -25,6 +26,8 @@ const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 const POOL_BUFFERS: u32 = 4096;
 /// How long a udp-echo reply waits for its destination's link address in these tests.
 const NEIGHBOR_WAIT: std::time::Duration = std::time::Duration::from_millis(300);
+/// How long a half-open connection waits for its ACK in these tests.
+const SYN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// One server thread and one client host on a wire, with a simulated clock.
 struct Rig {
@@ -61,6 +64,7 @@ fn stack_config(apps: Vec<AppSpec>, max_connections: usize, outbound: Outbound) 
         idle_timeout: Some(std::time::Duration::from_secs(60)),
         keepalive_timeout: Some(std::time::Duration::from_secs(75)),
         neighbor_wait: NEIGHBOR_WAIT,
+        syn_timeout: Some(SYN_TIMEOUT),
         max_frame: 1514,
         seed: 7,
         apps,
@@ -656,6 +660,163 @@ fn when_every_socket_is_busy_new_connections_are_refused_and_counted() {
     let d = rig.tcp_client(7, 44003);
     rig.run(20);
     assert_eq!(rig.tcp(d).state(), tcp::State::Established);
+}
+
+/// A host of the client's subnet that floods SYNs from its own address: it announced itself
+/// (so the server's SYN-ACKs and any reset go out to it at once) but answers nothing.
+const FLOODER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 66);
+const FLOODER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x66];
+
+fn flood_syn(src_port: u16, dst_port: u16) -> Vec<u8> {
+    frames::tcp_v4(
+        FLOODER_MAC,
+        SERVER_MAC,
+        &frames::TcpSegment {
+            src: SocketAddrV4::new(FLOODER_IP, src_port),
+            dst: SocketAddrV4::new(SERVER_IP, dst_port),
+            seq: u32::from(src_port) << 16,
+            ack: 0,
+            flags: frames::TCP_SYN,
+            window: 65535,
+            payload: Vec::new(),
+        },
+    )
+}
+
+fn flood_key(src_port: u16, dst_port: u16) -> flowtable::FlowKey {
+    flowtable::FlowKey::v4(Proto::Tcp, SERVER_IP, dst_port, FLOODER_IP, src_port)
+}
+
+/// The segments of `frames` addressed to the flooder, each as its flags.
+fn to_flooder(frames: &[Vec<u8>]) -> Vec<u8> {
+    frames
+        .iter()
+        .filter_map(|f| frames::parse_tcp_v4(f))
+        .filter(|s| *s.dst.ip() == FLOODER_IP)
+        .map(|s| s.flags)
+        .collect()
+}
+
+#[test]
+fn a_syn_flood_takes_the_oldest_half_open_sockets_and_lets_a_client_in() {
+    const SOCKETS: usize = 8;
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], SOCKETS);
+    rig.deliver(vec![frames::arp_request(
+        FLOODER_MAC,
+        FLOODER_IP,
+        SERVER_IP,
+    )]);
+    // Five times the sockets, four SYNs a round.
+    let ports: Vec<u16> = (30000..30000 + 5 * SOCKETS as u16).collect();
+    for burst in ports.chunks(4) {
+        rig.deliver(burst.iter().map(|&p| flood_syn(p, 7)).collect());
+        assert!(
+            rig.table.exact_len() <= SOCKETS,
+            "{}",
+            rig.table.exact_len()
+        );
+    }
+    let answers: Vec<Vec<u8>> = rig.wire.to_client.drain(..).collect();
+    let synacks = to_flooder(&answers);
+    assert_eq!(synacks.len(), ports.len(), "every SYN was answered");
+    assert!(synacks
+        .iter()
+        .all(|&f| f == frames::TCP_SYN | frames::TCP_ACK));
+    let stats = &rig.stats().apps[0];
+    assert_eq!(stats.connections_opened.get(), ports.len() as u64);
+    assert_eq!(stats.half_open_reused.get(), (ports.len() - SOCKETS) as u64);
+    assert_eq!(stats.listen_exhausted.get(), 0);
+    assert_eq!(rig.table.exact_len(), SOCKETS);
+    // The oldest went first: the newest are the ones left.
+    for (n, &port) in ports.iter().enumerate() {
+        let held = rig.table.lookup(&flood_key(port, 7)) == Lookup::Exact(0);
+        assert_eq!(held, n >= ports.len() - SOCKETS, "port {port}");
+    }
+
+    // A client's SYN takes the oldest half-open socket too and its handshake completes.
+    let client = rig.tcp_client(7, 41000);
+    rig.run(20);
+    assert_eq!(rig.tcp(client).state(), tcp::State::Established);
+    rig.tcp(client).send_slice(b"still served").unwrap();
+    rig.run(20);
+    assert_eq!(rig.drain(client), b"still served");
+    let stats = &rig.stats().apps[0];
+    assert_eq!(
+        stats.half_open_reused.get(),
+        (ports.len() - SOCKETS + 1) as u64
+    );
+    assert_eq!(rig.table.exact_len(), SOCKETS);
+
+    // After the SYN timeout the half-open ones are gone, without a word; the client stays.
+    std::thread::sleep(SYN_TIMEOUT + std::time::Duration::from_millis(50));
+    rig.wire.to_client.clear();
+    rig.deliver(Vec::new());
+    let after: Vec<Vec<u8>> = rig.wire.to_client.drain(..).collect();
+    assert_eq!(
+        to_flooder(&after),
+        Vec::<u8>::new(),
+        "no reset to the flooder"
+    );
+    let stats = &rig.stats().apps[0];
+    assert_eq!(stats.syn_timeouts.get(), (SOCKETS - 1) as u64);
+    assert_eq!(
+        stats.connections_closed.get(),
+        stats.half_open_reused.get() + stats.syn_timeouts.get()
+    );
+    assert_eq!(stats.connections_active.get(), 1);
+    assert_eq!(rig.table.exact_len(), 1);
+    assert_eq!(rig.server.connections(), 1);
+    rig.tcp(client).send_slice(b"and after").unwrap();
+    rig.run(20);
+    assert_eq!(rig.drain(client), b"and after");
+    rig.tcp(client).close();
+    rig.run(50);
+    assert_eq!(rig.table.exact_len(), 0);
+    rig.assert_pool_full();
+}
+
+#[test]
+fn a_half_open_connection_is_not_released_before_the_syn_timeout_nor_an_established_one_after() {
+    let mut rig = Rig::new(vec![app(AppKind::TcpEcho, 7)], 8);
+    rig.deliver(vec![frames::arp_request(
+        FLOODER_MAC,
+        FLOODER_IP,
+        SERVER_IP,
+    )]);
+    let client = rig.tcp_client(7, 41001);
+    rig.run(20);
+    rig.deliver(vec![flood_syn(30000, 7)]);
+    assert_eq!(rig.table.exact_len(), 2);
+    rig.deliver(Vec::new());
+    assert_eq!(rig.stats().apps[0].syn_timeouts.get(), 0);
+    assert_eq!(rig.table.exact_len(), 2);
+    std::thread::sleep(SYN_TIMEOUT + std::time::Duration::from_millis(50));
+    // Nothing arrives: the stack's own deadline asks for the round.
+    assert!(rig.server.poll_delay().is_some_and(|d| d.is_zero()));
+    rig.deliver(Vec::new());
+    assert_eq!(rig.stats().apps[0].syn_timeouts.get(), 1);
+    assert_eq!(rig.table.lookup(&flood_key(30000, 7)), Lookup::ListenAny(0));
+    assert_eq!(rig.table.exact_len(), 1);
+    assert_eq!(rig.tcp(client).state(), tcp::State::Established);
+    // The flooder's late ACK finds no connection: the server resets it.
+    rig.wire.to_client.clear();
+    let late_ack = frames::tcp_v4(
+        FLOODER_MAC,
+        SERVER_MAC,
+        &frames::TcpSegment {
+            src: SocketAddrV4::new(FLOODER_IP, 30000),
+            dst: SocketAddrV4::new(SERVER_IP, 7),
+            seq: (30000u32 << 16) + 1,
+            ack: 12345,
+            flags: frames::TCP_ACK,
+            window: 65535,
+            payload: Vec::new(),
+        },
+    );
+    rig.deliver(vec![late_ack]);
+    let answers: Vec<Vec<u8>> = rig.wire.to_client.drain(..).collect();
+    assert_eq!(to_flooder(&answers), vec![frames::TCP_RST]);
+    rig.assert_pool_full();
 }
 
 #[test]

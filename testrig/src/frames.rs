@@ -1,17 +1,18 @@
 //! Frames a client host sends that the engine's frame builder (`flowsteer_nic::wire`, TCP and
-//! UDP) does not make: ARP requests, IPv6 neighbour solicitations, ICMP echo requests; and
-//! [`describe`], which puts a frame a server sent into words after smoltcp's parsers accepted
+//! UDP) does not make: ARP requests, IPv6 neighbour solicitations, ICMP echo requests, TCP
+//! segments with every header field chosen ([`tcp_v4`], for hand-made peers: floods, forged
+//! resets, odd windows) and their parser ([`parse_tcp_v4`]); and [`describe`], which puts a frame a server sent into words after smoltcp's parsers accepted
 //! it, checksums included, so a test compares what was sent with what should have been.
 //! Built and parsed with smoltcp's wire types: an implementation other than the engine's own.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress, IpProtocol,
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, NdiscRepr, RawHardwareAddress, TcpPacket,
-    UdpPacket,
+    TcpSeqNumber, UdpPacket,
 };
 
 /// A frame from `src` to `dst` with `payload_len` bytes after the Ethernet header, which `fill`
@@ -160,6 +161,104 @@ fn icmpv6(
             );
         },
     )
+}
+
+/// TCP flag bits of [`TcpSegment::flags`].
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// A TCP segment over IPv4, every field as the sender chose it (no options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSegment {
+    pub src: SocketAddrV4,
+    pub dst: SocketAddrV4,
+    pub seq: u32,
+    /// The acknowledgement number; sent with [`TCP_ACK`] set in `flags`.
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub payload: Vec<u8>,
+}
+
+/// `segment` from the host `mac` to `dst_mac`, with valid checksums.
+pub fn tcp_v4(mac: [u8; 6], dst_mac: [u8; 6], segment: &TcpSegment) -> Vec<u8> {
+    const HEADER: usize = 20;
+    let ip = Ipv4Repr {
+        src_addr: *segment.src.ip(),
+        dst_addr: *segment.dst.ip(),
+        next_header: IpProtocol::Tcp,
+        payload_len: HEADER + segment.payload.len(),
+        hop_limit: 64,
+    };
+    ethernet(
+        mac,
+        dst_mac,
+        0x0800,
+        ip.buffer_len() + ip.payload_len,
+        |p| {
+            let mut packet = Ipv4Packet::new_unchecked(p);
+            ip.emit(&mut packet, &ChecksumCapabilities::default());
+            let mut tcp = TcpPacket::new_unchecked(packet.payload_mut());
+            tcp.set_src_port(segment.src.port());
+            tcp.set_dst_port(segment.dst.port());
+            tcp.set_seq_number(TcpSeqNumber(segment.seq as i32));
+            tcp.set_ack_number(TcpSeqNumber(segment.ack as i32));
+            tcp.set_header_len(HEADER as u8);
+            tcp.clear_flags();
+            tcp.set_fin(segment.flags & TCP_FIN != 0);
+            tcp.set_syn(segment.flags & TCP_SYN != 0);
+            tcp.set_rst(segment.flags & TCP_RST != 0);
+            tcp.set_psh(segment.flags & TCP_PSH != 0);
+            tcp.set_ack(segment.flags & TCP_ACK != 0);
+            tcp.set_window_len(segment.window);
+            tcp.set_urgent_at(0);
+            tcp.payload_mut().copy_from_slice(&segment.payload);
+            tcp.fill_checksum(
+                &IpAddress::Ipv4(*segment.src.ip()),
+                &IpAddress::Ipv4(*segment.dst.ip()),
+            );
+        },
+    )
+}
+
+/// The TCP segment over IPv4 `frame` carries, if it is one with valid checksums.
+pub fn parse_tcp_v4(frame: &[u8]) -> Option<TcpSegment> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
+        return None;
+    }
+    let packet = Ipv4Packet::new_checked(eth.payload()).ok()?;
+    let ip = Ipv4Repr::parse(&packet, &ChecksumCapabilities::default()).ok()?;
+    if ip.next_header != IpProtocol::Tcp {
+        return None;
+    }
+    let tcp = TcpPacket::new_checked(&packet.payload()[..ip.payload_len]).ok()?;
+    let (s, d) = (IpAddress::Ipv4(ip.src_addr), IpAddress::Ipv4(ip.dst_addr));
+    if !tcp.verify_checksum(&s, &d) {
+        return None;
+    }
+    let flags = [
+        (tcp.fin(), TCP_FIN),
+        (tcp.syn(), TCP_SYN),
+        (tcp.rst(), TCP_RST),
+        (tcp.psh(), TCP_PSH),
+        (tcp.ack(), TCP_ACK),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .fold(0, |all, (_, bit)| all | bit);
+    Some(TcpSegment {
+        src: SocketAddrV4::new(ip.src_addr, tcp.src_port()),
+        dst: SocketAddrV4::new(ip.dst_addr, tcp.dst_port()),
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        flags,
+        window: tcp.window_len(),
+        payload: tcp.payload().to_vec(),
+    })
 }
 
 /// `frame` in words, e.g. `tcp 198.18.0.1:7000 > 198.18.0.2:40000 SA`, `arp Reply 198.18.0.1
@@ -326,6 +425,22 @@ mod tests {
         );
         let ping = echo_request(MAC, [2; 6], IpAddr::V4(IP), IpAddr::V4(target), b"hi");
         assert!(describe(&ping).starts_with("icmp EchoRequest"));
+    }
+
+    #[test]
+    fn a_tcp_segment_parses_back_field_for_field() {
+        let segment = TcpSegment {
+            src: SocketAddrV4::new(IP, 40000),
+            dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 7),
+            seq: 0xfffe_0001,
+            ack: 77,
+            flags: TCP_ACK | TCP_PSH,
+            window: 1,
+            payload: b"odd".to_vec(),
+        };
+        let frame = tcp_v4(MAC, [2; 6], &segment);
+        assert_eq!(parse_tcp_v4(&frame), Some(segment));
+        assert_eq!(describe(&frame), "tcp 198.18.0.2:40000 > 198.18.0.1:7 PA");
     }
 
     #[test]

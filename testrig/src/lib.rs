@@ -10,6 +10,8 @@
 //! - [`eal`]: the DPDK EAL started once per test binary, for root only.
 //! - `frames` (feature `frames`): ARP requests, neighbour solicitations and ICMP echo requests
 //!   built with smoltcp, and frames a server sent put into words after smoltcp parsed them.
+//! - `raw_peer` (features `vbridge` and `frames`): a peer on a vbridge port that writes every TCP
+//!   header itself, for tests that attack a server.
 //! - [`pcap`]: classic pcap files, written for a port to replay and read for what it sent.
 //! - `memory` (feature `memory`): a wire in memory between smoltcp clients and a server driven
 //!   by hand (the stack's tests, the benchmarks' `stack-path`).
@@ -22,6 +24,8 @@ pub mod memory;
 pub mod need;
 pub mod net;
 pub mod pcap;
+#[cfg(all(feature = "vbridge", feature = "frames"))]
+pub mod raw_peer;
 #[cfg(feature = "vbridge")]
 pub mod vbridge;
 

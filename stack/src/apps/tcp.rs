@@ -27,6 +27,32 @@
 //! probability of about window / 2^32 (1 in 65 536 for 64 KiB), and only if a segment is delayed
 //! for longer than the old connection's close and the new one's set-up, which a LAN does not do.
 //!
+//! # Half-open connections (SYN floods)
+//!
+//! A SYN takes a socket into SYN-RECEIVED and adds the connection's exact rule at once (its
+//! client's ACK must find this thread). A flood of SYNs from spoofed addresses never completes
+//! those handshakes, so, as a kernel's SYN queue, half-open connections are bounded and
+//! released:
+//!
+//! - after `syn_timeout` in SYN-RECEIVED the socket listens again, silently (no reset to a
+//!   spoofed address: a kernel drops an expired request without a word too), and the rule goes;
+//!   counted in `syn_timeouts`;
+//! - when a SYN finds every socket of the app busy and none in TIME-WAIT, the socket of the
+//!   oldest half-open connection is taken for it (silently, its rule deleted), as a full SYN
+//!   queue drops its oldest request; counted in `half_open_reused`. Only established
+//!   connections refuse a SYN (`listen_exhausted`).
+//!
+//! So at any flood rate `r` per thread a legitimate client gets in if its ACK arrives within
+//! `max_connections / r` of its SYN (64 sockets at 100 000 SYNs/s: 640 µs, a LAN's round trip
+//! many times over), the rules of one app on one thread stay at most `max_connections`, and
+//! they are gone `syn_timeout` after the flood. The default `syn_timeout` of 7 s lets the SYN-ACK
+//! and its two retransmissions (smoltcp's RTO starts at 1 s and doubles) each be answered: Linux
+//! with `tcp_synack_retries = 2`, the value hardening guides recommend.
+//!
+//! The bookkeeping is a queue of (slot, entry time) in the order connections entered
+//! SYN-RECEIVED; an entry whose slot left SYN-RECEIVED since is skipped when met: O(1) per SYN
+//! and per release.
+//!
 //! # Timeouts
 //!
 //! A connection that makes no progress (nothing received, nothing it sent acknowledged, no
@@ -79,6 +105,8 @@ struct Slot {
     /// What the socket looked like after the last round: bytes waiting to be read, bytes not
     /// yet acknowledged, state. More to read, fewer unacknowledged or another state: progress.
     seen: (usize, usize, State),
+    /// When the connection entered SYN-RECEIVED, while it is there.
+    half_open_since: Option<Instant>,
 }
 
 impl Slot {
@@ -92,6 +120,7 @@ impl Slot {
             time_wait: None,
             last_progress: now,
             seen: (0, 0, State::Listen),
+            half_open_since: None,
         }
     }
 }
@@ -101,6 +130,8 @@ impl Slot {
 pub(crate) struct Timeouts {
     pub(crate) idle: Option<Duration>,
     pub(crate) keepalive: Option<Duration>,
+    /// How long a connection may stay half-open (SYN-RECEIVED).
+    pub(crate) syn: Option<Duration>,
 }
 
 /// A TCP app on one port of one thread.
@@ -122,6 +153,11 @@ pub(crate) struct TcpService {
     /// entered it (entries of slots that left TIME-WAIT since are skipped when met).
     time_wait: HashMap<FlowKey, usize, ahash::RandomState>,
     time_wait_order: VecDeque<usize>,
+    /// Slots in SYN-RECEIVED with the time they entered it, oldest first (entries of slots that
+    /// left it since are skipped when met).
+    half_open_order: VecDeque<(usize, Instant)>,
+    /// When the oldest half-open connection reaches the SYN timeout.
+    next_syn_deadline: Option<Instant>,
 }
 
 impl TcpService {
@@ -155,6 +191,8 @@ impl TcpService {
             timeouts,
             time_wait: HashMap::default(),
             time_wait_order: VecDeque::new(),
+            half_open_order: VecDeque::new(),
+            next_syn_deadline: None,
         }
     }
 
@@ -162,15 +200,24 @@ impl TcpService {
         self.port
     }
 
+    /// When the oldest half-open connection reaches the SYN timeout, as of the last round: the
+    /// stack needs a round then even if nothing arrives.
+    pub(crate) fn next_syn_deadline(&self) -> Option<Instant> {
+        self.next_syn_deadline
+    }
+
     /// Brings the listening sockets up to one per SYN of the coming round, at least the
     /// backlog, at most `max_connections` sockets in all, taking sockets out of TIME-WAIT
-    /// where no other is free. Counts each of the `syns` left without a listener (smoltcp
-    /// answers it with a reset).
+    /// where no other is free, and for the SYNs themselves those of the oldest half-open
+    /// connections. Counts each of the `syns` left without a listener (smoltcp answers it with
+    /// a reset).
     pub(crate) fn refill_listeners(
         &mut self,
         sockets: &mut SocketSet<'static>,
+        rules: &mut Rules,
         syns: usize,
         now: Instant,
+        stack_stats: &StackStats,
         stats: &AppStats,
     ) {
         let want = syns.max(BACKLOG).min(self.max_sockets);
@@ -196,6 +243,14 @@ impl TcpService {
                     listening += 1;
                     continue;
                 }
+                // Only for a SYN that is there: the backlog alone takes no connection's socket.
+                if listening < syns
+                    && self.release_oldest_half_open(sockets, rules, stack_stats, stats)
+                {
+                    stats.half_open_reused.add(1);
+                    listening += 1;
+                    continue;
+                }
                 break;
             }
             let mut socket = tcp::Socket::new(
@@ -216,6 +271,54 @@ impl TcpService {
         stats
             .listen_exhausted
             .add(syns.saturating_sub(listening) as u64);
+    }
+
+    /// Makes the socket of the oldest half-open connection listen again; false when none is
+    /// half-open.
+    fn release_oldest_half_open(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        rules: &mut Rules,
+        stack_stats: &StackStats,
+        stats: &AppStats,
+    ) -> bool {
+        while let Some((index, since)) = self.half_open_order.pop_front() {
+            let slot = &mut self.slots[index];
+            if slot.half_open_since == Some(since)
+                && release_half_open(self.port, slot, sockets, rules, stack_stats, stats)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Releases the half-open connections older than the SYN timeout, oldest first, and
+    /// returns when the next one will be (`None`: none is half-open or there is no timeout).
+    fn expire_half_open(&mut self, round: &mut Round<'_>) -> Option<Instant> {
+        let limit = self.timeouts.syn?;
+        while let Some(&(index, since)) = self.half_open_order.front() {
+            let slot = &mut self.slots[index];
+            if slot.half_open_since != Some(since) {
+                self.half_open_order.pop_front();
+                continue;
+            }
+            if round.now < since + limit {
+                return Some(since + limit);
+            }
+            self.half_open_order.pop_front();
+            let Round {
+                sockets,
+                rules,
+                stack_stats,
+                stats,
+                ..
+            } = round;
+            if release_half_open(self.port, slot, sockets, rules, stack_stats, stats) {
+                stats.syn_timeouts.add(1);
+            }
+        }
+        None
     }
 
     /// Makes the oldest socket in TIME-WAIT listen again; false when none is in TIME-WAIT.
@@ -267,7 +370,14 @@ impl TcpService {
         // Sockets that ended in an earlier round listen again. Not those of this round: a reset
         // this round queued (an abort) leaves only in the egress after it, and `listen` would
         // forget it.
-        self.refill_listeners(round.sockets, 0, round.now, round.stats);
+        self.refill_listeners(
+            round.sockets,
+            round.rules,
+            0,
+            round.now,
+            round.stack_stats,
+            round.stats,
+        );
         for (index, slot) in self.slots.iter_mut().enumerate() {
             note_progress(slot, round);
             let open_before = slot.key;
@@ -287,14 +397,28 @@ impl TcpService {
                 self.time_wait.insert(key, index);
                 self.time_wait_order.push_back(index);
             }
+            match (state, slot.half_open_since) {
+                (State::SynReceived, None) if slot.key.is_some() => {
+                    slot.half_open_since = Some(round.now);
+                    self.half_open_order.push_back((index, round.now));
+                }
+                (State::SynReceived, _) => {}
+                (_, _) => slot.half_open_since = None,
+            }
             enforce_timeouts(self.kind, self.timeouts, slot, round);
         }
+        self.next_syn_deadline = self.expire_half_open(round);
         // Entries of slots that left TIME-WAIT by themselves stay in the order until met; drop
         // them once they outnumber the slots, so the order stays bounded.
         if self.time_wait_order.len() > 2 * self.slots.len() {
             let slots = &self.slots;
             self.time_wait_order
                 .retain(|&index| slots[index].time_wait.is_some());
+        }
+        if self.half_open_order.len() > 2 * self.slots.len() {
+            let slots = &self.slots;
+            self.half_open_order
+                .retain(|&(index, since)| slots[index].half_open_since == Some(since));
         }
         if let Some(upstreams) = self.upstreams.as_mut() {
             upstreams.reap(round.sockets, round.rules, round.stack_stats);
@@ -380,6 +504,45 @@ impl TcpService {
         }
         stats.connections_active.set(0);
     }
+}
+
+/// Ends `slot`'s half-open connection without a word: the socket listens again (`abort`
+/// followed at once by `listen` forgets the reset before it is sent) and the rule goes. False
+/// when the socket is no longer in SYN-RECEIVED.
+///
+/// The socket is also taken out of the set and put back: smoltcp keeps, beside each socket,
+/// whether it waits for a neighbour's link address, and silences it for a second when it does.
+/// A spoofed client is such a neighbour forever, and the next connection of the socket (a real
+/// client's, during a flood) would inherit the silence: its SYN-ACK would wait a second, by
+/// which time the flood took the socket again. A fresh entry starts without it.
+fn release_half_open(
+    port: u16,
+    slot: &mut Slot,
+    sockets: &mut SocketSet<'static>,
+    rules: &mut Rules,
+    stack_stats: &StackStats,
+    stats: &AppStats,
+) -> bool {
+    slot.half_open_since = None;
+    if sockets.get::<tcp::Socket>(slot.handle).state() != State::SynReceived {
+        return false;
+    }
+    let smoltcp::socket::Socket::Tcp(mut socket) = sockets.remove(slot.handle) else {
+        unreachable!("an app's sockets are TCP sockets");
+    };
+    socket.abort();
+    if socket.listen(port).is_err() {
+        // Only port 0 is refused, which configuration rules out; the reset then goes out.
+        stats.errors.add(1);
+    }
+    slot.handle = sockets.add(socket);
+    // The next connection's SYN is a change of state, hence progress: its idle time starts then.
+    slot.seen = (0, 0, State::Listen);
+    if let Some(key) = slot.key.take() {
+        rules.connection_closed(&key, stack_stats);
+        stats.connections_closed.add(1);
+    }
+    true
 }
 
 /// Notes whether `slot`'s connection made progress since the last round: more bytes to read,
