@@ -58,11 +58,6 @@ use common::*;
 const SHARED_PORT: u16 = 7100;
 /// tcp-echo on thread 1 only.
 const THREAD1_PORT: u16 = 7101;
-/// The flow table's capacity in exact rules, sized for what the test opens. The reclaim's first
-/// step scans the whole table for the failed thread's rules, O(capacity): at the default
-/// (1048576) that is 5-16 ms in a release build but 300-400 ms in the debug build tests run in
-/// (65536: 20-35 ms, beyond 100 ms when the machine is oversubscribed fourfold).
-const TABLE_CAPACITY: usize = 16384;
 const SURVIVOR: usize = 0;
 const FAILING: usize = 1;
 const SHARED_CONNECTIONS: u32 = 24;
@@ -103,7 +98,6 @@ fn config(interface: &str, balance: Balance, idle: Idle, on_failure: OnFailure) 
     cfg.port.interface = interface.to_owned();
     // As a NIC's RSS: every frame of a connection reaches one queue, which the kernel chooses.
     cfg.port.fanout = Fanout::Hash;
-    cfg.flowtable.capacity = TABLE_CAPACITY;
     cfg
 }
 
