@@ -169,6 +169,20 @@ fn multi_owner_listen_rule_spreads_new_flows_and_keeps_each_flow_on_one_owner() 
     });
 }
 
+/// Listen rules: TCP 8000 owned by 1 and 2 (returned first), TCP 9000 by 1 alone (returned
+/// second), UDP 8000 by 2 alone.
+fn listens_of_owners_1_and_2(table: &dyn FlowTable) -> (ListenKey, ListenKey) {
+    let shared = ListenKey::any_ip(Proto::Tcp, 8000);
+    let solo = ListenKey::any_ip(Proto::Tcp, 9000);
+    table.listen_add(shared, 1).unwrap();
+    table.listen_add(shared, 2).unwrap();
+    table.listen_add(solo, 1).unwrap();
+    table
+        .listen_add(ListenKey::any_ip(Proto::Udp, 8000), 2)
+        .unwrap();
+    (shared, solo)
+}
+
 #[test]
 fn remove_owner_counts_exact_rules_and_listen_memberships() {
     with_table(64, |table| {
@@ -178,13 +192,7 @@ fn remove_owner_counts_exact_rules_and_listen_memberships() {
         for i in 3..5 {
             table.insert(client(i), 2).unwrap();
         }
-        let shared = ListenKey::any_ip(Proto::Tcp, 8000);
-        let solo = ListenKey::any_ip(Proto::Tcp, 9000);
-        let others = ListenKey::any_ip(Proto::Udp, 8000);
-        table.listen_add(shared, 1).unwrap();
-        table.listen_add(shared, 2).unwrap();
-        table.listen_add(solo, 1).unwrap();
-        table.listen_add(others, 2).unwrap();
+        let (_, solo) = listens_of_owners_1_and_2(table);
 
         // 3 exact rules + memberships in `shared` and `solo`.
         assert_eq!(table.remove_owner(1), 5);
@@ -210,13 +218,7 @@ fn withdraw_owner_removes_exact_rules_and_shared_listens_but_keeps_sole_ones() {
             table.insert(client(i), 1).unwrap();
         }
         table.insert(client(3), 2).unwrap();
-        let shared = ListenKey::any_ip(Proto::Tcp, 8000);
-        let solo = ListenKey::any_ip(Proto::Tcp, 9000);
-        let others = ListenKey::any_ip(Proto::Udp, 8000);
-        table.listen_add(shared, 1).unwrap();
-        table.listen_add(shared, 2).unwrap();
-        table.listen_add(solo, 1).unwrap();
-        table.listen_add(others, 2).unwrap();
+        let (shared, solo) = listens_of_owners_1_and_2(table);
 
         let withdrawn = table.withdraw_owner(1);
         assert_eq!(

@@ -458,11 +458,25 @@ fn finish_held(held: Vec<Held>, must_reset: impl Fn(u16) -> bool, label: &str) {
 fn inject_panic(
     net: &ClientNet,
     engine: &Engine,
+    held: &[Held],
     probe_port: u16,
 ) -> thread::JoinHandle<Result<(Duration, u32), String>> {
     let injected = Instant::now();
-    engine.shared().health.inject_panic(FAILING);
+    fail_thread_1(engine, held);
     first_new_connection(net, probe_port, injected)
+}
+
+/// Makes thread 1 panic: an injected fault is taken with packets in hand, so one byte goes out
+/// on a connection of thread 1 (which is to be reset anyway) to bring it some.
+fn fail_thread_1(engine: &Engine, held: &[Held]) {
+    engine.shared().health.inject_panic(FAILING);
+    let ours = held
+        .iter()
+        .find(|h| usize::from(h.owner) == FAILING)
+        .expect("thread 1 holds connections");
+    (&ours.stream)
+        .write_all(b"!")
+        .expect("a byte on thread 1's connection");
 }
 
 /// The time to the first new connection, printed and held to the target.
@@ -502,7 +516,7 @@ fn restart(balance: Balance, idle: Idle) {
     .expect("the engine starts on the veth");
     let held = open_on_both_threads(&net, &engine, balance);
 
-    let probe = inject_panic(&net, &engine, THREAD1_PORT);
+    let probe = inject_panic(&net, &engine, &held, THREAD1_PORT);
     let r = wait_for_reclaim(&engine, |h| {
         h.restarts() == 1 && h.state() == ThreadState::Running
     });
@@ -555,7 +569,7 @@ fn redistribute(balance: Balance, idle: Idle) {
     let held = open_on_both_threads(&net, &engine, balance);
 
     // The kernel may deal the probe's flow to either queue: thread 0 serves it on both.
-    let probe = inject_panic(&net, &engine, SHARED_PORT);
+    let probe = inject_panic(&net, &engine, &held, SHARED_PORT);
     let r = wait_for_reclaim(&engine, |h| h.state() == ThreadState::Down);
     check_reclaim(&engine, &r, &held, &label);
     assert_eq!(r.adopted_by, Some(SURVIVOR as u16), "{r:?}");
@@ -646,7 +660,7 @@ fn a_panicked_thread_stops_the_engine_under_stop() {
     let held = open_on_both_threads(&net, &engine, Balance::Rss);
 
     let injected = Instant::now();
-    engine.shared().health.inject_panic(FAILING);
+    fail_thread_1(&engine, &held);
     let r = wait_for_reclaim(&engine, |h| h.state() == ThreadState::Down);
     check_reclaim(&engine, &r, &held, label);
     while !engine.thread_ended() {

@@ -122,6 +122,19 @@ impl DashMapTable {
     }
 
     /// Gives back the slots of `removed` exact rules, `ipv6` of them IPv6 ones.
+    /// Removes every exact rule of `owner`; how many went.
+    fn remove_exact_of(&self, owner: ThreadId) -> usize {
+        let (mut removed, mut ipv6) = (0, 0);
+        self.exact.retain(|key, rule_owner| {
+            let keep = *rule_owner != owner;
+            removed += usize::from(!keep);
+            ipv6 += usize::from(!keep && key.is_ipv6());
+            keep
+        });
+        self.release_exact(removed, ipv6);
+        removed
+    }
+
     fn release_exact(&self, removed: usize, ipv6: usize) {
         self.exact_count.fetch_sub(removed, Ordering::Relaxed);
         self.ipv6_count.fetch_sub(ipv6, Ordering::Relaxed);
@@ -188,15 +201,7 @@ impl FlowTable for DashMapTable {
     }
 
     fn remove_owner(&self, owner: ThreadId) -> usize {
-        let (mut exact_removed, mut ipv6_removed) = (0, 0);
-        self.exact.retain(|key, rule_owner| {
-            let keep = *rule_owner != owner;
-            exact_removed += usize::from(!keep);
-            ipv6_removed += usize::from(!keep && key.is_ipv6());
-            keep
-        });
-        self.release_exact(exact_removed, ipv6_removed);
-
+        let exact_removed = self.remove_exact_of(owner);
         let mut memberships_removed = 0;
         let mut rules_emptied = 0;
         self.listen.retain(|_, owners| {
@@ -212,16 +217,8 @@ impl FlowTable for DashMapTable {
     }
 
     fn withdraw_owner(&self, owner: ThreadId) -> Withdrawn {
-        let (mut exact, mut ipv6) = (0, 0);
-        self.exact.retain(|key, rule_owner| {
-            let keep = *rule_owner != owner;
-            exact += usize::from(!keep);
-            ipv6 += usize::from(!keep && key.is_ipv6());
-            keep
-        });
-        self.release_exact(exact, ipv6);
         Withdrawn {
-            exact,
+            exact: self.remove_exact_of(owner),
             ..self.withdraw_listens(owner)
         }
     }
