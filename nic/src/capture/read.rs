@@ -17,7 +17,7 @@ use std::time::Duration;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
 use pcap_file::pcapng::{Block, PcapNgReader};
-use pcap_file::{DataLink, TsResolution};
+use pcap_file::{DataLink, Endianness, TsResolution};
 
 use super::{CaptureError, MAX_CAPTURE_BYTES};
 use crate::rss::SoftRss;
@@ -265,9 +265,11 @@ fn read_pcapng(input: impl Read, splitter: &mut Splitter<'_>) -> Result<(), Capt
     // description block (and a section header clears them), so the table is read again after
     // those.
     let mut interfaces: Vec<Interface> = Vec::new();
+    let mut little_endian = false;
     let mut stale = true;
     loop {
         if stale {
+            little_endian = reader.section().endianness == Endianness::Little;
             interfaces = reader
                 .interfaces()
                 .iter()
@@ -296,8 +298,15 @@ fn read_pcapng(input: impl Read, splitter: &mut Splitter<'_>) -> Result<(), Capt
                     splitter.drop(0, Reason::Unreadable);
                     continue;
                 };
-                // The crate hands this block's timestamp over as the count of units it is.
-                let read = Duration::from_nanos(pb.timestamp);
+                // The timestamp is two 32-bit words, the high one first, as in an Enhanced
+                // Packet Block; the crate reads them as one 64-bit integer in the section's
+                // byte order, which swaps the words in a little-endian section.
+                let units = if little_endian {
+                    pb.timestamp.rotate_left(32)
+                } else {
+                    pb.timestamp
+                };
+                let read = Duration::from_nanos(units);
                 last = rescale(read, interface.per_second);
                 splitter.record(interface.ethernet, &pb.data, pb.original_len, last)?;
             }
@@ -376,11 +385,10 @@ mod tests {
     use crate::rss::MICROSOFT_KEY;
     use flowsteer_testrig::pcap::{encode, Record};
     use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
-    use pcap_file::pcapng::blocks::packet::PacketBlock;
     use pcap_file::pcapng::blocks::section_header::SectionHeaderBlock;
     use pcap_file::pcapng::blocks::simple_packet::SimplePacketBlock;
     use pcap_file::pcapng::blocks::unknown::UnknownBlock;
-    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::{PcapNgWriter, RawBlock};
     use std::borrow::Cow;
 
     fn frame(n: u8, len: usize) -> Vec<u8> {
@@ -470,23 +478,34 @@ mod tests {
     /// reading goes on.
     #[test]
     fn every_pcapng_packet_block_is_a_record_and_unknown_blocks_are_counted() {
-        let mut writer = PcapNgWriter::new(Vec::new()).unwrap();
+        let mut writer = PcapNgWriter::with_endianness(Vec::new(), Endianness::Little).unwrap();
         let odd = frame(1, 61);
         writer.write_pcapng_block(simple(&odd, 61)).unwrap();
         writer.write_pcapng_block(interface(0)).unwrap();
         writer.write_pcapng_block(simple(&odd, 61)).unwrap();
+        // Packet Blocks as the format has them (the crate would write the timestamp as one
+        // 64-bit integer): 2 s in nanoseconds, high word first.
         let old = frame(2, 70);
-        let packet = |interface_id| PacketBlock {
-            interface_id,
-            drop_count: 0,
-            timestamp: 2_000_000_000,
-            captured_len: old.len() as u32,
-            original_len: old.len() as u32,
-            data: Cow::Borrowed(&old),
-            options: vec![],
+        let packet = |interface_id: u16| {
+            let mut body = Vec::new();
+            body.extend_from_slice(&interface_id.to_le_bytes());
+            body.extend_from_slice(&0u16.to_le_bytes());
+            body.extend_from_slice(&0u32.to_le_bytes());
+            body.extend_from_slice(&2_000_000_000u32.to_le_bytes());
+            body.extend_from_slice(&(old.len() as u32).to_le_bytes());
+            body.extend_from_slice(&(old.len() as u32).to_le_bytes());
+            body.extend_from_slice(&old);
+            body.resize(body.len().next_multiple_of(4), 0);
+            let len = body.len() as u32 + 12;
+            RawBlock {
+                type_: 2,
+                initial_len: len,
+                body: Cow::Owned(body),
+                trailer_len: len,
+            }
         };
-        writer.write_pcapng_block(packet(0)).unwrap();
-        writer.write_pcapng_block(packet(1)).unwrap();
+        writer.write_raw_block(&packet(0)).unwrap();
+        writer.write_raw_block(&packet(1)).unwrap();
         // A Decryption Secrets Block, which the crate does not know.
         let secrets = UnknownBlock::new(0x0a, 20, &[0; 8]);
         writer.write_pcapng_block(secrets).unwrap();
