@@ -32,6 +32,15 @@
 //! parser could not frame, which ends the reading, or a packet of an undescribed interface;
 //! queue 0). Delivered frames plus these drops equal the records read.
 //!
+//! A record is a classic pcap record or a pcapng Enhanced, Simple or (obsolete) Packet Block.
+//! Other pcapng blocks carry no frame and are neither records nor drops: those that describe
+//! the capture (section headers, interfaces, name resolution, statistics) are read or passed
+//! over, and those of a type the reader does not know are skipped, as the format asks, and
+//! counted in [`CapturePort::unknown_blocks`], which the port's description shows.
+//!
+//! The fuzz target `capture` (`fuzz/`) checks all of this on arbitrary bytes against a
+//! reference reading of the formats.
+//!
 //! # End
 //!
 //! [`PortControl::exhausted`] turns true once every queue has returned its last frame: the
