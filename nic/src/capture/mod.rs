@@ -245,7 +245,7 @@ impl PortControl for CapturePort {
         let unknown = self.unknown_blocks();
         if unknown > 0 {
             text.push_str(&format!(
-                "; {unknown} pcapng blocks of unknown types skipped"
+                "; pcapng blocks of unknown types skipped: {unknown}"
             ));
         }
         if let Some(why) = self.stopped_early() {
