@@ -168,7 +168,7 @@ fn read_pcapng(input: &[u8]) -> Reading<'_> {
         }
         let block_type = word(head, big);
         let len = word(&head[4..], big) as usize;
-        if len % 4 != 0 || len < 12 {
+        if !len.is_multiple_of(4) || len < 12 {
             return reading;
         }
         let Some(block) = input.get(at..at + len) else {
