@@ -32,6 +32,15 @@
 //! parser could not frame, which ends the reading, or a packet of an undescribed interface;
 //! queue 0). Delivered frames plus these drops equal the records read.
 //!
+//! A record is a classic pcap record or a pcapng Enhanced, Simple or (obsolete) Packet Block.
+//! Other pcapng blocks carry no frame and are neither records nor drops: those that describe
+//! the capture (section headers, interfaces, name resolution, statistics) are read or passed
+//! over, and those of a type the reader does not know are skipped, as the format asks, and
+//! counted in [`CapturePort::unknown_blocks`], which the port's description shows.
+//!
+//! The fuzz target `capture` (`fuzz/`) checks all of this on arbitrary bytes against a
+//! reference reading of the formats.
+//!
 //! # End
 //!
 //! [`PortControl::exhausted`] turns true once every queue has returned its last frame: the
@@ -40,6 +49,8 @@
 mod read;
 
 use std::fmt;
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -144,9 +155,20 @@ impl CapturePort {
     /// Errors: see [`CaptureError`]. A damaged record is not an error: it ends the reading and
     /// is counted as a drop.
     pub fn open(config: &CaptureConfig) -> Result<CapturePort, CaptureError> {
+        let file = File::open(&config.path).map_err(CaptureError::Open)?;
+        CapturePort::from_reader(config, file)
+    }
+
+    /// [`open`](Self::open) for a capture `input` holds rather than the file `config.path`
+    /// names (which then only names it in the description): a capture in memory, such as the
+    /// fuzz target's.
+    pub fn from_reader(
+        config: &CaptureConfig,
+        input: impl Read,
+    ) -> Result<CapturePort, CaptureError> {
         let rss = SoftRss::new(&config.rss_key, config.reta_size, config.queues)
             .map_err(CaptureError::Rss)?;
-        let capture = read::read(&config.path, &rss, usize::from(config.data_room))?;
+        let capture = read::read(input, &rss, usize::from(config.data_room))?;
         let queues = usize::from(config.queues);
         Ok(CapturePort {
             shared: Arc::new(Shared {
@@ -190,6 +212,12 @@ impl CapturePort {
     pub fn stopped_early(&self) -> Option<&str> {
         self.shared.capture.stopped.as_deref()
     }
+
+    /// pcapng blocks of a type the reader does not know, skipped: they carry no frame it could
+    /// replay, so they are neither records nor drops.
+    pub fn unknown_blocks(&self) -> u64 {
+        self.shared.capture.unknown_blocks
+    }
 }
 
 impl PortControl for CapturePort {
@@ -214,6 +242,12 @@ impl PortControl for CapturePort {
             self.records(),
             mac_text(self.mac)
         );
+        let unknown = self.unknown_blocks();
+        if unknown > 0 {
+            text.push_str(&format!(
+                "; pcapng blocks of unknown types skipped: {unknown}"
+            ));
+        }
         if let Some(why) = self.stopped_early() {
             text.push_str(&format!("; reading stopped early: {why}"));
         }
