@@ -157,6 +157,10 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
 
         let mut down = None;
         loop {
+            // Unwind safety: after a panic nothing that `serve` left half-done is used as it
+            // was. The buffers are taken out of `bursts` and steering's scratch, the processor
+            // is released and replaced (or never called again), and the queue, whose owner is
+            // this thread alone, is polled again as the port left it.
             let served = panic::catch_unwind(AssertUnwindSafe(|| {
                 self.serve(&mut bursts, &mut cache, stats)
             }));
