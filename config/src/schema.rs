@@ -183,6 +183,14 @@ pub(crate) const ENGINE: SectionSpec = SectionSpec {
              machine is not declared while the watchdog itself ran late by half the limit. \
              0 = no stall detection.",
         ),
+        text(
+            "restart_limit",
+            "an integer 0..=1000",
+            "With `on_failure = \"restart\"`: restarts of one thread within the last minute \
+             after which its next failure stops the engine (as `stop`, the error saying so), so \
+             that a fault every packet of some flow brings does not restart a thread forever. \
+             0 = no limit.",
+        ),
     ],
 };
 

@@ -41,6 +41,9 @@ pub struct Engine {
     /// Milliseconds without loop progress, while work waits, after which a thread is declared
     /// stalled; 0 = no stall detection.
     pub stall_ms: u32,
+    /// Restarts of one thread within a minute after which its next failure stops the engine;
+    /// 0 = no limit.
+    pub restart_limit: u32,
 }
 
 impl Default for Engine {
@@ -56,6 +59,7 @@ impl Default for Engine {
             idle_sleep_us: 50,
             on_failure: OnFailure::Restart,
             stall_ms: 2000,
+            restart_limit: 10,
         }
     }
 }

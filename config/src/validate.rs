@@ -75,6 +75,8 @@ const MIN_STALL_MS: u32 = 100;
 const MAX_STALL_MS: u32 = 600_000;
 /// Idle sleeps a stall limit spans at least: a sleeping thread is not stalled.
 const STALL_IDLE_SLEEPS: u64 = 10;
+/// Most restarts per thread and minute a limit may allow.
+const MAX_RESTART_LIMIT: u32 = 1000;
 /// Latest fault injection and longest injected stall: a day.
 const MAX_FAULT_MS: u32 = 86_400_000;
 
@@ -124,6 +126,13 @@ fn check_engine(engine: &Engine, out: &mut Collector) {
         engine.idle_sleep_us,
         1,
         MAX_IDLE_SLEEP_US,
+    );
+    in_range(
+        out,
+        "engine.restart_limit",
+        engine.restart_limit,
+        0,
+        MAX_RESTART_LIMIT,
     );
     if engine.stall_ms != 0 {
         in_range(

@@ -509,7 +509,7 @@ fn unknown_key_in_every_section() {
     let sections = [
         (
             "engine",
-            "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us, on_failure, stall_ms",
+            "threads, cores, balance, miss, burst, drain_limit, idle, idle_sleep_us, on_failure, stall_ms, restart_limit",
         ),
         (
             "pool",
@@ -546,7 +546,7 @@ fn unknown_key_in_every_section() {
     assert_eq!(
         problem("[engine]\nthread = 2"),
         "engine.thread: unknown key (expected one of: threads, cores, balance, miss, burst, \
-         drain_limit, idle, idle_sleep_us, on_failure, stall_ms)"
+         drain_limit, idle, idle_sleep_us, on_failure, stall_ms, restart_limit)"
     );
     // A key that is not a bare TOML key is quoted in the path.
     assert!(problem("[engine]\n\"idle sleep\" = 1")
@@ -589,7 +589,7 @@ fn section_that_is_not_a_table() {
     assert_eq!(
         problem("engine = 5"),
         "engine: must be a table of keys (threads, cores, balance, miss, burst, drain_limit, \
-         idle, idle_sleep_us, on_failure, stall_ms), got 5"
+         idle, idle_sleep_us, on_failure, stall_ms, restart_limit), got 5"
     );
 }
 
@@ -883,7 +883,7 @@ ipv6_share = 2.0
             .collect::<Vec<_>>(),
         vec![
             "engine.speed: unknown key (expected one of: threads, cores, balance, miss, burst, \
-             drain_limit, idle, idle_sleep_us, on_failure, stall_ms)",
+             drain_limit, idle, idle_sleep_us, on_failure, stall_ms, restart_limit)",
             "pool.cache: must be an integer 0..=1024, got \"many\"",
             "extra: unknown section (expected one of: engine, pool, flowtable, swq, port, \
              stack, traffic, metrics, fault)",
@@ -1010,7 +1010,7 @@ fn non_default_round_trips() {
 fn every_key_is_printed_with_a_comment() {
     let text = Config::default().to_toml_string();
     let assignments: Vec<&str> = text.lines().filter(|l| l.contains(" = ")).collect();
-    assert_eq!(assignments.len(), 10 + 5 + 2 + 1 + 24 + 9 + 12 + 2 + 4);
+    assert_eq!(assignments.len(), 11 + 5 + 2 + 1 + 24 + 9 + 12 + 2 + 4);
     for line in assignments {
         let (_, comment) = line
             .split_once(" # ")
@@ -1365,6 +1365,10 @@ fn failure_keys_are_checked_alone_and_together() {
         problem("[engine]\nthreads = 1\non_failure = \"redistribute\"\n[port]\nqueues = 1"),
         "engine.on_failure: \"redistribute\" needs a surviving thread (engine.threads >= 2), \
          got engine.threads = 1"
+    );
+    assert_eq!(
+        problem("[engine]\nrestart_limit = 1001"),
+        "engine.restart_limit: must be 0..=1000, got 1001"
     );
     assert_eq!(
         problem("[engine]\non_failure = \"reboot\""),

@@ -25,9 +25,10 @@
 //! which is why the failed thread waits for every other thread to finish a loop iteration
 //! before its last drain (`thread.rs`, "Reclaim").
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
@@ -147,6 +148,9 @@ impl Reclaim {
     }
 }
 
+/// The window of `engine.restart_limit`.
+pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
 /// Control word bits: the watchdog declared the thread stalled.
 const FENCED: u8 = 1;
 /// Control word bits: inject a panic.
@@ -181,6 +185,8 @@ pub struct ThreadHealth {
     /// Buffers freed by every reclaim of the thread.
     reclaimed_buffers: AtomicU64,
     last: Mutex<Option<Reclaim>>,
+    /// When its restarts of the last minute happened (`engine.restart_limit`).
+    recent_restarts: Mutex<VecDeque<Instant>>,
 }
 
 impl ThreadHealth {
@@ -266,6 +272,26 @@ impl ThreadHealth {
 
     pub(crate) fn count_restart(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
+        self.lock_recent().push_back(Instant::now());
+    }
+
+    /// Restarts within the last [`RESTART_WINDOW`].
+    pub(crate) fn recent_restarts(&self) -> usize {
+        let mut recent = self.lock_recent();
+        while recent
+            .front()
+            .is_some_and(|at| at.elapsed() >= RESTART_WINDOW)
+        {
+            recent.pop_front();
+        }
+        recent.len()
+    }
+
+    fn lock_recent(&self) -> std::sync::MutexGuard<'_, VecDeque<Instant>> {
+        // Whole whatever panicked while it was held: pushes and pops only.
+        self.recent_restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Fences the thread (the watchdog declared it stalled): it leaves its loop at its next

@@ -194,7 +194,17 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         });
 
         let step = Instant::now();
+        let limit = shared.config.engine.restart_limit as usize;
         let recovery = match policy {
+            OnFailure::Restart if limit > 0 && health.recent_restarts() >= limit => {
+                health.set_state(ThreadState::Down);
+                shared.health.request_stop();
+                Recovery::Down(Err(format!(
+                    "{}: {reason}; restarted {limit} times within a minute already \
+                     (engine.restart_limit)",
+                    cause.as_str()
+                )))
+            }
             OnFailure::Restart => self.restart(health, bursts, cache, stats),
             OnFailure::Redistribute => {
                 let redirected = self.redirect_flows();

@@ -326,3 +326,34 @@ fn under_stop_a_failure_ends_the_run_with_an_error_naming_the_thread() {
         "{err}"
     );
 }
+
+#[test]
+fn a_thread_that_keeps_failing_stops_the_engine_at_the_restart_limit() {
+    let mut cfg = faulted(FaultKind::None, OnFailure::Restart);
+    cfg.engine.restart_limit = 2;
+    let engine = forwarder::engine::Engine::start(&cfg, false).expect("the engine starts");
+    let health = engine.shared().health.clone();
+    for restarts in 1..=2 {
+        health.inject_panic(1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while health.thread(1).restarts() < restarts {
+            assert!(std::time::Instant::now() < deadline, "restart {restarts}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    health.inject_panic(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !engine.thread_ended() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third failure stops the engine"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let err = engine.stop().expect_err("the failure stops the run");
+    assert!(
+        err.to_string()
+            .contains("restarted 2 times within a minute already (engine.restart_limit)"),
+        "{err}"
+    );
+}
