@@ -69,8 +69,10 @@ const RULES_BETWEEN_KEYS: &[&str] = &[
     "`engine.balance = \"rss\"` with a `tcp-proxy` app needs `port.driver = \"uveth\"`: under \
      RSS balancing an outbound connection gets no flow rule; its source port is chosen so that \
      the port's software RSS (Toeplitz over `port.rss_key`, `port.reta_size`, `port.queues`) \
-     sends the return packets to the connecting thread's queue, and AF_PACKET's fanout hash is \
-     the kernel's own seeded flow hash, which no source port can aim.",
+     sends the return packets to the connecting thread's queue; no other driver gives a hash \
+     the configuration can count on (AF_PACKET's fanout is the kernel's own seeded flow hash, \
+     which no source port can aim; a DPDK device's RSS is known only once the device is opened, \
+     and many have none; a capture answers nothing).",
 ];
 
 /// The text of [`crate::reference`].

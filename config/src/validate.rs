@@ -1041,7 +1041,8 @@ fn check_proxies(config: &Config, out: &mut Collector) {
 
     // Under RSS balancing an outbound connection gets no flow rule: its source port is picked
     // so that the port's RSS sends the replies to the connecting thread's own queue. That needs
-    // a hash the engine can compute, which AF_PACKET's fanout (a seeded kernel hash) is not.
+    // a hash the engine can compute, which AF_PACKET's fanout (a seeded kernel hash) is not, a
+    // DPDK device's is only once opened (and many have none), and a capture has no use for.
     if engine.balance == Balance::Rss
         && port.driver != Driver::Uveth
         && !out.any_rejected(&["engine.balance", "port.driver"])
@@ -1057,9 +1058,11 @@ fn check_proxies(config: &Config, out: &mut Collector) {
                      (stack.app[{i}]): under RSS balancing an outbound connection gets no flow \
                      rule, its source port is chosen so that the port's software RSS \
                      (port.rss_key, port.reta_size, port.queues) sends the return packets to \
-                     the connecting thread's queue, and AF_PACKET's fanout hash is the kernel's \
-                     own seeded flow hash, which no source port can aim (or set \
-                     engine.balance \"{}\"), got \"{}\"",
+                     the connecting thread's queue; no other driver gives a hash the \
+                     configuration can count on (AF_PACKET's fanout is the kernel's own seeded \
+                     flow hash, which no source port can aim; a DPDK device's RSS is known only \
+                     once the device is opened, and many have none; a capture answers nothing) \
+                     (or set engine.balance \"{}\"), got \"{}\"",
                     Driver::Uveth,
                     engine.balance,
                     AppKind::TcpProxy,

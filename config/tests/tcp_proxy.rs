@@ -447,8 +447,10 @@ fn rss_balancing_with_a_proxy_needs_uveth() {
         "port.driver: must be \"uveth\" with engine.balance \"rss\" and a \"tcp-proxy\" app \
          (stack.app[1]): under RSS balancing an outbound connection gets no flow rule, its source \
          port is chosen so that the port's software RSS (port.rss_key, port.reta_size, \
-         port.queues) sends the return packets to the connecting thread's queue, and AF_PACKET's \
-         fanout hash is the kernel's own seeded flow hash, which no source port can aim (or set \
+         port.queues) sends the return packets to the connecting thread's queue; no other \
+         driver gives a hash the configuration can count on (AF_PACKET's fanout is the kernel's \
+         own seeded flow hash, which no source port can aim; a DPDK device's RSS is known only \
+         once the device is opened, and many have none; a capture answers nothing) (or set \
          engine.balance \"software\"), got \"afpacket\""
     );
     // RSS balancing on afpacket without a proxy is the issue's demonstration of misdirection:
@@ -502,8 +504,10 @@ fn every_problem_of_proxies_at_once() {
              (stack.app[0]): under RSS balancing an outbound connection gets no flow rule, its \
              source port is chosen so that the port's software RSS (port.rss_key, \
              port.reta_size, port.queues) sends the return packets to the connecting thread's \
-             queue, and AF_PACKET's fanout hash is the kernel's own seeded flow hash, which no \
-             source port can aim (or set engine.balance \"software\"), got \"afpacket\""
+             queue; no other driver gives a hash the configuration can count on (AF_PACKET's \
+             fanout is the kernel's own seeded flow hash, which no source port can aim; a DPDK \
+             device's RSS is known only once the device is opened, and many have none; a \
+             capture answers nothing) (or set engine.balance \"software\"), got \"afpacket\""
                 .into(),
         ]
     );

@@ -176,9 +176,9 @@ impl Engine {
         let threads = usize::from(config.engine.threads);
         if port.queues() < config.port.queues {
             return Err(EngineError::Setup(format!(
-                "port: {} has {} queues, port.queues is {}",
+                "port: {} has {}, port.queues is {}",
                 port.describe(),
-                port.queues(),
+                flowsteer_nic::port::queues_text(port.queues()),
                 config.port.queues
             )));
         }

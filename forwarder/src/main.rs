@@ -274,10 +274,12 @@ fn main() -> ExitCode {
                 None => "off".to_string(),
             };
             eprintln!(
-                "flowsteer: {} threads, {} {} queues, balance {}, profile {}, apps {apps}, metrics {metrics}",
+                "flowsteer: {} thread{}, {} {} queue{}, balance {}, profile {}, apps {apps}, metrics {metrics}",
                 cfg.engine.threads,
+                if cfg.engine.threads == 1 { "" } else { "s" },
                 cfg.port.queues,
                 cfg.port.driver,
+                if cfg.port.queues == 1 { "" } else { "s" },
                 cfg.engine.balance,
                 cfg.traffic.profile,
             );

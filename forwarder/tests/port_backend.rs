@@ -251,7 +251,7 @@ fn a_port_with_fewer_queues_than_configured_is_a_setup_error() {
         .err()
         .expect("refused")
         .to_string();
-    assert!(error.contains("has 1 queues, port.queues is 2"), "{error}");
+    assert!(error.contains("has 1 queue, port.queues is 2"), "{error}");
 }
 
 #[test]

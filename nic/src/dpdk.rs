@@ -505,10 +505,10 @@ impl PortControl for DpdkPort {
             n => format!(" (+{n} transmit-only)"),
         };
         format!(
-            "dpdk port {} ({}), {} queues{spare}, mac {}, {}, checksum offload: off",
+            "dpdk port {} ({}), {}{spare}, mac {}, {}, checksum offload: off",
             self.port,
             self.name,
-            self.queues(),
+            crate::port::queues_text(self.queues()),
             mac_text(self.mac),
             self.rss_text
         )

@@ -138,6 +138,14 @@ impl std::fmt::Debug for ThreadHold {
     }
 }
 
+/// `n` queues in words: "1 queue", "2 queues".
+pub fn queues_text(n: u16) -> String {
+    match n {
+        1 => "1 queue".to_owned(),
+        n => format!("{n} queues"),
+    }
+}
+
 /// A link address as `aa:bb:cc:dd:ee:ff`.
 pub fn mac_text(mac: [u8; 6]) -> String {
     mac.map(|b| format!("{b:02x}")).join(":")

@@ -37,7 +37,7 @@ fn owners_beyond_the_queue_pairs_send_on_spare_transmit_queues() {
     assert_eq!((info.nb_rx_queues, info.nb_tx_queues), (1, 3));
     assert_eq!(port.queues(), 1);
     assert!(
-        port.describe().contains("1 queues (+2 transmit-only)"),
+        port.describe().contains("1 queue (+2 transmit-only)"),
         "{}",
         port.describe()
     );

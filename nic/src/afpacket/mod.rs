@@ -559,9 +559,9 @@ impl PortControl for AfPacketPort {
 
     fn describe(&self) -> String {
         format!(
-            "afpacket on {}, {} queues, fanout {:?}, mtu {}, mac {}",
+            "afpacket on {}, {}, fanout {:?}, mtu {}, mac {}",
             self.interface,
-            self.queues(),
+            crate::port::queues_text(self.queues()),
             self.fanout,
             self.mtu,
             mac_text(self.mac)

@@ -236,9 +236,9 @@ impl PortControl for CapturePort {
             Pace::Capture => "the capture's pace",
         };
         let mut text = format!(
-            "capture {}, {} queues, {} records, {frames} frames to replay at {pace}, mac {}",
+            "capture {}, {}, {} records, {frames} frames to replay at {pace}, mac {}",
             self.path.display(),
-            self.queues(),
+            crate::port::queues_text(self.queues()),
             self.records(),
             mac_text(self.mac)
         );

@@ -297,8 +297,8 @@ impl PortControl for Uveth {
 
     fn describe(&self) -> String {
         format!(
-            "uveth, {} queues, mac {}",
-            self.queues(),
+            "uveth, {}, mac {}",
+            crate::port::queues_text(self.queues()),
             mac_text(self.mac)
         )
     }
