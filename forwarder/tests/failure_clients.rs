@@ -39,7 +39,7 @@
 
 use std::fmt;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -53,6 +53,37 @@ use forwarder::report::RunReport;
 
 mod common;
 use common::*;
+
+/// The addresses the connections of a run use: IPv4 or IPv6.
+#[derive(Clone, Copy, Debug)]
+struct Family {
+    engine: IpAddr,
+    client: IpAddr,
+}
+
+const V4: Family = Family {
+    engine: IpAddr::V4(ENGINE_IP),
+    client: IpAddr::V4(CLIENT_IP),
+};
+const V6: Family = Family {
+    engine: IpAddr::V6(ENGINE_IP6),
+    client: IpAddr::V6(CLIENT_IP6),
+};
+
+impl Family {
+    /// The flow key of the client's connection from `client_port` to the engine's `port`.
+    fn key(self, port: u16, client_port: u16) -> FlowKey {
+        match (self.engine, self.client) {
+            (IpAddr::V4(engine), IpAddr::V4(client)) => {
+                FlowKey::v4(Proto::Tcp, engine, port, client, client_port)
+            }
+            (IpAddr::V6(engine), IpAddr::V6(client)) => {
+                FlowKey::v6(Proto::Tcp, engine, port, client, client_port)
+            }
+            _ => unreachable!("one family per run"),
+        }
+    }
+}
 
 /// tcp-echo on both threads.
 const SHARED_PORT: u16 = 7100;
@@ -198,6 +229,7 @@ struct Held {
 /// was made in, whatever thread uses it) and the refusals.
 fn connect_all(
     net: &ClientNet,
+    family: Family,
     plan: Vec<(u16, u32)>,
     balance: Balance,
 ) -> (Vec<(TcpStream, u16, u32)>, u32) {
@@ -206,7 +238,7 @@ fn connect_all(
         let streams = plan
             .into_iter()
             .map(|(port, seed)| {
-                let addr = SocketAddr::from((ENGINE_IP, port));
+                let addr = SocketAddr::from((family.engine, port));
                 loop {
                     match TcpStream::connect_timeout(&addr, STEP_TIMEOUT) {
                         Ok(stream) => return (with_timeouts(stream), port, seed),
@@ -230,9 +262,9 @@ fn connect_all(
 }
 
 /// The thread whose exact rule owns the kernel's connection `stream` to `port`.
-fn owner_of(engine: &Engine, stream: &TcpStream, port: u16) -> ThreadId {
+fn owner_of(engine: &Engine, family: Family, stream: &TcpStream, port: u16) -> ThreadId {
     let client_port = stream.local_addr().expect("local address").port();
-    let key = FlowKey::v4(Proto::Tcp, ENGINE_IP, port, CLIENT_IP, client_port);
+    let key = family.key(port, client_port);
     match engine.shared().table.lookup(&key) {
         Lookup::Exact(owner) => owner,
         other => panic!("connection {client_port} → {port}: {other:?}, not an exact rule"),
@@ -257,12 +289,17 @@ fn active_per_thread(engine: &Engine) -> Vec<u64> {
 
 /// Step 1: [`SHARED_CONNECTIONS`] connections to 7100 and [`THREAD1_CONNECTIONS`] to 7101,
 /// each exchanging its first part byte-exact, each with its owner; both threads own some.
-fn open_on_both_threads(net: &ClientNet, engine: &Engine, balance: Balance) -> Vec<Held> {
+fn open_on_both_threads(
+    net: &ClientNet,
+    engine: &Engine,
+    family: Family,
+    balance: Balance,
+) -> Vec<Held> {
     let plan: Vec<(u16, u32)> = (0..SHARED_CONNECTIONS)
         .map(|i| (SHARED_PORT, i))
         .chain((0..THREAD1_CONNECTIONS).map(|i| (THREAD1_PORT, 1000 + i)))
         .collect();
-    let (streams, refused) = connect_all(net, plan, balance);
+    let (streams, refused) = connect_all(net, family, plan, balance);
     let mut held: Vec<Held> = streams
         .into_iter()
         .map(|(mut stream, port, seed)| {
@@ -271,7 +308,7 @@ fn open_on_both_threads(net: &ClientNet, engine: &Engine, balance: Balance) -> V
                 panic!("first part on a connection to {port}: {outcome}");
             }
             Held {
-                owner: owner_of(engine, &stream, port),
+                owner: owner_of(engine, family, &stream, port),
                 stream,
                 port,
                 data,
@@ -315,11 +352,12 @@ fn open_on_both_threads(net: &ClientNet, engine: &Engine, balance: Balance) -> V
 /// time from `since` to the first that completed, and the attempts.
 fn first_new_connection(
     net: &ClientNet,
+    engine_ip: IpAddr,
     port: u16,
     since: Instant,
 ) -> thread::JoinHandle<Result<(Duration, u32), String>> {
     net.client(move || {
-        let addr = SocketAddr::from((ENGINE_IP, port));
+        let addr = SocketAddr::from((engine_ip, port));
         let mut attempts = 0;
         let mut last = String::new();
         while since.elapsed() < ATTEMPT_LIMIT {
@@ -459,11 +497,11 @@ fn inject_panic(
     net: &ClientNet,
     engine: &Engine,
     held: &[Held],
-    probe_port: u16,
+    probe: (IpAddr, u16),
 ) -> thread::JoinHandle<Result<(Duration, u32), String>> {
     let injected = Instant::now();
     fail_thread_1(engine, held);
-    first_new_connection(net, probe_port, injected)
+    first_new_connection(net, probe.0, probe.1, injected)
 }
 
 /// Makes thread 1 panic: an injected fault is taken with packets in hand, so one byte goes out
@@ -505,8 +543,13 @@ fn check_first_connection(
 
 /// `restart`: thread 1 panics with connections open on both threads; a fresh stack serves its
 /// queue again.
-fn restart(balance: Balance, idle: Idle) {
-    let label = format!("{balance}/{idle}/restart");
+fn restart(family: Family, balance: Balance, idle: Idle) {
+    let ip = if family.engine.is_ipv6() {
+        "ipv6"
+    } else {
+        "ipv4"
+    };
+    let label = format!("{ip}/{balance}/{idle}/restart");
     let _alone = measured_alone();
     let net = ClientNet::new();
     let engine = Engine::start(
@@ -514,9 +557,9 @@ fn restart(balance: Balance, idle: Idle) {
         false,
     )
     .expect("the engine starts on the veth");
-    let held = open_on_both_threads(&net, &engine, balance);
+    let held = open_on_both_threads(&net, &engine, family, balance);
 
-    let probe = inject_panic(&net, &engine, &held, THREAD1_PORT);
+    let probe = inject_panic(&net, &engine, &held, (family.engine, THREAD1_PORT));
     let r = wait_for_reclaim(&engine, |h| {
         h.restarts() == 1 && h.state() == ThreadState::Running
     });
@@ -526,7 +569,7 @@ fn restart(balance: Balance, idle: Idle) {
     check_first_connection(probe, THREAD1_PORT, &label);
 
     // Both ports serve new connections as before: 7100 on both threads again.
-    let failed = concurrent_echo(&net, ENGINE_IP.into(), 16, STEP_TIMEOUT, |i| {
+    let failed = concurrent_echo(&net, family.engine, 16, STEP_TIMEOUT, |i| {
         (SHARED_PORT, 4096 + i as usize * 37, 2000 + i)
     });
     assert!(
@@ -536,7 +579,7 @@ fn restart(balance: Balance, idle: Idle) {
     if balance == Balance::Software {
         // Under RSS the kernel deals some to thread 0, which refuses them: the probe showed
         // that those it deals to thread 1 are served.
-        let failed = concurrent_echo(&net, ENGINE_IP.into(), 4, STEP_TIMEOUT, |i| {
+        let failed = concurrent_echo(&net, family.engine, 4, STEP_TIMEOUT, |i| {
             (THREAD1_PORT, 4096 + i as usize * 37, 3000 + i)
         });
         assert!(
@@ -566,10 +609,10 @@ fn redistribute(balance: Balance, idle: Idle) {
         false,
     )
     .expect("the engine starts on the veth");
-    let held = open_on_both_threads(&net, &engine, balance);
+    let held = open_on_both_threads(&net, &engine, V4, balance);
 
     // The kernel may deal the probe's flow to either queue: thread 0 serves it on both.
-    let probe = inject_panic(&net, &engine, &held, SHARED_PORT);
+    let probe = inject_panic(&net, &engine, &held, (V4.engine, SHARED_PORT));
     let r = wait_for_reclaim(&engine, |h| h.state() == ThreadState::Down);
     check_reclaim(&engine, &r, &held, &label);
     assert_eq!(r.adopted_by, Some(SURVIVOR as u16), "{r:?}");
@@ -616,7 +659,7 @@ fn software_balancing_restarts_a_panicked_thread_under_the_kernels_connections()
     if skip_without_client_net(&[]) {
         return;
     }
-    restart(Balance::Software, Idle::Sleep);
+    restart(V4, Balance::Software, Idle::Sleep);
 }
 
 #[test]
@@ -624,7 +667,17 @@ fn rss_balancing_restarts_a_panicked_thread_under_the_kernels_connections() {
     if skip_without_client_net(&[]) {
         return;
     }
-    restart(Balance::Rss, Idle::Wait);
+    restart(V4, Balance::Rss, Idle::Wait);
+}
+
+/// The same over IPv6: the restarted stack learns its neighbours from the neighbour
+/// discovery messages the engine kept (`neighbors.rs`).
+#[test]
+fn software_balancing_restarts_a_panicked_thread_under_the_kernels_ipv6_connections() {
+    if skip_without_client_net(&[]) {
+        return;
+    }
+    restart(V6, Balance::Software, Idle::Sleep);
 }
 
 #[test]
@@ -657,7 +710,7 @@ fn a_panicked_thread_stops_the_engine_under_stop() {
         false,
     )
     .expect("the engine starts on the veth");
-    let held = open_on_both_threads(&net, &engine, Balance::Rss);
+    let held = open_on_both_threads(&net, &engine, V4, Balance::Rss);
 
     let injected = Instant::now();
     fail_thread_1(&engine, &held);
