@@ -30,8 +30,8 @@
 //! What it cannot reclaim: a buffer that was in a local variable of the code that panicked
 //! (between leaving one vector and entering another) is lost; the loop keeps none there, and
 //! the pool check at shutdown would show it. A thread stuck for good (a stall that never ends)
-//! keeps its queue and buffers: the watchdog withdraws its rules, and the engine's stop names
-//! it.
+//! keeps its queue, its buffers and its exact rules (their packets are counted `owner_failed`):
+//! the watchdog withdraws it from the listen rules it shares, and the engine's stop names it.
 
 use std::any::Any;
 use std::sync::Mutex;
@@ -125,8 +125,8 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                 shared.config.engine.stall_ms
             )
         });
-        // A stall was declared by the watchdog, which withdrew the rules already; they are
-        // withdrawn again below (the thread may have added some since).
+        // A stall was declared by the watchdog, which withdrew the thread from the listen rules
+        // it shares already; that is done again below (idempotent), with its exact rules.
         health.declare_failed(cause, reason.clone());
         eprintln!(
             "flowsteer: thread {me} failed ({}): {reason}; reclaiming it (engine.on_failure = \

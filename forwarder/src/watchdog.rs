@@ -145,7 +145,8 @@ impl Watch {
         }
     }
 
-    /// Declares thread `t` stalled: failed and fenced, its rules withdrawn now.
+    /// Declares thread `t` stalled: failed and fenced, withdrawn from the listen rules it shares
+    /// now.
     fn declare_stalled(&self, t: usize, limit: Duration) {
         let shared = &self.shared;
         let health = shared.health.thread(t);
