@@ -91,7 +91,9 @@ pub trait PortControl: Send + Sync {
     /// `failed` already stays there, for a survivor to drain. `Ok(true)`: rewritten; `Ok(false)`
     /// (the default): the port has no table software can rewrite, and `failed` keeps receiving
     /// its flows, which a survivor then polls. The model [`PortControl::rss`] returns is not
-    /// changed. Errors: the device refused, as a sentence.
+    /// changed, and need not be: only entries naming `failed` change, so a local port the
+    /// model picks for a surviving queue still brings the replies there. Errors: the device
+    /// refused, as a sentence.
     fn redirect_queue(&self, failed: u16, survivors: &[u16]) -> Result<bool, String> {
         let _ = (failed, survivors);
         Ok(false)
