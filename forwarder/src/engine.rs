@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
-use flowsteer_config::{Balance, Config, Driver, FaultKind, Idle, OnFailure, Profile};
+use flowsteer_config::{Balance, Config, Driver, Idle, OnFailure, Profile};
 use flowsteer_nic::port::{Port, PortControl};
 use flowsteer_nic::rss::Reta;
 use flowsteer_nic::uveth::Uveth;
@@ -359,7 +359,7 @@ impl Engine {
         let mut failures = Vec::new();
         // A thread stuck for good (declared stalled, never back) cannot be joined: it is left
         // behind, holding its buffers, and named.
-        let deadline = Instant::now() + stop_limit(&self.shared.config);
+        let deadline = Instant::now() + STOP_LIMIT;
         let mut stuck = false;
         for (t, h) in self.handles.into_iter().enumerate() {
             while !h.is_finished() && Instant::now() < deadline {
@@ -370,7 +370,7 @@ impl Engine {
                 failures.push(format!(
                     "thread {t}: did not stop within {} ms (stuck in one loop iteration); its \
                      queue and buffers are not reclaimed",
-                    stop_limit(&self.shared.config).as_millis()
+                    STOP_LIMIT.as_millis()
                 ));
                 continue;
             }
@@ -398,17 +398,10 @@ impl Engine {
     }
 }
 
-/// How long the stop waits for a thread: a stalled one may be in an injected stall, or a
-/// stall the watchdog declared, that ends in time.
-fn stop_limit(config: &Config) -> Duration {
-    let fault = &config.fault;
-    let injected = if fault.kind == FaultKind::Stall {
-        Duration::from_millis(fault.stall_for_ms.into())
-    } else {
-        Duration::ZERO
-    };
-    Duration::from_secs(10).max(injected + Duration::from_secs(1))
-}
+/// How long the stop waits for a thread to end: a live one ends within an iteration and its
+/// shutdown drain (an injected stall ends at the stop too), so one that has not after this is
+/// stuck for good.
+const STOP_LIMIT: Duration = Duration::from_secs(10);
 
 fn validate(config: &Config) -> Result<(), EngineError> {
     config
