@@ -180,6 +180,9 @@ pub enum Order {
 pub struct ThreadHealth {
     state: AtomicU8,
     control: AtomicU8,
+    /// Set by the panic hook when the thread panics, cleared when its reclaim begins
+    /// (`unwinding.rs`).
+    unwinding: AtomicBool,
     failures: [AtomicU64; 2],
     restarts: AtomicU64,
     /// Buffers freed by every reclaim of the thread.
@@ -354,6 +357,15 @@ impl ThreadHealth {
     /// Whether the watchdog fenced the thread.
     pub(crate) fn fenced(&self) -> bool {
         self.control.load(Ordering::Acquire) & FENCED != 0
+    }
+
+    /// Whether the thread panicked and has not reached its boundary yet: not a stall.
+    pub(crate) fn unwinding(&self) -> bool {
+        self.unwinding.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_unwinding(&self, unwinding: bool) {
+        self.unwinding.store(unwinding, Ordering::Release);
     }
 
     /// Clears the fence: the thread serves again (a restart).

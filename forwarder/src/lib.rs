@@ -29,4 +29,5 @@ pub mod steer;
 mod thread;
 pub mod traffic;
 pub mod transmit;
+mod unwinding;
 mod watchdog;

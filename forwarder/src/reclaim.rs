@@ -125,9 +125,15 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                 shared.config.engine.stall_ms
             )
         });
+        health.set_unwinding(false);
         // A stall was declared by the watchdog, which withdrew the thread from the listen rules
-        // it shares already; that is done again below (idempotent), with its exact rules.
-        health.declare_failed(cause, reason.clone());
+        // it shares already; that is done again below (idempotent), with its exact rules. A
+        // panic that arrives after the declaration (the thread was stuck, then panicked, or a
+        // panic hook other than the engine's took longer than `stall_ms`) stays one failure,
+        // counted as the stall it was declared; its message joins the reason.
+        if !health.declare_failed(cause, reason.clone()) && cause == Cause::Panic {
+            health.record(|r| r.reason = format!("{}; then it panicked: {reason}", r.reason));
+        }
         eprintln!(
             "flowsteer: thread {me} failed ({}): {reason}; reclaiming it (engine.on_failure = \
              \"{policy}\")",

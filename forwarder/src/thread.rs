@@ -126,6 +126,7 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                         return Err(e);
                     }
                 };
+                crate::unwinding::serving_as(self.shared.health.clone(), usize::from(self.me));
                 self.run()
             })
             .map_err(setup("spawning a stack thread"))

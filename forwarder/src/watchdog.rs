@@ -17,7 +17,9 @@
 //! is not dead. The limit is long against any scheduler's latency (default 2 s; at least 100
 //! ms and ten idle sleeps), and the watchdog checks its own lateness: when it woke more than
 //! half the limit after it meant to (the whole machine, or the virtual machine, was stopped),
-//! it starts every thread's clock again instead of declaring anyone.
+//! it starts every thread's clock again instead of declaring anyone. A thread that panicked is
+//! not declared while it unwinds, however long the process's panic hook takes to print
+//! (`unwinding.rs`).
 //!
 //! What a declaration does: the thread is marked failed (the other threads hand it nothing more:
 //! what they would have is counted `owner_failed`) and fenced, and it is withdrawn at once from
@@ -119,7 +121,9 @@ impl Watch {
         for t in 0..self.seen.len() {
             let polls = self.shared.stats.thread(t).polls.get();
             let (seen, since) = &mut self.seen[t];
-            if polls != *seen || late || !self.shared.health.thread(t).running() {
+            let health = self.shared.health.thread(t);
+            // An unwinding thread panicked: on its way to its boundary, not stuck.
+            if polls != *seen || late || !health.running() || health.unwinding() {
                 *seen = polls;
                 *since = now;
                 continue;

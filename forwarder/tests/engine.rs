@@ -9,7 +9,7 @@ use forwarder::report::RunReport;
 
 mod common;
 
-use common::generated::generated_config as config;
+use common::generated::{faulted_config as faulted, generated_config as config};
 
 fn run_for(cfg: &Config, millis: u64) -> RunReport {
     let report = run(cfg, RunOptions::quiet(Duration::from_millis(millis))).expect("engine runs");
@@ -240,20 +240,6 @@ fn a_core_that_does_not_exist_is_a_clear_error() {
     };
     let msg = err.to_string();
     assert!(msg.contains("cannot pin to core 1023"), "{msg}");
-}
-
-/// The `[fault]` test aid on the generator's traffic, each `engine.on_failure`: the report
-/// holds the failure and still accounts for every packet.
-fn faulted(kind: FaultKind, on_failure: OnFailure) -> Config {
-    let mut cfg = config(Profile::Listeners, Balance::Software, 2, 2);
-    cfg.flowtable.capacity = 65_536;
-    cfg.engine.on_failure = on_failure;
-    cfg.engine.stall_ms = 200;
-    cfg.fault.kind = kind;
-    cfg.fault.thread = 1;
-    cfg.fault.after_ms = 100;
-    cfg.fault.stall_for_ms = 600;
-    cfg
 }
 
 #[test]
