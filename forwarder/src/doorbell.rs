@@ -18,6 +18,12 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+/// Every thread's doorbell, by thread, each on a cache line of its own.
+pub type Doorbells = Arc<[CachePadded<Doorbell>]>;
 
 /// One thread's doorbell.
 pub struct Doorbell {
@@ -89,7 +95,6 @@ impl Doorbell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use flowsteer_nic::wait::wait_readable;

@@ -18,7 +18,7 @@ use flowsteer_nic::uveth::Uveth;
 use flowsteer_stack::{SharedStackStats, Stack, StackStats};
 use flowtable::{FlowTable, ThreadId};
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::{Doorbell, Doorbells};
 use crate::error::setup;
 pub use crate::error::EngineError;
 use crate::health::Health;
@@ -229,7 +229,7 @@ impl Engine {
             }
         }
 
-        let doorbells: Arc<[CachePadded<Doorbell>]> = if config.engine.idle == Idle::Wait {
+        let doorbells: Doorbells = if config.engine.idle == Idle::Wait {
             (0..threads)
                 .map(|_| Doorbell::new().map(CachePadded::new))
                 .collect::<Result<_, _>>()

@@ -21,7 +21,9 @@
 //! 4. **Queue**, as `engine.on_failure` says: `restart` builds a fresh processor (a stack adds
 //!    its listen rules again) and the thread serves its queue again; `redistribute` leaves the
 //!    queue for the next running thread with a queue, which polls it beside its own from its
-//!    next iteration, and the thread stays down; `stop` asks the engine to stop.
+//!    next iteration and empties its software transmit queue (the frames of queue-less threads
+//!    it relayed, `transmit.rs`) onto its own queue, and the thread stays down; `stop` asks the
+//!    engine to stop.
 //!
 //! A thread that stays down keeps draining its software queue (what raced with its failure),
 //! freeing and counting every packet, until the engine stops; then it takes part in the
@@ -47,6 +49,7 @@ use crate::health::{Cause, Reclaim, Step, ThreadHealth, ThreadState};
 use crate::processor::Processor;
 use crate::stats::ThreadStats;
 use crate::thread::{Bursts, StackThread, WAIT_LIMIT};
+use crate::transmit::Relay;
 
 /// How long the reclaim waits for the other threads to finish a loop iteration: a thread that
 /// takes longer (descheduled, stalled itself) is not waited for, and what it hands over late is
@@ -62,34 +65,49 @@ pub(crate) enum Recovery {
     Down(Result<(), String>),
 }
 
-/// NIC queues failed threads left for a survivor (`engine.on_failure = "redistribute"`).
+/// NIC queues, and the software transmit queues their threads relayed for queue-less threads,
+/// that failed threads left for a survivor (`engine.on_failure = "redistribute"`).
 pub(crate) struct Orphans<Q> {
-    queues: Mutex<Vec<(ThreadId, Q)>>,
+    left: Mutex<Vec<(ThreadId, Orphaned<Q>)>>,
+}
+
+/// What a failed thread leaves for the thread that takes over its NIC queue.
+pub(crate) struct Orphaned<Q> {
+    pub queues: Vec<Q>,
+    pub relays: Vec<Relay>,
 }
 
 impl<Q> Orphans<Q> {
     pub fn new() -> Self {
         Orphans {
-            queues: Mutex::new(Vec::new()),
+            left: Mutex::new(Vec::new()),
         }
     }
 
-    /// Leaves `queues` for thread `adopter`.
-    fn leave(&self, adopter: ThreadId, queues: impl IntoIterator<Item = Q>) {
-        self.lock().extend(queues.into_iter().map(|q| (adopter, q)));
+    /// Leaves `orphaned` for thread `adopter`.
+    fn leave(&self, adopter: ThreadId, orphaned: Orphaned<Q>) {
+        self.lock().push((adopter, orphaned));
     }
 
-    /// The queues left for `adopter`.
-    pub fn take_for(&self, adopter: ThreadId) -> Vec<Q> {
-        let mut queues = self.lock();
-        let (mine, others) = queues.drain(..).partition(|(a, _)| *a == adopter);
-        *queues = others;
-        mine.into_iter().map(|(_, q)| q).collect()
+    /// What was left for `adopter`.
+    pub fn take_for(&self, adopter: ThreadId) -> Orphaned<Q> {
+        let mut left = self.lock();
+        let (mine, others): (Vec<_>, Vec<_>) = left.drain(..).partition(|(a, _)| *a == adopter);
+        *left = others;
+        let mut taken = Orphaned {
+            queues: Vec::new(),
+            relays: Vec::new(),
+        };
+        for (_, orphaned) in mine {
+            taken.queues.extend(orphaned.queues);
+            taken.relays.extend(orphaned.relays);
+        }
+        taken
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ThreadId, Q)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(ThreadId, Orphaned<Q>)>> {
         // The vector is whole whatever panicked while it was held.
-        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+        self.left.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -306,9 +324,10 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
         redirected
     }
 
-    /// Leaves this thread's NIC queue, and any it had taken over, for the next running thread
-    /// that has a queue of its own, and wakes it; returns that thread. With no such thread the
-    /// queues stay here, unpolled.
+    /// Leaves this thread's NIC queue and any it had taken over, with the software transmit
+    /// queues it emptied for queue-less threads, for the next running thread that has a queue
+    /// of its own, and wakes it; returns that thread. With no such thread the queues stay here,
+    /// unpolled, and what queue-less threads hand this one is counted `tx_full`.
     fn hand_over_queues(&mut self) -> Option<u16> {
         let shared = &self.shared;
         let threads = shared.config.engine.threads;
@@ -318,10 +337,18 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
             .find(|&t| t < queues && shared.health.thread(usize::from(t)).running())?;
         let mut handed = std::mem::take(&mut self.adopted);
         handed.extend(self.queue.take().filter(|_| self.me < queues));
+        // Only a thread with a NIC queue relays: no queue handed, no ring either.
         if handed.is_empty() {
             return None;
         }
-        self.orphans.leave(adopter, handed);
+        let relays = self.transmit.take_relays();
+        self.orphans.leave(
+            adopter,
+            Orphaned {
+                queues: handed,
+                relays,
+            },
+        );
         shared.health.thread(usize::from(adopter)).ask_to_adopt();
         if let Some(doorbell) = shared.doorbells.get(usize::from(adopter)) {
             doorbell.ring();
@@ -365,8 +392,8 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
     }
 
     /// A thread that stays down, until the engine stops: frees and counts what still reaches
-    /// its software queue (hand-overs that raced with its failure), sends what threads it
-    /// relays for still hand it.
+    /// its software queue (hand-overs that raced with its failure); what queue-less threads
+    /// still hand it, when no thread took its rings over, is counted `tx_full`.
     pub(crate) fn discard_until_stopped(
         &mut self,
         bursts: &mut Bursts,

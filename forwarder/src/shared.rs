@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use crossbeam_utils::CachePadded;
 use flowsteer_config::Config;
 use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PacketPool, PktBuf};
@@ -11,7 +10,7 @@ use flowsteer_nic::port::PortControl;
 use flowsteer_stack::{AppSpec, SharedStackStats};
 use flowtable::FlowTable;
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::Doorbells;
 use crate::health::Health;
 use crate::neighbors::NeighborRecord;
 use crate::stats::EngineStats;
@@ -39,7 +38,7 @@ pub struct Shared {
     pub stacks: Vec<ThreadStack>,
     /// Per thread, the doorbell that wakes it while it sleeps; empty unless `engine.idle` is
     /// `wait`.
-    pub doorbells: Arc<[CachePadded<Doorbell>]>,
+    pub doorbells: Doorbells,
     /// Per thread, where its frames are transmitted: its queue pair, the port's transmit-only
     /// queue, or a relaying thread's software transmit queue.
     pub tx_paths: Vec<TxPath>,

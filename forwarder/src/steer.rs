@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use crossbeam_utils::CachePadded;
 use flowsteer_config::MissPolicy;
 use flowsteer_mpsc::Producer;
 use flowsteer_nic::pool::{PktBuf, PoolCache};
@@ -19,7 +18,7 @@ use flowsteer_nic::rss::Reta;
 use flowsteer_nic::wire::{self, Classified, UnkeyedReason};
 use flowtable::{FlowKey, FlowTable, Lookup, Proto, ThreadId};
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::Doorbells;
 use crate::health::Health;
 use crate::keys::flow_key;
 use crate::neighbors::NeighborRecord;
@@ -44,7 +43,7 @@ pub struct Steering {
     /// Scratch for the learning copy of a neighbour message.
     learning: Vec<u8>,
     /// Every thread's doorbell when threads sleep while idle (`engine.idle = "wait"`).
-    doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
+    doorbells: Option<Doorbells>,
     /// Where learning copies are kept for a restarted stack (see
     /// [`Steering::record_neighbors`]).
     neighbors: Option<Arc<NeighborRecord>>,
@@ -131,7 +130,7 @@ impl Steering {
     }
 
     /// Wakes the owner of every burst handed over when it sleeps (`engine.idle = "wait"`).
-    pub fn wake_owners(mut self, doorbells: Arc<[CachePadded<Doorbell>]>) -> Self {
+    pub fn wake_owners(mut self, doorbells: Doorbells) -> Self {
         self.doorbells = Some(doorbells);
         self
     }

@@ -277,7 +277,13 @@ impl<Q: QueuePair + 'static, P: Processor + 'static> StackThread<Q, P> {
                         return Served::Fenced;
                     }
                 }
-                Order::Adopt => self.adopted.extend(self.orphans.take_for(self.me)),
+                Order::Adopt => {
+                    let orphaned = self.orphans.take_for(self.me);
+                    self.adopted.extend(orphaned.queues);
+                    self.transmit.adopt_relays(orphaned.relays, self.me);
+                    // Room for what the processor sends and what it now relays per loop.
+                    tx.reserve(2 * burst.max(32) + self.transmit.relay_limit());
+                }
             }
             *processing = true;
             (self.processor).process(handed, local, tx, cache, stats);

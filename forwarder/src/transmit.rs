@@ -17,6 +17,14 @@
 //! - The relaying thread counts what it took from the ring (`tx_relayed`); its `tx` and
 //!   `tx_full` then include those frames, since its queue sends or refuses them.
 //!
+//! # A relaying thread that fails
+//!
+//! Under `engine.on_failure = "redistribute"` a relaying thread that goes down hands its rings
+//! ([`Transmit::take_relays`]) with its NIC queue to the thread that takes the queue over
+//! ([`Transmit::adopt_relays`]), which from then on empties them too, each up to the same limit
+//! per loop, onto its own queue. The queue-less threads go on handing frames to the same ring
+//! and ring the doorbell of whichever thread empties it now (`Relay::relayer`).
+//!
 //! Cost: for the queue-less thread one burst enqueue per loop that has frames (plus a fence and
 //! a load when the relaying thread may sleep); for the relaying thread one burst dequeue per loop.
 //! No system call, no lock.
@@ -34,12 +42,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
-use crossbeam_utils::CachePadded;
 use flowsteer_mpsc::{Consumer, Producer};
 use flowsteer_nic::pool::{PktBuf, PoolCache};
 use flowsteer_nic::port::{Port, QueuePair};
 
-use crate::doorbell::Doorbell;
+use crate::doorbell::Doorbells;
 use crate::error::{setup, EngineError};
 use crate::stats::ThreadStats;
 
@@ -76,27 +83,44 @@ impl Drop for Finished {
 /// A queue-less thread's side of a software transmit queue.
 struct Handoff {
     producer: Producer<PktBuf>,
-    /// The relaying thread's doorbell, when threads sleep while idle.
-    doorbell: Option<(Arc<[CachePadded<Doorbell>]>, usize)>,
+    /// The threads' doorbells, when threads sleep while idle, and the ring's relaying thread
+    /// (it changes when a thread takes over the ring of one that failed).
+    doorbell: Option<(Doorbells, Arc<AtomicUsize>)>,
     /// Held for its drop: the relay learns that this thread transmits no more.
     _finished: Finished,
 }
 
-/// A relaying thread's side of its software transmit queue.
-struct Relay {
+impl Handoff {
+    /// Moves what the ring takes of `tx` to it and wakes the thread that empties it; returns
+    /// how many it took.
+    fn hand(&self, tx: &mut Vec<PktBuf>) -> usize {
+        let handed = self.producer.enqueue_burst(tx);
+        if let (Some((doorbells, relayer)), true) = (&self.doorbell, handed > 0) {
+            doorbells[relayer.load(Ordering::Acquire)].ring_if_sleeping();
+        }
+        handed
+    }
+}
+
+/// A relaying thread's side of a software transmit queue: its own, or one it took over from a
+/// thread that failed.
+pub(crate) struct Relay {
     consumer: Consumer<PktBuf>,
     /// Frames taken per loop.
     limit: usize,
-    /// Threads that relay through this one, and how many of them have finished transmitting.
+    /// Threads that relay through this ring, and how many of them have finished transmitting.
     clients: usize,
     finished: Arc<AtomicUsize>,
+    /// The thread that empties the ring, whose doorbell the queue-less threads ring.
+    relayer: Arc<AtomicUsize>,
 }
 
 /// The transmit side of one stack thread besides its queue (see the module documentation).
 #[derive(Default)]
 pub(crate) struct Transmit {
     handoff: Option<Handoff>,
-    relay: Option<Relay>,
+    /// Its own ring, first, and those it took over.
+    relays: Vec<Relay>,
 }
 
 impl Transmit {
@@ -110,10 +134,10 @@ impl Transmit {
         cache: &mut PoolCache,
         stats: &ThreadStats,
     ) -> usize {
-        let relayed = match &mut self.relay {
-            Some(relay) => relay.consumer.dequeue_burst(tx, relay.limit),
-            None => 0,
-        };
+        let mut relayed = 0;
+        for relay in &mut self.relays {
+            relayed += relay.consumer.dequeue_burst(tx, relay.limit);
+        }
         stats.tx_relayed.add(relayed as u64);
         if tx.is_empty() {
             return relayed;
@@ -124,11 +148,7 @@ impl Transmit {
                 stats.tx.add(sent as u64);
             }
             (None, Some(handoff)) => {
-                let handed = handoff.producer.enqueue_burst(tx);
-                stats.tx_handed.add(handed as u64);
-                if let (Some((doorbells, relay)), true) = (&handoff.doorbell, handed > 0) {
-                    doorbells[*relay].ring_if_sleeping();
-                }
+                stats.tx_handed.add(handoff.hand(tx) as u64);
                 if !tx.is_empty() {
                     stats.tx_swq_full.add(tx.len() as u64);
                     cache.free_bulk(tx);
@@ -145,9 +165,29 @@ impl Transmit {
         relayed
     }
 
-    /// True when other threads' frames wait in this thread's software transmit queue.
+    /// True when other threads' frames wait in a software transmit queue this thread empties.
     pub fn relay_pending(&self) -> bool {
-        self.relay.as_ref().is_some_and(|r| !r.consumer.is_empty())
+        self.relays.iter().any(|r| !r.consumer.is_empty())
+    }
+
+    /// The software transmit queues this thread empties, for the thread that takes its NIC
+    /// queue over when it goes down.
+    pub fn take_relays(&mut self) -> Vec<Relay> {
+        std::mem::take(&mut self.relays)
+    }
+
+    /// Takes over the software transmit queues of a thread that went down: thread `me` empties
+    /// them from now on, and its doorbell is the one their queue-less threads ring.
+    pub fn adopt_relays(&mut self, relays: Vec<Relay>, me: u16) {
+        for relay in &relays {
+            relay.relayer.store(usize::from(me), Ordering::Release);
+        }
+        self.relays.extend(relays);
+    }
+
+    /// Frames this thread may take from its software transmit queues per loop.
+    pub fn relay_limit(&self) -> usize {
+        self.relays.iter().map(|r| r.limit).sum()
     }
 
     /// The thread's last transmit is done: a queue-less thread tells its relay; a relaying
@@ -161,13 +201,15 @@ impl Transmit {
         stats: &ThreadStats,
     ) {
         self.handoff = None;
-        let Some(relay) = &self.relay else {
+        if self.relays.is_empty() {
             return;
-        };
-        let (clients, finished) = (relay.clients, relay.finished.clone());
+        }
         loop {
             // Their last enqueues happen-before the Acquire load that sees them finished.
-            let all_finished = finished.load(Ordering::Acquire) == clients;
+            let all_finished = self
+                .relays
+                .iter()
+                .all(|r| r.finished.load(Ordering::Acquire) == r.clients);
             if self.send(queue.as_deref_mut(), tx, cache, stats) == 0 {
                 if all_finished {
                     break;
@@ -197,7 +239,7 @@ impl<Q: QueuePair> TransmitPlan<Q> {
         queues: u16,
         size: usize,
         limit: usize,
-        doorbells: Option<Arc<[CachePadded<Doorbell>]>>,
+        doorbells: Option<Doorbells>,
     ) -> Result<Self, EngineError> {
         let mut plan = TransmitPlan {
             threads: Vec::with_capacity(usize::from(threads)),
@@ -221,35 +263,28 @@ impl<Q: QueuePair> TransmitPlan<Q> {
             let relay = me % queues;
             let ring = match &mut rings[usize::from(relay)] {
                 Some(ring) => ring,
-                empty => empty.insert(RelayRing::new(size)?),
+                empty => empty.insert(RelayRing::new(size, relay)?),
             };
-            ring.clients += 1;
-            let handoff = Handoff {
-                producer: ring.producer.clone(),
-                doorbell: doorbells.clone().map(|d| (d, usize::from(relay))),
-                _finished: Finished(ring.finished.clone()),
-            };
+            let handoff = ring.handoff(doorbells.clone());
             plan.threads.push(Some((
                 None,
                 Transmit {
                     handoff: Some(handoff),
-                    relay: None,
+                    relays: Vec::new(),
                 },
             )));
             plan.paths.push(TxPath::Via(relay));
         }
         for (me, ring) in rings.into_iter().enumerate() {
-            let relay = ring.map(|ring| Relay {
-                consumer: ring.consumer,
-                limit,
-                clients: ring.clients,
-                finished: ring.finished,
-            });
+            let relays = ring
+                .map(|ring| ring.into_relay(limit))
+                .into_iter()
+                .collect();
             plan.threads[me] = Some((
                 None,
                 Transmit {
                     handoff: None,
-                    relay,
+                    relays,
                 },
             ));
         }
@@ -272,10 +307,11 @@ struct RelayRing {
     consumer: Consumer<PktBuf>,
     finished: Arc<AtomicUsize>,
     clients: usize,
+    relayer: Arc<AtomicUsize>,
 }
 
 impl RelayRing {
-    fn new(size: usize) -> Result<Self, EngineError> {
+    fn new(size: usize, relayer: u16) -> Result<Self, EngineError> {
         let (producer, consumer) =
             flowsteer_mpsc::ring(size).map_err(setup("software transmit queue"))?;
         Ok(RelayRing {
@@ -283,6 +319,82 @@ impl RelayRing {
             consumer,
             finished: Arc::new(AtomicUsize::new(0)),
             clients: 0,
+            relayer: Arc::new(AtomicUsize::new(usize::from(relayer))),
         })
+    }
+
+    /// The side of one more queue-less thread; `doorbells` when threads sleep while idle.
+    fn handoff(&mut self, doorbells: Option<Doorbells>) -> Handoff {
+        self.clients += 1;
+        Handoff {
+            producer: self.producer.clone(),
+            doorbell: doorbells.map(|d| (d, self.relayer.clone())),
+            _finished: Finished(self.finished.clone()),
+        }
+    }
+
+    /// The relaying thread's side, taking up to `limit` frames per loop.
+    fn into_relay(self, limit: usize) -> Relay {
+        Relay {
+            consumer: self.consumer,
+            limit,
+            clients: self.clients,
+            finished: self.finished,
+            relayer: self.relayer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doorbell::Doorbell;
+    use crossbeam_utils::CachePadded;
+    use flowsteer_nic::pool::PacketPool;
+    use flowsteer_nic::wait::wait_readable;
+    use std::time::Duration;
+
+    fn rung(doorbell: &Doorbell) -> bool {
+        wait_readable(&[doorbell.fd()], Duration::ZERO).unwrap() == 1
+    }
+
+    /// Thread 0 relays for thread 2 and goes down; thread 1 takes its ring over: thread 2's
+    /// frames wait for thread 1, and the doorbell they ring is thread 1's.
+    #[test]
+    fn a_ring_taken_over_wakes_its_new_relayer() {
+        let pool = PacketPool::new(64, 2048).unwrap();
+        let mut cache = pool.cache(0);
+        let doorbells: Doorbells = (0..3)
+            .map(|_| CachePadded::new(Doorbell::new().unwrap()))
+            .collect();
+        let mut ring = RelayRing::new(16, 0).unwrap();
+        let handoff = ring.handoff(Some(doorbells.clone()));
+        let mut thread0 = Transmit {
+            handoff: None,
+            relays: vec![ring.into_relay(8)],
+        };
+        let mut thread1 = Transmit::default();
+        for bell in doorbells.iter() {
+            bell.going_to_sleep();
+        }
+
+        let mut tx: Vec<PktBuf> = (0..3).map(|_| cache.alloc().unwrap()).collect();
+        assert_eq!(handoff.hand(&mut tx), 3);
+        assert!(rung(&doorbells[0]) && !rung(&doorbells[1]));
+        doorbells[0].woke();
+        doorbells[0].going_to_sleep();
+
+        thread1.adopt_relays(thread0.take_relays(), 1);
+        assert!(!thread0.relay_pending() && thread1.relay_pending());
+        assert_eq!(thread1.relay_limit(), 8);
+        tx.extend((0..2).map(|_| cache.alloc().unwrap()));
+        assert_eq!(handoff.hand(&mut tx), 2);
+        assert!(rung(&doorbells[1]) && !rung(&doorbells[0]));
+
+        let relay = &mut thread1.relays[0];
+        assert_eq!(relay.consumer.dequeue_burst(&mut tx, relay.limit), 5);
+        cache.free_bulk(&mut tx);
+        drop(handoff);
+        assert_eq!(relay.finished.load(Ordering::Acquire), relay.clients);
     }
 }

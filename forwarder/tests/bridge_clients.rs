@@ -1686,3 +1686,59 @@ fn a_failed_threads_queue_is_polled_by_the_survivor_under_redistribute() {
         .get("owner_failed")
         .is_some_and(|&n| n > 0));
 }
+
+/// `redistribute` with a thread beyond the queues: thread 2 has no NIC queue and sends through
+/// thread 0's software transmit queue. Thread 0 panics and stays down; thread 1 takes over its
+/// NIC queue and its software transmit queue, and the port only thread 2 serves still answers.
+#[test]
+fn a_failed_relays_software_transmit_queue_is_emptied_by_the_survivor_under_redistribute() {
+    let mut cfg = queueless_config(3, 2);
+    cfg.engine.on_failure = OnFailure::Redistribute;
+    cfg.stack.app = vec![App::new(AppKind::TcpEcho, ECHO_PORTS[0]).on_threads([2])];
+    let mut rig = Rig::start_with(&cfg);
+    let plan = |first: u16| {
+        echo_plan(16, first)
+            .into_iter()
+            .map(|(host, _, port)| (host, ECHO_PORTS[0], port))
+            .collect::<Vec<_>>()
+    };
+    let before = concurrent_echo(&mut rig.hosts, &plan(20_000));
+    assert_eq!(describe_failures(&before), "");
+
+    // Taken in thread 0's first iteration with packets in hand: during the next connections,
+    // which survive the packets it held by retransmitting.
+    let health = rig.engine().shared().health.clone();
+    health.inject_panic(0);
+    let during = concurrent_echo(&mut rig.hosts, &plan(21_000));
+    assert_eq!(describe_failures(&during), "");
+    let down = wait_while_polling(&mut rig.hosts, Duration::from_secs(10), || {
+        health.thread(0).state() == ThreadState::Down
+    });
+    assert!(down, "thread 0: {:?}", health.thread(0).last_reclaim());
+    let reclaim = health.thread(0).last_reclaim().expect("a reclaim record");
+    assert_eq!(reclaim.adopted_by, Some(1), "{reclaim:?}");
+
+    let relayed_before = rig.engine().shared().stats.thread(1).tx_relayed.get();
+    let after = concurrent_echo(&mut rig.hosts, &plan(22_000));
+    assert_eq!(describe_failures(&after), "");
+    assert!(
+        rig.engine().shared().stats.thread(1).tx_relayed.get() > relayed_before,
+        "thread 1 sends thread 2's frames now"
+    );
+
+    let finished = rig.finish();
+    finished.assert_conserved_and_pool_full();
+    let report = &finished.report;
+    let table = report.render_table();
+    let handed: u64 = report.per_thread.iter().map(|t| t.tx_handed).sum();
+    let relayed: u64 = report.per_thread.iter().map(|t| t.tx_relayed).sum();
+    assert_eq!(handed, relayed, "every handed frame was relayed\n{table}");
+    assert!(
+        !report.per_thread[0]
+            .dropped
+            .iter()
+            .any(|(reason, _)| reason == "tx_full"),
+        "nothing thread 2 sent was lost with its relay\n{table}"
+    );
+    assert!(table.contains("thread 0 failed (panic 1)"), "{table}");
+}
