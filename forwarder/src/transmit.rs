@@ -23,7 +23,9 @@
 //! ([`Transmit::take_relays`]) with its NIC queue to the thread that takes the queue over
 //! ([`Transmit::adopt_relays`]), which from then on empties them too, each up to the same limit
 //! per loop, onto its own queue. The queue-less threads go on handing frames to the same ring
-//! and ring the doorbell of whichever thread empties it now (`Relay::relayer`).
+//! and ring the doorbell of whichever thread empties it now (`Relay::relayer`); a hand-over in
+//! the instant of the takeover may ring the old one, and then waits for the new relayer's next
+//! wake-up under `engine.idle = "wait"` (10 ms at most).
 //!
 //! Cost: for the queue-less thread one burst enqueue per loop that has frames (plus a fence and
 //! a load when the relaying thread may sleep); for the relaying thread one burst dequeue per loop.
