@@ -159,6 +159,10 @@ const INJECT_PANIC: u8 = 2;
 const INJECT_STALL: u8 = 4;
 /// Control word bits: take over a failed thread's NIC queue (`redistribute`).
 const ADOPT: u8 = 8;
+/// Control word bits: the thread panicked and has not reached its boundary yet (set by the
+/// panic hook, `unwinding.rs`); cleared when its reclaim begins, or when its loop finds it
+/// again (a panic caught below the boundary).
+const UNWINDING: u8 = 16;
 
 /// What the thread's loop is asked to do, read once per iteration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,9 +184,6 @@ pub enum Order {
 pub struct ThreadHealth {
     state: AtomicU8,
     control: AtomicU8,
-    /// Set by the panic hook when the thread panics, cleared when its reclaim begins
-    /// (`unwinding.rs`).
-    unwinding: AtomicBool,
     failures: [AtomicU64; 2],
     restarts: AtomicU64,
     /// Buffers freed by every reclaim of the thread.
@@ -331,6 +332,10 @@ impl ThreadHealth {
         if word & FENCED != 0 {
             return Order::Fenced;
         }
+        if word & UNWINDING != 0 {
+            // Back in its loop: whatever panicked was caught on the way, and the thread runs.
+            self.set_unwinding(false);
+        }
         // One order per iteration, each bit cleared as its order is taken.
         for bit in [INJECT_PANIC, INJECT_STALL, ADOPT] {
             if bit != ADOPT && !busy {
@@ -361,11 +366,15 @@ impl ThreadHealth {
 
     /// Whether the thread panicked and has not reached its boundary yet: not a stall.
     pub(crate) fn unwinding(&self) -> bool {
-        self.unwinding.load(Ordering::Acquire)
+        self.control.load(Ordering::Acquire) & UNWINDING != 0
     }
 
     pub(crate) fn set_unwinding(&self, unwinding: bool) {
-        self.unwinding.store(unwinding, Ordering::Release);
+        if unwinding {
+            self.control.fetch_or(UNWINDING, Ordering::Release);
+        } else {
+            self.control.fetch_and(!UNWINDING, Ordering::Release);
+        }
     }
 
     /// Clears the fence: the thread serves again (a restart).
@@ -490,5 +499,30 @@ mod tests {
         assert_eq!(health.order(0, true), Order::Panic);
         assert_eq!(health.order(0, true), Order::Adopt, "not lost to the panic");
         assert_eq!(health.order(0, true), Order::Serve);
+    }
+
+    #[test]
+    fn unwinding_ends_at_the_reclaim_or_when_the_loop_runs_again() {
+        let health = Health::new(1);
+        let t = health.thread(0);
+        t.set_unwinding(true);
+        assert!(t.unwinding());
+        t.set_unwinding(false);
+        assert!(!t.unwinding());
+
+        // A panic caught below the thread's boundary: the loop goes on, and is a loop the
+        // watchdog watches again.
+        t.set_unwinding(true);
+        health.inject_panic(0);
+        assert_eq!(
+            health.order(0, true),
+            Order::Panic,
+            "other orders still taken"
+        );
+        assert!(!t.unwinding());
+        t.set_unwinding(true);
+        assert_eq!(health.order(0, false), Order::Serve);
+        assert!(!t.unwinding());
+        assert_eq!(t.control.load(Ordering::Relaxed), 0);
     }
 }

@@ -8,7 +8,8 @@
 //! puts a hook of its own in front of the process's (once, chained: the previous hook still
 //! runs, and prints as before) that marks the panicking stack thread's health as unwinding.
 //! The watchdog leaves an unwinding thread alone; the thread reaches its boundary, where the
-//! panic is reclaimed as a panic.
+//! panic is reclaimed as a panic. (Were a panic caught below the boundary, the thread's loop
+//! clears the mark at its next iteration, and the watchdog watches it again.)
 //!
 //! A hook set after the engine's replaces it; a slow panic may then be declared a stall first,
 //! and its message is added to the stall's reason when it arrives (`reclaim.rs`).
