@@ -26,7 +26,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use flowsteer_config::{App, AppKind, Balance, Config, Driver, Idle, Profile};
-use flowsteer_nic::vbridge::{BridgeThread, BridgeThreadConfig, PeerPort, VBridge, VBridgeConfig};
+use flowsteer_nic::vbridge::PeerPort;
 use flowsteer_stack::{AppStats, StackStats};
 use flowsteer_testrig::frames::{self, TcpSegment, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 use flowsteer_testrig::raw_peer::{RawConn, RawPeer};
@@ -39,6 +39,8 @@ use smoltcp::time::Instant as SmolInstant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 mod common;
+
+use common::bridged::Bridged;
 
 const ENGINE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const ECHO_PORT: u16 = 7000;
@@ -73,8 +75,7 @@ fn engine_config(max_connections: usize) -> Config {
 
 /// The engine, the bridge pumping on its own thread, and `peers` bridge ports for the test.
 struct Rig {
-    engine: Option<Engine>,
-    bridge: Option<BridgeThread>,
+    bridged: Bridged,
 }
 
 impl Rig {
@@ -83,27 +84,12 @@ impl Rig {
     }
 
     fn start_with(max_connections: usize, peers: usize) -> (Rig, Vec<PeerPort>) {
-        let config = engine_config(max_connections);
-        let engine = Engine::start(&config, false).expect("the engine starts");
-        let uveth = engine.uveth().expect("the engine runs on a uveth");
-        let mut bridge = VBridge::new(VBridgeConfig::default()).expect("default bridge");
-        bridge.attach_uveth(uveth).expect("the uveth attaches");
-        let ports = (0..peers)
-            .map(|_| bridge.attach_peer().expect("a peer port").1)
-            .collect();
-        let cache = engine.shared().pool.cache(64);
-        let bridge = bridge
-            .spawn(cache, BridgeThreadConfig::default())
-            .expect("the bridge thread starts");
-        let rig = Rig {
-            engine: Some(engine),
-            bridge: Some(bridge),
-        };
-        (rig, ports)
+        let (bridged, ports) = Bridged::start(&engine_config(max_connections), peers);
+        (Rig { bridged }, ports)
     }
 
     fn engine(&self) -> &Engine {
-        self.engine.as_ref().expect("running")
+        self.bridged.engine()
     }
 
     fn exact_rules(&self) -> usize {
@@ -134,38 +120,8 @@ impl Rig {
 
     /// Stops the bridge, then the engine; checks conservation, the pool and that no rule is
     /// left, and returns the report.
-    fn finish(mut self) -> RunReport {
-        assert!(!self.engine().thread_ended(), "a stack thread died early");
-        let bridge = self.bridge.take().expect("running").stop();
-        drop(bridge.expect("the bridge thread ends cleanly"));
-        let report = self
-            .engine
-            .take()
-            .expect("running")
-            .stop()
-            .expect("the engine stops cleanly");
-        let table = report.render_table();
-        assert!(
-            report.conservation.ok,
-            "conservation failed: {:?}\n{table}",
-            report.conservation.failures
-        );
-        assert_eq!(
-            report.pool.available, report.pool.capacity,
-            "every buffer is back in the pool\n{table}"
-        );
-        assert_eq!(report.flowtable.exact_rules, 0, "{table}");
-        report
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        // A failed assertion mid-test: stop the threads rather than leave them polling.
-        drop(self.bridge.take());
-        if let Some(engine) = self.engine.take() {
-            let _ = engine.stop();
-        }
+    fn finish(self) -> RunReport {
+        self.bridged.stop()
     }
 }
 

@@ -1,10 +1,12 @@
 //! What the tests that put the Linux kernel's clients in front of the engine share: a network
 //! namespace with the client end of a veth pair (IPv4 and IPv6 addresses), the engine's checks
 //! after a run, and byte-exact clients; the kernel's servers ([`servers`]) and the suite every
-//! port that serves the kernel's clients passes ([`suite`]).
+//! port that serves the kernel's clients passes ([`suite`]); and the engine behind a virtual
+//! bridge for the tests whose clients are user-space hosts ([`bridged`]).
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod bridged;
 pub mod generated;
 pub mod servers;
 pub mod suite;
@@ -247,6 +249,10 @@ pub fn stop_and_check(engine: Engine) -> RunReport {
         report.render_table()
     );
     assert_eq!(report.flowtable.exact_rules, 0, "thread exit deletes rules");
+    assert_eq!(
+        report.flowtable.listen_rules, 0,
+        "thread exit deletes rules"
+    );
     report
 }
 
