@@ -7,9 +7,19 @@ use std::time::Duration;
 use flowsteer_config::{AppKind as ConfigAppKind, Balance, Config, MAX_ETHERNET_FRAME};
 use flowsteer_nic::port::PortControl;
 use flowsteer_stack::{AppKind, AppSpec, Outbound, PortChoice, StackConfig};
-use flowtable::Proto;
 
 use crate::steer::ServedPorts;
+
+/// The stack's name for an app kind of the configuration.
+fn stack_kind(kind: ConfigAppKind) -> AppKind {
+    match kind {
+        ConfigAppKind::TcpEcho => AppKind::TcpEcho,
+        ConfigAppKind::UdpEcho => AppKind::UdpEcho,
+        ConfigAppKind::Http => AppKind::Http,
+        ConfigAppKind::Discard => AppKind::Discard,
+        ConfigAppKind::TcpProxy => AppKind::TcpProxy,
+    }
+}
 
 /// The stack of thread `thread`: the port's addresses, the `[stack]` sizes, the apps that run
 /// on that thread, and how its outbound connections are steered back (see [`outbound`]).
@@ -20,13 +30,7 @@ pub fn stack_config(config: &Config, thread: u16, port: &dyn PortControl) -> Sta
         .iter()
         .filter(|app| app.runs_on(thread))
         .map(|app| AppSpec {
-            kind: match app.kind {
-                ConfigAppKind::TcpEcho => AppKind::TcpEcho,
-                ConfigAppKind::UdpEcho => AppKind::UdpEcho,
-                ConfigAppKind::Http => AppKind::Http,
-                ConfigAppKind::Discard => AppKind::Discard,
-                ConfigAppKind::TcpProxy => AppKind::TcpProxy,
-            },
+            kind: stack_kind(app.kind),
             port: app.port,
             upstream: app.upstream,
         })
@@ -90,13 +94,6 @@ pub fn served_ports(config: &Config, thread: u16) -> Box<ServedPorts> {
         .app
         .iter()
         .filter(|app| app.runs_on(thread))
-        .map(|app| {
-            let proto = if app.kind.is_tcp() {
-                Proto::Tcp
-            } else {
-                Proto::Udp
-            };
-            (proto, app.port)
-        });
+        .map(|app| (stack_kind(app.kind).proto(), app.port));
     ServedPorts::new(served)
 }

@@ -146,14 +146,7 @@ impl Harness {
         let mut threads = Vec::new();
         let served: Vec<(Proto, u16)> = apps()
             .iter()
-            .map(|app| {
-                let proto = if app.kind.is_tcp() {
-                    Proto::Tcp
-                } else {
-                    Proto::Udp
-                };
-                (proto, app.port)
-            })
+            .map(|app| (app.kind.proto(), app.port))
             .collect();
         for me in 0..THREADS {
             let (producer, consumer) = ring(SWQ_SIZE).expect("a ring");

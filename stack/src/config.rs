@@ -3,6 +3,8 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use flowtable::Proto;
+
 use crate::outbound::Outbound;
 
 /// An app a stack thread serves.
@@ -36,6 +38,15 @@ impl AppKind {
     /// True for the apps served over TCP.
     pub fn is_tcp(self) -> bool {
         !matches!(self, AppKind::UdpEcho)
+    }
+
+    /// The transport its listen rule names.
+    pub fn proto(self) -> Proto {
+        if self.is_tcp() {
+            Proto::Tcp
+        } else {
+            Proto::Udp
+        }
     }
 }
 

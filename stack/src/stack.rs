@@ -172,13 +172,8 @@ impl Stack {
             if app.kind == AppKind::TcpProxy && app.upstream.is_none() {
                 return Err(StackError::Upstream { port: app.port });
             }
-            let proto = if app.kind.is_tcp() {
-                Proto::Tcp
-            } else {
-                Proto::Udp
-            };
             rules
-                .listen(proto, app.port)
+                .listen(app.kind.proto(), app.port)
                 .map_err(|full| StackError::ListenRule {
                     app: app.kind,
                     port: app.port,
