@@ -442,16 +442,11 @@ impl fmt::Debug for CapturePort {
 
 #[cfg(test)]
 mod tests {
+    use super::read::tests::frame;
     use super::*;
     use crate::pool::PacketPool;
     use crate::rss::MICROSOFT_KEY;
     use flowsteer_testrig::pcap::{encode, Record};
-
-    fn frame(n: u8, len: usize) -> Vec<u8> {
-        let mut frame = vec![n; len];
-        frame[12..14].copy_from_slice(&[0x08, 0x00]);
-        frame
-    }
 
     #[test]
     fn every_record_is_replayed_once_or_counted_and_the_end_is_seen() {

@@ -380,7 +380,7 @@ fn rescale(read: Duration, per_second: u32) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::rss::MICROSOFT_KEY;
     use flowsteer_testrig::pcap::{encode, Record};
@@ -391,7 +391,8 @@ mod tests {
     use pcap_file::pcapng::{PcapNgWriter, RawBlock};
     use std::borrow::Cow;
 
-    fn frame(n: u8, len: usize) -> Vec<u8> {
+    /// An Ethernet frame of `len` bytes typed IPv4, all its other bytes `n`.
+    pub(in crate::capture) fn frame(n: u8, len: usize) -> Vec<u8> {
         let mut frame = vec![n; len];
         frame[12..14].copy_from_slice(&[0x08, 0x00]);
         frame
