@@ -6,10 +6,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use flowsteer_nic::wire::{
-    build_frame, classify, classify_parsed, dissect, layout_of, make_learning_copy,
-    neighbor_message, tcp_segment, Classified, FiveTuple, FrameSpec, ParseError, IP_PROTO_ICMPV6,
-    IP_PROTO_TCP, IP_PROTO_UDP, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
+    build_frame, classify, layout_of, make_learning_copy, neighbor_message, Classified, FiveTuple,
+    FrameSpec, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP, NEIGHBOR_ADVERT, NEIGHBOR_SOLICIT,
 };
+use flowsteer_testrig::wire_check;
 use proptest::prelude::*;
 
 fn arb_tuple() -> impl Strategy<Value = FiveTuple> {
@@ -93,57 +93,9 @@ fn arb_frame_input(max_payload: usize) -> impl Strategy<Value = FrameInput> {
         })
 }
 
-/// The invariants any classification must keep, valid input or not.
+/// The properties any classification keeps, valid input or not (`wire_check` states them).
 fn check_classification(frame: &[u8]) -> Result<(), TestCaseError> {
-    let classified = classify(frame);
-    let dissected = dissect(frame);
-    prop_assert_eq!(classified, dissected.map(|d| d.classified));
-    match classify_parsed(frame) {
-        Ok((verdict, parsed)) => {
-            prop_assert_eq!(Ok(verdict), classified);
-            // Every frame under 64 KiB with its headers in the first 255 bytes is summarized.
-            prop_assert!(parsed.is_some());
-            prop_assert_eq!(parsed.classified(frame), Some(verdict));
-            prop_assert_eq!(parsed.tcp_segment(frame), tcp_segment(frame));
-            prop_assert_eq!(parsed.is_flow(), matches!(verdict, Classified::Flow { .. }));
-        }
-        Err(error) => prop_assert_eq!(Err(error), classified),
-    }
-    match classified {
-        Ok(Classified::Flow {
-            tuple,
-            payload_offset,
-            tcp_flags,
-        }) => {
-            prop_assert!(payload_offset <= frame.len());
-            prop_assert!(tuple.proto == IP_PROTO_TCP || tuple.proto == IP_PROTO_UDP);
-            if tuple.proto == IP_PROTO_UDP {
-                prop_assert_eq!(tcp_flags, 0);
-            }
-            let dissection = dissected.expect("same verdict");
-            let l4 = dissection.l4_offset.expect("a flow has an L4 header");
-            prop_assert!(dissection.l3_offset < l4 && l4 < payload_offset);
-            prop_assert!(payload_offset <= dissection.ip_end.expect("a flow is IP"));
-        }
-        Ok(Classified::Arp { op }) => prop_assert_ne!(op, 0),
-        Ok(Classified::Unkeyed(_)) => {
-            if let Some(message) = neighbor_message(frame) {
-                prop_assert!(message == NEIGHBOR_SOLICIT || message == NEIGHBOR_ADVERT);
-                prop_assert_eq!(
-                    dissected.expect("same verdict").ip_proto,
-                    Some(IP_PROTO_ICMPV6)
-                );
-            }
-            // The learning copy never panics and keeps the frame's length.
-            let mut copy = frame.to_vec();
-            make_learning_copy(&mut copy);
-            prop_assert_eq!(copy.len(), frame.len());
-        }
-        Err(error) => {
-            prop_assert_eq!(ParseError::REASONS[error.reason_index()], error.reason());
-        }
-    }
-    Ok(())
+    wire_check::check_classification(frame).map_err(TestCaseError::fail)
 }
 
 proptest! {

@@ -28,6 +28,8 @@ pub mod pcap;
 pub mod raw_peer;
 #[cfg(feature = "vbridge")]
 pub mod vbridge;
+#[cfg(feature = "wire")]
+pub mod wire_check;
 
 pub use need::{
     is_root, skip, skip_without, skip_without_root, skip_without_root_and, under_ci, Tool, AB,
